@@ -1,0 +1,108 @@
+//! What a key is made of ([`CacheMap`]), what the cache remembers about it
+//! ([`CacheRecord`]), and where it is kept ([`CacheStore`]).
+
+use crate::ir::Op;
+use crate::key::CacheKey;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How a vertex's key depends on one of its inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DepKind {
+    /// The input's own cache key.
+    Key,
+    /// A digest of the content the vertex selects from the resolved input (e.g. the
+    /// context files a COPY reads); the input's key does not count.
+    Content,
+    /// The input's key and the content digest both count.
+    KeyAndContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepSpec {
+    pub kind: DepKind,
+    /// Which part of the input the vertex reads (a path), if not all of it.
+    pub selector: Option<String>,
+}
+
+/// What a worker says a vertex's key is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheMap {
+    /// Digest of the op itself (normally `CacheKey::of("op", &vertex.op)`, but a
+    /// source may substitute what it resolved to, e.g. an image's manifest digest).
+    pub digest: CacheKey,
+    /// Human-readable facts behind `digest` when the op alone does not show them
+    /// (e.g. `("image", "sha256:...")`), used to explain a miss.
+    pub facts: Vec<(String, String)>,
+    /// One per input of the vertex, in order.
+    pub deps: Vec<DepSpec>,
+}
+
+/// A digest of selected content, with the per-path digests that made it so a miss
+/// can name the file that changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentDigest {
+    pub digest: CacheKey,
+    /// `(path, digest)` pairs, sorted by path.
+    pub entries: Vec<(String, String)>,
+}
+
+/// What a dependency contributed to a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepRecord {
+    pub key: Option<CacheKey>,
+    pub content: Option<ContentDigest>,
+}
+
+/// One cache entry: the key, the inputs that made it, and the worker's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    pub key: CacheKey,
+    pub step_id: Option<String>,
+    pub name: String,
+    pub op: Op,
+    pub facts: Vec<(String, String)>,
+    pub deps: Vec<DepRecord>,
+    /// The worker's encoding of the result (see [`crate::Worker::encode_result`]).
+    pub result: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cache store: {0}")]
+pub struct CacheStoreError(pub String);
+
+/// Persistent map from keys to records. Implementations must be safe for
+/// concurrent use and must never expose a half-written record.
+pub trait CacheStore: Send + Sync {
+    fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError>;
+    fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError>;
+    /// The most recent record written for a step, to explain why it missed.
+    fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError>;
+}
+
+/// An in-memory cache store, for tests and `--no-cache` style throwaway builds.
+#[derive(Default)]
+pub struct MemoryCacheStore {
+    records: Mutex<HashMap<CacheKey, CacheRecord>>,
+    steps: Mutex<HashMap<String, CacheKey>>,
+}
+
+impl CacheStore for MemoryCacheStore {
+    fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError> {
+        Ok(self.records.lock().unwrap().get(key).cloned())
+    }
+
+    fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError> {
+        if let Some(step) = &record.step_id {
+            self.steps.lock().unwrap().insert(step.clone(), record.key);
+        }
+        self.records.lock().unwrap().insert(record.key, record.clone());
+        Ok(())
+    }
+
+    fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError> {
+        let key = self.steps.lock().unwrap().get(step_id).copied();
+        Ok(key.and_then(|k| self.records.lock().unwrap().get(&k).cloned()))
+    }
+}

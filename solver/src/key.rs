@@ -1,0 +1,369 @@
+//! Cache keys: blake3 over an explicit, versioned encoding.
+//!
+//! Every value that takes part in a key says how it is encoded through
+//! [`StableEncode`]; nothing goes through `Debug` or `std::hash`, so keys stay the
+//! same across compiler versions, platforms and processes.
+
+use crate::ir::*;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Bumped when the encoding below changes, so old keys never match new ones.
+const KEY_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CacheKey(#[serde(with = "hex_bytes")] pub [u8; 32]);
+
+impl CacheKey {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let bytes = hex::decode(s).ok()?;
+        Some(CacheKey(bytes.try_into().ok()?))
+    }
+
+    /// Key of an arbitrary stable-encoded value under a domain tag.
+    pub fn of(domain: &str, value: &impl StableEncode) -> Self {
+        let mut h = KeyHasher::new(domain);
+        value.encode(&mut h);
+        h.finish()
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", &self.to_hex()[..12])
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(&s).map_err(serde::de::Error::custom)?;
+        v.try_into().map_err(|_| serde::de::Error::custom("cache key must be 32 bytes"))
+    }
+}
+
+/// A blake3 hasher with typed, length-prefixed writes.
+pub struct KeyHasher(blake3::Hasher);
+
+impl KeyHasher {
+    pub fn new(domain: &str) -> Self {
+        let mut h = KeyHasher(blake3::Hasher::new());
+        h.u32(KEY_VERSION);
+        h.str(domain);
+        h
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.0.update(&[v]);
+    }
+
+    pub fn u32(&mut self, v: u32) {
+        self.0.update(&v.to_le_bytes());
+    }
+
+    pub fn u64(&mut self, v: u64) {
+        self.0.update(&v.to_le_bytes());
+    }
+
+    pub fn bool(&mut self, v: bool) {
+        self.u8(v as u8);
+    }
+
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u64(v.len() as u64);
+        self.0.update(v);
+    }
+
+    pub fn str(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+
+    pub fn key(&mut self, k: &CacheKey) {
+        self.0.update(&k.0);
+    }
+
+    pub fn finish(&self) -> CacheKey {
+        CacheKey(*self.0.finalize().as_bytes())
+    }
+}
+
+/// A value with an explicit cache-key encoding.
+pub trait StableEncode {
+    fn encode(&self, h: &mut KeyHasher);
+}
+
+impl StableEncode for str {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.str(self)
+    }
+}
+
+impl StableEncode for String {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.str(self)
+    }
+}
+
+impl StableEncode for bool {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.bool(*self)
+    }
+}
+
+impl StableEncode for u32 {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.u32(*self)
+    }
+}
+
+impl StableEncode for u64 {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.u64(*self)
+    }
+}
+
+impl StableEncode for usize {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.u64(*self as u64)
+    }
+}
+
+impl<T: StableEncode> StableEncode for Option<T> {
+    fn encode(&self, h: &mut KeyHasher) {
+        match self {
+            None => h.u8(0),
+            Some(v) => {
+                h.u8(1);
+                v.encode(h)
+            }
+        }
+    }
+}
+
+impl<T: StableEncode> StableEncode for [T] {
+    fn encode(&self, h: &mut KeyHasher) {
+        h.u64(self.len() as u64);
+        for v in self {
+            v.encode(h)
+        }
+    }
+}
+
+impl<T: StableEncode> StableEncode for Vec<T> {
+    fn encode(&self, h: &mut KeyHasher) {
+        self.as_slice().encode(h)
+    }
+}
+
+impl StableEncode for Op {
+    fn encode(&self, h: &mut KeyHasher) {
+        match self {
+            Op::Source(s) => {
+                h.u8(1);
+                s.encode(h)
+            }
+            Op::Exec(e) => {
+                h.u8(2);
+                e.encode(h)
+            }
+            Op::File(f) => {
+                h.u8(3);
+                f.actions.encode(h)
+            }
+        }
+    }
+}
+
+impl StableEncode for SourceOp {
+    fn encode(&self, h: &mut KeyHasher) {
+        match self {
+            SourceOp::Scratch => h.u8(0),
+            SourceOp::Image { reference, platform } => {
+                h.u8(1);
+                reference.encode(h);
+                platform.encode(h);
+            }
+            SourceOp::Local { name, exclude } => {
+                h.u8(2);
+                name.encode(h);
+                exclude.encode(h);
+            }
+            SourceOp::Http { url, checksum, filename } => {
+                h.u8(3);
+                url.encode(h);
+                checksum.encode(h);
+                filename.encode(h);
+            }
+        }
+    }
+}
+
+impl StableEncode for ExecOp {
+    fn encode(&self, h: &mut KeyHasher) {
+        self.args.encode(h);
+        self.env.encode(h);
+        self.cwd.encode(h);
+        self.user.encode(h);
+        h.u8(match self.network {
+            NetworkMode::Default => 0,
+            NetworkMode::Host => 1,
+            NetworkMode::None => 2,
+        });
+        h.u8(match self.security {
+            SecurityMode::Sandbox => 0,
+            SecurityMode::Insecure => 1,
+        });
+        self.mounts.encode(h);
+    }
+}
+
+impl StableEncode for Mount {
+    fn encode(&self, h: &mut KeyHasher) {
+        self.target.encode(h);
+        match &self.kind {
+            MountKind::Bind { input, source, readonly } => {
+                h.u8(1);
+                input.encode(h);
+                source.encode(h);
+                readonly.encode(h);
+            }
+            MountKind::Cache { id, sharing, from, source, mode, uid, gid, readonly } => {
+                h.u8(2);
+                id.encode(h);
+                h.u8(match sharing {
+                    CacheSharing::Shared => 0,
+                    CacheSharing::Private => 1,
+                    CacheSharing::Locked => 2,
+                });
+                from.encode(h);
+                source.encode(h);
+                mode.encode(h);
+                uid.encode(h);
+                gid.encode(h);
+                readonly.encode(h);
+            }
+            MountKind::Tmpfs { size } => {
+                h.u8(3);
+                size.encode(h);
+            }
+            // The secret's id and placement count; its value never does.
+            MountKind::Secret { id, env, required, mode, uid, gid } => {
+                h.u8(4);
+                id.encode(h);
+                env.encode(h);
+                required.encode(h);
+                mode.encode(h);
+                uid.encode(h);
+                gid.encode(h);
+            }
+            MountKind::Ssh { id, required } => {
+                h.u8(5);
+                id.encode(h);
+                required.encode(h);
+            }
+        }
+    }
+}
+
+impl StableEncode for Owner {
+    fn encode(&self, h: &mut KeyHasher) {
+        self.user.encode(h);
+        self.group.encode(h);
+    }
+}
+
+impl StableEncode for FileAction {
+    fn encode(&self, h: &mut KeyHasher) {
+        match self {
+            FileAction::Copy(c) => {
+                h.u8(1);
+                c.encode(h)
+            }
+            FileAction::Mkdir { path, mode, make_parents, owner } => {
+                h.u8(2);
+                path.encode(h);
+                mode.encode(h);
+                make_parents.encode(h);
+                owner.encode(h);
+            }
+            FileAction::Mkfile { path, mode, data, owner } => {
+                h.u8(3);
+                path.encode(h);
+                mode.encode(h);
+                h.bytes(data);
+                owner.encode(h);
+            }
+            FileAction::Rm { path, allow_not_found, allow_wildcard } => {
+                h.u8(4);
+                path.encode(h);
+                allow_not_found.encode(h);
+                allow_wildcard.encode(h);
+            }
+        }
+    }
+}
+
+impl StableEncode for CopyAction {
+    fn encode(&self, h: &mut KeyHasher) {
+        self.input.encode(h);
+        self.sources.encode(h);
+        self.dest.encode(h);
+        self.owner.encode(h);
+        self.mode.encode(h);
+        self.follow_symlinks.encode(h);
+        self.dir_contents_only.encode(h);
+        self.allow_wildcard.encode(h);
+        self.allow_empty_wildcard.encode(h);
+        self.create_dest_path.encode(h);
+        self.unpack_archives.encode(h);
+        self.parents.encode(h);
+        self.include.encode(h);
+        self.exclude.encode(h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_stable_and_sensitive() {
+        let op = Op::Exec(ExecOp {
+            args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::Default,
+            security: SecurityMode::Sandbox,
+            mounts: vec![],
+        });
+        let a = CacheKey::of("op", &op);
+        assert_eq!(a, CacheKey::of("op", &op.clone()));
+        let mut other = op.clone();
+        if let Op::Exec(e) = &mut other {
+            e.env.push("X=1".into());
+        }
+        assert_ne!(a, CacheKey::of("op", &other));
+        // Length prefixes keep ["ab","c"] and ["a","bc"] apart.
+        assert_ne!(
+            CacheKey::of("t", &vec!["ab".to_string(), "c".to_string()]),
+            CacheKey::of("t", &vec!["a".to_string(), "bc".to_string()])
+        );
+    }
+}

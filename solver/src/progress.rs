@@ -1,0 +1,37 @@
+//! Progress events: what the solver reports while it works.
+
+use crate::graph::VertexId;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum Event {
+    /// A vertex will be worked on (its key is being computed or its op runs).
+    Started { vertex: VertexId, name: String },
+    /// The result came from the cache.
+    Cached { vertex: VertexId, name: String },
+    /// Output of the running op.
+    Log { vertex: VertexId, stream: Stream, data: Vec<u8> },
+    /// Why the vertex missed the cache (one line each).
+    Explain { vertex: VertexId, reasons: Vec<String> },
+    Done { vertex: VertexId, duration: Duration },
+    Error { vertex: VertexId, message: String },
+}
+
+/// Receives events; called from worker threads.
+pub trait ProgressSink: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+/// Discards every event.
+pub struct NullProgress;
+
+impl ProgressSink for NullProgress {
+    fn event(&self, _: Event) {}
+}

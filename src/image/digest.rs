@@ -1,0 +1,67 @@
+//! `sha256:<hex>` content digests.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A validated `sha256:<64 hex>` digest.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+impl Digest {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| format!("invalid digest {s:?}: only sha256 is supported"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(format!("invalid digest {s:?}"));
+        }
+        Ok(Digest(s.to_string()))
+    }
+
+    /// Digest of in-memory bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Digest::from_sha256(sha2::Sha256::digest(bytes).into())
+    }
+
+    pub fn from_sha256(bytes: [u8; 32]) -> Self {
+        Digest(format!("sha256:{}", hex::encode(bytes)))
+    }
+
+    pub fn hex(&self) -> &str {
+        &self.0[7..]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex characters, as `docker images` shows ids.
+    pub fn short(&self) -> &str {
+        &self.hex()[..12]
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Digest::parse(&s)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

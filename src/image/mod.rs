@@ -1,0 +1,11 @@
+//! Image formats: digests, the OCI image config, manifests and references.
+
+pub mod config;
+pub mod digest;
+pub mod manifest;
+pub mod reference;
+
+pub use config::{ImageConfig, RootFs};
+pub use digest::Digest;
+pub use manifest::{Compression, Image, LayerInfo};
+pub use reference::Reference;
