@@ -144,10 +144,7 @@ pub fn run(spec: &Spec, stdio: Stdio<'_>, cancel: Option<Arc<AtomicBool>>) -> Re
 /// Mounts each of `rootfs` at a temporary path in a private mount namespace on a
 /// helper thread, calls `f` with those paths (same order), then drops the namespace
 /// so nothing stays mounted. Writes land in each rootfs's upperdir.
-pub fn with_rootfs_mounted<R: Send>(
-    rootfs: &[Rootfs],
-    f: impl FnOnce(&[PathBuf]) -> R + Send,
-) -> Result<R, Error> {
+pub fn with_rootfs_mounted<R: Send>(rootfs: &[Rootfs], f: impl FnOnce(&[PathBuf]) -> R + Send) -> Result<R, Error> {
     let _ = (rootfs, f);
     Err(Error::Sys { what: "executor".into(), source: std::io::Error::other("not built yet") })
 }

@@ -79,7 +79,11 @@ pub enum CacheSharing {
 pub enum MountKind {
     /// `source` inside input `input` of the vertex; writes are discarded unless
     /// `readonly` is false, and even then never reach the result.
-    Bind { input: usize, source: String, readonly: bool },
+    Bind {
+        input: usize,
+        source: String,
+        readonly: bool,
+    },
     /// A persistent directory shared between builds, keyed by `id`.
     Cache {
         id: String,
@@ -92,11 +96,23 @@ pub enum MountKind {
         gid: Option<u32>,
         readonly: bool,
     },
-    Tmpfs { size: Option<u64> },
+    Tmpfs {
+        size: Option<u64>,
+    },
     /// A secret by id; its value never reaches a key, a layer or a log. When `env`
     /// is set the secret is exposed as that environment variable instead of a file.
-    Secret { id: String, env: Option<String>, required: bool, mode: u32, uid: u32, gid: u32 },
-    Ssh { id: String, required: bool },
+    Secret {
+        id: String,
+        env: Option<String>,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Ssh {
+        id: String,
+        required: bool,
+    },
 }
 
 /// File actions applied in order on top of input 0.

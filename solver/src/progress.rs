@@ -13,15 +13,34 @@ pub enum Stream {
 #[derive(Debug, Clone, Serialize)]
 pub enum Event {
     /// A vertex will be worked on (its key is being computed or its op runs).
-    Started { vertex: VertexId, name: String },
+    Started {
+        vertex: VertexId,
+        name: String,
+    },
     /// The result came from the cache.
-    Cached { vertex: VertexId, name: String },
+    Cached {
+        vertex: VertexId,
+        name: String,
+    },
     /// Output of the running op.
-    Log { vertex: VertexId, stream: Stream, data: Vec<u8> },
+    Log {
+        vertex: VertexId,
+        stream: Stream,
+        data: Vec<u8>,
+    },
     /// Why the vertex missed the cache (one line each).
-    Explain { vertex: VertexId, reasons: Vec<String> },
-    Done { vertex: VertexId, duration: Duration },
-    Error { vertex: VertexId, message: String },
+    Explain {
+        vertex: VertexId,
+        reasons: Vec<String>,
+    },
+    Done {
+        vertex: VertexId,
+        duration: Duration,
+    },
+    Error {
+        vertex: VertexId,
+        message: String,
+    },
 }
 
 /// Receives events; called from worker threads.

@@ -38,11 +38,16 @@ impl Reference {
             }
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => (first.to_string(), path.to_string()),
+            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
+                (first.to_string(), path.to_string())
+            }
             _ => ("docker.io".to_string(), name.to_string()),
         };
-        let repository =
-            if registry == "docker.io" && !repository.contains('/') { format!("library/{repository}") } else { repository };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
         let valid_component = |c: &str| {
             !c.is_empty()
                 && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
@@ -103,7 +108,10 @@ mod tests {
         assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
         assert_eq!(r.familiar(), "busybox:latest");
         let r = Reference::parse("localhost:5000/a/b:1.0").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("localhost:5000", "a/b", Some("1.0")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost:5000", "a/b", Some("1.0"))
+        );
         assert!(Reference::parse("Upper").is_err());
         assert!(Reference::parse("a:b:c").is_err());
     }
