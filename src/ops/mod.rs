@@ -1,4 +1,191 @@
-//! Ops: what each IR op means here. [`BuildWorker`] implements [`solver::Worker`].
+//! Ops: what each IR op means here. [`BuildWorker`] implements [`solver::Worker`]:
+//! sources resolve images and contexts, exec ops run in the executor's sandbox, file
+//! ops apply COPY/mkdir/... through overlayfs; every filesystem result is a stack of
+//! layers in the store.
 
 pub mod context;
 pub mod copy;
+mod exec;
+mod file;
+mod source;
+
+use crate::image::{Compression, LayerInfo};
+use crate::store::Store;
+use anyhow::Result;
+use context::Context;
+use solver::ir::{FileAction, NetworkMode, Op, SourceOp};
+use solver::{CacheKey, CacheMap, ContentDigest, DepKind, DepSpec, ExecContext, Graph, Vertex, VertexId, WorkerError};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The PATH a container gets when its image sets none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The result of a vertex.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// A local directory (the build context).
+    Context(Arc<Context>),
+    /// A filesystem: a stack of layers, bottom first.
+    Layers(Arc<Vec<LayerInfo>>),
+}
+
+impl Output {
+    pub fn layers(&self) -> Result<&[LayerInfo]> {
+        match self {
+            Output::Layers(l) => Ok(l),
+            Output::Context(_) => anyhow::bail!("expected a filesystem, got the build context"),
+        }
+    }
+}
+
+/// Everything ops need from the build.
+pub struct BuildWorker<'a> {
+    pub store: &'a Store,
+    /// Local directories by name (`context`, named build contexts).
+    pub local_dirs: HashMap<String, PathBuf>,
+    /// Network mode for `RUN` steps that do not say (`builder build --network`).
+    pub default_network: NetworkMode,
+    /// Secrets by id (`--secret`); values never reach keys, layers or logs.
+    pub secrets: HashMap<String, Vec<u8>>,
+    pub compression: Compression,
+    /// Contexts opened so far, by name, shared by all COPYs of the build.
+    contexts: Mutex<HashMap<String, Arc<Context>>>,
+    /// Images resolved so far in this build (a tag is resolved once per build).
+    images: Mutex<HashMap<String, crate::image::Image>>,
+}
+
+impl<'a> BuildWorker<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        BuildWorker {
+            store,
+            local_dirs: HashMap::new(),
+            default_network: NetworkMode::Host,
+            secrets: HashMap::new(),
+            compression: Compression::Gzip,
+            contexts: Mutex::default(),
+            images: Mutex::default(),
+        }
+    }
+
+    fn context(&self, name: &str, exclude: &[String]) -> Result<Arc<Context>> {
+        let mut contexts = self.contexts.lock().unwrap();
+        if let Some(c) = contexts.get(name) {
+            return Ok(c.clone());
+        }
+        let dir = self.local_dirs.get(name).ok_or_else(|| anyhow::anyhow!("no local context named {name:?}"))?;
+        let context = Arc::new(Context::new(dir, exclude)?);
+        contexts.insert(name.to_string(), context.clone());
+        Ok(context)
+    }
+}
+
+fn boxed(e: anyhow::Error) -> WorkerError {
+    // `{:#}` keeps the whole context chain on one line.
+    format!("{e:#}").into()
+}
+
+/// Whether vertex `input` is a local directory source (its content, not its key, counts).
+fn is_local_source(graph: &Graph, id: VertexId) -> bool {
+    matches!(graph.vertex(id).op, Op::Source(SourceOp::Local { .. }))
+}
+
+impl solver::Worker for BuildWorker<'_> {
+    type Output = Output;
+
+    fn cache_map(&self, graph: &Graph, id: VertexId) -> Result<CacheMap, WorkerError> {
+        let vertex = graph.vertex(id);
+        if let Op::Source(source) = &vertex.op {
+            return source::cache_map(self, source).map_err(boxed);
+        }
+        let deps = vertex
+            .inputs
+            .iter()
+            .map(|&input| {
+                let kind = if is_local_source(graph, input) { DepKind::Content } else { DepKind::Key };
+                DepSpec { kind, selector: None }
+            })
+            .collect();
+        Ok(CacheMap { digest: CacheKey::of("op", &vertex.op), facts: Vec::new(), deps })
+    }
+
+    fn content_digest(
+        &self,
+        graph: &Graph,
+        id: VertexId,
+        input: usize,
+        value: &Output,
+    ) -> Result<ContentDigest, WorkerError> {
+        let Output::Context(context) = value else {
+            return Err("content digest of a non-local input".into());
+        };
+        let vertex = graph.vertex(id);
+        match &vertex.op {
+            Op::File(file) => {
+                let mut entries = Vec::new();
+                let mut h = solver::KeyHasher::new("file-op-content");
+                for action in &file.actions {
+                    if let FileAction::Copy(copy) = action
+                        && copy.input == input
+                    {
+                        let digest = context.digest_selection(copy).map_err(boxed)?;
+                        h.key(&digest.digest);
+                        entries.extend(digest.entries);
+                    }
+                }
+                entries.sort();
+                entries.dedup();
+                Ok(ContentDigest { digest: h.finish(), entries })
+            }
+            // A bind mount of the context into RUN: all of it counts.
+            _ => {
+                let mut all = solver::ir::CopyAction::new(input, vec![".".into()], "/");
+                all.allow_empty_wildcard = true;
+                context.digest_selection(&all).map_err(boxed)
+            }
+        }
+    }
+
+    fn exec(&self, ctx: &ExecContext<'_>, graph: &Graph, id: VertexId, inputs: &[Output]) -> Result<Output, WorkerError> {
+        let vertex = graph.vertex(id);
+        let result = match &vertex.op {
+            Op::Source(source) => source::exec(self, source),
+            Op::Exec(op) => exec::exec(self, ctx, op, inputs),
+            Op::File(op) => file::exec(self, op, inputs),
+        };
+        result.map_err(boxed)
+    }
+
+    fn cacheable(&self, vertex: &Vertex) -> bool {
+        // Sources are resolved every build (cheaply); their identity goes into the keys
+        // of the vertices that use them.
+        !matches!(vertex.op, Op::Source(_))
+    }
+
+    fn encode_result(&self, output: &Output) -> Vec<u8> {
+        match output {
+            Output::Layers(layers) => serde_json::to_vec(layers.as_slice()).expect("layers serialize"),
+            Output::Context(_) => Vec::new(),
+        }
+    }
+
+    fn decode_result(&self, bytes: &[u8]) -> Option<Output> {
+        let layers: Vec<LayerInfo> = serde_json::from_slice(bytes).ok()?;
+        // A record whose blobs were pruned is a miss, not an error.
+        if layers.iter().all(|l| self.store.has_blob(&l.digest)) { Some(Output::Layers(Arc::new(layers))) } else { None }
+    }
+}
+
+/// Stacks a new layer (if any) on top of `parent` and commits its snapshot.
+fn stack_layer(store: &Store, parent: &[LayerInfo], upperdir: PathBuf, layer: Option<LayerInfo>) -> Result<Output> {
+    let Some(layer) = layer else {
+        return Ok(Output::Layers(Arc::new(parent.to_vec())));
+    };
+    let mut layers = parent.to_vec();
+    layers.push(layer);
+    let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let chain = crate::image::manifest::chain_ids(&diff_ids);
+    store.commit_snapshot(upperdir, chain.last().expect("one layer at least"))?;
+    Ok(Output::Layers(Arc::new(layers)))
+}

@@ -1,0 +1,229 @@
+//! `builder build`: Dockerfile → frontend → solver → image in the store.
+
+use crate::cli::BuildArgs;
+use crate::image::{ImageConfig, LayerInfo, Reference, RootFs};
+use crate::ops::{BuildWorker, Output};
+use crate::store::Store;
+use crate::usage_error;
+use anyhow::{Context as _, Result, anyhow, bail};
+use frontend::image::History;
+use frontend::{BaseImage, BuildOptions, ImageResolver, Platform};
+use solver::ir::NetworkMode;
+use solver::{Solver, SolveOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
+    if args.context.as_os_str() == "-" {
+        bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
+    }
+    let context_dir = args
+        .context
+        .canonicalize()
+        .map_err(|e| usage_error(anyhow!("build context {}: {e}", args.context.display())))?;
+    if !context_dir.is_dir() {
+        bail!(usage_error(anyhow!("build context {} is not a directory", context_dir.display())));
+    }
+    let dockerfile = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let text = std::fs::read_to_string(&dockerfile)
+        .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile.display())))?;
+
+    let options = BuildOptions {
+        dockerfile_name: dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("Dockerfile".into()),
+        target: args.target.clone(),
+        build_args: parse_pairs(&args.build_args, "--build-arg", true)?,
+        platform: host_platform(),
+        build_platform: host_platform(),
+        dockerignore: read_dockerignore(&dockerfile, &context_dir)?,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        labels: parse_pairs(&args.labels, "--label", false)?,
+    };
+    // `--print` works offline: an image not in the store is shown by its reference.
+    let resolver = StoreResolver { store, allow_missing: args.print.is_some() };
+    let definition = frontend::compile(&text, &options, &resolver).map_err(usage_error)?;
+    match args.print.as_deref() {
+        None => {}
+        Some("graph") => {
+            print!("{}", frontend::print_graph(&definition));
+            return Ok(0);
+        }
+        Some(other) => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
+    }
+    for warning in &definition.warnings {
+        eprintln!("WARNING: {warning}");
+    }
+
+    let mut worker = BuildWorker::new(store);
+    worker.local_dirs.insert("context".into(), context_dir.clone());
+    worker.default_network = match args.network.as_str() {
+        "host" | "default" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => bail!(usage_error(anyhow!("unknown network mode {other:?} (want host or none)"))),
+    };
+    let cache = crate::cache::DiskCacheStore::open(&store.root().join("cache"))?;
+    let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
+    let progress = crate::progress::new(mode, args.explain);
+
+    // The target, and every vertex that may add a layer (to mark empty history entries).
+    let mut targets = vec![definition.target];
+    targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+    let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
+    let outputs = match solver.solve(&definition.graph, &targets) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            progress.finish(false);
+            return Err(anyhow!(e));
+        }
+    };
+    progress.finish(true);
+
+    let layers = outputs[0].layers()?.to_vec();
+    let config = image_config(&definition, &layers, &outputs[1..])?;
+    let image = store.write_image(&config, &layers)?;
+    let mut names = Vec::new();
+    for tag in &args.tags {
+        let name = crate::commands::normalize(tag)?;
+        store.set_ref(&name, &image.manifest_digest)?;
+        names.push(name);
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": image.manifest_digest,
+            "containerimage.config.digest": image.config_digest,
+            "image.name": names.join(","),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&meta)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    for name in &names {
+        eprintln!("naming to {}", Reference::parse(name).map(|r| r.familiar()).unwrap_or(name.clone()));
+    }
+    println!("{}", image.manifest_digest);
+    Ok(0)
+}
+
+/// The image config of the result: the stage's config, its layers' diffIDs, and the
+/// base history followed by one entry per instruction.
+fn image_config(definition: &frontend::BuildDefinition, layers: &[LayerInfo], step_outputs: &[Output]) -> Result<ImageConfig> {
+    let created = created_time()?;
+    let mut history = definition.image.base_history.clone();
+    let base_layers = history.iter().filter(|h| h.empty_layer != Some(true)).count();
+    let mut seen = base_layers.min(layers.len());
+    let mut outputs = step_outputs.iter();
+    for step in &definition.image.history {
+        let mut empty = true;
+        if step.layer.is_some() {
+            let count = outputs.next().context("missing step output")?.layers()?.len();
+            if count > seen {
+                empty = false;
+                seen = count;
+            }
+        }
+        history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(step.created_by.clone()),
+            author: None,
+            comment: step.comment.clone(),
+            empty_layer: empty.then_some(true),
+        });
+    }
+    let platform = host_platform();
+    Ok(ImageConfig {
+        created: Some(created),
+        author: None,
+        architecture: platform.architecture,
+        os: platform.os,
+        variant: platform.variant,
+        config: definition.image.config.clone(),
+        rootfs: RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect() },
+        history,
+    })
+}
+
+/// RFC 3339 creation time; `SOURCE_DATE_EPOCH` pins it for reproducible builds.
+fn created_time() -> Result<String> {
+    let time = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => {
+            let secs: i64 = s.trim().parse().map_err(|_| usage_error(anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number")))?;
+            chrono::DateTime::from_timestamp(secs, 0).context("SOURCE_DATE_EPOCH out of range")?
+        }
+        Err(_) => chrono::Utc::now(),
+    };
+    Ok(time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+}
+
+/// `KEY=VALUE` pairs; with `from_env`, a bare `KEY` takes its value from our
+/// environment (and is skipped when unset), as `docker build --build-arg` does.
+fn parse_pairs(items: &[String], flag: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None if from_env && !item.is_empty() => {
+                if let Ok(v) = std::env::var(item) {
+                    out.insert(item.clone(), v);
+                }
+            }
+            _ => bail!(usage_error(anyhow!("invalid {flag} {item:?}: want KEY=VALUE"))),
+        }
+    }
+    Ok(out)
+}
+
+/// `<Dockerfile>.dockerignore` beside the Dockerfile wins over `.dockerignore` at the
+/// context root.
+fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Vec<String>> {
+    let mut specific = dockerfile.as_os_str().to_owned();
+    specific.push(".dockerignore");
+    for path in [PathBuf::from(specific), context.join(".dockerignore")] {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return Ok(dockerignore_lines(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The pattern lines of a `.dockerignore` (comments and blank lines dropped); the
+/// matcher gives them Docker's meaning.
+fn dockerignore_lines(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
+}
+
+pub fn host_platform() -> Platform {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    Platform::new("linux", arch)
+}
+
+/// Base image configs for the frontend, from the local store.
+struct StoreResolver<'a> {
+    store: &'a Store,
+    allow_missing: bool,
+}
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+        let parsed = Reference::parse(reference)?;
+        match self.store.load_image(&parsed.to_string()) {
+            Ok(image) => Ok(Some(BaseImage {
+                reference: parsed.to_string(),
+                config: image.config.config,
+                history: image.config.history,
+            })),
+            Err(_) if self.allow_missing => Ok(None),
+            Err(e) => Err(format!("{reference}: {e:#} (import or pull it first)")),
+        }
+    }
+}

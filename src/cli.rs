@@ -1,0 +1,148 @@
+//! Command-line interface: the `builder` commands and their flags (Docker-compatible
+//! where Docker has the flag).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "builder", version, about = "A daemonless container image builder")]
+pub struct Cli {
+    /// Store directory (default /var/lib/builder as root, else $XDG_DATA_HOME/builder)
+    #[arg(long, global = true, env = "BUILDER_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Print debug logs
+    #[arg(long, global = true)]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
+    /// Run a command in a new container from an image
+    Run(RunArgs),
+    /// List images
+    Images,
+    /// Show an image's manifest, config and layers as JSON
+    Inspect { image: String },
+    /// Show the history of an image
+    History { image: String },
+    /// Give an image another name
+    Tag { source: String, target: String },
+    /// Remove image names
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Import a root filesystem tarball as an image
+    Import { tarball: PathBuf, name: String },
+    /// Save images to a tarball (docker-archive and OCI layout in one)
+    Save {
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Manage named volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// List volumes
+    Ls,
+    /// Create a volume
+    Create { name: String },
+    /// Remove volumes
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Dockerfile (default: PATH/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Name and optionally tag (name:tag)
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Build-time variables (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the cache for these stages
+    #[arg(long = "no-cache-filter")]
+    pub no_cache_filter: Vec<String>,
+    /// Image labels (KEY=VALUE)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Default network mode for RUN: host or none
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Progress output: auto, tty, plain, rawjson
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Write the image ID (manifest digest) to this file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Write build result metadata (JSON) to this file
+    #[arg(long)]
+    pub metadata_file: Option<PathBuf>,
+    /// Most steps running at once (0: no limit)
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
+    /// Explain why each step that ran missed the cache
+    #[arg(long)]
+    pub explain: bool,
+    /// Print instead of building: `graph` dumps the compiled build graph
+    #[arg(long)]
+    pub print: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container when it exits (containers never outlive their process here)
+    #[arg(long)]
+    pub rm: bool,
+    /// Container name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Bind mount a volume: NAME:/path[:ro] or /host/path:/path[:ro]
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Username or UID[:GID]
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Overwrite the image's ENTRYPOINT
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Network mode: host or none
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    pub image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

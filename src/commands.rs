@@ -1,0 +1,159 @@
+//! Small store commands: images, inspect, history, tag, rmi, import, save, volume.
+
+use crate::cli::{Cli, Command, VolumeCommand};
+use crate::image::{Digest, Reference};
+use crate::store::Store;
+use anyhow::{Context as _, Result};
+use std::io::Write;
+
+/// Runs a command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> Result<u8> {
+    let root = cli.root.clone().unwrap_or_else(Store::default_root);
+    let store = || Store::open(&root).with_context(|| format!("opening store {}", root.display()));
+    match cli.command {
+        Command::Build(args) => crate::build::build(&store()?, args),
+        Command::Run(args) => crate::run::run(&store()?, args),
+        Command::Images => images(&store()?),
+        Command::Inspect { image } => inspect(&store()?, &image),
+        Command::History { image } => history(&store()?, &image),
+        Command::Tag { source, target } => {
+            let store = store()?;
+            let image = store.load_image(&source)?;
+            let name = normalize(&target)?;
+            store.set_ref(&name, &image.manifest_digest)?;
+            Ok(0)
+        }
+        Command::Rmi { images } => {
+            let store = store()?;
+            for name in images {
+                let full = normalize(&name)?;
+                store.remove_ref(&full)?;
+                println!("Untagged: {}", Reference::parse(&full).map(|r| r.familiar()).unwrap_or(full));
+            }
+            Ok(0)
+        }
+        Command::Import { tarball, name } => {
+            let store = store()?;
+            let name = normalize(&name)?;
+            let image = crate::archive::import_rootfs(&store, &tarball, &name)
+                .with_context(|| format!("importing {}", tarball.display()))?;
+            println!("{}", image.config_digest);
+            Ok(0)
+        }
+        Command::Save { output, images } => {
+            let store = store()?;
+            let mut list = Vec::new();
+            for name in images {
+                let image = store.load_image(&name)?;
+                list.push((name, image));
+            }
+            crate::archive::save(&store, &list, &output).with_context(|| format!("saving to {}", output.display()))?;
+            Ok(0)
+        }
+        Command::Volume(cmd) => volume(&store()?, cmd),
+    }
+}
+
+/// `app` → `docker.io/library/app:latest`, with a usage error for bad names.
+pub fn normalize(name: &str) -> Result<String> {
+    Reference::parse(name).map(|r| r.to_string()).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))
+}
+
+fn images(store: &Store) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<40} {:<16} {:<14} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "SIZE")?;
+    for (name, digest) in store.refs()? {
+        let image = store.load_image(digest.as_str())?;
+        let reference = Reference::parse(&name).map_err(anyhow::Error::msg)?;
+        let mut familiar = reference.clone();
+        familiar.tag = None;
+        let size: u64 = image.layers.iter().map(|l| l.size).sum();
+        writeln!(
+            out,
+            "{:<40} {:<16} {:<14} {:>10}",
+            familiar.familiar(),
+            reference.tag.as_deref().unwrap_or("<none>"),
+            image.config_digest.short(),
+            human_size(size)
+        )?;
+    }
+    Ok(0)
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n}B") } else { format!("{v:.3}{}", UNITS[unit]) }
+}
+
+fn inspect(store: &Store, name: &str) -> Result<u8> {
+    let image = store.load_image(name)?;
+    let names: Vec<String> = store
+        .refs()?
+        .into_iter()
+        .filter(|(_, d)| *d == image.manifest_digest)
+        .map(|(n, _)| Reference::parse(&n).map(|r| r.familiar()).unwrap_or(n))
+        .collect();
+    let value = serde_json::json!({
+        "Id": image.config_digest,
+        "Digest": image.manifest_digest,
+        "RepoTags": names,
+        "Created": image.config.created,
+        "Architecture": image.config.architecture,
+        "Os": image.config.os,
+        "Config": image.config.config,
+        "RootFS": image.config.rootfs,
+        "Layers": image.layers,
+        "History": image.config.history,
+    });
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(0)
+}
+
+fn history(store: &Store, name: &str) -> Result<u8> {
+    let image = store.load_image(name)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<28} {:<60} {:>10}", "CREATED", "CREATED BY", "SIZE")?;
+    let mut layers = image.layers.iter();
+    for h in image.config.history.iter().rev().collect::<Vec<_>>().into_iter().rev() {
+        let size = if h.empty_layer == Some(true) { 0 } else { layers.next().map(|l| l.size).unwrap_or(0) };
+        let by = h.created_by.clone().unwrap_or_default();
+        writeln!(out, "{:<28} {:<60} {:>10}", h.created.as_deref().unwrap_or(""), by, human_size(size))?;
+    }
+    Ok(0)
+}
+
+fn volume(store: &Store, cmd: VolumeCommand) -> Result<u8> {
+    let dir = store.root().join("volumes");
+    match cmd {
+        VolumeCommand::Ls => {
+            println!("VOLUME NAME");
+            let mut names: Vec<String> = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            names.sort();
+            for n in names {
+                println!("{n}");
+            }
+        }
+        VolumeCommand::Create { name } => {
+            crate::run::volume_path(store, &name)?;
+            println!("{name}");
+        }
+        VolumeCommand::Rm { names } => {
+            for name in names {
+                crate::run::validate_volume_name(&name)?;
+                let path = dir.join(&name);
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing volume {name}"))?;
+                println!("{name}");
+            }
+        }
+    }
+    Ok(0)
+}
+

@@ -1,0 +1,7 @@
+//! Integration tests: drive the real `builder` binary against throwaway stores.
+//! They need root (namespaces, overlayfs); without it they skip and say so.
+
+mod build;
+mod run;
+mod save;
+mod util;
