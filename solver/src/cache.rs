@@ -53,6 +53,10 @@ pub struct ContentDigest {
 pub struct DepRecord {
     pub key: Option<CacheKey>,
     pub content: Option<ContentDigest>,
+    /// The input vertex's name when the record was made, so a miss can say which
+    /// input changed. Absent in records written before it existed.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// One cache entry: the key, the inputs that made it, and the worker's result.
@@ -79,6 +83,14 @@ pub trait CacheStore: Send + Sync {
     fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError>;
     /// The most recent record written for a step, to explain why it missed.
     fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError>;
+
+    /// Notes that the step's latest result is the existing record `key` (a cache hit),
+    /// so the next miss of the step is explained against it. A hint: the default
+    /// forgets it, and implementations need not make it durable.
+    fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
+        let _ = (step_id, key);
+        Ok(())
+    }
 }
 
 /// An in-memory cache store, for tests and `--no-cache` style throwaway builds.
@@ -104,5 +116,10 @@ impl CacheStore for MemoryCacheStore {
     fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError> {
         let key = self.steps.lock().unwrap().get(step_id).copied();
         Ok(key.and_then(|k| self.records.lock().unwrap().get(&k).cloned()))
+    }
+
+    fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
+        self.steps.lock().unwrap().insert(step_id.to_string(), *key);
+        Ok(())
     }
 }

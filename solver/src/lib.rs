@@ -11,10 +11,12 @@
 //! values of the worker's choosing.
 
 pub mod cache;
+pub mod explain;
 pub mod graph;
 pub mod ir;
 pub mod key;
 pub mod progress;
+mod schedule;
 pub mod solve;
 
 pub use cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepSpec, MemoryCacheStore};

@@ -41,6 +41,26 @@ pub enum Event {
         vertex: VertexId,
         message: String,
     },
+    /// The vertex was started but the build stopped before it finished (another
+    /// vertex failed or the build was cancelled).
+    Cancelled {
+        vertex: VertexId,
+    },
+}
+
+impl Event {
+    /// The vertex the event is about.
+    pub fn vertex(&self) -> VertexId {
+        match self {
+            Event::Started { vertex, .. }
+            | Event::Cached { vertex, .. }
+            | Event::Log { vertex, .. }
+            | Event::Explain { vertex, .. }
+            | Event::Done { vertex, .. }
+            | Event::Error { vertex, .. }
+            | Event::Cancelled { vertex } => *vertex,
+        }
+    }
 }
 
 /// Receives events; called from worker threads.

@@ -1,6 +1,9 @@
-//! The scheduler: keys bottom-up, cache lookups, and running the misses.
+//! The solver's contract ([`Worker`], [`SolveOptions`], [`SolveError`]) and the work
+//! done for one vertex: its cache key, the cache lookup, and running it on a miss.
+//! Which vertex runs when is decided in [`crate::schedule`].
 
-use crate::cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepRecord};
+use crate::cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepRecord, DepSpec};
+use crate::explain;
 use crate::graph::{Graph, Vertex, VertexId};
 use crate::key::{CacheKey, KeyHasher};
 use crate::progress::{Event, ProgressSink, Stream};
@@ -81,7 +84,7 @@ pub trait Worker: Send + Sync {
 
 #[derive(Debug, Clone, Default)]
 pub struct SolveOptions {
-    /// Most ops running at once; 0 means no bound.
+    /// Most vertices worked on at once; 0 means no bound.
     pub jobs: usize,
 }
 
@@ -101,17 +104,24 @@ pub enum SolveError {
 }
 
 pub struct Solver<'a, W: Worker> {
-    worker: &'a W,
-    cache: &'a dyn CacheStore,
-    progress: &'a dyn ProgressSink,
-    cancel: CancelToken,
-    #[allow(dead_code)]
-    options: SolveOptions,
+    pub(crate) worker: &'a W,
+    pub(crate) cache: &'a dyn CacheStore,
+    pub(crate) progress: &'a dyn ProgressSink,
+    pub(crate) cancel: CancelToken,
+    pub(crate) options: SolveOptions,
 }
 
-struct Solved<O> {
-    key: CacheKey,
-    output: O,
+/// A solved vertex: its key and its output.
+pub(crate) struct Solved<O> {
+    pub key: CacheKey,
+    pub output: O,
+}
+
+/// A vertex whose key is known and which has not been looked up or run yet.
+pub(crate) struct Keyed {
+    pub key: CacheKey,
+    pub facts: Vec<(String, String)>,
+    pub deps: Vec<DepRecord>,
 }
 
 impl<'a, W: Worker> Solver<'a, W> {
@@ -129,41 +139,33 @@ impl<'a, W: Worker> Solver<'a, W> {
     }
 
     /// Solves what `targets` need and returns their outputs, in the same order.
+    ///
+    /// Every vertex whose inputs are solved is worked on at once (up to
+    /// [`SolveOptions::jobs`]); vertices with the same key run once. The first
+    /// failure cancels the build: the cancel token is set, running ops are waited
+    /// for, and that first error is returned.
     pub fn solve(&self, graph: &Graph, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {
-        let order = graph.ancestors(targets);
-        let mut solved: Vec<Option<Solved<W::Output>>> = (0..graph.len()).map(|_| None).collect();
-        for id in order {
-            if self.cancel.is_cancelled() {
-                return Err(SolveError::Cancelled);
-            }
-            let vertex = graph.vertex(id);
-            let inputs: Vec<&Solved<W::Output>> =
-                vertex.inputs.iter().map(|i| solved[i.0].as_ref().expect("inputs solved first")).collect();
-            let result = self.solve_vertex(graph, id, &inputs);
-            if let Err(e) = &result {
-                self.progress.event(Event::Error { vertex: id, message: e.to_string() });
-            }
-            solved[id.0] = Some(result?);
-        }
-        Ok(targets.iter().map(|t| solved[t.0].as_ref().expect("target solved").output.clone()).collect())
+        crate::schedule::run(self, graph, targets)
     }
 
-    fn solve_vertex(
+    /// Computes the vertex's cache key from its cache map and its solved inputs.
+    pub(crate) fn key_vertex(
         &self,
         graph: &Graph,
         id: VertexId,
-        inputs: &[&Solved<W::Output>],
-    ) -> Result<Solved<W::Output>, SolveError> {
+        inputs: &[Solved<W::Output>],
+    ) -> Result<Keyed, SolveError> {
         let vertex = graph.vertex(id);
         let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
-        let start = Instant::now();
-        self.progress.event(Event::Started { vertex: id, name: vertex.name.clone() });
-
-        let map = self.worker.cache_map(graph, id).map_err(op_err)?;
+        let map: CacheMap = self.worker.cache_map(graph, id).map_err(op_err)?;
         let mut h = KeyHasher::new("vertex");
         h.key(&map.digest);
         let mut deps = Vec::with_capacity(inputs.len());
-        for (i, (input, spec)) in inputs.iter().zip(&map.deps).enumerate() {
+        // An input the map says nothing about counts by its key: leaving it out of
+        // the key would let a changed input hit a stale result.
+        let by_key = DepSpec { kind: DepKind::Key, selector: None };
+        for (i, input) in inputs.iter().enumerate() {
+            let spec = map.deps.get(i).unwrap_or(&by_key);
             h.u64(i as u64);
             h.str(spec.selector.as_deref().unwrap_or(""));
             let key = match spec.kind {
@@ -182,35 +184,83 @@ impl<'a, W: Worker> Solver<'a, W> {
             if let Some(c) = &content {
                 h.key(&c.digest);
             }
-            deps.push(DepRecord { key, content });
+            let name = Some(graph.vertex(vertex.inputs[i]).name.clone());
+            deps.push(DepRecord { key, content, name });
         }
-        let key = h.finish();
+        Ok(Keyed { key: h.finish(), facts: map.facts, deps })
+    }
 
+    /// Looks the keyed vertex up in the cache and runs it on a miss. Returns the
+    /// output and whether it came from the cache.
+    pub(crate) fn run_vertex(
+        &self,
+        graph: &Graph,
+        id: VertexId,
+        keyed: Keyed,
+        inputs: Vec<W::Output>,
+        start: Instant,
+    ) -> Result<W::Output, SolveError> {
+        let vertex = graph.vertex(id);
+        let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
         let cacheable = self.worker.cacheable(vertex);
+        let mut gone = false;
         if cacheable && !vertex.ignore_cache {
-            if let Some(record) = self.cache.get(&key)? {
+            if let Some(record) = self.cache.get(&keyed.key)? {
                 if let Some(output) = self.worker.decode_result(&record.result) {
+                    if let Some(step) = &vertex.step_id {
+                        if let Err(e) = self.cache.set_last_for_step(step, &keyed.key) {
+                            tracing::warn!("{e}");
+                        }
+                    }
                     self.progress.event(Event::Cached { vertex: id, name: vertex.name.clone() });
-                    return Ok(Solved { key, output });
+                    return Ok(output);
                 }
+                gone = true;
             }
         }
 
-        let outputs: Vec<W::Output> = inputs.iter().map(|s| s.output.clone()).collect();
-        let ctx = ExecContext { vertex: id, cancel: &self.cancel, progress: self.progress };
-        let output = self.worker.exec(&ctx, graph, id, &outputs).map_err(op_err)?;
+        let record = CacheRecord {
+            key: keyed.key,
+            step_id: vertex.step_id.clone(),
+            name: vertex.name.clone(),
+            op: vertex.op.clone(),
+            facts: keyed.facts,
+            deps: keyed.deps,
+            result: Vec::new(),
+        };
         if cacheable {
-            self.cache.put(&CacheRecord {
-                key,
-                step_id: vertex.step_id.clone(),
-                name: vertex.name.clone(),
-                op: vertex.op.clone(),
-                facts: map.facts,
-                deps,
-                result: self.worker.encode_result(&output),
-            })?;
+            let reasons = self.explain_miss(vertex, &record, gone);
+            if !reasons.is_empty() {
+                self.progress.event(Event::Explain { vertex: id, reasons });
+            }
+        }
+
+        let ctx = ExecContext { vertex: id, cancel: &self.cancel, progress: self.progress };
+        let output = self.worker.exec(&ctx, graph, id, &inputs).map_err(op_err)?;
+        if cacheable {
+            self.cache.put(&CacheRecord { result: self.worker.encode_result(&output), ..record })?;
         }
         self.progress.event(Event::Done { vertex: id, duration: start.elapsed() });
-        Ok(Solved { key, output })
+        Ok(output)
+    }
+
+    fn explain_miss(&self, vertex: &Vertex, record: &CacheRecord, gone: bool) -> Vec<String> {
+        if vertex.ignore_cache {
+            return vec!["--no-cache".to_string()];
+        }
+        if gone {
+            return vec!["the cached result is no longer available".to_string()];
+        }
+        let Some(step) = &vertex.step_id else {
+            return vec!["not in the cache".to_string()];
+        };
+        let previous = match self.cache.last_for_step(step) {
+            Ok(previous) => previous,
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        };
+        explain::reasons(previous.as_ref(), record)
     }
 }
