@@ -7,6 +7,8 @@
 //! [`ImageResolver`]. The frontend is pure: no filesystem, no network, no processes.
 
 pub mod image;
+pub mod parser;
+pub mod shell;
 
 use image::{ContainerConfig, History};
 use solver::{Graph, VertexId};
