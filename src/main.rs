@@ -14,6 +14,8 @@ mod layer;
 mod ops;
 mod run;
 mod store;
+mod cache;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -43,6 +45,7 @@ pub fn usage_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    executor::maybe_run_init();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -13,12 +13,28 @@
 //! This crate knows nothing about images, layers or Dockerfiles, and it is the only
 //! crate with `unsafe`, `nix` or `libc`.
 
+mod caps;
+mod init;
+mod paths;
+mod protocol;
+mod rootfs;
+mod sandbox;
+mod spawn;
+mod stubs;
+mod syscall;
+mod user;
+mod view;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use serde::{Deserialize, Serialize};
+
+pub use init::maybe_run_init;
+
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rootfs {
     /// Read-only layers, topmost first. Empty means an empty root (scratch).
     pub lowerdirs: Vec<PathBuf>,
@@ -28,7 +44,7 @@ pub struct Rootfs {
     pub readonly: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Upper {
     /// Must exist; normally empty.
     pub upperdir: PathBuf,
@@ -36,7 +52,7 @@ pub struct Upper {
     pub workdir: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MountSource {
     /// A host path bound into the sandbox.
     Bind { source: PathBuf, readonly: bool },
@@ -49,14 +65,14 @@ pub enum MountSource {
     File { content: Vec<u8>, mode: u32, uid: u32, gid: u32 },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mount {
     /// Absolute path inside the sandbox; created if missing.
     pub target: String,
     pub source: MountSource,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
     /// Share the host's network namespace.
     Host,
@@ -64,7 +80,7 @@ pub enum Network {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Process {
     pub args: Vec<String>,
     /// `KEY=value` pairs.
@@ -76,7 +92,7 @@ pub struct Process {
     pub user: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
     pub rootfs: Rootfs,
     pub mounts: Vec<Mount>,
@@ -99,7 +115,7 @@ pub enum OutputStream {
     Stderr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),
@@ -136,15 +152,28 @@ pub enum Error {
 }
 
 /// Runs `spec` to completion (or until `cancel` is set) and returns its exit status.
+///
+/// The process's own failures are its exit status (127: command not found, 126: not
+/// executable, 128+n: killed by signal n); an `Err` means the sandbox could not be set
+/// up, or [`Error::Cancelled`].
 pub fn run(spec: &Spec, stdio: Stdio<'_>, cancel: Option<Arc<AtomicBool>>) -> Result<ExitStatus, Error> {
-    let _ = (spec, stdio, cancel);
-    Err(Error::Sys { what: "executor".into(), source: std::io::Error::other("not built yet") })
+    spawn::run(spec, stdio, cancel)
 }
 
 /// Mounts each of `rootfs` at a temporary path in a private mount namespace on a
 /// helper thread, calls `f` with those paths (same order), then drops the namespace
 /// so nothing stays mounted. Writes land in each rootfs's upperdir.
+///
+/// The mounts exist only in that thread's mount namespace: `f` must do its file I/O
+/// on the thread it is called on (not on a thread pool), and must not leave processes
+/// behind. A rootfs without an upper is a read-only view (overlay of 2+ lowers, a
+/// read-only bind of 1, an empty read-only tmpfs for 0).
 pub fn with_rootfs_mounted<R: Send>(rootfs: &[Rootfs], f: impl FnOnce(&[PathBuf]) -> R + Send) -> Result<R, Error> {
-    let _ = (rootfs, f);
-    Err(Error::Sys { what: "executor".into(), source: std::io::Error::other("not built yet") })
+    view::with_rootfs_mounted(rootfs, f)
+}
+
+impl Error {
+    pub(crate) fn sys(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Sys { what: what.into(), source }
+    }
 }

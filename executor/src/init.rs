@@ -1,0 +1,325 @@
+//! The sandbox init: PID 1 of the new PID namespace, re-executed from
+//! `/proc/self/exe`. It builds the filesystem, forks the process, execs it as the
+//! requested user, reaps every zombie, forwards SIGTERM/SIGINT/... to the process and
+//! reports its exit status. When it exits, the kernel kills whatever is left in the
+//! namespace and the mount namespace (with every sandbox mount) goes with it.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::paths::create_dir_owned;
+use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, STATUS_FD};
+use crate::sandbox::Setup;
+use crate::syscall::{Identity, Real, Syscall};
+use crate::user::{self, User};
+use crate::{Error, ExitStatus, caps};
+
+/// Set once this process has checked whether it is a sandbox init; [`crate::run`]
+/// refuses to re-execute a binary that never checks (it would run the wrong `main`).
+pub(crate) static CHECKED: AtomicBool = AtomicBool::new(false);
+
+/// Runs before `main` in every binary that links this crate, test binaries included,
+/// so that a sandbox init never reaches someone else's `main`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static RUN_BEFORE_MAIN: extern "C" fn() = before_main;
+
+extern "C" fn before_main() {
+    maybe_run_init();
+}
+
+/// If this process is a sandbox init, runs it and exits; otherwise returns at once.
+///
+/// It already runs before `main` (from `.init_array`); calling it first thing in
+/// `main` as well is cheap and keeps working should that mechanism be unavailable.
+pub fn maybe_run_init() {
+    CHECKED.store(true, Ordering::SeqCst);
+    if std::env::var_os(INIT_ENV).is_none() {
+        return;
+    }
+    let code = init_main();
+    // SAFETY: _exit ends the process without running atexit handlers or destructors,
+    // which belong to the binary's own main, never reached.
+    unsafe { libc::_exit(code) }
+}
+
+/// Status messages to the parent; if it is gone, so is the sandbox.
+struct Reporter(File);
+
+impl Reporter {
+    fn send(&mut self, msg: &Message) -> io::Result<()> {
+        let mut line = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.0.write_all(&line)
+    }
+}
+
+fn init_main() -> i32 {
+    // SAFETY: fds 3 and 4 were placed by the parent for this process alone.
+    let (mut config_file, status_file) = unsafe { (File::from_raw_fd(CONFIG_FD), File::from_raw_fd(STATUS_FD)) };
+    for fd in [CONFIG_FD, STATUS_FD] {
+        // SAFETY: sets FD_CLOEXEC on a descriptor we own, so the process never sees it.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: plain signal(2)/umask(2) calls on a single-threaded process. SIGPIPE is
+    // ignored so a vanished parent shows up as EPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::umask(0o022);
+    }
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"builder-init".as_ptr(), 0, 0, 0) };
+    let mut reporter = Reporter(status_file);
+    let mut text = Vec::new();
+    let config: Result<InitConfig, Error> = config_file
+        .rewind()
+        .and_then(|()| config_file.read_to_end(&mut text))
+        .map_err(|e| Error::sys("read sandbox config", e))
+        .and_then(|_| {
+            serde_json::from_slice(&text).map_err(|e| Error::sys("parse sandbox config", io::Error::other(e)))
+        });
+    drop(config_file);
+    let result = config.and_then(|config| run_init(&config, &mut reporter));
+    let msg = match result {
+        Ok(status) => Message::Exited(status),
+        Err(e) => Message::Failed(e.into()),
+    };
+    match reporter.send(&msg) {
+        Ok(()) if matches!(msg, Message::Exited(_)) => 0,
+        _ => 1,
+    }
+}
+
+fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, Error> {
+    let mut report = |c| reporter.send(&Message::Created(c));
+    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report }.run(config)?;
+
+    let process = &config.spec.process;
+    let passwd = read_optional("/etc/passwd")?;
+    let group = read_optional("/etc/group")?;
+    let user = user::resolve(&process.user, &user::parse_passwd(&passwd), &user::parse_group(&group))?;
+    let env = environment(&process.env, &user);
+    let cwd = if process.cwd.is_empty() { "/" } else { &process.cwd };
+    let cwd = Path::new("/").join(cwd);
+    create_dir_owned(&cwd, user.uid, user.gid).map_err(|e| Error::sys(format!("create cwd {}", cwd.display()), e))?;
+    let exec = Exec::new(&process.args, &env, &cwd)?;
+
+    let forwarded = forwarded_signals();
+    let mut blocked = forwarded;
+    blocked.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).map_err(|e| Error::sys("block signals", e.into()))?;
+
+    // SAFETY: this process is single-threaded (a fresh exec), so fork is safe.
+    match unsafe { fork() }.map_err(|e| Error::sys("fork", e.into()))? {
+        ForkResult::Child => exec.run(&Real, &user, reporter),
+        ForkResult::Parent { child } => Ok(reap_until_exit(child, &blocked)),
+    }
+}
+
+/// Signals that, sent to the init, are passed on to the process.
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        set.add(s);
+    }
+    set
+}
+
+/// Reaps every child (orphans land here) and forwards signals, until `child` exits.
+fn reap_until_exit(child: Pid, blocked: &SigSet) -> ExitStatus {
+    loop {
+        let sig = match blocked.wait() {
+            Ok(sig) => sig,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => return ExitStatus::Code(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => return ExitStatus::Signal(sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn read_optional(path: &str) -> Result<String, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Error::sys(format!("read {path}"), e)),
+    }
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The spec's environment, with `PATH` and `HOME` filled in when missing.
+fn environment(env: &[String], user: &User) -> Vec<String> {
+    let mut env = env.to_vec();
+    let has = |env: &[String], key: &str| env.iter().any(|kv| kv.split_once('=').map(|(k, _)| k) == Some(key));
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+    env
+}
+
+/// Everything the forked process needs, computed before the fork.
+struct Exec {
+    arg0: String,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: PathBuf,
+}
+
+fn cstring(s: &[u8]) -> Result<CString, Error> {
+    CString::new(s).map_err(|_| Error::sys("exec", io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument")))
+}
+
+impl Exec {
+    fn new(args: &[String], env: &[String], cwd: &Path) -> Result<Self, Error> {
+        let arg0 = args.first().cloned().unwrap_or_default();
+        let path = env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+        let candidates: Vec<PathBuf> = if arg0.contains('/') {
+            vec![cwd.join(&arg0)]
+        } else if arg0.is_empty() {
+            vec![]
+        } else {
+            path.split(':').map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(&arg0)).collect()
+        };
+        Ok(Exec {
+            candidates: candidates.iter().map(|c| cstring(c.as_os_str().as_bytes())).collect::<Result<_, _>>()?,
+            argv: args.iter().map(|a| cstring(a.as_bytes())).collect::<Result<_, _>>()?,
+            envp: env.iter().map(|e| cstring(e.as_bytes())).collect::<Result<_, _>>()?,
+            cwd: cwd.to_path_buf(),
+            arg0,
+        })
+    }
+
+    /// In the forked child: become the user, drop privileges, exec. Never returns.
+    fn run(self, sys: &dyn Syscall, user: &User, reporter: &mut Reporter) -> ! {
+        if let Err(e) = self.become_user(sys, user) {
+            let _ = reporter.send(&Message::Failed(e.into()));
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(126) }
+        }
+        let argv: Vec<*const libc::c_char> =
+            self.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp: Vec<*const libc::c_char> =
+            self.envp.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let mut denied = None;
+        let mut last = libc::ENOENT;
+        for candidate in &self.candidates {
+            // SAFETY: argv and envp are NULL-terminated arrays of pointers into CStrings
+            // that live until the call returns (it only returns on failure).
+            unsafe { libc::execve(candidate.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            last = io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT);
+            match last {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES => denied = Some(candidate),
+                _ => break,
+            }
+        }
+        let (code, reason) = match (denied, last) {
+            (Some(_), _) | (None, libc::EACCES) => (126, describe(libc::EACCES)),
+            (None, libc::ENOENT | libc::ENOTDIR) if !self.arg0.contains('/') => {
+                (127, "executable file not found in $PATH".to_string())
+            }
+            (None, libc::ENOENT | libc::ENOTDIR) => (127, describe(libc::ENOENT)),
+            (None, errno) => (126, describe(errno)),
+        };
+        let _ = writeln!(io::stderr(), "exec {:?}: {reason}", self.arg0);
+        // SAFETY: _exit in a forked child after a failed exec.
+        unsafe { libc::_exit(code) }
+    }
+
+    fn become_user(&self, sys: &dyn Syscall, user: &User) -> Result<(), Error> {
+        reset_signals();
+        caps::limit_bounding_set().map_err(|e| Error::sys("limit capability bounding set", e))?;
+        let id = Identity { uid: user.uid, gid: user.gid, groups: user.groups.clone() };
+        sys.set_identity(&id).map_err(|e| Error::sys(format!("switch to user {}:{}", user.uid, user.gid), e))?;
+        if user.uid == 0 {
+            caps::set_default_sets().map_err(|e| Error::sys("set capabilities", e))?;
+        }
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            return Err(Error::sys("set no_new_privs", io::Error::last_os_error()));
+        }
+        std::env::set_current_dir(&self.cwd).map_err(|e| Error::sys(format!("chdir {}", self.cwd.display()), e))
+    }
+}
+
+/// An errno the way Go (and so Docker) words it: lowercase, no "(os error N)".
+fn describe(errno: i32) -> String {
+    match errno {
+        libc::EACCES => "permission denied".into(),
+        libc::ENOENT => "no such file or directory".into(),
+        libc::ENOEXEC => "exec format error".into(),
+        libc::ETXTBSY => "text file busy".into(),
+        libc::EISDIR => "is a directory".into(),
+        _ => {
+            let text = io::Error::from_raw_os_error(errno).to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+            let mut chars = text.chars();
+            chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or(text)
+        }
+    }
+}
+
+/// Default dispositions and an empty mask: ignored or blocked signals would be
+/// inherited across exec (the builder itself ignores SIGPIPE).
+fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL in a single-threaded child.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// The name this crate gives the init in `ps`.
+pub(crate) const INIT_ARG0: &str = "builder-init";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User { uid: 1, gid: 1, groups: vec![1], home: "/home/u".into() }
+    }
+
+    #[test]
+    fn environment_fills_in_path_and_home() {
+        let env = environment(&["A=1".into()], &user());
+        assert_eq!(env, ["A=1", &format!("PATH={DEFAULT_PATH}"), "HOME=/home/u"]);
+        let env = environment(&["PATH=/x".into(), "HOME=/h".into()], &user());
+        assert_eq!(env, ["PATH=/x", "HOME=/h"]);
+    }
+
+    #[test]
+    fn exec_candidates_follow_path() {
+        let e = Exec::new(&["ls".into()], &["PATH=/a::/b".into()], Path::new("/w")).unwrap();
+        let c: Vec<_> = e.candidates.iter().map(|c| c.to_str().unwrap()).collect();
+        assert_eq!(c, ["/a/ls", "./ls", "/b/ls"]);
+        let e = Exec::new(&["./run".into()], &[], Path::new("/w")).unwrap();
+        assert_eq!(e.candidates[0].to_str().unwrap(), "/w/./run");
+    }
+}

@@ -1,0 +1,73 @@
+//! What the parent hands the sandbox init, and what the init reports back: one JSON
+//! document on fd 3 (a memfd, so secrets never touch a disk), JSON lines on fd 4.
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::Created;
+use crate::{Error, ExitStatus, Spec, Upper};
+
+/// The init's file descriptor for the [`InitConfig`].
+pub(crate) const CONFIG_FD: i32 = 3;
+/// The init's file descriptor for [`Message`]s.
+pub(crate) const STATUS_FD: i32 = 4;
+/// Set in the init's environment; its presence makes a process the sandbox init.
+pub(crate) const INIT_ENV: &str = "_BUILDER_EXECUTOR_INIT";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct InitConfig {
+    pub spec: Spec,
+    /// Private to this sandbox: `rootfs/` (the mountpoint), `hosts`, `resolv.conf`.
+    pub bundle: PathBuf,
+    /// A throwaway upper for a rootfs that has none (so stubs can be created).
+    pub scratch_upper: Option<Upper>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Message {
+    Created(Created),
+    Failed(InitError),
+    Exited(ExitStatus),
+}
+
+/// An [`Error`] that crosses the pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum InitError {
+    UnknownUser(String),
+    UnknownGroup(String),
+    Sys { what: String, errno: Option<i32>, message: String },
+}
+
+impl From<Error> for InitError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::UnknownUser(u) => InitError::UnknownUser(u),
+            Error::UnknownGroup(g) => InitError::UnknownGroup(g),
+            Error::Sys { what, source } => {
+                InitError::Sys { what, errno: source.raw_os_error(), message: source.to_string() }
+            }
+            Error::Cancelled => InitError::Sys { what: "init".into(), errno: None, message: "cancelled".into() },
+        }
+    }
+}
+
+impl From<InitError> for Error {
+    fn from(e: InitError) -> Self {
+        match e {
+            InitError::UnknownUser(u) => Error::UnknownUser(u),
+            InitError::UnknownGroup(g) => Error::UnknownGroup(g),
+            InitError::Sys { what, errno, message } => {
+                let source = match errno {
+                    Some(n) if io::Error::from_raw_os_error(n).to_string() == message => {
+                        io::Error::from_raw_os_error(n)
+                    }
+                    Some(n) => io::Error::new(io::Error::from_raw_os_error(n).kind(), message),
+                    None => io::Error::other(message),
+                };
+                Error::Sys { what, source }
+            }
+        }
+    }
+}

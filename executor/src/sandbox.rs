@@ -1,0 +1,241 @@
+//! The sandbox's filesystem, built by its init (PID 1 of the new namespaces) before it
+//! starts the process: rootfs, `/proc`, `/sys`, `/dev`, `/etc/hosts`,
+//! `/etc/resolv.conf`, the spec's mounts, hostname, loopback, then `pivot_root`.
+//! Every kernel call goes through [`Syscall`]; only mountpoint stubs and the files in
+//! the fresh `/dev` are made with plain file operations.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::paths::{Created, StubKind, ensure_in_root};
+use crate::protocol::InitConfig;
+use crate::rootfs;
+use crate::syscall::{Overlay, Syscall};
+use crate::{Error, Mount, MountSource, Network};
+
+/// Device nodes bound from the host into the sandbox's `/dev`.
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Hidden behind `/dev/null` or an empty read-only tmpfs, as in Docker.
+const MASKED: [&str; 11] = [
+    "proc/acpi",
+    "proc/asound",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+const READONLY: [&str; 5] = ["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"];
+
+pub(crate) struct Setup<'a> {
+    pub sys: &'a dyn Syscall,
+    /// Where the host's `/dev` and `/sys` are (`/` in the sandbox init).
+    pub host_root: PathBuf,
+    pub report: &'a mut dyn FnMut(Created) -> io::Result<()>,
+}
+
+impl Setup<'_> {
+    /// Builds the whole filesystem and pivots into it.
+    pub fn run(&mut self, cfg: &InitConfig) -> Result<(), Error> {
+        let sys = self.sys;
+        sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+            .map_err(|e| Error::sys("make / private", e))?;
+        let root = cfg.bundle.join("rootfs");
+        let spec = &cfg.spec;
+        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root)?;
+        let upperdir = spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone());
+        let upperdir = upperdir.as_deref();
+
+        self.proc_and_sys(&root, upperdir)?;
+        self.dev(&root, upperdir)?;
+        for (name, source) in
+            [("etc/hosts", cfg.bundle.join("hosts")), ("etc/resolv.conf", cfg.bundle.join("resolv.conf"))]
+        {
+            let target = self.stub(&root, name, StubKind::File, upperdir)?;
+            self.bind(&source, &target, true)?;
+        }
+        let mut mounts: Vec<&Mount> = spec.mounts.iter().collect();
+        // Parents before children, otherwise in the order given.
+        mounts.sort_by_key(|m| Path::new(&m.target).components().count());
+        for (i, m) in mounts.into_iter().enumerate() {
+            self.user_mount(&root, upperdir, m, &cfg.bundle.join(format!("file-{i}")))?;
+        }
+        self.mask(&root)?;
+        if spec.rootfs.readonly {
+            rootfs::remount_readonly(sys, &root)?;
+        }
+
+        let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
+        sys.sethostname(hostname).map_err(|e| Error::sys(format!("set hostname {hostname:?}"), e))?;
+        if spec.network == Network::None {
+            sys.loopback_up().map_err(|e| Error::sys("bring up lo", e))?;
+        }
+        sys.pivot_root(&root).map_err(|e| Error::sys(format!("pivot_root to {}", root.display()), e))
+    }
+
+    fn stub(&mut self, root: &Path, path: &str, kind: StubKind, upperdir: Option<&Path>) -> Result<PathBuf, Error> {
+        ensure_in_root(root, Path::new(path), kind, upperdir, self.report)
+            .map_err(|e| Error::sys(format!("create mountpoint {path}"), e))
+    }
+
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), Error> {
+        self.sys
+            .mount(Some(Path::new(source)), target, Some(fstype), flags, data)
+            .map_err(|e| Error::sys(format!("mount {fstype} on {}", target.display()), e))
+    }
+
+    fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), Error> {
+        rootfs::bind(self.sys, source, target)
+            .map_err(|e| Error::sys(format!("bind {} on {}", source.display(), target.display()), e))?;
+        if readonly { rootfs::remount_readonly(self.sys, target) } else { Ok(()) }
+    }
+
+    fn proc_and_sys(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
+        let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        let proc = self.stub(root, "proc", StubKind::Dir, upperdir)?;
+        self.mount("proc", &proc, "proc", hardened, None)?;
+        let sys_dir = self.stub(root, "sys", StubKind::Dir, upperdir)?;
+        match self.sys.mount(Some(Path::new("sysfs")), &sys_dir, Some("sysfs"), hardened | MsFlags::MS_RDONLY, None) {
+            Ok(()) => Ok(()),
+            // sysfs refuses a new mount in some setups; the host's, read-only, will do.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => self.bind(&self.host_root.join("sys"), &sys_dir, true),
+            Err(e) => Err(Error::sys(format!("mount sysfs on {}", sys_dir.display()), e)),
+        }
+    }
+
+    fn dev(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
+        let dev = self.stub(root, "dev", StubKind::Dir, upperdir)?;
+        self.mount("tmpfs", &dev, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+        let io_err = |what: &str| {
+            let what = format!("{what} in {}", dev.display());
+            move |e| Error::sys(what, e)
+        };
+        for name in DEVICES {
+            let node = dev.join(name);
+            fs::OpenOptions::new().write(true).create(true).mode(0o666).open(&node).map_err(io_err("create node"))?;
+            self.bind(&self.host_root.join("dev").join(name), &node, false)?;
+        }
+        for (name, mode) in [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o1777)] {
+            let dir = dev.join(name);
+            fs::DirBuilder::new().mode(mode).create(&dir).map_err(io_err("create dir"))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
+        }
+        self.mount(
+            "devpts",
+            &dev.join("pts"),
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        )?;
+        let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        self.mount("shm", &dev.join("shm"), "tmpfs", nosuid_nodev_noexec, Some("mode=1777,size=65536k"))?;
+        // Best effort: some kernels are built without POSIX message queues.
+        if let Err(e) = self.mount("mqueue", &dev.join("mqueue"), "mqueue", nosuid_nodev_noexec, None) {
+            tracing::debug!(error = %e, "no mqueue in the sandbox");
+        }
+        for (link, target) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            std::os::unix::fs::symlink(target, dev.join(link)).map_err(io_err("create symlink"))?;
+        }
+        Ok(())
+    }
+
+    fn user_mount(&mut self, root: &Path, upperdir: Option<&Path>, m: &Mount, staging: &Path) -> Result<(), Error> {
+        let kind = match &m.source {
+            MountSource::Bind { source, .. } if !source.is_dir() => StubKind::File,
+            MountSource::File { .. } => StubKind::File,
+            _ => StubKind::Dir,
+        };
+        let target = self.stub(root, &m.target, kind, upperdir)?;
+        match &m.source {
+            MountSource::Bind { source, readonly } => self.bind(source, &target, *readonly),
+            MountSource::Tmpfs { size } => {
+                let data = size.map(|s| format!("size={s}"));
+                self.mount("tmpfs", &target, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data.as_deref())
+            }
+            MountSource::Overlay { lowerdirs, upperdir, workdir } => {
+                let overlay = Overlay {
+                    lowerdirs: lowerdirs.clone(),
+                    upper: Some((upperdir.clone(), workdir.clone())),
+                    readonly: false,
+                };
+                self.sys
+                    .mount_overlay(&target, &overlay)
+                    .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))
+            }
+            MountSource::File { content, mode, uid, gid } => {
+                self.file_on_tmpfs(staging, content, *mode, *uid, *gid, &target)
+            }
+        }
+    }
+
+    /// A single file that lives on its own small tmpfs (secrets): staged in the bundle,
+    /// bound read-only onto `target`, the staging mount detached again.
+    fn file_on_tmpfs(
+        &self,
+        staging: &Path,
+        content: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        target: &Path,
+    ) -> Result<(), Error> {
+        let io_err = |what: &'static str| move |e| Error::sys(format!("{what} {}", staging.display()), e);
+        fs::DirBuilder::new().mode(0o700).create(staging).map_err(io_err("create"))?;
+        let size = format!("mode=700,size={}", content.len().max(4096));
+        self.mount(
+            "tmpfs",
+            staging,
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(&size),
+        )?;
+        let file = staging.join("file");
+        fs::write(&file, content).map_err(io_err("write into"))?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).map_err(io_err("chmod in"))?;
+        std::os::unix::fs::chown(&file, Some(uid), Some(gid)).map_err(io_err("chown in"))?;
+        self.bind(&file, target, true)?;
+        self.sys.umount(staging, MntFlags::MNT_DETACH).map_err(io_err("unmount"))
+    }
+
+    /// Docker's masked and read-only paths, where they exist.
+    fn mask(&self, root: &Path) -> Result<(), Error> {
+        for path in MASKED {
+            let target = root.join(path);
+            match fs::symlink_metadata(&target) {
+                Ok(m) if m.is_dir() => {
+                    self.mount("tmpfs", &target, "tmpfs", MsFlags::MS_RDONLY, None)?;
+                }
+                Ok(_) => self.bind(&self.host_root.join("dev/null"), &target, false)?,
+                Err(_) => {}
+            }
+        }
+        for path in READONLY {
+            let target = root.join(path);
+            if fs::symlink_metadata(&target).is_ok() {
+                self.bind(&target, &target, true)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,331 @@
+//! The parent side of [`crate::run`]: prepare a bundle directory, start the sandbox
+//! init in new namespaces, pump its output, honour cancellation, and clean up.
+//!
+//! The init is started with a raw `clone(2)` that creates the namespaces (so it is PID 1
+//! of the new PID namespace and the parent can kill the whole sandbox through it) and
+//! immediately execs `/proc/self/exe`. Between clone and exec the child of this
+//! multithreaded process runs only raw syscalls on data computed beforehand (dup2,
+//! close_range, prctl, setsid, execve): nothing that could take a lock another thread
+//! held at fork time. Everything else happens in the fresh, single-threaded init.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::paths::Created;
+use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, STATUS_FD};
+use crate::{Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, stubs};
+
+fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |e| Error::sys(what, e)
+}
+
+pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBool>>) -> Result<ExitStatus, Error> {
+    // Keeps the before-main hook linked into every binary that can call `run`.
+    std::hint::black_box(&init::RUN_BEFORE_MAIN);
+    if !init::CHECKED.load(Ordering::SeqCst) {
+        return Err(Error::sys(
+            "start sandbox",
+            io::Error::other("executor::maybe_run_init() was never called in this binary"),
+        ));
+    }
+    if spec.process.args.is_empty() {
+        return Err(Error::sys("start sandbox", io::Error::new(io::ErrorKind::InvalidInput, "no command")));
+    }
+    let cancelled = || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+    if cancelled() {
+        return Err(Error::Cancelled);
+    }
+
+    let bundle = tempfile::Builder::new().prefix(".builder-sandbox-").tempdir().map_err(sys("create bundle dir"))?;
+    let config = prepare_bundle(spec, bundle.path())?;
+    let json = serde_json::to_vec(&config).map_err(|e| Error::sys("encode sandbox config", io::Error::other(e)))?;
+    let config_fd = memfd_with(&json)?;
+    let (status_r, status_w) = pipe()?;
+    let capture = matches!(stdio, Stdio::Capture(_));
+    let mut fds = vec![(config_fd, CONFIG_FD), (status_w, STATUS_FD)];
+    let mut outputs = Vec::new();
+    if capture {
+        let null = fs::File::open("/dev/null").map_err(sys("open /dev/null"))?;
+        fds.push((OwnedFd::from(null), 0));
+        for (fd, stream) in [(1, OutputStream::Stdout), (2, OutputStream::Stderr)] {
+            let (r, w) = pipe()?;
+            fds.push((w, fd));
+            outputs.push((r, stream));
+        }
+    }
+
+    let flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | if spec.network == Network::None { libc::CLONE_NEWNET } else { 0 };
+    let pid = clone_init(flags, &fds, capture)?;
+    drop(fds);
+
+    let mut sandbox = Sandbox {
+        pid,
+        reaped: false,
+        upperdir: spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone()),
+        created: Vec::new(),
+        _bundle: bundle,
+    };
+    let mut failed = None;
+    let mut exited = None;
+    let mut killed = false;
+    let mut pipes: Vec<(OwnedFd, Option<OutputStream>)> =
+        std::iter::once((status_r, None)).chain(outputs.into_iter().map(|(r, s)| (r, Some(s)))).collect();
+    let mut status_buf = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !pipes.is_empty() {
+        if !killed && cancelled() {
+            sandbox.kill();
+            killed = true;
+        }
+        let mut pollfds: Vec<libc::pollfd> =
+            pipes.iter().map(|(fd, _)| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        // SAFETY: `pollfds` is a valid array of the given length for the whole call.
+        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 100) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::sys("poll sandbox output", e));
+        }
+        let mut closed = Vec::new();
+        for (i, p) in pollfds.iter().enumerate() {
+            if p.revents == 0 {
+                continue;
+            }
+            let (fd, stream) = &pipes[i];
+            // SAFETY: reading into a buffer of the given length from a descriptor we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) {
+                    continue;
+                }
+                return Err(Error::sys("read sandbox output", e));
+            }
+            if n == 0 {
+                closed.push(i);
+                continue;
+            }
+            let chunk = &buf[..n as usize];
+            match (stream, &mut stdio) {
+                (Some(stream), Stdio::Capture(cb)) => cb(*stream, chunk),
+                _ => {
+                    status_buf.extend_from_slice(chunk);
+                    for msg in take_messages(&mut status_buf) {
+                        match msg {
+                            Message::Created(c) => sandbox.created.push(c),
+                            Message::Failed(e) => failed = failed.or(Some(e)),
+                            Message::Exited(s) => exited = Some(s),
+                        }
+                    }
+                }
+            }
+        }
+        for i in closed.into_iter().rev() {
+            pipes.remove(i);
+        }
+    }
+    let wait = sandbox.wait()?;
+    if killed {
+        return Err(Error::Cancelled);
+    }
+    match (failed, exited) {
+        (Some(e), _) => Err(e.into()),
+        (None, Some(status)) => Ok(status),
+        (None, None) => Err(Error::from(InitError::Sys {
+            what: "sandbox init".into(),
+            errno: None,
+            message: format!("ended without reporting a status ({wait})"),
+        })),
+    }
+}
+
+/// Writes `hosts` and `resolv.conf` and makes the mountpoint and, if the rootfs has
+/// no upper, a throwaway one.
+fn prepare_bundle(spec: &Spec, bundle: &Path) -> Result<InitConfig, Error> {
+    fs::create_dir(bundle.join("rootfs")).map_err(sys("create bundle rootfs"))?;
+    let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
+    let hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    fs::write(bundle.join("hosts"), hosts).map_err(sys("write hosts"))?;
+    let resolv = match fs::read("/etc/resolv.conf") {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::sys("read /etc/resolv.conf", e)),
+    };
+    fs::write(bundle.join("resolv.conf"), resolv).map_err(sys("write resolv.conf"))?;
+    let scratch_upper = if spec.rootfs.upper.is_none() {
+        let upper = Upper { upperdir: bundle.join("upper"), workdir: bundle.join("work") };
+        fs::create_dir(&upper.upperdir).map_err(sys("create scratch upperdir"))?;
+        fs::create_dir(&upper.workdir).map_err(sys("create scratch workdir"))?;
+        Some(upper)
+    } else {
+        None
+    };
+    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper })
+}
+
+fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buf.drain(..=end).collect();
+        match serde_json::from_slice(&line) {
+            Ok(msg) => out.push(msg),
+            Err(e) => tracing::warn!(error = %e, "unreadable message from the sandbox init"),
+        }
+    }
+    out
+}
+
+/// A started sandbox. Dropping it (after a panic, say) kills and reaps it, then
+/// removes its mountpoint stubs and its bundle directory.
+struct Sandbox {
+    pid: libc::pid_t,
+    reaped: bool,
+    upperdir: Option<std::path::PathBuf>,
+    created: Vec<Created>,
+    _bundle: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// SIGKILL to the namespace's init: the kernel kills everything else in it.
+    fn kill(&self) {
+        if !self.reaped {
+            // SAFETY: `pid` is our unreaped child, so the pid cannot have been reused.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Waits for the init. Its parent is told only once every other process of the
+    /// PID namespace is gone; its mount namespace, with every mount, goes with it.
+    fn wait(&mut self) -> Result<String, Error> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child with a valid status pointer.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc >= 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::sys("wait for sandbox init", e));
+            }
+        }
+        self.reaped = true;
+        Ok(if libc::WIFEXITED(status) {
+            format!("exit code {}", libc::WEXITSTATUS(status))
+        } else {
+            format!("signal {}", libc::WTERMSIG(status))
+        })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill();
+            let _ = self.wait();
+        }
+        if let Some(upperdir) = &self.upperdir {
+            stubs::remove(upperdir, &self.created);
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(Error::sys("create pipe", io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// An anonymous in-memory file holding `data`: the config never touches a disk.
+fn memfd_with(data: &[u8]) -> Result<OwnedFd, Error> {
+    // SAFETY: memfd_create with a NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"builder-sandbox-config".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::sys("create memfd", io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptor is fresh and ours.
+    let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(data).map_err(sys("write sandbox config"))?;
+    Ok(file.into())
+}
+
+/// `fcntl(F_DUPFD_CLOEXEC)` above every target fd, so the child's dup2s never clobber
+/// a source.
+fn dup_high(fd: &OwnedFd) -> Result<OwnedFd, Error> {
+    // SAFETY: duplicating a descriptor we own; the result is checked.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if new < 0 {
+        return Err(Error::sys("duplicate descriptor", io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptor is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Clones a child into new namespaces (`flags`) that places `fds` at their target
+/// numbers, closes every other descriptor above them and execs the init.
+fn clone_init(flags: libc::c_int, fds: &[(OwnedFd, i32)], new_session: bool) -> Result<libc::pid_t, Error> {
+    let sources: Vec<(OwnedFd, i32)> =
+        fds.iter().map(|(fd, to)| Ok((dup_high(fd)?, *to))).collect::<Result<_, Error>>()?;
+    let map: Vec<(i32, i32)> = sources.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
+    let first_free = map.iter().map(|(_, to)| to + 1).max().unwrap_or(3) as libc::c_uint;
+    let exe = c"/proc/self/exe";
+    let arg0 = CString::new(init::INIT_ARG0).expect("no NUL in a constant");
+    let argv = [arg0.as_ptr(), std::ptr::null()];
+    let env = CString::new(format!("{INIT_ENV}=1")).expect("no NUL in a constant");
+    let mut envs = vec![env];
+    // Keep diagnostics on for the init if the caller has them.
+    for key in ["RUST_BACKTRACE", "RUST_LOG"] {
+        if let Some(v) = std::env::var_os(key) {
+            let mut kv = key.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envs.extend(CString::new(kv).ok());
+        }
+    }
+    let envp: Vec<*const libc::c_char> =
+        envs.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+
+    // SAFETY: a clone without CLONE_VM and without a new stack behaves like fork: the
+    // child gets a copy of this thread's stack. It only makes the raw syscalls below on
+    // data prepared above (no allocation, no locks) and then execs or _exits.
+    let pid = unsafe {
+        libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+    };
+    if pid < 0 {
+        return Err(Error::sys("clone sandbox init", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: async-signal-safe syscalls only, in the freshly cloned child.
+        unsafe {
+            for (from, to) in &map {
+                if libc::dup2(*from, *to) < 0 {
+                    libc::_exit(125);
+                }
+            }
+            libc::syscall(libc::SYS_close_range, first_free, libc::c_uint::MAX, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if new_session {
+                libc::setsid();
+            }
+            libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(125);
+        }
+    }
+    Ok(pid as libc::pid_t)
+}

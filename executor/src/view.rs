@@ -1,0 +1,79 @@
+//! [`crate::with_rootfs_mounted`]: rootfs mounts that exist only in a helper thread's
+//! private mount namespace (`unshare(CLONE_NEWNS)` is allowed per thread), so the
+//! builder can apply file operations through overlayfs and nothing can stay mounted
+//! on the host: the namespace dies with the thread.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+use crate::syscall::{Real, Syscall};
+use crate::{Error, Rootfs, rootfs};
+
+pub(crate) fn with_rootfs_mounted<R: Send>(
+    rootfs: &[Rootfs],
+    f: impl FnOnce(&[PathBuf]) -> R + Send,
+) -> Result<R, Error> {
+    let dir = tempfile::Builder::new()
+        .prefix(".builder-mnt-")
+        .tempdir()
+        .map_err(|e| Error::sys("create mountpoint dir", e))?;
+    let paths: Vec<PathBuf> = (0..rootfs.len()).map(|i| dir.path().join(i.to_string())).collect();
+    for p in &paths {
+        std::fs::create_dir(p).map_err(|e| Error::sys(format!("create {}", p.display()), e))?;
+    }
+    let outcome = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("rootfs-mount".into())
+            .spawn_scoped(s, || in_private_namespace(&Real, rootfs, &paths, f))
+            .map_err(|e| Error::sys("spawn mount thread", e))?
+            .join()
+            .unwrap_or_else(|panic| resume_unwind(panic))
+    });
+    drop(dir);
+    match outcome? {
+        Ok(r) => Ok(r),
+        Err(panic) => resume_unwind(panic),
+    }
+}
+
+type Caught<R> = Result<R, Box<dyn std::any::Any + Send>>;
+
+/// On the helper thread: new mount namespace, mounts, `f`, unmounts.
+fn in_private_namespace<R>(
+    sys: &dyn Syscall,
+    rootfs: &[Rootfs],
+    paths: &[PathBuf],
+    f: impl FnOnce(&[PathBuf]) -> R,
+) -> Result<Caught<R>, Error> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Error::sys("unshare mount namespace", e.into()))?;
+    sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+        .map_err(|e| Error::sys("make / private", e))?;
+    let mut mounted: Vec<&Path> = Vec::new();
+    let result = mount_all(sys, rootfs, paths, &mut mounted).map(|()| catch_unwind(AssertUnwindSafe(|| f(paths))));
+    for p in mounted.iter().rev() {
+        if let Err(e) = sys.umount(p, MntFlags::MNT_DETACH) {
+            // Harmless: the namespace, and with it the mount, ends with this thread.
+            tracing::warn!(path = %p.display(), error = %e, "cannot unmount rootfs view");
+        }
+    }
+    result
+}
+
+fn mount_all<'a>(
+    sys: &dyn Syscall,
+    rootfs: &[Rootfs],
+    paths: &'a [PathBuf],
+    mounted: &mut Vec<&'a Path>,
+) -> Result<(), Error> {
+    for (r, p) in rootfs.iter().zip(paths) {
+        rootfs::mount(sys, r, None, p)?;
+        mounted.push(p);
+        if r.readonly && r.upper.is_some() {
+            rootfs::remount_readonly(sys, p)?;
+        }
+    }
+    Ok(())
+}
