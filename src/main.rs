@@ -14,8 +14,6 @@ mod layer;
 mod ops;
 mod run;
 mod store;
-mod cache;
-mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;
