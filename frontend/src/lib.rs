@@ -6,9 +6,14 @@
 //! vertices. What it must know about base images (their config) it asks an
 //! [`ImageResolver`]. The frontend is pure: no filesystem, no network, no processes.
 
+mod convert;
 pub mod image;
+mod instructions;
 pub mod parser;
 pub mod shell;
+mod suggest;
+
+pub use convert::print_graph;
 
 use image::{ContainerConfig, History};
 use solver::{Graph, VertexId};
@@ -120,11 +125,11 @@ pub fn compile(
     options: &BuildOptions,
     resolver: &dyn ImageResolver,
 ) -> Result<BuildDefinition, Error> {
-    let _ = (dockerfile, resolver);
-    Err(Error {
-        file: options.dockerfile_name.clone(),
-        line: 1,
-        column: 1,
-        message: "the Dockerfile frontend is not built yet".into(),
-    })
+    convert::compile(dockerfile, options, resolver)
+}
+
+/// Parses and checks a Dockerfile without converting it (syntax, instructions,
+/// flags); the error is `(line, message)`.
+pub fn check(dockerfile: &str) -> Result<(), (usize, String)> {
+    convert::check(dockerfile).map(|_| ())
 }

@@ -1,0 +1,217 @@
+//! The third pass: stages to a [`solver::Graph`]. Only the stages the target needs
+//! are converted, each once, in dependency order (a stage is converted the first time
+//! something refers to it: `FROM`, `COPY --from`, `RUN --mount=from=`). Word
+//! expansion happens here, against each stage's ENV and ARG values.
+
+mod args;
+mod copy;
+mod metadata;
+mod print;
+mod run;
+mod run_mount;
+mod stage;
+
+pub use print::print_graph;
+
+use crate::instructions::{self, Dockerfile};
+use crate::shell::Lex;
+use crate::{BuildDefinition, BuildOptions, Error, ImageResolver, ImageSpec, parser};
+use args::MetaArgs;
+use solver::ir::{Op, SourceOp};
+use solver::{Graph, Vertex, VertexId};
+use std::collections::BTreeSet;
+
+/// A conversion error at a line of the Dockerfile.
+pub(crate) type ConvertError = (usize, String);
+
+/// What a stage's base is, after expanding global args.
+#[derive(Debug, Clone, PartialEq)]
+enum Base {
+    Scratch,
+    Stage(usize),
+    Image(String),
+}
+
+#[derive(Debug, Clone)]
+struct StageInfo {
+    name: Option<String>,
+    base: Base,
+    /// `FROM --platform=` after expansion.
+    platform: Option<String>,
+}
+
+/// A converted stage: where its filesystem is and the image it describes.
+#[derive(Debug, Clone)]
+struct Converted {
+    vertex: VertexId,
+    image: ImageSpec,
+}
+
+pub(crate) struct Converter<'a> {
+    options: &'a BuildOptions,
+    resolver: &'a dyn ImageResolver,
+    dockerfile: &'a Dockerfile,
+    lex: Lex,
+    meta: MetaArgs,
+    graph: Graph,
+    context: Option<VertexId>,
+    stages: Vec<StageInfo>,
+    done: Vec<Option<Converted>>,
+    in_progress: Vec<bool>,
+    used_args: BTreeSet<String>,
+    warnings: Vec<String>,
+}
+
+fn error(options: &BuildOptions, line: usize, message: String) -> Error {
+    Error { file: options.dockerfile_name.clone(), line, column: 1, message }
+}
+
+/// Parses and type-checks a Dockerfile without converting it.
+pub fn check(text: &str) -> Result<Dockerfile, (usize, String)> {
+    let ast = parser::parse(text).map_err(|e| (e.line, e.message))?;
+    instructions::parse_dockerfile(&ast).map_err(|e| (e.line, e.message))
+}
+
+pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver) -> Result<BuildDefinition, Error> {
+    let ast = parser::parse(text).map_err(|e| error(options, e.line, e.message))?;
+    let dockerfile = instructions::parse_dockerfile(&ast).map_err(|e| error(options, e.line, e.message))?;
+    let lex = Lex::new(dockerfile.escape_token);
+    let mut used_args = BTreeSet::new();
+    let meta = MetaArgs::evaluate(&dockerfile.meta_args, options, &lex, &mut used_args)
+        .map_err(|(line, m)| error(options, line, m))?;
+    let mut converter = Converter {
+        options,
+        resolver,
+        dockerfile: &dockerfile,
+        lex,
+        meta,
+        graph: Graph::new(),
+        context: None,
+        stages: Vec::new(),
+        done: vec![None; dockerfile.stages.len()],
+        in_progress: vec![false; dockerfile.stages.len()],
+        used_args,
+        warnings: ast.warnings.clone(),
+    };
+    converter.resolve_stage_bases().map_err(|(line, m)| error(options, line, m))?;
+    let target = converter.target_index().map_err(|(line, m)| error(options, line, m))?;
+    converter.convert_stage(target).map_err(|(line, m)| error(options, line, m))?;
+    converter.finish(target)
+}
+
+impl<'a> Converter<'a> {
+    /// Expands every `FROM` in the global scope and links stage-to-stage bases.
+    fn resolve_stage_bases(&mut self) -> Result<(), ConvertError> {
+        for (i, stage) in self.dockerfile.stages.iter().enumerate() {
+            let base_name = self.meta.expand(&self.lex, &stage.base_name).map_err(|e| (stage.line, e))?;
+            if base_name.is_empty() {
+                return Err((stage.line, format!("base name ({}) should not be blank", stage.base_name)));
+            }
+            let lower = base_name.to_lowercase();
+            let base = if lower == "scratch" {
+                Base::Scratch
+            } else if let Some(j) = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+                Base::Stage(j)
+            } else {
+                Base::Image(base_name)
+            };
+            let platform = match &stage.platform {
+                Some(p) => Some(self.meta.expand(&self.lex, p).map_err(|e| (stage.line, e))?),
+                None => None,
+            };
+            if let Some(p) = &platform {
+                args::parse_platform(p).map_err(|e| (stage.line, e))?;
+            }
+            let _ = i;
+            self.stages.push(StageInfo { name: stage.name.clone(), base, platform });
+        }
+        Ok(())
+    }
+
+    fn target_index(&self) -> Result<usize, ConvertError> {
+        match &self.options.target {
+            None => Ok(self.stages.len() - 1),
+            Some(t) if t.is_empty() => Ok(self.stages.len() - 1),
+            Some(t) => {
+                let lower = t.to_lowercase();
+                self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())).ok_or_else(|| {
+                    let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                    let msg = format!("target stage {t:?} could not be found");
+                    (
+                        self.dockerfile.stages.last().map_or(1, |s| s.line),
+                        crate::suggest::with_suggestion(msg, t, &names),
+                    )
+                })
+            }
+        }
+    }
+
+    /// Finds a stage by name (case-insensitive) or index, as `--from` refers to it.
+    fn find_stage(&self, reference: &str) -> Option<usize> {
+        if let Ok(index) = reference.parse::<usize>() {
+            return (index < self.stages.len()).then_some(index);
+        }
+        let lower = reference.to_lowercase();
+        self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+
+    /// The build context, added once on first use.
+    fn context_vertex(&mut self) -> VertexId {
+        if let Some(id) = self.context {
+            return id;
+        }
+        let op = Op::Source(SourceOp::Local { name: "context".into(), exclude: self.options.dockerignore.clone() });
+        let mut vertex = Vertex::new(op, vec![], "load build context");
+        vertex.ignore_cache = self.options.no_cache;
+        let id = self.graph.add(vertex);
+        self.context = Some(id);
+        id
+    }
+
+    /// The filesystem `reference` names in `--from`: a stage (converted on demand), a
+    /// stage index, or an image.
+    fn source_for(&mut self, reference: &str, current: usize, line: usize) -> Result<VertexId, ConvertError> {
+        let reference = self.meta.expand(&self.lex, reference).map_err(|e| (line, e))?;
+        if let Some(index) = self.find_stage(&reference) {
+            if index == current {
+                return Err((line, format!("circular dependency detected on stage: {reference}")));
+            }
+            self.convert_stage(index)?;
+            return Ok(self.done[index].as_ref().map(|c| c.vertex).unwrap_or(VertexId(0)));
+        }
+        if reference.parse::<usize>().is_ok() {
+            return Err((
+                line,
+                format!("invalid stage index {reference}: there are only {} stages", self.stages.len()),
+            ));
+        }
+        if reference.contains(char::is_whitespace) || reference.is_empty() {
+            return Err((line, format!("invalid --from reference {reference:?}")));
+        }
+        let platform = self.stages[current].platform.clone();
+        let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
+        let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(&reference)));
+        vertex.ignore_cache = self.options.no_cache;
+        Ok(self.graph.add(vertex))
+    }
+
+    fn finish(mut self, target: usize) -> Result<BuildDefinition, Error> {
+        let converted = self.done[target].take().expect("target stage converted");
+        let mut image = converted.image;
+        if !self.options.labels.is_empty() {
+            let labels = image.config.labels.get_or_insert_with(Default::default);
+            labels.extend(self.options.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let unused: Vec<&str> = self
+            .options
+            .build_args
+            .keys()
+            .filter(|k| !self.used_args.contains(*k) && !args::is_builtin(k))
+            .map(String::as_str)
+            .collect();
+        if !unused.is_empty() {
+            self.warnings.push(format!("one or more build-args [{}] were not consumed", unused.join(" ")));
+        }
+        Ok(BuildDefinition { graph: self.graph, target: converted.vertex, image, warnings: self.warnings })
+    }
+}

@@ -1,0 +1,151 @@
+//! RUN: the exec op, its argv (SHELL or exec form, heredoc scripts), environment
+//! (ENV plus ARGs in scope, as BuildKit passes them), network and security modes.
+
+use super::args::PROXY_ARGS;
+use super::metadata::{commit, set_env};
+use super::stage::{DEFAULT_PATH, StageState};
+use super::{ConvertError, Converter};
+use crate::instructions::{Instruction, RunCommand};
+use crate::parser::{chomp_heredoc_content, parse_heredoc};
+use solver::ir::{ExecOp, FileAction, FileOp, Mount, MountKind, NetworkMode, Op, SecurityMode, SourceOp};
+use solver::{Vertex, VertexId};
+
+/// BuildKit's `runCommandString`: `|N K=V... argv` when build args are in scope.
+fn run_command_string(args: &[String], st: &StageState) -> String {
+    let mut build_env: Vec<String> = Vec::new();
+    for (k, v) in &st.args {
+        let value = crate::shell::Env::get(&st.scope(), k).or_else(|| v.clone()).unwrap_or_default();
+        build_env.push(format!("{k}={value}"));
+    }
+    let mut parts = Vec::new();
+    if !build_env.is_empty() {
+        parts.push(format!("|{}", build_env.len()));
+        parts.extend(build_env);
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+impl Converter<'_> {
+    /// The environment of a RUN: image env and ENV, then ARG values ENV does not
+    /// shadow, proxy args given on the command line, and a default PATH.
+    fn run_env(&self, st: &StageState) -> Vec<String> {
+        let mut env = st.env().to_vec();
+        for (k, v) in &st.args {
+            let shadowed = env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k);
+            if let (false, Some(v)) = (shadowed, v) {
+                set_env(&mut env, k, v);
+            }
+        }
+        for name in PROXY_ARGS {
+            if let Some(v) = self.options.build_args.get(*name)
+                && !env.iter().any(|e| e.starts_with(&format!("{name}=")))
+            {
+                env.push(format!("{name}={v}"));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        env
+    }
+
+    /// argv for the RUN, plus a mount holding a heredoc script when it has a shebang.
+    fn run_args(&mut self, st: &StageState, run: &RunCommand) -> Result<(Vec<String>, Option<VertexId>), ConvertError> {
+        let cmd = &run.command;
+        let mut args = cmd.cmd_line.clone();
+        let mut script = None;
+        if !cmd.files.is_empty() {
+            if args.len() != 1 || !cmd.prepend_shell {
+                return Err((st.line, format!("parsing produces an invalid run command: {args:?}")));
+            }
+            let first = &cmd.files[0];
+            let data = if first.chomp { chomp_heredoc_content(&first.content) } else { first.content.clone() };
+            if parse_heredoc(&args[0]).map_err(|e| (st.line, e))?.is_some() {
+                if data.starts_with("#!") {
+                    // A script with its own interpreter: write it to a file and run it.
+                    let action = FileAction::Mkfile {
+                        path: format!("/{}", first.name),
+                        mode: 0o755,
+                        data: data.into_bytes(),
+                        owner: None,
+                    };
+                    let scratch = self.graph.add(Vertex::new(Op::Source(SourceOp::Scratch), vec![], "scratch"));
+                    let mut vertex = Vertex::new(
+                        Op::File(FileOp { actions: vec![action] }),
+                        vec![scratch],
+                        "preparing inline document",
+                    );
+                    vertex.ignore_cache = st.ignore_cache;
+                    script = Some(self.graph.add(vertex));
+                    return Ok((vec![format!("/dev/pipes/{}", first.name)], script));
+                }
+                args = vec![data];
+            } else {
+                // A command reading heredocs: hand the shell the whole document.
+                let mut full = args[0].clone();
+                for file in &cmd.files {
+                    full.push('\n');
+                    full.push_str(&file.content);
+                    full.push_str(&file.name);
+                }
+                args = vec![full];
+            }
+        }
+        if cmd.prepend_shell {
+            let mut shell = st.shell();
+            shell.extend(args);
+            args = shell;
+        }
+        Ok((args, script))
+    }
+
+    pub(super) fn dispatch_run(
+        &mut self,
+        st: &mut StageState,
+        ins: &Instruction,
+        run: &RunCommand,
+    ) -> Result<(), ConvertError> {
+        let (args, script) = self.run_args(st, run)?;
+        let mut inputs = vec![st.vertex];
+        let mut mounts = Vec::new();
+        if let Some(script) = script {
+            inputs.push(script);
+            mounts.push(Mount {
+                target: "/dev/pipes/".into(),
+                kind: MountKind::Bind { input: inputs.len() - 1, source: "/".into(), readonly: true },
+            });
+        }
+        for (i, spec) in run.mounts.iter().enumerate() {
+            mounts.push(self.run_mount(st, spec, i, &mut inputs)?);
+        }
+        let network = match run.network.as_deref() {
+            Some("none") => NetworkMode::None,
+            Some("host") => NetworkMode::Host,
+            _ => NetworkMode::Default,
+        };
+        let security = match run.security.as_deref() {
+            Some("insecure") => SecurityMode::Insecure,
+            _ => SecurityMode::Sandbox,
+        };
+        let exec = ExecOp {
+            args: args.clone(),
+            env: self.run_env(st),
+            cwd: st.workdir(),
+            user: st.user(),
+            network,
+            security,
+            mounts,
+        };
+        let mut text = ins.original.clone();
+        for file in &run.command.files {
+            text.push('\n');
+            text.push_str(&file.content);
+            text.push_str(&file.name);
+        }
+        let vertex = self.add_step(st, Op::Exec(exec), inputs, &text, true);
+        st.vertex = vertex;
+        commit(st, format!("RUN {}", run_command_string(&args, st)), Some(vertex), true);
+        Ok(())
+    }
+}

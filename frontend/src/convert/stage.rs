@@ -1,0 +1,271 @@
+//! One stage: its base (scratch, an image, an earlier stage), ONBUILD triggers of the
+//! base, and the walk over its instructions. Also the naming of its vertices the way
+//! BuildKit's progress shows them (`[build 2/5] RUN make`).
+
+use super::args::ScopeEnv;
+use super::{Base, ConvertError, Converted, Converter};
+use crate::image::ContainerConfig;
+use crate::instructions::{self, Command, Instruction};
+use crate::shell::Lex;
+use crate::{ImageSpec, parser};
+use solver::ir::{Op, SourceOp};
+use solver::{Vertex, VertexId};
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The state of the stage being converted.
+pub(super) struct StageState {
+    pub index: usize,
+    /// Shown in vertex names: the stage name, `stage-N`, or nothing for a lone unnamed stage.
+    pub label: Option<String>,
+    /// Stage name or index, for step ids and groups.
+    pub key: String,
+    pub vertex: VertexId,
+    pub image: ImageSpec,
+    /// ARGs declared in this stage, with their values.
+    pub args: Vec<(String, Option<String>)>,
+    pub cmd_index: usize,
+    pub cmd_total: usize,
+    pub ignore_cache: bool,
+    /// CMD was set in this stage (ENTRYPOINT keeps it then).
+    pub cmd_set: bool,
+    /// Index of the instruction being converted (FROM is 0).
+    pub step: usize,
+    pub line: usize,
+}
+
+impl StageState {
+    pub fn env(&self) -> &[String] {
+        self.image.config.env.as_deref().unwrap_or(&[])
+    }
+
+    pub fn scope(&self) -> ScopeEnv<'_> {
+        ScopeEnv { env: self.env(), args: &self.args }
+    }
+
+    pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ConvertError> {
+        lex.process_word(word, &self.scope()).map_err(|e| (self.line, e))
+    }
+
+    pub fn workdir(&self) -> String {
+        self.image.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())
+    }
+
+    pub fn user(&self) -> String {
+        self.image.config.user.clone().unwrap_or_default()
+    }
+
+    pub fn shell(&self) -> Vec<String> {
+        match &self.image.config.shell {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => vec!["/bin/sh".into(), "-c".into()],
+        }
+    }
+}
+
+/// The config of `FROM scratch` (and of bases that cannot be resolved offline).
+pub fn empty_config() -> ContainerConfig {
+    ContainerConfig {
+        env: Some(vec![format!("PATH={DEFAULT_PATH}")]),
+        working_dir: Some("/".into()),
+        ..ContainerConfig::default()
+    }
+}
+
+/// `alpine` → `docker.io/library/alpine:latest`, as BuildKit shows image names.
+pub fn display_reference(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let has_domain = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut full = match (has_domain, name.contains('/')) {
+        (true, _) => name.to_string(),
+        (false, true) => format!("docker.io/{name}"),
+        (false, false) => format!("docker.io/library/{name}"),
+    };
+    let last = full.rsplit('/').next().unwrap_or("");
+    if !last.contains(':') && digest.is_none() {
+        full.push_str(":latest");
+    }
+    if let Some(d) = digest {
+        full = format!("{full}@{d}");
+    }
+    full
+}
+
+/// `copy --from=a x y` → `COPY --from=a x y`.
+pub fn uppercase_command(text: &str) -> String {
+    match text.split_once(' ') {
+        Some((cmd, rest)) => format!("{} {rest}", cmd.to_uppercase()),
+        None => text.to_uppercase(),
+    }
+}
+
+fn counts_as_step(instruction: &Instruction) -> bool {
+    matches!(instruction.command, Command::Add(_) | Command::Copy(_) | Command::Run(_) | Command::Workdir(_))
+}
+
+impl Converter<'_> {
+    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+        if self.done[index].is_some() {
+            return Ok(());
+        }
+        let stage = &self.dockerfile.stages[index];
+        if self.in_progress[index] {
+            let name = stage.name.clone().unwrap_or_else(|| index.to_string());
+            return Err((stage.line, format!("circular dependency detected on stage: {name}")));
+        }
+        self.in_progress[index] = true;
+        let line = stage.line;
+        let info = self.stages[index].clone();
+
+        let (base_vertex, mut image) = match &info.base {
+            Base::Scratch => (None, ImageSpec { config: empty_config(), ..ImageSpec::default() }),
+            Base::Stage(j) => {
+                self.convert_stage(*j)?;
+                let base = self.done[*j].clone().expect("base stage converted");
+                (Some(base.vertex), base.image)
+            }
+            Base::Image(reference) => (None, self.resolve_image(reference, info.platform.as_deref(), line)?),
+        };
+
+        let mut instructions = self.onbuild_triggers(&image.config, line)?;
+        if !instructions.is_empty() {
+            image.config.on_build = None;
+        }
+        instructions.extend(stage.instructions.iter().cloned());
+
+        let label = match &info.name {
+            Some(n) => Some(n.clone()),
+            None if self.stages.len() == 1 => None,
+            None => Some(format!("stage-{index}")),
+        };
+        let key = info.name.clone().unwrap_or_else(|| index.to_string());
+        let ignore_cache = self.options.no_cache
+            || self.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(&key) || *f == index.to_string());
+        let from_step = usize::from(matches!(info.base, Base::Image(_)));
+        let mut st = StageState {
+            index,
+            label,
+            key,
+            vertex: VertexId(0),
+            image,
+            args: Vec::new(),
+            cmd_index: 0,
+            cmd_total: instructions.iter().filter(|i| counts_as_step(i)).count() + from_step,
+            ignore_cache,
+            cmd_set: false,
+            step: 0,
+            line,
+        };
+        st.vertex = match (&info.base, base_vertex) {
+            (_, Some(v)) => v,
+            (Base::Image(reference), None) => {
+                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform: info.platform.clone() });
+                self.add_step(&mut st, op, vec![], &format!("FROM {}", display_reference(reference)), true)
+            }
+            _ => self.add_step(&mut st, Op::Source(SourceOp::Scratch), vec![], "FROM scratch", false),
+        };
+
+        for (k, instruction) in instructions.iter().enumerate() {
+            st.step = k + 1;
+            st.line = instruction.line;
+            self.dispatch(&mut st, instruction)?;
+        }
+        self.done[index] = Some(Converted { vertex: st.vertex, image: st.image });
+        self.in_progress[index] = false;
+        Ok(())
+    }
+
+    fn resolve_image(
+        &mut self,
+        reference: &str,
+        platform: Option<&str>,
+        line: usize,
+    ) -> Result<ImageSpec, ConvertError> {
+        let platform = match platform {
+            Some(p) => super::args::parse_platform(p).map_err(|e| (line, e))?,
+            None => self.options.platform.clone(),
+        };
+        match self.resolver.resolve(reference, &platform) {
+            Ok(Some(base)) => Ok(ImageSpec { config: base.config, base_history: base.history, history: Vec::new() }),
+            Ok(None) => Ok(ImageSpec { config: empty_config(), ..ImageSpec::default() }),
+            Err(e) => Err((line, format!("failed to resolve base image {reference}: {e}"))),
+        }
+    }
+
+    /// Parses the base image's ONBUILD triggers; they run first, as Docker does.
+    fn onbuild_triggers(&self, config: &ContainerConfig, line: usize) -> Result<Vec<Instruction>, ConvertError> {
+        let mut out = Vec::new();
+        for trigger in config.on_build.iter().flatten() {
+            let bad = |e: String| (line, format!("invalid ONBUILD trigger {trigger:?} of base image: {e}"));
+            let ast = parser::parse(trigger).map_err(|e| bad(e.message))?;
+            for node in &ast.children {
+                if matches!(node.keyword().as_str(), "onbuild" | "from" | "maintainer") {
+                    return Err(bad(format!("{} isn't allowed as an ONBUILD trigger", node.value.to_uppercase())));
+                }
+                let mut instruction = instructions::parse_node(node).map_err(bad)?;
+                instruction.line = line;
+                out.push(instruction);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The vertex name for an instruction: `[label i/n] TEXT` with env expanded.
+    pub(super) fn step_name(&self, st: &mut StageState, text: &str, counted: bool) -> String {
+        let text = uppercase_command(&self.lex.process_word(text, &st.scope()).unwrap_or_else(|_| text.to_string()));
+        if !counted || st.cmd_total == 0 {
+            return text;
+        }
+        st.cmd_index += 1;
+        let width = st.cmd_total.to_string().len();
+        let label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
+        format!("[{label}{:>width$}/{}] {text}", st.cmd_index, st.cmd_total)
+    }
+
+    /// Adds a vertex for the current instruction of `st`.
+    pub(super) fn add_step(
+        &mut self,
+        st: &mut StageState,
+        op: Op,
+        inputs: Vec<VertexId>,
+        text: &str,
+        counted: bool,
+    ) -> VertexId {
+        let name = self.step_name(st, text, counted);
+        let mut vertex = Vertex::new(op, inputs, name);
+        vertex.step_id = Some(format!("{}:{}:{}", self.options.dockerfile_name, st.key, st.step));
+        vertex.group = Some(st.key.clone());
+        vertex.ignore_cache = st.ignore_cache;
+        self.graph.add(vertex)
+    }
+
+    /// Converts one instruction.
+    fn dispatch(&mut self, st: &mut StageState, instruction: &Instruction) -> Result<(), ConvertError> {
+        match &instruction.command {
+            Command::Run(run) => self.dispatch_run(st, instruction, run),
+            Command::Copy(copy) => self.dispatch_copy(st, instruction, copy),
+            Command::Add(add) => self.dispatch_add(st, instruction, add),
+            Command::Workdir(path) => self.dispatch_workdir(st, instruction, path),
+            Command::Arg(defs) => self.dispatch_arg(st, defs),
+            _ => self.dispatch_metadata(st, instruction),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_references() {
+        assert_eq!(display_reference("alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(display_reference("alpine:3.20"), "docker.io/library/alpine:3.20");
+        assert_eq!(display_reference("me/app"), "docker.io/me/app:latest");
+        assert_eq!(display_reference("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(display_reference("a@sha256:00"), "docker.io/library/a@sha256:00");
+    }
+}
