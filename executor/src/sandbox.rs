@@ -127,7 +127,12 @@ impl Setup<'_> {
         };
         for name in DEVICES {
             let node = dev.join(name);
-            fs::OpenOptions::new().write(true).create(true).mode(0o666).open(&node).map_err(io_err("create node"))?;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o666)
+                .open(&node)
+                .map_err(io_err("create node"))?;
             self.bind(&self.host_root.join("dev").join(name), &node, false)?;
         }
         for (name, mode) in [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o1777)] {
@@ -237,5 +242,205 @@ impl Setup<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::{Call, Recording};
+    use crate::{Process, Rootfs, Spec, Upper};
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        config: InitConfig,
+    }
+
+    fn fixture(lowers: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("bundle/rootfs")).unwrap();
+        fs::create_dir_all(p.join("host/bindme")).unwrap();
+        let spec = Spec {
+            rootfs: Rootfs {
+                lowerdirs: (0..lowers).map(|i| p.join(format!("l{i}"))).collect(),
+                // The fake mounts nothing, so what lands in the rootfs dir is what an
+                // overlay would put in its upperdir.
+                upper: Some(Upper { upperdir: p.join("bundle/rootfs"), workdir: p.join("work") }),
+                readonly: false,
+            },
+            mounts: vec![],
+            process: Process { args: vec!["true".into()], env: vec![], cwd: "/".into(), user: String::new() },
+            network: Network::Host,
+            hostname: "box".into(),
+        };
+        Fixture { config: InitConfig { spec, bundle: p.join("bundle"), scratch_upper: None }, dir }
+    }
+
+    /// The recorded calls, paths relative to the fixture, one short line each.
+    fn plan(f: &Fixture, sys: &Recording) -> (Vec<String>, Vec<Created>) {
+        let mut created = Vec::new();
+        let mut report = |c| {
+            created.push(c);
+            Ok(())
+        };
+        let host_root = f.dir.path().join("host");
+        Setup { sys, host_root, report: &mut report }.run(&f.config).unwrap();
+        let rel = |p: &Path| p.strip_prefix(f.dir.path()).unwrap_or(p).display().to_string();
+        let lines = sys
+            .take()
+            .into_iter()
+            .map(|c| match c {
+                Call::Mount { source, target, fstype, flags, data } => {
+                    let what = if flags.contains(MsFlags::MS_REMOUNT) {
+                        "remount-ro".to_string()
+                    } else if flags.contains(MsFlags::MS_BIND) {
+                        format!("bind {}", rel(source.as_deref().unwrap()))
+                    } else if flags.contains(MsFlags::MS_PRIVATE) {
+                        "private".to_string()
+                    } else {
+                        let ro = if flags.contains(MsFlags::MS_RDONLY) { " ro" } else { "" };
+                        format!("{}{ro}{}", fstype.unwrap(), data.map(|d| format!(" {d}")).unwrap_or_default())
+                    };
+                    format!("{what} -> {}", rel(&target))
+                }
+                Call::Overlay { target, overlay } => {
+                    let lowers: Vec<_> = overlay.lowerdirs.iter().map(|l| rel(l)).collect();
+                    format!("overlay {} upper={} -> {}", lowers.join(":"), overlay.upper.is_some(), rel(&target))
+                }
+                Call::Umount { target } => format!("umount {}", rel(&target)),
+                Call::PivotRoot { new_root } => format!("pivot_root {}", rel(&new_root)),
+                Call::Hostname(h) => format!("hostname {h}"),
+                Call::LoopbackUp => "lo up".into(),
+                Call::Identity(id) => format!("identity {id:?}"),
+            })
+            .collect();
+        (lines, created)
+    }
+
+    const R: &str = "bundle/rootfs";
+
+    #[test]
+    fn image_rootfs_plan() {
+        let f = fixture(2);
+        let (lines, created) = plan(&f, &Recording::default());
+        let mut expected = vec![
+            "private -> /".to_string(),
+            format!("overlay l0:l1 upper=true -> {R}"),
+            format!("proc -> {R}/proc"),
+            format!("sysfs ro -> {R}/sys"),
+            format!("tmpfs mode=755,size=65536k -> {R}/dev"),
+        ];
+        for d in DEVICES {
+            expected.push(format!("bind host/dev/{d} -> {R}/dev/{d}"));
+        }
+        expected.extend([
+            format!("devpts newinstance,ptmxmode=0666,mode=0620,gid=5 -> {R}/dev/pts"),
+            format!("tmpfs mode=1777,size=65536k -> {R}/dev/shm"),
+            format!("mqueue -> {R}/dev/mqueue"),
+            format!("bind bundle/hosts -> {R}/etc/hosts"),
+            format!("remount-ro -> {R}/etc/hosts"),
+            format!("bind bundle/resolv.conf -> {R}/etc/resolv.conf"),
+            format!("remount-ro -> {R}/etc/resolv.conf"),
+            "hostname box".into(),
+            format!("pivot_root {R}"),
+        ]);
+        assert_eq!(lines, expected);
+        let stubs: Vec<_> = created
+            .iter()
+            .map(|c| match c {
+                Created::Stub(p) => p.display().to_string(),
+                Created::CopiedUp { path, .. } => format!("copied-up {}", path.display()),
+            })
+            .collect();
+        assert_eq!(stubs, ["proc", "sys", "dev", "etc", "etc/hosts", "etc/resolv.conf"]);
+    }
+
+    #[test]
+    fn spec_mounts_parents_first_then_network_none() {
+        let mut f = fixture(1);
+        let host = f.dir.path().join("host/bindme");
+        f.config.spec.network = Network::None;
+        f.config.spec.rootfs.readonly = true;
+        f.config.spec.mounts = vec![
+            Mount {
+                target: "/a/b/secret".into(),
+                source: MountSource::File { content: b"s".to_vec(), mode: 0o400, uid: 0, gid: 0 },
+            },
+            Mount { target: "/a".into(), source: MountSource::Tmpfs { size: Some(4096) } },
+            Mount { target: "/src".into(), source: MountSource::Bind { source: host, readonly: true } },
+        ];
+        let (lines, _) = plan(&f, &Recording::default());
+        let tail: Vec<_> = lines.iter().skip_while(|l| !l.contains("resolv.conf")).skip(2).cloned().collect();
+        assert_eq!(
+            tail,
+            [
+                format!("tmpfs size=4096 -> {R}/a"),
+                format!("bind host/bindme -> {R}/src"),
+                format!("remount-ro -> {R}/src"),
+                "tmpfs mode=700,size=4096 -> bundle/file-2".to_string(),
+                format!("bind bundle/file-2/file -> {R}/a/b/secret"),
+                format!("remount-ro -> {R}/a/b/secret"),
+                "umount bundle/file-2".into(),
+                format!("remount-ro -> {R}"),
+                "hostname box".into(),
+                "lo up".into(),
+                format!("pivot_root {R}"),
+            ]
+        );
+        assert_eq!(fs::read(f.dir.path().join("bundle/file-2/file")).unwrap(), b"s");
+    }
+
+    #[test]
+    fn sysfs_refused_falls_back_to_a_readonly_bind() {
+        let f = fixture(1);
+        let sys = Recording {
+            fail: Some(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "sysfs").then_some(libc::EPERM)),
+            ..Default::default()
+        };
+        let (lines, _) = plan(&f, &sys);
+        let i = lines.iter().position(|l| l.starts_with("sysfs")).unwrap();
+        assert_eq!(lines[i + 1..i + 3], [format!("bind host/sys -> {R}/sys"), format!("remount-ro -> {R}/sys")]);
+    }
+
+    #[test]
+    fn scratch_binds_the_upperdir() {
+        let f = fixture(0);
+        let (lines, _) = plan(&f, &Recording::default());
+        assert_eq!(lines[1], format!("bind {R} -> {R}"));
+    }
+
+    #[test]
+    fn existing_parents_are_reported_for_copy_up() {
+        let mut f = fixture(1);
+        fs::create_dir_all(f.dir.path().join("bundle/rootfs/etc")).unwrap();
+        fs::create_dir_all(f.dir.path().join("upper")).unwrap();
+        f.config.spec.rootfs.upper.as_mut().unwrap().upperdir = f.dir.path().join("upper");
+        let (_, created) = plan(&f, &Recording::default());
+        assert!(matches!(&created[3], Created::CopiedUp { path, .. } if path == Path::new("etc")), "{created:?}");
+        assert_eq!(created[4], Created::Stub("etc/hosts".into()));
+    }
+
+    #[test]
+    fn views_without_upper_are_readonly() {
+        let sys = Recording::default();
+        let t = Path::new("/t");
+        let view = |lowers: &[&str]| Rootfs {
+            lowerdirs: lowers.iter().map(Into::into).collect(),
+            upper: None,
+            readonly: true,
+        };
+        rootfs::mount(&sys, &view(&[]), None, t).unwrap();
+        rootfs::mount(&sys, &view(&["/a"]), None, t).unwrap();
+        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t).unwrap();
+        let calls = sys.take();
+        assert!(
+            matches!(&calls[0], Call::Mount { fstype: Some(t), flags, .. } if t == "tmpfs" && flags.contains(MsFlags::MS_RDONLY))
+        );
+        assert!(matches!(&calls[1], Call::Mount { flags, .. } if flags.contains(MsFlags::MS_BIND)));
+        assert!(
+            matches!(&calls[2], Call::Mount { flags, .. } if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY))
+        );
+        assert!(matches!(&calls[3], Call::Overlay { overlay, .. } if overlay.readonly && overlay.upper.is_none()));
     }
 }
