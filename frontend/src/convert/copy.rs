@@ -121,7 +121,8 @@ impl Converter<'_> {
         for (name, data) in &plan.contents {
             let path = if plan.dest.ends_with('/') { format!("{}{name}", plan.dest) } else { plan.dest.clone() };
             let parent = path.rsplit_once('/').map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
-            if parent != "/" {
+            let made = actions.iter().any(|a| matches!(a, FileAction::Mkdir { path, .. } if path == parent));
+            if parent != "/" && !made {
                 actions.push(FileAction::Mkdir {
                     path: parent.to_string(),
                     mode: 0o755,

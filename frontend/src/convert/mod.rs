@@ -55,6 +55,7 @@ pub(crate) struct Converter<'a> {
     meta: MetaArgs,
     graph: Graph,
     context: Option<VertexId>,
+    scratch: Option<VertexId>,
     stages: Vec<StageInfo>,
     done: Vec<Option<Converted>>,
     in_progress: Vec<bool>,
@@ -87,6 +88,7 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         meta,
         graph: Graph::new(),
         context: None,
+        scratch: None,
         stages: Vec::new(),
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
@@ -168,12 +170,22 @@ impl<'a> Converter<'a> {
         id
     }
 
+    /// An empty filesystem for ops that build from nothing, added once on first use.
+    fn scratch_vertex(&mut self) -> VertexId {
+        if let Some(id) = self.scratch {
+            return id;
+        }
+        let id = self.graph.add(Vertex::new(Op::Source(SourceOp::Scratch), vec![], "scratch"));
+        self.scratch = Some(id);
+        id
+    }
+
     /// The filesystem `reference` names in `--from`: a stage (converted on demand), a
     /// stage index, or an image.
     fn source_for(&mut self, reference: &str, current: usize, line: usize) -> Result<VertexId, ConvertError> {
         let reference = self.meta.expand(&self.lex, reference).map_err(|e| (line, e))?;
         if let Some(index) = self.find_stage(&reference) {
-            if index == current {
+            if index == current || self.in_progress[index] {
                 return Err((line, format!("circular dependency detected on stage: {reference}")));
             }
             self.convert_stage(index)?;
@@ -188,7 +200,21 @@ impl<'a> Converter<'a> {
         if reference.contains(char::is_whitespace) || reference.is_empty() {
             return Err((line, format!("invalid --from reference {reference:?}")));
         }
+        // A bare word close to a stage name is a misspelt stage, not an image.
+        if !reference.contains(['/', ':', '@', '.']) {
+            let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+            if let Some(stage) = crate::suggest::closest(&reference, &names) {
+                return Err((line, format!("undefined stage {reference:?} in --from (did you mean {stage}?)")));
+            }
+        }
         let platform = self.stages[current].platform.clone();
+        let resolve_platform = match &platform {
+            Some(p) => args::parse_platform(p).map_err(|e| (line, e))?,
+            None => self.options.platform.clone(),
+        };
+        if let Err(e) = self.resolver.resolve(&reference, &resolve_platform) {
+            return Err((line, format!("--from={reference} is neither a stage nor a usable image: {e}")));
+        }
         let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
         let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(&reference)));
         vertex.ignore_cache = self.options.no_cache;

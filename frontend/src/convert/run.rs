@@ -7,7 +7,7 @@ use super::stage::{DEFAULT_PATH, StageState};
 use super::{ConvertError, Converter};
 use crate::instructions::{Instruction, RunCommand};
 use crate::parser::{chomp_heredoc_content, parse_heredoc};
-use solver::ir::{ExecOp, FileAction, FileOp, Mount, MountKind, NetworkMode, Op, SecurityMode, SourceOp};
+use solver::ir::{ExecOp, FileAction, FileOp, Mount, MountKind, NetworkMode, Op, SecurityMode};
 use solver::{Vertex, VertexId};
 
 /// BuildKit's `runCommandString`: `|N K=V... argv` when build args are in scope.
@@ -70,7 +70,7 @@ impl Converter<'_> {
                         data: data.into_bytes(),
                         owner: None,
                     };
-                    let scratch = self.graph.add(Vertex::new(Op::Source(SourceOp::Scratch), vec![], "scratch"));
+                    let scratch = self.scratch_vertex();
                     let mut vertex = Vertex::new(
                         Op::File(FileOp { actions: vec![action] }),
                         vec![scratch],
@@ -116,8 +116,11 @@ impl Converter<'_> {
                 kind: MountKind::Bind { input: inputs.len() - 1, source: "/".into(), readonly: true },
             });
         }
-        for (i, spec) in run.mounts.iter().enumerate() {
-            mounts.push(self.run_mount(st, spec, i, &mut inputs)?);
+        let mut ssh_index = 0;
+        for spec in &run.mounts {
+            let mount = self.run_mount(st, spec, ssh_index, &mut inputs)?;
+            ssh_index += usize::from(matches!(mount.kind, MountKind::Ssh { .. }));
+            mounts.push(mount);
         }
         let network = match run.network.as_deref() {
             Some("none") => NetworkMode::None,

@@ -9,12 +9,13 @@ use solver::VertexId;
 use solver::ir::{CacheSharing, Mount, MountKind};
 
 impl Converter<'_> {
-    /// Converts the `index`th `--mount` of a RUN, pushing any input it reads.
+    /// Converts one `--mount` of a RUN (`ssh_index`: how many ssh mounts came before),
+    /// pushing any input it reads.
     pub(super) fn run_mount(
         &mut self,
         st: &StageState,
         spec: &str,
-        index: usize,
+        ssh_index: usize,
         inputs: &mut Vec<VertexId>,
     ) -> Result<Mount, ConvertError> {
         let expand = |w: &str| self.lex.process_word(w, &st.scope());
@@ -44,7 +45,12 @@ impl Converter<'_> {
                     Some("locked") => CacheSharing::Locked,
                     _ => CacheSharing::Shared,
                 };
-                let id = if m.id.is_empty() { clean_path(&m.target) } else { m.id.clone() };
+                // BuildKit's default id is the target as written, cleaned.
+                let id = match (m.id.is_empty(), m.target.starts_with('/')) {
+                    (false, _) => m.id.clone(),
+                    (true, true) => clean_path(&m.target),
+                    (true, false) => clean_path(&m.target)[1..].to_string(),
+                };
                 MountKind::Cache {
                     id,
                     sharing,
@@ -80,7 +86,7 @@ impl Converter<'_> {
             }
             MountType::Ssh => {
                 let id = if m.id.is_empty() { "default".to_string() } else { m.id.clone() };
-                let target = if target.is_empty() { format!("/run/buildkit/ssh_agent.{index}") } else { target };
+                let target = if target.is_empty() { format!("/run/buildkit/ssh_agent.{ssh_index}") } else { target };
                 return Ok(Mount { target, kind: MountKind::Ssh { id, required: m.required } });
             }
         };

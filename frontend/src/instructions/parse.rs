@@ -42,7 +42,7 @@ fn key_values(node: &Node, name: &str) -> Result<Vec<KeyValue>, String> {
     if node.args.is_empty() {
         return Err(at_least_one(name));
     }
-    if node.args.len() % 3 != 0 {
+    if !node.args.len().is_multiple_of(3) {
         return Err(format!("Bad input to {name}, too many arguments"));
     }
     Ok(node.args.chunks(3).map(|c| KeyValue { key: c[0].clone(), value: c[1].clone() }).collect())
