@@ -40,7 +40,7 @@ fn parser_negative_vectors() {
         .iter()
         .filter(|case| {
             let text = fs::read_to_string(case.join("Dockerfile")).unwrap();
-            parser::parse(&text).is_ok()
+            frontend::check(&text).is_ok()
         })
         .collect();
     println!("negative parser vectors: {}/{}", all.len() - accepted.len(), all.len());

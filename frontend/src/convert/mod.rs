@@ -241,3 +241,6 @@ impl<'a> Converter<'a> {
         Ok(BuildDefinition { graph: self.graph, target: converted.vertex, image, warnings: self.warnings })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! Conversion behaviour the golden files do not pin one by one.
+
+use crate::image::ContainerConfig;
+use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, Platform, compile};
+use solver::ir::{ExecOp, FileAction, Op, SourceOp};
+use std::collections::BTreeMap;
+
+struct Resolver;
+
+impl ImageResolver for Resolver {
+    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+        match reference {
+            "base:1" => Ok(Some(BaseImage {
+                reference: "docker.io/library/base:1".into(),
+                config: ContainerConfig {
+                    env: Some(vec!["PATH=/bin".into(), "FROM_BASE=yes".into()]),
+                    working_dir: Some("/srv".into()),
+                    user: Some("nobody".into()),
+                    ..ContainerConfig::default()
+                },
+                history: Vec::new(),
+            })),
+            "down:1" => Err("connection refused".into()),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn options() -> BuildOptions {
+    BuildOptions {
+        dockerfile_name: "Dockerfile".into(),
+        target: None,
+        build_args: BTreeMap::new(),
+        platform: Platform::new("linux", "amd64"),
+        build_platform: Platform::new("linux", "amd64"),
+        dockerignore: Vec::new(),
+        no_cache: false,
+        no_cache_filter: Vec::new(),
+        labels: BTreeMap::new(),
+    }
+}
+
+fn build(text: &str, options: &BuildOptions) -> Result<BuildDefinition, Error> {
+    compile(text, options, &Resolver)
+}
+
+fn reachable_images(def: &BuildDefinition) -> Vec<String> {
+    def.graph
+        .ancestors(&[def.target])
+        .into_iter()
+        .filter_map(|id| match &def.graph.vertex(id).op {
+            Op::Source(SourceOp::Image { reference, .. }) => Some(reference.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_exec(def: &BuildDefinition) -> ExecOp {
+    def.graph
+        .iter()
+        .filter_map(|(_, v)| match &v.op {
+            Op::Exec(e) => Some(e.clone()),
+            _ => None,
+        })
+        .last()
+        .expect("an exec vertex")
+}
+
+#[test]
+fn target_prunes_unused_stages() {
+    let text = "FROM a:1 AS one\nRUN x\nFROM b:1 AS two\nRUN y\nFROM c:1\nCOPY --from=one /x /x\n";
+    let def = build(text, &options()).unwrap();
+    assert_eq!(reachable_images(&def), vec!["c:1", "a:1"]);
+    assert!(
+        def.graph
+            .iter()
+            .all(|(_, v)| !matches!(&v.op, Op::Source(SourceOp::Image { reference, .. }) if reference == "b:1"))
+    );
+
+    let def = build(text, &BuildOptions { target: Some("TWO".into()), ..options() }).unwrap();
+    assert_eq!(reachable_images(&def), vec!["b:1"]);
+}
+
+#[test]
+fn base_config_flows_into_run() {
+    let def = build("FROM base:1\nENV A=1\nRUN id\n", &options()).unwrap();
+    let exec = last_exec(&def);
+    assert_eq!(exec.env, vec!["PATH=/bin", "FROM_BASE=yes", "A=1"]);
+    assert_eq!((exec.cwd.as_str(), exec.user.as_str()), ("/srv", "nobody"));
+    assert_eq!(def.image.config.user.as_deref(), Some("nobody"));
+}
+
+#[test]
+fn unknown_base_is_an_empty_image_and_resolver_errors_point_at_from() {
+    let def = build("FROM nowhere:1\nRUN true\n", &options()).unwrap();
+    assert_eq!(last_exec(&def).cwd, "/");
+    let e = build("FROM scratch\nFROM down:1\n", &options()).unwrap_err();
+    assert_eq!(e.to_string(), "Dockerfile:2:1: failed to resolve base image down:1: connection refused");
+}
+
+#[test]
+fn build_args_override_and_warn() {
+    let mut opts = options();
+    opts.build_args.insert("TAG".into(), "2".into());
+    opts.build_args.insert("EXTRA".into(), "x".into());
+    opts.build_args.insert("HTTPS_PROXY".into(), "http://p".into());
+    let def = build("ARG TAG=1\nFROM img:$TAG\nARG TAG\nRUN echo $TAG\n", &opts).unwrap();
+    assert_eq!(reachable_images(&def), vec!["img:2"]);
+    let exec = last_exec(&def);
+    assert!(exec.env.contains(&"TAG=2".to_string()));
+    assert!(exec.env.contains(&"HTTPS_PROXY=http://p".to_string()));
+    assert_eq!(def.warnings, vec!["one or more build-args [EXTRA] were not consumed"]);
+    assert_eq!(def.image.history.last().unwrap().created_by, "RUN |1 TAG=2 /bin/sh -c echo $TAG # buildkit");
+}
+
+#[test]
+fn forward_copy_from_and_no_cache() {
+    let text = "FROM a:1\nCOPY --from=later /x /x\nFROM b:1 AS later\n";
+    let def = build(text, &BuildOptions { target: Some("".into()), no_cache: true, ..options() }).unwrap();
+    assert!(def.graph.iter().all(|(_, v)| v.ignore_cache));
+    assert_eq!(reachable_images(&def), vec!["b:1"]);
+
+    let def = build(text, &BuildOptions { target: None, ..options() }).unwrap();
+    assert_eq!(reachable_images(&def), vec!["b:1"]);
+    let def = build(
+        "FROM a:1 AS first\nCOPY --from=later /x /x\nFROM b:1 AS later\n",
+        &BuildOptions { target: Some("first".into()), ..options() },
+    )
+    .unwrap();
+    let mut images = reachable_images(&def);
+    images.sort();
+    assert_eq!(images, vec!["a:1", "b:1"]);
+}
+
+#[test]
+fn labels_from_options_and_onbuild_recorded() {
+    let mut opts = options();
+    opts.labels.insert("ci".into(), "1".into());
+    let def = build("FROM scratch\nLABEL a=b\nONBUILD RUN make\n", &opts).unwrap();
+    let labels = def.image.config.labels.clone().unwrap();
+    assert_eq!(labels.get("ci").map(String::as_str), Some("1"));
+    assert_eq!(labels.get("a").map(String::as_str), Some("b"));
+    assert_eq!(def.image.config.on_build, Some(vec!["RUN make".to_string()]));
+}
+
+#[test]
+fn escape_directive_applies_to_expansion() {
+    let def = build("# escape=`\nFROM scratch\nENV A=x`$B\nWORKDIR C:\\dir\n", &options()).unwrap();
+    assert!(def.image.config.env.unwrap().contains(&"A=x$B".to_string()));
+    let mkdir = def.graph.iter().find_map(|(_, v)| match &v.op {
+        Op::File(f) => f.actions.first().cloned(),
+        _ => None,
+    });
+    assert!(matches!(mkdir, Some(FileAction::Mkdir { path, .. }) if path == "/C:\\dir"));
+}
+
+#[test]
+fn errors_point_at_the_instruction() {
+    let e = build("FROM scratch\nRUN --mount=type=cache,target=/ x\n", &options()).unwrap_err();
+    assert_eq!((e.line, e.message.as_str()), (2, "invalid mount target \"/\""));
+    let e = build("FROM scratch\nCOPY --chmod=99x a /b\n", &options()).unwrap_err();
+    assert_eq!(e.line, 2);
+    let e = build("FROM scratch\nEXPOSE 80/xyz\n", &options()).unwrap_err();
+    assert_eq!(e.message, "invalid proto: xyz");
+    let e = build("FROM scratch\nCOPY --from=1 /a /b\n", &options()).unwrap_err();
+    assert_eq!(e.message, "invalid stage index 1: there are only 1 stages");
+    let e = build("FROM scratch\nCOPY --from=0 /a /b\n", &options()).unwrap_err();
+    assert_eq!(e.message, "circular dependency detected on stage: 0");
+}
