@@ -76,6 +76,9 @@ fn init_main() -> i32 {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
         libc::umask(0o022);
     }
+    if parent_is_gone() {
+        return 1;
+    }
     // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"builder-init".as_ptr(), 0, 0, 0) };
     let mut reporter = Reporter(status_file);
@@ -97,6 +100,15 @@ fn init_main() -> i32 {
         Ok(()) if matches!(msg, Message::Exited(_)) => 0,
         _ => 1,
     }
+}
+
+/// The parent died before the parent-death signal was armed: the read end of the
+/// status pipe is closed.
+fn parent_is_gone() -> bool {
+    let mut fd = libc::pollfd { fd: STATUS_FD, events: 0, revents: 0 };
+    // SAFETY: polling one valid pollfd without waiting.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & libc::POLLERR != 0
 }
 
 fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, Error> {

@@ -2,16 +2,63 @@
 //!
 //! A [`Spec`] says what to run ([`Process`]), on which root filesystem ([`Rootfs`]:
 //! overlayfs lowerdirs + a fresh upperdir), with which extra [`Mount`]s and which
-//! [`Network`]. [`run`] forks a child into new mount, PID, UTS and IPC namespaces (and
-//! a network namespace for [`Network::None`]), builds the rootfs, `pivot_root`s into
-//! it, drops to the requested user and execs. When it returns, no mount and no
-//! process of the sandbox remain, whether the process succeeded, failed or was killed.
+//! [`Network`]. [`run`] starts a sandbox init in new mount, PID, UTS and IPC namespaces
+//! (and a network namespace with only `lo` for [`Network::None`]); the init builds the
+//! rootfs, `pivot_root`s into it, forks the process as the requested user with Docker's
+//! default capabilities and `no_new_privs`, reaps zombies and forwards SIGTERM/SIGINT.
+//! When [`run`] returns, no mount and no process of the sandbox remain, whether the
+//! process succeeded, failed, was cancelled, or the caller panicked.
 //!
-//! [`with_rootfs_mounted`] mounts a rootfs in a private mount namespace on a helper
+//! [`with_rootfs_mounted`] mounts rootfs views in a private mount namespace on a helper
 //! thread so the builder can apply file operations (COPY) through overlayfs.
 //!
 //! This crate knows nothing about images, layers or Dockerfiles, and it is the only
 //! crate with `unsafe`, `nix` or `libc`.
+//!
+//! # How a sandbox starts, and why this way
+//!
+//! The builder is multithreaded (rayon, tokio), and after `fork` only
+//! async-signal-safe work is safe in the child: no allocation, no locks. So the parent
+//! (`spawn.rs`) does a raw `clone(2)` with the namespace flags, and the child only
+//! places descriptors (`dup2`, `close_range`), sets the parent-death signal and execs
+//! `/proc/self/exe` with `_BUILDER_EXECUTOR_INIT` set: runc's re-exec design. Cloning
+//! with `CLONE_NEWPID` (rather than `unshare` in a `Command::pre_exec`) makes the
+//! re-executed binary itself PID 1 of the new namespace, so the parent knows the one
+//! pid whose death takes every sandbox process with it, and waits for exactly that.
+//!
+//! The re-executed binary becomes the init in [`maybe_run_init`], which runs before
+//! `main` (an `.init_array` entry, so test binaries work too) and should also be the
+//! first line of `main`. It reads the [`Spec`] as JSON from fd 3 (a memfd: secrets
+//! never touch a disk) and reports on fd 4 as JSON lines: each mountpoint stub before
+//! it is created, then the exit status or a setup error. Being a fresh single-threaded
+//! process, it may use all of Rust.
+//!
+//! # Cleanup
+//!
+//! All sandbox mounts live in the sandbox's own mount namespace (with `/` made
+//! `rprivate` first), so they vanish with its last process; none is ever visible on
+//! the host. Killing the init (SIGKILL on cancel, on a panic in the parent through
+//! `Drop`, or by `PR_SET_PDEATHSIG` if the parent dies) kills the namespace; the
+//! parent's `waitpid` returns only once all of it is gone. Mountpoint stubs the init
+//! had to create (`/proc`, `/etc/hosts`, a `RUN --mount` target...) are then removed
+//! from the upperdir, with the directories that were copied up only to hold them, as
+//! BuildKit's MountStubsCleaner does.
+//!
+//! # The upperdir as a diff
+//!
+//! Overlays are mounted with `redirect_dir=off,index=off,metacopy=off`: a deletion is a
+//! 0/0 character device, an opaque directory has `trusted.overlay.opaque=y`. Copied-up
+//! entries also carry `trusted.overlay.origin`/`impure`, which a differ must skip. Any
+//! number of layers works: the fd-based mount API with `lowerdir+` (paths of 256
+//! bytes or more go through `/proc/self/fd/N`), falling back to `mount(2)` on kernels
+//! before 6.8 while the options fit in a page.
+//!
+//! # Tests
+//!
+//! Kernel calls that shape the sandbox go through a `Syscall` trait; its recording fake
+//! lets the mount plan and user resolution be unit-tested without root. The real
+//! sandboxes are tested by `tests/sandbox.rs` (a `harness = false` binary, run as root;
+//! it skips itself elsewhere).
 
 mod caps;
 mod init;
@@ -52,7 +99,7 @@ pub struct Upper {
     pub workdir: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub enum MountSource {
     /// A host path bound into the sandbox.
     Bind { source: PathBuf, readonly: bool },
@@ -63,6 +110,31 @@ pub enum MountSource {
     Overlay { lowerdirs: Vec<PathBuf>, upperdir: PathBuf, workdir: PathBuf },
     /// A single file with the given content, on a tmpfs, never on disk (secrets).
     File { content: Vec<u8>, mode: u32, uid: u32, gid: u32 },
+}
+
+/// Never prints a file's content: it may be a secret.
+impl std::fmt::Debug for MountSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MountSource::Bind { source, readonly } => {
+                f.debug_struct("Bind").field("source", source).field("readonly", readonly).finish()
+            }
+            MountSource::Tmpfs { size } => f.debug_struct("Tmpfs").field("size", size).finish(),
+            MountSource::Overlay { lowerdirs, upperdir, workdir } => f
+                .debug_struct("Overlay")
+                .field("lowerdirs", lowerdirs)
+                .field("upperdir", upperdir)
+                .field("workdir", workdir)
+                .finish(),
+            MountSource::File { content, mode, uid, gid } => f
+                .debug_struct("File")
+                .field("content", &format_args!("<{} bytes>", content.len()))
+                .field("mode", &format_args!("{mode:o}"))
+                .field("uid", uid)
+                .field("gid", gid)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 fn main() {
     executor::maybe_run_init();
+    if std::env::args().any(|a| a == INHERIT_CHILD) {
+        std::process::exit(inherit_child());
+    }
     if let Some(reason) = skip_reason() {
         println!("skipping sandbox tests: {reason}");
         println!("0 passed, 0 failed, 1 skipped");
@@ -27,6 +30,7 @@ fn main() {
 
     let tests: &[(&str, fn())] = &[
         ("capture_and_exit_code", capture_and_exit_code),
+        ("inherit_passes_stdio_through", inherit_passes_stdio_through),
         ("own_pid_namespace", own_pid_namespace),
         ("own_hostname", own_hostname),
         ("no_host_mounts_visible", no_host_mounts_visible),
@@ -53,6 +57,7 @@ fn main() {
         ("view_panic_is_reraised_and_unmounted", view_panic_is_reraised_and_unmounted),
         ("parent_panic_kills_the_sandbox", parent_panic_kills_the_sandbox),
         ("many_runs_leave_nothing_behind", many_runs_leave_nothing_behind),
+        ("startup_cost", startup_cost),
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let (mut passed, mut failed) = (0, 0);
@@ -92,6 +97,32 @@ fn capture_and_exit_code() {
     assert_eq!(out.status, Ok(ExitStatus::Code(3)));
     assert_eq!(out.stdout, "out\n");
     assert_eq!(out.stderr, "err\n");
+}
+
+const INHERIT_CHILD: &str = "--inherit-child";
+
+/// This binary, re-run as a child: a sandbox on its own stdio.
+fn inherit_child() -> i32 {
+    let img = Image::busybox();
+    let spec = img.spec(&["sh", "-c", "read x; echo got $x; echo err >&2; exit 5"]);
+    run(&spec, Stdio::Inherit, None).map(|s| s.code()).unwrap_or(99)
+}
+
+fn inherit_passes_stdio_through() {
+    use std::io::Write;
+    use std::process::{Command, Stdio as P};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg(INHERIT_CHILD)
+        .stdin(P::piped())
+        .stdout(P::piped())
+        .stderr(P::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"from-stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got from-stdin\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
 }
 
 fn own_pid_namespace() {
@@ -449,4 +480,15 @@ fn many_runs_leave_nothing_behind() {
     assert_eq!(fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts);
     assert_eq!(processes_matching("86421"), 0);
     assert_eq!(list(&img.upper), Vec::<String>::new());
+}
+
+/// Prints how long a trivial sandbox takes (no assertion on time).
+fn startup_cost() {
+    let img = Image::busybox();
+    let spec = img.spec(&["true"]);
+    let start = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(run_captured(&spec).status, Ok(ExitStatus::Code(0)));
+    }
+    println!("    a sandbox running `true` takes {:.1} ms", start.elapsed().as_secs_f64() * 100.0);
 }
