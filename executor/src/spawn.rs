@@ -329,3 +329,43 @@ fn clone_init(flags: libc::c_int, fds: &[(OwnedFd, i32)], new_session: bool) -> 
     }
     Ok(pid as libc::pid_t)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Process, Rootfs};
+
+    /// The sandbox init is this libtest binary re-executed: the before-main hook must
+    /// take over before libtest's `main` would run the tests again.
+    #[test]
+    fn run_works_from_a_libtest_binary() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || !Path::new("/bin/busybox").exists() {
+            eprintln!("skipped: needs root and /bin/busybox");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("lower");
+        fs::create_dir_all(lower.join("bin")).unwrap();
+        fs::copy("/bin/busybox", lower.join("bin/busybox")).unwrap();
+        let upper = Upper { upperdir: dir.path().join("upper"), workdir: dir.path().join("work") };
+        fs::create_dir(&upper.upperdir).unwrap();
+        fs::create_dir(&upper.workdir).unwrap();
+        let spec = Spec {
+            rootfs: Rootfs { lowerdirs: vec![lower], upper: Some(upper), readonly: false },
+            mounts: vec![],
+            process: Process {
+                args: vec!["/bin/busybox".into(), "echo".into(), "hi".into()],
+                env: vec![],
+                cwd: "/".into(),
+                user: String::new(),
+            },
+            network: Network::None,
+            hostname: String::new(),
+        };
+        let mut out = Vec::new();
+        let mut cb = |_: OutputStream, b: &[u8]| out.extend_from_slice(b);
+        assert_eq!(run(&spec, Stdio::Capture(&mut cb), None).unwrap(), ExitStatus::Code(0));
+        assert_eq!(out, b"hi\n");
+    }
+}

@@ -45,6 +45,8 @@ fn main() {
         ("cwd_is_created_for_the_user", cwd_is_created_for_the_user),
         ("exit_codes_127_126_and_signals", exit_codes_127_126_and_signals),
         ("init_forwards_sigterm", init_forwards_sigterm),
+        ("init_reaps_orphans", init_reaps_orphans),
+        ("overlay_mount_keeps_writes_out_of_the_source", overlay_mount_keeps_writes_out_of_the_source),
         ("cancel_kills_the_sandbox", cancel_kills_the_sandbox),
         ("capabilities_are_dockers_default", capabilities_are_dockers_default),
         ("dev_has_the_usual_nodes", dev_has_the_usual_nodes),
@@ -273,6 +275,36 @@ fn init_forwards_sigterm() {
     let img = Image::busybox();
     let out = img.run(&["sh", "-c", "trap 'echo got; exit 7' TERM; kill -TERM 1; sleep 5 & wait"]);
     assert_eq!(out.status, Ok(ExitStatus::Code(7)), "{out:?}");
+}
+
+fn init_reaps_orphans() {
+    let img = Image::busybox();
+    let out = img.run(&["sh", "-c", "(sleep 0.1 &); (true &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true"]);
+    assert_eq!(out.stdout, "0\n", "no zombies: {out:?}");
+}
+
+fn overlay_mount_keeps_writes_out_of_the_source() {
+    let img = Image::busybox();
+    let src = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    fs::write(src.path().join("f"), "orig").unwrap();
+    fs::create_dir(scratch.path().join("u")).unwrap();
+    fs::create_dir(scratch.path().join("w")).unwrap();
+    let mut spec = img.spec(&["sh", "-c", "cat /src/f; echo changed > /src/f; echo n > /src/new"]);
+    spec.mounts.push(Mount {
+        target: "/src".into(),
+        source: MountSource::Overlay {
+            lowerdirs: vec![src.path().into()],
+            upperdir: scratch.path().join("u"),
+            workdir: scratch.path().join("w"),
+        },
+    });
+    let out = run_captured(&spec);
+    assert_eq!(out.stdout, "orig", "{out:?}");
+    assert_eq!(fs::read_to_string(src.path().join("f")).unwrap(), "orig");
+    assert!(!src.path().join("new").exists());
+    assert_eq!(fs::read_to_string(scratch.path().join("u/new")).unwrap(), "n\n");
+    assert_eq!(list(&img.upper), Vec::<String>::new());
 }
 
 fn cancel_kills_the_sandbox() {
