@@ -362,10 +362,12 @@ mod tests {
         let host = f.dir.path().join("host/bindme");
         f.config.spec.network = Network::None;
         f.config.spec.rootfs.readonly = true;
+        // SAFETY: geteuid/getegid have no preconditions. (The test may run as non-root.)
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         f.config.spec.mounts = vec![
             Mount {
                 target: "/a/b/secret".into(),
-                source: MountSource::File { content: b"s".to_vec(), mode: 0o400, uid: 0, gid: 0 },
+                source: MountSource::File { content: b"s".to_vec(), mode: 0o400, uid, gid },
             },
             Mount { target: "/a".into(), source: MountSource::Tmpfs { size: Some(4096) } },
             Mount { target: "/src".into(), source: MountSource::Bind { source: host, readonly: true } },
