@@ -86,12 +86,12 @@ fn port_specs(specs: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Go's `%q` of a health config as `HEALTHCHECK` history shows it.
+/// Go's `%+v` of a health config, as BuildKit's `HEALTHCHECK` history shows it.
 fn health_history(h: &HealthConfig) -> String {
-    let d = |n: Option<i64>| format!("{:?}", go_duration(n.unwrap_or(0)));
+    let d = |n: Option<i64>| go_duration(n.unwrap_or(0));
     format!(
-        "HEALTHCHECK &{{{} {} {} {} {} '\\x{:02x}'}}",
-        go_quote_list(h.test.as_deref().unwrap_or(&[])),
+        "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        h.test.as_deref().unwrap_or(&[]).join(" "),
         d(h.interval),
         d(h.timeout),
         d(h.start_period),
@@ -143,6 +143,7 @@ impl Converter<'_> {
                 for (k, v) in self.expand_pairs(st, pairs)? {
                     msg.push_str(&format!(" {k}={v}"));
                     set_env(st.image.config.env.get_or_insert_with(Vec::new), &k, &v);
+                    set_env(&mut st.state_env, &k, &v);
                 }
                 msg
             }
@@ -210,15 +211,16 @@ impl Converter<'_> {
             }
             Command::Entrypoint(cmd) => {
                 let args = with_shell(st, cmd);
-                st.image.config.entrypoint = Some(args);
+                st.image.config.entrypoint = Some(args.clone());
                 if !st.cmd_set {
                     st.image.config.cmd = None;
                 }
-                format!("ENTRYPOINT {}", go_quote_list(&cmd.cmd_line))
+                format!("ENTRYPOINT {}", go_quote_list(&args))
             }
             Command::Onbuild(expression) => {
+                // BuildKit records the trigger in the config only, without history.
                 st.image.config.on_build.get_or_insert_with(Vec::new).push(expression.clone());
-                format!("ONBUILD {expression}")
+                return Ok(());
             }
             Command::Run(_) | Command::Copy(_) | Command::Add(_) | Command::Workdir(_) | Command::Arg(_) => {
                 unreachable!("dispatched elsewhere")
@@ -241,7 +243,9 @@ impl Converter<'_> {
                 Some(v) => format!("{}={v}", def.key),
                 None => def.key.clone(),
             });
-            st.args.retain(|(k, _)| k != &def.key);
+            if let Some(v) = &value {
+                set_env(&mut st.state_env, &def.key, v);
+            }
             st.args.push((def.key.clone(), value));
         }
         commit(st, format!("ARG {}", parts.join(" ")), None, false);
@@ -307,6 +311,9 @@ mod tests {
             retries: Some(3),
             ..HealthConfig::default()
         };
-        assert_eq!(health_history(&h), r#"HEALTHCHECK &{["CMD-SHELL" "true"] "30s" "0s" "0s" "0s" '\x03'}"#);
+        assert_eq!(
+            health_history(&h),
+            "HEALTHCHECK {Test:[CMD-SHELL true] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}"
+        );
     }
 }

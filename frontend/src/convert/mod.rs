@@ -45,6 +45,9 @@ struct StageInfo {
 struct Converted {
     vertex: VertexId,
     image: ImageSpec,
+    /// Carried into stages built `FROM` this one, as BuildKit does.
+    args: Vec<(String, Option<String>)>,
+    state_env: Vec<String>,
 }
 
 pub(crate) struct Converter<'a> {
@@ -183,7 +186,14 @@ impl<'a> Converter<'a> {
     /// The filesystem `reference` names in `--from`: a stage (converted on demand), a
     /// stage index, or an image.
     fn source_for(&mut self, reference: &str, current: usize, line: usize) -> Result<VertexId, ConvertError> {
-        let reference = self.meta.expand(&self.lex, reference).map_err(|e| (line, e))?;
+        let expanded = self.lex.process_word(reference, &crate::shell::EmptyEnv).map_err(|e| (line, e))?;
+        if expanded != reference {
+            return Err((
+                line,
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".into(),
+            ));
+        }
+        let reference = reference.to_string();
         if let Some(index) = self.find_stage(&reference) {
             if index == current || self.in_progress[index] {
                 return Err((line, format!("circular dependency detected on stage: {reference}")));

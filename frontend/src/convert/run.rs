@@ -2,20 +2,35 @@
 //! (ENV plus ARGs in scope, as BuildKit passes them), network and security modes.
 
 use super::args::PROXY_ARGS;
-use super::metadata::{commit, set_env};
-use super::stage::{DEFAULT_PATH, StageState};
+use super::metadata::commit;
+use super::stage::{DEFAULT_PATH, StageState, uppercase_command};
 use super::{ConvertError, Converter};
 use crate::instructions::{Instruction, RunCommand};
 use crate::parser::{chomp_heredoc_content, parse_heredoc};
 use solver::ir::{ExecOp, FileAction, FileOp, Mount, MountKind, NetworkMode, Op, SecurityMode};
 use solver::{Vertex, VertexId};
 
+/// The first line of a heredoc, `...` when there are more.
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim().replace("\r\n", "\n");
+    let mut lines = doc.split('\n');
+    let first = lines.next().unwrap_or_default().to_string();
+    if lines.next().is_some() { format!("{first}...") } else { first }
+}
+
 /// BuildKit's `runCommandString`: `|N K=V... argv` when build args are in scope.
 fn run_command_string(args: &[String], st: &StageState) -> String {
     let mut build_env: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     for (k, v) in &st.args {
         let value = crate::shell::Env::get(&st.scope(), k).or_else(|| v.clone()).unwrap_or_default();
-        build_env.push(format!("{k}={value}"));
+        match seen.iter().position(|s| s == k) {
+            Some(i) => build_env[i] = format!("{k}={value}"),
+            None => {
+                seen.push(k);
+                build_env.push(format!("{k}={value}"));
+            }
+        }
     }
     let mut parts = Vec::new();
     if !build_env.is_empty() {
@@ -27,16 +42,10 @@ fn run_command_string(args: &[String], st: &StageState) -> String {
 }
 
 impl Converter<'_> {
-    /// The environment of a RUN: image env and ENV, then ARG values ENV does not
-    /// shadow, proxy args given on the command line, and a default PATH.
+    /// The environment of a RUN: the stage's state env (image env, ENV and ARG
+    /// values in order), proxy args given on the command line, and a default PATH.
     fn run_env(&self, st: &StageState) -> Vec<String> {
-        let mut env = st.env().to_vec();
-        for (k, v) in &st.args {
-            let shadowed = env.iter().any(|e| e.split_once('=').map_or(e.as_str(), |(n, _)| n) == k);
-            if let (false, Some(v)) = (shadowed, v) {
-                set_env(&mut env, k, v);
-            }
-        }
+        let mut env = st.state_env.clone();
         for name in PROXY_ARGS {
             if let Some(v) = self.options.build_args.get(*name)
                 && !env.iter().any(|e| e.starts_with(&format!("{name}=")))
@@ -141,12 +150,18 @@ impl Converter<'_> {
             mounts,
         };
         let mut text = ins.original.clone();
-        for file in &run.command.files {
-            text.push('\n');
-            text.push_str(&file.content);
-            text.push_str(&file.name);
+        if let Some(first) = run.command.files.first()
+            && parse_heredoc(&run.command.cmd_line[0]).ok().flatten().is_some()
+        {
+            text.push_str(&format!(" ({})", summarize_heredoc(&first.content)));
         }
-        let vertex = self.add_step(st, Op::Exec(exec), inputs, &text, true);
+        // BuildKit shows RUN with quotes kept and unset variables left as written.
+        let mut lex = self.lex;
+        lex.raw_quotes = true;
+        lex.skip_unset_env = true;
+        let shown = uppercase_command(&lex.process_word(&text, &st.scope()).unwrap_or(text));
+        let name = self.prefixed(st, shown, true);
+        let vertex = self.add_named_step(st, Op::Exec(exec), inputs, name);
         st.vertex = vertex;
         commit(st, format!("RUN {}", run_command_string(&args, st)), Some(vertex), true);
         Ok(())

@@ -22,8 +22,13 @@ pub(super) struct StageState {
     pub key: String,
     pub vertex: VertexId,
     pub image: ImageSpec,
-    /// ARGs declared in this stage, with their values.
+    /// ARGs declared in this stage (or its base stage), with their values.
     pub args: Vec<(String, Option<String>)>,
+    /// What RUN sees and words expand against: the image env plus ENV, with ARG
+    /// values set in declaration order (BuildKit's state env).
+    pub state_env: Vec<String>,
+    /// The instruction being converted is a base image's ONBUILD trigger.
+    pub onbuild: bool,
     pub cmd_index: usize,
     pub cmd_total: usize,
     pub ignore_cache: bool,
@@ -35,12 +40,8 @@ pub(super) struct StageState {
 }
 
 impl StageState {
-    pub fn env(&self) -> &[String] {
-        self.image.config.env.as_deref().unwrap_or(&[])
-    }
-
     pub fn scope(&self) -> ScopeEnv<'_> {
-        ScopeEnv { env: self.env(), args: &self.args }
+        ScopeEnv { env: &self.state_env, args: &[] }
     }
 
     pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ConvertError> {
@@ -121,25 +122,33 @@ impl Converter<'_> {
         let line = stage.line;
         let info = self.stages[index].clone();
 
-        let (base_vertex, mut image) = match &info.base {
-            Base::Scratch => (None, ImageSpec { config: empty_config(), ..ImageSpec::default() }),
+        let (base_vertex, mut image, base_args, base_env) = match &info.base {
+            Base::Scratch => (None, ImageSpec { config: empty_config(), ..ImageSpec::default() }, vec![], None),
             Base::Stage(j) => {
                 self.convert_stage(*j)?;
                 let base = self.done[*j].clone().expect("base stage converted");
-                (Some(base.vertex), base.image)
+                (Some(base.vertex), base.image, base.args, Some(base.state_env))
             }
-            Base::Image(reference) => (None, self.resolve_image(reference, info.platform.as_deref(), line)?),
+            Base::Image(reference) => {
+                (None, self.resolve_image(reference, info.platform.as_deref(), line)?, vec![], None)
+            }
         };
+        // BuildKit makes sure every stage has a PATH.
+        let env = image.config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        let state_env = base_env.unwrap_or_else(|| env.clone());
 
         let mut instructions = self.onbuild_triggers(&image.config, line)?;
-        if !instructions.is_empty() {
-            image.config.on_build = None;
-        }
+        let triggers = instructions.len();
+        image.config.on_build = None;
         instructions.extend(stage.instructions.iter().cloned());
 
+        // As BuildKit: no label when the Dockerfile has a single stage.
         let label = match &info.name {
+            _ if self.stages.len() == 1 => None,
             Some(n) => Some(n.clone()),
-            None if self.stages.len() == 1 => None,
             None => Some(format!("stage-{index}")),
         };
         let key = info.name.clone().unwrap_or_else(|| index.to_string());
@@ -152,7 +161,9 @@ impl Converter<'_> {
             key,
             vertex: VertexId(0),
             image,
-            args: Vec::new(),
+            args: base_args,
+            state_env,
+            onbuild: false,
             cmd_index: 0,
             cmd_total: instructions.iter().filter(|i| counts_as_step(i)).count() + from_step,
             ignore_cache,
@@ -172,9 +183,11 @@ impl Converter<'_> {
         for (k, instruction) in instructions.iter().enumerate() {
             st.step = k + 1;
             st.line = instruction.line;
+            st.onbuild = k < triggers;
             self.dispatch(&mut st, instruction)?;
         }
-        self.done[index] = Some(Converted { vertex: st.vertex, image: st.image });
+        self.done[index] =
+            Some(Converted { vertex: st.vertex, image: st.image, args: st.args, state_env: st.state_env });
         self.in_progress[index] = false;
         Ok(())
     }
@@ -217,13 +230,19 @@ impl Converter<'_> {
     /// The vertex name for an instruction: `[label i/n] TEXT` with env expanded.
     pub(super) fn step_name(&self, st: &mut StageState, text: &str, counted: bool) -> String {
         let text = uppercase_command(&self.lex.process_word(text, &st.scope()).unwrap_or_else(|_| text.to_string()));
+        self.prefixed(st, text, counted)
+    }
+
+    /// `[label i/n] ` in front of `text` (and `ONBUILD ` for triggers), as BuildKit does.
+    pub(super) fn prefixed(&self, st: &mut StageState, text: String, counted: bool) -> String {
         if !counted || st.cmd_total == 0 {
             return text;
         }
         st.cmd_index += 1;
         let width = st.cmd_total.to_string().len();
         let label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
-        format!("[{label}{:>width$}/{}] {text}", st.cmd_index, st.cmd_total)
+        let onbuild = if st.onbuild { "ONBUILD " } else { "" };
+        format!("[{label}{:>width$}/{}] {onbuild}{text}", st.cmd_index, st.cmd_total)
     }
 
     /// Adds a vertex for the current instruction of `st`.
@@ -236,6 +255,11 @@ impl Converter<'_> {
         counted: bool,
     ) -> VertexId {
         let name = self.step_name(st, text, counted);
+        self.add_named_step(st, op, inputs, name)
+    }
+
+    /// Adds a vertex for the current instruction of `st` under a ready-made name.
+    pub(super) fn add_named_step(&mut self, st: &StageState, op: Op, inputs: Vec<VertexId>, name: String) -> VertexId {
         let mut vertex = Vertex::new(op, inputs, name);
         vertex.step_id = Some(format!("{}:{}:{}", self.options.dockerfile_name, st.key, st.step));
         vertex.group = Some(st.key.clone());

@@ -139,7 +139,11 @@ impl ShellWord<'_> {
         self.chars.peek().copied()
     }
 
-    pub(super) fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<(String, Vec<String>), String> {
+    pub(super) fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), String> {
         let saved = self.lex.raw_escapes;
         self.lex.raw_escapes = raw_escapes;
         let out = self.process_stop_on_inner(stop);
