@@ -5,6 +5,11 @@
 //! `instructions` types each instruction, and `convert` walks the stages and emits
 //! vertices. What it must know about base images (their config) it asks an
 //! [`ImageResolver`]. The frontend is pure: no filesystem, no network, no processes.
+//!
+//! Entry points: [`compile`] (text to [`BuildDefinition`]), [`check`] (syntax and
+//! instruction errors only), [`print_graph`] (a stable dump for golden tests and
+//! debugging), [`parser::parse`] with [`parser::Ast::dump`] (BuildKit's AST dump), and
+//! [`shell::Lex`] (BuildKit's word expansion).
 
 mod convert;
 pub mod image;

@@ -156,7 +156,15 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
             ro_auto = false;
             continue;
         };
-        let v = expand(raw)?;
+        let v = if key == "from" {
+            // Stage names are resolved before any ARG is known.
+            if raw.find('$').is_some_and(|i| i != raw.len() - 1) {
+                return Err("'from' doesn't support variable expansion, define alias stage instead".into());
+            }
+            raw.to_string()
+        } else {
+            expand(raw)?
+        };
         let unexpected = |m: &Mount| format!("unexpected key '{key}' for mount type '{}'", m.kind.name());
         match key.as_str() {
             "type" => {
@@ -250,6 +258,7 @@ mod tests {
         assert_eq!(m.size, Some(64 << 20));
         assert!(parse_mount("type=bind,mode=0700", &plain).is_err());
         assert!(parse_mount("type=secret", &plain).is_err());
+        assert!(parse_mount("from=$STAGE,target=/x", &plain).is_err());
         assert_eq!(
             parse_mount("type=cache,targte=/x", &plain).unwrap_err(),
             "unexpected key 'targte' in 'targte=/x' (did you mean target?)"

@@ -9,7 +9,7 @@ pub fn is_split_space(c: char) -> bool {
     matches!(c, '\t' | '\u{b}' | '\u{c}' | '\r' | ' ')
 }
 
-/// Splits `s` on runs of [`is_split_space`], like Go's `regexp.Split(s, n)`.
+/// Splits `s` on runs of spaces, tabs, `\v`, `\f` and `\r`, like Go's `regexp.Split(s, n)`.
 pub fn split_whitespace_n(s: &str, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = s;
