@@ -21,7 +21,8 @@ pub(crate) struct InitConfig {
     pub spec: Spec,
     /// Private to this sandbox: `rootfs/` (the mountpoint), `hosts`, `resolv.conf`.
     pub bundle: PathBuf,
-    /// A throwaway upper for a rootfs that has none (so stubs can be created).
+    /// A throwaway upper for a rootfs that has none (so stubs can be created), on a
+    /// tmpfs the init mounts at their common parent.
     pub scratch_upper: Option<Upper>,
 }
 

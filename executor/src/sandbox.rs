@@ -15,7 +15,7 @@ use crate::paths::{Created, StubKind, ensure_in_root};
 use crate::protocol::InitConfig;
 use crate::rootfs;
 use crate::syscall::{Overlay, Syscall};
-use crate::{Error, Mount, MountSource, Network};
+use crate::{Error, Mount, MountSource, Network, Upper};
 
 /// Device nodes bound from the host into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -50,6 +50,9 @@ impl Setup<'_> {
             .map_err(|e| Error::sys("make / private", e))?;
         let root = cfg.bundle.join("rootfs");
         let spec = &cfg.spec;
+        if let Some(scratch) = &cfg.scratch_upper {
+            self.scratch(scratch)?;
+        }
         rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root)?;
         let upperdir = spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone());
         let upperdir = upperdir.as_deref();
@@ -79,6 +82,15 @@ impl Setup<'_> {
             sys.loopback_up().map_err(|e| Error::sys("bring up lo", e))?;
         }
         sys.pivot_root(&root).map_err(|e| Error::sys(format!("pivot_root to {}", root.display()), e))
+    }
+
+    fn scratch(&self, upper: &Upper) -> Result<(), Error> {
+        let dir = upper.upperdir.parent().unwrap_or(Path::new("/"));
+        self.mount("tmpfs", dir, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=700"))?;
+        for d in [&upper.upperdir, &upper.workdir] {
+            fs::create_dir(d).map_err(|e| Error::sys(format!("create {}", d.display()), e))?;
+        }
+        Ok(())
     }
 
     fn stub(&mut self, root: &Path, path: &str, kind: StubKind, upperdir: Option<&Path>) -> Result<PathBuf, Error> {
@@ -249,7 +261,7 @@ impl Setup<'_> {
 mod tests {
     use super::*;
     use crate::syscall::{Call, Recording};
-    use crate::{Process, Rootfs, Spec, Upper};
+    use crate::{Process, Rootfs, Spec};
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -403,6 +415,21 @@ mod tests {
         let (lines, _) = plan(&f, &sys);
         let i = lines.iter().position(|l| l.starts_with("sysfs")).unwrap();
         assert_eq!(lines[i + 1..i + 3], [format!("bind host/sys -> {R}/sys"), format!("remount-ro -> {R}/sys")]);
+    }
+
+    #[test]
+    fn no_upper_gets_a_tmpfs_scratch_upper() {
+        let mut f = fixture(2);
+        f.config.spec.rootfs.upper = None;
+        let scratch = f.dir.path().join("bundle/scratch");
+        fs::create_dir(&scratch).unwrap();
+        f.config.scratch_upper = Some(Upper { upperdir: scratch.join("upper"), workdir: scratch.join("work") });
+        let (lines, created) = plan(&f, &Recording::default());
+        assert_eq!(
+            lines[1..3],
+            ["tmpfs mode=700 -> bundle/scratch".to_string(), format!("overlay l0:l1 upper=true -> {R}")]
+        );
+        assert!(created.iter().all(|c| matches!(c, Created::Stub(_))), "nothing to report as copied up");
     }
 
     #[test]

@@ -164,11 +164,12 @@ fn prepare_bundle(spec: &Spec, bundle: &Path) -> Result<InitConfig, Error> {
         Err(e) => return Err(Error::sys("read /etc/resolv.conf", e)),
     };
     fs::write(bundle.join("resolv.conf"), resolv).map_err(sys("write resolv.conf"))?;
+    // The init puts a tmpfs here: writes to a rootfs without upper never touch a disk,
+    // and overlayfs gets an upper it accepts even when the temp dir is itself on one.
     let scratch_upper = if spec.rootfs.upper.is_none() {
-        let upper = Upper { upperdir: bundle.join("upper"), workdir: bundle.join("work") };
-        fs::create_dir(&upper.upperdir).map_err(sys("create scratch upperdir"))?;
-        fs::create_dir(&upper.workdir).map_err(sys("create scratch workdir"))?;
-        Some(upper)
+        let scratch = bundle.join("scratch");
+        fs::create_dir(&scratch).map_err(sys("create scratch dir"))?;
+        Some(Upper { upperdir: scratch.join("upper"), workdir: scratch.join("work") })
     } else {
         None
     };
