@@ -470,17 +470,28 @@ fn view_panic_is_reraised_and_unmounted() {
     let img = Image::busybox();
     let rootfs = img.spec(&["true"]).rootfs;
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let r = std::panic::catch_unwind(|| with_rootfs_mounted(&[rootfs], |_| panic!("boom")));
+    let r = quietly(|| std::panic::catch_unwind(|| with_rootfs_mounted(&[rootfs], |_| panic!("boom"))));
     assert!(r.is_err());
     assert_eq!(fs::read_to_string("/proc/self/mountinfo").unwrap(), mounts);
+}
+
+/// Runs `f` with panic messages silenced (for panics a test causes on purpose).
+fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = f();
+    std::panic::set_hook(hook);
+    r
 }
 
 fn parent_panic_kills_the_sandbox() {
     let img = Image::busybox();
     let spec = img.spec(&["sh", "-c", "echo started; sleep 86420"]);
-    let r = std::panic::catch_unwind(|| {
-        let mut cb = |_: OutputStream, _: &[u8]| panic!("callback panics");
-        run(&spec, Stdio::Capture(&mut cb), None)
+    let r = quietly(|| {
+        std::panic::catch_unwind(|| {
+            let mut cb = |_: OutputStream, _: &[u8]| panic!("callback panics");
+            run(&spec, Stdio::Capture(&mut cb), None)
+        })
     });
     assert!(r.is_err());
     assert_eq!(processes_matching("86420"), 0);
