@@ -1,20 +1,567 @@
-//! `.dockerignore` patterns with Docker's semantics (moby/patternmatcher), not
-//! gitignore's: `**`, `!` exceptions, leading `/` and `./` cleaned, last match wins.
+//! `.dockerignore` patterns with Docker's semantics (moby/patternmatcher and the
+//! dockerignore reader), not gitignore's.
+//!
+//! A pattern is cleaned like Go's `filepath.Clean`, loses a leading `/`, and is matched
+//! against the whole context-relative path and against each of its parent directories,
+//! so a pattern naming a directory excludes everything below it. `*`, `?` and `[...]`
+//! stay inside one path component, `**` spans any number of them, a `!` pattern
+//! re-includes what it matches, and the last matching pattern wins. Like Docker,
+//! `[!a]` is a class of `!` and `a`; only `[^a]` negates.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
+/// A compiled set of dockerignore patterns.
+#[derive(Debug, Clone, Default)]
 pub struct Matcher {
-    patterns: Vec<String>,
+    patterns: Vec<Pattern>,
+    exclusions: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    /// The cleaned pattern without its `!`.
+    cleaned: String,
+    exclusion: bool,
+    kind: Kind,
+}
+
+/// How a pattern is matched; mirrors patternmatcher's match types, whose shortcuts
+/// (`foo**` as a prefix, `**foo` as a suffix) have observable semantics of their own.
+#[derive(Debug, Clone)]
+enum Kind {
+    Exact,
+    /// Pattern ends in `**` and has no other wildcard: a plain string prefix.
+    Prefix(String),
+    /// Pattern starts with `**` and has no other wildcard: a plain string suffix.
+    Suffix(String),
+    Glob(Vec<Token>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Literal(char),
+    /// `?`: one character other than `/`.
+    AnyChar,
+    /// `*`: any run of characters other than `/`.
+    Star,
+    /// `**` followed by more pattern: `(.*/)?`.
+    AnyDirs,
+    /// `**` at the end: `.*`.
+    AnyRest,
+    /// `[...]`; `^` negates, `a-z` ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+}
+
+/// The patterns of a `.dockerignore` file, normalized the way Docker's reader does:
+/// `#` comments and blank lines dropped, whitespace trimmed, each pattern cleaned and
+/// stripped of a leading `/` (a `!` prefix is kept).
+pub fn parse_dockerignore(text: &str) -> Vec<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.lines().filter(|line| !line.starts_with('#')).filter_map(normalize_pattern).collect()
+}
+
+/// One dockerignore line as Docker's reader normalizes it, `None` if it is blank.
+fn normalize_pattern(line: &str) -> Option<String> {
+    let mut pattern = line.trim();
+    if pattern.is_empty() {
+        return None;
+    }
+    let invert = pattern.starts_with('!');
+    if invert {
+        pattern = pattern[1..].trim();
+    }
+    let mut cleaned = String::new();
+    if !pattern.is_empty() {
+        cleaned = clean_path(pattern);
+        if cleaned.len() > 1 && cleaned.starts_with('/') {
+            cleaned.remove(0);
+        }
+    }
+    Some(if invert { format!("!{cleaned}") } else { cleaned })
+}
+
+/// Go's `filepath.Clean` for `/`-separated paths.
+pub fn clean_path(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|last| *last != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            _ => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
 }
 
 impl Matcher {
+    /// Compiles patterns as they appear in a `.dockerignore` (or as
+    /// [`parse_dockerignore`] returns them).
     pub fn new(patterns: &[String]) -> Result<Self> {
-        Ok(Matcher { patterns: patterns.to_vec() })
+        let mut matcher = Matcher::default();
+        for raw in patterns {
+            let Some(normalized) = normalize_pattern(raw) else { continue };
+            let (exclusion, body) = match normalized.strip_prefix('!') {
+                Some(rest) => (true, rest.to_string()),
+                None => (false, normalized),
+            };
+            if exclusion && body.is_empty() {
+                bail!("illegal exclusion pattern: \"!\"");
+            }
+            let kind = compile(&body).map_err(|e| anyhow::anyhow!("invalid .dockerignore pattern {raw:?}: {e}"))?;
+            matcher.exclusions |= exclusion;
+            matcher.patterns.push(Pattern { cleaned: body, exclusion, kind });
+        }
+        Ok(matcher)
     }
 
-    /// Whether the context-relative, `/`-separated `path` is excluded.
+    /// Parses the text of a `.dockerignore` file.
+    pub fn from_dockerignore(text: &str) -> Result<Self> {
+        Matcher::new(&parse_dockerignore(text))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether some pattern is a `!` exception.
+    pub fn has_exclusions(&self) -> bool {
+        self.exclusions
+    }
+
+    /// Whether the context-relative, `/`-separated `path` is excluded: Docker's
+    /// `MatchesOrParentMatches`.
     pub fn matches(&self, path: &str) -> bool {
-        let _ = path;
-        !self.patterns.is_empty() && false
+        let path = clean_path(path);
+        if path == "." || self.patterns.is_empty() {
+            return false;
+        }
+        let parents: Vec<&str> = match path.rfind('/') {
+            Some(i) => path[..i].split('/').collect(),
+            None => Vec::new(),
+        };
+        let mut matched = false;
+        for pattern in &self.patterns {
+            if pattern.exclusion != matched {
+                continue;
+            }
+            let mut hit = pattern.matches(&path);
+            if !hit {
+                let mut prefix = String::new();
+                for dir in &parents {
+                    if !prefix.is_empty() {
+                        prefix.push('/');
+                    }
+                    prefix.push_str(dir);
+                    if pattern.matches(&prefix) {
+                        hit = true;
+                        break;
+                    }
+                }
+            }
+            if hit {
+                matched = !pattern.exclusion;
+            }
+        }
+        matched
+    }
+
+    /// Whether an exception pattern could re-include something below the excluded
+    /// directory `dir`, so a walker must descend into it rather than prune it.
+    pub fn may_include_below(&self, dir: &str) -> bool {
+        if !self.exclusions {
+            return false;
+        }
+        let dir = clean_path(dir);
+        let dir_parts: Vec<&str> = if dir == "." { Vec::new() } else { dir.split('/').collect() };
+        self.patterns.iter().filter(|p| p.exclusion).any(|p| prefix_may_match(&p.cleaned, &dir_parts))
+    }
+
+    /// Whether a non-exception pattern could match something below `dir` (for
+    /// include patterns, whose non-matching directories are still walked).
+    pub fn may_match_below(&self, dir: &str) -> bool {
+        let dir = clean_path(dir);
+        let dir_parts: Vec<&str> = if dir == "." { Vec::new() } else { dir.split('/').collect() };
+        self.patterns.iter().filter(|p| !p.exclusion).any(|p| prefix_may_match(&p.cleaned, &dir_parts))
+    }
+}
+
+/// Go's `filepath.Match` for one path component: `*`, `?`, `[...]` (`^` negates)
+/// and `\` escapes; a malformed pattern matches nothing.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let ch = chars[i];
+        i += 1;
+        match ch {
+            '*' => tokens.push(Token::Star),
+            '?' => tokens.push(Token::AnyChar),
+            '\\' => {
+                let Some(&next) = chars.get(i) else { return false };
+                tokens.push(Token::Literal(next));
+                i += 1;
+            }
+            '[' => match parse_class(&chars, i) {
+                Ok((token, next)) => {
+                    tokens.push(token);
+                    i = next;
+                }
+                Err(_) => return false,
+            },
+            _ => tokens.push(Token::Literal(ch)),
+        }
+    }
+    let name: Vec<char> = name.chars().collect();
+    match_tokens(&tokens, &name)
+}
+
+/// Whether paths below the directory `dir_parts` could match `pattern`: each
+/// component of the directory must match the pattern's component at that depth,
+/// until the pattern runs out or reaches a `**`.
+fn prefix_may_match(pattern: &str, dir_parts: &[&str]) -> bool {
+    let pattern_parts: Vec<&str> = pattern.split('/').collect();
+    for (i, dir_part) in dir_parts.iter().enumerate() {
+        let Some(pattern_part) = pattern_parts.get(i) else {
+            // The pattern names an ancestor of `dir`; as an exception it re-includes
+            // everything below it.
+            return true;
+        };
+        if pattern_part.contains("**") {
+            return true;
+        }
+        match compile(pattern_part) {
+            Ok(kind) => {
+                let probe = Pattern { cleaned: pattern_part.to_string(), exclusion: false, kind };
+                if !probe.matches(dir_part) {
+                    return false;
+                }
+            }
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+impl Pattern {
+    fn matches(&self, path: &str) -> bool {
+        match &self.kind {
+            Kind::Exact => path == self.cleaned,
+            Kind::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            Kind::Suffix(suffix) => {
+                path.ends_with(suffix.as_str()) || suffix.strip_prefix('/').is_some_and(|bare| path == bare)
+            }
+            Kind::Glob(tokens) => {
+                let chars: Vec<char> = path.chars().collect();
+                match_tokens(tokens, &chars)
+            }
+        }
+    }
+}
+
+/// Compiles one cleaned pattern, following patternmatcher's `compile` so the match
+/// type (exact, prefix, suffix, glob) comes out the same.
+fn compile(pattern: &str) -> Result<Kind> {
+    #[derive(PartialEq)]
+    enum Type {
+        Exact,
+        Prefix,
+        Suffix,
+        Glob,
+    }
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut kind = Type::Exact;
+    let mut i = 0;
+    let mut first = true;
+    while i < chars.len() {
+        let ch = chars[i];
+        i += 1;
+        match ch {
+            '*' if chars.get(i) == Some(&'*') => {
+                i += 1;
+                if chars.get(i) == Some(&'/') {
+                    i += 1;
+                }
+                if i >= chars.len() {
+                    if kind == Type::Exact {
+                        kind = Type::Prefix;
+                    } else {
+                        tokens.push(Token::AnyRest);
+                        kind = Type::Glob;
+                    }
+                } else {
+                    tokens.push(Token::AnyDirs);
+                    kind = Type::Glob;
+                }
+                if first {
+                    kind = Type::Suffix;
+                }
+            }
+            '*' => {
+                tokens.push(Token::Star);
+                kind = Type::Glob;
+            }
+            '?' => {
+                tokens.push(Token::AnyChar);
+                kind = Type::Glob;
+            }
+            '\\' => match chars.get(i) {
+                Some(&next) => {
+                    tokens.push(Token::Literal(next));
+                    i += 1;
+                    kind = Type::Glob;
+                }
+                None => tokens.push(Token::Literal('\\')),
+            },
+            '[' => {
+                let (token, next) = parse_class(&chars, i)?;
+                tokens.push(token);
+                i = next;
+                kind = Type::Glob;
+            }
+            ']' => {
+                tokens.push(Token::Literal(']'));
+                kind = Type::Glob;
+            }
+            _ => tokens.push(Token::Literal(ch)),
+        }
+        first = false;
+    }
+    Ok(match kind {
+        Type::Exact => Kind::Exact,
+        Type::Prefix => Kind::Prefix(pattern[..pattern.len() - 2].to_string()),
+        Type::Suffix => Kind::Suffix(pattern[2..].to_string()),
+        Type::Glob => Kind::Glob(tokens),
+    })
+}
+
+/// Parses a class body starting just after `[`; returns the token and the index
+/// after the closing `]`.
+fn parse_class(chars: &[char], mut i: usize) -> Result<(Token, usize)> {
+    let negated = chars.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut ranges = Vec::new();
+    let mut first = true;
+    loop {
+        let Some(&c) = chars.get(i) else { bail!("syntax error in pattern: unclosed [") };
+        i += 1;
+        if c == ']' && !first {
+            break;
+        }
+        first = false;
+        let lo = if c == '\\' {
+            let Some(&escaped) = chars.get(i) else { bail!("syntax error in pattern: unclosed [") };
+            i += 1;
+            escaped
+        } else {
+            c
+        };
+        if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|&n| n != ']') {
+            let mut hi = chars[i + 1];
+            i += 2;
+            if hi == '\\' {
+                let Some(&escaped) = chars.get(i) else { bail!("syntax error in pattern: unclosed [") };
+                i += 1;
+                hi = escaped;
+            }
+            if hi < lo {
+                bail!("syntax error in pattern: bad range {lo}-{hi}");
+            }
+            ranges.push((lo, hi));
+        } else {
+            ranges.push((lo, lo));
+        }
+    }
+    Ok((Token::Class { negated, ranges }, i))
+}
+
+fn match_tokens(tokens: &[Token], path: &[char]) -> bool {
+    let Some((token, rest)) = tokens.split_first() else { return path.is_empty() };
+    match token {
+        Token::Literal(c) => path.first() == Some(c) && match_tokens(rest, &path[1..]),
+        Token::AnyChar => path.first().is_some_and(|&c| c != '/') && match_tokens(rest, &path[1..]),
+        Token::Class { negated, ranges } => path.first().is_some_and(|&c| {
+            let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+            inside != *negated && match_tokens(rest, &path[1..])
+        }),
+        Token::Star => {
+            let mut i = 0;
+            loop {
+                if match_tokens(rest, &path[i..]) {
+                    return true;
+                }
+                if i >= path.len() || path[i] == '/' {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        // `(.*/)?`: nothing, or anything up to and including some `/`.
+        Token::AnyDirs => {
+            match_tokens(rest, path)
+                || path.iter().enumerate().any(|(i, &c)| c == '/' && match_tokens(rest, &path[i + 1..]))
+        }
+        Token::AnyRest => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(patterns: &[&str]) -> Matcher {
+        Matcher::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[track_caller]
+    fn check(patterns: &[&str], yes: &[&str], no: &[&str]) {
+        let matcher = m(patterns);
+        for path in yes {
+            assert!(matcher.matches(path), "{patterns:?} should exclude {path}");
+        }
+        for path in no {
+            assert!(!matcher.matches(path), "{patterns:?} should not exclude {path}");
+        }
+    }
+
+    #[test]
+    fn clean_path_like_go() {
+        assert_eq!(clean_path("./a/b/../c/"), "a/c");
+        assert_eq!(clean_path("/a//b/./"), "/a/b");
+        assert_eq!(clean_path("../a"), "../a");
+        assert_eq!(clean_path("/../a"), "/a");
+        assert_eq!(clean_path("a/.."), ".");
+        assert_eq!(clean_path(""), ".");
+    }
+
+    #[test]
+    fn reader_drops_comments_blanks_and_leading_slash() {
+        let text =
+            "\u{feff}# comment\n\n  *.log  \n/abs/path\n./rel/dir/\n! /keep.log\n!important\n  # not a comment\n";
+        assert_eq!(
+            parse_dockerignore(text),
+            vec!["*.log", "abs/path", "rel/dir", "!keep.log", "!important", "# not a comment"]
+        );
+    }
+
+    #[test]
+    fn exact_and_directory_patterns() {
+        check(&["foo"], &["foo", "foo/bar", "foo/bar/baz"], &["foobar", "bar/foo", "fo"]);
+        check(&["dir/sub"], &["dir/sub", "dir/sub/x"], &["dir", "dir/subx", "other/dir/sub"]);
+        check(&["/abs"], &["abs", "abs/x"], &["x/abs"]);
+        check(&["./dot/"], &["dot", "dot/x"], &["x/dot"]);
+    }
+
+    #[test]
+    fn single_star_stays_in_one_component() {
+        check(&["*.go"], &["a.go", "a.go/inner"], &["dir/a.go", "a.goo"]);
+        check(&["*/*.go"], &["dir/a.go"], &["a.go", "a/b/c.go"]);
+        check(&["a*b"], &["ab", "axxb"], &["a/b"]);
+        check(&["*"], &["anything", "a/b"], &[]);
+    }
+
+    #[test]
+    fn question_mark_and_classes() {
+        check(&["?.txt"], &["a.txt"], &["ab.txt", "/.txt"]);
+        check(&["file[0-9].txt"], &["file1.txt"], &["filea.txt", "file10.txt"]);
+        check(&["file[^0-9].txt"], &["filea.txt"], &["file1.txt"]);
+        // Docker compiles `[!a]` to a regexp class, where `!` is a plain member.
+        check(&["[!a].txt"], &["!.txt", "a.txt"], &["b.txt"]);
+        check(&["[ab]c"], &["ac", "bc"], &["cc"]);
+    }
+
+    #[test]
+    fn double_star() {
+        check(&["**/*.go"], &["a.go", "x/a.go", "x/y/a.go"], &["a.goo", "x/a.go.txt"]);
+        check(&["**/foo"], &["foo", "a/foo", "a/b/foo/c"], &["afoo/x"]);
+        check(&["a/**/b"], &["a/b", "a/x/b", "a/x/y/b", "a/x/b/c"], &["b", "ax/b"]);
+        check(&["a/**"], &["a/b", "a/b/c"], &["a", "ab"]);
+        check(&["**"], &["a", "a/b"], &[]);
+        check(&["dir/**/*.md"], &["dir/a.md", "dir/x/y/a.md"], &["a.md", "other/a.md"]);
+        check(&["**/node_modules"], &["node_modules/x", "a/node_modules", "a/b/node_modules/c"], &["a/node_modulesx"]);
+    }
+
+    #[test]
+    fn docker_shortcut_quirks() {
+        // patternmatcher treats a leading `**` without other wildcards as a suffix test
+        // and a trailing one as a prefix test.
+        check(&["**foo"], &["foo", "barfoo", "a/barfoo"], &["foobar"]);
+        check(&["foo**"], &["foo", "foobar", "foo/x"], &["xfoo"]);
+    }
+
+    #[test]
+    fn exceptions_and_last_match_wins() {
+        check(&["*.md", "!README.md"], &["a.md"], &["README.md", "x.txt"]);
+        check(&["*.md", "!README.md", "README*"], &["a.md", "README.md", "README-x"], &[]);
+        check(&["*", "!keep"], &["other", "dir/x"], &["keep", "keep/inner"]);
+        check(&["dir", "!dir/keep"], &["dir", "dir/other", "dir/other/deep"], &["dir/keep", "dir/keep/deep"]);
+        check(&["!x", "x"], &["x"], &[]);
+    }
+
+    #[test]
+    fn escapes_and_special_chars() {
+        check(&["\\*.txt"], &["*.txt"], &["a.txt"]);
+        check(&["a.b"], &["a.b"], &["axb"]);
+        check(&["(x)+{y}$|"], &["(x)+{y}$|"], &["x"]);
+        check(&["a b"], &["a b"], &["ab"]);
+    }
+
+    #[test]
+    fn root_is_never_excluded() {
+        check(&["*", "**"], &["a"], &[".", ""]);
+    }
+
+    #[test]
+    fn invalid_patterns() {
+        assert!(Matcher::new(&["!".to_string()]).is_err());
+        assert!(Matcher::new(&["[abc".to_string()]).is_err());
+        assert!(Matcher::from_dockerignore("# only comment\n\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn descent_into_excluded_dirs_only_when_an_exception_can_match() {
+        let matcher = m(&["dir", "!dir/keep/*.txt"]);
+        assert!(matcher.may_include_below("dir"));
+        assert!(matcher.may_include_below("dir/keep"));
+        assert!(!matcher.may_include_below("dir/other"));
+        assert!(!matcher.may_include_below("elsewhere"));
+        assert!(m(&["dir", "!**/*.txt"]).may_include_below("dir/any"));
+        assert!(!m(&["dir"]).may_include_below("dir"));
+        assert!(m(&["a/b", "!a"]).may_include_below("a/b"));
+    }
+
+    #[test]
+    fn from_dockerignore_end_to_end() {
+        let matcher = Matcher::from_dockerignore(
+            "# build output\ntarget/\n*.log\n!important.log\n**/.git\n/secret.env\nnode_modules\n!node_modules/keep\n",
+        )
+        .unwrap();
+        for excluded in ["target", "target/debug/x", "a.log", ".git/HEAD", "sub/.git", "secret.env", "node_modules/x"] {
+            assert!(matcher.matches(excluded), "{excluded}");
+        }
+        for kept in ["important.log", "src/main.rs", "sub/secret.env", "node_modules/keep", "sub/a.log"] {
+            assert!(!matcher.matches(kept), "{kept}");
+        }
     }
 }

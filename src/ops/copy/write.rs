@@ -1,0 +1,189 @@
+//! Writing copied entries into the destination: directories created inside the root
+//! without following symlinks out of it, files, symlinks and hardlinks recreated,
+//! then owner, mode, xattrs and times applied the way BuildKit's copier does.
+
+use super::chmod::ModeSpec;
+use super::owner::Ids;
+use crate::ops::context::tree::{Entry, resolve_in_root};
+use anyhow::{Context as _, Result, bail};
+use filetime::FileTime;
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
+use std::path::{Path, PathBuf};
+
+/// Creates the missing directories of `rel` inside `root` (resolving existing
+/// symlinks within the root, chroot-like) with `mode`, owned by `owner` when given;
+/// returns the directory's host path.
+pub(crate) fn mkdir_all(root: &Path, rel: &Path, mode: u32, owner: Option<Ids>) -> Result<PathBuf> {
+    let resolved = resolve_in_root(root, rel, true)?;
+    let mut current = root.to_path_buf();
+    for component in resolved.iter() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                bail!("cannot create directory /{}: /{} is not a directory", rel.display(), display_rel(root, &current))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&current).with_context(|| format!("creating /{}", display_rel(root, &current)))?;
+                fs::set_permissions(&current, fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("chmod /{}", display_rel(root, &current)))?;
+                if let Some(ids) = owner {
+                    chown(&current, ids, true)?;
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("stat /{}", display_rel(root, &current))),
+        }
+    }
+    Ok(current)
+}
+
+/// A host path inside `root` shown as the path the build sees.
+pub(crate) fn display_rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
+}
+
+/// Sets the owner of `path` without following a symlink. Without root an implicit
+/// owner (root's, or the source's) cannot always be set; only an explicit `--chown`
+/// then fails.
+fn chown(path: &Path, ids: Ids, explicit: bool) -> Result<()> {
+    match lchown(path, Some(ids.uid), Some(ids.gid)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !explicit => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("chown {}:{} {}", ids.uid, ids.gid, path.display())),
+    }
+}
+
+/// How copied entries get their metadata.
+pub(crate) struct Writer<'a> {
+    /// `--chown`, which also owns created parent directories.
+    pub owner: Option<Ids>,
+    /// Without `--chown`: reset to root (context files) or keep the source's owner.
+    pub reset_owner: bool,
+    pub mode: Option<&'a ModeSpec>,
+    /// (dev, inode) of multiply-linked source files → their first copy.
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Directory times, applied last so writing their children does not change them.
+    dir_times: Vec<(PathBuf, FileTime, FileTime)>,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(owner: Option<Ids>, reset_owner: bool, mode: Option<&'a ModeSpec>) -> Self {
+        Writer { owner, reset_owner, mode, links: HashMap::new(), dir_times: Vec::new() }
+    }
+
+    /// Recreates `entry` at `dst`. An existing directory is reused (its metadata is
+    /// replaced unless it is the copy's own target, `keep_existing_dir`); an existing
+    /// non-directory is replaced by a file or symlink, but a directory is never
+    /// written over a non-directory.
+    pub fn write(&mut self, entry: &Entry, dst: &Path, keep_existing_dir: bool) -> Result<()> {
+        let kind = entry.meta.file_type();
+        let existing = match fs::symlink_metadata(dst) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("stat {}", dst.display())),
+        };
+        if kind.is_dir() {
+            match existing {
+                Some(meta) if meta.is_dir() => {
+                    if keep_existing_dir {
+                        return Ok(());
+                    }
+                }
+                Some(_) => bail!("cannot copy to non-directory: {}", dst.display()),
+                None => fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?,
+            }
+            return self.apply_metadata(&entry.host, &entry.meta, dst);
+        }
+        if let Some(meta) = existing {
+            if meta.is_dir() {
+                bail!("cannot overwrite directory {} with non-directory {}", dst.display(), entry.host.display());
+            }
+            fs::remove_file(dst).with_context(|| format!("replacing {}", dst.display()))?;
+        }
+        if kind.is_file() && entry.meta.nlink() > 1 {
+            let id = (entry.meta.dev(), entry.meta.ino());
+            if let Some(first) = self.links.get(&id) {
+                return fs::hard_link(first, dst).with_context(|| format!("linking {}", dst.display()));
+            }
+            self.links.insert(id, dst.to_path_buf());
+        }
+        if kind.is_file() {
+            copy_file(&entry.host, dst)?;
+        } else if kind.is_symlink() {
+            let target =
+                fs::read_link(&entry.host).with_context(|| format!("reading link {}", entry.host.display()))?;
+            symlink(&target, dst).with_context(|| format!("creating symlink {}", dst.display()))?;
+        } else {
+            // Device nodes, fifos and sockets need mknod, which only the executor may
+            // call; they are rare in build contexts and stages alike.
+            tracing::warn!("skipping special file {}", entry.host.display());
+            return Ok(());
+        }
+        self.apply_metadata(&entry.host, &entry.meta, dst)
+    }
+
+    fn apply_metadata(&mut self, src: &Path, meta: &Metadata, dst: &Path) -> Result<()> {
+        let is_symlink = meta.file_type().is_symlink();
+        let ids = match self.owner {
+            Some(ids) => ids,
+            None if self.reset_owner => Ids { uid: 0, gid: 0 },
+            None => Ids { uid: meta.uid(), gid: meta.gid() },
+        };
+        chown(dst, ids, self.owner.is_some())?;
+        copy_xattrs(src, dst);
+        if !is_symlink {
+            let mode = match self.mode {
+                Some(spec) => spec.apply(meta.mode(), meta.is_dir()),
+                None => meta.mode() & 0o7777,
+            };
+            fs::set_permissions(dst, fs::Permissions::from_mode(mode))
+                .with_context(|| format!("chmod {:o} {}", mode, dst.display()))?;
+        }
+        let atime = FileTime::from_last_access_time(meta);
+        let mtime = FileTime::from_last_modification_time(meta);
+        if meta.is_dir() {
+            self.dir_times.push((dst.to_path_buf(), atime, mtime));
+            Ok(())
+        } else {
+            filetime::set_symlink_file_times(dst, atime, mtime)
+                .with_context(|| format!("setting times of {}", dst.display()))
+        }
+    }
+
+    /// Applies directory times, deepest first.
+    pub fn finish(self) -> Result<()> {
+        for (dir, atime, mtime) in self.dir_times.into_iter().rev() {
+            filetime::set_symlink_file_times(&dir, atime, mtime)
+                .with_context(|| format!("setting times of {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn copy_file(src: &Path, dst: &Path) -> Result<()> {
+    let mut input = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    // `create_new` (O_EXCL) never follows a symlink that appeared at `dst`.
+    let mut output = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .with_context(|| format!("creating {}", dst.display()))?;
+    io::copy(&mut input, &mut output).with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
+    Ok(())
+}
+
+/// Extended attributes, best effort: a filesystem without xattr support, or a
+/// namespace (`security.*`) we may not write, must not fail the copy.
+fn copy_xattrs(src: &Path, dst: &Path) {
+    let Ok(names) = xattr::list(src) else { return };
+    for name in names {
+        if let Ok(Some(value)) = xattr::get(src, &name)
+            && let Err(e) = xattr::set(dst, &name, &value)
+        {
+            tracing::debug!("xattr {:?} on {}: {e}", name, dst.display());
+        }
+    }
+}
