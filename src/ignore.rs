@@ -58,6 +58,7 @@ enum Token {
 /// The patterns of a `.dockerignore` file, normalized the way Docker's reader does:
 /// `#` comments and blank lines dropped, whitespace trimmed, each pattern cleaned and
 /// stripped of a leading `/` (a `!` prefix is kept).
+#[allow(dead_code)] // the CLI's own reader may switch to it
 pub fn parse_dockerignore(text: &str) -> Vec<String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines().filter(|line| !line.starts_with('#')).filter_map(normalize_pattern).collect()
@@ -133,17 +134,13 @@ impl Matcher {
     }
 
     /// Parses the text of a `.dockerignore` file.
+    #[allow(dead_code)] // for callers that hold the file's text rather than its lines
     pub fn from_dockerignore(text: &str) -> Result<Self> {
         Matcher::new(&parse_dockerignore(text))
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
-    }
-
-    /// Whether some pattern is a `!` exception.
-    pub fn has_exclusions(&self) -> bool {
-        self.exclusions
     }
 
     /// Whether the context-relative, `/`-separated `path` is excluded: Docker's

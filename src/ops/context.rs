@@ -47,6 +47,7 @@ impl Context {
     /// Like [`Context::new`], with file digests remembered across processes in
     /// `cache_file` (written back when the context is dropped, or by
     /// [`Context::save_stat_cache`]).
+    #[allow(dead_code)] // until the worker keeps its stat cache in the store
     pub fn with_stat_cache(root: &Path, exclude: &[String], cache_file: PathBuf) -> Result<Self> {
         Context::build(root, exclude, StatCache::load(cache_file))
     }
@@ -69,11 +70,13 @@ impl Context {
     }
 
     /// Whether a context-relative path is excluded by `.dockerignore`.
+    #[allow(dead_code)]
     pub fn is_excluded(&self, rel: &str) -> bool {
         self.matcher.matches(rel)
     }
 
     /// Writes the stat cache back now rather than on drop.
+    #[allow(dead_code)]
     pub fn save_stat_cache(&self) -> Result<()> {
         self.stat_cache.save()
     }

@@ -136,6 +136,9 @@ fn missing_source_is_a_clear_error() {
     assert!(err.contains("stat secret.env"), "{err}");
     assert!(context.digest_selection(&copy(&["node_modules/dep/index.js"])).is_err());
     assert!(context.digest_selection(&copy(&["*.nothing"])).is_err());
+    let plain = Context::new(dir.path(), &[]).unwrap();
+    let err = plain.digest_selection(&copy(&["missing.txt"])).unwrap_err().to_string();
+    assert!(err.contains("excluded by .dockerignore: stat missing.txt"), "{err}");
     let mut empty_ok = copy(&["*.nothing"]);
     empty_ok.allow_empty_wildcard = true;
     assert!(context.digest_selection(&empty_ok).unwrap().entries.is_empty());

@@ -153,15 +153,14 @@ impl CopyFilter {
 pub(crate) struct SourceFs<'a> {
     pub root: &'a Path,
     ignore: Option<&'a Matcher>,
+    /// A build context (for error messages): missing and ignored look the same.
+    context: bool,
 }
 
 impl<'a> SourceFs<'a> {
+    /// `ignore` is given for a build context (even when it has no patterns).
     pub fn new(root: &'a Path, ignore: Option<&'a Matcher>) -> Self {
-        SourceFs { root, ignore: ignore.filter(|m| !m.is_empty()) }
-    }
-
-    pub fn is_context(&self) -> bool {
-        self.ignore.is_some()
+        SourceFs { root, ignore: ignore.filter(|m| !m.is_empty()), context: ignore.is_some() }
     }
 
     fn ignored(&self, rel: &str) -> bool {
@@ -185,7 +184,7 @@ impl<'a> SourceFs<'a> {
 
     /// The error for a source that does not exist (or is ignored).
     fn not_found(&self, source: &str) -> anyhow::Error {
-        if self.is_context() {
+        if self.context {
             anyhow::anyhow!(
                 "COPY failed: file not found in build context or excluded by .dockerignore: stat {source}: file does not exist"
             )
