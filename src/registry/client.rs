@@ -1,0 +1,422 @@
+//! Transport: one [`Client`] per registry host, with the scheme and CAs chosen for
+//! that host, authentication (see `auth.rs`), retries with backoff and redirects that
+//! never carry `Authorization` to another host.
+
+use super::RegistryOptions;
+use super::auth::{Auth, Scope};
+use super::credentials::Credential;
+use anyhow::{Context as _, Result};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode, Url};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a request was for, so that an error can say so: host, repository, action.
+#[derive(Debug, Clone)]
+pub struct Op {
+    pub host: String,
+    pub repository: String,
+    pub action: String,
+}
+
+/// A failed registry operation. The message names host, repository and action and
+/// carries the registry's own error text; never a credential.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {host}/{repository}: {detail}")]
+pub struct RegistryError {
+    pub host: String,
+    pub repository: String,
+    pub action: String,
+    pub status: Option<u16>,
+    pub detail: String,
+}
+
+impl Op {
+    pub fn error(&self, status: Option<StatusCode>, detail: impl Into<String>) -> RegistryError {
+        RegistryError {
+            host: self.host.clone(),
+            repository: self.repository.clone(),
+            action: self.action.clone(),
+            status: status.map(|s| s.as_u16()),
+            detail: detail.into(),
+        }
+    }
+
+    /// The error for an unexpected response, with the registry's JSON error body.
+    pub async fn status_error(&self, response: Response) -> RegistryError {
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        self.error(Some(status), describe_status(status, &body))
+    }
+}
+
+/// `HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown`: the status and the
+/// registry's `{"errors":[{"code","message"}]}` body, or a short excerpt of the text.
+pub fn describe_status(status: StatusCode, body: &[u8]) -> String {
+    let mut out = format!("HTTP {status}");
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(errors) = serde_json::from_slice::<Errors>(body)
+        && !errors.errors.is_empty()
+    {
+        let parts: Vec<String> = errors
+            .errors
+            .iter()
+            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+                (false, false) => format!("{}: {}", e.code, e.message),
+                (false, true) => e.code.clone(),
+                _ => e.message.clone(),
+            })
+            .collect();
+        out.push_str(": ");
+        out.push_str(&parts.join("; "));
+        return out;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.trim().chars().filter(|c| !c.is_control()).take(200).collect();
+    if !text.is_empty() {
+        out.push_str(": ");
+        out.push_str(&text);
+    }
+    out
+}
+
+/// A request body that can be sent again on a retry.
+#[derive(Clone)]
+pub enum Payload {
+    Empty,
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file from `offset`.
+    File { path: PathBuf, offset: u64, len: u64 },
+}
+
+impl Payload {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Empty => 0,
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+
+    async fn body(&self) -> Result<reqwest::Body> {
+        Ok(match self {
+            Payload::Empty => reqwest::Body::from(Vec::new()),
+            Payload::Bytes(b) => reqwest::Body::from(b.clone()),
+            Payload::File { path, offset, len } => {
+                use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+                let mut file =
+                    tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
+                file.seek(std::io::SeekFrom::Start(*offset)).await?;
+                let stream = tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 * 1024);
+                reqwest::Body::wrap_stream(stream)
+            }
+        })
+    }
+}
+
+/// One request: method, URL, headers, body, and the scopes its token needs.
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub payload: Payload,
+    pub scopes: &'a [Scope],
+    /// Follow redirects (blob downloads may be sent to a storage host).
+    pub follow_redirects: bool,
+    /// Retry after connection errors, 5xx and 429. Off for upload bodies, whose
+    /// session state after a failure only the caller can recover.
+    pub retry: bool,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: Url, scopes: &'a [Scope]) -> Self {
+        Request { method, url, headers: HeaderMap::new(), payload: Payload::Empty, scopes, follow_redirects: false, retry: true }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Result<Self> {
+        self.headers.insert(name, HeaderValue::from_str(value).with_context(|| format!("bad {name} header"))?);
+        Ok(self)
+    }
+
+    pub fn payload(mut self, payload: Payload) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    pub fn follow_redirects(mut self) -> Self {
+        self.follow_redirects = true;
+        self
+    }
+
+    pub fn no_retry(mut self) -> Self {
+        self.retry = false;
+        self
+    }
+}
+
+/// A client for one registry.
+pub struct Client {
+    http: reqwest::Client,
+    /// `host[:port]` as written in references (`docker.io`, `localhost:5000`).
+    pub registry: String,
+    /// The base URL of the API, e.g. `https://registry-1.docker.io`.
+    base: Url,
+    pub auth: Auth,
+    retries: u32,
+    pub opts: RegistryOptions,
+}
+
+const MAX_REDIRECTS: usize = 10;
+
+impl Client {
+    pub fn new(registry: &str, opts: &RegistryOptions) -> Result<Client> {
+        Client::build(registry, opts, Auth::new(registry, opts))
+    }
+
+    /// A client that authenticates with `credential` rather than the saved ones.
+    pub fn with_credential(registry: &str, opts: &RegistryOptions, credential: Credential) -> Result<Client> {
+        Client::build(registry, opts, Auth::with_credential(registry, opts, credential))
+    }
+
+    fn build(registry: &str, opts: &RegistryOptions, auth: Auth) -> Result<Client> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let api_host = api_host(registry);
+        let scheme = if opts.is_plain_http(registry) { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{api_host}/"))
+            .with_context(|| format!("invalid registry host {registry:?}"))?;
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(concat!("builder/", env!("CARGO_PKG_VERSION")));
+        if scheme == "https" {
+            let certs = extra_ca_certs(&opts.certs_dir, registry)?;
+            if !certs.is_empty() {
+                builder = builder.tls_certs_merge(certs);
+            }
+        }
+        let http = builder.build().context("creating the HTTP client")?;
+        Ok(Client { http, registry: registry.to_string(), base, auth, retries: opts.retries, opts: opts.clone() })
+    }
+
+    /// `base/v2/<path>`.
+    pub fn url(&self, path: &str) -> Result<Url> {
+        self.base.join(&format!("v2/{path}")).with_context(|| format!("invalid registry path {path:?}"))
+    }
+
+    /// A URL the registry handed back (an upload `Location`), resolved against the
+    /// API base.
+    pub fn resolve(&self, location: &str) -> Result<Url> {
+        self.base.join(location).with_context(|| format!("invalid Location {location:?} from {}", self.registry))
+    }
+
+    pub fn op(&self, repository: &str, action: &str) -> Op {
+        Op { host: self.registry.clone(), repository: repository.to_string(), action: action.to_string() }
+    }
+
+    /// Whether a URL points at the registry itself (where credentials may go).
+    fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+
+    /// Sends a request with authentication, retries and redirects. Returns the final
+    /// response whatever its status, except retriable failures that never recovered.
+    pub async fn send(&self, op: &Op, request: &Request<'_>) -> Result<Response> {
+        let mut attempt = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            let result = self.send_once(op, request).await;
+            let retry_after = match &result {
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !reauthenticated && self.same_origin(r.url()) => {
+                    let challenge = r.headers().get_all("www-authenticate").iter().cloned().collect::<Vec<_>>();
+                    if self.auth.on_challenge(&self.http, op, &challenge, request.scopes).await? {
+                        reauthenticated = true;
+                        continue;
+                    }
+                    return Ok(result?);
+                }
+                Ok(r) if is_retriable(r.status()) => retry_after(r.headers()),
+                Ok(_) => return result,
+                Err(e) if is_retriable_error(e) => None,
+                Err(_) => return result,
+            };
+            if attempt >= self.retries || !request.retry {
+                return match result {
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(e.context(op.error(None, "giving up after retries"))),
+                };
+            }
+            let delay = retry_after.unwrap_or_else(|| backoff(attempt));
+            match &result {
+                Ok(r) => tracing::debug!("{} {}: HTTP {}, retrying in {delay:?}", request.method, r.url().path(), r.status()),
+                Err(e) => tracing::debug!("{} {}: {e:#}, retrying in {delay:?}", request.method, request.url.path()),
+            }
+            drop(result);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn send_once(&self, op: &Op, request: &Request<'_>) -> Result<Response> {
+        let mut url = request.url.clone();
+        let mut method = request.method.clone();
+        for _ in 0..MAX_REDIRECTS {
+            let mut builder = self.http.request(method.clone(), url.clone()).headers(request.headers.clone());
+            // Credentials go only to the registry itself, never to a storage host
+            // that a redirect points at.
+            if self.same_origin(&url)
+                && let Some(value) = self.auth.header_for(&self.http, op, request.scopes).await?
+            {
+                builder = builder.header(reqwest::header::AUTHORIZATION, value);
+            }
+            if !matches!(request.payload, Payload::Empty) || matches!(method, Method::PUT | Method::POST | Method::PATCH) {
+                builder = builder.header(reqwest::header::CONTENT_LENGTH, request.payload.len());
+                builder = builder.body(request.payload.body().await?);
+            }
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| anyhow::Error::new(e).context(op.error(None, format!("{method} {}", safe_url(&url)))))?;
+            let status = response.status();
+            if request.follow_redirects && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+                    return Ok(response);
+                };
+                let location = location.to_str().map_err(|_| op.error(Some(status), "redirect with a bad Location"))?;
+                url = url.join(location).map_err(|_| op.error(Some(status), "redirect with a bad Location"))?;
+                if status == StatusCode::SEE_OTHER {
+                    method = Method::GET;
+                }
+                continue;
+            }
+            return Ok(response);
+        }
+        Err(op.error(None, format!("more than {MAX_REDIRECTS} redirects")).into())
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// The URL without its query, which may carry upload state or signatures.
+pub fn safe_url(url: &Url) -> String {
+    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.path())
+}
+
+/// `docker.io` is served by `registry-1.docker.io`.
+pub fn api_host(registry: &str) -> &str {
+    match registry {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io",
+        other => other,
+    }
+}
+
+/// Whether `host[:port]` is a loopback name, where plain HTTP is allowed.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => registry.rsplit_once(':').map_or(registry, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { registry }),
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// CA certificates for a host from `DIR/HOST/*.crt` (Docker's `certs.d` layout).
+fn extra_ca_certs(certs_dir: &std::path::Path, registry: &str) -> Result<Vec<reqwest::Certificate>> {
+    let dir = certs_dir.join(registry);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("parsing CA certificates in {}", path.display()))?;
+        out.extend(certs);
+    }
+    Ok(out)
+}
+
+fn is_retriable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+}
+
+fn is_retriable_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+            || c.downcast_ref::<std::io::Error>().is_some()
+    })
+}
+
+/// `Retry-After` in seconds (HTTP dates are rare from registries; they count as
+/// absent), capped so that a registry cannot stall a build for long.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+/// 250ms, 500ms, 1s, 2s... capped at 8s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "::1"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["docker.io", "example.com:5000", "10.0.0.1:5000", "localhost.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn docker_hub_api_host() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("ghcr.io"), "ghcr.io");
+    }
+
+    #[test]
+    fn error_bodies_are_summarised() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(describe_status(StatusCode::NOT_FOUND, body), "HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(describe_status(StatusCode::BAD_GATEWAY, b"oops\n"), "HTTP 502 Bad Gateway: oops");
+        assert_eq!(describe_status(StatusCode::NOT_FOUND, b""), "HTTP 404 Not Found");
+    }
+
+    #[test]
+    fn retry_after_and_backoff() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(10), Duration::from_secs(8));
+    }
+}

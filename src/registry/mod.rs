@@ -1,0 +1,133 @@
+//! The registry client: the OCI distribution protocol over our own thin layer on
+//! reqwest + tokio.
+//!
+//! - `client.rs`: transport per registry host (scheme, CAs, retries, redirects).
+//! - `auth.rs`: `WWW-Authenticate` challenges, bearer tokens per scope, Basic.
+//! - `credentials.rs`: Docker's `config.json` and credential helpers.
+//! - `pull.rs` / `push.rs`: images between a registry and the store.
+//! - `sources.rs`: which repositories a blob is known to live in (for mounts).
+//!
+//! The public functions are blocking: each builds a tokio runtime for its duration,
+//! so callers (the CLI, the build) stay synchronous.
+
+mod auth;
+mod client;
+mod credentials;
+mod pull;
+mod push;
+mod sources;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use client::RegistryError;
+pub use pull::pull;
+pub use push::push;
+
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+
+/// The environment variable naming extra hosts that are spoken to over plain HTTP.
+pub const INSECURE_ENV: &str = "BUILDER_INSECURE_REGISTRIES";
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Hosts (`host[:port]`) spoken to over plain HTTP, besides loopback ones
+    /// and those in `BUILDER_INSECURE_REGISTRIES`.
+    pub insecure_hosts: Vec<String>,
+    /// The directory holding `config.json`; `None` means `$DOCKER_CONFIG` or
+    /// `~/.docker`.
+    pub docker_config: Option<PathBuf>,
+    /// Extra CAs per host, Docker style: `DIR/HOST/*.crt`.
+    pub certs_dir: PathBuf,
+    /// Retries of a request after a connection error, 5xx or 429.
+    pub retries: u32,
+    /// Blobs transferred at once.
+    pub concurrency: usize,
+    /// Blobs larger than this are uploaded in PATCH chunks of this size (or the
+    /// registry's `OCI-Chunk-Min-Length`, if larger); smaller ones in one PUT.
+    pub chunk_size: u64,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure_hosts: Vec::new(),
+            docker_config: None,
+            certs_dir: PathBuf::from("/etc/docker/certs.d"),
+            retries: 5,
+            concurrency: 4,
+            chunk_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl RegistryOptions {
+    /// Whether `registry` is spoken to over plain HTTP: loopback hosts, and hosts
+    /// named insecure here or in `BUILDER_INSECURE_REGISTRIES=host1,host2`.
+    pub fn is_plain_http(&self, registry: &str) -> bool {
+        if client::is_loopback(registry) {
+            return true;
+        }
+        let from_env = std::env::var(INSECURE_ENV).unwrap_or_default();
+        let named = |h: &str| {
+            let h = h.trim();
+            !h.is_empty() && (h == registry || client::api_host(h) == client::api_host(registry))
+        };
+        self.insecure_hosts.iter().any(|h| named(h)) || from_env.split(',').any(named)
+    }
+}
+
+/// Logs in: checks the credentials against the registry's `/v2/` (through its token
+/// server when it has one), then saves them in Docker's `config.json`.
+pub fn login(host: &str, username: &str, password: &str, opts: &RegistryOptions) -> Result<()> {
+    let host = normalize_host(host);
+    let credential = credentials::Credential::Basic { username: username.to_string(), password: password.to_string() };
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let client = client::Client::with_credential(&host, opts, credential)?;
+        let op = client.op("", "logging in to");
+        let request = client::Request::new(reqwest::Method::GET, client.url("")?, &[]);
+        let response = client.send(&op, &request).await?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            let body = response.bytes().await.unwrap_or_default();
+            let detail = client::describe_status(status, &body);
+            return Err(op.error(Some(status), format!("authentication failed for user {username:?}: {detail}")).into());
+        }
+        if !status.is_success() {
+            return Err(op.status_error(response).await.into());
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    credentials::store(&host, username, password, opts)
+        .with_context(|| format!("saving credentials to {}", credentials::config_path(opts).display()))
+}
+
+/// Removes saved credentials for `host`; `false` when there were none.
+pub fn logout(host: &str, opts: &RegistryOptions) -> Result<bool> {
+    credentials::erase(&normalize_host(host), opts)
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`, `http://localhost:5000/` →
+/// `localhost:5000`.
+pub fn normalize_host(host: &str) -> String {
+    let rest = host.strip_prefix("https://").or_else(|| host.strip_prefix("http://")).unwrap_or(host);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    match rest {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" | "" => "docker.io".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("builder-registry")
+        .enable_all()
+        .build()
+        .context("starting the network runtime")
+}

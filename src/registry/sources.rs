@@ -1,0 +1,88 @@
+//! Where blobs are known to live: `blob-sources.json` under the store root maps a
+//! digest to the `host/repository`s it was pulled from or pushed to, so that a push
+//! to another repository of the same registry can mount it instead of uploading.
+//! It is a hint: a lost update costs an upload, never correctness.
+
+use crate::image::Digest;
+use crate::store::Store;
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+type Sources = BTreeMap<Digest, Vec<String>>;
+
+/// Repositories remembered per blob; the oldest are forgotten beyond this.
+const MAX_PER_BLOB: usize = 8;
+
+fn read(store: &Store) -> Sources {
+    let path = store.root().join("blob-sources.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!("ignoring {}: {e}", path.display());
+            Sources::new()
+        }),
+        Err(_) => Sources::new(),
+    }
+}
+
+/// The repositories (`host/repository`) on `registry` other than `repository` that
+/// `digest` is known to be in.
+pub fn mount_candidates(store: &Store, digest: &Digest, registry: &str, repository: &str) -> Vec<String> {
+    let prefix = format!("{registry}/");
+    read(store)
+        .remove(digest)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .filter_map(|name| name.strip_prefix(&prefix).map(String::from))
+        .filter(|repo| repo != repository)
+        .collect()
+}
+
+/// Remembers that `digests` are in `registry/repository`.
+pub fn record(store: &Store, digests: &[Digest], registry: &str, repository: &str) -> Result<()> {
+    let name = format!("{registry}/{repository}");
+    let mut sources = read(store);
+    let mut changed = false;
+    for digest in digests {
+        let list = sources.entry(digest.clone()).or_default();
+        if list.last() == Some(&name) {
+            continue;
+        }
+        list.retain(|n| *n != name);
+        list.push(name.clone());
+        if list.len() > MAX_PER_BLOB {
+            list.remove(0);
+        }
+        changed = true;
+    }
+    if !changed {
+        return Ok(());
+    }
+    let path = store.root().join("blob-sources.json");
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!("{}-blob-sources-", std::process::id()))
+        .tempfile_in(store.root().join("tmp"))
+        .context("creating a temp file for blob-sources.json")?;
+    serde_json::to_writer(&mut temp, &sources)?;
+    temp.write_all(b"\n")?;
+    temp.persist(&path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_finds_other_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = Digest::of(b"x");
+        record(&store, std::slice::from_ref(&d), "r:5000", "a/b").unwrap();
+        record(&store, std::slice::from_ref(&d), "other", "c").unwrap();
+        assert_eq!(mount_candidates(&store, &d, "r:5000", "x/y"), ["a/b"]);
+        assert!(mount_candidates(&store, &d, "r:5000", "a/b").is_empty());
+        assert!(mount_candidates(&store, &Digest::of(b"y"), "r:5000", "x").is_empty());
+    }
+}
