@@ -7,5 +7,5 @@ pub mod reference;
 
 pub use config::{ImageConfig, RootFs};
 pub use digest::Digest;
-pub use manifest::{Compression, Image, LayerInfo};
+pub use manifest::{Compression, Descriptor, Image, Index, LayerInfo, Manifest, Platform};
 pub use reference::Reference;

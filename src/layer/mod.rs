@@ -1,22 +1,115 @@
 //! Layers: turning a snapshot directory into a compressed tar blob, and a blob back
 //! into a snapshot directory. Unpacking foreign data is a security boundary.
+//!
+//! [`diff_to_layer`] streams an overlay upperdir through a deterministic tar writer
+//! ([`tar_writer`]), a sha256 (the diffID) and a compressor into a store blob, in
+//! bounded memory. [`ensure_snapshots`] does the reverse for every missing layer of a
+//! stack, checking the diffID of what it unpacked ([`unpack`]).
 
-use crate::image::{Compression, LayerInfo};
+pub mod compress;
+pub mod tar_writer;
+pub mod unpack;
+
+use crate::image::manifest::chain_ids;
+use crate::image::{Compression, Digest, LayerInfo};
 use crate::store::Store;
-use anyhow::Result;
+use anyhow::{Context as _, Result, bail};
+use compress::{Compressor, HashReader, HashWriter, decompress};
+use rayon::prelude::*;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use tar_writer::TarOptions;
+use unpack::UnpackOptions;
+
+/// How [`diff_to_layer_with`] writes a layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerOptions {
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: clamp every timestamp to at most this (seconds since the
+    /// epoch), so that two builds of the same files give the same digest.
+    pub mtime_clamp: Option<i64>,
+}
 
 /// Tars an overlay upperdir (0/0 char devices → `.wh.NAME`, opaque dirs →
 /// `.wh..wh..opq`) deterministically, compresses it, stores the blob. Returns `None`
 /// when the directory holds no change at all.
 pub fn diff_to_layer(store: &Store, upperdir: &Path, compression: Compression) -> Result<Option<LayerInfo>> {
-    let _ = (store, upperdir, compression);
-    anyhow::bail!("layer diff not built yet")
+    diff_to_layer_with(store, upperdir, &LayerOptions { compression, mtime_clamp: None })
+}
+
+/// [`diff_to_layer`] with all the options.
+pub fn diff_to_layer_with(store: &Store, upperdir: &Path, options: &LayerOptions) -> Result<Option<LayerInfo>> {
+    let mut entries = std::fs::read_dir(upperdir).with_context(|| format!("reading {}", upperdir.display()))?;
+    if entries.next().is_none() {
+        return Ok(None);
+    }
+    let tar_options = TarOptions { overlay: true, mtime_clamp: options.mtime_clamp };
+    dir_to_layer(store, upperdir, options.compression, &tar_options).map(Some)
+}
+
+/// Tars any directory into a layer blob (`overlay` in `tar_options` says whether to
+/// convert overlay whiteouts).
+pub fn dir_to_layer(
+    store: &Store,
+    dir: &Path,
+    compression: Compression,
+    tar_options: &TarOptions,
+) -> Result<LayerInfo> {
+    let blob = store.blob_writer()?;
+    let compressor = Compressor::new(compression, blob).context("starting compression")?;
+    let hashing = HashWriter::new(compressor);
+    let hashing =
+        tar_writer::write_tar(dir, hashing, tar_options).with_context(|| format!("archiving {}", dir.display()))?;
+    let (compressor, diff_id, _) = hashing.finish();
+    let blob = compressor.finish().context("finishing compression")?;
+    let (digest, size) = blob.commit(None)?;
+    Ok(LayerInfo { digest, diff_id, size, media_type: compression.media_type().to_string() })
 }
 
 /// Makes sure every layer of a stack has its snapshot (unpacking blobs as needed) and
 /// returns the snapshot directories, bottom layer first.
 pub fn ensure_snapshots(store: &Store, layers: &[LayerInfo]) -> Result<Vec<PathBuf>> {
-    let _ = (store, layers);
-    anyhow::bail!("layer unpack not built yet")
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let chain = chain_ids(&diff_ids);
+    // Each snapshot holds only its own layer, so missing ones unpack independently.
+    let missing: Vec<(&LayerInfo, &Digest)> =
+        layers.iter().zip(&chain).filter(|(_, chain_id)| !store.has_snapshot(chain_id)).collect();
+    missing.par_iter().try_for_each(|(layer, chain_id)| unpack_snapshot(store, layer, chain_id))?;
+    Ok(chain.iter().map(|c| store.snapshot_path(c)).collect())
 }
+
+fn unpack_snapshot(store: &Store, layer: &LayerInfo, chain_id: &Digest) -> Result<()> {
+    let temp = store.temp_dir("unpack")?;
+    let dir = temp.path().join("fs");
+    std::fs::create_dir(&dir)?;
+    // The root of a lowerdir is the container's `/`.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    unpack_layer(store, layer, &dir)?;
+    store.commit_snapshot(dir, chain_id)?;
+    Ok(())
+}
+
+/// Unpacks the blob of `layer` into `dir` in overlay format and checks its diffID.
+pub fn unpack_layer(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()> {
+    let blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
+    let reader = decompress(BufReader::new(blob)).with_context(|| format!("layer {}", layer.digest))?;
+    let mut hashing = HashReader::new(reader);
+    unpack::unpack(&mut hashing, dir, UnpackOptions { overlay: true })
+        .with_context(|| format!("unpacking layer {}", layer.digest))?;
+    let (found, _) = hashing.finish().with_context(|| format!("reading layer {}", layer.digest))?;
+    if found != layer.diff_id {
+        bail!("layer {}: its content has diff id {found}, expected {}", layer.digest, layer.diff_id);
+    }
+    Ok(())
+}
+
+/// Unpacks a tar (plain, gzip or zstd) into `dir` as files, without whiteout
+/// conversion: `ADD archive.tar /dest`.
+pub fn unpack_tar_to_dir(reader: impl Read, dir: &Path) -> Result<()> {
+    let reader = decompress(reader).context("reading archive")?;
+    unpack::unpack(reader, dir, UnpackOptions { overlay: false })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,27 @@
 //! The local store: content-addressed blobs, unpacked snapshots, image refs, volumes.
 //!
 //! Layout under the root (see DESIGN.md): `blobs/sha256/<hex>`, `snapshots/<chainID>/`,
-//! `refs.json` (or `refs/`), `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`.
+//! `refs.json`, `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`, `lock`.
 //! Every write goes to a temp path on the same filesystem and is renamed into place,
 //! so nothing half-written is ever visible under its final name.
+//!
+//! Temp entries are named `<pid>-<prefix>-<random>`; [`Store::open`] removes those
+//! whose process is gone (a crashed or killed `builder`), never crossing a mount point.
 
-use crate::image::{Digest, Image, ImageConfig, LayerInfo};
-use anyhow::Result;
-use std::io::Read;
+mod blobs;
+mod images;
+mod lock;
+mod refs;
+
+pub use blobs::BlobWriter;
+pub use images::{ImageSummary, parse_config, parse_manifest};
+#[allow(unused_imports)]
+pub use lock::{LockMode, StoreLock};
+
+use crate::image::Digest;
+use anyhow::{Context as _, Result};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct Store {
@@ -32,60 +46,75 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_dir_all(p);
+        if let Some(p) = self.path.take()
+            && let Err(e) = remove_tree(&p)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!("removing {}: {e}", p.display());
         }
     }
 }
 
+const LAYOUT: &[&str] = &["blobs/sha256", "snapshots", "tmp", "volumes", "containers", "cache"];
+
 impl Store {
-    /// `/var/lib/builder` as root, else `$XDG_DATA_HOME/builder`.
+    /// `/var/lib/builder` as root, else `$XDG_DATA_HOME/builder` (by default
+    /// `~/.local/share/builder`).
     pub fn default_root() -> PathBuf {
-        todo_store()
+        if rustix::process::geteuid().is_root() {
+            return PathBuf::from("/var/lib/builder");
+        }
+        let data = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+        let data = data.unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+            home.join(".local/share")
+        });
+        data.join("builder")
     }
 
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`, and removes temp entries left
+    /// behind by processes that no longer run.
     pub fn open(root: &Path) -> Result<Store> {
-        let _ = root;
-        todo_store()
+        for dir in LAYOUT {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        }
+        let store = Store { root: root.to_path_buf() };
+        store.clean_stale_temps();
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     /// A fresh directory under `tmp/`, on the store's filesystem.
     pub fn temp_dir(&self, prefix: &str) -> Result<TempDir> {
-        let _ = prefix;
-        todo_store()
+        let dir = tempfile::Builder::new()
+            .prefix(&temp_prefix(prefix))
+            .tempdir_in(self.tmp())
+            .with_context(|| format!("creating a temp dir in {}", self.tmp().display()))?;
+        Ok(TempDir { path: Some(dir.keep()) })
     }
 
-    // --- blobs ---
-
-    /// Streams `reader` into a blob, hashing as it writes; verifies `expected` when
-    /// given. Returns the digest and size.
-    pub fn write_blob(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        let _ = (reader, expected);
-        todo_store()
-    }
-
-    pub fn write_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
-        let _ = bytes;
-        todo_store()
-    }
-
-    pub fn has_blob(&self, digest: &Digest) -> bool {
-        let _ = digest;
-        todo_store()
-    }
-
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
-    }
-
-    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let _ = digest;
-        todo_store()
+    fn clean_stale_temps(&self) {
+        let Ok(entries) = std::fs::read_dir(self.tmp()) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            if let Err(e) = remove_tree(&entry.path()) {
+                tracing::warn!("removing stale {}: {e}", entry.path().display());
+            }
+        }
     }
 
     // --- snapshots ---
@@ -94,41 +123,141 @@ impl Store {
         self.root.join("snapshots").join(chain_id.hex())
     }
 
+    pub fn has_snapshot(&self, chain_id: &Digest) -> bool {
+        self.snapshot_path(chain_id).is_dir()
+    }
+
     /// Moves a finished directory (overlay format: whiteouts as 0/0 char devices,
     /// opaque dirs by xattr) into place as the snapshot of `chain_id`. If the
     /// snapshot already exists the directory is discarded.
     pub fn commit_snapshot(&self, dir: PathBuf, chain_id: &Digest) -> Result<PathBuf> {
-        let _ = (dir, chain_id);
-        todo_store()
-    }
-
-    // --- images and refs ---
-
-    /// Writes config and manifest blobs for an image made of `layers` and returns it.
-    pub fn write_image(&self, config: &ImageConfig, layers: &[LayerInfo]) -> Result<Image> {
-        let _ = (config, layers);
-        todo_store()
-    }
-
-    /// Loads an image by name (`busybox`, `app:1`), by manifest digest, or by a unique
-    /// prefix of its id (config digest) as `docker` accepts.
-    pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
-        let _ = name_or_id;
-        todo_store()
-    }
-
-    /// Points `name` (normalised, e.g. `docker.io/library/app:latest`) at a manifest.
-    pub fn set_ref(&self, name: &str, manifest: &Digest) -> Result<()> {
-        let _ = (name, manifest);
-        todo_store()
-    }
-
-    /// All refs, sorted by name.
-    pub fn refs(&self) -> Result<Vec<(String, Digest)>> {
-        todo_store()
+        let target = self.snapshot_path(chain_id);
+        if target.exists() {
+            remove_tree(&dir).with_context(|| format!("discarding {}", dir.display()))?;
+            return Ok(target);
+        }
+        match std::fs::rename(&dir, &target) {
+            Ok(()) => {
+                sync_dir(&self.root.join("snapshots"));
+                Ok(target)
+            }
+            // Another process committed the same snapshot first.
+            Err(e) if target.exists() && matches!(e.raw_os_error(), Some(39 | 17)) => {
+                remove_tree(&dir).with_context(|| format!("discarding {}", dir.display()))?;
+                Ok(target)
+            }
+            Err(e) => Err(e).with_context(|| format!("moving {} to {}", dir.display(), target.display())),
+        }
     }
 }
 
-fn todo_store() -> ! {
-    panic!("store not built yet")
+/// `<pid>-<prefix>-`: the pid tells [`Store::open`] whether the owner still runs.
+fn temp_prefix(prefix: &str) -> String {
+    format!("{}-{prefix}-", std::process::id())
+}
+
+/// Best-effort fsync of a directory, so that a rename in it survives a crash.
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Removes a tree without crossing into other filesystems (a mount left behind must
+/// not be emptied) and without being stopped by read-only directories.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    remove_tree_on(path, &meta, meta.dev())
+}
+
+fn remove_tree_on(path: &Path, meta: &std::fs::Metadata, dev: u64) -> io::Result<()> {
+    if !meta.is_dir() {
+        return std::fs::remove_file(path);
+    }
+    if meta.dev() != dev {
+        return Err(io::Error::other(format!("{} is on another filesystem (a mount point?)", path.display())));
+    }
+    if meta.mode() & 0o700 != 0o700 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() | 0o700))?;
+    }
+    let mut first_error = None;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let child = entry.path();
+        let result = std::fs::symlink_metadata(&child).and_then(|m| remove_tree_on(&child, &m, dev));
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => std::fs::remove_dir(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn open_creates_the_layout() {
+        let (_d, store) = test_store();
+        for dir in LAYOUT {
+            assert!(store.root().join(dir).is_dir(), "{dir}");
+        }
+    }
+
+    #[test]
+    fn temp_dir_is_removed_on_drop_unless_kept() {
+        let (_d, store) = test_store();
+        let t = store.temp_dir("x").unwrap();
+        let p = t.path().to_path_buf();
+        std::fs::create_dir(p.join("ro")).unwrap();
+        std::fs::write(p.join("ro/f"), "x").unwrap();
+        std::fs::set_permissions(p.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert!(p.starts_with(store.root().join("tmp")));
+        drop(t);
+        assert!(!p.exists());
+        let kept = store.temp_dir("y").unwrap().keep();
+        assert!(kept.exists());
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_are_removed() {
+        let (_d, store) = test_store();
+        // pid 0 is never a running process we could see in /proc.
+        let stale = store.tmp().join("0-exec-abc");
+        std::fs::create_dir_all(stale.join("sub")).unwrap();
+        let mine = store.temp_dir("live").unwrap();
+        let foreign = store.tmp().join("not-a-temp");
+        std::fs::create_dir(&foreign).unwrap();
+        let store = Store::open(store.root()).unwrap();
+        assert!(!stale.exists());
+        assert!(mine.path().exists());
+        assert!(foreign.exists());
+        drop(store);
+    }
+
+    #[test]
+    fn commit_snapshot_is_atomic_and_idempotent() {
+        let (_d, store) = test_store();
+        let id = Digest::of(b"layer");
+        let a = store.temp_dir("snap").unwrap();
+        std::fs::write(a.path().join("f"), "one").unwrap();
+        let path = store.commit_snapshot(a.path().to_path_buf(), &id).unwrap();
+        assert_eq!(std::fs::read_to_string(path.join("f")).unwrap(), "one");
+        let b = store.temp_dir("snap").unwrap();
+        std::fs::write(b.path().join("f"), "two").unwrap();
+        let path2 = store.commit_snapshot(b.path().to_path_buf(), &id).unwrap();
+        assert_eq!(path, path2);
+        assert_eq!(std::fs::read_to_string(path.join("f")).unwrap(), "one");
+        assert!(!b.path().exists());
+        assert!(store.has_snapshot(&id));
+    }
 }

@@ -1,0 +1,215 @@
+//! Archive tests: import, save/load round trips, foreign layouts, and what skopeo
+//! thinks of our tarballs.
+
+use super::*;
+use crate::image::Digest;
+use crate::layer::tar_writer::{TarOptions, write_tar};
+use std::fs;
+use std::path::PathBuf;
+
+fn test_store(dir: &Path, name: &str) -> Store {
+    Store::open(&dir.join(name)).unwrap()
+}
+
+fn rootfs_tar(dir: &Path, gzip: bool) -> PathBuf {
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::write(tree.join("bin/sh"), "#!fake shell").unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/os-release"), "ID=test\n").unwrap();
+    let tar = write_tar(&tree, Vec::new(), &TarOptions::default()).unwrap();
+    let path = dir.join(if gzip { "rootfs.tar.gz" } else { "rootfs.tar" });
+    let bytes = if gzip {
+        let mut c = Compressor::new(Compression::Gzip, Vec::new()).unwrap();
+        c.write_all(&tar).unwrap();
+        c.finish().unwrap()
+    } else {
+        tar
+    };
+    fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn import_one(dir: &Path, store: &Store) -> Image {
+    let tarball = rootfs_tar(dir, true);
+    import_rootfs(store, &tarball, "docker.io/library/imported:1").unwrap()
+}
+
+#[test]
+fn import_makes_a_one_layer_image() {
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let tarball = rootfs_tar(d.path(), true);
+    let image = import_rootfs(&store, &tarball, "docker.io/library/imported:1").unwrap();
+    let loaded = store.load_image("imported:1").unwrap();
+    assert_eq!(loaded.manifest_digest, image.manifest_digest);
+    assert_eq!(loaded.config.os, "linux");
+    assert_eq!(loaded.config.architecture, crate::image::manifest::host_platform().architecture);
+    assert_eq!(loaded.layers.len(), 1);
+    assert!(loaded.config.history[0].created_by.as_deref().unwrap().starts_with("imported from "));
+    // The diff id is the digest of the uncompressed tar as given.
+    let plain = rootfs_tar(d.path(), false);
+    assert_eq!(loaded.layers[0].diff_id, Digest::of(&fs::read(plain).unwrap()));
+    let snaps = crate::layer::ensure_snapshots(&store, &loaded.layers).unwrap();
+    assert_eq!(fs::read_to_string(snaps[0].join("etc/os-release")).unwrap(), "ID=test\n");
+}
+
+#[test]
+fn import_refuses_what_is_not_a_tar() {
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let junk = d.path().join("junk");
+    fs::write(&junk, vec![0x55u8; 3000]).unwrap();
+    assert!(import_rootfs(&store, &junk, "junk").is_err());
+    assert!(store.refs().unwrap().is_empty());
+}
+
+fn archive_names(path: &Path) -> Vec<String> {
+    let mut a = tar::Archive::new(fs::File::open(path).unwrap());
+    a.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn save_then_load_round_trips() {
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    store.set_ref("other:2", &image.manifest_digest).unwrap();
+    let out = d.path().join("out.tar");
+    save(&store, &[("imported:1".into(), image.clone()), ("other:2".into(), image.clone())], &out).unwrap();
+
+    let names = archive_names(&out);
+    for wanted in ["oci-layout", "index.json", "manifest.json", "repositories"] {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
+    }
+    assert!(names.contains(&format!("blobs/sha256/{}", image.config_digest.hex())));
+    // No temp file left beside the output.
+    assert_eq!(
+        fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".builder-save"))
+            .count(),
+        0
+    );
+
+    let other = test_store(d.path(), "other");
+    let mut loaded = load(&other, &out).unwrap();
+    loaded.sort();
+    assert_eq!(loaded, ["docker.io/library/imported:1", "docker.io/library/other:2"]);
+    let again = other.load_image("imported:1").unwrap();
+    assert_eq!(again.manifest_digest, image.manifest_digest);
+    assert_eq!(again.config_digest, image.config_digest);
+    crate::layer::ensure_snapshots(&other, &again.layers).unwrap();
+}
+
+#[test]
+fn docker_manifest_json_alone_is_enough() {
+    // Drop index.json: the Docker path of the loader must do the same job.
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    let out = d.path().join("out.tar");
+    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    let stripped = d.path().join("stripped.tar");
+    let mut b = tar::Builder::new(fs::File::create(&stripped).unwrap());
+    let mut a = tar::Archive::new(fs::File::open(&out).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("index.json") {
+            continue;
+        }
+        let mut h = e.header().clone();
+        let path = e.path().unwrap().into_owned();
+        b.append_data(&mut h, path, &mut e).unwrap();
+    }
+    b.finish().unwrap();
+    let other = test_store(d.path(), "other");
+    assert_eq!(load(&other, &stripped).unwrap(), ["docker.io/library/imported:1"]);
+    assert_eq!(other.load_image("imported:1").unwrap().config_digest, image.config_digest);
+}
+
+#[test]
+fn legacy_docker_save_layout_loads() {
+    let d = tempfile::tempdir().unwrap();
+    let tree_tar = fs::read(rootfs_tar(d.path(), false)).unwrap();
+    let diff_id = Digest::of(&tree_tar);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/sh"]}},"rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+    );
+    let config_digest = Digest::of(config.as_bytes());
+    let manifest = format!(
+        r#"[{{"Config":"{}.json","RepoTags":["legacy:old"],"Layers":["abc/layer.tar"]}}]"#,
+        config_digest.hex()
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, bytes).unwrap();
+    };
+    add("abc/VERSION", b"1.0");
+    add("abc/json", b"{}");
+    add("abc/layer.tar", &tree_tar);
+    add(&format!("{}.json", config_digest.hex()), config.as_bytes());
+    add("manifest.json", manifest.as_bytes());
+    add("repositories", br#"{"legacy":{"old":"abc"}}"#);
+    let bytes = b.into_inner().unwrap();
+    let path = d.path().join("legacy.tar");
+    fs::write(&path, bytes).unwrap();
+
+    let store = test_store(d.path(), "store");
+    assert_eq!(load(&store, &path).unwrap(), ["docker.io/library/legacy:old"]);
+    let image = store.load_image("legacy:old").unwrap();
+    assert_eq!(image.config_digest, config_digest);
+    assert_eq!(image.layers[0].digest, diff_id);
+    assert_eq!(image.config.config.cmd, Some(vec!["/bin/sh".to_string()]));
+    crate::layer::ensure_snapshots(&store, &image.layers).unwrap();
+}
+
+#[test]
+fn a_corrupt_blob_fails_the_load() {
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    let out = d.path().join("out.tar");
+    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    // Flip a byte in the config blob's data.
+    let mut bytes = fs::read(&out).unwrap();
+    let config = store.read_blob(&image.config_digest).unwrap();
+    let at = bytes.windows(config.len()).position(|w| w == config).unwrap();
+    bytes[at + 2] ^= 0x20;
+    fs::write(&out, bytes).unwrap();
+    let other = test_store(d.path(), "other");
+    let err = format!("{:#}", load(&other, &out).unwrap_err());
+    assert!(err.contains("digest mismatch") && err.contains(image.config_digest.as_str()), "{err}");
+    assert!(other.refs().unwrap().is_empty());
+}
+
+#[test]
+fn skopeo_reads_saved_tarballs() {
+    let skopeo = Path::new("/usr/bin/skopeo");
+    if !skopeo.exists() {
+        eprintln!("skipping skopeo_reads_saved_tarballs: /usr/bin/skopeo is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    let out = d.path().join("out.tar");
+    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    for transport in ["docker-archive", "oci-archive"] {
+        let output = std::process::Command::new(skopeo)
+            .args(["inspect", &format!("{transport}:{}", out.display())])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{transport}: {}", String::from_utf8_lossy(&output.stderr));
+        let output = std::process::Command::new(skopeo)
+            .args(["inspect", "--config", &format!("{transport}:{}", out.display())])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{transport}: {}", String::from_utf8_lossy(&output.stderr));
+        let config: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"][0], image.layers[0].diff_id.as_str(), "{transport}");
+    }
+}

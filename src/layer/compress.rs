@@ -1,0 +1,171 @@
+//! Streaming compression of layer tars and detection of a blob's compression by its
+//! magic bytes. Output bytes depend only on the input (reproducible digests).
+
+use crate::image::{Compression, Digest};
+use sha2::Digest as _;
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// gzip level 6, as Go's `gzip.DefaultCompression` (what Docker and BuildKit write).
+const GZIP_LEVEL: u32 = 6;
+/// zstd's default level, as BuildKit's `compression=zstd`.
+const ZSTD_LEVEL: i32 = 3;
+
+pub enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::Encoder<'static, W>),
+    Plain(W),
+}
+
+impl<W: Write> Compressor<W> {
+    pub fn new(compression: Compression, out: W) -> io::Result<Self> {
+        Ok(match compression {
+            Compression::Gzip => {
+                Compressor::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(GZIP_LEVEL)))
+            }
+            Compression::Zstd => {
+                let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+                // With one worker or more the frame is the same whatever their number.
+                let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+                encoder.multithread(workers.max(1))?;
+                Compressor::Zstd(encoder)
+            }
+            Compression::Uncompressed => Compressor::Plain(out),
+        })
+    }
+
+    /// Ends the stream and hands back the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(e) => e.finish(),
+            Compressor::Zstd(e) => e.finish(),
+            Compressor::Plain(mut w) => {
+                w.flush()?;
+                Ok(w)
+            }
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(e) => e.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+            Compressor::Plain(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+            Compressor::Plain(w) => w.flush(),
+        }
+    }
+}
+
+/// What a stream starts with.
+pub fn detect(magic: &[u8]) -> Compression {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::Uncompressed
+    }
+}
+
+/// A reader of the uncompressed bytes of `reader`, whatever its compression.
+pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let magic = reader.fill_buf()?;
+    Ok(match detect(magic) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(reader)?),
+        Compression::Uncompressed => Box::new(reader),
+    })
+}
+
+/// Passes bytes through while hashing them (the diffID of a tar stream).
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter { inner, hasher: sha2::Sha256::new(), size: 0 }
+    }
+
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::from_sha256(self.hasher.finalize().into()), self.size)
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes everything read through it.
+pub struct HashReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl<R: Read> HashReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashReader { inner, hasher: sha2::Sha256::new(), size: 0 }
+    }
+
+    /// Reads what is left (tar padding after the end marker counts in a diffID) and
+    /// returns the digest of the whole stream.
+    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((Digest::from_sha256(self.hasher.finalize().into()), self.size))
+    }
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_every_compression() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        for c in [Compression::Gzip, Compression::Zstd, Compression::Uncompressed] {
+            let mut enc = Compressor::new(c, Vec::new()).unwrap();
+            enc.write_all(&data).unwrap();
+            let out = enc.finish().unwrap();
+            assert_eq!(detect(&out), c, "{c:?}");
+            let mut back = Vec::new();
+            decompress(&out[..]).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{c:?}");
+            // Same input, same bytes.
+            let mut again = Compressor::new(c, Vec::new()).unwrap();
+            for chunk in data.chunks(777) {
+                again.write_all(chunk).unwrap();
+            }
+            assert_eq!(again.finish().unwrap(), out, "{c:?}");
+        }
+    }
+}

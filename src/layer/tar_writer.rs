@@ -1,0 +1,336 @@
+//! Deterministic tars of a directory: entries sorted by name with parents first,
+//! numeric uid/gid only, no atime/ctime, mtimes optionally clamped, PAX records for
+//! long or non-ASCII names, large ids and xattrs, hardlinks kept as links.
+//!
+//! In overlay mode the directory is an overlayfs upperdir: a 0/0 char device becomes a
+//! `.wh.NAME` whiteout, an opaque directory gets a `.wh..wh..opq` entry, and overlay's
+//! own xattrs are dropped.
+
+use anyhow::{Context as _, Result, bail};
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TarOptions {
+    /// Read the directory as an overlay upperdir (whiteouts, opaque dirs).
+    pub overlay: bool,
+    /// `SOURCE_DATE_EPOCH`: no timestamp in the tar is later than this (seconds).
+    pub mtime_clamp: Option<i64>,
+}
+
+/// Whether an xattr is overlayfs bookkeeping rather than file content.
+pub fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// Whether an xattr should not travel in a layer (host-specific labels).
+fn skip_xattr(name: &[u8]) -> bool {
+    is_overlay_xattr(name) || name == b"security.selinux"
+}
+
+/// One tar entry to write.
+struct Entry {
+    path: Vec<u8>,
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    size: u64,
+    link: Option<Vec<u8>>,
+    device: Option<(u32, u32)>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Writes the tar of everything under `dir` (not `dir` itself) to `out`.
+pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W> {
+    let mut builder = tar::Builder::new(out);
+    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let walk = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false).sort_by_file_name();
+    for item in walk {
+        let item = item.with_context(|| format!("walking {}", dir.display()))?;
+        let rel = item.path().strip_prefix(dir).expect("walk stays under its root");
+        let rel_bytes = rel.as_os_str().as_bytes().to_vec();
+        let meta = item.metadata().with_context(|| format!("reading {}", item.path().display()))?;
+        let mtime = clamp(meta.mtime(), options.mtime_clamp);
+        let ft = meta.file_type();
+        let mut entry = Entry {
+            path: rel_bytes.clone(),
+            kind: tar::EntryType::Regular,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid().into(),
+            gid: meta.gid().into(),
+            mtime,
+            size: 0,
+            link: None,
+            device: None,
+            xattrs: Vec::new(),
+        };
+        if options.overlay && ft.is_char_device() && meta.rdev() == 0 {
+            entry.path = whiteout_name(rel);
+            entry.mode = 0o600;
+            append(&mut builder, &entry, None)?;
+            continue;
+        }
+        if ft.is_socket() {
+            continue;
+        }
+        entry.xattrs = read_xattrs(item.path())?;
+        if !ft.is_dir() && meta.nlink() > 1 {
+            if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                entry.kind = tar::EntryType::Link;
+                entry.link = Some(first.clone());
+                entry.xattrs.clear();
+                append(&mut builder, &entry, None)?;
+                continue;
+            }
+            links.insert((meta.dev(), meta.ino()), rel_bytes.clone());
+        }
+        if ft.is_dir() {
+            entry.kind = tar::EntryType::Directory;
+            entry.path.push(b'/');
+            append(&mut builder, &entry, None)?;
+            if options.overlay && is_opaque(item.path())? {
+                let mode = entry.mode & 0o777;
+                let mut marker =
+                    Entry { path: rel_bytes, kind: tar::EntryType::Regular, mode, xattrs: Vec::new(), ..entry };
+                marker.path.extend_from_slice(b"/");
+                marker.path.extend_from_slice(OPAQUE_MARKER.as_bytes());
+                append(&mut builder, &marker, None)?;
+            }
+        } else if ft.is_file() {
+            entry.size = meta.len();
+            let file = File::open(item.path()).with_context(|| format!("opening {}", item.path().display()))?;
+            append(&mut builder, &entry, Some(file))?;
+        } else if ft.is_symlink() {
+            entry.kind = tar::EntryType::Symlink;
+            let target = std::fs::read_link(item.path())?;
+            entry.link = Some(target.as_os_str().as_bytes().to_vec());
+            append(&mut builder, &entry, None)?;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            entry.kind = if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block };
+            entry.device = Some(split_dev(meta.rdev()));
+            append(&mut builder, &entry, None)?;
+        } else if ft.is_fifo() {
+            entry.kind = tar::EntryType::Fifo;
+            append(&mut builder, &entry, None)?;
+        }
+    }
+    builder.into_inner().context("finishing tar")
+}
+
+fn clamp(mtime: i64, limit: Option<i64>) -> u64 {
+    let t = match limit {
+        Some(limit) => mtime.min(limit),
+        None => mtime,
+    };
+    t.max(0) as u64
+}
+
+fn whiteout_name(rel: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        out.extend_from_slice(parent.as_os_str().as_bytes());
+        out.push(b'/');
+    }
+    out.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
+    out.extend_from_slice(rel.file_name().expect("entry has a name").as_bytes());
+    out
+}
+
+fn is_opaque(path: &Path) -> Result<bool> {
+    for name in [OPAQUE_XATTR, "user.overlay.opaque"] {
+        match xattr::get(path, name) {
+            Ok(Some(v)) if v == b"y" => return Ok(true),
+            Ok(_) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading xattr {name} of {}", path.display())),
+        }
+    }
+    Ok(false)
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    // ENOTSUP / EOPNOTSUPP (95), EPERM for trusted.* when not root.
+    matches!(e.raw_os_error(), Some(95 | 1 | 61))
+}
+
+fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if unsupported(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        if skip_xattr(name.as_bytes()) {
+            continue;
+        }
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => out.push((name.as_bytes().to_vec(), value)),
+            Ok(None) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading xattrs of {}", path.display())),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Linux `dev_t` → (major, minor).
+pub fn split_dev(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+const USTAR_ID_MAX: u64 = 0o7777777;
+const USTAR_SIZE_MAX: u64 = 0o77777777777;
+
+fn append<W: Write>(builder: &mut tar::Builder<W>, e: &Entry, data: Option<File>) -> Result<()> {
+    let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+    let needs_pax = |s: &[u8]| s.len() > 100 || !s.is_ascii() || s.contains(&0);
+    if needs_pax(&e.path) {
+        pax.push(("path", e.path.clone()));
+    }
+    if let Some(link) = &e.link
+        && needs_pax(link)
+    {
+        pax.push(("linkpath", link.clone()));
+    }
+    if e.uid > USTAR_ID_MAX {
+        pax.push(("uid", e.uid.to_string().into_bytes()));
+    }
+    if e.gid > USTAR_ID_MAX {
+        pax.push(("gid", e.gid.to_string().into_bytes()));
+    }
+    if e.size > USTAR_SIZE_MAX {
+        pax.push(("size", e.size.to_string().into_bytes()));
+    }
+    let xattr_keys: Vec<String> =
+        e.xattrs.iter().map(|(k, _)| format!("SCHILY.xattr.{}", String::from_utf8_lossy(k))).collect();
+    let mut records = Vec::new();
+    for (k, v) in pax
+        .iter()
+        .map(|(k, v)| (*k, v.as_slice()))
+        .chain(xattr_keys.iter().map(|k| k.as_str()).zip(e.xattrs.iter().map(|(_, v)| v.as_slice())))
+    {
+        pax_record(&mut records, k, v);
+    }
+    if !records.is_empty() {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        set_name(&mut h, b"././@PaxHeader");
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(records.len() as u64);
+        h.set_cksum();
+        builder.append(&h, &records[..]).context("writing tar")?;
+    }
+
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(e.kind);
+    set_name(&mut h, &e.path);
+    h.set_mode(e.mode);
+    h.set_uid(e.uid.min(USTAR_ID_MAX));
+    h.set_gid(e.gid.min(USTAR_ID_MAX));
+    h.set_mtime(e.mtime);
+    h.set_size(e.size.min(USTAR_SIZE_MAX));
+    if let Some(link) = &e.link {
+        let n = link.len().min(100);
+        h.as_old_mut().linkname[..n].copy_from_slice(&link[..n]);
+    }
+    if let Some((major, minor)) = e.device {
+        h.set_device_major(major).context("device major")?;
+        h.set_device_minor(minor).context("device minor")?;
+    }
+    h.set_cksum();
+    match data {
+        Some(file) => {
+            let mut exact = ExactReader { inner: file.take(e.size), left: e.size };
+            builder
+                .append(&h, &mut exact)
+                .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?;
+            if exact.left != 0 {
+                bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
+            }
+        }
+        None => builder.append(&h, io::empty()).context("writing tar")?,
+    }
+    Ok(())
+}
+
+/// Puts a name in the ustar name field; longer names travel in a PAX `path` record and
+/// the field keeps a truncated copy for old readers.
+fn set_name(h: &mut tar::Header, name: &[u8]) {
+    let n = name.len().min(100);
+    h.as_old_mut().name = [0; 100];
+    h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+}
+
+/// `"<len> key=value\n"` where len counts the whole record.
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3; // space, '=', '\n'
+    let mut len = body + body.to_string().len();
+    if len.to_string().len() != body.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// Fails when a file grew shorter than its header said (a corrupt tar otherwise).
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Whether metadata says "whiteout" in overlay's format.
+pub fn is_whiteout(meta: &Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_lengths_count_themselves() {
+        for value_len in [0, 1, 5, 80, 89, 90, 95, 96, 97, 98, 99, 100, 994, 995, 996, 997, 9990] {
+            let mut out = Vec::new();
+            pax_record(&mut out, "path", &vec![b'a'; value_len]);
+            let (len, _) = std::str::from_utf8(&out[..out.iter().position(|&b| b == b' ').unwrap()])
+                .map(|s| (s.parse::<usize>().unwrap(), ()))
+                .unwrap();
+            assert_eq!(len, out.len(), "value_len {value_len}");
+        }
+    }
+
+    #[test]
+    fn dev_split_matches_linux_encoding() {
+        assert_eq!(split_dev(rustix::fs::makedev(1, 3)), (1, 3));
+        assert_eq!(split_dev(rustix::fs::makedev(259, 70000)), (259, 70000));
+    }
+}

@@ -1,0 +1,287 @@
+//! Unpacking tars into directories. This is a security boundary: the tar may come from
+//! anywhere, and no entry may create, change or read anything outside `root`.
+//!
+//! - Paths are made relative (`/a` → `a`); a `..` component is an error.
+//! - Parents are checked component by component with `lstat`: a missing one is
+//!   created, a symlink one is an error. Nothing ever resolves a symlink inside `root`,
+//!   files are created with `O_EXCL|O_NOFOLLOW` after removing what was there.
+//! - Hardlink targets are checked the same way and must already exist under `root`.
+//! - Device nodes are created only when running as root; overlay's xattrs in the tar
+//!   are dropped (only whiteout conversion may make them).
+//!
+//! The checks are free of races because `root` is a fresh private directory that no
+//! other process writes while it is unpacked.
+
+use super::tar_writer::{OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr};
+use anyhow::{Context as _, Result, anyhow, bail};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Options of one unpack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnpackOptions {
+    /// Convert `.wh.NAME` to 0/0 char devices and `.wh..wh..opq` to the opaque xattr
+    /// (unpacking a layer into an overlay lowerdir).
+    pub overlay: bool,
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    options: UnpackOptions,
+    is_root: bool,
+    /// Directories whose mode and mtime are set at the end (children change mtimes,
+    /// and a read-only mode would stop children from being created).
+    dirs: Vec<(PathBuf, u32, u64)>,
+}
+
+/// Unpacks a tar stream (already decompressed) into `root`, which must exist.
+pub fn unpack(reader: impl Read, root: &Path, options: UnpackOptions) -> Result<()> {
+    let mut unpacker = Unpacker { root, options, is_root: rustix::process::geteuid().is_root(), dirs: Vec::new() };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().context("reading tar")? {
+        let mut entry = entry.context("reading tar entry")?;
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        unpacker.entry(&mut entry, &raw).with_context(|| format!("entry {shown}"))?;
+    }
+    // Consume the end-of-archive blocks so that a caller hashing the stream sees it all.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).context("reading tar")?;
+    unpacker.finish_dirs()
+}
+
+/// `a/./b//c` → `a/b/c`, `/a` → `a`; `..` is refused. `None` for the root itself.
+pub fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>> {
+    let mut out = PathBuf::new();
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => bail!("path contains \"..\""),
+            p => out.push(std::ffi::OsStr::from_bytes(p)),
+        }
+    }
+    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
+}
+
+impl Unpacker<'_> {
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<()> {
+        let kind = entry.header().entry_type();
+        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            return Ok(());
+        }
+        let Some(rel) = clean_path(raw)? else {
+            // The root itself (`./`): take its metadata, like containerd.
+            if kind.is_dir() {
+                let (mode, mtime) = (entry.header().mode()?, entry.header().mtime()?);
+                self.set_owner_and_xattrs(entry, self.root)?;
+                self.dirs.push((self.root.to_path_buf(), mode, mtime));
+            }
+            return Ok(());
+        };
+        let name = rel.file_name().expect("a cleaned path has a name").as_bytes();
+        if self.options.overlay && name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(entry, &rel, name);
+        }
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        self.make_parents(parent)?;
+        let path = self.root.join(&rel);
+        self.clear(&path, kind.is_dir())?;
+        let header = entry.header();
+        let mode = header.mode()? & 0o7777;
+        let mtime = header.mtime()?;
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&path)?;
+                let size = entry.size();
+                let copied = io::copy(entry, &mut file)?;
+                if copied != size {
+                    bail!("truncated: {copied} of {size} bytes");
+                }
+            }
+            tar::EntryType::Directory => {
+                if !path.is_dir() {
+                    std::fs::create_dir(&path)?;
+                }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().ok_or_else(|| anyhow!("symlink without a target"))?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry.link_name_bytes().ok_or_else(|| anyhow!("hardlink without a target"))?;
+                let target_rel = clean_path(&target)?.ok_or_else(|| anyhow!("hardlink to the root directory"))?;
+                self.check_parents(target_rel.parent().unwrap_or(Path::new("")))?;
+                let target_path = self.root.join(&target_rel);
+                let meta = std::fs::symlink_metadata(&target_path).with_context(|| {
+                    format!("hardlink target {} is not in the layer", String::from_utf8_lossy(&target))
+                })?;
+                if meta.is_dir() {
+                    bail!("hardlink to a directory");
+                }
+                std::fs::hard_link(&target_path, &path)?;
+                // A link shares its target's inode: nothing more to set.
+                return Ok(());
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let file_type = match kind {
+                    tar::EntryType::Char => rustix::fs::FileType::CharacterDevice,
+                    tar::EntryType::Block => rustix::fs::FileType::BlockDevice,
+                    _ => rustix::fs::FileType::Fifo,
+                };
+                if file_type != rustix::fs::FileType::Fifo && !self.is_root {
+                    tracing::warn!("skipping device node {} (not running as root)", rel.display());
+                    return Ok(());
+                }
+                let dev = rustix::fs::makedev(header.device_major()?.unwrap_or(0), header.device_minor()?.unwrap_or(0));
+                let mode = rustix::fs::Mode::from_raw_mode(mode);
+                rustix::fs::mknodat(rustix::fs::CWD, &path, file_type, mode, dev).map_err(io::Error::from)?;
+            }
+            tar::EntryType::GNUSparse => bail!("GNU sparse files are not supported"),
+            other => bail!("unsupported entry type {:?}", other.as_byte() as char),
+        }
+        self.set_owner_and_xattrs(entry, &path)?;
+        if kind.is_dir() {
+            self.dirs.push((path, mode, mtime));
+        } else {
+            if !kind.is_symlink() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            }
+            let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
+            filetime::set_symlink_file_times(&path, t, t)?;
+        }
+        Ok(())
+    }
+
+    /// `.wh..wh..opq` marks its directory opaque; `.wh.NAME` hides NAME of lower layers.
+    fn whiteout<R: Read>(&mut self, entry: &tar::Entry<'_, R>, rel: &Path, name: &[u8]) -> Result<()> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        self.make_parents(parent)?;
+        let dir = self.root.join(parent);
+        if name == OPAQUE_MARKER.as_bytes() {
+            if !parent.as_os_str().is_empty() && !dir.is_dir() {
+                std::fs::create_dir(&dir)?;
+            }
+            return xattr::set(&dir, OPAQUE_XATTR, b"y")
+                .with_context(|| format!("marking {} opaque (needs root)", parent.display()));
+        }
+        let hidden = &name[WHITEOUT_PREFIX.len()..];
+        if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden.is_empty() {
+            // aufs metadata (`.wh..wh.plnk`...): nothing for overlay.
+            return Ok(());
+        }
+        let path = dir.join(std::ffi::OsStr::from_bytes(hidden));
+        self.clear(&path, false)?;
+        let dev = rustix::fs::makedev(0, 0);
+        rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::CharacterDevice, 0.into(), dev)
+            .map_err(io::Error::from)
+            .with_context(|| format!("creating whiteout {} (needs root)", path.display()))?;
+        if self.is_root {
+            let h = entry.header();
+            std::os::unix::fs::lchown(&path, Some(h.uid()? as u32), Some(h.gid()? as u32))?;
+        }
+        Ok(())
+    }
+
+    /// Creates missing parents; refuses a parent that is a symlink or not a directory.
+    fn make_parents(&self, parent: &Path) -> Result<()> {
+        let mut path = self.root.to_path_buf();
+        for part in parent.iter() {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    bail!("parent {} is a symlink", path.strip_prefix(self.root).unwrap_or(&path).display())
+                }
+                Ok(_) => bail!("parent {} is not a directory", path.strip_prefix(self.root).unwrap_or(&path).display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    std::fs::create_dir(&path)?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::make_parents`] but creates nothing.
+    fn check_parents(&self, parent: &Path) -> Result<()> {
+        let mut path = self.root.to_path_buf();
+        for part in parent.iter() {
+            path.push(part);
+            let m = std::fs::symlink_metadata(&path)?;
+            if !m.is_dir() {
+                bail!("{} is not a directory", path.strip_prefix(self.root).unwrap_or(&path).display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what is at `path` unless both it and the new entry are directories.
+    fn clear(&self, path: &Path, new_is_dir: bool) -> Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() && new_is_dir => Ok(()),
+            Ok(m) if m.is_dir() => crate::store::remove_tree(path).map_err(Into::into),
+            Ok(_) => std::fs::remove_file(path).map_err(Into::into),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn set_owner_and_xattrs<R: Read>(&self, entry: &mut tar::Entry<'_, R>, path: &Path) -> Result<()> {
+        let header = entry.header();
+        let (mut uid, mut gid) = (header.uid()?, header.gid()?);
+        let mut xattrs = Vec::new();
+        if let Some(pax) = entry.pax_extensions()? {
+            for ext in pax {
+                let ext = ext?;
+                let key = ext.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    if !is_overlay_xattr(name) {
+                        xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                    }
+                } else if key == b"uid" {
+                    uid = ext.value().ok().and_then(|v| v.parse().ok()).unwrap_or(uid);
+                } else if key == b"gid" {
+                    gid = ext.value().ok().and_then(|v| v.parse().ok()).unwrap_or(gid);
+                }
+            }
+        }
+        if self.is_root {
+            let (uid, gid) = (u32::try_from(uid).context("uid")?, u32::try_from(gid).context("gid")?);
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        }
+        for (name, value) in xattrs {
+            let name = std::ffi::OsStr::from_bytes(&name);
+            if let Err(e) = xattr::set(path, name, &value) {
+                // Unprivileged unpacks cannot set trusted.* or security.*; say so, go on.
+                if self.is_root && e.raw_os_error() != Some(95) {
+                    return Err(e).with_context(|| format!("setting xattr {}", name.to_string_lossy()));
+                }
+                tracing::warn!("{}: xattr {} not set: {e}", path.display(), name.to_string_lossy());
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_dirs(&mut self) -> Result<()> {
+        // Deepest first, so that setting a parent's mtime comes after its children.
+        self.dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.components().count()));
+        for (path, mode, mtime) in &self.dirs {
+            // A later entry may have replaced the directory.
+            if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                .with_context(|| format!("setting mode of {}", path.display()))?;
+            let t = filetime::FileTime::from_unix_time(*mtime as i64, 0);
+            filetime::set_symlink_file_times(path, t, t)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Content-addressed blobs: hashed while written to `tmp/`, verified, fsynced, renamed
+//! into `blobs/sha256/<hex>`.
+
+use super::{Store, sync_dir, temp_prefix};
+use crate::image::Digest;
+use anyhow::{Context as _, Result, bail};
+use sha2::Digest as _;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+/// A blob being written. Bytes go to a temp file in the store while they are hashed;
+/// [`BlobWriter::commit`] verifies and renames it into place. Dropped uncommitted, the
+/// temp file is removed.
+pub struct BlobWriter {
+    file: Option<BufWriter<File>>,
+    temp: PathBuf,
+    blobs: PathBuf,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.as_mut().expect("blob writer open").write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("blob writer open").flush()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Finishes the blob: checks it against `expected` (a mismatch is an error naming
+    /// both digests, and nothing is stored), fsyncs and renames it into place.
+    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let digest = Digest::from_sha256(std::mem::take(&mut self.hasher).finalize().into());
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            bail!("digest mismatch: expected {expected}, got {digest} ({} bytes)", self.size);
+        }
+        let file = self.file.take().expect("blob writer open");
+        let file = file.into_inner().map_err(|e| e.into_error()).context("writing blob")?;
+        file.sync_all().context("syncing blob")?;
+        drop(file);
+        let target = self.blobs.join(digest.hex());
+        std::fs::rename(&self.temp, &target).with_context(|| format!("storing blob {digest}"))?;
+        sync_dir(&self.blobs);
+        Ok((digest, self.size))
+    }
+
+    /// Like [`BlobWriter::commit`], also checking the size.
+    pub fn commit_sized(self, expected: &Digest, size: u64) -> Result<(Digest, u64)> {
+        if self.size != size {
+            bail!("size mismatch for {expected}: expected {size} bytes, got {}", self.size);
+        }
+        self.commit(Some(expected))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+impl Store {
+    fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// A writer for a new blob (see [`BlobWriter`]).
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let (file, temp) = tempfile::Builder::new()
+            .prefix(&temp_prefix("blob"))
+            .tempfile_in(self.tmp())
+            .with_context(|| format!("creating a temp file in {}", self.tmp().display()))?
+            .keep()
+            .context("keeping a temp blob file")?;
+        Ok(BlobWriter {
+            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            temp,
+            blobs: self.blobs_dir(),
+            hasher: sha2::Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Streams `reader` into a blob, hashing as it writes; verifies `expected` when
+    /// given. Returns the digest and size.
+    pub fn write_blob(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let mut writer = self.blob_writer()?;
+        io::copy(reader, &mut writer).context("writing blob")?;
+        writer.commit(expected)
+    }
+
+    pub fn write_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        if self.has_blob(&digest) {
+            return Ok(digest);
+        }
+        let mut writer = self.blob_writer()?;
+        writer.write_all(bytes).context("writing blob")?;
+        writer.commit(Some(&digest))?;
+        Ok(digest)
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Opens a blob for streaming. Its content was verified when it was written.
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        File::open(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))
+    }
+
+    /// The size of a stored blob.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        let meta =
+            std::fs::metadata(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))?;
+        Ok(meta.len())
+    }
+
+    /// Reads a (small) blob whole and verifies its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let bytes =
+            std::fs::read(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))?;
+        let found = Digest::of(&bytes);
+        if found != *digest {
+            bail!("blob {digest} is corrupt: its content hashes to {found}");
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::test_store;
+    use super::*;
+
+    fn tmp_is_empty(store: &Store) -> bool {
+        std::fs::read_dir(store.root().join("tmp")).unwrap().next().is_none()
+    }
+
+    #[test]
+    fn blob_round_trip() {
+        let (_d, store) = test_store();
+        let (digest, size) = store.write_blob(&mut &b"hello"[..], None).unwrap();
+        assert_eq!(digest, Digest::of(b"hello"));
+        assert_eq!(size, 5);
+        assert!(store.has_blob(&digest));
+        assert_eq!(store.read_blob(&digest).unwrap(), b"hello");
+        assert_eq!(store.write_blob_bytes(b"hello").unwrap(), digest);
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn digest_mismatch_is_an_error_and_leaves_no_blob() {
+        let (_d, store) = test_store();
+        let expected = Digest::of(b"something else");
+        let err = store.write_blob(&mut &b"hello"[..], Some(&expected)).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(expected.as_str()) && msg.contains(Digest::of(b"hello").as_str()), "{msg}");
+        assert!(!store.has_blob(&expected));
+        assert!(!store.has_blob(&Digest::of(b"hello")));
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn size_mismatch_is_an_error() {
+        let (_d, store) = test_store();
+        let mut w = store.blob_writer().unwrap();
+        w.write_all(b"abc").unwrap();
+        assert!(w.commit_sized(&Digest::of(b"abc"), 4).is_err());
+        assert!(tmp_is_empty(&store));
+    }
+
+    #[test]
+    fn corrupt_blob_is_detected_on_read() {
+        let (_d, store) = test_store();
+        let digest = store.write_blob_bytes(b"good").unwrap();
+        std::fs::write(store.blob_path(&digest), b"bad!").unwrap();
+        assert!(store.read_blob(&digest).is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! Images in the store: config + manifest blobs, looked up by name, manifest digest
+//! or image id (config digest) prefix.
+
+use super::Store;
+use super::refs::normalize_name;
+use crate::image::manifest::{MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_manifest_type};
+use crate::image::{Descriptor, Digest, Image, ImageConfig, LayerInfo, Manifest, Reference};
+use anyhow::{Context as _, Result, anyhow, bail};
+use std::collections::BTreeMap;
+
+/// One line of `builder images`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// Normalised name, e.g. `docker.io/library/app:latest`.
+    pub name: String,
+    /// The image id: the config digest.
+    pub id: Digest,
+    pub manifest_digest: Digest,
+    pub created: Option<String>,
+    /// Sum of the (compressed) layer blob sizes.
+    pub size: u64,
+}
+
+impl Store {
+    /// Writes config and manifest blobs for an image made of `layers` and returns it.
+    /// The config's `rootfs` is filled in from `layers` when empty, and must match it
+    /// otherwise.
+    pub fn write_image(&self, config: &ImageConfig, layers: &[LayerInfo]) -> Result<Image> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let mut config = config.clone();
+        if config.rootfs.diff_ids.is_empty() {
+            config.rootfs.diff_ids = diff_ids;
+        } else if config.rootfs.diff_ids != diff_ids {
+            bail!(
+                "image config lists {} diff ids that do not match its {} layers",
+                config.rootfs.diff_ids.len(),
+                layers.len()
+            );
+        }
+        if config.rootfs.kind.is_empty() {
+            config.rootfs.kind = "layers".into();
+        }
+        let bytes = serde_json::to_vec(&config).context("serializing image config")?;
+        self.write_image_raw(&bytes, layers, None)
+    }
+
+    /// Writes an image whose config bytes are given as they are (a loaded or pulled
+    /// config keeps its digest, the image id). `annotations` go on the manifest.
+    pub fn write_image_raw(
+        &self,
+        config_bytes: &[u8],
+        layers: &[LayerInfo],
+        annotations: Option<BTreeMap<String, String>>,
+    ) -> Result<Image> {
+        let config = parse_config(config_bytes)?;
+        check_layers(&config, layers)?;
+        let config_digest = self.write_blob_bytes(config_bytes)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+            config: Descriptor {
+                media_type: MEDIA_TYPE_OCI_CONFIG.into(),
+                digest: config_digest.clone(),
+                size: config_bytes.len() as u64,
+                annotations: None,
+                platform: None,
+            },
+            layers: layers
+                .iter()
+                .map(|l| Descriptor {
+                    media_type: l.media_type.clone(),
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    annotations: None,
+                    platform: None,
+                })
+                .collect(),
+            annotations,
+        };
+        let manifest_bytes = serde_json::to_vec(&manifest).context("serializing manifest")?;
+        let manifest_digest = self.write_blob_bytes(&manifest_bytes)?;
+        Ok(Image { manifest_digest, config_digest, config, layers: layers.to_vec() })
+    }
+
+    /// Reads the image whose manifest is the blob `manifest_digest`.
+    pub fn image_from_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
+        let bytes = self.read_blob(manifest_digest)?;
+        let manifest = parse_manifest(&bytes).with_context(|| format!("manifest {manifest_digest}"))?;
+        let config_digest = manifest.config.digest.clone();
+        let config_bytes = self.read_blob(&config_digest).with_context(|| format!("config of {manifest_digest}"))?;
+        let config = parse_config(&config_bytes).with_context(|| format!("config {config_digest}"))?;
+        if manifest.layers.len() != config.rootfs.diff_ids.len() {
+            bail!(
+                "image {manifest_digest}: manifest has {} layers but its config {} diff ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            );
+        }
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(d, diff_id)| LayerInfo {
+                digest: d.digest.clone(),
+                diff_id: diff_id.clone(),
+                size: d.size,
+                media_type: d.media_type.clone(),
+            })
+            .collect();
+        Ok(Image { manifest_digest: manifest_digest.clone(), config_digest, config, layers })
+    }
+
+    /// Loads an image by name (`busybox`, `app:1`, `app@sha256:..`), by manifest
+    /// digest, or by a unique prefix of its id (config digest) as `docker` accepts.
+    pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
+        if let Ok(digest) = Digest::parse(name_or_id)
+            && self.has_blob(&digest)
+            && is_manifest_blob(&self.read_blob(&digest)?)
+        {
+            return self.image_from_manifest(&digest);
+        }
+        if let Ok(reference) = Reference::parse(name_or_id) {
+            if let Some(digest) = &reference.digest {
+                return self.image_from_manifest(digest).with_context(|| format!("no such image: {name_or_id}"));
+            }
+            if let Some(digest) = self.get_ref(&reference.to_string())? {
+                return self.image_from_manifest(&digest);
+            }
+        }
+        let id = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            let mut found: BTreeMap<Digest, Digest> = BTreeMap::new();
+            for (_, manifest) in self.refs()? {
+                let image = self.image_from_manifest(&manifest)?;
+                if image.config_digest.hex().starts_with(id) {
+                    found.entry(image.config_digest).or_insert(manifest);
+                }
+            }
+            match found.len() {
+                0 => {}
+                1 => return self.image_from_manifest(found.values().next().expect("one")),
+                n => bail!("image id prefix {id} is ambiguous: {n} images match"),
+            }
+        }
+        Err(anyhow!("no such image: {name_or_id}"))
+    }
+
+    /// Every named image, sorted by name, for `builder images`.
+    pub fn images(&self) -> Result<Vec<ImageSummary>> {
+        let mut out = Vec::new();
+        for (name, manifest) in self.refs()? {
+            let image = self.image_from_manifest(&manifest).with_context(|| format!("image {name}"))?;
+            out.push(ImageSummary {
+                name,
+                id: image.config_digest,
+                manifest_digest: manifest,
+                created: image.config.created,
+                size: image.layers.iter().map(|l| l.size).sum(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Normalises `name` and points it at `image` (a convenience for exporters).
+    pub fn tag(&self, image: &Image, name: &str) -> Result<String> {
+        let name = normalize_name(name)?;
+        self.set_ref(&name, &image.manifest_digest)?;
+        Ok(name)
+    }
+}
+
+pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig> {
+    serde_json::from_slice(bytes).context("parsing image config")
+}
+
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
+    let manifest: Manifest = serde_json::from_slice(bytes).context("parsing image manifest")?;
+    if manifest.schema_version != 2 {
+        bail!("unsupported manifest schema version {}", manifest.schema_version);
+    }
+    if let Some(mt) = &manifest.media_type
+        && !is_manifest_type(mt)
+    {
+        bail!("not an image manifest: media type {mt}");
+    }
+    Ok(manifest)
+}
+
+fn is_manifest_blob(bytes: &[u8]) -> bool {
+    parse_manifest(bytes).is_ok()
+}
+
+fn check_layers(config: &ImageConfig, layers: &[LayerInfo]) -> Result<()> {
+    let ok = config.rootfs.diff_ids.len() == layers.len()
+        && config.rootfs.diff_ids.iter().zip(layers).all(|(d, l)| *d == l.diff_id);
+    if !ok {
+        bail!("image config diff ids do not match the {} layers given", layers.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::test_store;
+    use super::*;
+
+    pub(crate) fn fake_layer(store: &Store, content: &[u8]) -> LayerInfo {
+        let digest = store.write_blob_bytes(content).unwrap();
+        LayerInfo {
+            digest: digest.clone(),
+            diff_id: digest,
+            size: content.len() as u64,
+            media_type: crate::image::manifest::MEDIA_TYPE_OCI_LAYER.into(),
+        }
+    }
+
+    fn config() -> ImageConfig {
+        ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() }
+    }
+
+    #[test]
+    fn write_then_load_by_name_digest_and_id() {
+        let (_d, store) = test_store();
+        let layers = vec![fake_layer(&store, b"one"), fake_layer(&store, b"two")];
+        let image = store.write_image(&config(), &layers).unwrap();
+        // The digests are over the exact bytes stored.
+        let manifest_bytes = store.read_blob(&image.manifest_digest).unwrap();
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes).unwrap();
+        assert_eq!(manifest.config.digest, image.config_digest);
+        assert_eq!(manifest.config.size, store.blob_size(&image.config_digest).unwrap());
+        assert_eq!(manifest.layers.len(), 2);
+        assert_eq!(image.config.rootfs.kind, "layers");
+
+        store.set_ref("app", &image.manifest_digest).unwrap();
+        let by_name = store.load_image("app:latest").unwrap();
+        assert_eq!(by_name.manifest_digest, image.manifest_digest);
+        assert_eq!(by_name.layers, layers);
+        let by_digest = store.load_image(image.manifest_digest.as_str()).unwrap();
+        assert_eq!(by_digest.config_digest, image.config_digest);
+        let by_id = store.load_image(&image.config_digest.hex()[..12]).unwrap();
+        assert_eq!(by_id.manifest_digest, image.manifest_digest);
+        let by_full_id = store.load_image(image.config_digest.as_str()).unwrap();
+        assert_eq!(by_full_id.manifest_digest, image.manifest_digest);
+        let msg = format!("{:#}", store.load_image("nothere").unwrap_err());
+        assert!(msg.contains("no such image: nothere"), "{msg}");
+
+        let list = store.images().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].name, "docker.io/library/app:latest");
+        assert_eq!(list[0].size, 6);
+    }
+
+    #[test]
+    fn mismatched_diff_ids_are_rejected() {
+        let (_d, store) = test_store();
+        let layers = vec![fake_layer(&store, b"one")];
+        let mut c = config();
+        c.rootfs.diff_ids = vec![Digest::of(b"other")];
+        assert!(store.write_image(&c, &layers).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! A whole-store lock for concurrent `builder` processes: shared for work that only
+//! adds content, exclusive for work that removes it (prune, GC).
+
+use super::Store;
+use anyhow::{Context as _, Result};
+use std::fs::{File, TryLockError};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+/// Held until dropped (closing the file releases the lock).
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+    pub mode: LockMode,
+}
+
+impl Store {
+    /// Takes the store lock (`<root>/lock`), telling the user on stderr when it has to
+    /// wait for another process.
+    pub fn lock(&self, mode: LockMode) -> Result<StoreLock> {
+        lock_file(&self.root.join("lock"), mode)
+    }
+}
+
+/// Locks `path` (created if needed), printing `waiting for lock on <path>` when blocked.
+pub fn lock_file(path: &Path, mode: LockMode) -> Result<StoreLock> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    let attempt = match mode {
+        LockMode::Shared => file.try_lock_shared(),
+        LockMode::Exclusive => file.try_lock(),
+    };
+    match attempt {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            eprintln!("waiting for lock on {}", path.display());
+            match mode {
+                LockMode::Shared => file.lock_shared(),
+                LockMode::Exclusive => file.lock(),
+            }
+            .with_context(|| format!("locking {}", path.display()))?;
+        }
+        Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+    Ok(StoreLock { _file: file, mode })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::test_store;
+    use super::*;
+
+    #[test]
+    fn shared_locks_coexist_and_exclusive_waits() {
+        let (_d, store) = test_store();
+        let a = store.lock(LockMode::Shared).unwrap();
+        let b = store.lock(LockMode::Shared).unwrap();
+        let f = File::open(store.root().join("lock")).unwrap();
+        assert!(matches!(f.try_lock(), Err(TryLockError::WouldBlock)));
+        drop((a, b));
+        assert!(f.try_lock().is_ok());
+    }
+}
