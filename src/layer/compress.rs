@@ -10,35 +10,58 @@ const GZIP_LEVEL: u32 = 6;
 /// zstd's default level, as BuildKit's `compression=zstd`.
 const ZSTD_LEVEL: i32 = 3;
 
-pub enum Compressor<W: Write> {
+/// The encoder always sees the input in chunks of this size, so that the output
+/// depends on the bytes alone and not on how callers happened to split their writes
+/// (zlib-rs, unlike C zlib, emits different blocks for different write patterns).
+const CHUNK: usize = 128 * 1024;
+
+enum Encoder<W: Write> {
     Gzip(flate2::write::GzEncoder<W>),
     Zstd(zstd::Encoder<'static, W>),
     Plain(W),
 }
 
+impl<W: Write> Encoder<W> {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.write_all(buf),
+            Encoder::Zstd(e) => e.write_all(buf),
+            Encoder::Plain(w) => w.write_all(buf),
+        }
+    }
+}
+
+/// A streaming compressor (gzip, zstd or none) in front of a writer.
+pub struct Compressor<W: Write> {
+    encoder: Encoder<W>,
+    pending: Vec<u8>,
+}
+
 impl<W: Write> Compressor<W> {
     pub fn new(compression: Compression, out: W) -> io::Result<Self> {
-        Ok(match compression {
+        let encoder = match compression {
             Compression::Gzip => {
-                Compressor::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(GZIP_LEVEL)))
+                Encoder::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(GZIP_LEVEL)))
             }
             Compression::Zstd => {
                 let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
                 // With one worker or more the frame is the same whatever their number.
                 let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
                 encoder.multithread(workers.max(1))?;
-                Compressor::Zstd(encoder)
+                Encoder::Zstd(encoder)
             }
-            Compression::Uncompressed => Compressor::Plain(out),
-        })
+            Compression::Uncompressed => Encoder::Plain(out),
+        };
+        Ok(Compressor { encoder, pending: Vec::with_capacity(CHUNK) })
     }
 
     /// Ends the stream and hands back the inner writer.
-    pub fn finish(self) -> io::Result<W> {
-        match self {
-            Compressor::Gzip(e) => e.finish(),
-            Compressor::Zstd(e) => e.finish(),
-            Compressor::Plain(mut w) => {
+    pub fn finish(mut self) -> io::Result<W> {
+        self.encoder.write_all(&self.pending)?;
+        match self.encoder {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::Plain(mut w) => {
                 w.flush()?;
                 Ok(w)
             }
@@ -48,19 +71,18 @@ impl<W: Write> Compressor<W> {
 
 impl<W: Write> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Compressor::Gzip(e) => e.write(buf),
-            Compressor::Zstd(e) => e.write(buf),
-            Compressor::Plain(w) => w.write(buf),
+        let n = buf.len().min(CHUNK - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == CHUNK {
+            self.encoder.write_all(&self.pending)?;
+            self.pending.clear();
         }
+        Ok(n)
     }
 
+    /// Flushes nothing: a flush would end a deflate block and change the output.
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Compressor::Gzip(e) => e.flush(),
-            Compressor::Zstd(e) => e.flush(),
-            Compressor::Plain(w) => w.flush(),
-        }
+        Ok(())
     }
 }
 

@@ -219,6 +219,7 @@ fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryType, l
     h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
     h.set_entry_type(kind);
     h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+    h.set_mtime(1_500_000_000);
     h.set_size(data.len() as u64);
     h.set_cksum();
     b.append(&h, data).unwrap();

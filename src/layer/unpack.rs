@@ -51,6 +51,15 @@ pub fn unpack(reader: impl Read, root: &Path, options: UnpackOptions) -> Result<
     unpacker.finish_dirs()
 }
 
+/// A numeric header field; blank counts as 0, as Go's archive/tar reads it.
+fn numeric(value: io::Result<u64>, raw: &[u8]) -> Result<u64> {
+    match value {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `a/./b//c` → `a/b/c`, `/a` → `a`; `..` is refused. `None` for the root itself.
 pub fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>> {
     let mut out = PathBuf::new();
@@ -73,7 +82,8 @@ impl Unpacker<'_> {
         let Some(rel) = clean_path(raw)? else {
             // The root itself (`./`): take its metadata, like containerd.
             if kind.is_dir() {
-                let (mode, mtime) = (entry.header().mode()?, entry.header().mtime()?);
+                let h = entry.header();
+                let (mode, mtime) = (h.mode()?, numeric(h.mtime(), &h.as_old().mtime)?);
                 self.set_owner_and_xattrs(entry, self.root)?;
                 self.dirs.push((self.root.to_path_buf(), mode, mtime));
             }
@@ -89,7 +99,7 @@ impl Unpacker<'_> {
         self.clear(&path, kind.is_dir())?;
         let header = entry.header();
         let mode = header.mode()? & 0o7777;
-        let mtime = header.mtime()?;
+        let mtime = numeric(header.mtime(), &header.as_old().mtime)?;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut file = std::fs::OpenOptions::new()
@@ -116,11 +126,11 @@ impl Unpacker<'_> {
             tar::EntryType::Link => {
                 let target = entry.link_name_bytes().ok_or_else(|| anyhow!("hardlink without a target"))?;
                 let target_rel = clean_path(&target)?.ok_or_else(|| anyhow!("hardlink to the root directory"))?;
-                self.check_parents(target_rel.parent().unwrap_or(Path::new("")))?;
+                let not_in_layer =
+                    || format!("hardlink target {} is not in the layer", String::from_utf8_lossy(&target));
+                self.check_parents(target_rel.parent().unwrap_or(Path::new(""))).with_context(not_in_layer)?;
                 let target_path = self.root.join(&target_rel);
-                let meta = std::fs::symlink_metadata(&target_path).with_context(|| {
-                    format!("hardlink target {} is not in the layer", String::from_utf8_lossy(&target))
-                })?;
+                let meta = std::fs::symlink_metadata(&target_path).with_context(not_in_layer)?;
                 if meta.is_dir() {
                     bail!("hardlink to a directory");
                 }
@@ -183,7 +193,9 @@ impl Unpacker<'_> {
             .with_context(|| format!("creating whiteout {} (needs root)", path.display()))?;
         if self.is_root {
             let h = entry.header();
-            std::os::unix::fs::lchown(&path, Some(h.uid()? as u32), Some(h.gid()? as u32))?;
+            let uid = numeric(h.uid(), &h.as_old().uid)?;
+            let gid = numeric(h.gid(), &h.as_old().gid)?;
+            std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32))?;
         }
         Ok(())
     }
@@ -235,7 +247,8 @@ impl Unpacker<'_> {
 
     fn set_owner_and_xattrs<R: Read>(&self, entry: &mut tar::Entry<'_, R>, path: &Path) -> Result<()> {
         let header = entry.header();
-        let (mut uid, mut gid) = (header.uid()?, header.gid()?);
+        let mut uid = numeric(header.uid(), &header.as_old().uid)?;
+        let mut gid = numeric(header.gid(), &header.as_old().gid)?;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions()? {
             for ext in pax {

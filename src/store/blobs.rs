@@ -48,12 +48,13 @@ impl BlobWriter {
         {
             bail!("digest mismatch: expected {expected}, got {digest} ({} bytes)", self.size);
         }
-        let file = self.file.take().expect("blob writer open");
-        let file = file.into_inner().map_err(|e| e.into_error()).context("writing blob")?;
-        file.sync_all().context("syncing blob")?;
-        drop(file);
+        let file = self.file.as_mut().expect("blob writer open");
+        file.flush().context("writing blob")?;
+        file.get_ref().sync_all().context("syncing blob")?;
         let target = self.blobs.join(digest.hex());
         std::fs::rename(&self.temp, &target).with_context(|| format!("storing blob {digest}"))?;
+        // Renamed: nothing for drop to remove.
+        self.file = None;
         sync_dir(&self.blobs);
         Ok((digest, self.size))
     }

@@ -8,6 +8,9 @@ use crate::image::{Descriptor, Digest, Image, ImageConfig, LayerInfo, Manifest, 
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::collections::BTreeMap;
 
+/// Manifests are small JSON documents; registries cap them at 4 MiB.
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
 /// One line of `builder images`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSummary {
@@ -115,6 +118,8 @@ impl Store {
     pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
         if let Ok(digest) = Digest::parse(name_or_id)
             && self.has_blob(&digest)
+            // A layer blob is no manifest, and too big to read whole.
+            && self.blob_size(&digest)? < MAX_MANIFEST_SIZE
             && is_manifest_blob(&self.read_blob(&digest)?)
         {
             return self.image_from_manifest(&digest);
