@@ -14,6 +14,8 @@ mod layer;
 mod ops;
 mod run;
 mod store;
+mod cache;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -6,6 +6,11 @@
 //! [`CacheMap`] that a [`Worker`] gives for it, looks each key up in a [`CacheStore`],
 //! and runs the misses through the worker, reporting [`progress::Event`]s as it goes.
 //!
+//! Solving is parallel (`schedule.rs`): every vertex whose inputs are solved is worked
+//! on at once, up to [`SolveOptions::jobs`]; vertices with the same key run once; the
+//! first failure cancels the rest through the [`CancelToken`]. A cacheable vertex that
+//! misses is explained ([`explain`]) against the last record of the same step.
+//!
 //! The solver never knows what a Dockerfile, an OCI image or a Linux namespace is: ops
 //! are plain data it hashes and hands back to the worker, and results are opaque
 //! values of the worker's choosing.

@@ -1,0 +1,265 @@
+//! The on-disk cache: [`DiskCacheStore`] keeps [`solver::CacheRecord`]s under
+//! `<store root>/cache/`.
+//!
+//! Layout, one small file per entry so that no write can damage another entry:
+//!
+//! ```text
+//! records/<key hex>.json     builder-cache-v1 <blake3 of the body>\n<CacheRecord JSON>
+//! steps/<blake3(step id)>    <key hex>\n   (the step's latest record, for explanations)
+//! tmp/                       files being written
+//! ```
+//!
+//! Every file is written to `tmp/`, flushed and renamed into place, so a reader (in
+//! this process or another) sees the old file or the new one, never a half-written
+//! one. Records are fsynced before the rename and survive `kill -9` and power loss;
+//! step pointers are hints and skip the fsync. A record whose checksum, JSON or key
+//! does not match is a miss, never an error: the step simply runs again and
+//! overwrites it.
+
+use anyhow::{Context as _, Result};
+use solver::cache::CacheStoreError;
+use solver::{CacheKey, CacheRecord, CacheStore};
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+const MAGIC: &str = "builder-cache-v1";
+
+/// Temp files older than this are left over from a killed process.
+const STALE_TMP: Duration = Duration::from_secs(24 * 60 * 60);
+
+pub struct DiskCacheStore {
+    dir: PathBuf,
+}
+
+impl DiskCacheStore {
+    /// Opens (creating if needed) the cache in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        for sub in ["records", "steps", "tmp"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        }
+        let store = DiskCacheStore { dir: dir.to_path_buf() };
+        store.remove_stale_tmp();
+        Ok(store)
+    }
+
+    fn record_path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join("records").join(format!("{}.json", key.to_hex()))
+    }
+
+    fn step_path(&self, step_id: &str) -> PathBuf {
+        self.dir.join("steps").join(blake3::hash(step_id.as_bytes()).to_hex().as_str())
+    }
+
+    /// Writes `data` to `path` through a temp file and a rename.
+    fn write_atomic(&self, path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join("tmp").join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
+        ));
+        let result = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(data)?;
+            if durable {
+                file.sync_all()?;
+            }
+            fs::rename(&tmp, path)?;
+            if durable {
+                // The rename itself must reach the disk too.
+                File::open(path.parent().expect("entry paths have a parent"))?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn remove_stale_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.dir.join("tmp")) else { return };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn store_error(what: &str, path: &Path, e: impl std::fmt::Display) -> CacheStoreError {
+    CacheStoreError(format!("{what} {}: {e}", path.display()))
+}
+
+/// The bytes of a record file.
+fn encode(record: &CacheRecord) -> Vec<u8> {
+    let body = serde_json::to_vec(record).expect("cache records serialize");
+    let mut out = format!("{MAGIC} {}\n", blake3::hash(&body).to_hex()).into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// The record in a record file, or why it is unusable.
+fn decode(bytes: &[u8], key: &CacheKey) -> Result<CacheRecord, String> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header")?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not utf-8")?;
+    let (magic, checksum) = header.split_once(' ').ok_or("malformed header")?;
+    if magic != MAGIC {
+        return Err(format!("unknown format {magic:?}"));
+    }
+    let body = &bytes[newline + 1..];
+    if blake3::hash(body).to_hex().as_str() != checksum {
+        return Err("checksum mismatch".into());
+    }
+    let record: CacheRecord = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if record.key != *key {
+        return Err(format!("holds key {}", record.key));
+    }
+    Ok(record)
+}
+
+impl CacheStore for DiskCacheStore {
+    fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError> {
+        let path = self.record_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(store_error("reading", &path, e)),
+        };
+        match decode(&bytes, key) {
+            Ok(record) => Ok(Some(record)),
+            Err(why) => {
+                tracing::warn!("ignoring damaged cache record {}: {why}", path.display());
+                Ok(None)
+            }
+        }
+    }
+
+    fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError> {
+        let path = self.record_path(&record.key);
+        self.write_atomic(&path, &encode(record), true).map_err(|e| store_error("writing", &path, e))?;
+        if let Some(step) = &record.step_id {
+            self.set_last_for_step(step, &record.key)?;
+        }
+        Ok(())
+    }
+
+    fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError> {
+        let path = self.step_path(step_id);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidData) => return Ok(None),
+            Err(e) => return Err(store_error("reading", &path, e)),
+        };
+        match CacheKey::from_hex(text.trim()) {
+            Some(key) => self.get(&key),
+            None => Ok(None),
+        }
+    }
+
+    fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
+        let path = self.step_path(step_id);
+        let line = format!("{}\n", key.to_hex());
+        if fs::read_to_string(&path).is_ok_and(|old| old == line) {
+            return Ok(());
+        }
+        self.write_atomic(&path, line.as_bytes(), false).map_err(|e| store_error("writing", &path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solver::cache::DepRecord;
+    use solver::ir::{Op, SourceOp};
+
+    fn record(n: u32, step: &str) -> CacheRecord {
+        CacheRecord {
+            key: CacheKey::of("test", &n),
+            step_id: Some(step.to_string()),
+            name: format!("step {n}"),
+            op: Op::Source(SourceOp::Scratch),
+            facts: vec![("image".into(), "sha256:00".into())],
+            deps: vec![DepRecord { key: Some(CacheKey::of("dep", &n)), content: None, name: Some("base".into()) }],
+            result: vec![1, 2, 3, n as u8],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        let r = record(1, "Dockerfile:0:1");
+        assert_eq!(store.get(&r.key).unwrap(), None);
+        store.put(&r).unwrap();
+        assert_eq!(store.get(&r.key).unwrap(), Some(r.clone()));
+        let reopened = DiskCacheStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.get(&r.key).unwrap(), Some(r));
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn last_for_step_follows_puts_and_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        assert_eq!(store.last_for_step("s").unwrap(), None);
+        let (a, b) = (record(1, "s"), record(2, "s"));
+        store.put(&a).unwrap();
+        store.put(&b).unwrap();
+        assert_eq!(store.last_for_step("s").unwrap(), Some(b.clone()));
+        store.set_last_for_step("s", &a.key).unwrap();
+        assert_eq!(store.last_for_step("s").unwrap(), Some(a));
+        assert_eq!(store.last_for_step("other").unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_records_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        let r = record(1, "s");
+        store.put(&r).unwrap();
+        let path = store.record_path(&r.key);
+        let good = fs::read(&path).unwrap();
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let other_key = encode(&record(2, "s"));
+        for bad in [&good[..good.len() / 2], &good[..10], b"", b"\xff\xfe garbage\n{}", &flipped, &other_key] {
+            fs::write(&path, bad).unwrap();
+            assert_eq!(store.get(&r.key).unwrap(), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(store.last_for_step("s").unwrap(), None);
+        }
+        fs::write(store.step_path("s"), b"not a key\xff").unwrap();
+        assert_eq!(store.last_for_step("s").unwrap(), None);
+        // Writing again repairs the entry.
+        store.put(&r).unwrap();
+        assert_eq!(store.get(&r.key).unwrap(), Some(r));
+    }
+
+    #[test]
+    fn concurrent_writers_never_expose_partial_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        let r = record(7, "s");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        store.put(&r).unwrap();
+                        assert_eq!(store.get(&r.key).unwrap(), Some(r.clone()));
+                    }
+                });
+            }
+        });
+    }
+}

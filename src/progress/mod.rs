@@ -1,0 +1,68 @@
+//! The progress display: turns the solver's [`Event`]s into what the user sees.
+//!
+//! [`new`] picks a renderer for `--progress`:
+//! - `plain`: Docker/buildx-style numbered lines on stderr (see [`plain`]);
+//! - `tty`: live indicatif display, one line per running step with its output tail;
+//! - `rawjson`: one JSON object per event per line on stderr (see [`rawjson`]);
+//! - `auto`: `tty` when stderr is a terminal, else `plain`.
+//!
+//! Steps are numbered `#1`, `#2`… in the order they start. Miss explanations are
+//! shown only when `explain` is set. When a step fails, its last output lines are
+//! shown with the error.
+
+mod plain;
+mod rawjson;
+mod steps;
+mod tty;
+
+use solver::{Event, ProgressSink};
+use std::io::IsTerminal as _;
+
+/// How many output lines of a failed step are shown with its error.
+const ERROR_TAIL: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Tty,
+    Plain,
+    RawJson,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Mode, String> {
+        match s {
+            "auto" => Ok(Mode::Auto),
+            "tty" => Ok(Mode::Tty),
+            "plain" => Ok(Mode::Plain),
+            "rawjson" => Ok(Mode::RawJson),
+            other => Err(format!("unknown --progress value {other:?} (want auto, tty, plain or rawjson)")),
+        }
+    }
+}
+
+/// A progress display for one build.
+pub trait Progress: ProgressSink {
+    /// The display as the sink the solver reports to.
+    fn sink(&self) -> &dyn ProgressSink;
+    /// Ends the display: clears live lines, shows failed steps' output and a summary.
+    fn finish(&self, ok: bool);
+}
+
+pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
+    let mode = match mode {
+        Mode::Auto if std::io::stderr().is_terminal() => Mode::Tty,
+        Mode::Auto => Mode::Plain,
+        other => other,
+    };
+    match mode {
+        Mode::Tty => Box::new(tty::Tty::new(explain)),
+        Mode::RawJson => Box::new(rawjson::RawJson::new(std::io::stderr(), explain)),
+        _ => Box::new(plain::Plain::new(std::io::stderr(), explain)),
+    }
+}
+
+/// Whether an event is shown at all.
+fn shown(event: &Event, explain: bool) -> bool {
+    explain || !matches!(event, Event::Explain { .. })
+}

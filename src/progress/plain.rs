@@ -1,0 +1,219 @@
+//! `--progress=plain`: numbered lines in the style of `docker buildx build`.
+//!
+//! ```text
+//! #3 [build 2/4] RUN make
+//! #3 MISS: src/main.rs changed
+//! #3 0.512 cc -o app main.c
+//! #3 DONE 1.2s
+//!
+//! #4 [build 3/4] COPY app /usr/bin/
+//! #4 CACHED
+//! ```
+//!
+//! A failed step ends with `#N ERROR: message`; at the end its last output lines are
+//! shown again between `------` rules, as buildx does.
+
+use super::steps::{Line, Steps};
+use super::{ERROR_TAIL, Progress, shown};
+use solver::{Event, ProgressSink, VertexId};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct Plain<W: Write + Send> {
+    state: Mutex<Renderer<W>>,
+}
+
+impl<W: Write + Send> Plain<W> {
+    pub fn new(out: W, explain: bool) -> Self {
+        Plain { state: Mutex::new(Renderer::new(out, explain)) }
+    }
+}
+
+impl<W: Write + Send> ProgressSink for Plain<W> {
+    fn event(&self, event: Event) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).render(&event, Instant::now());
+    }
+}
+
+impl<W: Write + Send> Progress for Plain<W> {
+    fn sink(&self) -> &dyn ProgressSink {
+        self
+    }
+
+    fn finish(&self, _ok: bool) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).finish();
+    }
+}
+
+pub struct Renderer<W: Write> {
+    out: W,
+    explain: bool,
+    steps: Steps,
+    /// Failed steps: their name, error and last output lines.
+    errors: Vec<(String, String, Vec<Line>)>,
+}
+
+impl<W: Write> Renderer<W> {
+    pub fn new(out: W, explain: bool) -> Self {
+        Renderer { out, explain, steps: Steps::default(), errors: Vec::new() }
+    }
+
+    /// Writes what `event` shows. Write errors (a closed stderr) are ignored: the
+    /// build goes on without a display.
+    pub fn render(&mut self, event: &Event, now: Instant) {
+        if !shown(event, self.explain) {
+            return;
+        }
+        let _ = self.write(event, now);
+    }
+
+    fn write(&mut self, event: &Event, now: Instant) -> std::io::Result<()> {
+        let vertex = event.vertex();
+        match event {
+            Event::Started { name, .. } => {
+                let n = self.steps.started(vertex, name, now).number;
+                writeln!(self.out, "#{n} {name}")?;
+            }
+            Event::Log { stream, data, .. } => {
+                let lines = self.steps.log(vertex, *stream, data, now);
+                self.lines(vertex, &lines, now)?;
+            }
+            Event::Explain { reasons, .. } => {
+                let n = self.steps.get(vertex, now).number;
+                for reason in reasons {
+                    writeln!(self.out, "#{n} MISS: {reason}")?;
+                }
+            }
+            Event::Cached { .. } => {
+                self.steps.cached += 1;
+                self.end(vertex, "CACHED".to_string(), now)?;
+            }
+            Event::Done { duration, .. } => {
+                self.end(vertex, format!("DONE {:.1}s", duration.as_secs_f64()), now)?;
+            }
+            Event::Error { message, .. } => {
+                self.steps.failed += 1;
+                self.end(vertex, format!("ERROR: {message}"), now)?;
+                let step = self.steps.get(vertex, now);
+                let skip = step.tail.len().saturating_sub(ERROR_TAIL);
+                let tail = step.tail.iter().skip(skip).cloned().collect();
+                self.errors.push((step.name.clone(), message.clone(), tail));
+            }
+            Event::Cancelled { .. } => self.end(vertex, "CANCELED".to_string(), now)?,
+        }
+        self.out.flush()
+    }
+
+    fn lines(&mut self, vertex: VertexId, lines: &[Line], now: Instant) -> std::io::Result<()> {
+        let n = self.steps.get(vertex, now).number;
+        for line in lines {
+            writeln!(self.out, "#{n} {:.3} {}", line.at, line.text)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the step's unfinished output, then writes its last line.
+    fn end(&mut self, vertex: VertexId, status: String, now: Instant) -> std::io::Result<()> {
+        let lines = self.steps.flush(vertex, now);
+        self.lines(vertex, &lines, now)?;
+        let n = self.steps.get(vertex, now).number;
+        writeln!(self.out, "#{n} {status}")?;
+        writeln!(self.out)
+    }
+
+    pub fn finish(&mut self) {
+        let _ = self.write_errors();
+    }
+
+    fn write_errors(&mut self) -> std::io::Result<()> {
+        for (name, message, tail) in std::mem::take(&mut self.errors) {
+            writeln!(self.out, "------")?;
+            writeln!(self.out, " > {name}:")?;
+            for line in &tail {
+                writeln!(self.out, "{:.3} {}", line.at, line.text)?;
+            }
+            writeln!(self.out, "------")?;
+            writeln!(self.out, "ERROR: {name}: {message}")?;
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solver::progress::Stream;
+    use std::time::Duration;
+
+    fn render(events: &[(u64, Event)], explain: bool) -> String {
+        let start = Instant::now();
+        let mut r = Renderer::new(Vec::new(), explain);
+        for (ms, e) in events {
+            r.render(e, start + Duration::from_millis(*ms));
+        }
+        r.finish();
+        String::from_utf8(r.out).unwrap()
+    }
+
+    fn started(v: usize, name: &str) -> Event {
+        Event::Started { vertex: VertexId(v), name: name.into() }
+    }
+
+    fn log(v: usize, data: &str) -> Event {
+        Event::Log { vertex: VertexId(v), stream: Stream::Stdout, data: data.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn numbered_steps_logs_cached_done() {
+        let out = render(
+            &[
+                (0, started(7, "[build 1/2] FROM alpine")),
+                (0, started(9, "[build 2/2] RUN make")),
+                (5, Event::Cached { vertex: VertexId(7), name: "[build 1/2] FROM alpine".into() }),
+                (10, Event::Explain { vertex: VertexId(9), reasons: vec!["src/main.rs changed".into()] }),
+                (512, log(9, "cc main.c\nld")),
+                (700, log(9, " app\n")),
+                (900, log(9, "tail without newline")),
+                (1200, Event::Done { vertex: VertexId(9), duration: Duration::from_millis(1234) }),
+            ],
+            true,
+        );
+        assert_eq!(
+            out,
+            "#1 [build 1/2] FROM alpine\n\
+             #2 [build 2/2] RUN make\n\
+             #1 CACHED\n\n\
+             #2 MISS: src/main.rs changed\n\
+             #2 0.512 cc main.c\n\
+             #2 0.700 ld app\n\
+             #2 1.200 tail without newline\n\
+             #2 DONE 1.2s\n\n"
+        );
+    }
+
+    #[test]
+    fn explanations_only_when_asked() {
+        let events = [(0, started(1, "RUN x")), (1, Event::Explain { vertex: VertexId(1), reasons: vec!["r".into()] })];
+        assert_eq!(render(&events, false), "#1 RUN x\n");
+    }
+
+    #[test]
+    fn failure_shows_last_lines_with_error() {
+        let mut events = vec![(0, started(0, "[2/2] RUN make")), (0, started(1, "[1/1] RUN sleep"))];
+        for i in 0..12 {
+            events.push((100 * i, log(0, &format!("line {i}\n"))));
+        }
+        events.push((1300, Event::Error { vertex: VertexId(0), message: "exit code 2".into() }));
+        events.push((1300, Event::Cancelled { vertex: VertexId(1) }));
+        let out = render(&events, false);
+        assert!(out.contains("#1 1.100 line 11\n#1 ERROR: exit code 2\n\n#2 CANCELED\n\n"), "{out}");
+        let block = out.split_once("------\n").unwrap().1;
+        assert_eq!(
+            block,
+            " > [2/2] RUN make:\n0.200 line 2\n0.300 line 3\n0.400 line 4\n0.500 line 5\n0.600 line 6\n\
+             0.700 line 7\n0.800 line 8\n0.900 line 9\n1.000 line 10\n1.100 line 11\n------\n\
+             ERROR: [2/2] RUN make: exit code 2\n"
+        );
+    }
+}

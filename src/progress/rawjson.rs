@@ -1,0 +1,196 @@
+//! `--progress=rawjson`: one JSON object per event, one per line, on stderr.
+//!
+//! Every object has `event` (`started`, `cached`, `log`, `explain`, `done`, `error`,
+//! `cancelled`, and a last `finish`) and `time` (seconds since the display started).
+//! Step events also have `vertex` (the vertex's index in the build graph, stable for
+//! a given graph, unlike the `#N` numbers of the other displays), `step` (that `#N`)
+//! and `name`. Then per event:
+//!
+//! - `log`: `stream` (`stdout`|`stderr`) and `data`, the chunk as UTF-8 with invalid
+//!   bytes replaced by U+FFFD; when the chunk is not valid UTF-8, `data_base64` holds
+//!   its exact bytes (standard alphabet, padded). Chunks are not split into lines.
+//! - `explain` (only with `--explain`): `reasons`, an array of strings.
+//! - `done`: `duration` in seconds.
+//! - `error`: `message`.
+//! - `finish`: `ok`, and the counts `steps`, `cached`, `failed`.
+
+use super::steps::Steps;
+use super::{Progress, shown};
+use serde_json::{Value, json};
+use solver::progress::Stream;
+use solver::{Event, ProgressSink};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub struct RawJson<W: Write + Send> {
+    state: Mutex<Renderer<W>>,
+}
+
+impl<W: Write + Send> RawJson<W> {
+    pub fn new(out: W, explain: bool) -> Self {
+        RawJson { state: Mutex::new(Renderer::new(out, explain, Instant::now())) }
+    }
+}
+
+impl<W: Write + Send> ProgressSink for RawJson<W> {
+    fn event(&self, event: Event) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).render(&event, Instant::now());
+    }
+}
+
+impl<W: Write + Send> Progress for RawJson<W> {
+    fn sink(&self) -> &dyn ProgressSink {
+        self
+    }
+
+    fn finish(&self, ok: bool) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).finish(ok, Instant::now());
+    }
+}
+
+pub struct Renderer<W: Write> {
+    out: W,
+    explain: bool,
+    start: Instant,
+    steps: Steps,
+}
+
+impl<W: Write> Renderer<W> {
+    pub fn new(out: W, explain: bool, start: Instant) -> Self {
+        Renderer { out, explain, start, steps: Steps::default() }
+    }
+
+    pub fn render(&mut self, event: &Event, now: Instant) {
+        if !shown(event, self.explain) {
+            return;
+        }
+        let vertex = event.vertex();
+        let (kind, extra) = match event {
+            Event::Started { name, .. } => {
+                self.steps.started(vertex, name, now);
+                ("started", json!({}))
+            }
+            Event::Cached { .. } => {
+                self.steps.cached += 1;
+                ("cached", json!({}))
+            }
+            Event::Log { stream, data, .. } => {
+                let stream = match stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                };
+                let mut fields = json!({ "stream": stream, "data": String::from_utf8_lossy(data) });
+                if std::str::from_utf8(data).is_err() {
+                    fields["data_base64"] = Value::from(base64(data));
+                }
+                ("log", fields)
+            }
+            Event::Explain { reasons, .. } => ("explain", json!({ "reasons": reasons })),
+            Event::Done { duration, .. } => ("done", json!({ "duration": duration.as_secs_f64() })),
+            Event::Error { message, .. } => {
+                self.steps.failed += 1;
+                ("error", json!({ "message": message }))
+            }
+            Event::Cancelled { .. } => ("cancelled", json!({})),
+        };
+        let number = self.steps.get(vertex, now).number;
+        let mut object = json!({
+            "time": self.time(now),
+            "event": kind,
+            "vertex": vertex.0,
+            "step": number,
+            "name": self.steps.name(vertex),
+        });
+        if let (Value::Object(object), Value::Object(extra)) = (&mut object, extra) {
+            object.extend(extra);
+        }
+        self.line(&object);
+    }
+
+    pub fn finish(&mut self, ok: bool, now: Instant) {
+        let object = json!({
+            "time": self.time(now),
+            "event": "finish",
+            "ok": ok,
+            "steps": self.steps.started,
+            "cached": self.steps.cached,
+            "failed": self.steps.failed,
+        });
+        self.line(&object);
+    }
+
+    fn time(&self, now: Instant) -> f64 {
+        (now.saturating_duration_since(self.start).as_secs_f64() * 1000.0).round() / 1000.0
+    }
+
+    fn line(&mut self, object: &Value) {
+        let mut bytes = serde_json::to_vec(object).expect("json values serialize");
+        bytes.push(b'\n');
+        // One write per line, so lines of concurrent builds sharing stderr stay whole.
+        let _ = self.out.write_all(&bytes).and_then(|_| self.out.flush());
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solver::VertexId;
+    use std::time::Duration;
+
+    #[test]
+    fn one_object_per_event() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut r = Renderer::new(Vec::new(), true, start);
+        let v = VertexId(5);
+        r.render(&Event::Started { vertex: v, name: "RUN make".into() }, at(0));
+        r.render(&Event::Explain { vertex: v, reasons: vec!["env A changed 1 → 2".into()] }, at(1));
+        r.render(&Event::Log { vertex: v, stream: Stream::Stdout, data: b"ok\n".to_vec() }, at(250));
+        r.render(&Event::Log { vertex: v, stream: Stream::Stderr, data: vec![b'a', 0xff] }, at(260));
+        r.render(&Event::Done { vertex: v, duration: Duration::from_millis(1500) }, at(1500));
+        r.finish(true, at(1600));
+        let out = String::from_utf8(r.out).unwrap();
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                json!({"time": 0.0, "event": "started", "vertex": 5, "step": 1, "name": "RUN make"}),
+                json!({"time": 0.001, "event": "explain", "vertex": 5, "step": 1, "name": "RUN make",
+                       "reasons": ["env A changed 1 → 2"]}),
+                json!({"time": 0.25, "event": "log", "vertex": 5, "step": 1, "name": "RUN make",
+                       "stream": "stdout", "data": "ok\n"}),
+                json!({"time": 0.26, "event": "log", "vertex": 5, "step": 1, "name": "RUN make",
+                       "stream": "stderr", "data": "a\u{fffd}", "data_base64": "Yf8="}),
+                json!({"time": 1.5, "event": "done", "vertex": 5, "step": 1, "name": "RUN make", "duration": 1.5}),
+                json!({"time": 1.6, "event": "finish", "ok": true, "steps": 1, "cached": 0, "failed": 0}),
+            ]
+        );
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}
