@@ -204,19 +204,20 @@ impl<'a, W: Worker> Solver<'a, W> {
         let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
         let cacheable = self.worker.cacheable(vertex);
         let mut gone = false;
-        if cacheable && !vertex.ignore_cache {
-            if let Some(record) = self.cache.get(&keyed.key)? {
-                if let Some(output) = self.worker.decode_result(&record.result) {
-                    if let Some(step) = &vertex.step_id {
-                        if let Err(e) = self.cache.set_last_for_step(step, &keyed.key) {
-                            tracing::warn!("{e}");
-                        }
-                    }
-                    self.progress.event(Event::Cached { vertex: id, name: vertex.name.clone() });
-                    return Ok(output);
+        if cacheable
+            && !vertex.ignore_cache
+            && let Some(record) = self.cache.get(&keyed.key)?
+        {
+            if let Some(output) = self.worker.decode_result(&record.result) {
+                if let Some(step) = &vertex.step_id
+                    && let Err(e) = self.cache.set_last_for_step(step, &keyed.key)
+                {
+                    tracing::warn!("{e}");
                 }
-                gone = true;
+                self.progress.event(Event::Cached { vertex: id, name: vertex.name.clone() });
+                return Ok(output);
             }
+            gone = true;
         }
 
         let record = CacheRecord {
