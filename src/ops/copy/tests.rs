@@ -309,11 +309,39 @@ fn add_unpacks_tar_and_gzip_archives() {
     add.unpack_archives = true;
     f.copy(&add).unwrap();
     assert_eq!(read(f.d(), "gz/pkg/hello.txt"), "hello");
-    // Anything else is copied as is.
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    std::io::Write::write_all(&mut bz, &tar_bytes).unwrap();
+    fs::write(s.join("pkg.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut add = action(&["pkg.tar.bz2"], "/bz/");
+    add.unpack_archives = true;
+    f.copy(&add).unwrap();
+    assert_eq!(read(f.d(), "bz/pkg/hello.txt"), "hello");
+
+    fs::write(s.join("pkg.tar.zst"), zstd::encode_all(&tar_bytes[..], 3).unwrap()).unwrap();
+    let mut add = action(&["pkg.tar.zst"], "/zst/");
+    add.unpack_archives = true;
+    f.copy(&add).unwrap();
+    assert_eq!(read(f.d(), "zst/pkg/hello.txt"), "hello");
+
+    // No xz encoder is linked in; the xz tool makes the fixture where it exists.
+    fs::write(s.join("pkg.tar"), &tar_bytes).unwrap();
+    match std::process::Command::new("xz").arg("-k").arg(s.join("pkg.tar")).status() {
+        Ok(status) if status.success() => {
+            let mut add = action(&["pkg.tar.xz"], "/xz/");
+            add.unpack_archives = true;
+            f.copy(&add).unwrap();
+            assert_eq!(read(f.d(), "xz/pkg/hello.txt"), "hello");
+        }
+        _ => println!("skipping xz: no xz tool"),
+    }
+
+    // Anything else is copied as is, and so is an archive when ADD is not asked.
     let mut add = action(&["a.txt"], "/plain/");
     add.unpack_archives = true;
     f.copy(&add).unwrap();
     assert_eq!(read(f.d(), "plain/a.txt"), "a");
+    f.copy(&action(&["pkg.tar.gz"], "/copied/")).unwrap();
+    assert!(exists(f.d(), "copied/pkg.tar.gz"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `ADD` of a local archive: a tar, plain or gzip/zstd-compressed, is extracted into
+//! `ADD` of a local archive: a tar, plain or gzip/bzip2/xz/zstd-compressed, is extracted into
 //! the destination instead of copied. Extraction is a security boundary: no entry
 //! may land outside the destination (`..`, absolute paths and symlinked parents are
 //! refused by `tar`'s `unpack_in`, which checks every parent stays inside).
@@ -15,18 +15,22 @@ use std::path::{Component, Path, PathBuf};
 enum Compression {
     None,
     Gzip,
+    Bzip2,
+    Xz,
     Zstd,
 }
 
 /// What compression `path` uses if it is a tar archive, `None` if it is not one
 /// (Docker's test: it decompresses and a first tar header reads).
 fn detect(path: &Path) -> Result<Option<Compression>> {
-    let mut head = [0u8; 4];
+    let mut head = Vec::with_capacity(6);
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let n = (&file).take(4).read(&mut head).with_context(|| format!("reading {}", path.display()))?;
-    let compression = match &head[..n] {
+    (&file).take(6).read_to_end(&mut head).with_context(|| format!("reading {}", path.display()))?;
+    let compression = match head.as_slice() {
         [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        [b'B', b'Z', b'h', ..] => Compression::Bzip2,
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00] => Compression::Xz,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
         _ => Compression::None,
     };
     let reader = match open(path, compression) {
@@ -46,6 +50,8 @@ fn open(path: &Path, compression: Compression) -> Result<Box<dyn Read>> {
     Ok(match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(file)),
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
     })
 }
