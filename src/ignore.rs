@@ -150,29 +150,17 @@ impl Matcher {
         if path == "." || self.patterns.is_empty() {
             return false;
         }
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(i) => path[..i].split('/').collect(),
-            None => Vec::new(),
-        };
+        // Each parent directory as (byte length, char length) of the path's prefix.
+        let chars: Vec<char> = path.chars().collect();
+        let parents: Vec<(usize, usize)> =
+            path.char_indices().enumerate().filter(|(_, (_, c))| *c == '/').map(|(ci, (bi, _))| (bi, ci)).collect();
         let mut matched = false;
         for pattern in &self.patterns {
             if pattern.exclusion != matched {
                 continue;
             }
-            let mut hit = pattern.matches(&path);
-            if !hit {
-                let mut prefix = String::new();
-                for dir in &parents {
-                    if !prefix.is_empty() {
-                        prefix.push('/');
-                    }
-                    prefix.push_str(dir);
-                    if pattern.matches(&prefix) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
+            let hit = pattern.matches(&path, &chars)
+                || parents.iter().any(|&(bytes, count)| pattern.matches(&path[..bytes], &chars[..count]));
             if hit {
                 matched = !pattern.exclusion;
             }
@@ -248,7 +236,8 @@ fn prefix_may_match(pattern: &str, dir_parts: &[&str]) -> bool {
         match compile(pattern_part) {
             Ok(kind) => {
                 let probe = Pattern { cleaned: pattern_part.to_string(), exclusion: false, kind };
-                if !probe.matches(dir_part) {
+                let chars: Vec<char> = dir_part.chars().collect();
+                if !probe.matches(dir_part, &chars) {
                     return false;
                 }
             }
@@ -259,17 +248,15 @@ fn prefix_may_match(pattern: &str, dir_parts: &[&str]) -> bool {
 }
 
 impl Pattern {
-    fn matches(&self, path: &str) -> bool {
+    /// `chars` is `path` as characters (globs match character-wise).
+    fn matches(&self, path: &str, chars: &[char]) -> bool {
         match &self.kind {
             Kind::Exact => path == self.cleaned,
             Kind::Prefix(prefix) => path.starts_with(prefix.as_str()),
             Kind::Suffix(suffix) => {
                 path.ends_with(suffix.as_str()) || suffix.strip_prefix('/').is_some_and(|bare| path == bare)
             }
-            Kind::Glob(tokens) => {
-                let chars: Vec<char> = path.chars().collect();
-                match_tokens(tokens, &chars)
-            }
+            Kind::Glob(tokens) => match_tokens(tokens, chars),
         }
     }
 }
@@ -522,6 +509,12 @@ mod tests {
         check(&["a.b"], &["a.b"], &["axb"]);
         check(&["(x)+{y}$|"], &["(x)+{y}$|"], &["x"]);
         check(&["a b"], &["a b"], &["ab"]);
+    }
+
+    #[test]
+    fn unicode_paths() {
+        check(&["déjà/*.txt"], &["déjà/été.txt", "déjà/x.txt/y"], &["deja/x.txt"]);
+        check(&["?é"], &["àé"], &["a/é"]);
     }
 
     #[test]
