@@ -58,9 +58,11 @@ impl Tty {
         match event {
             Event::Started { name, .. } => {
                 let n = state.steps.started(vertex, name, now).number;
-                let bar = self.multi.add(ProgressBar::new_spinner().with_style(Self::step_style()));
-                bar.set_prefix(format!("#{n}"));
-                bar.set_message(name.clone());
+                let bar = ProgressBar::new_spinner()
+                    .with_style(Self::step_style())
+                    .with_prefix(format!("#{n}"))
+                    .with_message(name.clone());
+                let bar = self.multi.add(bar);
                 bar.enable_steady_tick(Duration::from_millis(100));
                 state.live.insert(vertex, Live { bar, tail: Vec::new() });
             }
