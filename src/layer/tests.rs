@@ -156,7 +156,7 @@ fn whiteouts_and_opaque_dirs_both_ways() {
     fs::create_dir_all(upper.join("opq/sub")).unwrap();
     fs::write(upper.join("opq/sub/new"), "x").unwrap();
     fs::create_dir(upper.join("keep")).unwrap();
-    rustix::fs::mknodat(rustix::fs::CWD, &upper.join("keep/gone"), rustix::fs::FileType::CharacterDevice, 0.into(), 0)
+    rustix::fs::mknodat(rustix::fs::CWD, upper.join("keep/gone"), rustix::fs::FileType::CharacterDevice, 0.into(), 0)
         .unwrap();
     xattr::set(upper.join("opq"), "trusted.overlay.opaque", b"y").unwrap();
     xattr::set(upper.join("keep"), "trusted.overlay.origin", b"junk").unwrap();
@@ -225,8 +225,11 @@ fn raw_entry(b: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryType, l
     b.append(&h, data).unwrap();
 }
 
+/// name, type, link target, data
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
 /// Unpacks a hostile tar as a layer, into `root/snap`, with `root/outside` beside it.
-fn unpack_hostile(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> (tempfile::TempDir, Result<()>) {
+fn unpack_hostile(entries: &[RawEntry<'_>]) -> (tempfile::TempDir, Result<()>) {
     let root = tempfile::tempdir().unwrap();
     fs::create_dir(root.path().join("outside")).unwrap();
     fs::write(root.path().join("outside/secret"), "secret").unwrap();
