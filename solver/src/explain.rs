@@ -43,7 +43,8 @@ fn op_changes(previous: &Op, current: &Op, out: &mut Vec<String>) {
 
 fn exec_changes(a: &ExecOp, b: &ExecOp, out: &mut Vec<String>) {
     if a.args != b.args {
-        out.push(format!("command changed: {} → {}", quote(&a.args.join(" ")), quote(&b.args.join(" "))));
+        let (old, new) = difference(&a.args.join(" "), &b.args.join(" "));
+        out.push(format!("command changed: `{old}` → `{new}`"));
     }
     let env = |e: &[String]| e.iter().map(|kv| split_env(kv)).collect::<Vec<_>>();
     let (old_env, new_env) = (env(&a.env), env(&b.env));
@@ -259,9 +260,32 @@ fn short(value: &str) -> String {
     }
 }
 
-fn quote(s: &str) -> String {
+/// Long strings cut down to the part that differs, with some context around it:
+/// `…sh -c VERSION=2 chmod +x /app…`.
+fn difference(a: &str, b: &str) -> (String, String) {
     const MAX: usize = 60;
-    if s.chars().count() > MAX { format!("`{}…`", s.chars().take(MAX).collect::<String>()) } else { format!("`{s}`") }
+    const CONTEXT: usize = 16;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() <= MAX && b.len() <= MAX {
+        return (a.iter().collect(), b.iter().collect());
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let room = a.len().min(b.len()) - prefix;
+    let suffix = a.iter().rev().zip(b.iter().rev()).take(room).take_while(|(x, y)| x == y).count();
+    let start = prefix.saturating_sub(CONTEXT);
+    let cut = |s: &[char]| {
+        let end = (s.len() - suffix + CONTEXT).min(s.len()).min(start + MAX);
+        let mut out = String::new();
+        if start > 0 {
+            out.push('…');
+        }
+        out.extend(&s[start..end]);
+        if end < s.len() {
+            out.push('…');
+        }
+        out
+    };
+    (cut(&a), cut(&b))
 }
 
 #[cfg(test)]
@@ -342,6 +366,17 @@ mod tests {
                 "network changed default → none",
             ]
         );
+    }
+
+    #[test]
+    fn long_commands_show_what_differs() {
+        let a = "/bin/sh -c apt-get update && apt-get install -y build-essential curl git && rm -rf /var/lib/apt";
+        let b = "/bin/sh -c apt-get update && apt-get install -y build-essential curl wget git && rm -rf /var/lib/apt";
+        assert_eq!(
+            difference(a, b),
+            ("…-essential curl git && rm -rf /v…".into(), "…-essential curl wget git && rm -rf /v…".into())
+        );
+        assert_eq!(difference("make", "make all"), ("make".into(), "make all".into()));
     }
 
     #[test]

@@ -90,7 +90,9 @@ pub struct SolveOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
-    #[error("{name}: {source}")]
+    /// The message is the vertex's name; the op's error is the source (printed by
+    /// whoever prints the error chain), so it is never repeated.
+    #[error("{name}")]
     Op {
         vertex: VertexId,
         name: String,

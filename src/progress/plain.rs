@@ -11,7 +11,8 @@
 //! ```
 //!
 //! A failed step ends with `#N ERROR: message`; at the end its last output lines are
-//! shown again between `------` rules, as buildx does.
+//! shown again between `------` rules, as buildx does (the error itself is then
+//! printed by whoever handles it).
 
 use super::steps::{Line, Steps};
 use super::{ERROR_TAIL, Progress, shown};
@@ -50,8 +51,8 @@ pub struct Renderer<W: Write> {
     out: W,
     explain: bool,
     steps: Steps,
-    /// Failed steps: their name, error and last output lines.
-    errors: Vec<(String, String, Vec<Line>)>,
+    /// Failed steps: their name and last output lines.
+    errors: Vec<(String, Vec<Line>)>,
 }
 
 impl<W: Write> Renderer<W> {
@@ -98,7 +99,7 @@ impl<W: Write> Renderer<W> {
                 let step = self.steps.get(vertex, now);
                 let skip = step.tail.len().saturating_sub(ERROR_TAIL);
                 let tail = step.tail.iter().skip(skip).cloned().collect();
-                self.errors.push((step.name.clone(), message.clone(), tail));
+                self.errors.push((step.name.clone(), tail));
             }
             Event::Cancelled { .. } => self.end(vertex, "CANCELED".to_string(), now)?,
         }
@@ -127,14 +128,13 @@ impl<W: Write> Renderer<W> {
     }
 
     fn write_errors(&mut self) -> std::io::Result<()> {
-        for (name, message, tail) in std::mem::take(&mut self.errors) {
+        for (name, tail) in std::mem::take(&mut self.errors) {
             writeln!(self.out, "------")?;
             writeln!(self.out, " > {name}:")?;
             for line in &tail {
                 writeln!(self.out, "{:.3} {}", line.at, line.text)?;
             }
             writeln!(self.out, "------")?;
-            writeln!(self.out, "ERROR: {name}: {message}")?;
         }
         self.out.flush()
     }
@@ -212,8 +212,7 @@ mod tests {
         assert_eq!(
             block,
             " > [2/2] RUN make:\n0.200 line 2\n0.300 line 3\n0.400 line 4\n0.500 line 5\n0.600 line 6\n\
-             0.700 line 7\n0.800 line 8\n0.900 line 9\n1.000 line 10\n1.100 line 11\n------\n\
-             ERROR: [2/2] RUN make: exit code 2\n"
+             0.700 line 7\n0.800 line 8\n0.900 line 9\n1.000 line 10\n1.100 line 11\n------\n"
         );
     }
 }
