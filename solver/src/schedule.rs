@@ -173,6 +173,9 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     }
 
     fn keyed(&mut self, id: VertexId, keyed: Keyed) {
+        if self.first_error.is_some() || self.solver.cancel.is_cancelled() {
+            return; // The build is stopping: the vertex is reported cancelled.
+        }
         let key = keyed.key;
         self.keys[id.0] = Some(key);
         match self.by_key.get_mut(&key) {

@@ -2,7 +2,8 @@
 //!
 //! [`new`] picks a renderer for `--progress`:
 //! - `plain`: Docker/buildx-style numbered lines on stderr (see [`plain`]);
-//! - `tty`: live indicatif display, one line per running step with its output tail;
+//! - `tty`: live indicatif display, one line per running step with its output tail
+//!   (`plain` when stderr is not a terminal, where it could not be drawn);
 //! - `rawjson`: one JSON object per event per line on stderr (see [`rawjson`]);
 //! - `auto`: `tty` when stderr is a terminal, else `plain`.
 //!
@@ -50,9 +51,10 @@ pub trait Progress: ProgressSink {
 }
 
 pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
+    // A live display on something that is not a terminal would show nothing.
     let mode = match mode {
-        Mode::Auto if std::io::stderr().is_terminal() => Mode::Tty,
-        Mode::Auto => Mode::Plain,
+        Mode::Auto | Mode::Tty if std::io::stderr().is_terminal() => Mode::Tty,
+        Mode::Auto | Mode::Tty => Mode::Plain,
         other => other,
     };
     match mode {
