@@ -1,7 +1,7 @@
 //! Small store commands: images, inspect, history, tag, rmi, import, save, volume.
 
 use crate::cli::{Cli, Command, VolumeCommand};
-use crate::image::{Digest, Reference};
+use crate::image::Reference;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 use std::io::Write;

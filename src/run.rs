@@ -124,8 +124,7 @@ fn volume_mount(store: &Store, spec: &str) -> Result<executor::Mount> {
         bail!(crate::usage_error(anyhow::anyhow!("invalid volume spec {spec:?}: destination must be absolute")));
     }
     let source = if source.starts_with('/') || source.starts_with('.') {
-        let p = std::fs::canonicalize(source).with_context(|| format!("bind source {source}"))?;
-        p
+        std::fs::canonicalize(source).with_context(|| format!("bind source {source}"))?
     } else {
         volume_path(store, source)?
     };
