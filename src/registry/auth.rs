@@ -5,7 +5,7 @@
 use super::RegistryOptions;
 use super::client::{Op, describe_status, safe_url};
 use super::credentials::{self, Credential};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
 use reqwest::{StatusCode, Url};
@@ -140,9 +140,10 @@ impl Auth {
             return Ok(true);
         }
         if challenges.iter().any(|c| c.scheme.eq_ignore_ascii_case("basic")) {
-            let was_basic = matches!(state.scheme, Scheme::Basic);
+            // Concurrent requests may all meet the challenge; each retries once
+            // (the caller allows one retry per request), so no loop is possible.
             state.scheme = Scheme::Basic;
-            return Ok(!was_basic && self.credential(&mut state)?.is_some());
+            return Ok(self.credential(&mut state)?.is_some());
         }
         Ok(false)
     }

@@ -305,10 +305,6 @@ impl Client {
         }
         Err(op.error(None, format!("more than {MAX_REDIRECTS} redirects")).into())
     }
-
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
 }
 
 /// The URL without its query, which may carry upload state or signatures.
@@ -326,6 +322,9 @@ pub fn api_host(registry: &str) -> &str {
 
 /// Whether `host[:port]` is a loopback name, where plain HTTP is allowed.
 pub fn is_loopback(registry: &str) -> bool {
+    if registry.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return true;
+    }
     let host = match registry.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => registry.rsplit_once(':').map_or(registry, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { registry }),

@@ -22,6 +22,7 @@ mod testing;
 #[cfg(test)]
 mod tests;
 
+#[allow(unused_imports)]
 pub use client::RegistryError;
 pub use pull::pull;
 pub use push::push;

@@ -32,7 +32,7 @@ impl Registry {
             eprintln!("SKIPPED {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)");
             return None;
         }
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
         let auth = match user {
             Some((name, password)) => {
                 let hash = bcrypt::hash_with_result(password, 4).unwrap().format_for_version(bcrypt::Version::TwoY);
