@@ -2,6 +2,9 @@
 //! magic bytes. Output bytes depend only on the input (reproducible digests).
 
 use crate::image::{Compression, Digest};
+use gzp::ZWriter as _;
+use gzp::deflate::Gzip;
+use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use sha2::Digest as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -11,55 +14,65 @@ const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
 
 /// The encoder always sees the input in chunks of this size, so that the output
-/// depends on the bytes alone and not on how callers happened to split their writes
-/// (zlib-rs, unlike C zlib, emits different blocks for different write patterns).
+/// depends on the bytes alone and not on how callers happened to split their writes.
 const CHUNK: usize = 128 * 1024;
 
-enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+enum Encoder<W: Write + Send + 'static> {
+    /// gzp: blocks compressed on every core; the same bytes whatever the number of
+    /// threads or the write sizes (checked in the tests below).
+    Gzip(ParCompress<'static, Gzip, W>),
     Zstd(zstd::Encoder<'static, W>),
     Plain(W),
 }
 
-impl<W: Write> Encoder<W> {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Encoder::Gzip(e) => e.write_all(buf),
-            Encoder::Zstd(e) => e.write_all(buf),
-            Encoder::Plain(w) => w.write_all(buf),
-        }
-    }
-}
-
 /// A streaming compressor (gzip, zstd or none) in front of a writer.
-pub struct Compressor<W: Write> {
-    encoder: Encoder<W>,
+pub struct Compressor<W: Write + Send + 'static> {
+    encoder: Option<Encoder<W>>,
     pending: Vec<u8>,
 }
 
-impl<W: Write> Compressor<W> {
+fn threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+impl<W: Write + Send + 'static> Compressor<W> {
     pub fn new(compression: Compression, out: W) -> io::Result<Self> {
+        Self::with_threads(compression, out, threads())
+    }
+
+    fn with_threads(compression: Compression, out: W, threads: usize) -> io::Result<Self> {
         let encoder = match compression {
             Compression::Gzip => {
-                Encoder::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(GZIP_LEVEL)))
+                let builder =
+                    ParCompressBuilder::<Gzip>::new().num_threads(threads.max(1)).map_err(io::Error::other)?;
+                Encoder::Gzip(builder.compression_level(flate2::Compression::new(GZIP_LEVEL)).from_writer(out))
             }
             Compression::Zstd => {
                 let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
                 // With one worker or more the frame is the same whatever their number.
-                let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
-                encoder.multithread(workers.max(1))?;
+                encoder.multithread(threads.max(1) as u32)?;
                 Encoder::Zstd(encoder)
             }
             Compression::Uncompressed => Encoder::Plain(out),
         };
-        Ok(Compressor { encoder, pending: Vec::with_capacity(CHUNK) })
+        Ok(Compressor { encoder: Some(encoder), pending: Vec::with_capacity(CHUNK) })
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        match self.encoder.as_mut().expect("compressor open") {
+            Encoder::Gzip(e) => e.write_all(&self.pending)?,
+            Encoder::Zstd(e) => e.write_all(&self.pending)?,
+            Encoder::Plain(w) => w.write_all(&self.pending)?,
+        }
+        self.pending.clear();
+        Ok(())
     }
 
     /// Ends the stream and hands back the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.encoder.write_all(&self.pending)?;
-        match self.encoder {
-            Encoder::Gzip(e) => e.finish(),
+        self.write_pending()?;
+        match self.encoder.take().expect("compressor open") {
+            Encoder::Gzip(mut e) => e.finish().map_err(io::Error::other),
             Encoder::Zstd(e) => e.finish(),
             Encoder::Plain(mut w) => {
                 w.flush()?;
@@ -69,13 +82,22 @@ impl<W: Write> Compressor<W> {
     }
 }
 
-impl<W: Write> Write for Compressor<W> {
+impl<W: Write + Send + 'static> Drop for Compressor<W> {
+    fn drop(&mut self) {
+        // Abandoned (an error elsewhere): stop gzp's threads here, as its own drop
+        // would panic if the writer had failed.
+        if let Some(Encoder::Gzip(mut e)) = self.encoder.take() {
+            let _ = e.finish();
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(CHUNK - self.pending.len());
         self.pending.extend_from_slice(&buf[..n]);
         if self.pending.len() == CHUNK {
-            self.encoder.write_all(&self.pending)?;
-            self.pending.clear();
+            self.write_pending()?;
         }
         Ok(n)
     }
@@ -188,6 +210,10 @@ mod tests {
                 again.write_all(chunk).unwrap();
             }
             assert_eq!(again.finish().unwrap(), out, "{c:?}");
+            // Nor on the number of threads.
+            let mut one = Compressor::with_threads(c, Vec::new(), 1).unwrap();
+            one.write_all(&data).unwrap();
+            assert_eq!(one.finish().unwrap(), out, "{c:?} on one thread");
         }
     }
 }
