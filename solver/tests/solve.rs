@@ -28,6 +28,8 @@ struct FakeWorker {
     barrier_cv: Condvar,
     barrier_parties: usize,
     returned: Mutex<Vec<String>>,
+    /// `(path, digest)` of the files a `copy` vertex reads from its input 1.
+    files: Mutex<Vec<(String, String)>>,
 }
 
 impl FakeWorker {
@@ -74,12 +76,18 @@ impl Worker for FakeWorker {
         Ok(CacheMap {
             digest: solver::CacheKey::of("op", &vertex.op),
             facts: vec![],
-            deps: vertex.inputs.iter().map(|_| DepSpec { kind: DepKind::Key, selector: None }).collect(),
+            deps: (0..vertex.inputs.len())
+                .map(|i| {
+                    let copy_source = label(graph, id).0 == "copy" && i == 1;
+                    DepSpec { kind: if copy_source { DepKind::Content } else { DepKind::Key }, selector: None }
+                })
+                .collect(),
         })
     }
 
     fn content_digest(&self, _: &Graph, _: VertexId, _: usize, _: &String) -> Result<ContentDigest, WorkerError> {
-        Err("not used".into())
+        let entries = self.files.lock().unwrap().clone();
+        Ok(ContentDigest { digest: solver::CacheKey::of("files", &format!("{entries:?}")), entries })
     }
 
     fn exec(
@@ -410,4 +418,29 @@ fn external_cancel_stops_the_build() {
     });
     assert_eq!(w.runs("b"), 0);
     assert_eq!(rec.count(|e| matches!(e, Event::Error { .. })), 0);
+}
+
+#[test]
+fn content_dependencies_count_by_content_and_name_the_file() {
+    let mut g = Graph::new();
+    let base = add(&mut g, &["base"], &[]);
+    let context = add(&mut g, &["context", "sleep:1"], &[]);
+    let copy = add(&mut g, &["copy"], &[base, context]);
+    let run = add(&mut g, &["run"], &[copy]);
+    let cache = MemoryCacheStore::default();
+    let files = |list: &[(&str, &str)]| Mutex::new(list.iter().map(|(p, d)| (p.to_string(), d.to_string())).collect());
+    let w = FakeWorker { files: files(&[("src/lib.rs", "1"), ("src/main.rs", "2")]), ..Default::default() };
+    solve(&w, &cache, &Recorder::default(), 0, &g, &[run]).unwrap();
+
+    // The context's own key changes (its op differs), but only its content counts.
+    g.vertex_mut(context).op = op(&["context", "sleep:2"], &[]);
+    let w = FakeWorker { files: files(&[("src/lib.rs", "1"), ("src/main.rs", "2")]), ..Default::default() };
+    solve(&w, &cache, &Recorder::default(), 0, &g, &[run]).unwrap();
+    assert_eq!((w.runs("copy"), w.runs("run")), (0, 0));
+
+    let (rec, w) = (Recorder::default(), FakeWorker { files: files(&[("src/main.rs", "3")]), ..Default::default() });
+    solve(&w, &cache, &rec, 0, &g, &[run]).unwrap();
+    assert_eq!((w.runs("copy"), w.runs("run")), (1, 1));
+    assert_eq!(rec.explanations(copy), ["src/lib.rs removed", "src/main.rs changed (2 → 3)"]);
+    assert_eq!(rec.explanations(run), ["input copy changed"]);
 }
