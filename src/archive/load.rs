@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Small metadata files are kept in memory; everything else goes to the store.
@@ -58,10 +59,9 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
             tar::EntryType::Symlink => {
                 // Older `docker save` links shared layers: `<id>/layer.tar -> ../<id2>/layer.tar`.
                 let target = entry.link_name_bytes().ok_or_else(|| anyhow!("entry {shown}: symlink without target"))?;
-                let parent = path.parent().unwrap_or(Path::new("")).as_os_str().as_encoded_bytes().to_vec();
-                let joined = [parent, b"/".to_vec(), target.into_owned()].concat();
-                let target = clean_path(&joined).with_context(|| format!("entry {shown}"))?;
-                contents.symlinks.insert(path, target.unwrap_or_default());
+                let parent = path.parent().unwrap_or(Path::new(""));
+                let target = link_target(parent, &target).with_context(|| format!("entry {shown}"))?;
+                contents.symlinks.insert(path, target);
                 continue;
             }
             _ => continue,
@@ -80,6 +80,25 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
         contents.blobs.insert(path, digest);
     }
     Ok(contents)
+}
+
+/// Where a symlink in the archive points, inside the archive: `..` may climb back
+/// up from the link's directory, never above the archive's root.
+fn link_target(parent: &Path, target: &[u8]) -> Result<PathBuf> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    if !target.starts_with(b"/") {
+        out.extend(parent.iter().map(|c| c.as_encoded_bytes()));
+    }
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                out.pop().ok_or_else(|| anyhow!("symlink points outside the archive"))?;
+            }
+            p => out.push(p),
+        }
+    }
+    Ok(out.iter().map(|c| Path::new(std::ffi::OsStr::from_bytes(c))).collect())
 }
 
 /// `blobs/sha256/<hex>` → its digest.

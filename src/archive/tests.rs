@@ -214,3 +214,65 @@ fn skopeo_reads_saved_tarballs() {
         assert_eq!(config["rootfs"]["diff_ids"][0], image.layers[0].diff_id.as_str(), "{transport}");
     }
 }
+
+fn run(program: &Path, args: &[&str]) {
+    let output = std::process::Command::new(program).args(args).output().unwrap();
+    assert!(output.status.success(), "{} {args:?}: {}", program.display(), String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn loads_what_skopeo_writes() {
+    let skopeo = Path::new("/usr/bin/skopeo");
+    if !skopeo.exists() {
+        eprintln!("skipping loads_what_skopeo_writes: /usr/bin/skopeo is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    let out = d.path().join("out.tar");
+    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    let src = format!("docker-archive:{}", out.display());
+    let oci = d.path().join("skopeo-oci.tar");
+    let docker = d.path().join("skopeo-docker.tar");
+    run(skopeo, &["copy", "-q", &src, &format!("oci-archive:{}:example.com/app:oci", oci.display())]);
+    run(skopeo, &["copy", "-q", &src, &format!("docker-archive:{}:example.com/app:docker", docker.display())]);
+
+    let other = test_store(d.path(), "other");
+    assert_eq!(load(&other, &oci).unwrap(), ["example.com/app:oci"]);
+    assert_eq!(load(&other, &docker).unwrap(), ["example.com/app:docker"]);
+    for name in ["example.com/app:oci", "example.com/app:docker"] {
+        let loaded = other.load_image(name).unwrap();
+        assert_eq!(loaded.config.rootfs.diff_ids, image.config.rootfs.diff_ids, "{name}");
+        let snaps = crate::layer::ensure_snapshots(&other, &loaded.layers).unwrap();
+        assert!(snaps[0].join("bin/sh").is_file(), "{name}");
+    }
+}
+
+#[test]
+fn umoci_unpacks_the_oci_side() {
+    let umoci = Path::new("/usr/bin/umoci");
+    if !umoci.exists() {
+        eprintln!("skipping umoci_unpacks_the_oci_side: /usr/bin/umoci is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    let out = d.path().join("out.tar");
+    save(&store, &[("imported:1".into(), image)], &out).unwrap();
+    let layout = d.path().join("layout");
+    fs::create_dir(&layout).unwrap();
+    crate::layer::unpack_tar_to_dir(fs::File::open(&out).unwrap(), &layout).unwrap();
+    let bundle = d.path().join("bundle");
+    let mut args = vec!["unpack", "--image"];
+    let image_arg = format!("{}:1", layout.display());
+    args.push(&image_arg);
+    if !rustix::process::geteuid().is_root() {
+        args.push("--rootless");
+    }
+    let bundle_arg = bundle.display().to_string();
+    args.push(&bundle_arg);
+    run(umoci, &args);
+    assert_eq!(fs::read_to_string(bundle.join("rootfs/etc/os-release")).unwrap(), "ID=test\n");
+}
