@@ -7,7 +7,9 @@ use crate::store::Store;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::image::History;
-use frontend::{BaseImage, BuildOptions, ImageResolver, Platform};
+use crate::ops::source::ImageResolver;
+use crate::registry::RegistryOptions;
+use frontend::{BaseImage, BuildOptions, Platform};
 use solver::ir::NetworkMode;
 use solver::{Solver, SolveOptions};
 use std::collections::BTreeMap;
@@ -39,8 +41,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         no_cache_filter: args.no_cache_filter.clone(),
         labels: parse_pairs(&args.labels, "--label", false)?,
     };
+    let images = ImageResolver::new(store, args.pull, host_platform(), RegistryOptions::default());
     // `--print` works offline: an image not in the store is shown by its reference.
-    let resolver = StoreResolver { store, allow_missing: args.print.is_some() };
+    let resolver = FrontendResolver { images: &images, offline: args.print.is_some() };
     let definition = frontend::compile(&text, &options, &resolver).map_err(usage_error)?;
     match args.print.as_deref() {
         None => {}
@@ -54,13 +57,14 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         eprintln!("WARNING: {warning}");
     }
 
-    let mut worker = BuildWorker::new(store);
+    let mut worker = BuildWorker::new(store, &images);
     worker.local_dirs.insert("context".into(), context_dir.clone());
     worker.default_network = match args.network.as_str() {
         "host" | "default" => NetworkMode::Host,
         "none" => NetworkMode::None,
         other => bail!(usage_error(anyhow!("unknown network mode {other:?} (want host or none)"))),
     };
+    worker.secrets = read_secrets(&args.secrets)?;
     let cache = crate::cache::DiskCacheStore::open(&store.root().join("cache"))?;
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     let progress = crate::progress::new(mode, args.explain);
@@ -100,6 +104,17 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     }
     for name in &names {
         eprintln!("naming to {}", Reference::parse(name).map(|r| r.familiar()).unwrap_or(name.clone()));
+    }
+    if args.push {
+        if names.is_empty() {
+            bail!(usage_error(anyhow!("--push needs a name: add -t REGISTRY/REPOSITORY[:TAG]")));
+        }
+        for name in &names {
+            let reference = Reference::parse(name).map_err(anyhow::Error::msg)?;
+            let progress = |line: &str| eprintln!("{line}");
+            let digest = crate::registry::push(store, &image, &reference, &RegistryOptions::default(), &progress)?;
+            eprintln!("pushed {}@{digest}", reference.familiar());
+        }
     }
     println!("{}", image.manifest_digest);
     Ok(0)
@@ -175,6 +190,36 @@ fn parse_pairs(items: &[String], flag: &str, from_env: bool) -> Result<BTreeMap<
     Ok(out)
 }
 
+/// `--secret id=ID,src=FILE` / `id=ID,env=VAR` (Docker's forms; `source=` and a bare
+/// id meaning the environment variable of that name are accepted too).
+fn read_secrets(specs: &[String]) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+    let mut out = std::collections::HashMap::new();
+    for spec in specs {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => bail!(usage_error(anyhow!("invalid --secret {spec:?}: want id=ID,src=FILE or id=ID,env=VAR"))),
+            }
+        }
+        let id = id.ok_or_else(|| usage_error(anyhow!("invalid --secret {spec:?}: missing id=")))?;
+        let value = match (src, env) {
+            (Some(path), _) => std::fs::read(&path).with_context(|| format!("reading secret {id} from {path}"))?,
+            (None, var) => {
+                let var = var.unwrap_or_else(|| id.clone());
+                std::env::var(&var).map_err(|_| usage_error(anyhow!("secret {id}: environment variable {var} is not set")))?.into_bytes()
+            }
+        };
+        out.insert(id, value);
+    }
+    Ok(out)
+}
+
 /// `<Dockerfile>.dockerignore` beside the Dockerfile wins over `.dockerignore` at the
 /// context root.
 fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Vec<String>> {
@@ -207,23 +252,23 @@ pub fn host_platform() -> Platform {
     Platform::new("linux", arch)
 }
 
-/// Base image configs for the frontend, from the local store.
-struct StoreResolver<'a> {
-    store: &'a Store,
-    allow_missing: bool,
+/// Base image configs for the frontend.
+struct FrontendResolver<'a> {
+    images: &'a ImageResolver<'a>,
+    offline: bool,
 }
 
-impl ImageResolver for StoreResolver<'_> {
+impl frontend::ImageResolver for FrontendResolver<'_> {
     fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
-        let parsed = Reference::parse(reference)?;
-        match self.store.load_image(&parsed.to_string()) {
-            Ok(image) => Ok(Some(BaseImage {
-                reference: parsed.to_string(),
-                config: image.config.config,
-                history: image.config.history,
-            })),
-            Err(_) if self.allow_missing => Ok(None),
-            Err(e) => Err(format!("{reference}: {e:#} (import or pull it first)")),
-        }
+        let image = if self.offline {
+            match self.images.local(reference) {
+                Some(image) => image,
+                None => return Ok(None),
+            }
+        } else {
+            self.images.resolve(reference).map_err(|e| format!("{e:#}"))?
+        };
+        let reference = Reference::parse(reference).map(|r| r.to_string()).unwrap_or(reference.to_string());
+        Ok(Some(BaseImage { reference, config: image.config.config, history: image.config.history }))
     }
 }

@@ -38,6 +38,33 @@ pub enum Command {
     },
     /// Import a root filesystem tarball as an image
     Import { tarball: PathBuf, name: String },
+    /// Load images from a tarball (docker save, OCI archive)
+    Load {
+        #[arg(short, long)]
+        input: PathBuf,
+    },
+    /// Pull an image from a registry
+    Pull {
+        reference: String,
+        /// Platform to pull from a multi-platform image (os/arch[/variant])
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Push an image to a registry
+    Push { reference: String },
+    /// Log in to a registry (credentials go to Docker's config.json)
+    Login {
+        host: String,
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Read the password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(short, long, hide = true)]
+        password: Option<String>,
+    },
+    /// Log out from a registry
+    Logout { host: String },
     /// Save images to a tarball (docker-archive and OCI layout in one)
     Save {
         #[arg(short, long)]
@@ -83,6 +110,15 @@ pub struct BuildArgs {
     /// Do not use the cache
     #[arg(long)]
     pub no_cache: bool,
+    /// Always ask the registry for the base images' current digests
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to its registry after the build (the -t names)
+    #[arg(long)]
+    pub push: bool,
+    /// Secrets for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// Do not use the cache for these stages
     #[arg(long = "no-cache-filter")]
     pub no_cache_filter: Vec<String>,

@@ -2,8 +2,9 @@
 
 use crate::cli::{Cli, Command, VolumeCommand};
 use crate::image::Reference;
+use crate::registry::RegistryOptions;
 use crate::store::Store;
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use std::io::Write;
 
 /// Runs a command; returns the process exit code.
@@ -50,7 +51,76 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             crate::archive::save(&store, &list, &output).with_context(|| format!("saving to {}", output.display()))?;
             Ok(0)
         }
+        Command::Load { input } => {
+            let store = store()?;
+            let names = crate::archive::load(&store, &input).with_context(|| format!("loading {}", input.display()))?;
+            for name in names {
+                println!("Loaded image: {}", Reference::parse(&name).map(|r| r.familiar()).unwrap_or(name));
+            }
+            Ok(0)
+        }
+        Command::Pull { reference, platform } => {
+            let store = store()?;
+            let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
+            let platform = match platform {
+                Some(p) => parse_platform(&p)?,
+                None => crate::build::host_platform(),
+            };
+            let progress = |line: &str| eprintln!("{line}");
+            let image = crate::registry::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
+            println!("{}", image.manifest_digest);
+            Ok(0)
+        }
+        Command::Push { reference } => {
+            let store = store()?;
+            let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
+            let image = store.load_image(&reference)?;
+            let progress = |line: &str| eprintln!("{line}");
+            let digest = crate::registry::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
+            println!("{}: digest: {digest}", parsed.familiar());
+            Ok(0)
+        }
+        Command::Login { host, username, password_stdin, password } => {
+            let username = match username {
+                Some(u) => u,
+                None => bail!(crate::usage_error(anyhow::anyhow!("login needs --username"))),
+            };
+            let password = match (password_stdin, password) {
+                (true, _) => {
+                    let mut s = String::new();
+                    std::io::stdin().read_line(&mut s)?;
+                    s.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (false, Some(p)) => p,
+                (false, None) => bail!(crate::usage_error(anyhow::anyhow!("login needs --password-stdin"))),
+            };
+            crate::registry::login(&host, &username, &password, &RegistryOptions::default())?;
+            println!("Login Succeeded");
+            Ok(0)
+        }
+        Command::Logout { host } => {
+            if crate::registry::logout(&host, &RegistryOptions::default())? {
+                println!("Removing login credentials for {}", crate::registry::normalize_host(&host));
+            } else {
+                println!("Not logged in to {}", crate::registry::normalize_host(&host));
+            }
+            Ok(0)
+        }
         Command::Volume(cmd) => volume(&store()?, cmd),
+    }
+}
+
+/// `linux/arm64/v8` → a platform.
+pub fn parse_platform(s: &str) -> Result<frontend::Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] => Ok(frontend::Platform::new(os, arch)),
+        [os, arch, variant] => {
+            let mut p = frontend::Platform::new(os, arch);
+            p.variant = Some(variant.to_string());
+            Ok(p)
+        }
+        _ => bail!(crate::usage_error(anyhow::anyhow!("invalid platform {s:?}: want os/arch[/variant]"))),
     }
 }
 

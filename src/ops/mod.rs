@@ -7,7 +7,7 @@ pub mod context;
 pub mod copy;
 mod exec;
 mod file;
-mod source;
+pub mod source;
 
 use crate::image::{Compression, LayerInfo};
 use crate::store::Store;
@@ -52,12 +52,12 @@ pub struct BuildWorker<'a> {
     pub compression: Compression,
     /// Contexts opened so far, by name, shared by all COPYs of the build.
     contexts: Mutex<HashMap<String, Arc<Context>>>,
-    /// Images resolved so far in this build (a tag is resolved once per build).
-    images: Mutex<HashMap<String, crate::image::Image>>,
+    /// Base images, resolved once per build.
+    pub images: &'a source::ImageResolver<'a>,
 }
 
 impl<'a> BuildWorker<'a> {
-    pub fn new(store: &'a Store) -> Self {
+    pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>) -> Self {
         BuildWorker {
             store,
             local_dirs: HashMap::new(),
@@ -65,7 +65,7 @@ impl<'a> BuildWorker<'a> {
             secrets: HashMap::new(),
             compression: Compression::Gzip,
             contexts: Mutex::default(),
-            images: Mutex::default(),
+            images,
         }
     }
 

@@ -1,8 +1,13 @@
 //! Source ops: scratch, images from the store, local directories.
 
 use super::{BuildWorker, Output};
-use crate::image::Reference;
-use anyhow::{Context as _, Result, bail};
+use crate::image::{Image, Reference};
+use crate::registry::RegistryOptions;
+use crate::store::Store;
+use anyhow::{Context as _, Result, anyhow, bail};
+use frontend::Platform;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher};
 use std::sync::Arc;
@@ -41,17 +46,48 @@ pub fn exec(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<Output> {
     }
 }
 
-/// Resolves a reference once per build against the local store.
-pub fn resolve_image(worker: &BuildWorker<'_>, reference: &str) -> Result<crate::image::Image> {
-    if let Some(image) = worker.images.lock().unwrap().get(reference) {
-        return Ok(image.clone());
-    }
-    let parsed = Reference::parse(reference).map_err(anyhow::Error::msg)?;
-    let image = worker
-        .store
-        .load_image(&parsed.to_string())
-        .with_context(|| format!("resolving image {reference}: not in the local store (import or pull it first)"))?;
-    worker.images.lock().unwrap().insert(reference.to_string(), image.clone());
-    Ok(image)
+/// Resolves a reference once per build through the build's [`ImageResolver`].
+fn resolve_image(worker: &BuildWorker<'_>, reference: &str) -> Result<Image> {
+    worker.images.resolve(reference)
 }
 
+/// Turns image references into images: the local store first, the registry when the
+/// image is missing or `--pull` asks, and each reference only once per build (the
+/// frontend's config lookups and the source ops see the same image).
+pub struct ImageResolver<'a> {
+    store: &'a Store,
+    pull: bool,
+    platform: Platform,
+    registry: RegistryOptions,
+    resolved: Mutex<HashMap<String, Image>>,
+}
+
+impl<'a> ImageResolver<'a> {
+    pub fn new(store: &'a Store, pull: bool, platform: Platform, registry: RegistryOptions) -> Self {
+        ImageResolver { store, pull, platform, registry, resolved: Mutex::default() }
+    }
+
+    /// The image only if the local store has it (no network).
+    pub fn local(&self, reference: &str) -> Option<Image> {
+        let parsed = Reference::parse(reference).ok()?;
+        self.store.load_image(&parsed.to_string()).ok()
+    }
+
+    pub fn resolve(&self, reference: &str) -> Result<Image> {
+        if let Some(image) = self.resolved.lock().unwrap().get(reference) {
+            return Ok(image.clone());
+        }
+        let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
+        let local = if self.pull { None } else { self.store.load_image(&parsed.to_string()).ok() };
+        let image = match local {
+            Some(image) => image,
+            None => {
+                let progress = |line: &str| eprintln!("{line}");
+                crate::registry::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
+                    .with_context(|| format!("resolving image {reference}"))?
+            }
+        };
+        self.resolved.lock().unwrap().insert(reference.to_string(), image.clone());
+        Ok(image)
+    }
+}
