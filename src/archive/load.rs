@@ -272,3 +272,17 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
     }
     Ok(loaded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_targets_stay_in_the_archive() {
+        let t = |parent: &str, target: &str| link_target(Path::new(parent), target.as_bytes()).ok();
+        assert_eq!(t("abc", "../def/layer.tar"), Some(PathBuf::from("def/layer.tar")));
+        assert_eq!(t("a/b", "./c"), Some(PathBuf::from("a/b/c")));
+        assert_eq!(t("abc", "/x.tar"), Some(PathBuf::from("x.tar")));
+        assert_eq!(t("abc", "../../etc/passwd"), None);
+    }
+}

@@ -343,3 +343,35 @@ fn uncompressed_layer_digest_is_its_diff_id() {
     assert_eq!(layer.digest, layer.diff_id);
     assert_eq!(layer.media_type, MEDIA_TYPE_OCI_LAYER);
 }
+
+#[test]
+fn unpack_tar_to_dir_reads_compressed_archives() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    make_tree(&tree);
+    let tar = tar_writer::write_tar(&tree, Vec::new(), &TarOptions::default()).unwrap();
+    for compression in [Compression::Gzip, Compression::Zstd] {
+        let mut c = Compressor::new(compression, Vec::new()).unwrap();
+        std::io::Write::write_all(&mut c, &tar).unwrap();
+        let bytes = c.finish().unwrap();
+        let out = d.path().join(format!("out-{compression:?}"));
+        fs::create_dir(&out).unwrap();
+        unpack_tar_to_dir(&bytes[..], &out).unwrap();
+        assert_eq!(fs::read_to_string(out.join("etc/app/config")).unwrap(), "key=value\n");
+    }
+}
+
+#[test]
+fn blank_numeric_fields_read_as_zero() {
+    // Some writers leave uid/gid/mtime empty; Go reads them as 0, so do we.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.as_old_mut().name[..4].copy_from_slice(b"file");
+    h.set_mode(0o644);
+    h.set_size(2);
+    h.set_cksum();
+    b.append(&h, &b"hi"[..]).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    unpack_tar_to_dir(&b.into_inner().unwrap()[..], d.path()).unwrap();
+    assert_eq!(fs::read_to_string(d.path().join("file")).unwrap(), "hi");
+}

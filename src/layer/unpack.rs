@@ -272,8 +272,9 @@ impl Unpacker<'_> {
         for (name, value) in xattrs {
             let name = std::ffi::OsStr::from_bytes(&name);
             if let Err(e) = xattr::set(path, name, &value) {
-                // Unprivileged unpacks cannot set trusted.* or security.*; say so, go on.
-                if self.is_root && e.raw_os_error() != Some(95) {
+                // Unprivileged unpacks cannot set trusted.* or security.*, some
+                // filesystems take no xattrs, symlinks take no user.*: say so, go on.
+                if self.is_root && !matches!(e.raw_os_error(), Some(95 | 1)) {
                     return Err(e).with_context(|| format!("setting xattr {}", name.to_string_lossy()));
                 }
                 tracing::warn!("{}: xattr {} not set: {e}", path.display(), name.to_string_lossy());
