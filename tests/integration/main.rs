@@ -2,6 +2,8 @@
 //! They need root (namespaces, overlayfs); without it they skip and say so.
 
 mod build;
+mod cache;
+mod registry;
 mod run;
 mod save;
 mod util;
