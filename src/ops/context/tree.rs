@@ -275,13 +275,12 @@ impl<'a> SourceFs<'a> {
         out: &mut Vec<PathBuf>,
     ) -> Result<()> {
         let Some((glob, rest)) = globs.split_first() else { return Ok(()) };
-        for name in sorted_names(dir_host)? {
+        for (name, meta) in sorted_entries(dir_host)? {
             if !crate::ignore::glob_match(glob, &name.to_string_lossy()) {
                 continue;
             }
             let host = dir_host.join(&name);
             let rel = dir_rel.join(&name);
-            let Ok(meta) = fs::symlink_metadata(&host) else { continue };
             if !self.visible(&rel, &host, &meta)? {
                 continue;
             }
@@ -313,13 +312,8 @@ impl<'a> SourceFs<'a> {
         filter: &CopyFilter,
         out: &mut Vec<Entry>,
     ) -> Result<()> {
-        for name in sorted_names(dir_host)? {
+        for (name, meta) in sorted_entries(dir_host)? {
             let host = dir_host.join(&name);
-            let meta = match fs::symlink_metadata(&host) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("stat {}", host.display())),
-            };
             let rel = dir_rel.join(&name);
             let top_rel = dir_top_rel.join(&name);
             let rel_text = slash_path(&rel);
@@ -369,12 +363,20 @@ fn split_pivot(source: &str) -> (Option<PathBuf>, Option<PathBuf>) {
     }
 }
 
-/// Directory entry names sorted bytewise, like Go's `filepath.Walk`.
-pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<OsString>> {
-    let mut names = Vec::new();
+/// Directory entries and their `lstat`, sorted bytewise by name like Go's
+/// `filepath.Walk`. An entry removed while listing is left out.
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, Metadata)>> {
+    let mut entries = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))? {
-        names.push(entry.with_context(|| format!("reading directory {}", dir.display()))?.file_name());
+        let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
+        // `DirEntry::metadata` is an `fstatat` relative to the open directory: no
+        // path walk per entry, and it never follows a symlink.
+        match entry.metadata() {
+            Ok(meta) => entries.push((entry.file_name(), meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("stat {}", entry.path().display())),
+        }
     }
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(names)
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(entries)
 }
