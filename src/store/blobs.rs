@@ -149,6 +149,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Re-hashes every blob (`fsck`): returns the digests whose content no longer
+    /// matches their name.
+    pub fn verify_blobs(&self) -> Result<Vec<Digest>> {
+        let mut bad = Vec::new();
+        for entry in std::fs::read_dir(self.blobs_dir()).context("listing blobs")? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else {
+                continue;
+            };
+            let mut hasher = crate::layer::compress::HashWriter::new(io::sink());
+            let mut file = File::open(entry.path())?;
+            io::copy(&mut file, &mut hasher).with_context(|| format!("reading blob {digest}"))?;
+            if hasher.finish().1 != digest {
+                bad.push(digest);
+            }
+        }
+        bad.sort();
+        Ok(bad)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::test_store;
@@ -195,7 +218,9 @@ mod tests {
     fn corrupt_blob_is_detected_on_read() {
         let (_d, store) = test_store();
         let digest = store.write_blob_bytes(b"good").unwrap();
+        assert!(store.verify_blobs().unwrap().is_empty());
         std::fs::write(store.blob_path(&digest), b"bad!").unwrap();
         assert!(store.read_blob(&digest).is_err());
+        assert_eq!(store.verify_blobs().unwrap(), [digest]);
     }
 }

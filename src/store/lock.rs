@@ -70,4 +70,20 @@ mod tests {
         drop((a, b));
         assert!(f.try_lock().is_ok());
     }
+
+    #[test]
+    fn a_blocked_lock_waits_for_the_holder() {
+        let (_d, store) = test_store();
+        let held = store.lock(LockMode::Exclusive).unwrap();
+        let root = store.root().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let lock = lock_file(&root.join("lock"), LockMode::Shared).unwrap();
+            tx.send(lock.mode).unwrap();
+        });
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "got the lock while held");
+        drop(held);
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), LockMode::Shared);
+        waiter.join().unwrap();
+    }
 }
