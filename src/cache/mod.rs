@@ -262,4 +262,48 @@ mod tests {
             }
         });
     }
+
+    /// Run by `survives_kill_9` in a child process: writes records until killed.
+    #[test]
+    #[ignore = "helper of survives_kill_9"]
+    fn write_until_killed() {
+        let Some(dir) = std::env::var_os("BUILDER_CACHE_KILL_TEST") else { return };
+        let store = DiskCacheStore::open(Path::new(&dir)).unwrap();
+        for n in 0.. {
+            let mut r = record(n, "s");
+            r.result = vec![n as u8; 64 * 1024];
+            store.put(&r).unwrap();
+        }
+    }
+
+    #[test]
+    fn survives_kill_9() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "cache::tests::write_until_killed", "--ignored", "--quiet"])
+            .env("BUILDER_CACHE_KILL_TEST", dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let records = dir.path().join("records");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while fs::read_dir(&records).map_or(0, |d| d.count()) < 20 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        let mut found = 0;
+        for entry in fs::read_dir(&records).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let key = CacheKey::from_hex(name.trim_end_matches(".json")).unwrap();
+            let record = store.get(&key).unwrap().expect("every record in place is whole");
+            assert_eq!(record.result.len(), 64 * 1024);
+            found += 1;
+        }
+        assert!(found >= 20);
+        let last = store.last_for_step("s").unwrap().expect("the step points at a whole record");
+        assert_eq!(last.step_id.as_deref(), Some("s"));
+    }
 }
