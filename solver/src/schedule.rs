@@ -10,12 +10,16 @@
 use crate::graph::{Graph, VertexId};
 use crate::key::CacheKey;
 use crate::progress::Event;
-use crate::solve::{Keyed, SolveError, Solved, Solver, Worker};
+use crate::solve::{CancelToken, Keyed, SolveError, Solved, Solver, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often the coordinator passes a cancel from [`Solver::cancel_token`] on to
+/// the running ops while it waits for them.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 enum Task {
     Key(VertexId),
@@ -49,6 +53,9 @@ struct State<'s, 'a, W: Worker> {
     ready: VecDeque<Task>,
     running: usize,
     first_error: Option<SolveError>,
+    /// What the ops of this solve poll: set by the first failure, or by a cancel of
+    /// the solver's own token.
+    cancel: CancelToken,
 }
 
 pub(crate) fn run<W: Worker>(
@@ -80,8 +87,10 @@ pub(crate) fn run<W: Worker>(
                         let inputs = state.inputs_of(id).into_iter().map(|s| s.output).collect();
                         let keyed = state.keyed[id.0].take().expect("keyed before run");
                         let start = state.started[id.0].expect("started before run");
+                        let cancel = state.cancel.clone();
                         scope.spawn(move || {
-                            let result = guarded(graph, id, || solver.run_vertex(graph, id, keyed, inputs, start));
+                            let run = || solver.run_vertex(graph, id, keyed, inputs, start, &cancel);
+                            let result = guarded(graph, id, run);
                             let _ = tx.send(Report::Ran(id, result));
                         });
                     }
@@ -90,9 +99,17 @@ pub(crate) fn run<W: Worker>(
             if state.running == 0 {
                 break;
             }
-            let report = rx.recv().expect("a running task always reports");
-            state.running -= 1;
-            state.handle(report);
+            match rx.recv_timeout(CANCEL_POLL) {
+                Ok(report) => {
+                    state.running -= 1;
+                    state.handle(report);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the coordinator holds a sender"),
+            }
+            if solver.cancel.is_cancelled() {
+                state.cancel.cancel();
+            }
         }
     });
     state.finish(targets)
@@ -132,6 +149,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
             ready: VecDeque::new(),
             running: 0,
             first_error: None,
+            cancel: CancelToken::default(),
         };
         // `ancestors` is closed under inputs, so every input of a needed vertex is
         // needed too. An input listed twice is counted (and released) twice.
@@ -150,7 +168,11 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
 
     fn may_start(&self) -> bool {
         let jobs = self.solver.options.jobs;
-        self.first_error.is_none() && !self.solver.cancel.is_cancelled() && (jobs == 0 || self.running < jobs)
+        !self.stopping() && (jobs == 0 || self.running < jobs)
+    }
+
+    fn stopping(&self) -> bool {
+        self.first_error.is_some() || self.cancel.is_cancelled() || self.solver.cancel.is_cancelled()
     }
 
     fn inputs_of(&self, id: VertexId) -> Vec<Solved<W::Output>> {
@@ -173,8 +195,8 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     }
 
     fn keyed(&mut self, id: VertexId, keyed: Keyed) {
-        if self.first_error.is_some() || self.solver.cancel.is_cancelled() {
-            return; // The build is stopping: the vertex is reported cancelled.
+        if self.stopping() {
+            return; // The vertex is reported cancelled.
         }
         let key = keyed.key;
         self.keys[id.0] = Some(key);
@@ -223,7 +245,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     /// The first failure is the build's error and cancels the rest; failures after
     /// that (ops that stopped because of the cancel) are its consequences.
     fn failed(&mut self, id: VertexId, error: SolveError) {
-        if self.first_error.is_some() || self.solver.cancel.is_cancelled() {
+        if self.stopping() {
             return;
         }
         let message = match &error {
@@ -233,7 +255,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         self.solver.progress.event(Event::Error { vertex: id, message });
         self.finished[id.0] = true;
         self.first_error = Some(error);
-        self.solver.cancel.cancel();
+        self.cancel.cancel();
     }
 
     fn finish(mut self, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {

@@ -144,8 +144,10 @@ impl<'a, W: Worker> Solver<'a, W> {
     ///
     /// Every vertex whose inputs are solved is worked on at once (up to
     /// [`SolveOptions::jobs`]); vertices with the same key run once. The first
-    /// failure cancels the build: the cancel token is set, running ops are waited
-    /// for, and that first error is returned.
+    /// failure cancels the build: the ops' cancel token is set, running ops are waited
+    /// for, and that first error is returned. The token ops see belongs to this solve
+    /// (a failure does not cancel later solves); [`Solver::cancel_token`] reaches it
+    /// within a few milliseconds.
     pub fn solve(&self, graph: &Graph, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {
         crate::schedule::run(self, graph, targets)
     }
@@ -201,6 +203,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         keyed: Keyed,
         inputs: Vec<W::Output>,
         start: Instant,
+        cancel: &CancelToken,
     ) -> Result<W::Output, SolveError> {
         let vertex = graph.vertex(id);
         let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
@@ -238,7 +241,7 @@ impl<'a, W: Worker> Solver<'a, W> {
             }
         }
 
-        let ctx = ExecContext { vertex: id, cancel: &self.cancel, progress: self.progress };
+        let ctx = ExecContext { vertex: id, cancel, progress: self.progress };
         let output = self.worker.exec(&ctx, graph, id, &inputs).map_err(op_err)?;
         if cacheable {
             self.cache.put(&CacheRecord { result: self.worker.encode_result(&output), ..record })?;

@@ -328,6 +328,7 @@ fn failure_cancels_running_siblings() {
     assert_eq!(err.to_string(), "bad");
     assert!(w.returned.lock().unwrap().contains(&"slow".to_string()), "the sibling returned");
     assert_eq!(w.runs("d"), 0);
+    assert!(!solver_cancelled_after_failure(), "a failure cancels only its own solve");
     let events = rec.events();
     let errors: Vec<_> = events.iter().filter(|e| matches!(e, Event::Error { .. })).collect();
     assert_eq!(errors.len(), 1, "only the first failure is reported as an error");
@@ -443,4 +444,15 @@ fn content_dependencies_count_by_content_and_name_the_file() {
     assert_eq!((w.runs("copy"), w.runs("run")), (1, 1));
     assert_eq!(rec.explanations(copy), ["src/lib.rs removed", "src/main.rs changed (2 → 3)"]);
     assert_eq!(rec.explanations(run), ["input copy changed"]);
+}
+
+/// Solves a failing graph and then a good one with the same solver.
+fn solver_cancelled_after_failure() -> bool {
+    let mut g = Graph::new();
+    let bad = add(&mut g, &["bad", "fail"], &[]);
+    let good = add(&mut g, &["good"], &[]);
+    let (w, cache, rec) = (FakeWorker::default(), MemoryCacheStore::default(), Recorder::default());
+    let solver = Solver::new(&w, &cache, &rec, SolveOptions::default());
+    assert!(solver.solve(&g, &[bad]).is_err());
+    solver.cancel_token().is_cancelled() || solver.solve(&g, &[good]).is_err()
 }
