@@ -18,10 +18,9 @@ pub(crate) struct Ids {
 
 pub(crate) fn resolve_owner(root: &Path, owner: &Owner) -> Result<Ids> {
     let user = owner.user.trim();
-    if user.is_empty() {
-        bail!("invalid --chown: empty user");
-    }
+    // `--chown=:group` keeps root as the user.
     let (uid, primary_gid) = match user.parse::<u32>() {
+        _ if user.is_empty() => (0, 0),
         Ok(uid) => (uid, uid),
         Err(_) => {
             let passwd = read_etc(root, "etc/passwd")?;
@@ -91,6 +90,7 @@ mod tests {
         assert_eq!(r("42", None).unwrap(), Ids { uid: 42, gid: 42 });
         assert_eq!(r("42", Some("7")).unwrap(), Ids { uid: 42, gid: 7 });
         assert_eq!(r("0", Some("app")).unwrap(), Ids { uid: 0, gid: 1001 });
+        assert_eq!(r("", Some("staff")).unwrap(), Ids { uid: 0, gid: 50 });
         let err = r("nobody", None).unwrap_err().to_string();
         assert!(err.contains("unable to find user nobody"), "{err}");
         let err = r("app", Some("wheel")).unwrap_err().to_string();
