@@ -193,6 +193,20 @@ mod tests {
     }
 
     #[test]
+    fn events_out_of_order_still_render() {
+        let out = render(
+            &[
+                (0, log(4, "early\n")),
+                (0, started(4, "RUN x")),
+                (1, Event::Done { vertex: VertexId(6), duration: Duration::ZERO }),
+                (2, Event::Done { vertex: VertexId(4), duration: Duration::ZERO }),
+            ],
+            false,
+        );
+        assert_eq!(out, "#1 0.000 early\n#1 RUN x\n#2 DONE 0.0s\n\n#1 DONE 0.0s\n\n");
+    }
+
+    #[test]
     fn explanations_only_when_asked() {
         let events = [(0, started(1, "RUN x")), (1, Event::Explain { vertex: VertexId(1), reasons: vec!["r".into()] })];
         assert_eq!(render(&events, false), "#1 RUN x\n");

@@ -36,7 +36,11 @@ struct Live {
 
 impl Tty {
     pub fn new(explain: bool) -> Self {
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Self::with_target(ProgressDrawTarget::stderr(), explain)
+    }
+
+    fn with_target(target: ProgressDrawTarget, explain: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(target);
         Tty { multi, explain, start: Instant::now(), state: Mutex::new(State::default()) }
     }
 
@@ -159,5 +163,34 @@ impl Progress for Tty {
         } else {
             eprintln!("build failed after {secs:.1}s: {counts}, {} failed", steps.failed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use solver::progress::Stream;
+
+    #[test]
+    fn any_event_order_is_drawn_without_panicking() {
+        let tty = Tty::with_target(ProgressDrawTarget::hidden(), true);
+        let (a, b) = (VertexId(1), VertexId(2));
+        let log = |v, text: &str| Event::Log { vertex: v, stream: Stream::Stderr, data: text.as_bytes().to_vec() };
+        tty.event(log(a, "before start\n"));
+        tty.event(Event::Started { vertex: a, name: "RUN a".into() });
+        tty.event(Event::Started { vertex: b, name: "RUN b".into() });
+        for i in 0..20 {
+            tty.event(log(a, &format!("line {i}\npartial")));
+        }
+        tty.event(Event::Explain { vertex: b, reasons: vec!["first build of this step".into()] });
+        tty.event(Event::Done { vertex: a, duration: Duration::from_millis(5) });
+        tty.event(Event::Done { vertex: a, duration: Duration::from_millis(5) });
+        tty.event(Event::Error { vertex: b, message: "exit code: 1".into() });
+        tty.event(Event::Cancelled { vertex: VertexId(9) });
+        let state = tty.state.lock().unwrap();
+        assert!(state.live.is_empty());
+        assert_eq!((state.steps.started, state.steps.failed), (2, 1));
+        drop(state);
+        tty.finish(false);
     }
 }
