@@ -98,7 +98,7 @@ pub fn unpack_layer(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()> 
     let blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
     let reader = decompress(BufReader::new(blob)).with_context(|| format!("layer {}", layer.digest))?;
     let mut hashing = HashReader::new(reader);
-    unpack::unpack(&mut hashing, dir, UnpackOptions { overlay: true })
+    unpack::unpack(&mut hashing, dir, UnpackOptions { overlay: true, follow_symlinks: false })
         .with_context(|| format!("unpacking layer {}", layer.digest))?;
     let (found, _) = hashing.finish().with_context(|| format!("reading layer {}", layer.digest))?;
     if found != layer.diff_id {
@@ -108,10 +108,11 @@ pub fn unpack_layer(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()> 
 }
 
 /// Unpacks a tar (plain, gzip or zstd) into `dir` as files, without whiteout
-/// conversion: `ADD archive.tar /dest`.
+/// conversion: `ADD archive.tar /dest`. Symlinks already in `dir` (merged `/usr`)
+/// are followed, but only ever inside `dir`.
 pub fn unpack_tar_to_dir(reader: impl Read, dir: &Path) -> Result<()> {
     let reader = decompress(reader).context("reading archive")?;
-    unpack::unpack(reader, dir, UnpackOptions { overlay: false })
+    unpack::unpack(reader, dir, UnpackOptions { overlay: false, follow_symlinks: true })
 }
 
 #[cfg(test)]

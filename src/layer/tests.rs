@@ -239,7 +239,8 @@ fn unpack_hostile(entries: &[RawEntry<'_>]) -> (tempfile::TempDir, Result<()>) {
         raw_entry(&mut b, name, *kind, link, data);
     }
     let bytes = b.into_inner().unwrap();
-    let result = unpack::unpack(&bytes[..], &root.path().join("snap"), UnpackOptions { overlay: true });
+    let result =
+        unpack::unpack(&bytes[..], &root.path().join("snap"), UnpackOptions { overlay: true, follow_symlinks: false });
     (root, result)
 }
 
@@ -374,4 +375,28 @@ fn blank_numeric_fields_read_as_zero() {
     let d = tempfile::tempdir().unwrap();
     unpack_tar_to_dir(&b.into_inner().unwrap()[..], d.path()).unwrap();
     assert_eq!(fs::read_to_string(d.path().join("file")).unwrap(), "hi");
+}
+
+#[test]
+fn add_follows_symlinks_but_only_inside_the_root() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    fs::create_dir_all(root.join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+    std::os::unix::fs::symlink("/usr/lib", root.join("abslib")).unwrap();
+    std::os::unix::fs::symlink("../../..", root.join("up")).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    raw_entry(&mut b, b"lib/", D, b"", b"");
+    raw_entry(&mut b, b"lib/a.so", F, b"", b"a");
+    raw_entry(&mut b, b"abslib/b.so", F, b"", b"b");
+    raw_entry(&mut b, b"up/escaped", F, b"", b"c");
+    raw_entry(&mut b, b"hl", L, b"lib/a.so", b"");
+    unpack_tar_to_dir(&b.into_inner().unwrap()[..], &root).unwrap();
+    assert!(fs::symlink_metadata(root.join("lib")).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_to_string(root.join("usr/lib/a.so")).unwrap(), "a");
+    assert_eq!(fs::read_to_string(root.join("usr/lib/b.so")).unwrap(), "b");
+    // `up` climbs no higher than the root.
+    assert_eq!(fs::read_to_string(root.join("escaped")).unwrap(), "c");
+    assert!(!d.path().join("escaped").exists());
+    assert_eq!(fs::read_to_string(root.join("hl")).unwrap(), "a");
 }

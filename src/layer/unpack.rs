@@ -3,8 +3,9 @@
 //!
 //! - Paths are made relative (`/a` → `a`); a `..` component is an error.
 //! - Parents are checked component by component with `lstat`: a missing one is
-//!   created, a symlink one is an error. Nothing ever resolves a symlink inside `root`,
-//!   files are created with `O_EXCL|O_NOFOLLOW` after removing what was there.
+//!   created, a symlink one is an error for layers; for `ADD` it is resolved by hand
+//!   inside `root` (never by the kernel), as `securejoin` does. Files are created with
+//!   `O_EXCL|O_NOFOLLOW` after removing what was there.
 //! - Hardlink targets are checked the same way and must already exist under `root`.
 //! - Device nodes are created only when running as root; overlay's xattrs in the tar
 //!   are dropped (only whiteout conversion may make them).
@@ -14,6 +15,7 @@
 
 use super::tar_writer::{OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr};
 use anyhow::{Context as _, Result, anyhow, bail};
+use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -25,6 +27,9 @@ pub struct UnpackOptions {
     /// Convert `.wh.NAME` to 0/0 char devices and `.wh..wh..opq` to the opaque xattr
     /// (unpacking a layer into an overlay lowerdir).
     pub overlay: bool,
+    /// Follow symlinks met in parent paths, staying inside the root (`ADD` into an
+    /// existing filesystem). Off for layers: there a symlinked parent is an error.
+    pub follow_symlinks: bool,
 }
 
 struct Unpacker<'a> {
@@ -94,8 +99,12 @@ impl Unpacker<'_> {
             return self.whiteout(entry, &rel, name);
         }
         let parent = rel.parent().unwrap_or(Path::new(""));
-        self.make_parents(parent)?;
-        let path = self.root.join(&rel);
+        let path = self.walk_dirs(parent, true)?.join(rel.file_name().expect("has a name"));
+        if kind.is_dir() && self.options.follow_symlinks && self.walk_dirs(&rel, false).is_ok() {
+            // ADD over a symlink to a directory (merged /usr: `lib -> usr/lib`): the
+            // entries go into the directory it points to, which keeps its metadata.
+            return Ok(());
+        }
         self.clear(&path, kind.is_dir())?;
         let header = entry.header();
         let mode = header.mode()? & 0o7777;
@@ -128,8 +137,9 @@ impl Unpacker<'_> {
                 let target_rel = clean_path(&target)?.ok_or_else(|| anyhow!("hardlink to the root directory"))?;
                 let not_in_layer =
                     || format!("hardlink target {} is not in the layer", String::from_utf8_lossy(&target));
-                self.check_parents(target_rel.parent().unwrap_or(Path::new(""))).with_context(not_in_layer)?;
-                let target_path = self.root.join(&target_rel);
+                let target_dir =
+                    self.walk_dirs(target_rel.parent().unwrap_or(Path::new("")), false).with_context(not_in_layer)?;
+                let target_path = target_dir.join(target_rel.file_name().expect("has a name"));
                 let meta = std::fs::symlink_metadata(&target_path).with_context(not_in_layer)?;
                 if meta.is_dir() {
                     bail!("hardlink to a directory");
@@ -171,12 +181,8 @@ impl Unpacker<'_> {
     /// `.wh..wh..opq` marks its directory opaque; `.wh.NAME` hides NAME of lower layers.
     fn whiteout<R: Read>(&mut self, entry: &tar::Entry<'_, R>, rel: &Path, name: &[u8]) -> Result<()> {
         let parent = rel.parent().unwrap_or(Path::new(""));
-        self.make_parents(parent)?;
-        let dir = self.root.join(parent);
+        let dir = self.walk_dirs(parent, true)?;
         if name == OPAQUE_MARKER.as_bytes() {
-            if !parent.as_os_str().is_empty() && !dir.is_dir() {
-                std::fs::create_dir(&dir)?;
-            }
             return xattr::set(&dir, OPAQUE_XATTR, b"y")
                 .with_context(|| format!("marking {} opaque (needs root)", parent.display()));
         }
@@ -200,38 +206,53 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// Creates missing parents; refuses a parent that is a symlink or not a directory.
-    fn make_parents(&self, parent: &Path) -> Result<()> {
-        let mut path = self.root.to_path_buf();
-        for part in parent.iter() {
-            path.push(part);
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    bail!("parent {} is a symlink", path.strip_prefix(self.root).unwrap_or(&path).display())
+    /// The real directory `rel` names under the root, walked one component at a time
+    /// with `lstat`. A symlink is refused in layer mode; in ADD mode it is followed
+    /// *inside the root* (an absolute target starts again from the root, `..` never
+    /// climbs above it), so the result is always under the root. Missing directories
+    /// are created when `create` says so.
+    fn walk_dirs(&self, rel: &Path, create: bool) -> Result<PathBuf> {
+        let mut todo: Vec<OsString> = rel.iter().rev().map(OsString::from).collect();
+        let mut real: Vec<OsString> = Vec::new();
+        let mut links = 0;
+        while let Some(part) = todo.pop() {
+            match part.as_bytes() {
+                b"" | b"." | b"/" => continue,
+                b".." => {
+                    real.pop();
+                    continue;
                 }
-                Ok(_) => bail!("parent {} is not a directory", path.strip_prefix(self.root).unwrap_or(&path).display()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                _ => {}
+            }
+            let path: PathBuf =
+                self.root.iter().chain(real.iter().map(|p| p.as_os_str())).chain([part.as_os_str()]).collect();
+            let shown = || path.strip_prefix(self.root).unwrap_or(&path).display().to_string();
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => real.push(part),
+                Ok(m) if m.file_type().is_symlink() => {
+                    if !self.options.follow_symlinks {
+                        bail!("parent {} is a symlink", shown());
+                    }
+                    links += 1;
+                    if links > 40 {
+                        bail!("too many levels of symlinks at {}", shown());
+                    }
+                    let target = std::fs::read_link(&path)?;
+                    if target.is_absolute() {
+                        real.clear();
+                    }
+                    todo.extend(target.iter().rev().map(OsString::from));
+                }
+                Ok(_) => bail!("parent {} is not a directory", shown()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     std::fs::create_dir(&path)?;
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+                    real.push(part);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e).with_context(|| format!("{} is missing", shown())),
             }
         }
-        Ok(())
-    }
-
-    /// Like [`Self::make_parents`] but creates nothing.
-    fn check_parents(&self, parent: &Path) -> Result<()> {
-        let mut path = self.root.to_path_buf();
-        for part in parent.iter() {
-            path.push(part);
-            let m = std::fs::symlink_metadata(&path)?;
-            if !m.is_dir() {
-                bail!("{} is not a directory", path.strip_prefix(self.root).unwrap_or(&path).display());
-            }
-        }
-        Ok(())
+        Ok(self.root.iter().chain(real.iter().map(|p| p.as_os_str())).collect())
     }
 
     /// Removes what is at `path` unless both it and the new entry are directories.
