@@ -47,7 +47,10 @@ enum Scheme {
     /// No challenge seen yet: requests go out anonymous.
     Unknown,
     Basic,
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
 }
 
 struct Token {
@@ -168,8 +171,8 @@ fn basic_header(credential: &Credential) -> HeaderValue {
 }
 
 fn bearer_header(token: &str) -> Result<HeaderValue> {
-    let mut value =
-        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| anyhow::anyhow!("token server sent a malformed token"))?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| anyhow::anyhow!("token server sent a malformed token"))?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -245,19 +248,26 @@ async fn fetch_token(
         let response = match request.try_clone().expect("token requests have in-memory bodies").send().await {
             Ok(r) => r,
             Err(e) => {
-                last_error = Some(anyhow::Error::new(e).context(op.error(None, format!("requesting a token from {realm_shown}"))));
+                last_error = Some(
+                    anyhow::Error::new(e).context(op.error(None, format!("requesting a token from {realm_shown}"))),
+                );
                 continue;
             }
         };
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            last_error = Some(op.error(Some(status), format!("token server {realm_shown}: {}", describe_status(status, &body))).into());
+            last_error = Some(
+                op.error(Some(status), format!("token server {realm_shown}: {}", describe_status(status, &body)))
+                    .into(),
+            );
             continue;
         }
         if !status.is_success() {
             let what = if credential.is_some() { "authentication failed" } else { "anonymous token refused" };
-            return Err(op.error(Some(status), format!("{what}: token server {realm_shown}: {}", describe_status(status, &body))).into());
+            return Err(op
+                .error(Some(status), format!("{what}: token server {realm_shown}: {}", describe_status(status, &body)))
+                .into());
         }
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|_| op.error(Some(status), format!("token server {realm_shown} sent a malformed response")))?;
@@ -284,8 +294,7 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
         let scheme = &rest[..scheme_end];
         rest = rest[scheme_end..].trim_start_matches([' ', ',']);
         let mut params = HashMap::new();
-        loop {
-            let Some(eq) = rest.find('=') else { break };
+        while let Some(eq) = rest.find('=') {
             let key = rest[..eq].trim();
             if key.contains([' ', ',']) {
                 break; // the next challenge's scheme

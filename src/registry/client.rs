@@ -96,7 +96,11 @@ pub enum Payload {
     Empty,
     Bytes(Vec<u8>),
     /// `len` bytes of a file from `offset`.
-    File { path: PathBuf, offset: u64, len: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Payload {
@@ -140,7 +144,15 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     pub fn new(method: Method, url: Url, scopes: &'a [Scope]) -> Self {
-        Request { method, url, headers: HeaderMap::new(), payload: Payload::Empty, scopes, follow_redirects: false, retry: true }
+        Request {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            payload: Payload::Empty,
+            scopes,
+            follow_redirects: false,
+            retry: true,
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Result<Self> {
@@ -245,22 +257,28 @@ impl Client {
                         reauthenticated = true;
                         continue;
                     }
-                    return Ok(result?);
+                    return result;
                 }
                 Ok(r) if is_retriable(r.status()) => retry_after(r.headers()),
                 Ok(_) => return result,
                 Err(e) if is_retriable_error(e) => None,
                 Err(_) => return result,
             };
-            if attempt >= self.retries || !request.retry {
+            if !request.retry {
+                return result;
+            }
+            if attempt >= self.retries {
+                let tries = attempt + 1;
                 return match result {
                     Ok(r) => Ok(r),
-                    Err(e) => Err(e.context(op.error(None, "giving up after retries"))),
+                    Err(e) => Err(e.context(op.error(None, format!("giving up after {tries} attempts")))),
                 };
             }
             let delay = retry_after.unwrap_or_else(|| backoff(attempt));
             match &result {
-                Ok(r) => tracing::debug!("{} {}: HTTP {}, retrying in {delay:?}", request.method, r.url().path(), r.status()),
+                Ok(r) => {
+                    tracing::debug!("{} {}: HTTP {}, retrying in {delay:?}", request.method, r.url().path(), r.status())
+                }
                 Err(e) => tracing::debug!("{} {}: {e:#}, retrying in {delay:?}", request.method, request.url.path()),
             }
             drop(result);
@@ -281,7 +299,9 @@ impl Client {
             {
                 builder = builder.header(reqwest::header::AUTHORIZATION, value);
             }
-            if !matches!(request.payload, Payload::Empty) || matches!(method, Method::PUT | Method::POST | Method::PATCH) {
+            if !matches!(request.payload, Payload::Empty)
+                || matches!(method, Method::PUT | Method::POST | Method::PATCH)
+            {
                 builder = builder.header(reqwest::header::CONTENT_LENGTH, request.payload.len());
                 builder = builder.body(request.payload.body().await?);
             }
@@ -327,7 +347,9 @@ pub fn is_loopback(registry: &str) -> bool {
     }
     let host = match registry.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => registry.rsplit_once(':').map_or(registry, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { registry }),
+        None => registry
+            .rsplit_once(':')
+            .map_or(registry, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { registry }),
     };
     host == "localhost"
         || host.ends_with(".localhost")
@@ -342,11 +364,8 @@ fn extra_ca_certs(certs_dir: &std::path::Path, registry: &str) -> Result<Vec<req
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "crt")).collect();
     paths.sort();
     let mut out = Vec::new();
     for path in paths {
@@ -405,7 +424,10 @@ mod tests {
     #[test]
     fn error_bodies_are_summarised() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(describe_status(StatusCode::NOT_FOUND, body), "HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(
+            describe_status(StatusCode::NOT_FOUND, body),
+            "HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown"
+        );
         assert_eq!(describe_status(StatusCode::BAD_GATEWAY, b"oops\n"), "HTTP 502 Bad Gateway: oops");
         assert_eq!(describe_status(StatusCode::NOT_FOUND, b""), "HTTP 404 Not Found");
     }

@@ -14,9 +14,15 @@ use std::process::{Command, Stdio};
 /// What to authenticate with. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken`, or a helper's `<token>` user).
-    IdentityToken { username: String, token: String },
+    IdentityToken {
+        username: String,
+        token: String,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -86,7 +92,8 @@ pub fn lookup(registry: &str, opts: &RegistryOptions) -> Result<Option<Credentia
         auths.iter().find(|(k, _)| config_key(key_host(k)) == key || key_host(k) == registry).map(|(_, v)| v)
     });
     match entry {
-        Some(entry) => parse_auth_entry(entry).with_context(|| format!("credentials for {registry} in {}", config_path(opts).display())),
+        Some(entry) => parse_auth_entry(entry)
+            .with_context(|| format!("credentials for {registry} in {}", config_path(opts).display())),
         None => Ok(None),
     }
 }
@@ -180,7 +187,9 @@ pub fn store(registry: &str, username: &str, password: &str, opts: &RegistryOpti
         return Ok(());
     }
     let auths = config.entry("auths").or_insert_with(|| Value::Object(Map::new()));
-    let auths = auths.as_object_mut().ok_or_else(|| anyhow!("\"auths\" in {} is not an object", config_path(opts).display()))?;
+    let auths = auths
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("\"auths\" in {} is not an object", config_path(opts).display()))?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     auths.insert(key.to_string(), serde_json::json!({ "auth": encoded }));
     write_config(opts, &config)
@@ -254,7 +263,9 @@ mod tests {
             lookup("localhost:5000", &o).unwrap(),
             Some(Credential::Basic { username: "alice".into(), password: "s3cret:x".into() })
         );
-        assert!(matches!(lookup("docker.io", &o).unwrap(), Some(Credential::Basic { username, .. }) if username == "bob"));
+        assert!(
+            matches!(lookup("docker.io", &o).unwrap(), Some(Credential::Basic { username, .. }) if username == "bob")
+        );
         assert!(erase("localhost:5000", &o).unwrap());
         assert!(!erase("localhost:5000", &o).unwrap());
         assert_eq!(lookup("localhost:5000", &o).unwrap(), None);
@@ -276,7 +287,9 @@ mod tests {
             lookup("reg.example.com", &o).unwrap(),
             Some(Credential::Basic { username: "u".into(), password: "p".into() })
         );
-        assert!(matches!(lookup("tok.example.com", &o).unwrap(), Some(Credential::IdentityToken { token, .. }) if token == "rt"));
+        assert!(
+            matches!(lookup("tok.example.com", &o).unwrap(), Some(Credential::IdentityToken { token, .. }) if token == "rt")
+        );
         let shown = format!("{:?}", lookup("reg.example.com", &o).unwrap());
         assert!(!shown.contains("\"p\"") && shown.contains("redacted"), "{shown}");
     }
@@ -296,7 +309,8 @@ mod tests {
         .unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"credHelpers":{"helped.example.com":"testhelper"}}"#).unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"credHelpers":{"helped.example.com":"testhelper"}}"#)
+            .unwrap();
         let o = opts(dir.path());
         let old = std::env::var_os("PATH").unwrap_or_default();
         let new = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(&old))).unwrap();

@@ -97,7 +97,9 @@ pub fn login(host: &str, username: &str, password: &str, opts: &RegistryOptions)
         if status == reqwest::StatusCode::UNAUTHORIZED {
             let body = response.bytes().await.unwrap_or_default();
             let detail = client::describe_status(status, &body);
-            return Err(op.error(Some(status), format!("authentication failed for user {username:?}: {detail}")).into());
+            return Err(op
+                .error(Some(status), format!("authentication failed for user {username:?}: {detail}"))
+                .into());
         }
         if !status.is_success() {
             return Err(op.status_error(response).await.into());

@@ -5,10 +5,7 @@
 use super::auth::Scope;
 use super::client::{Client, Op, Request};
 use super::{RegistryOptions, runtime, sources};
-use crate::image::manifest::{
-    MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST,
-    is_index_type, is_manifest_type,
-};
+use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type};
 use crate::image::{Descriptor, Digest, Image, Index, Manifest, Reference};
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -33,11 +30,22 @@ pub fn pull(
     opts: &RegistryOptions,
     progress: &dyn Fn(&str),
 ) -> Result<Image> {
+    let name = reference.to_string();
+    // A digest names content: when the store has that image, the network has
+    // nothing to add (an index or an incomplete image falls through to it).
+    if let Some(digest) = &reference.digest
+        && store.has_blob(digest)
+        && let Ok(image) = store.image_from_manifest(digest)
+    {
+        progress(&format!("{reference}: already in the store"));
+        store.set_ref(&name, digest).with_context(|| format!("tagging {name}"))?;
+        return Ok(image);
+    }
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
-    let manifest_digest =
-        std::thread::scope(|threads| runtime.block_on(pull_async(&client, store, reference, platform, progress, threads)))?;
-    let name = reference.to_string();
+    let manifest_digest = std::thread::scope(|threads| {
+        runtime.block_on(pull_async(&client, store, reference, platform, progress, threads))
+    })?;
     store.set_ref(&name, &manifest_digest).with_context(|| format!("tagging {name}"))?;
     store.image_from_manifest(&manifest_digest).with_context(|| format!("reading the pulled image {name}"))
 }
@@ -64,7 +72,8 @@ async fn pull_async<'scope>(
         let index: Index = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| client.op(repository, "reading the index of").error(None, format!("{e}")))?;
         let chosen = select_platform(&index, platform).ok_or_else(|| {
-            let available: Vec<String> = index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(show_platform).collect();
+            let available: Vec<String> =
+                index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(show_platform).collect();
             client.op(repository, "resolving").error(
                 None,
                 format!("{reference} has no image for platform {platform} (it has: {})", available.join(", ")),
@@ -75,7 +84,11 @@ async fn pull_async<'scope>(
         index_bytes = Some(fetched);
         fetched = fetch_manifest(client, repository, digest.as_str(), Some(&digest), &scopes).await?;
         if !is_manifest_type(&fetched.media_type) {
-            bail!(client.op(repository, "pulling").error(None, format!("{digest} is a {}, not an image manifest", fetched.media_type)));
+            bail!(
+                client
+                    .op(repository, "pulling")
+                    .error(None, format!("{digest} is a {}, not an image manifest", fetched.media_type))
+            );
         }
     }
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
@@ -84,10 +97,12 @@ async fn pull_async<'scope>(
     let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
     blobs.extend(manifest.layers.iter());
     let concurrency = client.opts.concurrency.max(1);
-    futures_util::stream::iter(blobs.iter().map(|d| download_blob(client, store, repository, d, &scopes, progress, threads)))
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
-        .await?;
+    futures_util::stream::iter(
+        blobs.iter().map(|d| download_blob(client, store, repository, d, &scopes, progress, threads)),
+    )
+    .buffer_unordered(concurrency)
+    .try_collect::<Vec<()>>()
+    .await?;
 
     let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
     if let Err(e) = sources::record(store, &digests, &client.registry, repository) {
@@ -133,7 +148,8 @@ pub async fn fetch_manifest(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
     let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(String::from);
-    let bytes = response.bytes().await.map_err(|e| anyhow::Error::new(e).context(op.error(None, "reading the body")))?.to_vec();
+    let bytes =
+        response.bytes().await.map_err(|e| anyhow::Error::new(e).context(op.error(None, "reading the body")))?.to_vec();
     if bytes.len() > MAX_MANIFEST {
         bail!(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")));
     }
@@ -141,7 +157,10 @@ pub async fn fetch_manifest(
     if let Some(expected) = expected
         && *expected != digest
     {
-        bail!(op.error(None, format!("digest mismatch: expected {expected}, the registry sent content hashing to {digest}")));
+        bail!(op.error(
+            None,
+            format!("digest mismatch: expected {expected}, the registry sent content hashing to {digest}")
+        ));
     }
     if let Some(header) = header_digest
         && header.starts_with("sha256:")
@@ -162,13 +181,16 @@ pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String,
     {
         return Ok(t.to_string());
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
     if let Some(t) = value.get("mediaType").and_then(|v| v.as_str()) {
         if known(t) {
             return Ok(t.to_string());
         }
         if t.starts_with("application/vnd.docker.distribution.manifest.v1") {
-            return Err("Docker schema 1 manifests are not supported; push the image again with a current client".into());
+            return Err(
+                "Docker schema 1 manifests are not supported; push the image again with a current client".into()
+            );
         }
     }
     if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
@@ -291,7 +313,10 @@ async fn fetch_blob(
                     .and_then(|v| v.split('-').next())
                     .and_then(|v| v.parse::<u64>().ok());
                 if start != Some(received) {
-                    bail!(op.error(Some(StatusCode::PARTIAL_CONTENT), format!("asked for bytes from {received}, got {start:?}")));
+                    bail!(op.error(
+                        Some(StatusCode::PARTIAL_CONTENT),
+                        format!("asked for bytes from {received}, got {start:?}")
+                    ));
                 }
                 0
             }
@@ -378,6 +403,7 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::manifest::{MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST};
 
     fn index(platforms: &[(&str, &str, Option<&str>)]) -> Index {
         Index {
@@ -408,7 +434,12 @@ mod tests {
 
     #[test]
     fn platform_selection() {
-        let idx = index(&[("linux", "amd64", None), ("linux", "arm", Some("v6")), ("linux", "arm", Some("v7")), ("linux", "arm64", Some("v8"))]);
+        let idx = index(&[
+            ("linux", "amd64", None),
+            ("linux", "arm", Some("v6")),
+            ("linux", "arm", Some("v7")),
+            ("linux", "arm64", Some("v8")),
+        ]);
         assert_eq!(select_platform(&idx, &want("amd64", None)).unwrap().digest, Digest::of(&[0]));
         assert_eq!(select_platform(&idx, &want("arm", Some("v7"))).unwrap().digest, Digest::of(&[2]));
         assert_eq!(select_platform(&idx, &want("arm", None)).unwrap().digest, Digest::of(&[1]));

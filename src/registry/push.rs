@@ -23,9 +23,10 @@ pub fn push(
     progress: &dyn Fn(&str),
 ) -> Result<Digest> {
     let manifest_bytes = store.read_blob(&image.manifest_digest).context("reading the image manifest")?;
-    let media_type = media_type_of(None, &manifest_bytes).map_err(|e| anyhow!("manifest {}: {e}", image.manifest_digest))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).with_context(|| format!("parsing manifest {}", image.manifest_digest))?;
+    let media_type =
+        media_type_of(None, &manifest_bytes).map_err(|e| anyhow!("manifest {}: {e}", image.manifest_digest))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("parsing manifest {}", image.manifest_digest))?;
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
     let repository = &reference.repository;
@@ -52,12 +53,19 @@ pub fn push(
 }
 
 /// PUTs a manifest or index byte-exact under a tag or digest; returns its digest.
-pub async fn put_manifest(client: &Client, repository: &str, target: &str, bytes: Vec<u8>, media_type: &str) -> Result<Digest> {
+pub async fn put_manifest(
+    client: &Client,
+    repository: &str,
+    target: &str,
+    bytes: Vec<u8>,
+    media_type: &str,
+) -> Result<Digest> {
     let digest = Digest::of(&bytes);
     let scopes = [Scope::push(repository)];
     let op = client.op(repository, &format!("pushing manifest {target} to"));
     let url = client.url(&format!("{repository}/manifests/{target}"))?;
-    let request = Request::new(Method::PUT, url, &scopes).header("content-type", media_type)?.payload(Payload::Bytes(bytes));
+    let request =
+        Request::new(Method::PUT, url, &scopes).header("content-type", media_type)?.payload(Payload::Bytes(bytes));
     let response = client.send(&op, &request).await?;
     if !response.status().is_success() {
         return Err(op.status_error(response).await.into());
@@ -76,7 +84,13 @@ fn check_digest_header(op: &Op, response: &Response, digest: &Digest) -> Result<
     Ok(())
 }
 
-async fn push_blob(client: &Client, store: &Store, repository: &str, descriptor: &Descriptor, progress: &dyn Fn(&str)) -> Result<()> {
+async fn push_blob(
+    client: &Client,
+    store: &Store,
+    repository: &str,
+    descriptor: &Descriptor,
+    progress: &dyn Fn(&str),
+) -> Result<()> {
     let digest = &descriptor.digest;
     let scopes = [Scope::push(repository)];
     let op = client.op(repository, &format!("checking blob {digest} in"));

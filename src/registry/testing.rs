@@ -289,7 +289,12 @@ fn granted(scopes: &[String], repository: &str, action: &str) -> bool {
     })
 }
 
-async fn handle(mut client: TcpStream, upstream: u16, own_port: u16, state: Arc<Mutex<ProxyState>>) -> std::io::Result<()> {
+async fn handle(
+    mut client: TcpStream,
+    upstream: u16,
+    own_port: u16,
+    state: Arc<Mutex<ProxyState>>,
+) -> std::io::Result<()> {
     let Some((head_bytes, mut body_start)) = read_head(&mut client).await else { return Ok(()) };
     let Some(mut head) = parse_head(&head_bytes) else { return Ok(()) };
     let auth = head.header("authorization").map(String::from);
@@ -303,10 +308,8 @@ async fn handle(mut client: TcpStream, upstream: u16, own_port: u16, state: Arc<
         if head.path.starts_with("/token") {
             if let Some((user, password)) = users {
                 use base64::Engine as _;
-                let expected = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-                );
+                let expected =
+                    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
                 if auth.as_deref() != Some(expected.as_str()) {
                     respond(&mut client, "401 Unauthorized", &[], r#"{"details":"bad credentials"}"#).await;
                     return Ok(());
@@ -337,10 +340,18 @@ async fn handle(mut client: TcpStream, upstream: u16, own_port: u16, state: Arc<
             }
         };
         if !ok {
-            let scope = repository_of(&head.path).map(|r| format!(",scope=\"repository:{r}:pull,push\"")).unwrap_or_default();
-            let challenge = format!("Bearer realm=\"http://127.0.0.1:{own_port}/token\",service=\"test-registry\"{scope}");
+            let scope =
+                repository_of(&head.path).map(|r| format!(",scope=\"repository:{r}:pull,push\"")).unwrap_or_default();
+            let challenge =
+                format!("Bearer realm=\"http://127.0.0.1:{own_port}/token\",service=\"test-registry\"{scope}");
             let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#;
-            respond(&mut client, "401 Unauthorized", &[("WWW-Authenticate", challenge), ("Content-Type", "application/json".into())], body).await;
+            respond(
+                &mut client,
+                "401 Unauthorized",
+                &[("WWW-Authenticate", challenge), ("Content-Type", "application/json".into())],
+                body,
+            )
+            .await;
             return Ok(());
         }
         head.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
@@ -348,13 +359,12 @@ async fn handle(mut client: TcpStream, upstream: u16, own_port: u16, state: Arc<
 
     let fault = {
         let mut s = state.lock().unwrap();
-        s.faults
-            .iter_mut()
-            .find(|f| f.times > 0 && f.method == head.method && head.path.contains(f.path_contains))
-            .map(|f| {
+        s.faults.iter_mut().find(|f| f.times > 0 && f.method == head.method && head.path.contains(f.path_contains)).map(
+            |f| {
                 f.times -= 1;
                 f.kind
-            })
+            },
+        )
     };
     match fault {
         Some(FaultKind::Unavailable) => {
@@ -363,7 +373,13 @@ async fn handle(mut client: TcpStream, upstream: u16, own_port: u16, state: Arc<
             return Ok(());
         }
         Some(FaultKind::Redirect(port)) => {
-            respond(&mut client, "307 Temporary Redirect", &[("Location", format!("http://localhost:{port}{}", head.path))], "").await;
+            respond(
+                &mut client,
+                "307 Temporary Redirect",
+                &[("Location", format!("http://localhost:{port}{}", head.path))],
+                "",
+            )
+            .await;
             return Ok(());
         }
         _ => {}
@@ -464,12 +480,13 @@ pub fn layer(store: &crate::store::Store, files: &[(&str, &[u8])]) -> crate::ima
 }
 
 /// An image of the given layers for `architecture`.
-pub fn image(store: &crate::store::Store, architecture: &str, layers: &[crate::image::LayerInfo]) -> crate::image::Image {
-    let config = crate::image::ImageConfig {
-        architecture: architecture.into(),
-        os: "linux".into(),
-        ..Default::default()
-    };
+pub fn image(
+    store: &crate::store::Store,
+    architecture: &str,
+    layers: &[crate::image::LayerInfo],
+) -> crate::image::Image {
+    let config =
+        crate::image::ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() };
     store.write_image(&config, layers).unwrap()
 }
 
@@ -488,5 +505,10 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// Every file under `dir`, for checks that nothing partial or secret was left.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.path().to_path_buf()).collect()
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_path_buf())
+        .collect()
 }

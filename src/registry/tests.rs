@@ -54,6 +54,12 @@ fn tmp_is_empty(store: &Store) -> bool {
 }
 
 #[test]
+fn hosts_normalise() {
+    assert_eq!(normalize_host("https://index.docker.io/v1/"), "docker.io");
+    assert_eq!(normalize_host("http://localhost:5000/"), "localhost:5000");
+}
+
+#[test]
 fn push_then_pull_into_a_fresh_store_and_second_push_uploads_nothing() {
     let Some(registry) = Registry::start("push_then_pull", None) else { return };
     let config = tempfile::tempdir().unwrap();
@@ -99,7 +105,12 @@ fn large_blobs_go_up_in_chunks() {
     let (_d, store) = testing::store();
     let big = testing::noise(300_000, 7);
     let digest = store.write_blob_bytes(&big).unwrap();
-    let layer = LayerInfo { digest: digest.clone(), diff_id: digest, size: big.len() as u64, media_type: MEDIA_TYPE_OCI_LAYER.into() };
+    let layer = LayerInfo {
+        digest: digest.clone(),
+        diff_id: digest,
+        size: big.len() as u64,
+        media_type: MEDIA_TYPE_OCI_LAYER.into(),
+    };
     let image = testing::image(&store, "amd64", &[layer]);
     let target = reference(&registry.host(), "big/blob:1");
     push(&store, &image, &target, &opts, &|_| {}).unwrap();
@@ -196,7 +207,10 @@ fn cross_repository_mount_and_its_fallback() {
     let lines = Lines::new();
     push(&store, &image, &reference(&registry.host(), "dst/app:1"), &opts, &lines.sink()).unwrap();
     let after: Vec<_> = registry.requests()[before..].to_vec();
-    let mounts = after.iter().filter(|(m, p, s)| m == "POST" && p.contains("mount=") && p.contains("from=src") && *s == 201).count();
+    let mounts = after
+        .iter()
+        .filter(|(m, p, s)| m == "POST" && p.contains("mount=") && p.contains("from=src") && *s == 201)
+        .count();
     assert_eq!(mounts, 3, "{after:?}");
     assert!(!after.iter().any(|(m, _, _)| m == "PATCH"), "{after:?}");
     assert!(!after.iter().any(|(m, p, _)| m == "PUT" && p.contains("/blobs/")), "{after:?}");
@@ -205,7 +219,7 @@ fn cross_repository_mount_and_its_fallback() {
     // A blob believed to be in a repository that lacks it: the registry answers
     // 202 with an ordinary upload session, which is used.
     let extra = testing::layer(&store, &[("x", b"only here")]);
-    let other = testing::image(&store, "amd64", &[extra.clone()]);
+    let other = testing::image(&store, "amd64", std::slice::from_ref(&extra));
     sources::record(&store, std::slice::from_ref(&extra.digest), &registry.host(), "never/was").unwrap();
     let before = registry.requests().len();
     push(&store, &other, &reference(&registry.host(), "dst/other:1"), &opts, &|_| {}).unwrap();
@@ -227,7 +241,8 @@ fn multi_platform_index_resolves_per_platform() {
     let repo = "multi/app";
     let mut manifests = Vec::new();
     for (image, arch) in [(&native, host.architecture.as_str()), (&foreign, other_arch)] {
-        let by_digest = Reference { tag: None, digest: Some(image.manifest_digest.clone()), ..reference(&registry.host(), repo) };
+        let by_digest =
+            Reference { tag: None, digest: Some(image.manifest_digest.clone()), ..reference(&registry.host(), repo) };
         push(&store, image, &by_digest, &opts, &|_| {}).unwrap();
         manifests.push(Descriptor {
             media_type: crate::image::manifest::MEDIA_TYPE_OCI_MANIFEST.into(),
@@ -237,7 +252,8 @@ fn multi_platform_index_resolves_per_platform() {
             platform: Some(crate::image::Platform { architecture: arch.into(), os: "linux".into(), variant: None }),
         });
     }
-    let index = Index { schema_version: 2, media_type: Some(MEDIA_TYPE_OCI_INDEX.into()), manifests, annotations: None };
+    let index =
+        Index { schema_version: 2, media_type: Some(MEDIA_TYPE_OCI_INDEX.into()), manifests, annotations: None };
     let index_bytes = serde_json::to_vec(&index).unwrap();
     let client = client::Client::new(&registry.host(), &opts).unwrap();
     let pushed = runtime()
@@ -256,7 +272,8 @@ fn multi_platform_index_resolves_per_platform() {
     let got = pull(&third, &target, &other, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, foreign.manifest_digest);
     assert_eq!(got.config.architecture, other_arch);
-    let msg = format!("{:#}", pull(&third, &target, &frontend::Platform::new("linux", "s390x"), &opts, &|_| {}).unwrap_err());
+    let msg =
+        format!("{:#}", pull(&third, &target, &frontend::Platform::new("linux", "s390x"), &opts, &|_| {}).unwrap_err());
     assert!(msg.contains("linux/s390x") && msg.contains(&format!("linux/{other_arch}")), "{msg}");
 }
 
@@ -310,12 +327,18 @@ fn push_survives_503_and_dropped_uploads() {
     let small = testing::layer(&store, &[("small", &testing::noise(20_000, 3))]);
     let big_bytes = testing::noise(400_000, 4);
     let big_digest = store.write_blob_bytes(&big_bytes).unwrap();
-    let big = LayerInfo { digest: big_digest.clone(), diff_id: big_digest, size: big_bytes.len() as u64, media_type: MEDIA_TYPE_OCI_LAYER.into() };
+    let big = LayerInfo {
+        digest: big_digest.clone(),
+        diff_id: big_digest,
+        size: big_bytes.len() as u64,
+        media_type: MEDIA_TYPE_OCI_LAYER.into(),
+    };
     let image = testing::image(&store, "amd64", &[small, big]);
     proxy.add_fault("POST", "/blobs/uploads/", FaultKind::Unavailable, 1);
     proxy.add_fault("PATCH", "/blobs/uploads/", FaultKind::CutRequest(30_000), 1);
     proxy.add_fault("PATCH", "/blobs/uploads/", FaultKind::Unavailable, 1);
-    let small_put: &'static str = Box::leak(format!("digest={}", image.layers[0].digest).replace(':', "%3A").into_boxed_str());
+    let small_put: &'static str =
+        Box::leak(format!("digest={}", image.layers[0].digest).replace(':', "%3A").into_boxed_str());
     proxy.add_fault("PUT", small_put, FaultKind::CutRequest(5_000), 1);
     proxy.add_fault("PUT", "/manifests/", FaultKind::Unavailable, 1);
     let lines = Lines::new();
@@ -346,7 +369,12 @@ fn redirects_do_not_carry_credentials_to_another_host() {
     let seen = storage.seen();
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.iter().all(|(_, _, auth)| auth.is_none()), "{seen:?}");
-    assert!(front.seen().iter().any(|(_, p, a)| p.contains("/blobs/") && a.as_deref().is_some_and(|a| a.starts_with("Bearer "))));
+    assert!(
+        front
+            .seen()
+            .iter()
+            .any(|(_, p, a)| p.contains("/blobs/") && a.as_deref().is_some_and(|a| a.starts_with("Bearer ")))
+    );
 }
 
 /// Writes `image` as an OCI layout directory (what `builder save --format oci`
@@ -394,14 +422,27 @@ fn interop_with_skopeo() {
     let dest = format!("docker://{}/interop/by-skopeo:1", registry.host());
     skopeo(&["--insecure-policy", "copy", "--dest-tls-verify=false", &format!("oci:{}:1", layout.display()), &dest]);
     let (_d2, fresh) = testing::store();
-    let pulled = pull(&fresh, &reference(&registry.host(), "interop/by-skopeo:1"), &host_platform(), &opts, &|_| {}).unwrap();
+    let pulled =
+        pull(&fresh, &reference(&registry.host(), "interop/by-skopeo:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_eq!(pulled.config_digest, image.config_digest);
-    assert_eq!(pulled.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(), image.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>());
+    assert_eq!(
+        pulled.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>(),
+        image.layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()
+    );
     // A Docker schema 2 manifest too.
     let docker_dest = format!("docker://{}/interop/docker-v2:1", registry.host());
-    skopeo(&["--insecure-policy", "copy", "--dest-tls-verify=false", "--format", "v2s2", &format!("oci:{}:1", layout.display()), &docker_dest]);
+    skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("oci:{}:1", layout.display()),
+        &docker_dest,
+    ]);
     let (_d3, third) = testing::store();
-    let pulled = pull(&third, &reference(&registry.host(), "interop/docker-v2:1"), &host_platform(), &opts, &|_| {}).unwrap();
+    let pulled =
+        pull(&third, &reference(&registry.host(), "interop/docker-v2:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_eq!(pulled.config.rootfs.diff_ids, image.config.rootfs.diff_ids);
     let manifest = third.read_blob(&pulled.manifest_digest).unwrap();
     assert!(String::from_utf8_lossy(&manifest).contains(crate::image::manifest::MEDIA_TYPE_DOCKER_MANIFEST));
