@@ -16,6 +16,7 @@ mod run;
 mod store;
 mod cache;
 mod progress;
+mod registry;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -1,0 +1,164 @@
+//! `builder push/pull/login/logout` and `build --push` against a real
+//! `docker-registry` on 127.0.0.1. The library-level tests (faults, tokens, mounts,
+//! indexes) live beside the client in src/registry/tests.rs; these drive the binary.
+//! They skip, saying why, when the registry binary is missing, when not root, or
+//! while the commands are not wired into the CLI yet.
+
+use crate::util::{Env, env};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(test: &str, user: Option<(&str, &str)>) -> Option<Registry> {
+        if !Path::new(REGISTRY_BIN).exists() {
+            eprintln!("SKIPPED {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let auth = match user {
+            Some((name, password)) => {
+                let hash = bcrypt::hash_with_result(password, 4).unwrap().format_for_version(bcrypt::Version::TwoY);
+                let path = dir.path().join("htpasswd");
+                std::fs::write(&path, format!("{name}:{hash}\n")).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", path.display())
+            }
+            None => String::new(),
+        };
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Registry { child, port, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(registry)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `builder <command>` exists yet.
+fn wired(env: &Env, test: &str, command: &str) -> bool {
+    let ok = env.run(&[command, "--help"]).status.success();
+    if !ok {
+        eprintln!("SKIPPED {test}: `builder {command}` is not wired into the CLI yet");
+    }
+    ok
+}
+
+/// `builder` with its own docker config dir, so the user's credentials play no part.
+fn with_config(env: &Env, config: &Path, args: &[&str]) -> std::process::Output {
+    env.cmd(args).env("DOCKER_CONFIG", config).output().unwrap()
+}
+
+fn ok(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn push_then_pull_into_a_fresh_store_and_run() {
+    let Some(env) = env("registry_round_trip") else { return };
+    if !wired(&env, "registry_round_trip", "push") || !wired(&env, "registry_round_trip", "pull") {
+        return;
+    }
+    let Some(registry) = Registry::start("registry_round_trip", None) else { return };
+    let env = env.with_busybox();
+    let config = tempfile::tempdir().unwrap();
+    let name = format!("{}/it/busybox:1", registry.host());
+    let ctx = env.context("push", &[("Dockerfile", "FROM busybox\nRUN echo pushed > /msg\nCMD [\"cat\", \"/msg\"]\n")]);
+    env.build_ok(&ctx, &["-t", &name]);
+    ok(&with_config(&env, config.path(), &["push", &name]), "push");
+
+    let fresh = crate::util::env("registry_round_trip").unwrap();
+    ok(&with_config(&fresh, config.path(), &["pull", &name]), "pull");
+    let out = ok(&with_config(&fresh, config.path(), &["run", "--rm", &name]), "run");
+    assert_eq!(out.trim(), "pushed");
+
+    // A Dockerfile whose FROM only the registry has builds in the fresh store.
+    let other = crate::util::env("registry_round_trip").unwrap();
+    let ctx = other.context("from", &[("Dockerfile", &format!("FROM {name}\nRUN cat /msg > /copy\n"))]);
+    let out = other
+        .cmd(&["build", "--progress=plain", "-t", "derived:1", ctx.to_str().unwrap()])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    ok(&out, "build FROM a registry image");
+}
+
+#[test]
+fn login_with_wrong_password_fails_clearly_without_echoing_it() {
+    let Some(env) = env("registry_login") else { return };
+    if !wired(&env, "registry_login", "login") {
+        return;
+    }
+    let password = "Right-Password-31337";
+    let Some(registry) = Registry::start("registry_login", Some(("carol", password))) else { return };
+    let config = tempfile::tempdir().unwrap();
+    let login = |secret: &str| {
+        let mut child = env
+            .cmd(&["login", "-u", "carol", "--password-stdin", &registry.host()])
+            .env("DOCKER_CONFIG", config.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(format!("{secret}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let wrong = "Wrong-Password-2718";
+    let out = login(wrong);
+    assert!(!out.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("authentication failed") && !all.contains(wrong), "{all}");
+    let out = login(password);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !all.contains(password), "{all}");
+    let saved = std::fs::read_to_string(config.path().join("config.json")).unwrap();
+    assert!(saved.contains(&registry.host()) && !saved.contains(password));
+    ok(&with_config(&env, config.path(), &["logout", &registry.host()]), "logout");
+}
