@@ -171,7 +171,17 @@ fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     };
     let mut out = Vec::new();
     for name in names {
-        if skip_xattr(name.as_bytes()) {
+        let bytes = name.as_bytes();
+        if is_overlay_xattr(bytes) && (bytes.ends_with(b".redirect") || bytes.ends_with(b".metacopy")) {
+            // The upper file or dir alone is not the change: its data or children
+            // live in a lower layer. A tar of it would silently lose them.
+            bail!(
+                "{} carries overlay xattr {}: overlays must be mounted with redirect_dir=off,metacopy=off",
+                path.display(),
+                name.to_string_lossy()
+            );
+        }
+        if skip_xattr(bytes) {
             continue;
         }
         match xattr::get(path, &name) {

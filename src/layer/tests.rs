@@ -400,3 +400,17 @@ fn add_follows_symlinks_but_only_inside_the_root() {
     assert!(!d.path().join("escaped").exists());
     assert_eq!(fs::read_to_string(root.join("hl")).unwrap(), "a");
 }
+
+#[test]
+fn redirected_dirs_are_refused_not_silently_truncated() {
+    if skip_unless_root("redirected_dirs_are_refused_not_silently_truncated") {
+        return;
+    }
+    let (d, store) = test_store();
+    let upper = d.path().join("upper");
+    fs::create_dir_all(upper.join("moved")).unwrap();
+    xattr::set(upper.join("moved"), "trusted.overlay.redirect", b"/old").unwrap();
+    let err = format!("{:#}", diff_to_layer(&store, &upper, Compression::Gzip).unwrap_err());
+    assert!(err.contains("redirect_dir=off"), "{err}");
+    assert!(fs::read_dir(store.root().join("tmp")).unwrap().next().is_none(), "temp blob left behind");
+}
