@@ -57,6 +57,11 @@ pub struct DepRecord {
     /// input changed. Absent in records written before it existed.
     #[serde(default)]
     pub name: Option<String>,
+    /// The input's own facts (e.g. the image a `FROM` resolved to), so a miss caused
+    /// by an input that keeps no record of its own (a source) can still say what
+    /// changed in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<(String, String)>,
 }
 
 /// One cache entry: the key, the inputs that made it, and the worker's result.

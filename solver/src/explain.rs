@@ -196,7 +196,14 @@ fn dep_changes(a: &[DepRecord], b: &[DepRecord], out: &mut Vec<String>) {
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let name = y.name.as_deref().or(x.name.as_deref()).map_or_else(|| format!("#{i}"), str::to_string);
         if x.key != y.key {
-            out.push(format!("input {name} changed"));
+            // An input that keeps no record (a source) is explained by its facts.
+            let before = out.len();
+            if !x.facts.is_empty() {
+                list_changes("", &x.facts, &y.facts, out);
+            }
+            if out.len() == before {
+                out.push(format!("input {name} changed"));
+            }
         }
         match (&x.content, &y.content) {
             (Some(cx), Some(cy)) if cx.digest != cy.digest => {
@@ -247,8 +254,12 @@ fn entry_changes(a: &[(String, String)], b: &[(String, String)], out: &mut Vec<S
     }
 }
 
-/// Long digests cut to what a reader compares: `sha256:0123456789ab…`.
+/// Long digests cut to what a reader compares: `sha256:0123456789ab…`, also after a
+/// reference (`alpine:3.20@sha256:0123456789ab…`).
 fn short(value: &str) -> String {
+    if let Some((reference, digest)) = value.rsplit_once('@') {
+        return format!("{reference}@{}", short(digest));
+    }
     let (algo, hex) = match value.split_once(':') {
         Some((algo, hex)) => (format!("{algo}:"), hex),
         None => (String::new(), value),
@@ -321,13 +332,23 @@ mod tests {
     }
 
     fn dep(key: &str, name: &str) -> DepRecord {
-        DepRecord { key: Some(CacheKey::of("k", &key.to_string())), content: None, name: Some(name.into()) }
+        DepRecord {
+            key: Some(CacheKey::of("k", &key.to_string())),
+            content: None,
+            name: Some(name.into()),
+            facts: vec![],
+        }
     }
 
     fn content(entries: &[(&str, &str)]) -> DepRecord {
         let entries: Vec<(String, String)> = entries.iter().map(|(p, d)| (p.to_string(), d.to_string())).collect();
         let digest = CacheKey::of("c", &format!("{entries:?}"));
-        DepRecord { key: None, content: Some(ContentDigest { digest, entries }), name: Some("context".into()) }
+        DepRecord {
+            key: None,
+            content: Some(ContentDigest { digest, entries }),
+            name: Some("context".into()),
+            facts: vec![],
+        }
     }
 
     #[test]
@@ -426,6 +447,17 @@ mod tests {
         let old = record(exec(&[]), &[], vec![dep("a", "[build 1/3] FROM alpine")]);
         let now = record(exec(&[]), &[], vec![dep("b", "[build 1/3] FROM alpine")]);
         assert_eq!(reasons(Some(&old), &now), ["input [build 1/3] FROM alpine changed"]);
+    }
+
+    #[test]
+    fn changed_source_input_is_explained_by_its_facts() {
+        let image = |hex: &str| vec![("image".to_string(), format!("alpine:3.20@sha256:{}", hex.repeat(64)))];
+        let old = record(exec(&[]), &[], vec![DepRecord { facts: image("a"), ..dep("a", "FROM alpine") }]);
+        let now = record(exec(&[]), &[], vec![DepRecord { facts: image("b"), ..dep("b", "FROM alpine") }]);
+        assert_eq!(
+            reasons(Some(&old), &now),
+            ["base image changed alpine:3.20@sha256:aaaaaaaaaaaa… → alpine:3.20@sha256:bbbbbbbbbbbb…"]
+        );
     }
 
     #[test]

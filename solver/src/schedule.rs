@@ -45,6 +45,7 @@ struct State<'s, 'a, W: Worker> {
     unsolved_inputs: Vec<usize>,
     dependents: Vec<Vec<VertexId>>,
     keys: Vec<Option<CacheKey>>,
+    facts: Vec<Vec<(String, String)>>,
     keyed: Vec<Option<Keyed>>,
     solved: Vec<Option<Solved<W::Output>>>,
     started: Vec<Option<Instant>>,
@@ -141,6 +142,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
             unsolved_inputs: vec![0; n],
             dependents: vec![Vec::new(); n],
             keys: vec![None; n],
+            facts: vec![Vec::new(); n],
             keyed: (0..n).map(|_| None).collect(),
             solved: (0..n).map(|_| None).collect(),
             started: vec![None; n],
@@ -182,7 +184,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
             .inputs
             .iter()
             .map(solved)
-            .map(|s| Solved { key: s.key, output: s.output.clone() })
+            .map(|s| Solved { key: s.key, output: s.output.clone(), facts: s.facts.clone() })
             .collect()
     }
 
@@ -200,6 +202,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         }
         let key = keyed.key;
         self.keys[id.0] = Some(key);
+        self.facts[id.0] = keyed.facts.clone();
         match self.by_key.get_mut(&key) {
             Some(KeyState::Solved(first)) => {
                 let output = self.solved[first.0].as_ref().expect("solved").output.clone();
@@ -232,7 +235,8 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     }
 
     fn complete(&mut self, id: VertexId, key: CacheKey, output: W::Output) {
-        self.solved[id.0] = Some(Solved { key, output });
+        let facts = std::mem::take(&mut self.facts[id.0]);
+        self.solved[id.0] = Some(Solved { key, output, facts });
         self.finished[id.0] = true;
         for dependent in std::mem::take(&mut self.dependents[id.0]) {
             self.unsolved_inputs[dependent.0] -= 1;

@@ -117,6 +117,7 @@ pub struct Solver<'a, W: Worker> {
 pub(crate) struct Solved<O> {
     pub key: CacheKey,
     pub output: O,
+    pub facts: Vec<(String, String)>,
 }
 
 /// A vertex whose key is known and which has not been looked up or run yet.
@@ -189,7 +190,7 @@ impl<'a, W: Worker> Solver<'a, W> {
                 h.key(&c.digest);
             }
             let name = Some(graph.vertex(vertex.inputs[i]).name.clone());
-            deps.push(DepRecord { key, content, name });
+            deps.push(DepRecord { key, content, name, facts: input.facts.clone() });
         }
         Ok(Keyed { key: h.finish(), facts: map.facts, deps })
     }

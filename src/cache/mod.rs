@@ -191,7 +191,12 @@ mod tests {
             name: format!("step {n}"),
             op: Op::Source(SourceOp::Scratch),
             facts: vec![("image".into(), "sha256:00".into())],
-            deps: vec![DepRecord { key: Some(CacheKey::of("dep", &n)), content: None, name: Some("base".into()) }],
+            deps: vec![DepRecord {
+                key: Some(CacheKey::of("dep", &n)),
+                content: None,
+                name: Some("base".into()),
+                facts: vec![("image".into(), "sha256:00".into())],
+            }],
             result: vec![1, 2, 3, n as u8],
         }
     }
