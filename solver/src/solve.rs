@@ -113,7 +113,7 @@ pub struct Solver<'a, W: Worker> {
     pub(crate) options: SolveOptions,
 }
 
-/// A solved vertex: its key and its output.
+/// A solved vertex: its key, its output, and the facts behind its key.
 pub(crate) struct Solved<O> {
     pub key: CacheKey,
     pub output: O,
@@ -195,8 +195,8 @@ impl<'a, W: Worker> Solver<'a, W> {
         Ok(Keyed { key: h.finish(), facts: map.facts, deps })
     }
 
-    /// Looks the keyed vertex up in the cache and runs it on a miss. Returns the
-    /// output and whether it came from the cache.
+    /// Looks the keyed vertex up in the cache and, on a miss, explains why, runs it
+    /// and records the result.
     pub(crate) fn run_vertex(
         &self,
         graph: &Graph,
