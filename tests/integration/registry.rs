@@ -15,7 +15,7 @@ const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 struct Registry {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
@@ -39,7 +39,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -53,7 +53,7 @@ impl Registry {
             .stderr(log)
             .spawn()
             .unwrap();
-        let registry = Registry { child, port, _dir: dir };
+        let registry = Registry { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "docker-registry did not start");
@@ -64,6 +64,15 @@ impl Registry {
 
     fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Blob writes (POST/PUT/PATCH on `/blobs/`) in the registry's access log.
+    fn blob_writes(&self) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.split_once('"').and_then(|(_, r)| r.split_once(" HTTP/")).map(|(req, _)| req))
+            .filter(|req| req.contains("/blobs/") && ["POST ", "PUT ", "PATCH "].iter().any(|m| req.starts_with(m)))
+            .count()
     }
 }
 
@@ -161,4 +170,79 @@ fn login_with_wrong_password_fails_clearly_without_echoing_it() {
     let saved = std::fs::read_to_string(config.path().join("config.json")).unwrap();
     assert!(saved.contains(&registry.host()) && !saved.contains(password));
     ok(&with_config(&env, config.path(), &["logout", &registry.host()]), "logout");
+}
+
+#[test]
+fn skopeo_interop_both_ways() {
+    let Some(env) = env("registry_skopeo") else { return };
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        eprintln!("SKIPPED registry_skopeo: skopeo is not installed (scripts/test.sh installs it)");
+        return;
+    }
+    if !wired(&env, "registry_skopeo", "push") || !wired(&env, "registry_skopeo", "pull") {
+        return;
+    }
+    let Some(registry) = Registry::start("registry_skopeo", None) else { return };
+    let env = env.with_busybox();
+    let config = tempfile::tempdir().unwrap();
+    let skopeo = |args: &[&str]| {
+        let out = Command::new("skopeo").args(args).output().unwrap();
+        assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // skopeo pushes (from a `builder save` archive), builder pulls and runs.
+    let ctx = env
+        .context("interop", &[("Dockerfile", "FROM busybox\nRUN echo via-skopeo > /msg\nCMD [\"cat\", \"/msg\"]\n")]);
+    env.build_ok(&ctx, &["-t", "interop:1"]);
+    let tar = env.work.path().join("interop.tar");
+    env.ok(&["save", "-o", tar.to_str().unwrap(), "interop:1"]);
+    let by_skopeo = format!("{}/interop/by-skopeo:1", registry.host());
+    skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci-archive:{}", tar.display()),
+        &format!("docker://{by_skopeo}"),
+    ]);
+    let fresh = crate::util::env("registry_skopeo").unwrap();
+    ok(&with_config(&fresh, config.path(), &["pull", &by_skopeo]), "pull of a skopeo-pushed image");
+    let out = ok(&with_config(&fresh, config.path(), &["run", "--rm", &by_skopeo]), "run");
+    assert_eq!(out.trim(), "via-skopeo");
+
+    // builder pushes, skopeo inspects and copies back out.
+    let by_builder = format!("{}/interop/by-builder:1", registry.host());
+    env.ok(&["tag", "interop:1", &by_builder]);
+    let pushed = ok(&with_config(&env, config.path(), &["push", &by_builder]), "push");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &format!("docker://{by_builder}")])).unwrap();
+    let digest = inspect["Digest"].as_str().unwrap().to_string();
+    assert!(pushed.contains(&digest), "push reported {pushed:?}, the registry has {digest}");
+    let out_dir = env.work.path().join("copied");
+    skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{by_builder}"),
+        &format!("oci:{}:1", out_dir.display()),
+    ]);
+    assert!(out_dir.join("index.json").exists());
+}
+
+#[test]
+fn second_push_uploads_no_blob() {
+    let Some(env) = env("registry_second_push") else { return };
+    if !wired(&env, "registry_second_push", "push") {
+        return;
+    }
+    let Some(registry) = Registry::start("registry_second_push", None) else { return };
+    let env = env.with_busybox();
+    let config = tempfile::tempdir().unwrap();
+    let name = format!("{}/again/busybox:1", registry.host());
+    env.ok(&["tag", "busybox:latest", &name]);
+    ok(&with_config(&env, config.path(), &["push", &name]), "first push");
+    let writes = registry.blob_writes();
+    assert!(writes > 0);
+    ok(&with_config(&env, config.path(), &["push", &name]), "second push");
+    assert_eq!(registry.blob_writes(), writes, "the second push uploaded blobs");
 }
