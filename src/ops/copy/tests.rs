@@ -369,9 +369,44 @@ fn add_refuses_entries_outside_the_destination() {
     fs::write(f.src.path().join("evil.tar"), builder.into_inner().unwrap()).unwrap();
     let mut add = action(&["evil.tar"], "/x/");
     add.unpack_archives = true;
-    let _ = f.copy(&add);
+    let err = format!("{:#}", f.copy(&add).unwrap_err());
+    assert!(err.contains("points outside the destination"), "{err}");
     assert!(!exists(outside.path(), "owned.txt"), "archive wrote outside the destination");
+    // The symlink is followed as if the destination were the root.
+    let inside = format!("x/{}/owned.txt", outside.path().display());
+    assert_eq!(read(f.d(), &inside.replace("//", "/")), "bad");
     assert!(!exists(f.d(), "../dotdot!"));
+}
+
+#[test]
+fn add_keeps_hardlinks_and_replaces_what_is_in_the_way() {
+    let f = Fixture::new();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    builder.append_data(&mut header, "./bin/tool", &b"tool"[..]).unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_size(0);
+    link.set_mode(0o644);
+    link.set_uid(0);
+    link.set_gid(0);
+    link.set_cksum();
+    builder.append_link(&mut link, "bin/alias", "bin/tool").unwrap();
+    fs::write(f.src.path().join("tools.tar"), builder.into_inner().unwrap()).unwrap();
+    // An absolute symlink in the destination image resolves inside it.
+    fs::create_dir_all(f.d().join("usr/bin")).unwrap();
+    symlink("/usr/bin", f.d().join("bin")).unwrap();
+    let mut add = action(&["tools.tar"], "/");
+    add.unpack_archives = true;
+    f.copy(&add).unwrap();
+    assert_eq!(read(f.d(), "usr/bin/tool"), "tool");
+    let meta = |rel: &str| fs::metadata(f.d().join(rel)).unwrap();
+    assert_eq!(meta("usr/bin/alias").ino(), meta("usr/bin/tool").ino());
 }
 
 #[test]

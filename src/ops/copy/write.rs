@@ -48,7 +48,7 @@ pub(crate) fn display_rel(root: &Path, path: &Path) -> String {
 /// Sets the owner of `path` without following a symlink. Without root an implicit
 /// owner (root's, or the source's) cannot always be set; only an explicit `--chown`
 /// then fails.
-fn chown(path: &Path, ids: Ids, explicit: bool) -> Result<()> {
+pub(crate) fn chown(path: &Path, ids: Ids, explicit: bool) -> Result<()> {
     match lchown(path, Some(ids.uid), Some(ids.gid)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !explicit => Ok(()),
