@@ -2,16 +2,16 @@
 
 use crate::cli::BuildArgs;
 use crate::image::{ImageConfig, LayerInfo, Reference, RootFs};
+use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, Output};
+use crate::registry::RegistryOptions;
 use crate::store::Store;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::image::History;
-use crate::ops::source::ImageResolver;
-use crate::registry::RegistryOptions;
 use frontend::{BaseImage, BuildOptions, Platform};
 use solver::ir::NetworkMode;
-use solver::{Solver, SolveOptions};
+use solver::{SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,10 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile.display())))?;
 
     let options = BuildOptions {
-        dockerfile_name: dockerfile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("Dockerfile".into()),
+        dockerfile_name: dockerfile
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or("Dockerfile".into()),
         target: args.target.clone(),
         build_args: parse_pairs(&args.build_args, "--build-arg", true)?,
         platform: host_platform(),
@@ -100,7 +103,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
             "containerimage.config.digest": image.config_digest,
             "image.name": names.join(","),
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&meta)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     for name in &names {
         eprintln!("naming to {}", Reference::parse(name).map(|r| r.familiar()).unwrap_or(name.clone()));
@@ -122,7 +126,11 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
 
 /// The image config of the result: the stage's config, its layers' diffIDs, and the
 /// base history followed by one entry per instruction.
-fn image_config(definition: &frontend::BuildDefinition, layers: &[LayerInfo], step_outputs: &[Output]) -> Result<ImageConfig> {
+fn image_config(
+    definition: &frontend::BuildDefinition,
+    layers: &[LayerInfo],
+    step_outputs: &[Output],
+) -> Result<ImageConfig> {
     let created = created_time()?;
     let mut history = definition.image.base_history.clone();
     let base_layers = history.iter().filter(|h| h.empty_layer != Some(true)).count();
@@ -162,7 +170,8 @@ fn image_config(definition: &frontend::BuildDefinition, layers: &[LayerInfo], st
 fn created_time() -> Result<String> {
     let time = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => {
-            let secs: i64 = s.trim().parse().map_err(|_| usage_error(anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number")))?;
+            let secs: i64 =
+                s.trim().parse().map_err(|_| usage_error(anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number")))?;
             chrono::DateTime::from_timestamp(secs, 0).context("SOURCE_DATE_EPOCH out of range")?
         }
         Err(_) => chrono::Utc::now(),
@@ -212,7 +221,9 @@ fn read_secrets(specs: &[String]) -> Result<std::collections::HashMap<String, Ve
             (Some(path), _) => std::fs::read(&path).with_context(|| format!("reading secret {id} from {path}"))?,
             (None, var) => {
                 let var = var.unwrap_or_else(|| id.clone());
-                std::env::var(&var).map_err(|_| usage_error(anyhow!("secret {id}: environment variable {var} is not set")))?.into_bytes()
+                std::env::var(&var)
+                    .map_err(|_| usage_error(anyhow!("secret {id}: environment variable {var} is not set")))?
+                    .into_bytes()
             }
         };
         out.insert(id, value);

@@ -226,4 +226,3 @@ fn volume(store: &Store, cmd: VolumeCommand) -> Result<u8> {
     }
     Ok(0)
 }
-

@@ -6,17 +6,17 @@
 
 mod archive;
 mod build;
+mod cache;
 mod cli;
 mod commands;
 mod ignore;
 mod image;
 mod layer;
 mod ops;
-mod run;
-mod store;
-mod cache;
 mod progress;
 mod registry;
+mod run;
+mod store;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -73,9 +73,7 @@ fn main() -> ExitCode {
 fn init_logging(debug: bool) {
     let filter = if debug { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BUILDER_LOG").unwrap_or_else(|_| filter.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BUILDER_LOG").unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
         .try_init();
 }

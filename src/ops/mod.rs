@@ -147,7 +147,13 @@ impl solver::Worker for BuildWorker<'_> {
         }
     }
 
-    fn exec(&self, ctx: &ExecContext<'_>, graph: &Graph, id: VertexId, inputs: &[Output]) -> Result<Output, WorkerError> {
+    fn exec(
+        &self,
+        ctx: &ExecContext<'_>,
+        graph: &Graph,
+        id: VertexId,
+        inputs: &[Output],
+    ) -> Result<Output, WorkerError> {
         let vertex = graph.vertex(id);
         let result = match &vertex.op {
             Op::Source(source) => source::exec(self, source),
@@ -173,7 +179,11 @@ impl solver::Worker for BuildWorker<'_> {
     fn decode_result(&self, bytes: &[u8]) -> Option<Output> {
         let layers: Vec<LayerInfo> = serde_json::from_slice(bytes).ok()?;
         // A record whose blobs were pruned is a miss, not an error.
-        if layers.iter().all(|l| self.store.has_blob(&l.digest)) { Some(Output::Layers(Arc::new(layers))) } else { None }
+        if layers.iter().all(|l| self.store.has_blob(&l.digest)) {
+            Some(Output::Layers(Arc::new(layers)))
+        } else {
+            None
+        }
     }
 }
 

@@ -6,11 +6,11 @@ use crate::registry::RegistryOptions;
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::Platform;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap> {
     let mut facts = Vec::new();

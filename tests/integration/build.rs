@@ -69,7 +69,10 @@ fn failing_run_fails_the_build_with_its_exit_code_and_output_and_leaves_no_mount
     let before = mount_table();
     let ctx = env.context(
         "fail",
-        &[("Dockerfile", "FROM busybox\nRUN echo first-line && echo 'something broke' >&2 && exit 3\nRUN echo never\n")],
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo first-line && echo 'something broke' >&2 && exit 3\nRUN echo never\n",
+        )],
     );
     let (ok, _, stderr) = env.build(&ctx, &[]);
     assert!(!ok);

@@ -131,7 +131,8 @@ fn independent_stages_run_in_parallel() {
     env.build_ok(&ctx, &["-t", "par:1"]);
     let wall = started.elapsed();
     let read = |f: &str| -> f64 { env.ok(&["run", "--rm", "par:1", "cat", f]).trim().parse().unwrap() };
-    let spans: Vec<(f64, f64)> = ["a", "b", "c"].iter().map(|s| (read(&format!("/{s}.start")), read(&format!("/{s}.end")))).collect();
+    let spans: Vec<(f64, f64)> =
+        ["a", "b", "c"].iter().map(|s| (read(&format!("/{s}.start")), read(&format!("/{s}.end")))).collect();
     // All three sleeps were running at one moment: the latest start precedes the earliest end.
     let latest_start = spans.iter().map(|s| s.0).fold(f64::MIN, f64::max);
     let earliest_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);

@@ -16,9 +16,17 @@ fn saved_tarball_passes_skopeo_inspect_in_both_forms() {
     let tar = env.work.path().join("saved.tar");
     env.ok(&["save", "-o", tar.to_str().unwrap(), "saved:1"]);
     for transport in ["docker-archive", "oci-archive"] {
-        let out = Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("{transport}:{}", tar.display())).output().unwrap();
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("{transport}:{}", tar.display()))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "skopeo inspect {transport}: {}", String::from_utf8_lossy(&out.stderr));
-        let out = Command::new("skopeo").args(["inspect", "--config"]).arg(format!("{transport}:{}", tar.display())).output().unwrap();
+        let out = Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("{transport}:{}", tar.display()))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "skopeo inspect --config {transport}: {}", String::from_utf8_lossy(&out.stderr));
         let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(config["config"]["Cmd"], serde_json::json!(["cat", "/hi"]));
