@@ -124,13 +124,14 @@ impl Auth {
     }
 
     /// Handles a 401: remembers the challenge and, for bearer auth, drops the
-    /// cached token of these scopes. Returns whether a retry could succeed.
+    /// cached token of these scopes if it is the one that was refused (`sent`);
+    /// a token fetched meanwhile by a concurrent request is kept. Returns whether
+    /// a retry could succeed.
     pub async fn on_challenge(
         &self,
-        _http: &reqwest::Client,
-        _op: &Op,
         headers: &[HeaderValue],
         scopes: &[Scope],
+        sent: Option<&HeaderValue>,
     ) -> Result<bool> {
         let challenges: Vec<Challenge> =
             headers.iter().filter_map(|h| h.to_str().ok()).flat_map(parse_challenges).collect();
@@ -138,8 +139,16 @@ impl Auth {
         if let Some(bearer) = challenges.iter().find(|c| c.scheme.eq_ignore_ascii_case("bearer"))
             && let Some(realm) = bearer.params.get("realm")
         {
+            let same_realm = matches!(&state.scheme, Scheme::Bearer { realm: r, .. } if r == realm);
             state.scheme = Scheme::Bearer { realm: realm.clone(), service: bearer.params.get("service").cloned() };
-            state.tokens.remove(&scope_key(scopes));
+            let key = scope_key(scopes);
+            let refused = match state.tokens.get(&key) {
+                Some(token) => !same_realm || sent == Some(&bearer_header(&token.value)?),
+                None => false,
+            };
+            if refused {
+                state.tokens.remove(&key);
+            }
             return Ok(true);
         }
         if challenges.iter().any(|c| c.scheme.eq_ignore_ascii_case("basic")) {

@@ -249,11 +249,12 @@ impl Client {
         let mut attempt = 0u32;
         let mut reauthenticated = false;
         loop {
-            let result = self.send_once(op, request).await;
+            let mut sent_auth = None;
+            let result = self.send_once(op, request, &mut sent_auth).await;
             let retry_after = match &result {
                 Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !reauthenticated && self.same_origin(r.url()) => {
                     let challenge = r.headers().get_all("www-authenticate").iter().cloned().collect::<Vec<_>>();
-                    if self.auth.on_challenge(&self.http, op, &challenge, request.scopes).await? {
+                    if self.auth.on_challenge(&challenge, request.scopes, sent_auth.as_ref()).await? {
                         reauthenticated = true;
                         continue;
                     }
@@ -287,7 +288,9 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, op: &Op, request: &Request<'_>) -> Result<Response> {
+    /// One request, following redirects; `sent_auth` records the credentials sent
+    /// to the registry, so that a 401 can tell a stale token from a fresh one.
+    async fn send_once(&self, op: &Op, request: &Request<'_>, sent_auth: &mut Option<HeaderValue>) -> Result<Response> {
         let mut url = request.url.clone();
         let mut method = request.method.clone();
         for _ in 0..MAX_REDIRECTS {
@@ -297,6 +300,7 @@ impl Client {
             if self.same_origin(&url)
                 && let Some(value) = self.auth.header_for(&self.http, op, request.scopes).await?
             {
+                *sent_auth = Some(value.clone());
                 builder = builder.header(reqwest::header::AUTHORIZATION, value);
             }
             if !matches!(request.payload, Payload::Empty)

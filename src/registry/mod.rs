@@ -68,8 +68,12 @@ impl Default for RegistryOptions {
 
 impl RegistryOptions {
     /// Whether `registry` is spoken to over plain HTTP: loopback hosts, and hosts
-    /// named insecure here or in `BUILDER_INSECURE_REGISTRIES=host1,host2`.
+    /// named insecure here or in `BUILDER_INSECURE_REGISTRIES=host1,host2`, unless
+    /// `certs_dir` has CAs for the host (then it clearly speaks TLS).
     pub fn is_plain_http(&self, registry: &str) -> bool {
+        if self.certs_dir.join(registry).is_dir() {
+            return false;
+        }
         if client::is_loopback(registry) {
             return true;
         }

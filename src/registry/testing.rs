@@ -28,6 +28,68 @@ impl Registry {
     /// Starts a registry, with htpasswd auth for `user` when given. `None` (after
     /// saying why) when the binary is not installed.
     pub fn start(test: &str, user: Option<(&str, &str)>) -> Option<Registry> {
+        Registry::start_with(test, user, None)
+    }
+
+    /// Starts a registry serving HTTPS with a certificate for 127.0.0.1 signed by
+    /// a fresh CA; returns it with the CA's PEM. `None` (saying why) without
+    /// the registry binary or `openssl`.
+    pub fn start_tls(test: &str) -> Option<(Registry, Vec<u8>)> {
+        let certs = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            Command::new("openssl")
+                .args(args)
+                .current_dir(certs.path())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        std::fs::write(
+            certs.path().join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let made = run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=builder test CA"],
+        ]
+        .concat())
+            && run(&[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]]
+                .concat())
+            && run(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ]);
+        if !made {
+            eprintln!("SKIPPED {test}: openssl could not make test certificates");
+            return None;
+        }
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            certs.path().join("server.crt").display(),
+            certs.path().join("server.key").display()
+        );
+        // The registry reads its certificate at startup, before it listens.
+        let registry = Registry::start_with(test, None, Some(tls))?;
+        Some((registry, std::fs::read(certs.path().join("ca.crt")).unwrap()))
+    }
+
+    fn start_with(test: &str, user: Option<(&str, &str)>, tls: Option<String>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
             eprintln!("SKIPPED {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)");
             return None;
@@ -45,8 +107,9 @@ impl Registry {
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: debug\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-                dir.path().join("data").display()
+                "version: 0.1\nlog:\n  level: debug\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
+                dir.path().join("data").display(),
+                tls = tls.as_deref().unwrap_or("")
             );
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).unwrap();
@@ -94,7 +157,17 @@ impl Registry {
 
     /// Requests the registry answered, from its access log: (method, path, status).
     pub fn requests(&self) -> Vec<(String, String, u16)> {
-        let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        // The registry logs a request after answering it: wait for the log to settle.
+        let read = || std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        let mut log = read();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let again = read();
+            if again == log {
+                break;
+            }
+            log = again;
+        }
         log.lines()
             .filter_map(|line| {
                 let start = line.find("\"")?;

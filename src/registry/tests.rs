@@ -457,3 +457,28 @@ fn interop_with_skopeo() {
     skopeo(&["--insecure-policy", "copy", "--src-tls-verify=false", &src, &format!("oci:{}:1", out.display())]);
     assert!(out.join("blobs/sha256").join(image.layers[1].digest.hex()).exists());
 }
+
+#[test]
+fn https_with_a_ca_from_the_certs_dir() {
+    let Some((registry, ca)) = Registry::start_tls("https_certs_d") else { return };
+    let certs = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let opts = RegistryOptions { certs_dir: certs.path().to_path_buf(), retries: 1, ..options(config.path()) };
+    let (_d, store) = testing::store();
+    let image = two_layer_image(&store);
+    let target = reference(&registry.host(), "tls/app:1");
+
+    // Loopback without CAs is plain HTTP, which this registry does not speak.
+    assert!(push(&store, &image, &target, &opts, &|_| {}).is_err());
+    // A certs dir for the host means TLS; without its CA the certificate fails.
+    let host_dir = certs.path().join(registry.host());
+    std::fs::create_dir(&host_dir).unwrap();
+    let msg = format!("{:#}", push(&store, &image, &target, &opts, &|_| {}).unwrap_err());
+    assert!(msg.contains(&registry.host()) && msg.contains("tls/app"), "{msg}");
+    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+
+    std::fs::write(host_dir.join("ca.crt"), ca).unwrap();
+    let digest = push(&store, &image, &target, &opts, &|_| {}).unwrap();
+    let (_d2, fresh) = testing::store();
+    assert_eq!(pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap().manifest_digest, digest);
+}

@@ -68,7 +68,17 @@ impl Registry {
 
     /// Blob writes (POST/PUT/PATCH on `/blobs/`) in the registry's access log.
     fn blob_writes(&self) -> usize {
-        let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        // The registry logs a request after answering it: wait for the log to settle.
+        let read = || std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        let mut log = read();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let again = read();
+            if again == log {
+                break;
+            }
+            log = again;
+        }
         log.lines()
             .filter_map(|l| l.split_once('"').and_then(|(_, r)| r.split_once(" HTTP/")).map(|(req, _)| req))
             .filter(|req| req.contains("/blobs/") && ["POST ", "PUT ", "PATCH "].iter().any(|m| req.starts_with(m)))
