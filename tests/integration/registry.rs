@@ -256,3 +256,33 @@ fn second_push_uploads_no_blob() {
     ok(&with_config(&env, config.path(), &["push", &name]), "second push");
     assert_eq!(registry.blob_writes(), writes, "the second push uploaded blobs");
 }
+
+#[test]
+fn build_push_then_pull_by_digest() {
+    let Some(env) = env("registry_build_push") else { return };
+    if !wired(&env, "registry_build_push", "pull") {
+        return;
+    }
+    let Some(registry) = Registry::start("registry_build_push", None) else { return };
+    let env = env.with_busybox();
+    let config = tempfile::tempdir().unwrap();
+    let name = format!("{}/built/app:2", registry.host());
+    let ctx = env
+        .context("bp", &[("Dockerfile", "FROM busybox\nRUN echo built-and-pushed > /msg\nCMD [\"cat\", \"/msg\"]\n")]);
+    let out = env
+        .cmd(&["build", "--progress=plain", "--push", "-t", &name, ctx.to_str().unwrap()])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    ok(&out, "build --push");
+    assert!(registry.blob_writes() > 0, "build --push uploaded nothing");
+
+    let fresh = crate::util::env("registry_build_push").unwrap();
+    let digest = ok(&with_config(&fresh, config.path(), &["pull", &name]), "pull").trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let by_digest = format!("{}/built/app@{digest}", registry.host());
+    let again = crate::util::env("registry_build_push").unwrap();
+    ok(&with_config(&again, config.path(), &["pull", &by_digest]), "pull by digest");
+    let out = ok(&with_config(&again, config.path(), &["run", "--rm", &by_digest]), "run by digest");
+    assert_eq!(out.trim(), "built-and-pushed");
+}
