@@ -78,6 +78,35 @@ fn file_to_path_and_into_directory() {
 }
 
 #[test]
+fn without_create_dest_path_the_parent_must_exist() {
+    let f = Fixture::new();
+    let mut a = action(&["a.txt"], "/missing/a.txt");
+    a.create_dest_path = false;
+    let err = format!("{:#}", f.copy(&a).unwrap_err());
+    assert!(err.contains("/missing/a.txt"), "{err}");
+    fs::create_dir(f.d().join("present")).unwrap();
+    let mut a = action(&["a.txt"], "/present/a.txt");
+    a.create_dest_path = false;
+    f.copy(&a).unwrap();
+    assert_eq!(read(f.d(), "present/a.txt"), "a");
+}
+
+#[test]
+fn existing_files_and_links_are_replaced_not_followed() {
+    let f = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("target"), "host").unwrap();
+    fs::create_dir(f.d().join("app")).unwrap();
+    // A symlink inside the copied tree is replaced, never written through.
+    symlink(outside.path().join("target"), f.d().join("app/one.txt")).unwrap();
+    fs::write(f.d().join("app/sub"), "a file where a directory goes").unwrap();
+    let err = f.copy(&action(&["dir"], "/app/")).unwrap_err();
+    assert!(format!("{err:#}").contains("cannot copy to non-directory"), "{err:#}");
+    assert_eq!(read(f.d(), "app/one.txt"), "one");
+    assert_eq!(fs::read_to_string(outside.path().join("target")).unwrap(), "host");
+}
+
+#[test]
 fn directory_copies_its_contents() {
     let f = Fixture::new();
     f.copy(&action(&["dir"], "/app")).unwrap();
