@@ -76,14 +76,16 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
+    let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let outputs = match solver.solve(&definition.graph, &targets) {
         Ok(outputs) => outputs,
         Err(e) => {
             progress.finish(false);
-            return Err(anyhow!(e));
+            return Err(interrupt.error().unwrap_or_else(|| anyhow!(e)));
         }
     };
     progress.finish(true);
+    interrupt.finish()?;
 
     let layers = outputs[0].layers()?.to_vec();
     let config = image_config(&definition, &layers, &outputs[1..])?;
@@ -238,18 +240,12 @@ fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Vec<String>> {
     specific.push(".dockerignore");
     for path in [PathBuf::from(specific), context.join(".dockerignore")] {
         match std::fs::read_to_string(&path) {
-            Ok(text) => return Ok(dockerignore_lines(&text)),
+            Ok(text) => return Ok(crate::ignore::parse_dockerignore(&text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
         }
     }
     Ok(Vec::new())
-}
-
-/// The pattern lines of a `.dockerignore` (comments and blank lines dropped); the
-/// matcher gives them Docker's meaning.
-fn dockerignore_lines(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
 }
 
 pub fn host_platform() -> Platform {

@@ -8,7 +8,7 @@
 //! without holding a job slot.
 
 use crate::graph::{Graph, VertexId};
-use crate::key::CacheKey;
+use crate::key::{CacheKey, KeyHasher};
 use crate::progress::Event;
 use crate::solve::{CancelToken, Keyed, SolveError, Solved, Solver, Worker};
 use std::collections::{HashMap, VecDeque};
@@ -236,6 +236,18 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
 
     fn complete(&mut self, id: VertexId, key: CacheKey, output: W::Output) {
         let facts = std::mem::take(&mut self.facts[id.0]);
+        // Dependents key on what this vertex produced, not only on how: a step forced
+        // to re-run (`--no-cache-filter`) with a different result invalidates them,
+        // while one that reproduces its result byte for byte does not.
+        let worker = self.solver.worker;
+        let key = if worker.cacheable(self.graph.vertex(id)) {
+            let mut h = KeyHasher::new("result");
+            h.key(&key);
+            h.bytes(&worker.encode_result(&output));
+            h.finish()
+        } else {
+            key
+        };
         self.solved[id.0] = Some(Solved { key, output, facts });
         self.finished[id.0] = true;
         for dependent in std::mem::take(&mut self.dependents[id.0]) {
