@@ -75,7 +75,9 @@ impl<'a> BuildWorker<'a> {
             return Ok(c.clone());
         }
         let dir = self.local_dirs.get(name).ok_or_else(|| anyhow::anyhow!("no local context named {name:?}"))?;
-        let context = Arc::new(Context::new(dir, exclude)?);
+        // One stat cache per store: re-hashing an unchanged context costs a stat per file.
+        let stat_cache = self.store.root().join("cache").join("context-stat");
+        let context = Arc::new(Context::with_stat_cache(dir, exclude, stat_cache)?);
         contexts.insert(name.to_string(), context.clone());
         Ok(context)
     }
