@@ -28,4 +28,6 @@ pub use cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepSp
 pub use graph::{Graph, Vertex, VertexId};
 pub use key::{CacheKey, KeyHasher, StableEncode};
 pub use progress::{Event, ProgressSink};
-pub use solve::{CancelToken, ExecContext, SolveError, SolveOptions, Solver, Worker, WorkerError};
+pub use solve::{
+    CancelToken, ExecContext, SolveError, SolveOptions, SolveReport, SolvedVertex, Solver, Worker, WorkerError,
+};

@@ -10,7 +10,7 @@
 use crate::graph::{Graph, VertexId};
 use crate::key::{CacheKey, KeyHasher};
 use crate::progress::Event;
-use crate::solve::{CancelToken, Keyed, SolveError, Solved, Solver, Worker};
+use crate::solve::{CancelToken, Keyed, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -29,7 +29,8 @@ enum Task {
 /// What a task sends back; each spawned task sends exactly one.
 enum Report<O> {
     Keyed(VertexId, Result<Keyed, SolveError>),
-    Ran(VertexId, Result<O, SolveError>),
+    /// The output, and whether it came from the cache.
+    Ran(VertexId, Result<(O, bool), SolveError>),
 }
 
 /// Who has a key in this build: a vertex is running it (others with the same key
@@ -50,6 +51,7 @@ struct State<'s, 'a, W: Worker> {
     solved: Vec<Option<Solved<W::Output>>>,
     started: Vec<Option<Instant>>,
     finished: Vec<bool>,
+    report: SolveReport,
     by_key: HashMap<CacheKey, KeyState>,
     ready: VecDeque<Task>,
     running: usize,
@@ -63,7 +65,7 @@ pub(crate) fn run<W: Worker>(
     solver: &Solver<'_, W>,
     graph: &Graph,
     targets: &[VertexId],
-) -> Result<Vec<W::Output>, SolveError> {
+) -> Result<(Vec<W::Output>, SolveReport), SolveError> {
     let mut state = State::new(solver, graph, targets);
     let (tx, rx) = mpsc::channel::<Report<W::Output>>();
     thread::scope(|scope| {
@@ -147,6 +149,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
             solved: (0..n).map(|_| None).collect(),
             started: vec![None; n],
             finished: vec![false; n],
+            report: SolveReport::default(),
             by_key: HashMap::new(),
             ready: VecDeque::new(),
             running: 0,
@@ -191,7 +194,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     fn handle(&mut self, report: Report<W::Output>) {
         match report {
             Report::Keyed(id, Ok(keyed)) => self.keyed(id, keyed),
-            Report::Ran(id, Ok(output)) => self.ran(id, output),
+            Report::Ran(id, Ok((output, cached))) => self.ran(id, output, cached),
             Report::Keyed(id, Err(e)) | Report::Ran(id, Err(e)) => self.failed(id, e),
         }
     }
@@ -217,13 +220,14 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         }
     }
 
-    fn ran(&mut self, id: VertexId, output: W::Output) {
+    fn ran(&mut self, id: VertexId, output: W::Output, cached: bool) {
         let key = self.keys[id.0].expect("keyed before run");
         if let Some(KeyState::Running { followers }) = self.by_key.insert(key, KeyState::Solved(id)) {
             for follower in followers {
                 self.reuse(follower, key, output.clone());
             }
         }
+        self.report.vertices.push(SolvedVertex { vertex: id, key, cached });
         self.complete(id, key, output);
     }
 
@@ -231,6 +235,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     fn reuse(&mut self, id: VertexId, key: CacheKey, output: W::Output) {
         let name = self.graph.vertex(id).name.clone();
         self.solver.progress.event(Event::Cached { vertex: id, name });
+        self.report.vertices.push(SolvedVertex { vertex: id, key, cached: true });
         self.complete(id, key, output);
     }
 
@@ -274,7 +279,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         self.cancel.cancel();
     }
 
-    fn finish(mut self, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {
+    fn finish(mut self, targets: &[VertexId]) -> Result<(Vec<W::Output>, SolveReport), SolveError> {
         for (i, started) in self.started.iter().enumerate() {
             if started.is_some() && !self.finished[i] {
                 self.solver.progress.event(Event::Cancelled { vertex: VertexId(i) });
@@ -283,10 +288,11 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         if let Some(error) = self.first_error.take() {
             return Err(error);
         }
-        targets
+        let outputs = targets
             .iter()
             .map(|t| self.solved[t.0].as_ref().map(|s| s.output.clone()).ok_or(SolveError::Cancelled))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((outputs, self.report))
     }
 }
 

@@ -88,6 +88,24 @@ pub struct SolveOptions {
     pub jobs: usize,
 }
 
+/// How one vertex of a solve got its result, for callers that act on the keys a
+/// build used (cache export picks the records to export from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SolvedVertex {
+    pub vertex: VertexId,
+    /// The key the vertex was looked up (and recorded) under.
+    pub key: CacheKey,
+    /// Whether the result came from the cache (or from an identical vertex of the
+    /// same build) rather than from running the op.
+    pub cached: bool,
+}
+
+/// Every vertex a solve finished, in the order they finished.
+#[derive(Debug, Clone, Default)]
+pub struct SolveReport {
+    pub vertices: Vec<SolvedVertex>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {
     /// The message is the vertex's name; the op's error is the source (printed by
@@ -150,6 +168,16 @@ impl<'a, W: Worker> Solver<'a, W> {
     /// (a failure does not cancel later solves); [`Solver::cancel_token`] reaches it
     /// within a few milliseconds.
     pub fn solve(&self, graph: &Graph, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {
+        crate::schedule::run(self, graph, targets).map(|(outputs, _)| outputs)
+    }
+
+    /// Like [`Solver::solve`], also saying which key each vertex had and whether it
+    /// was a cache hit.
+    pub fn solve_with_report(
+        &self,
+        graph: &Graph,
+        targets: &[VertexId],
+    ) -> Result<(Vec<W::Output>, SolveReport), SolveError> {
         crate::schedule::run(self, graph, targets)
     }
 
@@ -196,7 +224,7 @@ impl<'a, W: Worker> Solver<'a, W> {
     }
 
     /// Looks the keyed vertex up in the cache and, on a miss, explains why, runs it
-    /// and records the result.
+    /// and records the result. Says whether it was a hit.
     pub(crate) fn run_vertex(
         &self,
         graph: &Graph,
@@ -205,7 +233,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         inputs: Vec<W::Output>,
         start: Instant,
         cancel: &CancelToken,
-    ) -> Result<W::Output, SolveError> {
+    ) -> Result<(W::Output, bool), SolveError> {
         let vertex = graph.vertex(id);
         let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
         let cacheable = self.worker.cacheable(vertex);
@@ -221,7 +249,7 @@ impl<'a, W: Worker> Solver<'a, W> {
                     tracing::warn!("{e}");
                 }
                 self.progress.event(Event::Cached { vertex: id, name: vertex.name.clone() });
-                return Ok(output);
+                return Ok((output, true));
             }
             gone = true;
         }
@@ -248,7 +276,7 @@ impl<'a, W: Worker> Solver<'a, W> {
             self.cache.put(&CacheRecord { result: self.worker.encode_result(&output), ..record })?;
         }
         self.progress.event(Event::Done { vertex: id, duration: start.elapsed() });
-        Ok(output)
+        Ok((output, false))
     }
 
     fn explain_miss(&self, vertex: &Vertex, record: &CacheRecord, gone: bool) -> Vec<String> {

@@ -456,3 +456,31 @@ fn solver_cancelled_after_failure() -> bool {
     assert!(solver.solve(&g, &[bad]).is_err());
     solver.cancel_token().is_cancelled() || solver.solve(&g, &[good]).is_err()
 }
+
+#[test]
+fn report_names_each_vertex_key_and_whether_it_hit() {
+    let mut g = Graph::new();
+    let a = add(&mut g, &["a"], &[]);
+    let b = add(&mut g, &["b"], &[a]);
+    let twin = add(&mut g, &["b"], &[a]);
+    let c = add(&mut g, &["c"], &[b, twin]);
+    let cache = MemoryCacheStore::default();
+    let (w, rec) = (FakeWorker::default(), Recorder::default());
+    let solver = Solver::new(&w, &cache, &rec, SolveOptions::default());
+    let (_, report) = solver.solve_with_report(&g, &[c]).unwrap();
+    let mut seen: Vec<_> = report.vertices.iter().map(|v| (v.vertex, v.cached)).collect();
+    seen.sort_by_key(|(v, _)| v.0);
+    // The twin of `b` reuses its result within the build.
+    assert_eq!(seen.iter().filter(|(v, _)| *v == b || *v == twin).filter(|(_, cached)| *cached).count(), 1);
+    assert!(seen.iter().all(|(v, cached)| *v == b || *v == twin || !cached));
+    let key_of = |r: &solver::SolveReport, v: VertexId| r.vertices.iter().find(|s| s.vertex == v).unwrap().key;
+    assert_eq!(key_of(&report, b), key_of(&report, twin));
+    assert!(cache.get(&key_of(&report, c)).unwrap().is_some(), "the reported key is the recorded one");
+
+    let (w2, rec2) = (FakeWorker::default(), Recorder::default());
+    let solver = Solver::new(&w2, &cache, &rec2, SolveOptions::default());
+    let (_, again) = solver.solve_with_report(&g, &[c]).unwrap();
+    assert_eq!(again.vertices.len(), 4);
+    assert!(again.vertices.iter().all(|v| v.cached));
+    assert_eq!(key_of(&again, c), key_of(&report, c));
+}
