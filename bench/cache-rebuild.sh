@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 files=${1:-5000}
 cargo build --release --quiet
-bin=$PWD/target/release/builder
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/builder
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export BUILDER_ROOT="$work/store"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 command -v busybox >/dev/null 2>&1 && [ -x /bin/busybox ] || apt-get install -y busybox-static
 cargo build --release --quiet
 export BUILDER_ROOT="${BUILDER_ROOT:-/var/lib/builder}"
-bin=target/release/builder
+bin=${CARGO_TARGET_DIR:-target}/release/builder
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sh testdata/make-busybox-rootfs.sh "$tmp/busybox.tar"
