@@ -123,7 +123,8 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     let cwd = if process.cwd.is_empty() { "/" } else { &process.cwd };
     let cwd = Path::new("/").join(cwd);
     create_dir_owned(&cwd, user.uid, user.gid).map_err(|e| Error::sys(format!("create cwd {}", cwd.display()), e))?;
-    let exec = Exec::new(&process.args, &env, &cwd)?;
+    let mut exec = Exec::new(&process.args, &env, &cwd)?;
+    exec.terminal = config.terminal;
 
     let forwarded = forwarded_signals();
     let mut blocked = forwarded;
@@ -198,6 +199,8 @@ struct Exec {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: PathBuf,
+    /// Make stdin, a pty, the controlling terminal of a new session.
+    terminal: bool,
 }
 
 fn cstring(s: &[u8]) -> Result<CString, Error> {
@@ -221,6 +224,7 @@ impl Exec {
             envp: env.iter().map(|e| cstring(e.as_bytes())).collect::<Result<_, _>>()?,
             cwd: cwd.to_path_buf(),
             arg0,
+            terminal: false,
         })
     }
 
@@ -263,6 +267,17 @@ impl Exec {
 
     fn become_user(&self, sys: &dyn Syscall, user: &User) -> Result<(), Error> {
         reset_signals();
+        if self.terminal {
+            // SAFETY: setsid and TIOCSCTTY with an integer argument, in the forked
+            // child; a new session leader may take fd 0, a pty, as its terminal.
+            let rc = unsafe {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0)
+            };
+            if rc < 0 {
+                return Err(Error::sys("set controlling terminal", io::Error::last_os_error()));
+            }
+        }
         caps::limit_bounding_set().map_err(|e| Error::sys("limit capability bounding set", e))?;
         let id = Identity { uid: user.uid, gid: user.gid, groups: user.groups.clone() };
         sys.set_identity(&id).map_err(|e| Error::sys(format!("switch to user {}:{}", user.uid, user.gid), e))?;

@@ -69,12 +69,13 @@ mod sandbox;
 mod spawn;
 mod stubs;
 mod syscall;
+mod tty;
 mod user;
 mod view;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -105,9 +106,10 @@ pub enum MountSource {
     Bind { source: PathBuf, readonly: bool },
     /// A fresh tmpfs.
     Tmpfs { size: Option<u64> },
-    /// An overlay whose changes land in `upperdir` (used for writable binds whose
-    /// writes must be discarded).
-    Overlay { lowerdirs: Vec<PathBuf>, upperdir: PathBuf, workdir: PathBuf },
+    /// An overlay whose changes land in `upperdir` (binds of another filesystem, whose
+    /// writes must be discarded). Only `subpath` of it (relative; empty for all of it)
+    /// is mounted, resolved inside the overlay as the sandboxed process would.
+    Overlay { lowerdirs: Vec<PathBuf>, upperdir: PathBuf, workdir: PathBuf, subpath: String, readonly: bool },
     /// A single file with the given content, on a tmpfs, never on disk (secrets).
     File { content: Vec<u8>, mode: u32, uid: u32, gid: u32 },
 }
@@ -120,11 +122,13 @@ impl std::fmt::Debug for MountSource {
                 f.debug_struct("Bind").field("source", source).field("readonly", readonly).finish()
             }
             MountSource::Tmpfs { size } => f.debug_struct("Tmpfs").field("size", size).finish(),
-            MountSource::Overlay { lowerdirs, upperdir, workdir } => f
+            MountSource::Overlay { lowerdirs, upperdir, workdir, subpath, readonly } => f
                 .debug_struct("Overlay")
                 .field("lowerdirs", lowerdirs)
                 .field("upperdir", upperdir)
                 .field("workdir", workdir)
+                .field("subpath", subpath)
+                .field("readonly", readonly)
                 .finish(),
             MountSource::File { content, mode, uid, gid } => f
                 .debug_struct("File")
@@ -173,10 +177,16 @@ pub struct Spec {
     pub hostname: String,
 }
 
-/// Where the sandboxed process's output goes.
+/// Where the sandboxed process's input and output go.
 pub enum Stdio<'a> {
-    /// The caller's own stdin/stdout/stderr (`builder run`).
+    /// The caller's own stdin/stdout/stderr (`builder run -i`).
     Inherit,
+    /// The caller's stdout/stderr; stdin is `/dev/null` (`builder run`).
+    InheritOutput,
+    /// A new pseudo-terminal for all three, relayed to and from the caller's stdin and
+    /// stdout, which is put in raw mode meanwhile if it is a terminal (`builder run
+    /// -it`). The process leads its own session with the pty as controlling terminal.
+    Terminal,
     /// Output captured and handed over in chunks as it arrives; stdin is `/dev/null`.
     Capture(&'a mut (dyn FnMut(OutputStream, &[u8]) + Send)),
 }
@@ -229,7 +239,47 @@ pub enum Error {
 /// executable, 128+n: killed by signal n); an `Err` means the sandbox could not be set
 /// up, or [`Error::Cancelled`].
 pub fn run(spec: &Spec, stdio: Stdio<'_>, cancel: Option<Arc<AtomicBool>>) -> Result<ExitStatus, Error> {
-    spawn::run(spec, stdio, cancel)
+    spawn::run(spec, stdio, Control { cancel, signals: None })
+}
+
+/// [`run`] with more control over the running sandbox.
+pub fn run_with(spec: &Spec, stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
+    spawn::run(spec, stdio, control)
+}
+
+/// What the caller can do to a running sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    /// Once set, the sandbox is killed and [`run`] returns [`Error::Cancelled`].
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Signals raised here are sent to the sandbox's init, which passes SIGTERM,
+    /// SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on to the process; SIGWINCH
+    /// resizes the [`Stdio::Terminal`] pty to the caller's terminal.
+    pub signals: Option<Signals>,
+}
+
+/// Signals waiting to be forwarded into a sandbox (see [`Control::signals`]). Cheap to
+/// clone; [`Signals::raise`] is one atomic OR, so it may be called from anywhere.
+#[derive(Debug, Clone, Default)]
+pub struct Signals(Arc<AtomicU64>);
+
+impl Signals {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues `signal` (1..=63; others are ignored) for the sandbox.
+    pub fn raise(&self, signal: i32) {
+        if (1..64).contains(&signal) {
+            self.0.fetch_or(1 << signal, Ordering::SeqCst);
+        }
+    }
+
+    /// The queued signals, lowest first; the queue is emptied.
+    pub(crate) fn take(&self) -> Vec<i32> {
+        let bits = self.0.swap(0, Ordering::SeqCst);
+        (1..64).filter(|s| bits & (1 << s) != 0).collect()
+    }
 }
 
 /// Mounts each of `rootfs` at a temporary path in a private mount namespace on a

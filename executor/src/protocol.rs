@@ -24,6 +24,8 @@ pub(crate) struct InitConfig {
     /// A throwaway upper for a rootfs that has none (so stubs can be created), on a
     /// tmpfs the init mounts at their common parent.
     pub scratch_upper: Option<Upper>,
+    /// fds 0-2 are a pty slave, to become the process's controlling terminal.
+    pub terminal: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -7,11 +7,11 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::paths::{Created, StubKind, ensure_in_root};
+use crate::paths::{Created, StubKind, ensure_in_root, resolve_in_root};
 use crate::protocol::InitConfig;
 use crate::rootfs;
 use crate::syscall::{Overlay, Syscall};
@@ -178,6 +178,16 @@ impl Setup<'_> {
     }
 
     fn user_mount(&mut self, root: &Path, upperdir: Option<&Path>, m: &Mount, staging: &Path) -> Result<(), Error> {
+        if let MountSource::Overlay { lowerdirs, upperdir: upper, workdir, subpath, readonly } = &m.source
+            && !Path::new(subpath).components().all(|c| matches!(c, Component::RootDir | Component::CurDir))
+        {
+            let overlay = Overlay {
+                lowerdirs: lowerdirs.clone(),
+                upper: Some((upper.clone(), workdir.clone())),
+                readonly: false,
+            };
+            return self.overlay_subpath(root, upperdir, &m.target, &overlay, subpath, *readonly, staging);
+        }
         let kind = match &m.source {
             MountSource::Bind { source, .. } if !source.is_dir() => StubKind::File,
             MountSource::File { .. } => StubKind::File,
@@ -190,7 +200,7 @@ impl Setup<'_> {
                 let data = size.map(|s| format!("size={s}"));
                 self.mount("tmpfs", &target, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data.as_deref())
             }
-            MountSource::Overlay { lowerdirs, upperdir, workdir } => {
+            MountSource::Overlay { lowerdirs, upperdir, workdir, subpath: _, readonly } => {
                 let overlay = Overlay {
                     lowerdirs: lowerdirs.clone(),
                     upper: Some((upperdir.clone(), workdir.clone())),
@@ -198,12 +208,45 @@ impl Setup<'_> {
                 };
                 self.sys
                     .mount_overlay(&target, &overlay)
-                    .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))
+                    .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))?;
+                if *readonly { rootfs::remount_readonly(self.sys, &target) } else { Ok(()) }
             }
             MountSource::File { content, mode, uid, gid } => {
                 self.file_on_tmpfs(staging, content, *mode, *uid, *gid, &target)
             }
         }
+    }
+
+    /// `subpath` of an overlay (another stage's filesystem): the overlay is mounted at
+    /// `staging`, the sub-path resolved inside it (symlinks stay inside), bound onto
+    /// `target`, and the staging mount detached again.
+    #[allow(clippy::too_many_arguments)]
+    fn overlay_subpath(
+        &mut self,
+        root: &Path,
+        upperdir: Option<&Path>,
+        target: &str,
+        overlay: &Overlay,
+        subpath: &str,
+        readonly: bool,
+        staging: &Path,
+    ) -> Result<(), Error> {
+        let io_err = |what: &'static str| move |e| Error::sys(format!("{what} {}", staging.display()), e);
+        fs::DirBuilder::new().mode(0o700).create(staging).map_err(io_err("create"))?;
+        self.sys
+            .mount_overlay(staging, overlay)
+            .map_err(|e| Error::sys(format!("mount overlay on {}", staging.display()), e))?;
+        let source = resolve_in_root(staging, Path::new(subpath))
+            .map(|rel| staging.join(rel))
+            .map_err(|e| Error::sys(format!("resolve {subpath} in the mount source"), e))?;
+        let kind = match fs::metadata(&source) {
+            Ok(m) if m.is_dir() => StubKind::Dir,
+            Ok(_) => StubKind::File,
+            Err(e) => return Err(Error::sys(format!("mount source {subpath}"), e)),
+        };
+        let target = self.stub(root, target, kind, upperdir)?;
+        self.bind(&source, &target, readonly)?;
+        self.sys.umount(staging, MntFlags::MNT_DETACH).map_err(io_err("unmount"))
     }
 
     /// A single file that lives on its own small tmpfs (secrets): staged in the bundle,
@@ -286,7 +329,7 @@ mod tests {
             network: Network::Host,
             hostname: "box".into(),
         };
-        Fixture { config: InitConfig { spec, bundle: p.join("bundle"), scratch_upper: None }, dir }
+        Fixture { config: InitConfig { spec, bundle: p.join("bundle"), scratch_upper: None, terminal: false }, dir }
     }
 
     /// The recorded calls, paths relative to the fixture, one short line each.

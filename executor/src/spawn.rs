@@ -14,18 +14,30 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, STATUS_FD};
-use crate::{Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, stubs};
+use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, stubs, tty};
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::sys(what, e)
 }
 
-pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBool>>) -> Result<ExitStatus, Error> {
+/// What a descriptor the parent polls carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pipe {
+    /// The init's JSON status lines.
+    Status,
+    /// Captured output.
+    Output(OutputStream),
+    /// The pty master: the process's output, for our stdout.
+    Terminal,
+    /// Our stdin, for the pty master.
+    Input,
+}
+
+pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
     // Keeps the before-main hook linked into every binary that can call `run`.
     std::hint::black_box(&init::RUN_BEFORE_MAIN);
     if !init::CHECKED.load(Ordering::SeqCst) {
@@ -37,26 +49,50 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
     if spec.process.args.is_empty() {
         return Err(Error::sys("start sandbox", io::Error::new(io::ErrorKind::InvalidInput, "no command")));
     }
+    let cancel = control.cancel;
     let cancelled = || cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
     if cancelled() {
         return Err(Error::Cancelled);
     }
 
-    let bundle = tempfile::Builder::new().prefix(".builder-sandbox-").tempdir().map_err(sys("create bundle dir"))?;
-    let config = prepare_bundle(spec, bundle.path())?;
+    // Beside the upperdir when there is one: if we are killed, the leftover bundle is
+    // wherever the caller keeps (and cleans) its temp dirs, not in the system's.
+    let bundle_parent = spec.rootfs.upper.as_ref().and_then(|u| u.upperdir.parent()).map(Path::to_path_buf);
+    let builder = tempfile::Builder::new().prefix(".builder-sandbox-").to_owned();
+    let bundle = match &bundle_parent {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .map_err(sys("create bundle dir"))?;
+    let terminal = matches!(stdio, Stdio::Terminal);
+    let config = prepare_bundle(spec, bundle.path(), terminal)?;
     let json = serde_json::to_vec(&config).map_err(|e| Error::sys("encode sandbox config", io::Error::other(e)))?;
     let config_fd = memfd_with(&json)?;
     let (status_r, status_w) = pipe()?;
-    let capture = matches!(stdio, Stdio::Capture(_));
     let mut fds = vec![(config_fd, CONFIG_FD), (status_w, STATUS_FD)];
-    let mut outputs = Vec::new();
-    if capture {
-        let null = fs::File::open("/dev/null").map_err(sys("open /dev/null"))?;
-        fds.push((OwnedFd::from(null), 0));
+    let mut pipes: Vec<(OwnedFd, Pipe)> = vec![(status_r, Pipe::Status)];
+    let mut _raw_mode = None;
+    match &stdio {
+        Stdio::Capture(_) | Stdio::InheritOutput => {
+            let null = fs::File::open("/dev/null").map_err(sys("open /dev/null"))?;
+            fds.push((OwnedFd::from(null), 0));
+        }
+        Stdio::Inherit => {}
+        Stdio::Terminal => {
+            let pty = tty::open()?;
+            for fd in 0..3 {
+                fds.push((pty.slave.try_clone().map_err(sys("duplicate pty"))?, fd));
+            }
+            pipes.push((pty.master, Pipe::Terminal));
+            pipes.push((tty::dup_stdin()?, Pipe::Input));
+            _raw_mode = tty::RawMode::enable();
+        }
+    }
+    if let Stdio::Capture(_) = &stdio {
         for (fd, stream) in [(1, OutputStream::Stdout), (2, OutputStream::Stderr)] {
             let (r, w) = pipe()?;
             fds.push((w, fd));
-            outputs.push((r, stream));
+            pipes.push((r, Pipe::Output(stream)));
         }
     }
 
@@ -65,7 +101,9 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
         | if spec.network == Network::None { libc::CLONE_NEWNET } else { 0 };
-    let pid = clone_init(flags, &fds, capture)?;
+    // Always a session of its own: a terminal's ^C reaches the process once, through
+    // us, and never the init directly.
+    let pid = clone_init(flags, &fds, true)?;
     drop(fds);
 
     let mut sandbox = Sandbox {
@@ -78,19 +116,27 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
     let mut failed = None;
     let mut exited = None;
     let mut killed = false;
-    let mut pipes: Vec<(OwnedFd, Option<OutputStream>)> =
-        std::iter::once((status_r, None)).chain(outputs.into_iter().map(|(r, s)| (r, Some(s)))).collect();
     let mut status_buf = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    while !pipes.is_empty() {
+    // Our stdin alone does not keep the loop going.
+    while pipes.iter().any(|(_, p)| *p != Pipe::Input) {
         if !killed && cancelled() {
             sandbox.kill();
             killed = true;
         }
+        if let Some(signals) = &control.signals {
+            for signal in signals.take() {
+                match (signal, pipes.iter().find(|(_, p)| *p == Pipe::Terminal)) {
+                    (libc::SIGWINCH, Some((master, _))) => tty::copy_size(master),
+                    (libc::SIGWINCH, None) => {}
+                    _ => sandbox.signal(signal),
+                }
+            }
+        }
         let mut pollfds: Vec<libc::pollfd> =
             pipes.iter().map(|(fd, _)| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         // SAFETY: `pollfds` is a valid array of the given length for the whole call.
-        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 100) };
+        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 50) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -103,12 +149,17 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
             if p.revents == 0 {
                 continue;
             }
-            let (fd, stream) = &pipes[i];
+            let (fd, kind) = &pipes[i];
             // SAFETY: reading into a buffer of the given length from a descriptor we own.
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) {
+                    continue;
+                }
+                // EIO: the pty's last slave descriptor is gone, its end of file.
+                if *kind == Pipe::Terminal || *kind == Pipe::Input {
+                    closed.push(i);
                     continue;
                 }
                 return Err(Error::sys("read sandbox output", e));
@@ -118,9 +169,21 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
                 continue;
             }
             let chunk = &buf[..n as usize];
-            match (stream, &mut stdio) {
-                (Some(stream), Stdio::Capture(cb)) => cb(*stream, chunk),
-                _ => {
+            match (kind, &mut stdio) {
+                (Pipe::Output(stream), Stdio::Capture(cb)) => cb(*stream, chunk),
+                (Pipe::Output(_), _) => {}
+                (Pipe::Terminal, _) => {
+                    let mut out = io::stdout().lock();
+                    // Our stdout gone (a closed pipe) must not stop the sandbox's end.
+                    let _ = out.write_all(chunk).and_then(|()| out.flush());
+                }
+                (Pipe::Input, _) => {
+                    let master = pipes.iter().find(|(_, p)| *p == Pipe::Terminal).map(|(fd, _)| fd);
+                    if let Some(master) = master {
+                        let _ = fs::File::from(master.try_clone().map_err(sys("duplicate pty"))?).write_all(chunk);
+                    }
+                }
+                (Pipe::Status, _) => {
                     status_buf.extend_from_slice(chunk);
                     for msg in take_messages(&mut status_buf) {
                         match msg {
@@ -136,6 +199,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
             pipes.remove(i);
         }
     }
+    drop(_raw_mode);
     let wait = sandbox.wait()?;
     if killed {
         return Err(Error::Cancelled);
@@ -153,7 +217,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, cancel: Option<Arc<AtomicBo
 
 /// Writes `hosts` and `resolv.conf` and makes the mountpoint and, if the rootfs has
 /// no upper, a throwaway one.
-fn prepare_bundle(spec: &Spec, bundle: &Path) -> Result<InitConfig, Error> {
+fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConfig, Error> {
     fs::create_dir(bundle.join("rootfs")).map_err(sys("create bundle rootfs"))?;
     let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
     let hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -173,7 +237,7 @@ fn prepare_bundle(spec: &Spec, bundle: &Path) -> Result<InitConfig, Error> {
     } else {
         None
     };
-    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper })
+    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper, terminal })
 }
 
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
@@ -201,9 +265,14 @@ struct Sandbox {
 impl Sandbox {
     /// SIGKILL to the namespace's init: the kernel kills everything else in it.
     fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// A signal for the init (which forwards the usual ones to the process).
+    fn signal(&self, signal: i32) {
         if !self.reaped {
             // SAFETY: `pid` is our unreaped child, so the pid cannot have been reused.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            unsafe { libc::kill(self.pid, signal) };
         }
     }
 
@@ -366,7 +435,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut cb = |_: OutputStream, b: &[u8]| out.extend_from_slice(b);
-        assert_eq!(run(&spec, Stdio::Capture(&mut cb), None).unwrap(), ExitStatus::Code(0));
+        assert_eq!(run(&spec, Stdio::Capture(&mut cb), Control::default()).unwrap(), ExitStatus::Code(0));
         assert_eq!(out, b"hi\n");
     }
 }

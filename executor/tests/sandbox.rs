@@ -17,6 +17,9 @@ fn main() {
     if std::env::args().any(|a| a == INHERIT_CHILD) {
         std::process::exit(inherit_child());
     }
+    if std::env::args().any(|a| a == TERMINAL_CHILD) {
+        std::process::exit(terminal_child());
+    }
     if let Some(reason) = skip_reason() {
         println!("skipping sandbox tests: {reason}");
         println!("0 passed, 0 failed, 1 skipped");
@@ -47,6 +50,10 @@ fn main() {
         ("init_forwards_sigterm", init_forwards_sigterm),
         ("init_reaps_orphans", init_reaps_orphans),
         ("overlay_mount_keeps_writes_out_of_the_source", overlay_mount_keeps_writes_out_of_the_source),
+        ("overlay_subpath_is_resolved_in_the_merged_view", overlay_subpath_is_resolved_in_the_merged_view),
+        ("forwarded_signals_reach_the_process", forwarded_signals_reach_the_process),
+        ("inherit_output_reads_dev_null", inherit_output_reads_dev_null),
+        ("terminal_is_the_controlling_tty", terminal_is_the_controlling_tty),
         ("cancel_kills_the_sandbox", cancel_kills_the_sandbox),
         ("capabilities_are_dockers_default", capabilities_are_dockers_default),
         ("dev_has_the_usual_nodes", dev_has_the_usual_nodes),
@@ -107,7 +114,8 @@ const INHERIT_CHILD: &str = "--inherit-child";
 fn inherit_child() -> i32 {
     let img = Image::busybox();
     let spec = img.spec(&["sh", "-c", "read x; echo got $x; echo err >&2; exit 5"]);
-    run(&spec, Stdio::Inherit, None).map(|s| s.code()).unwrap_or(99)
+    let stdio = if std::env::args().any(|a| a == "--no-stdin") { Stdio::InheritOutput } else { Stdio::Inherit };
+    run(&spec, stdio, None).map(|s| s.code()).unwrap_or(99)
 }
 
 fn inherit_passes_stdio_through() {
@@ -297,6 +305,8 @@ fn overlay_mount_keeps_writes_out_of_the_source() {
             lowerdirs: vec![src.path().into()],
             upperdir: scratch.path().join("u"),
             workdir: scratch.path().join("w"),
+            subpath: String::new(),
+            readonly: false,
         },
     });
     let out = run_captured(&spec);
@@ -305,6 +315,96 @@ fn overlay_mount_keeps_writes_out_of_the_source() {
     assert!(!src.path().join("new").exists());
     assert_eq!(fs::read_to_string(scratch.path().join("u/new")).unwrap(), "n\n");
     assert_eq!(list(&img.upper), Vec::<String>::new());
+}
+
+fn overlay_subpath_is_resolved_in_the_merged_view() {
+    let img = Image::busybox();
+    let top = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    fs::create_dir_all(top.path().join("data/dir")).unwrap();
+    fs::write(top.path().join("data/dir/y"), "y").unwrap();
+    std::os::unix::fs::symlink("/data/dir", top.path().join("link")).unwrap();
+    std::os::unix::fs::symlink("../../../../etc", top.path().join("escape")).unwrap();
+    fs::create_dir(scratch.path().join("u")).unwrap();
+    fs::create_dir(scratch.path().join("w")).unwrap();
+    let layers = vec![top.path().to_path_buf(), img.data_layer.clone()];
+    let overlay = |subpath: &str, readonly: bool| MountSource::Overlay {
+        lowerdirs: layers.clone(),
+        upperdir: scratch.path().join("u"),
+        workdir: scratch.path().join("w"),
+        subpath: subpath.into(),
+        readonly,
+    };
+    let mut spec = img.spec(&["sh", "-c", "ls /m /l; cat /f; touch /m/z 2>/dev/null || echo ro; ls /e"]);
+    spec.mounts.push(Mount { target: "/m".into(), source: overlay("/data/dir", true) });
+    spec.mounts.push(Mount { target: "/l".into(), source: overlay("link", false) });
+    spec.mounts.push(Mount { target: "/f".into(), source: overlay("data/file", true) });
+    // A symlink climbing out stays inside the view: `/etc` of the layers, absent.
+    spec.mounts.push(Mount { target: "/e".into(), source: overlay("escape", true) });
+    let out = run_captured(&spec);
+    assert!(out.status.is_err(), "{out:?}");
+    assert!(out.status.as_ref().unwrap_err().contains("escape"), "{out:?}");
+    spec.mounts.pop();
+    let out = run_captured(&spec);
+    assert_eq!(out.stdout, "/l:\nx\ny\n\n/m:\nx\ny\nlower\nro\n", "{out:?}");
+    assert_eq!(list(&img.upper), Vec::<String>::new(), "stubs removed");
+}
+
+fn forwarded_signals_reach_the_process() {
+    let img = Image::busybox();
+    let spec = img.spec(&["sh", "-c", "trap 'echo got; exit 7' TERM; echo ready; while true; do sleep 0.05; done"]);
+    let signals = Signals::new();
+    let mut out = Vec::new();
+    let raise = signals.clone();
+    let mut cb = |_: OutputStream, b: &[u8]| {
+        out.extend_from_slice(b);
+        if b.starts_with(b"ready") {
+            raise.raise(libc::SIGTERM);
+        }
+    };
+    let control = Control { cancel: None, signals: Some(signals) };
+    let status = run_with(&spec, Stdio::Capture(&mut cb), control);
+    assert_eq!(status.unwrap(), ExitStatus::Code(7));
+    assert_eq!(String::from_utf8_lossy(&out), "ready\ngot\n");
+}
+
+fn inherit_output_reads_dev_null() {
+    use std::process::{Command, Stdio as P};
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([INHERIT_CHILD, "--no-stdin"])
+        .stdin(P::piped())
+        .stdout(P::piped())
+        .stderr(P::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got\n");
+}
+
+const TERMINAL_CHILD: &str = "--terminal-child";
+
+/// This binary, re-run as a child: a sandbox on a pty relayed to its stdio.
+fn terminal_child() -> i32 {
+    let img = Image::busybox();
+    let spec = img.spec(&["sh", "-c", "test -t 0 && test -t 2 && echo tty; read x; echo got $x; exit 4"]);
+    run(&spec, Stdio::Terminal, None).map(|s| s.code()).unwrap_or(99)
+}
+
+fn terminal_is_the_controlling_tty() {
+    use std::io::Write;
+    use std::process::{Command, Stdio as P};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg(TERMINAL_CHILD)
+        .stdin(P::piped())
+        .stdout(P::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    // A terminal's line endings, and its echo of what was typed.
+    assert!(text.contains("tty\r\n") && text.contains("got hello\r\n"), "{text:?}");
 }
 
 fn cancel_kills_the_sandbox() {

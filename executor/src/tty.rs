@@ -1,0 +1,78 @@
+//! [`crate::Stdio::Terminal`]: a pseudo-terminal for the sandboxed process, relayed
+//! to the caller's stdin and stdout, with the caller's terminal in raw mode meanwhile
+//! so that keys like ^C reach the process's line discipline, not ours.
+//!
+//! The pty comes from the host's `/dev/ptmx`: the process gets the slave as its
+//! stdin/stdout/stderr (and, through the init, as its controlling terminal), so it
+//! works whatever `/dev/pts` the sandbox has.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::sys::termios::{self, SetArg, Termios};
+
+use crate::Error;
+
+pub(crate) struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+/// A new pty, sized like the caller's terminal if it has one.
+pub(crate) fn open() -> Result<Pty, Error> {
+    let pty = nix::pty::openpty(window_size(libc::STDIN_FILENO).as_ref(), None)
+        .map_err(|e| Error::sys("open a pseudo-terminal", e.into()))?;
+    for fd in [&pty.master, &pty.slave] {
+        // SAFETY: sets FD_CLOEXEC on a descriptor we own: other sandboxes started
+        // meanwhile must not inherit it (the master's EOF depends on it).
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(Pty { master: pty.master, slave: pty.slave })
+}
+
+/// Our stdin as a descriptor of its own (closing it leaves fd 0 alone).
+pub(crate) fn dup_stdin() -> Result<OwnedFd, Error> {
+    // SAFETY: duplicating fd 0; the result is checked.
+    let fd = unsafe { libc::fcntl(libc::STDIN_FILENO, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(Error::sys("duplicate stdin", io::Error::last_os_error()));
+    }
+    // SAFETY: the descriptor is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn window_size(fd: i32) -> Option<nix::pty::Winsize> {
+    let mut size = nix::pty::Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_row > 0).then_some(size)
+}
+
+/// Gives the pty the size of our terminal (after a SIGWINCH); the kernel then sends
+/// SIGWINCH to the pty's foreground process group.
+pub(crate) fn copy_size(master: &OwnedFd) {
+    if let Some(size) = window_size(libc::STDIN_FILENO) {
+        // SAFETY: TIOCSWINSZ reads one winsize from the struct we pass.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
+}
+
+/// Our stdin's terminal in raw mode until dropped; `None` if stdin is no terminal.
+pub(crate) struct RawMode(Termios);
+
+impl RawMode {
+    pub fn enable() -> Option<RawMode> {
+        let stdin = io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(io::stdin(), SetArg::TCSADRAIN, &self.0);
+    }
+}
