@@ -88,6 +88,11 @@ pub enum VolumeCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Show volumes as JSON (name, mountpoint, creation time)
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +164,15 @@ pub struct RunArgs {
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines, # comments)
+    #[arg(long = "env-file")]
+    pub env_files: Vec<std::path::PathBuf>,
+    /// Keep stdin open and pass it to the container (otherwise it reads /dev/null)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal (when stdin is a terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Bind mount a volume: NAME:/path[:ro] or /host/path:/path[:ro]
     #[arg(short = 'v', long = "volume")]
     pub volumes: Vec<String>,

@@ -223,6 +223,10 @@ fn volume(store: &Store, cmd: VolumeCommand) -> Result<u8> {
                 println!("{name}");
             }
         }
+        VolumeCommand::Inspect { names } => {
+            let volumes = names.iter().map(|name| crate::run::volume_info(store, name)).collect::<Result<Vec<_>>>()?;
+            println!("{}", serde_json::to_string_pretty(&volumes)?);
+        }
     }
     Ok(0)
 }

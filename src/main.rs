@@ -16,6 +16,7 @@ mod ops;
 mod progress;
 mod registry;
 mod run;
+mod signals;
 mod store;
 
 use clap::Parser;

@@ -4,6 +4,7 @@
 use crate::cli::RunArgs;
 use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
@@ -11,12 +12,8 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
 
-    let argv = command_line(
-        config.entrypoint.as_deref(),
-        config.cmd.as_deref(),
-        args.entrypoint.as_deref(),
-        &args.command,
-    );
+    let argv =
+        command_line(config.entrypoint.as_deref(), config.cmd.as_deref(), args.entrypoint.as_deref(), &args.command);
     if argv.is_empty() {
         bail!(crate::usage_error(anyhow::anyhow!("no command specified: the image has no ENTRYPOINT or CMD")));
     }
@@ -25,17 +22,16 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, format!("PATH={}", crate::ops::DEFAULT_PATH));
     }
-    for e in &args.env {
-        let (key, value) = match e.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            // `-e NAME` takes the value from our environment, as Docker does.
-            None => match std::env::var(e) {
-                Ok(v) => (e.clone(), v),
-                Err(_) => continue,
-            },
-        };
-        env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
-        env.push(format!("{key}={value}"));
+    // As Docker: the files first, then `-e`, later ones winning.
+    let mut settings = Vec::new();
+    for file in &args.env_files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| crate::usage_error(anyhow::anyhow!("reading env file {}: {e}", file.display())))?;
+        settings.extend(parse_env_file(&text));
+    }
+    settings.extend(args.env.iter().cloned());
+    for setting in &settings {
+        set_env(&mut env, setting);
     }
 
     let mut mounts = Vec::new();
@@ -48,6 +44,8 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         "none" => executor::Network::None,
         other => bail!(crate::usage_error(anyhow::anyhow!("unknown network mode {other:?} (want host or none)"))),
     };
+    // Held while the container runs: a name is used by one container at a time.
+    let _name = args.name.as_deref().map(|name| claim_name(store, name)).transpose()?;
 
     // The container's writable layer lives in the store while it runs and is removed
     // afterwards whatever happens: containers here never outlive their process.
@@ -66,15 +64,87 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         process: executor::Process {
             args: argv,
             env,
-            cwd: args.workdir.clone().or_else(|| config.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or("/".into()),
+            cwd: args
+                .workdir
+                .clone()
+                .or_else(|| config.working_dir.clone())
+                .filter(|w| !w.is_empty())
+                .unwrap_or("/".into()),
             user: args.user.clone().or_else(|| config.user.clone()).unwrap_or_default(),
         },
         network,
         hostname: args.name.clone().unwrap_or_else(|| image.config_digest.short().to_string()),
     };
-    let status = executor::run(&spec, executor::Stdio::Inherit, None).context("running container")?;
+    let terminal = args.tty && std::io::stdin().is_terminal();
+    let stdio = if terminal {
+        executor::Stdio::Terminal
+    } else if args.interactive {
+        executor::Stdio::Inherit
+    } else {
+        executor::Stdio::InheritOutput
+    };
+    let signals = executor::Signals::new();
+    let forwarder = crate::signals::forward_to(signals.clone(), terminal)?;
+    let control = executor::Control { cancel: None, signals: Some(signals) };
+    let status = executor::run_with(&spec, stdio, control).context("running container");
+    drop(forwarder);
     drop(container);
-    Ok(status.code().clamp(0, 255) as u8)
+    Ok(status?.code().clamp(0, 255) as u8)
+}
+
+/// `KEY=VALUE` (or a bare `KEY`, taken from our environment) per line; blank lines and
+/// `#` comments skipped. Values are taken literally, without quotes or expansion.
+fn parse_env_file(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.trim_start())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| if l.contains('=') { l.to_string() } else { l.trim_end().to_string() })
+        .collect()
+}
+
+/// Applies `KEY=VALUE`, or a bare `KEY` with its value from our environment (skipped
+/// when unset), as `docker run -e` does.
+fn set_env(env: &mut Vec<String>, setting: &str) {
+    let (key, value) = match setting.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => match std::env::var(setting) {
+            Ok(v) => (setting.to_string(), v),
+            Err(_) => return,
+        },
+    };
+    env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
+    env.push(format!("{key}={value}"));
+}
+
+/// A lock on `containers/<name>.lock` while the container lives.
+fn claim_name(store: &Store, name: &str) -> Result<NameClaim> {
+    validate_volume_name(name).map_err(|_| {
+        crate::usage_error(anyhow::anyhow!("invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] allowed"))
+    })?;
+    let path = store.root().join("containers").join(format!("{name}.lock"));
+    let file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(NameClaim { path, _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("the container name {name:?} is already in use by a running container")
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+struct NameClaim {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Docker's ENTRYPOINT/CMD rules: `--entrypoint` replaces the entrypoint and drops the
@@ -99,7 +169,9 @@ pub fn validate_volume_name(name: &str) -> Result<()> {
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !ok {
-        bail!(crate::usage_error(anyhow::anyhow!("invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] allowed")));
+        bail!(crate::usage_error(anyhow::anyhow!(
+            "invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] allowed"
+        )));
     }
     Ok(())
 }
@@ -110,6 +182,23 @@ pub fn volume_path(store: &Store, name: &str) -> Result<PathBuf> {
     let path = store.root().join("volumes").join(name).join("_data");
     std::fs::create_dir_all(&path).with_context(|| format!("creating volume {name}"))?;
     Ok(path)
+}
+
+/// What `builder volume inspect` shows of a volume, in Docker's shape.
+pub fn volume_info(store: &Store, name: &str) -> Result<serde_json::Value> {
+    validate_volume_name(name)?;
+    let dir = store.root().join("volumes").join(name);
+    let meta = std::fs::metadata(&dir).map_err(|_| anyhow::anyhow!("no such volume: {name}"))?;
+    let created: chrono::DateTime<chrono::Utc> = meta.created().or_else(|_| meta.modified())?.into();
+    Ok(serde_json::json!({
+        "CreatedAt": created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "Driver": "local",
+        "Labels": null,
+        "Mountpoint": dir.join("_data"),
+        "Name": name,
+        "Options": null,
+        "Scope": "local",
+    }))
 }
 
 fn volume_mount(store: &Store, spec: &str) -> Result<executor::Mount> {
@@ -133,7 +222,18 @@ fn volume_mount(store: &Store, spec: &str) -> Result<executor::Mount> {
 
 #[cfg(test)]
 mod tests {
-    use super::command_line;
+    use super::{command_line, parse_env_file, set_env};
+
+    #[test]
+    fn env_file_lines_and_overrides() {
+        let parsed = parse_env_file("# comment\n\nA=1\n  B=two words \nC\n");
+        assert_eq!(parsed, ["A=1", "B=two words ", "C"]);
+        let mut env = vec!["A=0".to_string(), "PATH=/bin".to_string()];
+        for s in &parsed {
+            set_env(&mut env, s);
+        }
+        assert_eq!(env, ["PATH=/bin", "A=1", "B=two words "]);
+    }
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()

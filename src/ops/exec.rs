@@ -1,20 +1,31 @@
 //! Exec ops: `RUN` in the executor's sandbox over the parent's snapshots; the
 //! sandbox's upperdir becomes the step's layer.
+//!
+//! `RUN --mount`s never reach that layer: the executor mounts them over stubs it
+//! removes afterwards. Cache mounts are directories in the store ([`cache_mount`]),
+//! secrets live on a tmpfs (or in the environment) and are never written anywhere
+//! else, binds of another filesystem go through an overlay whose writes are thrown
+//! away with the step's scratch directory.
 
+mod cache_mount;
+
+use super::context::tree::resolve_in_root;
 use super::{BuildWorker, Output, stack_layer};
 use anyhow::{Context as _, Result, bail};
+use cache_mount::CacheMount;
 use executor::{MountSource, OutputStream};
 use solver::ExecContext;
 use solver::ir::{ExecOp, MountKind, NetworkMode};
 use solver::progress::Stream;
-use std::fs::File;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs: &[Output]) -> Result<Output> {
     let store = worker.store;
     let parent = inputs.first().context("exec op without a root filesystem input")?.layers()?;
     let lowers = crate::layer::ensure_snapshots(store, parent)?;
 
+    // Everything of this step that is not a result lives here and goes with it: the
+    // upper, throwaway uppers of binds, the executor's bundle.
     let scratch = store.temp_dir("exec")?;
     let upperdir = scratch.path().join("upper");
     let workdir = scratch.path().join("work");
@@ -26,34 +37,42 @@ pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs
         env.insert(0, format!("PATH={}", super::DEFAULT_PATH));
     }
     let mut mounts = Vec::new();
-    // Held until the process ends: `sharing=locked` cache mounts.
-    let mut locks: Vec<File> = Vec::new();
+    // Cache mounts in use (and their locks), released when the process has ended.
+    let mut leases = Vec::new();
     for (n, mount) in op.mounts.iter().enumerate() {
         let source = match &mount.kind {
             MountKind::Bind { input, source, readonly } => {
                 let input = inputs.get(*input).with_context(|| format!("bind mount of missing input {input}"))?;
-                bind_source(worker, input, source, *readonly, &scratch.path().join(format!("bind{n}")))?
+                let scratch = scratch.path().join(format!("bind{n}"));
+                bind_source(worker, input, source, *readonly, &scratch)
+                    .with_context(|| format!("RUN --mount=type=bind,target={}", mount.target))?
             }
-            MountKind::Cache { id, sharing, readonly, .. } => {
-                let dir = cache_mount_dir(worker, id)?;
-                if *sharing == solver::ir::CacheSharing::Locked {
-                    let lock = File::create(dir.with_extension("lock"))?;
-                    lock.lock().with_context(|| format!("locking cache mount {id}"))?;
-                    locks.push(lock);
-                }
-                MountSource::Bind { source: dir, readonly: *readonly }
+            MountKind::Cache { id, sharing, from, source, mode, uid, gid, readonly } => {
+                let from = match from {
+                    Some(i) => Some(inputs.get(*i).with_context(|| format!("cache mount from missing input {i}"))?),
+                    None => None,
+                };
+                let cache = CacheMount { id, sharing: *sharing, from, source, mode: *mode, uid: *uid, gid: *gid };
+                let lease = cache_mount::acquire(worker, ctx.cancel, &cache)
+                    .with_context(|| format!("RUN --mount=type=cache,id={id}"))?;
+                let source = MountSource::Bind { source: lease.dir().to_path_buf(), readonly: *readonly };
+                leases.push(lease);
+                source
             }
             MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
             MountKind::Secret { id, env: var, required, mode, uid, gid } => {
                 let Some(value) = worker.secrets.get(id) else {
                     if *required {
-                        bail!("secret {id} not found: pass it with --secret id={id},src=FILE");
+                        bail!("secret {id} not found: pass it with --secret id={id},src=FILE or id={id},env=VAR");
                     }
                     continue;
                 };
                 if let Some(var) = var {
                     env.push(format!("{var}={}", String::from_utf8_lossy(value)));
-                    continue;
+                    // `env=` alone: no file (with a target too: both).
+                    if mount.target.is_empty() {
+                        continue;
+                    }
                 }
                 MountSource::File { content: value.clone(), mode: *mode, uid: *uid, gid: *gid }
             }
@@ -89,8 +108,10 @@ pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs
         };
         ctx.log(stream, data);
     };
-    let status = executor::run(&spec, executor::Stdio::Capture(&mut forward), Some(ctx.cancel.flag()))?;
-    drop(locks);
+    let status = executor::run(&spec, executor::Stdio::Capture(&mut forward), Some(ctx.cancel.flag()));
+    drop(spec);
+    drop(leases);
+    let status = status?;
     if !status.success() {
         bail!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
     }
@@ -103,57 +124,58 @@ fn quote_args(args: &[String]) -> String {
     format!("{:?}", args.join(" "))
 }
 
-fn bind_source(worker: &BuildWorker<'_>, input: &Output, source: &str, readonly: bool, scratch: &Path) -> Result<MountSource> {
-    let lowers: Vec<PathBuf> = match input {
-        Output::Context(context) => vec![inside(context.root(), source)?],
-        Output::Layers(layers) => {
-            let rel = clean_relative(source);
-            if !rel.as_os_str().is_empty() {
-                bail!("RUN --mount=type=bind,from=<stage>,source={source}: sub-paths of a stage are not supported yet");
-            }
-            crate::layer::ensure_snapshots(worker.store, layers)?.into_iter().rev().collect()
-        }
+/// What a `type=bind` mount shows: `source` inside the context or another filesystem
+/// (a stage, an image). Writes, if allowed, land in a throwaway upper under `scratch`.
+fn bind_source(
+    worker: &BuildWorker<'_>,
+    input: &Output,
+    source: &str,
+    readonly: bool,
+    scratch: &Path,
+) -> Result<MountSource> {
+    let throwaway = || -> Result<(PathBuf, PathBuf)> {
+        let (upperdir, workdir) = (scratch.join("upper"), scratch.join("work"));
+        std::fs::create_dir_all(&upperdir)?;
+        std::fs::create_dir_all(&workdir)?;
+        Ok((upperdir, workdir))
     };
-    if readonly && lowers.len() == 1 {
-        return Ok(MountSource::Bind { source: lowers.into_iter().next().expect("one lower"), readonly: true });
-    }
-    // Writes to a bind mount are allowed but discarded: they go to a throwaway upper.
-    let upperdir = scratch.join("upper");
-    let workdir = scratch.join("work");
-    std::fs::create_dir_all(&upperdir)?;
-    std::fs::create_dir_all(&workdir)?;
-    Ok(MountSource::Overlay { lowerdirs: lowers, upperdir, workdir })
-}
-
-/// `source` under `root`, refusing paths that leave it.
-fn inside(root: &Path, source: &str) -> Result<PathBuf> {
-    let path = root.join(clean_relative(source));
-    let resolved = path.canonicalize().with_context(|| format!("bind source {source}"))?;
-    let root = root.canonicalize()?;
-    if !resolved.starts_with(&root) {
-        bail!("bind source {source} resolves outside the build context");
-    }
-    Ok(resolved)
-}
-
-fn clean_relative(p: &str) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in Path::new(p).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
+    match input {
+        Output::Context(context) => {
+            let root = context.root();
+            let path = root.join(resolve_in_root(root, Path::new(source), true)?);
+            let meta = std::fs::metadata(&path)
+                .with_context(|| format!("source {source:?} not found in the build context"))?;
+            if readonly {
+                return Ok(MountSource::Bind { source: path, readonly: true });
             }
-            _ => {}
+            let (upperdir, workdir) = throwaway()?;
+            if meta.is_dir() {
+                return Ok(MountSource::Overlay {
+                    lowerdirs: vec![path],
+                    upperdir,
+                    workdir,
+                    subpath: String::new(),
+                    readonly: false,
+                });
+            }
+            // A single writable file: a copy, thrown away with the step.
+            let copy = upperdir.join("file");
+            std::fs::copy(&path, &copy).with_context(|| format!("copying bind source {source:?}"))?;
+            Ok(MountSource::Bind { source: copy, readonly: false })
+        }
+        Output::Layers(layers) => {
+            let mut lowerdirs: Vec<PathBuf> =
+                crate::layer::ensure_snapshots(worker.store, layers)?.into_iter().rev().collect();
+            let (upperdir, workdir) = throwaway()?;
+            if lowerdirs.is_empty() {
+                // A scratch stage: an empty directory.
+                let empty = scratch.join("empty");
+                std::fs::create_dir_all(&empty)?;
+                lowerdirs.push(empty);
+            }
+            // The executor resolves `source` in the merged view: a sub-path may span
+            // several layers, with whiteouts and opaque directories in between.
+            Ok(MountSource::Overlay { lowerdirs, upperdir, workdir, subpath: source.to_string(), readonly })
         }
     }
-    out
-}
-
-/// The directory behind `RUN --mount=type=cache,id=ID`, kept in the store.
-fn cache_mount_dir(worker: &BuildWorker<'_>, id: &str) -> Result<PathBuf> {
-    let name = blake3::hash(id.as_bytes()).to_hex();
-    let dir = worker.store.root().join("cache-mounts").join(&name[..32]);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating cache mount {id}"))?;
-    Ok(dir)
 }

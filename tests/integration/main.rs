@@ -3,6 +3,8 @@
 
 mod build;
 mod cache;
+mod hygiene;
+mod mounts;
 mod registry;
 mod run;
 mod save;
