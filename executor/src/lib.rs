@@ -156,7 +156,7 @@ pub enum Network {
     None,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Process {
     pub args: Vec<String>,
     /// `KEY=value` pairs.
@@ -166,6 +166,19 @@ pub struct Process {
     /// `name`, `uid`, `name:group` or `uid:gid`, resolved in the rootfs's
     /// `/etc/passwd` and `/etc/group`; empty means root.
     pub user: String,
+}
+
+/// Shows the environment's names only: a value may be a secret (`RUN --mount=type=secret,env=`).
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k)).collect();
+        f.debug_struct("Process")
+            .field("args", &self.args)
+            .field("env", &names)
+            .field("cwd", &self.cwd)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

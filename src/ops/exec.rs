@@ -10,12 +10,13 @@
 mod cache_mount;
 
 use super::context::tree::resolve_in_root;
+use super::copy::{CopySource, apply_copy};
 use super::{BuildWorker, Output, stack_layer};
 use anyhow::{Context as _, Result, bail};
 use cache_mount::CacheMount;
 use executor::{MountSource, OutputStream};
 use solver::ExecContext;
-use solver::ir::{ExecOp, MountKind, NetworkMode};
+use solver::ir::{CopyAction, ExecOp, MountKind, NetworkMode};
 use solver::progress::Stream;
 use std::path::{Path, PathBuf};
 
@@ -145,6 +146,17 @@ fn bind_source(
             let path = root.join(resolve_in_root(root, Path::new(source), true)?);
             let meta = std::fs::metadata(&path)
                 .with_context(|| format!("source {source:?} not found in the build context"))?;
+            if !context.matcher().is_empty() {
+                // What `.dockerignore` excludes is not part of the context: the step sees a
+                // filtered copy, thrown away with it (so writes need no overlay).
+                let copy = scratch.join("context");
+                std::fs::create_dir_all(&copy)?;
+                let action = CopyAction::new(0, vec![format!("/{}", source.trim_start_matches('/'))], "/");
+                apply_copy(&action, &CopySource::Context(context), &copy)?;
+                let name = Path::new(source).file_name().filter(|_| !meta.is_dir());
+                let source = name.map_or(copy.clone(), |n| copy.join(n));
+                return Ok(MountSource::Bind { source, readonly });
+            }
             if readonly {
                 return Ok(MountSource::Bind { source: path, readonly: true });
             }

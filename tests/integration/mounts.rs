@@ -288,6 +288,22 @@ fn bind_mounts_from_context_and_stage_subpaths() {
     assert_eq!(out, "from context\nDockerfile\ndata\nf2\ntwo\ntop\nclean\n");
     assert!(!ctx.join("data/written").exists(), "rw bind writes reached the context");
 
+    // What .dockerignore excludes is not in the context a RUN binds either.
+    let ctx = env.context(
+        "bind-ignored",
+        &[
+            ("Dockerfile", "FROM busybox\nRUN --mount=target=/ctx ls -a /ctx > /ls && cat /ctx/sub/kept >> /ls\n"),
+            (".dockerignore", "*.secret\nsub/drop\n"),
+            ("a.secret", "no"),
+            ("kept", "yes"),
+            ("sub/kept", "sub-kept\n"),
+            ("sub/drop", "no"),
+        ],
+    );
+    env.build_ok(&ctx, &["-t", "bind:2"]);
+    let listing = env.ok(&["run", "--rm", "bind:2", "cat", "/ls"]);
+    assert_eq!(listing, ".\n..\n.dockerignore\nDockerfile\nkept\nsub\nsub-kept\n");
+
     let ctx = env.context(
         "bind-missing",
         &[("Dockerfile", "FROM busybox AS a\nFROM busybox\nRUN --mount=from=a,source=/nope,target=/m true\n")],

@@ -51,18 +51,28 @@ impl Lease {
 pub fn acquire(worker: &BuildWorker<'_>, cancel: &CancelToken, mount: &CacheMount<'_>) -> Result<Lease> {
     let base = worker.store.root().join("cache-mounts");
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let key = cache_key(mount);
-    let instance = |n: usize| if n == 0 { base.join(&key) } else { base.join(format!("{key}-{n}")) };
+    let lease = lock_instance(&base, &cache_key(mount), mount.sharing, cancel)?;
+    if !lease.dir.is_dir() {
+        create(worker, mount, &lease.dir)?;
+    }
+    // Its last use, for `builder prune` to drop the least recently used first.
+    let _ = filetime::set_file_mtime(&lease.dir, filetime::FileTime::now());
+    Ok(lease)
+}
+
+/// Picks the instance of cache `key` under `base` that `sharing` allows, and takes its
+/// locks; the directory itself may not exist yet.
+fn lock_instance(base: &Path, key: &str, sharing: CacheSharing, cancel: &CancelToken) -> Result<Lease> {
+    let instance = |n: usize| if n == 0 { base.join(key) } else { base.join(format!("{key}-{n}")) };
     let lock_file = |dir: &Path, ext: &str| -> Result<File> {
         let path = dir.with_extension(ext);
         File::options().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))
     };
-
     let mut locks = Vec::new();
-    let dir = match mount.sharing {
+    let dir = match sharing {
         CacheSharing::Shared | CacheSharing::Locked => {
             let dir = instance(0);
-            if mount.sharing == CacheSharing::Locked {
+            if sharing == CacheSharing::Locked {
                 let exclusive = lock_file(&dir, "lock")?;
                 wait_for_lock(&exclusive, cancel)?;
                 locks.push(exclusive);
@@ -91,11 +101,6 @@ pub fn acquire(worker: &BuildWorker<'_>, cancel: &CancelToken, mount: &CacheMoun
             }
         }
     };
-    if !dir.is_dir() {
-        create(worker, mount, &dir)?;
-    }
-    // Its last use, for `builder prune` to drop the least recently used first.
-    let _ = filetime::set_file_mtime(&dir, filetime::FileTime::now());
     Ok(Lease { dir, _locks: locks })
 }
 
@@ -163,5 +168,55 @@ fn seed(worker: &BuildWorker<'_>, from: &Output, source: &str, dest: &Path) -> R
             let view = executor::Rootfs { lowerdirs: lowers.into_iter().rev().collect(), upper: None, readonly: true };
             executor::with_rootfs_mounted(&[view], |paths| apply_copy(&action, &CopySource::Root(&paths[0]), dest))?
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(lease: &Lease) -> String {
+        lease.dir().file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn shared_users_share_and_private_ones_get_a_free_instance() {
+        let base = tempfile::tempdir().unwrap();
+        let cancel = CancelToken::default();
+        let lock = |sharing| lock_instance(base.path(), "k", sharing, &cancel).unwrap();
+        let a = lock(CacheSharing::Shared);
+        let b = lock(CacheSharing::Shared);
+        assert_eq!((name(&a), name(&b)), ("k".into(), "k".into()));
+        let p1 = lock(CacheSharing::Private);
+        let p2 = lock(CacheSharing::Private);
+        assert_eq!((name(&p1), name(&p2)), ("k-1".into(), "k-2".into()));
+        drop((a, b, p2));
+        // Free again: the first instance, then the freed `k-2`.
+        assert_eq!(name(&lock(CacheSharing::Private)), "k");
+        let k = lock(CacheSharing::Private);
+        assert_eq!(name(&lock(CacheSharing::Private)), "k-2");
+        drop((k, p1));
+    }
+
+    #[test]
+    fn locked_waits_for_the_holder_and_gives_up_when_cancelled() {
+        let base = tempfile::tempdir().unwrap();
+        let cancel = CancelToken::default();
+        let held = lock_instance(base.path(), "k", CacheSharing::Locked, &cancel).unwrap();
+        // A shared user does not wait for a locked one.
+        drop(lock_instance(base.path(), "k", CacheSharing::Shared, &cancel).unwrap());
+        let waiter = std::thread::scope(|s| {
+            let t = s.spawn(|| lock_instance(base.path(), "k", CacheSharing::Locked, &cancel).map(|l| name(&l)));
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(!t.is_finished(), "a second locked user must wait");
+            drop(held);
+            t.join().unwrap()
+        });
+        assert_eq!(waiter.unwrap(), "k");
+
+        let _held = lock_instance(base.path(), "k", CacheSharing::Locked, &cancel).unwrap();
+        cancel.cancel();
+        let err = lock_instance(base.path(), "k", CacheSharing::Locked, &cancel).err().unwrap();
+        assert_eq!(err.to_string(), "cancelled");
     }
 }
