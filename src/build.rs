@@ -29,6 +29,18 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let dockerfile = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
     let text = std::fs::read_to_string(&dockerfile)
         .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile.display())))?;
+    let outputs = output_specs(&args)?;
+    let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
+    // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
+    if !build_args.contains_key("SOURCE_DATE_EPOCH")
+        && let Some(epoch) = crate::archive::source_date_epoch()?
+    {
+        build_args.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+    }
+    let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.trim().is_empty() => Some(crate::archive::parse_epoch(v)?),
+        _ => None,
+    };
 
     let options = BuildOptions {
         dockerfile_name: dockerfile
@@ -36,7 +48,7 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or("Dockerfile".into()),
         target: args.target.clone(),
-        build_args: parse_pairs(&args.build_args, "--build-arg", true)?,
+        build_args,
         platform: host_platform(),
         build_platform: host_platform(),
         dockerignore: read_dockerignore(&dockerfile, &context_dir)?,
@@ -68,7 +80,16 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         other => bail!(usage_error(anyhow!("unknown network mode {other:?} (want host or none)"))),
     };
     worker.secrets = read_secrets(&args.secrets)?;
-    let cache = crate::cache::DiskCacheStore::open(&store.root().join("cache"))?;
+    // New layers are made in the compression of the first image output, so that it
+    // needs no recompression; the others convert (once) at export.
+    let first_image = outputs.iter().find(|o| o.is_image());
+    worker.layer_options = crate::layer::LayerOptions {
+        compression: first_image.map_or(Default::default(), |o| o.compression),
+        level: first_image.and_then(|o| o.level),
+        mtime_clamp: epoch,
+    };
+    let disk_cache = crate::cache::DiskCacheStore::open(&store.root().join("cache"))?;
+    let cache = store.track_usage(&disk_cache);
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     let progress = crate::progress::new(mode, args.explain);
 
@@ -77,8 +98,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
-    let outputs = match solver.solve(&definition.graph, &targets) {
-        Ok(outputs) => outputs,
+    let solved = match solver.solve(&definition.graph, &targets) {
+        Ok(solved) => solved,
         Err(e) => {
             progress.finish(false);
             return Err(interrupt.error().unwrap_or_else(|| anyhow!(e)));
@@ -87,15 +108,25 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     progress.finish(true);
     interrupt.finish()?;
 
-    let layers = outputs[0].layers()?.to_vec();
-    let config = image_config(&definition, &layers, &outputs[1..])?;
-    let image = store.write_image(&config, &layers)?;
-    let mut names = Vec::new();
+    let layers = solved[0].layers()?.to_vec();
+    let config = image_config(&definition, &layers, &solved[1..], epoch)?;
+    let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
+    let mut tags = Vec::new();
     for tag in &args.tags {
-        let name = crate::commands::normalize(tag)?;
-        store.set_ref(&name, &image.manifest_digest)?;
-        names.push(name);
+        tags.push(crate::commands::normalize(tag)?);
     }
+    let base_layers = base_layers.min(layers.len());
+    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch };
+    let mut image = None;
+    for output in &outputs {
+        let written = crate::export::export(store, output, &result)?;
+        image = image.or(written);
+    }
+    let image = match image {
+        Some(image) => image,
+        // Filesystem outputs only: the image id is still worth reporting.
+        None => store.write_image(&result.config, &result.layers)?,
+    };
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -103,27 +134,41 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         let meta = serde_json::json!({
             "containerimage.digest": image.manifest_digest,
             "containerimage.config.digest": image.config_digest,
-            "image.name": names.join(","),
+            "image.name": result.tags.join(","),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    for name in &names {
-        eprintln!("naming to {}", Reference::parse(name).map(|r| r.familiar()).unwrap_or(name.clone()));
+    // stdout may be an output's stream.
+    if !outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout)) {
+        println!("{}", image.manifest_digest);
+    }
+    Ok(0)
+}
+
+/// The `-o` outputs, with `--push` and `--load` added; `type=image` when none is given.
+fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
+    use crate::export::{Dest, OutputKind, OutputSpec, parse_output};
+    let mut outputs = Vec::new();
+    for spec in &args.outputs {
+        let output = parse_output(spec).map_err(|e| usage_error(anyhow!("invalid --output {spec:?}: {e}")))?;
+        outputs.push(output);
     }
     if args.push {
-        if names.is_empty() {
-            bail!(usage_error(anyhow!("--push needs a name: add -t REGISTRY/REPOSITORY[:TAG]")));
-        }
-        for name in &names {
-            let reference = Reference::parse(name).map_err(anyhow::Error::msg)?;
-            let progress = |line: &str| eprintln!("{line}");
-            let digest = crate::registry::push(store, &image, &reference, &RegistryOptions::default(), &progress)?;
-            eprintln!("pushed {}@{digest}", reference.familiar());
+        outputs.push(OutputSpec::new(OutputKind::Registry));
+    }
+    if args.load || outputs.is_empty() {
+        outputs.push(OutputSpec::new(OutputKind::Image));
+    }
+    if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
+        bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
+    }
+    for output in &outputs {
+        if output.push && output.names.is_empty() && args.tags.is_empty() {
+            bail!(usage_error(anyhow!("pushing needs a name: add -t REGISTRY/REPOSITORY[:TAG] or name=")));
         }
     }
-    println!("{}", image.manifest_digest);
-    Ok(0)
+    Ok(outputs)
 }
 
 /// The image config of the result: the stage's config, its layers' diffIDs, and the
@@ -132,8 +177,9 @@ fn image_config(
     definition: &frontend::BuildDefinition,
     layers: &[LayerInfo],
     step_outputs: &[Output],
+    epoch: Option<i64>,
 ) -> Result<ImageConfig> {
-    let created = created_time()?;
+    let created = crate::archive::created_time(epoch);
     let mut history = definition.image.base_history.clone();
     let base_layers = history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut seen = base_layers.min(layers.len());
@@ -166,19 +212,6 @@ fn image_config(
         rootfs: RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect() },
         history,
     })
-}
-
-/// RFC 3339 creation time; `SOURCE_DATE_EPOCH` pins it for reproducible builds.
-fn created_time() -> Result<String> {
-    let time = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(s) => {
-            let secs: i64 =
-                s.trim().parse().map_err(|_| usage_error(anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number")))?;
-            chrono::DateTime::from_timestamp(secs, 0).context("SOURCE_DATE_EPOCH out of range")?
-        }
-        Err(_) => chrono::Utc::now(),
-    };
-    Ok(time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
 }
 
 /// `KEY=VALUE` pairs; with `from_env`, a bare `KEY` takes its value from our

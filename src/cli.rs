@@ -28,7 +28,18 @@ pub enum Command {
     /// Show an image's manifest, config and layers as JSON
     Inspect { image: String },
     /// Show the history of an image
-    History { image: String },
+    History {
+        image: String,
+        /// Do not truncate the CREATED BY column
+        #[arg(long)]
+        no_trunc: bool,
+        /// Show creation times as RFC 3339 instead of "2 hours ago"
+        #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        human: bool,
+        /// Only show image ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Give an image another name
     Tag { source: String, target: String },
     /// Remove image names
@@ -69,8 +80,35 @@ pub enum Command {
     Save {
         #[arg(short, long)]
         output: PathBuf,
+        /// docker: a tarball for docker load that is also an OCI layout; oci: an OCI layout only
+        #[arg(long, default_value = "docker", value_parser = ["docker", "oci"])]
+        format: String,
         #[arg(required = true)]
         images: Vec<String>,
+    },
+    /// Remove build data that nothing holds (and cache records with --all or --keep-storage)
+    Prune {
+        /// Also remove every cache record and cache mount
+        #[arg(short, long)]
+        all: bool,
+        /// Remove least recently used cache records until build data fits (e.g. 2GB, 500MB)
+        #[arg(long, value_name = "SIZE")]
+        keep_storage: Option<String>,
+        /// until=DURATION: only remove what was last used longer ago (e.g. 24h, 30m)
+        #[arg(long, value_name = "FILTER")]
+        filter: Vec<String>,
+    },
+    /// Show what uses space in the store and what holds it
+    Du {
+        /// Print JSON (sizes in bytes)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the store: every blob's digest, every image's content, snapshots
+    Fsck {
+        /// Also compare every snapshot with its layer (reads every layer)
+        #[arg(long)]
+        snapshots: bool,
     },
     /// Manage named volumes
     #[command(subcommand)]
@@ -121,6 +159,12 @@ pub struct BuildArgs {
     /// Push the image to its registry after the build (the -t names)
     #[arg(long)]
     pub push: bool,
+    /// Outputs: type=image|registry|oci|docker|local|tar[,dest=PATH|-][,name=N][,compression=gzip|zstd|uncompressed]...
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Shorthand for --output=type=image (into the store under the -t names)
+    #[arg(long)]
+    pub load: bool,
     /// Secrets for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
     #[arg(long = "secret")]
     pub secrets: Vec<String>,

@@ -1,9 +1,10 @@
 //! Small store commands: images, inspect, history, tag, rmi, import, save, volume.
 
+use crate::archive::ArchiveFormat;
 use crate::cli::{Cli, Command, VolumeCommand};
 use crate::image::Reference;
 use crate::registry::RegistryOptions;
-use crate::store::Store;
+use crate::store::{LockMode, Store, StoreLock};
 use anyhow::{Context as _, Result, bail};
 use std::io::Write;
 
@@ -11,48 +12,58 @@ use std::io::Write;
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let root = cli.root.clone().unwrap_or_else(Store::default_root);
     let store = || Store::open(&root).with_context(|| format!("opening store {}", root.display()));
+    // Commands that add or use content hold the store lock shared, so that prune (which
+    // takes it exclusively) never removes what they work with.
+    let shared = || -> Result<(Store, StoreLock)> {
+        let store = store()?;
+        let lock = store.lock(LockMode::Shared)?;
+        Ok((store, lock))
+    };
     match cli.command {
-        Command::Build(args) => crate::build::build(&store()?, args),
-        Command::Run(args) => crate::run::run(&store()?, args),
+        Command::Build(args) => {
+            let (store, _lock) = shared()?;
+            crate::build::build(&store, args)
+        }
+        Command::Run(args) => {
+            let (store, _lock) = shared()?;
+            crate::run::run(&store, args)
+        }
         Command::Images => images(&store()?),
         Command::Inspect { image } => inspect(&store()?, &image),
-        Command::History { image } => history(&store()?, &image),
+        Command::History { image, no_trunc, human, quiet } => history(&store()?, &image, no_trunc, human, quiet),
         Command::Tag { source, target } => {
-            let store = store()?;
+            let (store, _lock) = shared()?;
             let image = store.load_image(&source)?;
             let name = normalize(&target)?;
             store.set_ref(&name, &image.manifest_digest)?;
             Ok(0)
         }
-        Command::Rmi { images } => {
-            let store = store()?;
-            for name in images {
-                let full = normalize(&name)?;
-                store.remove_ref(&full)?;
-                println!("Untagged: {}", Reference::parse(&full).map(|r| r.familiar()).unwrap_or(full));
-            }
-            Ok(0)
-        }
+        Command::Rmi { images } => rmi(&store()?, &images),
         Command::Import { tarball, name } => {
-            let store = store()?;
+            let (store, _lock) = shared()?;
             let name = normalize(&name)?;
             let image = crate::archive::import_rootfs(&store, &tarball, &name)
                 .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
             Ok(0)
         }
-        Command::Save { output, images } => {
-            let store = store()?;
+        Command::Save { output, format, images } => {
+            let (store, _lock) = shared()?;
             let mut list = Vec::new();
             for name in images {
                 let image = store.load_image(&name)?;
                 list.push((name, image));
             }
-            crate::archive::save(&store, &list, &output).with_context(|| format!("saving to {}", output.display()))?;
+            let format = if format == "oci" { ArchiveFormat::Oci } else { ArchiveFormat::Docker };
+            crate::archive::save(&store, &list, &output, format)
+                .with_context(|| format!("saving to {}", output.display()))?;
             Ok(0)
         }
+        Command::Prune { all, keep_storage, filter } => prune(&store()?, all, keep_storage.as_deref(), &filter),
+        Command::Du { json } => du(&store()?, json),
+        Command::Fsck { snapshots } => fsck(&store()?, snapshots),
         Command::Load { input } => {
-            let store = store()?;
+            let (store, _lock) = shared()?;
             let names = crate::archive::load(&store, &input).with_context(|| format!("loading {}", input.display()))?;
             for name in names {
                 println!("Loaded image: {}", Reference::parse(&name).map(|r| r.familiar()).unwrap_or(name));
@@ -60,7 +71,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Pull { reference, platform } => {
-            let store = store()?;
+            let (store, _lock) = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let platform = match platform {
                 Some(p) => parse_platform(&p)?,
@@ -72,7 +83,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Push { reference } => {
-            let store = store()?;
+            let (store, _lock) = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let image = store.load_image(&reference)?;
             let progress = |line: &str| eprintln!("{line}");
@@ -185,17 +196,60 @@ fn inspect(store: &Store, name: &str) -> Result<u8> {
     Ok(0)
 }
 
-fn history(store: &Store, name: &str) -> Result<u8> {
+/// `docker history`'s shape: newest first, the image id on the top line only.
+fn history(store: &Store, name: &str, no_trunc: bool, human: bool, quiet: bool) -> Result<u8> {
     let image = store.load_image(name)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<28} {:<60} {:>10}", "CREATED", "CREATED BY", "SIZE")?;
+    let id = if no_trunc { image.config_digest.to_string() } else { image.config_digest.short().to_string() };
+    if !quiet {
+        writeln!(out, "{:<12}   {:<17}   {:<45}   {:<9}   COMMENT", "IMAGE", "CREATED", "CREATED BY", "SIZE")?;
+    }
+    // Sizes belong to the entries that made a layer, in order.
     let mut layers = image.layers.iter();
-    for h in image.config.history.iter().rev().collect::<Vec<_>>().into_iter().rev() {
-        let size = if h.empty_layer == Some(true) { 0 } else { layers.next().map(|l| l.size).unwrap_or(0) };
-        let by = h.created_by.clone().unwrap_or_default();
-        writeln!(out, "{:<28} {:<60} {:>10}", h.created.as_deref().unwrap_or(""), by, human_size(size))?;
+    let mut rows = Vec::new();
+    for h in &image.config.history {
+        let size = if h.empty_layer == Some(true) { 0 } else { layers.next().map_or(0, |l| l.size) };
+        rows.push((h, size));
+    }
+    let now = chrono::Utc::now();
+    for (i, (h, size)) in rows.iter().rev().enumerate() {
+        let row_id = if i == 0 { id.as_str() } else { "<missing>" };
+        if quiet {
+            writeln!(out, "{row_id}")?;
+            continue;
+        }
+        let created = match (h.created.as_deref(), human) {
+            (Some(c), true) => chrono::DateTime::parse_from_rfc3339(c)
+                .map(|t| time_ago(now.signed_duration_since(t)))
+                .unwrap_or_else(|_| c.to_string()),
+            (Some(c), false) => c.to_string(),
+            (None, _) => "N/A".to_string(),
+        };
+        let by = h.created_by.clone().unwrap_or_default().replace(['\n', '\t'], " ");
+        let by = if !no_trunc && by.chars().count() > 45 {
+            format!("{}…", by.chars().take(44).collect::<String>())
+        } else {
+            by
+        };
+        let comment = h.comment.as_deref().unwrap_or("");
+        writeln!(out, "{row_id:<12}   {created:<17}   {by:<45}   {:<9}   {comment}", human_size(*size))?;
     }
     Ok(0)
+}
+
+/// `2 hours ago`, as Docker shows times.
+fn time_ago(d: chrono::TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    let (n, unit) = match secs {
+        0..=59 => (secs, "second"),
+        60..=3599 => (secs / 60, "minute"),
+        3600..=86_399 => (secs / 3600, "hour"),
+        86_400..=1_209_599 => (secs / 86_400, "day"),
+        1_209_600..=5_183_999 => (secs / 604_800, "week"),
+        5_184_000..=63_071_999 => (secs / 2_592_000, "month"),
+        _ => (secs / 31_536_000, "year"),
+    };
+    if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") }
 }
 
 fn volume(store: &Store, cmd: VolumeCommand) -> Result<u8> {
@@ -229,4 +283,161 @@ fn volume(store: &Store, cmd: VolumeCommand) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `rmi NAME` removes that name; `rmi ID` (or a digest) removes every name of the image.
+fn rmi(store: &Store, images: &[String]) -> Result<u8> {
+    for name in images {
+        if let Ok(full) = Reference::parse(name).map(|r| r.to_string())
+            && store.get_ref(&full)?.is_some()
+        {
+            store.remove_ref(&full)?;
+            println!("Untagged: {}", familiar(&full));
+            continue;
+        }
+        let image = store.load_image(name)?;
+        let mut names = Vec::new();
+        for (ref_name, manifest) in store.refs()? {
+            let same = manifest == image.manifest_digest
+                || store.image_from_manifest(&manifest).is_ok_and(|i| i.config_digest == image.config_digest);
+            if same {
+                names.push(ref_name);
+            }
+        }
+        if names.is_empty() {
+            bail!("image {name} has no name to remove");
+        }
+        for ref_name in names {
+            store.remove_ref(&ref_name)?;
+            println!("Untagged: {}", familiar(&ref_name));
+        }
+    }
+    Ok(0)
+}
+
+fn familiar(name: &str) -> String {
+    Reference::parse(name).map(|r| r.familiar()).unwrap_or_else(|_| name.to_string())
+}
+
+/// `2GB` (1000-based), `2GiB` or `2g` (1024-based, as Docker), or bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().map_err(|_| crate::usage_error(anyhow::anyhow!("invalid size {s:?}")))?;
+    let scale: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000_u64.pow(2),
+        "gb" => 1000_u64.pow(3),
+        "tb" => 1000_u64.pow(4),
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        other => bail!(crate::usage_error(anyhow::anyhow!("invalid size {s:?}: unknown unit {other:?}"))),
+    };
+    Ok((number * scale as f64) as u64)
+}
+
+/// `24h`, `1h30m`, `90s`, `7d`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = || crate::usage_error(anyhow::anyhow!("invalid duration {s:?}: want e.g. 24h, 30m, 1h30m, 7d"));
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let number: f64 = rest[..split].parse().map_err(|_| bad())?;
+        let unit_len = rest[split..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - split);
+        let seconds = match &rest[split..split + unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return Err(bad()),
+        };
+        total += number * seconds;
+        rest = &rest[split + unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+fn prune(store: &Store, all: bool, keep_storage: Option<&str>, filters: &[String]) -> Result<u8> {
+    let mut options = crate::store::PruneOptions { all, ..Default::default() };
+    if let Some(size) = keep_storage {
+        options.keep_storage = Some(parse_size(size)?);
+    }
+    for filter in filters {
+        match filter.split_once('=') {
+            Some(("until", d)) => options.until = Some(parse_duration(d)?),
+            _ => bail!(crate::usage_error(anyhow::anyhow!("unknown --filter {filter:?} (want until=DURATION)"))),
+        }
+    }
+    let report = store.prune(&options)?;
+    println!(
+        "Removed {} cache records, {} snapshots, {} blobs, {} cache mounts",
+        report.records, report.snapshots, report.blobs, report.cache_mounts
+    );
+    println!("Total reclaimed space: {}", human_size(report.reclaimed));
+    println!("Build data left: {}", human_size(report.remaining));
+    if let Some(bound) = options.keep_storage
+        && report.remaining > bound
+    {
+        eprintln!(
+            "warning: {} is still held by images (or is too recent for the filter); remove images with rmi to go below {}",
+            human_size(report.remaining),
+            human_size(bound)
+        );
+    }
+    Ok(0)
+}
+
+fn du(store: &Store, json: bool) -> Result<u8> {
+    let usage = store.disk_usage()?;
+    if json {
+        let mut value = serde_json::to_value(&usage)?;
+        value["build_total"] = usage.build_total().into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(0);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<15} {:<12} {:>7} {:>12}", "WHAT", "HELD BY", "COUNT", "SIZE")?;
+    let mut row = |what: &str, by: &str, u: &crate::store::Usage| -> std::io::Result<()> {
+        writeln!(out, "{what:<15} {by:<12} {:>7} {:>12}", u.count, human_size(u.size))
+    };
+    for (what, held) in [("blobs", &usage.blobs), ("snapshots", &usage.snapshots)] {
+        row(what, "images", &held.refs)?;
+        row(what, "cache only", &held.cache_only)?;
+        row(what, "nothing", &held.unreferenced)?;
+    }
+    row("cache records", "", &usage.cache_records)?;
+    row("cache mounts", "", &usage.cache_mounts)?;
+    row("volumes", "", &usage.volumes)?;
+    row("temp", "running", &usage.temp)?;
+    writeln!(out, "Build data: {} (bounded by prune --keep-storage)", human_size(usage.build_total()))?;
+    Ok(0)
+}
+
+fn fsck(store: &Store, snapshots: bool) -> Result<u8> {
+    let report = store.fsck(snapshots)?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    for problem in &report.problems {
+        println!("damaged: {problem}");
+    }
+    let verified =
+        if snapshots { format!(" ({} compared with their layers)", report.snapshots_verified) } else { String::new() };
+    eprintln!(
+        "checked {} blobs, {} images, {} snapshots{verified}: {} problems",
+        report.blobs,
+        report.refs,
+        report.snapshots,
+        report.problems.len()
+    );
+    Ok(if report.problems.is_empty() { 0 } else { 1 })
 }

@@ -9,6 +9,7 @@ mod build;
 mod cache;
 mod cli;
 mod commands;
+mod export;
 mod ignore;
 mod image;
 mod layer;

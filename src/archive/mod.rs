@@ -3,15 +3,11 @@
 //! 25), and `builder load` of such tarballs, older `docker save` output and OCI
 //! archives.
 
-// Some of this API is not called yet: `load` waits for its CLI command.
-#![allow(dead_code)]
-
 mod load;
 mod save;
 
-#[allow(unused_imports)]
 pub use load::load;
-pub use save::save;
+pub use save::{ArchiveFormat, ArchiveImage, save, write_archive, write_file_atomically, write_layout_dir};
 
 use crate::image::manifest::host_platform;
 use crate::image::{Compression, Image, ImageConfig};
@@ -47,7 +43,7 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     let layer = crate::image::LayerInfo { digest, diff_id, size, media_type: compression.media_type().into() };
 
     let platform = host_platform();
-    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let created = created_time(source_date_epoch()?);
     let config = ImageConfig {
         created: Some(created.clone()),
         architecture: platform.architecture,
@@ -63,6 +59,29 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     let image = store.write_image(&config, &[layer])?;
     store.set_ref(name, &image.manifest_digest)?;
     Ok(image)
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, if set (a usage error if not a number).
+pub fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.trim().is_empty() => parse_epoch(&s).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A `SOURCE_DATE_EPOCH` value: seconds since 1970.
+pub fn parse_epoch(s: &str) -> Result<i64> {
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|&secs| chrono::DateTime::from_timestamp(secs, 0).is_some())
+        .ok_or_else(|| crate::usage_error(anyhow::anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds")))
+}
+
+/// RFC 3339 `created` time: the epoch when given (reproducible builds), else now.
+pub fn created_time(epoch: Option<i64>) -> String {
+    let time = epoch.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)).unwrap_or_else(chrono::Utc::now);
+    time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Copies what is read from `inner` to `out`.

@@ -1,6 +1,7 @@
 //! `builder save`: one tarball that `docker load` (via `manifest.json` and
 //! `repositories`) and OCI tools (via `oci-layout` and `index.json`) both read. Every
-//! file in it points into `blobs/sha256/`, as in Docker 25's `docker save`.
+//! file in it points into `blobs/sha256/`, as in Docker 25's `docker save`. With
+//! [`ArchiveFormat::Oci`] only the OCI layout is written, as a tarball or a directory.
 
 use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use crate::image::{Descriptor, Digest, Image, Index, Platform, Reference};
@@ -9,7 +10,24 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What an archive holds besides the blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// `manifest.json` + `repositories` for `docker load`, and an OCI layout.
+    #[default]
+    Docker,
+    /// An OCI image layout only (`oci-layout`, `index.json`, `blobs/`).
+    Oci,
+}
+
+/// An image to archive and the names it goes under (none: listed without a name).
+#[derive(Debug, Clone)]
+pub struct ArchiveImage {
+    pub image: Image,
+    pub names: Vec<Reference>,
+}
 
 /// One entry of a docker-archive's `manifest.json`.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -27,35 +45,117 @@ fn blob_name(d: &Digest) -> String {
 
 /// Writes `images` (with the names they were asked by) to one tarball, atomically: a
 /// temp file beside `out` renamed into place when complete.
-pub fn save(store: &Store, images: &[(String, Image)], out: &Path) -> Result<()> {
+pub fn save(store: &Store, images: &[(String, Image)], out: &Path, format: ArchiveFormat) -> Result<()> {
+    let mut entries = Vec::new();
+    for (name, image) in images {
+        let names = saved_name(store, name, image)?.into_iter().collect();
+        entries.push(ArchiveImage { image: image.clone(), names });
+    }
+    write_file_atomically(out, |writer| write_archive(store, &entries, format, writer).map(|_| ()))
+}
+
+/// Creates `out` through a temp file beside it, renamed into place once `write` is done.
+pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp = tempfile::Builder::new()
         .prefix(".builder-save-")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     {
-        let writer = BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        let writer = write_archive(store, images, writer)?;
+        let mut writer = BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        write(&mut writer)?;
         writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
     temp.persist(out).with_context(|| format!("renaming into {}", out.display()))?;
     Ok(())
 }
 
-/// Writes the archive to any writer (a file, stdout).
-pub fn write_archive<W: Write>(store: &Store, images: &[(String, Image)], out: W) -> Result<W> {
+/// Writes the archive as a tar to any writer (a file, stdout).
+pub fn write_archive<W: Write>(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, out: W) -> Result<W> {
+    let mut sink = TarSink(tar::Builder::new(out));
+    write_layout(store, images, format, &mut sink)?;
+    sink.0.into_inner().context("finishing the archive")
+}
+
+/// Writes the archive's files into the directory `dir` (created if needed). Blobs
+/// already there are kept; `index.json` is replaced last.
+pub fn write_layout_dir(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_layout(store, images, format, &mut DirSink(dir.to_path_buf()))
+}
+
+/// Where the files of an archive go.
+trait Sink {
+    fn dir(&mut self, name: &str) -> Result<()>;
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()>;
+    fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()>;
+}
+
+struct TarSink<W: Write>(tar::Builder<W>);
+
+impl<W: Write> Sink for TarSink<W> {
+    fn dir(&mut self, name: &str) -> Result<()> {
+        dir_entry(&mut self.0, name)
+    }
+
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        file_entry(&mut self.0, name, bytes)
+    }
+
+    fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()> {
+        let mut file = store.open_blob(digest)?;
+        let size = file.metadata()?.len();
+        let mut h = header(size, 0o644);
+        self.0.append_data(&mut h, blob_name(digest), &mut file).with_context(|| format!("writing blob {digest}"))?;
+        Ok(())
+    }
+}
+
+struct DirSink(PathBuf);
+
+impl DirSink {
+    fn put(&self, name: &str, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+        write_file_atomically(&self.0.join(name), write)
+    }
+}
+
+impl Sink for DirSink {
+    fn dir(&mut self, name: &str) -> Result<()> {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))
+    }
+
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.put(name, |w| Ok(w.write_all(bytes)?))
+    }
+
+    fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()> {
+        let name = blob_name(digest);
+        let size = store.blob_size(digest)?;
+        if std::fs::metadata(self.0.join(&name)).is_ok_and(|m| m.len() == size) {
+            return Ok(());
+        }
+        self.put(&name, |w| {
+            std::io::copy(&mut store.open_blob(digest)?, w).with_context(|| format!("writing blob {digest}"))?;
+            Ok(())
+        })
+    }
+}
+
+fn write_layout(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, sink: &mut dyn Sink) -> Result<()> {
     // The names each manifest is saved under, in the order asked.
     let mut tags: BTreeMap<Digest, Vec<Reference>> = BTreeMap::new();
     let mut order: Vec<&Image> = Vec::new();
-    for (name, image) in images {
+    for entry in images {
+        let image = &entry.image;
         if !order.iter().any(|i| i.manifest_digest == image.manifest_digest) {
             order.push(image);
         }
         let names = tags.entry(image.manifest_digest.clone()).or_default();
-        if let Some(reference) = saved_name(store, name, image)?
-            && !names.contains(&reference)
-        {
-            names.push(reference);
+        for reference in &entry.names {
+            if !names.contains(reference) {
+                names.push(reference.clone());
+            }
         }
     }
 
@@ -113,22 +213,20 @@ pub fn write_archive<W: Write>(store: &Store, images: &[(String, Image)], out: W
         });
     }
 
-    let mut tar = tar::Builder::new(out);
-    dir_entry(&mut tar, "blobs/")?;
-    dir_entry(&mut tar, "blobs/sha256/")?;
+    sink.dir("blobs/")?;
+    sink.dir("blobs/sha256/")?;
     for digest in &blobs {
-        let mut file = store.open_blob(digest)?;
-        let size = file.metadata()?.len();
-        let mut h = header(size, 0o644);
-        tar.append_data(&mut h, blob_name(digest), &mut file).with_context(|| format!("writing blob {digest}"))?;
+        sink.blob(store, digest)?;
     }
-    file_entry(&mut tar, "index.json", &serde_json::to_vec(&index)?)?;
-    file_entry(&mut tar, "manifest.json", &serde_json::to_vec(&docker_manifest)?)?;
-    file_entry(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    if !repositories.is_empty() {
-        file_entry(&mut tar, "repositories", &serde_json::to_vec(&repositories)?)?;
+    sink.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    if format == ArchiveFormat::Docker {
+        sink.file("manifest.json", &serde_json::to_vec(&docker_manifest)?)?;
+        if !repositories.is_empty() {
+            sink.file("repositories", &serde_json::to_vec(&repositories)?)?;
+        }
     }
-    tar.into_inner().context("finishing the archive")
+    // Last: a reader of a directory layout never sees an index without its blobs.
+    sink.file("index.json", &serde_json::to_vec(&index)?)
 }
 
 /// The name an image is saved under: the normalised reference when `name` is one of

@@ -77,7 +77,13 @@ fn save_then_load_round_trips() {
     let image = import_one(d.path(), &store);
     store.set_ref("other:2", &image.manifest_digest).unwrap();
     let out = d.path().join("out.tar");
-    save(&store, &[("imported:1".into(), image.clone()), ("other:2".into(), image.clone())], &out).unwrap();
+    save(
+        &store,
+        &[("imported:1".into(), image.clone()), ("other:2".into(), image.clone())],
+        &out,
+        ArchiveFormat::Docker,
+    )
+    .unwrap();
 
     let names = archive_names(&out);
     for wanted in ["oci-layout", "index.json", "manifest.json", "repositories"] {
@@ -110,7 +116,7 @@ fn docker_manifest_json_alone_is_enough() {
     let store = test_store(d.path(), "store");
     let image = import_one(d.path(), &store);
     let out = d.path().join("out.tar");
-    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    save(&store, &[("imported:1".into(), image.clone())], &out, ArchiveFormat::Docker).unwrap();
     let stripped = d.path().join("stripped.tar");
     let mut b = tar::Builder::new(fs::File::create(&stripped).unwrap());
     let mut a = tar::Archive::new(fs::File::open(&out).unwrap());
@@ -174,7 +180,7 @@ fn a_corrupt_blob_fails_the_load() {
     let store = test_store(d.path(), "store");
     let image = import_one(d.path(), &store);
     let out = d.path().join("out.tar");
-    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    save(&store, &[("imported:1".into(), image.clone())], &out, ArchiveFormat::Docker).unwrap();
     // Flip a byte in the config blob's data.
     let mut bytes = fs::read(&out).unwrap();
     let config = store.read_blob(&image.config_digest).unwrap();
@@ -198,7 +204,7 @@ fn skopeo_reads_saved_tarballs() {
     let store = test_store(d.path(), "store");
     let image = import_one(d.path(), &store);
     let out = d.path().join("out.tar");
-    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    save(&store, &[("imported:1".into(), image.clone())], &out, ArchiveFormat::Docker).unwrap();
     for transport in ["docker-archive", "oci-archive"] {
         let output = std::process::Command::new(skopeo)
             .args(["inspect", &format!("{transport}:{}", out.display())])
@@ -231,7 +237,7 @@ fn loads_what_skopeo_writes() {
     let store = test_store(d.path(), "store");
     let image = import_one(d.path(), &store);
     let out = d.path().join("out.tar");
-    save(&store, &[("imported:1".into(), image.clone())], &out).unwrap();
+    save(&store, &[("imported:1".into(), image.clone())], &out, ArchiveFormat::Docker).unwrap();
     let src = format!("docker-archive:{}", out.display());
     let oci = d.path().join("skopeo-oci.tar");
     let docker = d.path().join("skopeo-docker.tar");
@@ -260,7 +266,7 @@ fn umoci_unpacks_the_oci_side() {
     let store = test_store(d.path(), "store");
     let image = import_one(d.path(), &store);
     let out = d.path().join("out.tar");
-    save(&store, &[("imported:1".into(), image)], &out).unwrap();
+    save(&store, &[("imported:1".into(), image)], &out, ArchiveFormat::Docker).unwrap();
     let layout = d.path().join("layout");
     fs::create_dir(&layout).unwrap();
     crate::layer::unpack_tar_to_dir(fs::File::open(&out).unwrap(), &layout).unwrap();

@@ -37,18 +37,25 @@ fn threads() -> usize {
 
 impl<W: Write + Send + 'static> Compressor<W> {
     pub fn new(compression: Compression, out: W) -> io::Result<Self> {
-        Self::with_threads(compression, out, threads())
+        Self::with_threads(compression, None, out, threads())
     }
 
-    fn with_threads(compression: Compression, out: W, threads: usize) -> io::Result<Self> {
+    /// A compressor at `level` (gzip 0-9, zstd 1-22; `None`: the default level).
+    pub fn with_level(compression: Compression, level: Option<i32>, out: W) -> io::Result<Self> {
+        Self::with_threads(compression, level, out, threads())
+    }
+
+    fn with_threads(compression: Compression, level: Option<i32>, out: W, threads: usize) -> io::Result<Self> {
+        check_level(compression, level)?;
         let encoder = match compression {
             Compression::Gzip => {
                 let builder =
                     ParCompressBuilder::<Gzip>::new().num_threads(threads.max(1)).map_err(io::Error::other)?;
-                Encoder::Gzip(builder.compression_level(flate2::Compression::new(GZIP_LEVEL)).from_writer(out))
+                let level = level.map_or(GZIP_LEVEL, |l| l as u32);
+                Encoder::Gzip(builder.compression_level(flate2::Compression::new(level)).from_writer(out))
             }
             Compression::Zstd => {
-                let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+                let mut encoder = zstd::Encoder::new(out, level.unwrap_or(ZSTD_LEVEL))?;
                 // With one worker or more the frame is the same whatever their number.
                 encoder.multithread(threads.max(1) as u32)?;
                 Encoder::Zstd(encoder)
@@ -105,6 +112,32 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
     /// Flushes nothing: a flush would end a deflate block and change the output.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Whether `level` is valid for `compression`.
+pub fn check_level(compression: Compression, level: Option<i32>) -> io::Result<()> {
+    let valid = match (compression, level) {
+        (_, None) => true,
+        (Compression::Gzip, Some(l)) => (0..=9).contains(&l),
+        (Compression::Zstd, Some(l)) => zstd::compression_level_range().contains(&l),
+        (Compression::Uncompressed, Some(_)) => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        let range = match compression {
+            Compression::Gzip => "0-9".to_string(),
+            Compression::Zstd => {
+                let r = zstd::compression_level_range();
+                format!("{}-{}", r.start(), r.end())
+            }
+            Compression::Uncompressed => "none: uncompressed has no level".to_string(),
+        };
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid compression level {} for {compression:?} (valid: {range})", level.unwrap_or_default()),
+        ))
     }
 }
 
@@ -211,7 +244,7 @@ mod tests {
             }
             assert_eq!(again.finish().unwrap(), out, "{c:?}");
             // Nor on the number of threads.
-            let mut one = Compressor::with_threads(c, Vec::new(), 1).unwrap();
+            let mut one = Compressor::with_threads(c, None, Vec::new(), 1).unwrap();
             one.write_all(&data).unwrap();
             assert_eq!(one.finish().unwrap(), out, "{c:?} on one thread");
         }

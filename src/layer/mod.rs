@@ -6,12 +6,14 @@
 //! bounded memory. [`ensure_snapshots`] does the reverse for every missing layer of a
 //! stack, checking the diffID of what it unpacked ([`unpack`]).
 
-// Some of this API is not called yet: `unpack_tar_to_dir` waits for ADD of local archives.
-#![allow(dead_code)]
-
 pub mod compress;
+mod convert;
 pub mod tar_writer;
 pub mod unpack;
+mod verify;
+
+pub use convert::{compression_of, ensure_compression};
+pub use verify::verify_snapshot;
 
 use crate::image::manifest::chain_ids;
 use crate::image::{Compression, Digest, LayerInfo};
@@ -19,7 +21,7 @@ use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
 use compress::{Compressor, HashReader, HashWriter, decompress};
 use rayon::prelude::*;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tar_writer::TarOptions;
@@ -29,45 +31,47 @@ use unpack::UnpackOptions;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LayerOptions {
     pub compression: Compression,
+    /// `compression-level=`: gzip 0-9, zstd 1-22; `None` for the default.
+    pub level: Option<i32>,
     /// `SOURCE_DATE_EPOCH`: clamp every timestamp to at most this (seconds since the
     /// epoch), so that two builds of the same files give the same digest.
     pub mtime_clamp: Option<i64>,
 }
 
+/// [`diff_to_layer_with`] in `compression`, without a clamp.
+#[cfg(test)]
+pub fn diff_to_layer(store: &Store, upperdir: &Path, compression: Compression) -> Result<Option<LayerInfo>> {
+    diff_to_layer_with(store, upperdir, &LayerOptions { compression, ..Default::default() })
+}
+
 /// Tars an overlay upperdir (0/0 char devices → `.wh.NAME`, opaque dirs →
 /// `.wh..wh..opq`) deterministically, compresses it, stores the blob. Returns `None`
 /// when the directory holds no change at all.
-pub fn diff_to_layer(store: &Store, upperdir: &Path, compression: Compression) -> Result<Option<LayerInfo>> {
-    diff_to_layer_with(store, upperdir, &LayerOptions { compression, mtime_clamp: None })
-}
-
-/// [`diff_to_layer`] with all the options.
 pub fn diff_to_layer_with(store: &Store, upperdir: &Path, options: &LayerOptions) -> Result<Option<LayerInfo>> {
     let mut entries = std::fs::read_dir(upperdir).with_context(|| format!("reading {}", upperdir.display()))?;
     if entries.next().is_none() {
         return Ok(None);
     }
     let tar_options = TarOptions { overlay: true, mtime_clamp: options.mtime_clamp };
-    dir_to_layer(store, upperdir, options.compression, &tar_options).map(Some)
+    dir_to_layer(store, upperdir, options, &tar_options).map(Some)
 }
 
 /// Tars any directory into a layer blob (`overlay` in `tar_options` says whether to
-/// convert overlay whiteouts).
-pub fn dir_to_layer(
-    store: &Store,
-    dir: &Path,
-    compression: Compression,
-    tar_options: &TarOptions,
-) -> Result<LayerInfo> {
+/// convert overlay whiteouts), compressed as `options` say, and records the blob as
+/// the layer's variant in that compression so exports reuse it.
+pub fn dir_to_layer(store: &Store, dir: &Path, options: &LayerOptions, tar_options: &TarOptions) -> Result<LayerInfo> {
     let blob = store.blob_writer()?;
-    let compressor = Compressor::new(compression, blob).context("starting compression")?;
+    let compressor =
+        Compressor::with_level(options.compression, options.level, blob).context("starting compression")?;
     let hashing = HashWriter::new(compressor);
     let hashing =
         tar_writer::write_tar(dir, hashing, tar_options).with_context(|| format!("archiving {}", dir.display()))?;
     let (compressor, diff_id, _) = hashing.finish();
     let blob = compressor.finish().context("finishing compression")?;
     let (digest, size) = blob.commit(None)?;
-    Ok(LayerInfo { digest, diff_id, size, media_type: compression.media_type().to_string() })
+    let layer = LayerInfo { digest, diff_id, size, media_type: options.compression.media_type().to_string() };
+    store.record_layer_variant(&layer, options.compression, options.level)?;
+    Ok(layer)
 }
 
 /// Makes sure every layer of a stack has its snapshot (unpacking blobs as needed) and
@@ -109,8 +113,9 @@ pub fn unpack_layer(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()> 
 
 /// Unpacks a tar (plain, gzip or zstd) into `dir` as files, without whiteout
 /// conversion: `ADD archive.tar /dest`. Symlinks already in `dir` (merged `/usr`)
-/// are followed, but only ever inside `dir`.
-pub fn unpack_tar_to_dir(reader: impl Read, dir: &Path) -> Result<()> {
+/// are followed, but only ever inside `dir`. (Tests use it; ADD has its own in ops.)
+#[cfg(test)]
+pub fn unpack_tar_to_dir(reader: impl std::io::Read, dir: &Path) -> Result<()> {
     let reader = decompress(reader).context("reading archive")?;
     unpack::unpack(reader, dir, UnpackOptions { overlay: false, follow_symlinks: true })
 }

@@ -71,13 +71,13 @@ fn same_tree_same_digest_with_clamp() {
         make_tree(&b);
         set_all_mtimes(&a, 2_000_000_000);
         set_all_mtimes(&b, 2_100_000_000);
-        let options = LayerOptions { compression, mtime_clamp: Some(1_700_000_000) };
+        let options = LayerOptions { compression, mtime_clamp: Some(1_700_000_000), ..Default::default() };
         let la = diff_to_layer_with(&store, &a, &options).unwrap().unwrap();
         let lb = diff_to_layer_with(&store, &b, &options).unwrap().unwrap();
         assert_eq!(la, lb, "{compression:?}");
         assert_eq!(la.media_type, compression.media_type());
         // Without the clamp the mtimes show.
-        let plain = LayerOptions { compression, mtime_clamp: None };
+        let plain = LayerOptions { compression, ..Default::default() };
         let la = diff_to_layer_with(&store, &a, &plain).unwrap().unwrap();
         let lb = diff_to_layer_with(&store, &b, &plain).unwrap().unwrap();
         assert_ne!(la.diff_id, lb.diff_id);

@@ -116,7 +116,7 @@ pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs
     if !status.success() {
         bail!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
     }
-    let layer = crate::layer::diff_to_layer(store, &upperdir, worker.compression)?;
+    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.layer_options)?;
     stack_layer(store, parent, upperdir, layer)
 }
 

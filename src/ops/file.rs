@@ -49,6 +49,6 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
         Ok(())
     })?;
     applied?;
-    let layer = crate::layer::diff_to_layer(store, &upperdir, worker.compression)?;
+    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.layer_options)?;
     stack_layer(store, parent, upperdir, layer)
 }

@@ -9,7 +9,8 @@ mod exec;
 mod file;
 pub mod source;
 
-use crate::image::{Compression, LayerInfo};
+use crate::image::LayerInfo;
+use crate::layer::LayerOptions;
 use crate::store::Store;
 use anyhow::Result;
 use context::Context;
@@ -49,7 +50,9 @@ pub struct BuildWorker<'a> {
     pub default_network: NetworkMode,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
-    pub compression: Compression,
+    /// How exec and file ops write their layers: compression, and the
+    /// `SOURCE_DATE_EPOCH` mtime clamp (which also counts in their cache keys).
+    pub layer_options: LayerOptions,
     /// Contexts opened so far, by name, shared by all COPYs of the build.
     contexts: Mutex<HashMap<String, Arc<Context>>>,
     /// Base images, resolved once per build.
@@ -63,7 +66,7 @@ impl<'a> BuildWorker<'a> {
             local_dirs: HashMap::new(),
             default_network: NetworkMode::Host,
             secrets: HashMap::new(),
-            compression: Compression::Gzip,
+            layer_options: LayerOptions::default(),
             contexts: Mutex::default(),
             images,
         }
@@ -109,7 +112,17 @@ impl solver::Worker for BuildWorker<'_> {
                 DepSpec { kind, selector: None }
             })
             .collect();
-        Ok(CacheMap { digest: CacheKey::of("op", &vertex.op), facts: Vec::new(), deps })
+        let mut digest = CacheKey::of("op", &vertex.op);
+        let mut facts = Vec::new();
+        // A clamped layer differs from an unclamped one: the clamp is part of the key.
+        if let Some(epoch) = self.layer_options.mtime_clamp {
+            let mut h = solver::KeyHasher::new("op+source-date-epoch");
+            h.key(&digest);
+            h.str(&epoch.to_string());
+            digest = h.finish();
+            facts.push(("source-date-epoch".to_string(), epoch.to_string()));
+        }
+        Ok(CacheMap { digest, facts, deps })
     }
 
     fn content_digest(

@@ -34,11 +34,6 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
-    /// Bytes written so far.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Finishes the blob: checks it against `expected` (a mismatch is an error naming
     /// both digests, and nothing is stored), fsyncs and renames it into place.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
@@ -60,6 +55,7 @@ impl BlobWriter {
     }
 
     /// Like [`BlobWriter::commit`], also checking the size.
+    #[cfg(test)]
     pub fn commit_sized(self, expected: &Digest, size: u64) -> Result<(Digest, u64)> {
         if self.size != size {
             bail!("size mismatch for {expected}: expected {size} bytes, got {}", self.size);
@@ -77,7 +73,7 @@ impl Drop for BlobWriter {
 }
 
 impl Store {
-    fn blobs_dir(&self) -> PathBuf {
+    pub(super) fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs/sha256")
     }
 

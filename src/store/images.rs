@@ -2,8 +2,11 @@
 //! or image id (config digest) prefix.
 
 use super::Store;
-use super::refs::normalize_name;
-use crate::image::manifest::{MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_manifest_type};
+use crate::image::Compression;
+use crate::image::manifest::{
+    MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_CONFIG,
+    MEDIA_TYPE_OCI_MANIFEST, is_manifest_type,
+};
 use crate::image::{Descriptor, Digest, Image, ImageConfig, LayerInfo, Manifest, Reference};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::collections::BTreeMap;
@@ -11,17 +14,22 @@ use std::collections::BTreeMap;
 /// Manifests are small JSON documents; registries cap them at 4 MiB.
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
-/// One line of `builder images`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageSummary {
-    /// Normalised name, e.g. `docker.io/library/app:latest`.
-    pub name: String,
-    /// The image id: the config digest.
-    pub id: Digest,
-    pub manifest_digest: Digest,
-    pub created: Option<String>,
-    /// Sum of the (compressed) layer blob sizes.
-    pub size: u64,
+/// How an image's manifest is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFormat {
+    /// Docker schema 2 media types (manifest, config, layers) instead of OCI's.
+    pub docker_media_types: bool,
+    /// Manifest annotations (OCI only).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The Docker media type of a layer with this (OCI) media type, where there is one.
+fn docker_layer_type(media_type: &str) -> String {
+    match crate::layer::compression_of(media_type) {
+        Some(Compression::Gzip) => MEDIA_TYPE_DOCKER_LAYER_GZIP.into(),
+        Some(Compression::Uncompressed) => "application/vnd.docker.image.rootfs.diff.tar".into(),
+        _ => media_type.into(),
+    }
 }
 
 impl Store {
@@ -44,7 +52,7 @@ impl Store {
             config.rootfs.kind = "layers".into();
         }
         let bytes = serde_json::to_vec(&config).context("serializing image config")?;
-        self.write_image_raw(&bytes, layers, None)
+        self.write_image_in(&bytes, layers, &ImageFormat::default())
     }
 
     /// Writes an image whose config bytes are given as they are (a loaded or pulled
@@ -55,14 +63,40 @@ impl Store {
         layers: &[LayerInfo],
         annotations: Option<BTreeMap<String, String>>,
     ) -> Result<Image> {
+        let format = ImageFormat { docker_media_types: false, annotations: annotations.unwrap_or_default() };
+        self.write_image_in(config_bytes, layers, &format)
+    }
+
+    /// Writes an image (config bytes as given) with its manifest in `format`. With
+    /// Docker media types the layers' types become Docker's too.
+    pub fn write_image_in(&self, config_bytes: &[u8], layers: &[LayerInfo], format: &ImageFormat) -> Result<Image> {
         let config = parse_config(config_bytes)?;
         check_layers(&config, layers)?;
+        if format.docker_media_types && !format.annotations.is_empty() {
+            bail!("manifest annotations need OCI media types");
+        }
+        let layers: Vec<LayerInfo> = layers
+            .iter()
+            .map(|l| LayerInfo {
+                media_type: if format.docker_media_types {
+                    docker_layer_type(&l.media_type)
+                } else {
+                    l.media_type.clone()
+                },
+                ..l.clone()
+            })
+            .collect();
         let config_digest = self.write_blob_bytes(config_bytes)?;
+        let (manifest_type, config_type) = if format.docker_media_types {
+            (MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_CONFIG)
+        } else {
+            (MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_CONFIG)
+        };
         let manifest = Manifest {
             schema_version: 2,
-            media_type: Some(MEDIA_TYPE_OCI_MANIFEST.into()),
+            media_type: Some(manifest_type.into()),
             config: Descriptor {
-                media_type: MEDIA_TYPE_OCI_CONFIG.into(),
+                media_type: config_type.into(),
                 digest: config_digest.clone(),
                 size: config_bytes.len() as u64,
                 annotations: None,
@@ -78,11 +112,11 @@ impl Store {
                     platform: None,
                 })
                 .collect(),
-            annotations,
+            annotations: (!format.annotations.is_empty()).then(|| format.annotations.clone()),
         };
         let manifest_bytes = serde_json::to_vec(&manifest).context("serializing manifest")?;
         let manifest_digest = self.write_blob_bytes(&manifest_bytes)?;
-        Ok(Image { manifest_digest, config_digest, config, layers: layers.to_vec() })
+        Ok(Image { manifest_digest, config_digest, config, layers })
     }
 
     /// Reads the image whose manifest is the blob `manifest_digest`.
@@ -148,29 +182,6 @@ impl Store {
             }
         }
         Err(anyhow!("no such image: {name_or_id}"))
-    }
-
-    /// Every named image, sorted by name, for `builder images`.
-    pub fn images(&self) -> Result<Vec<ImageSummary>> {
-        let mut out = Vec::new();
-        for (name, manifest) in self.refs()? {
-            let image = self.image_from_manifest(&manifest).with_context(|| format!("image {name}"))?;
-            out.push(ImageSummary {
-                name,
-                id: image.config_digest,
-                manifest_digest: manifest,
-                created: image.config.created,
-                size: image.layers.iter().map(|l| l.size).sum(),
-            });
-        }
-        Ok(out)
-    }
-
-    /// Normalises `name` and points it at `image` (a convenience for exporters).
-    pub fn tag(&self, image: &Image, name: &str) -> Result<String> {
-        let name = normalize_name(name)?;
-        self.set_ref(&name, &image.manifest_digest)?;
-        Ok(name)
     }
 }
 
@@ -249,10 +260,15 @@ mod tests {
         let msg = format!("{:#}", store.load_image("nothere").unwrap_err());
         assert!(msg.contains("no such image: nothere"), "{msg}");
 
-        let list = store.images().unwrap();
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].name, "docker.io/library/app:latest");
-        assert_eq!(list[0].size, 6);
+        let docker = ImageFormat { docker_media_types: true, ..Default::default() };
+        let bytes = store.read_blob(&image.config_digest).unwrap();
+        let as_docker = store.write_image_in(&bytes, &layers, &docker).unwrap();
+        assert_eq!(as_docker.config_digest, image.config_digest);
+        let manifest: Manifest = serde_json::from_slice(&store.read_blob(&as_docker.manifest_digest).unwrap()).unwrap();
+        assert_eq!(manifest.media_type.as_deref(), Some(MEDIA_TYPE_DOCKER_MANIFEST));
+        assert_eq!(manifest.config.media_type, MEDIA_TYPE_DOCKER_CONFIG);
+        assert_eq!(manifest.layers[0].media_type, "application/vnd.docker.image.rootfs.diff.tar");
+        assert_eq!(store.image_from_manifest(&as_docker.manifest_digest).unwrap().layers, as_docker.layers);
     }
 
     #[test]

@@ -16,7 +16,6 @@ pub enum LockMode {
 #[derive(Debug)]
 pub struct StoreLock {
     _file: File,
-    pub mode: LockMode,
 }
 
 impl Store {
@@ -52,7 +51,7 @@ pub fn lock_file(path: &Path, mode: LockMode) -> Result<StoreLock> {
         }
         Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
     }
-    Ok(StoreLock { _file: file, mode })
+    Ok(StoreLock { _file: file })
 }
 
 #[cfg(test)]
@@ -78,12 +77,12 @@ mod tests {
         let root = store.root().to_path_buf();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let lock = lock_file(&root.join("lock"), LockMode::Shared).unwrap();
-            tx.send(lock.mode).unwrap();
+            let _lock = lock_file(&root.join("lock"), LockMode::Shared).unwrap();
+            tx.send(()).unwrap();
         });
         assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "got the lock while held");
         drop(held);
-        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), LockMode::Shared);
+        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
         waiter.join().unwrap();
     }
 }

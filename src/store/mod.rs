@@ -8,20 +8,19 @@
 //! Temp entries are named `<pid>-<prefix>-<random>`; [`Store::open`] removes those
 //! whose process is gone (a crashed or killed `builder`), never crossing a mount point.
 
-// Some of this API is not called yet: parts of the API (images, lock, blob sizes) wait for their CLI commands.
-#![allow(dead_code)]
-
 mod blobs;
+mod gc;
 mod images;
 mod lock;
 mod refs;
+mod usage;
+mod variants;
 
-#[allow(unused_imports)]
-pub use blobs::BlobWriter;
-#[allow(unused_imports)]
-pub use images::{ImageSummary, parse_config, parse_manifest};
-#[allow(unused_imports)]
+pub use gc::{PruneOptions, Usage};
+pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
+#[cfg(test)]
+pub(crate) use tests::test_store;
 
 use crate::image::Digest;
 use anyhow::{Context as _, Result};

@@ -3,9 +3,11 @@
 
 mod build;
 mod cache;
+mod export;
 mod hygiene;
 mod mounts;
 mod registry;
 mod run;
 mod save;
+mod store;
 mod util;

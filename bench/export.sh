@@ -1,0 +1,90 @@
+#!/bin/sh
+# Export benchmark: an image with a ~500 MB layer (half random, half compressible
+# text) exported as gzip and as zstd (`-o type=oci,compression=...`), the layer
+# recompressed from an uncompressed blob each time. Prints throughput (MB of tar per
+# second) as ratios against references measured in the same run on the same data:
+# `tar | gzip`, `tar | pigz` (if installed) and `tar | zstd -T0`, and peak memory
+# (max RSS from /usr/bin/time -v), also for a ~50 MB layer to show it does not grow
+# with the layer. Target: ratios >= 1, flat memory.
+# Needs root. Usage: sh bench/export.sh [MB]   (default 500)
+set -eu
+cd "$(dirname "$0")/.."
+mb=${1:-500}
+target=${CARGO_TARGET_DIR:-target}
+cargo build --release --quiet
+bin=$target/release/builder
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export BUILDER_ROOT="$work/store"
+sh testdata/make-busybox-rootfs.sh "$work/busybox.tar"
+"$bin" import "$work/busybox.tar" busybox:latest >/dev/null
+
+# $1: directory, $2: MB of data, half random, half text.
+make_context() {
+    mkdir -p "$1/data"
+    half=$(($2 / 2))
+    head -c "${half}M" /dev/urandom > "$1/data/random.bin"
+    seq 1 100000000 | sed 's/$/ INFO request served in 12ms status=200 path=\/api\/v1\/items/' | head -c "${half}M" > "$1/data/log.txt"
+    printf 'FROM busybox\nCOPY data/ /data/\n' > "$1/Dockerfile"
+}
+
+now() { date +%s.%N; }
+# Wall seconds of a shell command.
+timed() {
+    t0=$(now)
+    sh -c "$1"
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l
+}
+# Max RSS (kB) of a command run under /usr/bin/time -v, its wall seconds on stdout.
+rss_file=$work/rss
+timed_rss() {
+    t0=$(now)
+    /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" || { cat "$work/err.txt" >&2; exit 1; }
+    t1=$(now)
+    awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$work/time.txt" > "$rss_file"
+    echo "$t1 - $t0" | bc -l
+}
+
+ctx=$work/ctx
+make_context "$ctx" "$mb"
+tar_mb=$(tar -cf - -C "$ctx" data | wc -c | awk '{ printf "%.1f", $1 / 1e6 }')
+# The layer is stored uncompressed, so each export below compresses all of it.
+"$bin" build --progress=plain -o type=image,compression=uncompressed -t bench "$ctx" >/dev/null 2>&1
+
+ref_gzip=$(timed "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz'")
+ref_zstd=$(timed "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst'")
+ref_pigz=""
+if command -v pigz >/dev/null 2>&1; then
+    ref_pigz=$(timed "tar -cf - -C '$ctx' data | pigz -6 > '$work/ref.pigz'")
+fi
+
+export_time() { # compression
+    rm -rf "$BUILDER_ROOT/variants"
+    timed_rss "$bin" build --progress=plain -o "type=oci,dest=$work/out-$1.tar,compression=$1" "$2"
+}
+ours_gzip=$(export_time gzip "$ctx"); rss_gzip=$(cat "$rss_file")
+ours_zstd=$(export_time zstd "$ctx"); rss_zstd=$(cat "$rss_file")
+
+small=$work/small
+make_context "$small" $((mb / 10))
+"$bin" build --progress=plain -o type=image,compression=uncompressed "$small" >/dev/null 2>&1
+export_time gzip "$small" >/dev/null; rss_small_gzip=$(cat "$rss_file")
+export_time zstd "$small" >/dev/null; rss_small_zstd=$(cat "$rss_file")
+
+rate() { echo "$tar_mb / $1" | bc -l | awk '{ printf "%.0f", $1 }'; }
+ratio() { echo "$2 / $1" | bc -l | awk '{ printf "%.2f", $1 }'; }
+echo "layer: $tar_mb MB of tar ($(nproc) cores)"
+printf '%-28s %8s %10s %12s\n' "" "seconds" "MB/s" "max RSS"
+printf '%-28s %8.2f %10s %12s\n' "tar | gzip -6" "$ref_gzip" "$(rate "$ref_gzip")" ""
+[ -n "$ref_pigz" ] && printf '%-28s %8.2f %10s %12s\n' "tar | pigz -6" "$ref_pigz" "$(rate "$ref_pigz")" ""
+printf '%-28s %8.2f %10s %12s\n' "tar | zstd -T0 -3" "$ref_zstd" "$(rate "$ref_zstd")" ""
+printf '%-28s %8.2f %10s %9s kB\n' "builder export gzip" "$ours_gzip" "$(rate "$ours_gzip")" "$rss_gzip"
+printf '%-28s %8.2f %10s %9s kB\n' "builder export zstd" "$ours_zstd" "$(rate "$ours_zstd")" "$rss_zstd"
+printf '%-28s %8s %10s %9s kB\n' "  (layer of $((mb / 10)) MB) gzip" "" "" "$rss_small_gzip"
+printf '%-28s %8s %10s %9s kB\n' "  (layer of $((mb / 10)) MB) zstd" "" "" "$rss_small_zstd"
+echo "throughput ratio, builder gzip / tar|gzip:     $(ratio "$ours_gzip" "$ref_gzip")"
+[ -n "$ref_pigz" ] && echo "throughput ratio, builder gzip / tar|pigz:     $(ratio "$ours_gzip" "$ref_pigz")"
+echo "throughput ratio, builder zstd / tar|zstd -T0: $(ratio "$ours_zstd" "$ref_zstd")"
+ls -l "$work/ref.gz" "$work/ref.zst" "$work/out-gzip.tar" "$work/out-zstd.tar" | awk '{ print $5, $9 }'

@@ -1,0 +1,66 @@
+//! `type=image` (the default) and `type=registry`: the image goes into the store under
+//! its names, and to their registries with `push=true`.
+
+use super::{BuildResult, OutputSpec};
+use crate::image::{Compression, Image, LayerInfo, Reference};
+use crate::layer::{compression_of, ensure_compression};
+use crate::registry::RegistryOptions;
+use crate::store::{ImageFormat, Store};
+use anyhow::{Context as _, Result, anyhow, bail};
+
+/// Writes the image as `spec` wants it (compression, media types, annotations) into
+/// the store's blobs, without naming it.
+pub fn prepare(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
+    let mut layers: Vec<LayerInfo> = Vec::with_capacity(result.layers.len());
+    for (i, layer) in result.layers.iter().enumerate() {
+        let current = compression_of(&layer.media_type);
+        // Docker media types have no zstd: such a base layer must be recompressed.
+        let representable = spec.oci_media_types || current != Some(Compression::Zstd);
+        let keep = i < result.base_layers && !spec.force_compression && representable;
+        let layer = if keep {
+            layer.clone()
+        } else {
+            ensure_compression(store, layer, spec.compression, spec.level)
+                .with_context(|| format!("compressing layer {}", layer.diff_id))?
+        };
+        layers.push(layer);
+    }
+    let mut config = result.config.clone();
+    config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+    if config.rootfs.kind.is_empty() {
+        config.rootfs.kind = "layers".into();
+    }
+    let config_bytes = serde_json::to_vec(&config).context("serializing image config")?;
+    let format = ImageFormat { docker_media_types: !spec.oci_media_types, annotations: spec.annotations.clone() };
+    store.write_image_in(&config_bytes, &layers, &format)
+}
+
+/// The names an output uses: its own `name=`, else the build's `-t`.
+pub fn names(spec: &OutputSpec, result: &BuildResult) -> Result<Vec<Reference>> {
+    let names = if spec.names.is_empty() { &result.tags } else { &spec.names };
+    names
+        .iter()
+        .map(|n| Reference::parse(n).map_err(|e| crate::usage_error(anyhow!("invalid image name {n:?}: {e}"))))
+        .collect()
+}
+
+pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
+    let names = names(spec, result)?;
+    if spec.push && names.is_empty() {
+        bail!(crate::usage_error(anyhow!("pushing needs a name: add -t REGISTRY/REPOSITORY[:TAG] or name=")));
+    }
+    let image = prepare(store, spec, result)?;
+    for name in &names {
+        store.set_ref(&name.to_string(), &image.manifest_digest)?;
+        eprintln!("naming to {}", name.familiar());
+    }
+    if spec.push {
+        for name in &names {
+            let progress = |line: &str| eprintln!("{line}");
+            let digest = crate::registry::push(store, &image, name, &RegistryOptions::default(), &progress)
+                .with_context(|| format!("pushing {}", name.familiar()))?;
+            eprintln!("pushed {}@{digest}", name.familiar());
+        }
+    }
+    Ok(image)
+}

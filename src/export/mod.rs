@@ -1,0 +1,52 @@
+//! Exporters: what `builder build -o` does with the result of a build.
+//!
+//! A build ends with a [`BuildResult`] (the layer stack and the image config); each
+//! [`OutputSpec`] turns it into one output, one file per exporter:
+//! [`image`] (the store, and a registry with `push=true`), [`oci`] (an OCI layout as a
+//! tarball or a directory), [`docker`] (a tarball `docker load` accepts that is also an
+//! OCI layout), [`local`] and [`tar`] (the final filesystem, flattened).
+//!
+//! Image outputs share [`image::prepare`]: layers made by the build are brought to the
+//! wanted compression (base image layers too with `force-compression=true`), reusing a
+//! blob made before for the same diffID and compression; then config and manifest are
+//! written with OCI or Docker media types. Outputs that go to a file are written to a
+//! temp file beside it and renamed, so a killed build leaves no half-written file.
+
+mod docker;
+mod image;
+mod local;
+mod oci;
+mod spec;
+mod tar;
+
+pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
+
+use crate::image::{Image, ImageConfig, LayerInfo};
+use crate::store::Store;
+use anyhow::Result;
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub config: ImageConfig,
+    /// The final stage's layers, bottom first.
+    pub layers: Vec<LayerInfo>,
+    /// How many of `layers` come from the base image (kept as they are unless
+    /// `force-compression=true`).
+    pub base_layers: usize,
+    /// The `-t` names, normalised.
+    pub tags: Vec<String>,
+    /// `SOURCE_DATE_EPOCH`: clamps file times of `local` and `tar` outputs.
+    pub epoch: Option<i64>,
+}
+
+/// Runs one output. Returns the image it wrote, for image outputs.
+pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Option<Image>> {
+    match spec.kind {
+        OutputKind::Image | OutputKind::Registry => image::export(store, spec, result).map(Some),
+        OutputKind::Oci => oci::export(store, spec, result).map(Some),
+        OutputKind::Docker => docker::export(store, spec, result).map(Some),
+        OutputKind::Local => local::export(store, spec, result).map(|()| None),
+        OutputKind::Tar => tar::export(store, spec, result).map(|()| None),
+    }
+}

@@ -1,0 +1,304 @@
+//! `-o/--output` specs, as buildx writes them: `type=oci,dest=out.tar,name=app:1`,
+//! CSV with `"quoted,fields"`; a bare `DIR` means `type=local,dest=DIR` and `-` means
+//! `type=tar,dest=-`. Every mistake is a usage error naming the spec.
+
+use crate::image::Compression;
+use crate::layer::compress::check_level;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Into the store under the names (and pushed with `push=true`).
+    Image,
+    /// `image` + `push=true`.
+    Registry,
+    /// An OCI image layout: a tarball, or a directory with `tar=false`.
+    Oci,
+    /// A tarball `docker load` reads that is also an OCI layout.
+    Docker,
+    /// The final filesystem as a directory.
+    Local,
+    /// The final filesystem as a tar stream.
+    Tar,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    Stdout,
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub kind: OutputKind,
+    pub dest: Option<Dest>,
+    /// `tar=false`: an OCI layout as a directory.
+    pub tar: bool,
+    pub push: bool,
+    /// `name=`: names for image, oci and docker outputs (else the `-t` names).
+    pub names: Vec<String>,
+    pub compression: Compression,
+    pub level: Option<i32>,
+    /// Recompress base image layers too.
+    pub force_compression: bool,
+    /// OCI (true) or Docker (false) media types.
+    pub oci_media_types: bool,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl OutputSpec {
+    pub fn new(kind: OutputKind) -> Self {
+        OutputSpec {
+            kind,
+            dest: None,
+            tar: true,
+            push: kind == OutputKind::Registry,
+            names: Vec::new(),
+            compression: Compression::Gzip,
+            level: None,
+            force_compression: false,
+            // BuildKit's docker exporter writes Docker media types, the others OCI's.
+            oci_media_types: kind != OutputKind::Docker,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// Whether this output writes an image (manifest, config, layer blobs).
+    pub fn is_image(&self) -> bool {
+        matches!(self.kind, OutputKind::Image | OutputKind::Registry | OutputKind::Oci | OutputKind::Docker)
+    }
+}
+
+/// Splits on commas outside double quotes (buildx's CSV), unquoting.
+fn split_csv(s: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                current.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quote".into());
+    }
+    fields.push(current);
+    Ok(fields)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{key}={value:?}: want true or false")),
+    }
+}
+
+/// Parses one `-o` value. The error says what is wrong (the caller makes it a usage
+/// error naming the flag).
+pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
+    if spec == "-" {
+        let mut out = OutputSpec::new(OutputKind::Tar);
+        out.dest = Some(Dest::Stdout);
+        return Ok(out);
+    }
+    if !spec.contains('=') {
+        if spec.is_empty() {
+            return Err("empty output".into());
+        }
+        let mut out = OutputSpec::new(OutputKind::Local);
+        out.dest = Some(Dest::Path(spec.into()));
+        return Ok(out);
+    }
+    let mut pairs = Vec::new();
+    for field in split_csv(spec)? {
+        let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?}: want KEY=VALUE"))?;
+        pairs.push((k.trim().to_string(), v.to_string()));
+    }
+    let kind = match pairs.iter().find(|(k, _)| k == "type").map(|(_, v)| v.as_str()) {
+        Some("image") => OutputKind::Image,
+        Some("registry") => OutputKind::Registry,
+        Some("oci") => OutputKind::Oci,
+        Some("docker") => OutputKind::Docker,
+        Some("local") => OutputKind::Local,
+        Some("tar") => OutputKind::Tar,
+        Some(other) => return Err(format!("unknown type {other:?} (want image, registry, oci, docker, local or tar)")),
+        None => return Err("missing type= (image, registry, oci, docker, local or tar)".into()),
+    };
+    let mut out = OutputSpec::new(kind);
+    let mut compression_set = false;
+    let mut media_types_set = false;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "type" => {}
+            "dest" => {
+                if value.is_empty() {
+                    return Err("dest= is empty".into());
+                }
+                out.dest = Some(if value == "-" { Dest::Stdout } else { Dest::Path(value.into()) });
+            }
+            "name" => out.names.extend(value.split(',').filter(|n| !n.is_empty()).map(String::from)),
+            "push" => out.push = parse_bool(&key, &value)?,
+            "tar" => out.tar = parse_bool(&key, &value)?,
+            "compression" => {
+                compression_set = true;
+                out.compression = match value.as_str() {
+                    "gzip" => Compression::Gzip,
+                    "zstd" => Compression::Zstd,
+                    "uncompressed" => Compression::Uncompressed,
+                    other => return Err(format!("unknown compression {other:?} (want gzip, zstd or uncompressed)")),
+                };
+            }
+            "compression-level" => {
+                out.level = Some(value.parse().map_err(|_| format!("compression-level={value:?} is not a number"))?);
+            }
+            "force-compression" => out.force_compression = parse_bool(&key, &value)?,
+            "oci-mediatypes" => {
+                media_types_set = true;
+                out.oci_media_types = parse_bool(&key, &value)?;
+            }
+            _ => {
+                let annotation = key.strip_prefix("annotation.").or_else(|| key.strip_prefix("annotation-manifest."));
+                match annotation {
+                    Some(name) if !name.is_empty() => {
+                        out.annotations.insert(name.to_string(), value);
+                    }
+                    _ => return Err(format!("unknown option {key:?} for type={}", kind_name(kind))),
+                }
+            }
+        }
+    }
+    validate(&mut out, compression_set, media_types_set)?;
+    Ok(out)
+}
+
+fn kind_name(kind: OutputKind) -> &'static str {
+    match kind {
+        OutputKind::Image => "image",
+        OutputKind::Registry => "registry",
+        OutputKind::Oci => "oci",
+        OutputKind::Docker => "docker",
+        OutputKind::Local => "local",
+        OutputKind::Tar => "tar",
+    }
+}
+
+fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) -> Result<(), String> {
+    let name = kind_name(out.kind);
+    match out.kind {
+        OutputKind::Oci | OutputKind::Docker | OutputKind::Local | OutputKind::Tar if out.dest.is_none() => {
+            let what = if out.kind == OutputKind::Local { "DIR" } else { "FILE" };
+            return Err(format!("type={name} needs dest={what}"));
+        }
+        OutputKind::Image | OutputKind::Registry if out.dest.is_some() => {
+            return Err(format!("type={name} takes no dest= (use type=oci or type=docker for a file)"));
+        }
+        OutputKind::Registry if !out.push => return Err("type=registry always pushes: drop push=false".into()),
+        _ => {}
+    }
+    if out.kind == OutputKind::Local && out.dest == Some(Dest::Stdout) {
+        // buildx streams a tar when the local output goes to stdout.
+        out.kind = OutputKind::Tar;
+    }
+    if !out.tar {
+        if out.kind != OutputKind::Oci {
+            return Err(format!("tar=false is for type=oci, not type={name}"));
+        }
+        if out.dest == Some(Dest::Stdout) {
+            return Err("tar=false writes a directory: dest=- is not one".into());
+        }
+    }
+    if !out.is_image() {
+        let image_only = compression_set
+            || out.level.is_some()
+            || out.force_compression
+            || media_types_set
+            || !out.names.is_empty()
+            || !out.annotations.is_empty()
+            || out.push;
+        if image_only {
+            return Err(format!(
+                "type={name} writes a filesystem: compression, oci-mediatypes, name, annotation and push are for image outputs"
+            ));
+        }
+    }
+    if out.push && !matches!(out.kind, OutputKind::Image | OutputKind::Registry) {
+        return Err(format!("push=true is for type=image or type=registry, not type={name}"));
+    }
+    if out.compression == Compression::Zstd && !out.oci_media_types {
+        if media_types_set {
+            return Err("compression=zstd needs OCI media types: drop oci-mediatypes=false".into());
+        }
+        // As BuildKit: zstd layers exist only as OCI media types.
+        out.oci_media_types = true;
+    }
+    if !out.annotations.is_empty() && !out.oci_media_types {
+        return Err("manifest annotations need OCI media types: drop oci-mediatypes=false".into());
+    }
+    check_level(out.compression, out.level).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_type_and_option() {
+        let o = parse_output("type=oci,dest=out.tar,name=app:1,compression=zstd,compression-level=19,force-compression=true,annotation.org.opencontainers.image.title=hello").unwrap();
+        assert_eq!(o.kind, OutputKind::Oci);
+        assert_eq!(o.dest, Some(Dest::Path("out.tar".into())));
+        assert_eq!(o.names, ["app:1"]);
+        assert_eq!(
+            (o.compression, o.level, o.force_compression, o.oci_media_types),
+            (Compression::Zstd, Some(19), true, true)
+        );
+        assert_eq!(o.annotations["org.opencontainers.image.title"], "hello");
+
+        let o = parse_output(r#"type=image,"name=a:1,b:2",push=true"#).unwrap();
+        assert_eq!((o.kind, o.push), (OutputKind::Image, true));
+        assert_eq!(o.names, ["a:1", "b:2"]);
+        assert!(parse_output("type=registry").unwrap().push);
+        assert!(!parse_output("type=docker,dest=x").unwrap().oci_media_types);
+        assert!(!parse_output("type=oci,dest=d,tar=false").unwrap().tar);
+        // zstd implies OCI media types, even for docker.
+        assert!(parse_output("type=docker,dest=x,compression=zstd").unwrap().oci_media_types);
+    }
+
+    #[test]
+    fn shorthands_follow_buildx() {
+        let o = parse_output("out/dir").unwrap();
+        assert_eq!((o.kind, o.dest), (OutputKind::Local, Some(Dest::Path("out/dir".into()))));
+        assert_eq!(parse_output("-").unwrap().kind, OutputKind::Tar);
+        let o = parse_output("type=local,dest=-").unwrap();
+        assert_eq!((o.kind, o.dest), (OutputKind::Tar, Some(Dest::Stdout)));
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        let err = |s: &str| parse_output(s).unwrap_err();
+        assert!(err("type=zip").contains("unknown type \"zip\""));
+        assert!(err("dest=x").contains("missing type="));
+        assert!(err("type=oci").contains("needs dest=FILE"));
+        assert!(err("type=local").contains("needs dest=DIR"));
+        assert!(err("type=oci,dest=x,compression=lz4").contains("unknown compression"));
+        assert!(err("type=oci,dest=x,compression=gzip,compression-level=99").contains("invalid compression level"));
+        assert!(err("type=oci,dest=x,colour=red").contains("unknown option \"colour\""));
+        assert!(err("type=docker,dest=x,compression=zstd,oci-mediatypes=false").contains("zstd needs OCI"));
+        assert!(err("type=local,dest=x,compression=zstd").contains("writes a filesystem"));
+        assert!(err("type=tar,dest=-,tar=false").contains("tar=false is for type=oci"));
+        assert!(err("type=oci,dest=-,tar=false").contains("directory"));
+        assert!(err("type=image,dest=x").contains("takes no dest="));
+        assert!(err(r#"type=image,"name=a"#).contains("unterminated quote"));
+        assert!(err("type=docker,dest=x,annotation.a=b").contains("annotations need OCI"));
+    }
+}

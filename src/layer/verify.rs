@@ -1,0 +1,154 @@
+//! `builder fsck --snapshots`: does a snapshot directory still hold what its layer
+//! says? Every entry of the layer's tar must be there with its type, and regular files
+//! with their bytes; whiteouts as overlay's 0/0 char devices. Metadata that the
+//! snapshot may legitimately differ in (mtimes, which a build clamps only in the tar)
+//! is not compared.
+
+use super::compress::{HashReader, decompress};
+use super::tar_writer::{OPAQUE_MARKER, WHITEOUT_PREFIX, is_whiteout};
+use super::unpack::clean_path;
+use crate::image::LayerInfo;
+use crate::store::Store;
+use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+/// Compares the snapshot `dir` with the blob of `layer`; returns what differs (empty:
+/// the snapshot is complete). An unreadable blob is an error.
+pub fn verify_snapshot(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>> {
+    let blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
+    let reader = decompress(BufReader::new(blob)).with_context(|| format!("layer {}", layer.digest))?;
+    let mut hashing = HashReader::new(reader);
+    // By path, so that a later entry for the same path replaces an earlier finding.
+    let mut problems: BTreeMap<PathBuf, String> = BTreeMap::new();
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        for entry in archive.entries().context("reading tar")? {
+            let mut entry = entry.context("reading tar entry")?;
+            let raw = entry.path_bytes().into_owned();
+            let Some(rel) = clean_path(&raw)? else { continue };
+            problems.remove(&rel);
+            if let Some(problem) = check_entry(&mut entry, &rel, dir)? {
+                problems.insert(rel, problem);
+            }
+        }
+    }
+    let (diff_id, _) = hashing.finish().with_context(|| format!("reading layer {}", layer.digest))?;
+    let mut out: Vec<String> =
+        problems.into_iter().map(|(path, problem)| format!("{}: {problem}", path.display())).collect();
+    if diff_id != layer.diff_id {
+        out.push(format!("layer blob {} has diff id {diff_id}, expected {}", layer.digest, layer.diff_id));
+    }
+    Ok(out)
+}
+
+fn check_entry<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path, dir: &Path) -> Result<Option<String>> {
+    let kind = entry.header().entry_type();
+    if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+        return Ok(None);
+    }
+    let name = rel.file_name().expect("a cleaned path has a name").as_bytes();
+    if name == OPAQUE_MARKER.as_bytes() {
+        return Ok(None);
+    }
+    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden.is_empty() {
+            return Ok(None);
+        }
+        let path = dir.join(rel.with_file_name(std::ffi::OsStr::from_bytes(hidden)));
+        return Ok(match std::fs::symlink_metadata(&path) {
+            Ok(m) if is_whiteout(&m) => None,
+            Ok(_) => Some("whiteout is not a 0/0 character device".into()),
+            Err(_) => Some("whiteout is missing".into()),
+        });
+    }
+    let path = dir.join(rel);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(_) => return Ok(Some("missing".into())),
+    };
+    let ft = meta.file_type();
+    let ok_type = match kind {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Link => ft.is_file(),
+        tar::EntryType::Directory => ft.is_dir(),
+        tar::EntryType::Symlink => ft.is_symlink(),
+        tar::EntryType::Char => ft.is_char_device(),
+        tar::EntryType::Block => ft.is_block_device(),
+        tar::EntryType::Fifo => ft.is_fifo(),
+        _ => true,
+    };
+    if !ok_type {
+        return Ok(Some(format!("is not a {kind:?} entry as in the layer")));
+    }
+    match kind {
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            if meta.len() != entry.size() {
+                return Ok(Some(format!("has {} bytes, the layer {}", meta.len(), entry.size())));
+            }
+            let file = File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+            if !same_bytes(entry, file).with_context(|| format!("comparing {}", path.display()))? {
+                return Ok(Some("content differs from the layer".into()));
+            }
+        }
+        tar::EntryType::Symlink => {
+            let target = std::fs::read_link(&path)?;
+            if entry.link_name_bytes().as_deref() != Some(target.as_os_str().as_bytes()) {
+                return Ok(Some("symlink target differs from the layer".into()));
+            }
+        }
+        _ => {}
+    }
+    Ok(None)
+}
+
+fn same_bytes(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
+    let mut buf_a = vec![0u8; 64 * 1024];
+    let mut buf_b = vec![0u8; 64 * 1024];
+    loop {
+        let n = read_full(&mut a, &mut buf_a)?;
+        let m = read_full(&mut b, &mut buf_b)?;
+        if n != m || buf_a[..n] != buf_b[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Compression;
+
+    #[test]
+    fn a_damaged_snapshot_is_reported_by_path() {
+        let (dir, store) = crate::store::test_store();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/f"), "content").unwrap();
+        std::fs::write(tree.join("g"), "gg").unwrap();
+        std::os::unix::fs::symlink("sub/f", tree.join("link")).unwrap();
+        let layer = super::super::diff_to_layer(&store, &tree, Compression::Zstd).unwrap().unwrap();
+        assert!(verify_snapshot(&store, &layer, &tree).unwrap().is_empty());
+        std::fs::write(tree.join("sub/f"), "contenT").unwrap();
+        std::fs::remove_file(tree.join("g")).unwrap();
+        let problems = verify_snapshot(&store, &layer, &tree).unwrap();
+        assert_eq!(problems, ["g: missing", "sub/f: content differs from the layer"]);
+    }
+}

@@ -1,0 +1,71 @@
+//! When each cache record was last used, for `builder prune --keep-storage` (least
+//! recently used first): `cache-usage/<key hex>`, an empty file whose mtime is the last
+//! hit or write. [`UsageTracking`] wraps the build's cache store to keep them.
+
+use super::Store;
+use solver::cache::CacheStoreError;
+use solver::{CacheKey, CacheRecord, CacheStore};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// A cache store that notes every hit and write of a record.
+pub struct UsageTracking<'a> {
+    inner: &'a dyn CacheStore,
+    dir: PathBuf,
+}
+
+impl Store {
+    pub(super) fn usage_dir(&self) -> PathBuf {
+        self.root.join("cache-usage")
+    }
+
+    /// `cache` with the use of its records tracked in this store.
+    pub fn track_usage<'a>(&self, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
+        UsageTracking { inner: cache, dir: self.usage_dir() }
+    }
+
+    /// When the record `key_hex` was last used, if that was tracked.
+    pub(super) fn last_used(&self, key_hex: &str) -> Option<SystemTime> {
+        std::fs::metadata(self.usage_dir().join(key_hex)).and_then(|m| m.modified()).ok()
+    }
+}
+
+/// Best effort: a lost mark only makes the record look older to prune.
+fn touch(dir: &Path, key: &CacheKey) {
+    let path = dir.join(key.to_hex());
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+    let file = match file {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let _ = std::fs::create_dir_all(dir);
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)
+        }
+        other => other,
+    };
+    if let Ok(file) = file {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+impl CacheStore for UsageTracking<'_> {
+    fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError> {
+        let record = self.inner.get(key)?;
+        if record.is_some() {
+            touch(&self.dir, key);
+        }
+        Ok(record)
+    }
+
+    fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError> {
+        self.inner.put(record)?;
+        touch(&self.dir, &record.key);
+        Ok(())
+    }
+
+    fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError> {
+        self.inner.last_for_step(step_id)
+    }
+
+    fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
+        self.inner.set_last_for_step(step_id, key)
+    }
+}
