@@ -9,6 +9,11 @@
 //! When [`run`] returns, no mount and no process of the sandbox remain, whether the
 //! process succeeded, failed, was cancelled, or the caller panicked.
 //!
+//! [`run_with`] also takes a [`Control`]: a cancel flag and [`Signals`] to pass on to
+//! the process (`builder run` forwards its own SIGTERM/SIGINT this way). [`Stdio`]
+//! says where the process's stdio goes: captured (stdin `/dev/null`), the caller's own,
+//! or a new pty relayed to the caller's terminal ([`Stdio::Terminal`]).
+//!
 //! [`with_rootfs_mounted`] mounts rootfs views in a private mount namespace on a helper
 //! thread so the builder can apply file operations (COPY) through overlayfs.
 //!
@@ -42,7 +47,9 @@
 //! parent's `waitpid` returns only once all of it is gone. Mountpoint stubs the init
 //! had to create (`/proc`, `/etc/hosts`, a `RUN --mount` target...) are then removed
 //! from the upperdir, with the directories that were copied up only to hold them, as
-//! BuildKit's MountStubsCleaner does.
+//! BuildKit's MountStubsCleaner does. The sandbox's bundle directory (mountpoint,
+//! `hosts`, `resolv.conf`) is made beside the upperdir: should the caller be killed,
+//! it stays where the caller keeps, and cleans up, its own temp dirs.
 //!
 //! # The upperdir as a diff
 //!
