@@ -16,10 +16,15 @@ pub(crate) fn with_rootfs_mounted<R: Send>(
     rootfs: &[Rootfs],
     f: impl FnOnce(&[PathBuf]) -> R + Send,
 ) -> Result<R, Error> {
-    let dir = tempfile::Builder::new()
-        .prefix(".builder-mnt-")
-        .tempdir()
-        .map_err(|e| Error::sys("create mountpoint dir", e))?;
+    // Beside the first upperdir when there is one, as the sandbox's bundle: should the
+    // caller be killed, it stays among the caller's own temp dirs.
+    let parent = rootfs.iter().find_map(|r| r.upper.as_ref()).and_then(|u| u.upperdir.parent());
+    let builder = tempfile::Builder::new().prefix(".builder-mnt-").to_owned();
+    let dir = match parent {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .map_err(|e| Error::sys("create mountpoint dir", e))?;
     let paths: Vec<PathBuf> = (0..rootfs.len()).map(|i| dir.path().join(i.to_string())).collect();
     for p in &paths {
         std::fs::create_dir(p).map_err(|e| Error::sys(format!("create {}", p.display()), e))?;
