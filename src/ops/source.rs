@@ -1,7 +1,7 @@
-//! Source ops: scratch, images from the store, local directories.
+//! Source ops: scratch, images (local store, then registry), local directories, URLs.
 
 use super::{BuildWorker, Output};
-use crate::image::{Image, Reference};
+use crate::image::{Digest, Image, Reference};
 use crate::registry::RegistryOptions;
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -9,8 +9,10 @@ use frontend::Platform;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap> {
     let mut facts = Vec::new();
@@ -29,7 +31,14 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
             h.str("local");
             h.str(name);
         }
-        SourceOp::Http { url, .. } => bail!("ADD from {url}: remote sources are not supported yet"),
+        SourceOp::Http { url, checksum, filename } => {
+            // A URL counts by what it served: the digest of the bytes and their name.
+            let download = download(worker, url, checksum.as_deref(), filename.as_deref())?;
+            h.str("http");
+            h.str(download.digest.as_str());
+            h.str(&download.filename);
+            facts.push(("url".to_string(), format!("{url}@{}", download.digest)));
+        }
     }
     Ok(CacheMap { digest: h.finish(), facts, deps: Vec::new() })
 }
@@ -42,8 +51,79 @@ pub fn exec(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<Output> {
             Ok(Output::Layers(Arc::new(image.layers)))
         }
         SourceOp::Local { name, exclude } => Ok(Output::Context(worker.context(name, exclude)?)),
-        SourceOp::Http { url, .. } => bail!("ADD from {url}: remote sources are not supported yet"),
+        SourceOp::Http { url, checksum, filename } => {
+            Ok(download(worker, url, checksum.as_deref(), filename.as_deref())?.output)
+        }
     }
+}
+
+/// A file fetched for `ADD URL`: one layer holding `/<filename>`.
+#[derive(Clone)]
+struct Download {
+    digest: Digest,
+    filename: String,
+    output: Output,
+}
+
+/// Fetches `url` once per build into a one-file layer, verifying `checksum`
+/// (`sha256:...`) when given. The file gets mode 0600 and the server's
+/// Last-Modified time, as Docker's ADD does.
+fn download(worker: &BuildWorker<'_>, url: &str, checksum: Option<&str>, filename: Option<&str>) -> Result<Download> {
+    let resolver = worker.images;
+    if let Some(d) = resolver.downloads.lock().unwrap().get(url) {
+        return Ok(d.clone());
+    }
+    let filename = filename.filter(|f| !f.is_empty() && !f.contains('/')).unwrap_or("download").to_string();
+    let store = worker.store;
+    let dir = store.temp_dir("http")?;
+    let path = dir.path().join(&filename);
+    let (digest, modified) = fetch(url, &path).with_context(|| format!("ADD {url}"))?;
+    if let Some(want) = checksum
+        && want != digest.as_str()
+    {
+        bail!("ADD {url}: checksum mismatch: expected {want}, got {digest}");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let mtime = filetime::FileTime::from_unix_time(modified.unwrap_or(0), 0);
+    filetime::set_file_mtime(&path, mtime)?;
+    filetime::set_file_mtime(dir.path(), filetime::FileTime::from_unix_time(0, 0))?;
+    let tar = crate::layer::tar_writer::TarOptions { overlay: false, mtime_clamp: None };
+    let layer = crate::layer::dir_to_layer(store, dir.path(), &crate::layer::LayerOptions::default(), &tar)?;
+    store.commit_snapshot(dir.keep(), &layer.diff_id)?;
+    let download = Download { digest, filename, output: Output::Layers(Arc::new(vec![layer])) };
+    resolver.downloads.lock().unwrap().insert(url.to_string(), download.clone());
+    Ok(download)
+}
+
+/// Streams `url` into `path`; returns the sha256 of the bytes and Last-Modified.
+fn fetch(url: &str, path: &Path) -> Result<(Digest, Option<i64>)> {
+    use sha2::Digest as _;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .user_agent(concat!("builder/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut response = client.get(url).send().await?;
+        if !response.status().is_success() {
+            bail!("GET {url}: HTTP {}", response.status());
+        }
+        let modified = response
+            .headers()
+            .get(reqwest::header::LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.timestamp());
+        let mut file = std::fs::File::create(path)?;
+        let mut hasher = sha2::Sha256::new();
+        while let Some(chunk) = response.chunk().await? {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()?;
+        Ok((Digest::from_sha256(hasher.finalize().into()), modified))
+    })
 }
 
 /// Resolves a reference once per build through the build's [`ImageResolver`].
@@ -60,11 +140,13 @@ pub struct ImageResolver<'a> {
     platform: Platform,
     registry: RegistryOptions,
     resolved: Mutex<HashMap<String, Image>>,
+    /// `ADD URL` downloads, fetched once per build.
+    downloads: Mutex<HashMap<String, Download>>,
 }
 
 impl<'a> ImageResolver<'a> {
     pub fn new(store: &'a Store, pull: bool, platform: Platform, registry: RegistryOptions) -> Self {
-        ImageResolver { store, pull, platform, registry, resolved: Mutex::default() }
+        ImageResolver { store, pull, platform, registry, resolved: Mutex::default(), downloads: Mutex::default() }
     }
 
     /// The image only if the local store has it (no network).

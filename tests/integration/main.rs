@@ -3,6 +3,7 @@
 
 mod build;
 mod cache;
+mod dockerfile;
 mod export;
 mod hygiene;
 mod mounts;
