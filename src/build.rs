@@ -88,7 +88,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         level: first_image.and_then(|o| o.level),
         mtime_clamp: epoch,
     };
-    let disk_cache = crate::cache::DiskCacheStore::open(&store.root().join("cache"))?;
+    let cache_to = crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?;
+    let cache_from = crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?;
+    let disk_cache = crate::cache::export::open(store, &cache_from)?;
     let cache = store.track_usage(&disk_cache);
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     let progress = crate::progress::new(mode, args.explain);
@@ -98,7 +100,7 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
-    let solved = match solver.solve(&definition.graph, &targets) {
+    let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {
         Ok(solved) => solved,
         Err(e) => {
             progress.finish(false);
@@ -127,6 +129,7 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         // Filesystem outputs only: the image id is still worth reporting.
         None => store.write_image(&result.config, &result.layers)?,
     };
+    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &cache_to)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }

@@ -195,6 +195,12 @@ pub struct BuildArgs {
     /// Print instead of building: `graph` dumps the compiled build graph
     #[arg(long)]
     pub print: Option<String>,
+    /// Export the build cache: type=local,dest=DIR[,mode=min|max]
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
+    /// Import a build cache (several are tried in order): type=local,src=DIR
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
 }
 
 #[derive(Args, Debug)]

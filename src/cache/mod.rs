@@ -16,6 +16,12 @@
 //! does not match is a miss, never an error: the step simply runs again and
 //! overwrites it.
 
+pub mod export;
+pub mod format;
+pub mod import;
+pub mod local;
+pub mod spec;
+
 use anyhow::{Context as _, Result};
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};

@@ -3,6 +3,7 @@
 
 mod build;
 mod cache;
+mod cache_export;
 mod dockerfile;
 mod export;
 mod hygiene;
