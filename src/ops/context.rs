@@ -39,7 +39,9 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context rooted at `root`, excluding what `exclude` (dockerignore patterns) matches.
+    /// A context rooted at `root`, excluding what `exclude` (dockerignore patterns)
+    /// matches, with a stat cache that lives only as long as the context (tests).
+    #[cfg(test)]
     pub fn new(root: &Path, exclude: &[String]) -> Result<Self> {
         Context::build(root, exclude, StatCache::in_memory())
     }
@@ -47,7 +49,6 @@ impl Context {
     /// Like [`Context::new`], with file digests remembered across processes in
     /// `cache_file` (written back when the context is dropped, or by
     /// [`Context::save_stat_cache`]).
-    #[allow(dead_code)] // until the worker keeps its stat cache in the store
     pub fn with_stat_cache(root: &Path, exclude: &[String], cache_file: PathBuf) -> Result<Self> {
         Context::build(root, exclude, StatCache::load(cache_file))
     }

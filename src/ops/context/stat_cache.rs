@@ -54,6 +54,7 @@ pub(crate) struct StatCache {
 
 impl StatCache {
     /// A cache that lives only as long as this process.
+    #[cfg(test)]
     pub fn in_memory() -> Self {
         StatCache { file: None, entries: Mutex::new(HashMap::new()), dirty: AtomicBool::new(false) }
     }
