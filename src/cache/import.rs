@@ -128,3 +128,73 @@ impl CacheStore for ImportingCacheStore<'_> {
         self.local.set_last_for_step(step_id, key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::format::ExportedRecord;
+    use crate::image::Digest;
+    use solver::ir::{Op, SourceOp};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Blobs from memory, counting fetches.
+    struct Blobs {
+        data: HashMap<Digest, Vec<u8>>,
+        fetched: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl BlobSource for Blobs {
+        fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
+            self.fetched.fetch_add(1, Ordering::SeqCst);
+            let bytes = self.data.get(&layer.digest).ok_or_else(|| anyhow::anyhow!("no blob {}", layer.digest))?;
+            store.write_blob(&mut &bytes[..], Some(&layer.digest))?;
+            Ok(())
+        }
+    }
+
+    fn record(n: u32, blob: &[u8]) -> ExportedRecord {
+        ExportedRecord {
+            key: CacheKey::of("test", &n),
+            step_id: Some(format!("s{n}")),
+            name: format!("step {n}"),
+            op: Op::Source(SourceOp::Scratch),
+            facts: vec![],
+            deps: vec![],
+            layers: vec![LayerInfo {
+                digest: Digest::of(blob),
+                diff_id: Digest::of(blob),
+                size: blob.len() as u64,
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn imported_hits_fetch_their_blobs_lazily_and_stay_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let (one, two) = (record(1, b"one"), record(2, b"two"));
+        let fetched = std::sync::Arc::new(AtomicUsize::new(0));
+        let blobs = Blobs {
+            data: HashMap::from([(Digest::of(b"one"), b"one".to_vec()), (Digest::of(b"two"), b"two".to_vec())]),
+            fetched: fetched.clone(),
+        };
+        let config = CacheConfig::new(vec![one.clone(), two.clone()], vec![]);
+        let import = ImportedCache::new("type=local,src=x".into(), config, Box::new(blobs));
+        let cache = ImportingCacheStore::new(&store, DiskCacheStore::open(cache_dir.path()).unwrap(), vec![import]);
+        assert_eq!(fetched.load(Ordering::SeqCst), 0, "nothing is fetched up front");
+        assert_eq!(cache.last_for_step("s2").unwrap(), Some(two.to_record()));
+
+        assert_eq!(cache.get(&one.key).unwrap(), Some(one.to_record()));
+        assert_eq!(fetched.load(Ordering::SeqCst), 1);
+        assert!(store.has_blob(&Digest::of(b"one")) && !store.has_blob(&Digest::of(b"two")));
+        assert_eq!(cache.hit_source(&one.key).as_deref(), Some("type=local,src=x"));
+        assert_eq!(cache.local().get(&one.key).unwrap(), Some(one.to_record()), "kept locally");
+
+        // A second lookup is local: no fetch.
+        assert_eq!(cache.get(&one.key).unwrap(), Some(one.to_record()));
+        assert_eq!(fetched.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.get(&CacheKey::of("test", &9u32)).unwrap(), None);
+    }
+}
