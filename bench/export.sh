@@ -6,13 +6,17 @@
 # `tar | gzip`, `tar | pigz` (if installed) and `tar | zstd -T0`, and peak memory
 # (max RSS from /usr/bin/time -v), also for a ~50 MB layer to show it does not grow
 # with the layer. Target: ratios >= 1, flat memory.
-# Needs root. Usage: sh bench/export.sh [MB]   (default 500)
+# Needs root. Usage: sh bench/export.sh [MB]   (default 500; BUILDER_BIN=path skips the build)
 set -eu
 cd "$(dirname "$0")/.."
 mb=${1:-500}
 target=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet
-bin=$target/release/builder
+if [ -n "${BUILDER_BIN:-}" ]; then
+    bin=$BUILDER_BIN
+else
+    cargo build --release --quiet
+    bin=$target/release/builder
+fi
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
