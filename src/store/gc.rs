@@ -489,6 +489,13 @@ impl Store {
             }
             report.cache_mounts += 1;
         }
+        // Usage marks of records that are gone.
+        for entry in read_dir_sorted(&self.usage_dir())? {
+            let record = self.records_dir().join(format!("{}.json", entry.file_name().to_string_lossy()));
+            if !record.exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         // Index entries whose blob is gone.
         for (path, layer) in &inv.variants {
             if layer.as_ref().is_none_or(|l| !self.has_blob(&l.digest)) {
