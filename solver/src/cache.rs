@@ -96,6 +96,14 @@ pub trait CacheStore: Send + Sync {
         let _ = (step_id, key);
         Ok(())
     }
+
+    /// For a hit that [`CacheStore::get`] just answered, where it came from, when
+    /// not the local cache: how the imported cache is named to the user (e.g.
+    /// `type=local,src=/c`). `None` for local hits and for stores that import nothing.
+    fn hit_source(&self, key: &CacheKey) -> Option<String> {
+        let _ = key;
+        None
+    }
 }
 
 /// An in-memory cache store, for tests and `--no-cache` style throwaway builds.

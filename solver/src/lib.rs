@@ -9,7 +9,8 @@
 //! Solving is parallel (`schedule.rs`): every vertex whose inputs are solved is worked
 //! on at once, up to [`SolveOptions::jobs`]; vertices with the same key run once; the
 //! first failure cancels the rest through the [`CancelToken`]. A cacheable vertex that
-//! misses is explained ([`explain`]) against the last record of the same step.
+//! misses is explained ([`explain`]) against the last record of the same step; one that
+//! hits names the imported cache it came from, if any ([`CacheStore::hit_source`]).
 //!
 //! The solver never knows what a Dockerfile, an OCI image or a Linux namespace is: ops
 //! are plain data it hashes and hands back to the worker, and results are opaque

@@ -17,10 +17,13 @@ pub enum Event {
         vertex: VertexId,
         name: String,
     },
-    /// The result came from the cache.
+    /// The result came from the cache, or from an identical vertex of the same build.
     Cached {
         vertex: VertexId,
         name: String,
+        /// The imported cache the hit came from ([`crate::CacheStore::hit_source`]);
+        /// `None` for the local cache.
+        source: Option<String>,
     },
     /// Output of the running op.
     Log {

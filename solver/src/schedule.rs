@@ -10,7 +10,7 @@
 use crate::graph::{Graph, VertexId};
 use crate::key::{CacheKey, KeyHasher};
 use crate::progress::Event;
-use crate::solve::{CancelToken, Keyed, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
+use crate::solve::{CancelToken, Keyed, Outcome, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -29,15 +29,16 @@ enum Task {
 /// What a task sends back; each spawned task sends exactly one.
 enum Report<O> {
     Keyed(VertexId, Result<Keyed, SolveError>),
-    /// The output, and whether it came from the cache.
-    Ran(VertexId, Result<(O, bool), SolveError>),
+    /// The output, and whether (and from where) it came from the cache.
+    Ran(VertexId, Result<(O, Outcome), SolveError>),
 }
 
 /// Who has a key in this build: a vertex is running it (others with the same key
-/// wait for it), or it is solved.
+/// wait for it), or it is solved. A solved key remembers the imported cache its
+/// result came from, so the vertices that reuse it say so too.
 enum KeyState {
     Running { followers: Vec<VertexId> },
-    Solved(VertexId),
+    Solved { first: VertexId, source: Option<String> },
 }
 
 struct State<'s, 'a, W: Worker> {
@@ -194,7 +195,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     fn handle(&mut self, report: Report<W::Output>) {
         match report {
             Report::Keyed(id, Ok(keyed)) => self.keyed(id, keyed),
-            Report::Ran(id, Ok((output, cached))) => self.ran(id, output, cached),
+            Report::Ran(id, Ok((output, outcome))) => self.ran(id, output, outcome),
             Report::Keyed(id, Err(e)) | Report::Ran(id, Err(e)) => self.failed(id, e),
         }
     }
@@ -207,9 +208,10 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         self.keys[id.0] = Some(key);
         self.facts[id.0] = keyed.facts.clone();
         match self.by_key.get_mut(&key) {
-            Some(KeyState::Solved(first)) => {
+            Some(KeyState::Solved { first, source }) => {
                 let output = self.solved[first.0].as_ref().expect("solved").output.clone();
-                self.reuse(id, key, output);
+                let source = source.clone();
+                self.reuse(id, key, output, source);
             }
             Some(KeyState::Running { followers }) => followers.push(id),
             None => {
@@ -220,21 +222,27 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
         }
     }
 
-    fn ran(&mut self, id: VertexId, output: W::Output, cached: bool) {
+    fn ran(&mut self, id: VertexId, output: W::Output, outcome: Outcome) {
         let key = self.keys[id.0].expect("keyed before run");
-        if let Some(KeyState::Running { followers }) = self.by_key.insert(key, KeyState::Solved(id)) {
+        let (cached, source) = match outcome {
+            Outcome::Ran => (false, None),
+            Outcome::Cached { source } => (true, source),
+        };
+        let solved = KeyState::Solved { first: id, source: source.clone() };
+        if let Some(KeyState::Running { followers }) = self.by_key.insert(key, solved) {
             for follower in followers {
-                self.reuse(follower, key, output.clone());
+                self.reuse(follower, key, output.clone(), source.clone());
             }
         }
         self.report.vertices.push(SolvedVertex { vertex: id, key, cached });
         self.complete(id, key, output);
     }
 
-    /// Solves `id` with the output of an identical vertex solved in this build.
-    fn reuse(&mut self, id: VertexId, key: CacheKey, output: W::Output) {
+    /// Solves `id` with the output of an identical vertex solved in this build
+    /// (`source`: the imported cache that vertex's hit came from, if any).
+    fn reuse(&mut self, id: VertexId, key: CacheKey, output: W::Output, source: Option<String>) {
         let name = self.graph.vertex(id).name.clone();
-        self.solver.progress.event(Event::Cached { vertex: id, name });
+        self.solver.progress.event(Event::Cached { vertex: id, name, source });
         self.report.vertices.push(SolvedVertex { vertex: id, key, cached: true });
         self.complete(id, key, output);
     }

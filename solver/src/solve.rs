@@ -138,6 +138,15 @@ pub(crate) struct Solved<O> {
     pub facts: Vec<(String, String)>,
 }
 
+/// How a vertex got its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The op ran.
+    Ran,
+    /// A cache hit; `source` is what [`CacheStore::hit_source`] said of it.
+    Cached { source: Option<String> },
+}
+
 /// A vertex whose key is known and which has not been looked up or run yet.
 pub(crate) struct Keyed {
     pub key: CacheKey,
@@ -224,7 +233,7 @@ impl<'a, W: Worker> Solver<'a, W> {
     }
 
     /// Looks the keyed vertex up in the cache and, on a miss, explains why, runs it
-    /// and records the result. Says whether it was a hit.
+    /// and records the result. Says whether it was a hit, and from which source.
     pub(crate) fn run_vertex(
         &self,
         graph: &Graph,
@@ -233,7 +242,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         inputs: Vec<W::Output>,
         start: Instant,
         cancel: &CancelToken,
-    ) -> Result<(W::Output, bool), SolveError> {
+    ) -> Result<(W::Output, Outcome), SolveError> {
         let vertex = graph.vertex(id);
         let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
         let cacheable = self.worker.cacheable(vertex);
@@ -248,8 +257,10 @@ impl<'a, W: Worker> Solver<'a, W> {
                 {
                     tracing::warn!("{e}");
                 }
-                self.progress.event(Event::Cached { vertex: id, name: vertex.name.clone() });
-                return Ok((output, true));
+                let source = self.cache.hit_source(&keyed.key);
+                let name = vertex.name.clone();
+                self.progress.event(Event::Cached { vertex: id, name, source: source.clone() });
+                return Ok((output, Outcome::Cached { source }));
             }
             gone = true;
         }
@@ -276,7 +287,7 @@ impl<'a, W: Worker> Solver<'a, W> {
             self.cache.put(&CacheRecord { result: self.worker.encode_result(&output), ..record })?;
         }
         self.progress.event(Event::Done { vertex: id, duration: start.elapsed() });
-        Ok((output, false))
+        Ok((output, Outcome::Ran))
     }
 
     fn explain_miss(&self, vertex: &Vertex, record: &CacheRecord, gone: bool) -> Vec<String> {

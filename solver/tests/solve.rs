@@ -484,3 +484,62 @@ fn report_names_each_vertex_key_and_whether_it_hit() {
     assert!(again.vertices.iter().all(|v| v.cached));
     assert_eq!(key_of(&again, c), key_of(&report, c));
 }
+
+/// A cache whose every record counts as imported from `type=local,src=/c`.
+#[derive(Default)]
+struct ImportedCache(MemoryCacheStore);
+
+impl CacheStore for ImportedCache {
+    fn get(&self, key: &solver::CacheKey) -> Result<Option<solver::CacheRecord>, solver::cache::CacheStoreError> {
+        self.0.get(key)
+    }
+
+    fn put(&self, record: &solver::CacheRecord) -> Result<(), solver::cache::CacheStoreError> {
+        self.0.put(record)
+    }
+
+    fn last_for_step(&self, step_id: &str) -> Result<Option<solver::CacheRecord>, solver::cache::CacheStoreError> {
+        self.0.last_for_step(step_id)
+    }
+
+    fn hit_source(&self, key: &solver::CacheKey) -> Option<String> {
+        self.0.get(key).unwrap().map(|_| "type=local,src=/c".to_string())
+    }
+}
+
+#[test]
+fn cached_events_name_the_imported_cache_a_hit_came_from() {
+    let mut g = Graph::new();
+    let a = add(&mut g, &["a"], &[]);
+    let b = add(&mut g, &["b"], &[a]);
+    let twin = add(&mut g, &["b"], &[a]);
+    let c = add(&mut g, &["c"], &[b, twin]);
+    let cache = ImportedCache::default();
+    solve(&FakeWorker::default(), &cache, &Recorder::default(), 0, &g, &[c]).unwrap();
+
+    let rec = Recorder::default();
+    solve(&FakeWorker::default(), &cache, &rec, 0, &g, &[c]).unwrap();
+    let mut sources: Vec<(VertexId, Option<String>)> = rec
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Cached { vertex, source, .. } => Some((vertex, source)),
+            _ => None,
+        })
+        .collect();
+    sources.sort_by_key(|(v, _)| v.0);
+    let imported = Some("type=local,src=/c".to_string());
+    // The twin of `b` reuses b's hit within the build, so it came from there too.
+    assert_eq!(sources, [(a, imported.clone()), (b, imported.clone()), (twin, imported.clone()), (c, imported)]);
+}
+
+#[test]
+fn local_hits_name_no_source() {
+    let mut g = Graph::new();
+    let a = add(&mut g, &["a"], &[]);
+    let cache = MemoryCacheStore::default();
+    solve(&FakeWorker::default(), &cache, &Recorder::default(), 0, &g, &[a]).unwrap();
+    let rec = Recorder::default();
+    solve(&FakeWorker::default(), &cache, &rec, 0, &g, &[a]).unwrap();
+    assert!(matches!(rec.events().as_slice(), [Event::Started { .. }, Event::Cached { source: None, .. }]));
+}

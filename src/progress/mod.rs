@@ -8,7 +8,8 @@
 //! - `auto`: `tty` when stderr is a terminal, else `plain`.
 //!
 //! Steps are numbered `#1`, `#2`… in the order they start. Miss explanations are
-//! shown only when `explain` is set. When a step fails, its last output lines are
+//! shown only when `explain` is set; a hit from an imported cache always names it
+//! (`CACHED (from type=local,src=/c)`). When a step fails, its last output lines are
 //! shown with the error.
 
 mod plain;
@@ -61,6 +62,15 @@ pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
         Mode::Tty => Box::new(tty::Tty::new(explain)),
         Mode::RawJson => Box::new(rawjson::RawJson::new(std::io::stderr(), explain)),
         _ => Box::new(plain::Plain::new(std::io::stderr(), explain)),
+    }
+}
+
+/// The last word of a cached step: `CACHED`, or `CACHED (from SOURCE)` when the hit
+/// came from an imported cache rather than the local one.
+fn cached_status(source: Option<&str>) -> String {
+    match source {
+        Some(source) => format!("CACHED (from {source})"),
+        None => "CACHED".to_string(),
     }
 }
 

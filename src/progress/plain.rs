@@ -8,6 +8,9 @@
 //!
 //! #4 [build 3/4] COPY app /usr/bin/
 //! #4 CACHED
+//!
+//! #5 [build 4/4] RUN strip /usr/bin/app
+//! #5 CACHED (from type=local,src=/c)
 //! ```
 //!
 //! A failed step ends with `#N ERROR: message`; at the end its last output lines are
@@ -15,7 +18,7 @@
 //! printed by whoever handles it).
 
 use super::steps::{Line, Steps};
-use super::{ERROR_TAIL, Progress, shown};
+use super::{ERROR_TAIL, Progress, cached_status, shown};
 use solver::{Event, ProgressSink, VertexId};
 use std::io::Write;
 use std::sync::Mutex;
@@ -86,9 +89,9 @@ impl<W: Write> Renderer<W> {
                     writeln!(self.out, "#{n} MISS: {reason}")?;
                 }
             }
-            Event::Cached { .. } => {
+            Event::Cached { source, .. } => {
                 self.steps.cached += 1;
-                self.end(vertex, "CACHED".to_string(), now)?;
+                self.end(vertex, cached_status(source.as_deref()), now)?;
             }
             Event::Done { duration, .. } => {
                 self.end(vertex, format!("DONE {:.1}s", duration.as_secs_f64()), now)?;
@@ -170,7 +173,7 @@ mod tests {
             &[
                 (0, started(7, "[build 1/2] FROM alpine")),
                 (0, started(9, "[build 2/2] RUN make")),
-                (5, Event::Cached { vertex: VertexId(7), name: "[build 1/2] FROM alpine".into() }),
+                (5, Event::Cached { vertex: VertexId(7), name: "[build 1/2] FROM alpine".into(), source: None }),
                 (10, Event::Explain { vertex: VertexId(9), reasons: vec!["src/main.rs changed".into()] }),
                 (512, log(9, "cc main.c\nld")),
                 (700, log(9, " app\n")),
@@ -204,6 +207,18 @@ mod tests {
             false,
         );
         assert_eq!(out, "#1 0.000 early\n#1 RUN x\n#2 DONE 0.0s\n\n#1 DONE 0.0s\n\n");
+    }
+
+    #[test]
+    fn hits_from_an_imported_cache_name_it_with_or_without_explain() {
+        let source = Some("type=local,src=/c".to_string());
+        let events = [
+            (0, started(3, "[build 2/2] RUN make")),
+            (1, Event::Cached { vertex: VertexId(3), name: "[build 2/2] RUN make".into(), source }),
+        ];
+        for explain in [false, true] {
+            assert_eq!(render(&events, explain), "#1 [build 2/2] RUN make\n#1 CACHED (from type=local,src=/c)\n\n");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - `log`: `stream` (`stdout`|`stderr`) and `data`, the chunk as UTF-8 with invalid
 //!   bytes replaced by U+FFFD; when the chunk is not valid UTF-8, `data_base64` holds
 //!   its exact bytes (standard alphabet, padded). Chunks are not split into lines.
+//! - `cached`: `source`, the imported cache the hit came from (`type=local,src=/c`),
+//!   only when it came from one rather than the local cache.
 //! - `explain` (only with `--explain`): `reasons`, an array of strings.
 //! - `done`: `duration` in seconds.
 //! - `error`: `message`.
@@ -71,9 +73,12 @@ impl<W: Write> Renderer<W> {
                 self.steps.started(vertex, name, now);
                 ("started", json!({}))
             }
-            Event::Cached { .. } => {
+            Event::Cached { source, .. } => {
                 self.steps.cached += 1;
-                ("cached", json!({}))
+                match source {
+                    Some(source) => ("cached", json!({ "source": source })),
+                    None => ("cached", json!({})),
+                }
             }
             Event::Log { stream, data, .. } => {
                 let stream = match stream {
@@ -181,6 +186,28 @@ mod tests {
                        "stream": "stderr", "data": "a\u{fffd}", "data_base64": "Yf8="}),
                 json!({"time": 1.5, "event": "done", "vertex": 5, "step": 1, "name": "RUN make", "duration": 1.5}),
                 json!({"time": 1.6, "event": "finish", "ok": true, "steps": 1, "cached": 0, "failed": 0}),
+            ]
+        );
+    }
+
+    #[test]
+    fn cached_names_its_imported_source_only_when_it_has_one() {
+        let start = Instant::now();
+        let mut r = Renderer::new(Vec::new(), false, start);
+        let (a, b) = (VertexId(1), VertexId(2));
+        r.render(&Event::Started { vertex: a, name: "RUN a".into() }, start);
+        r.render(&Event::Started { vertex: b, name: "RUN b".into() }, start);
+        r.render(&Event::Cached { vertex: a, name: "RUN a".into(), source: None }, start);
+        let source = Some("type=local,src=/c".to_string());
+        r.render(&Event::Cached { vertex: b, name: "RUN b".into(), source }, start);
+        let out = String::from_utf8(r.out).unwrap();
+        let lines: Vec<Value> = out.lines().skip(2).map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                json!({"time": 0.0, "event": "cached", "vertex": 1, "step": 1, "name": "RUN a"}),
+                json!({"time": 0.0, "event": "cached", "vertex": 2, "step": 2, "name": "RUN b",
+                       "source": "type=local,src=/c"}),
             ]
         );
     }

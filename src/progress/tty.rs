@@ -1,10 +1,11 @@
 //! `--progress=tty`: a live display on stderr. Each running step has a line with a
 //! spinner and a timer, followed by the last few lines of its output; a step that
-//! ends leaves one line (`CACHED`, `DONE 1.2s`, `ERROR: …` with its last output
-//! lines, `CANCELED`) above the live ones. A summary line closes the build.
+//! ends leaves one line (`CACHED`, `CACHED (from type=local,src=/c)` for a hit from an
+//! imported cache, `DONE 1.2s`, `ERROR: …` with its last output lines, `CANCELED`)
+//! above the live ones. A summary line closes the build.
 
 use super::steps::{Line, Steps};
-use super::{ERROR_TAIL, Progress, shown};
+use super::{ERROR_TAIL, Progress, cached_status, shown};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use solver::{Event, ProgressSink, VertexId};
 use std::collections::HashMap;
@@ -81,9 +82,9 @@ impl Tty {
                     let _ = self.multi.println(format!("#{n} MISS: {reason}"));
                 }
             }
-            Event::Cached { .. } => {
+            Event::Cached { source, .. } => {
                 state.steps.cached += 1;
-                self.end(state, vertex, "CACHED".into(), &[], now);
+                self.end(state, vertex, cached_status(source.as_deref()), &[], now);
             }
             Event::Done { duration, .. } => {
                 self.end(state, vertex, format!("DONE {:.1}s", duration.as_secs_f64()), &[], now)
@@ -169,7 +170,63 @@ impl Progress for Tty {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use indicatif::TermLike;
     use solver::progress::Stream;
+    use std::sync::Arc;
+
+    /// A terminal that keeps what is written to it, one entry per write, without the
+    /// padding that fills the line.
+    #[derive(Debug, Default, Clone)]
+    struct Recording(Arc<Mutex<Vec<String>>>);
+
+    impl TermLike for Recording {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(s.trim_end().to_string());
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hits_from_an_imported_cache_name_it_with_or_without_explain() {
+        for explain in [false, true] {
+            let term = Recording::default();
+            let tty = Tty::with_target(ProgressDrawTarget::term_like(Box::new(term.clone())), explain);
+            let (a, b) = (VertexId(1), VertexId(2));
+            tty.event(Event::Started { vertex: a, name: "[build 1/2] FROM alpine".into() });
+            tty.event(Event::Started { vertex: b, name: "[build 2/2] RUN make".into() });
+            tty.event(Event::Cached { vertex: a, name: "[build 1/2] FROM alpine".into(), source: None });
+            let source = Some("type=local,src=/c".to_string());
+            tty.event(Event::Cached { vertex: b, name: "[build 2/2] RUN make".into(), source });
+            let written = term.0.lock().unwrap().clone();
+            assert!(written.iter().any(|w| w == "#1 [build 1/2] FROM alpine CACHED"), "{written:?}");
+            let imported = "#2 [build 2/2] RUN make CACHED (from type=local,src=/c)";
+            assert!(written.iter().any(|w| w == imported), "{written:?}");
+        }
+    }
 
     #[test]
     fn any_event_order_is_drawn_without_panicking() {

@@ -68,4 +68,44 @@ impl CacheStore for UsageTracking<'_> {
     fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
         self.inner.set_last_for_step(step_id, key)
     }
+
+    fn hit_source(&self, key: &CacheKey) -> Option<String> {
+        self.inner.hit_source(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::test_store;
+    use super::*;
+    use solver::MemoryCacheStore;
+
+    /// A store whose every hit counts as imported.
+    #[derive(Default)]
+    struct Imported(MemoryCacheStore);
+
+    impl CacheStore for Imported {
+        fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError> {
+            self.0.get(key)
+        }
+        fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError> {
+            self.0.put(record)
+        }
+        fn last_for_step(&self, step_id: &str) -> Result<Option<CacheRecord>, CacheStoreError> {
+            self.0.last_for_step(step_id)
+        }
+        fn hit_source(&self, _: &CacheKey) -> Option<String> {
+            Some("type=local,src=/c".to_string())
+        }
+    }
+
+    #[test]
+    fn hit_source_is_the_inner_store_s() {
+        let (_d, store) = test_store();
+        let key = CacheKey::of("k", &"v".to_string());
+        let inner = Imported::default();
+        assert_eq!(store.track_usage(&inner).hit_source(&key).as_deref(), Some("type=local,src=/c"));
+        let local = MemoryCacheStore::default();
+        assert_eq!(store.track_usage(&local).hit_source(&key), None);
+    }
 }
