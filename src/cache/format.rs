@@ -44,7 +44,12 @@ pub struct ExportedRecord {
 /// A cache mount's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportedMount {
+    /// The cache key: the name of the mount's directory under `cache-mounts/`.
     pub id: String,
+    /// The `id=` the Dockerfile gave it, for people reading the config.
+    #[serde(default)]
+    pub name: String,
+    /// A tar of the directory (see `cache::mounts`).
     pub blob: LayerInfo,
 }
 

@@ -20,6 +20,7 @@ pub mod export;
 pub mod format;
 pub mod import;
 pub mod local;
+pub mod mounts;
 pub mod spec;
 
 use anyhow::{Context as _, Result};

@@ -16,7 +16,7 @@ use anyhow::Result;
 use context::Context;
 use solver::ir::{FileAction, NetworkMode, Op, SourceOp};
 use solver::{CacheKey, CacheMap, ContentDigest, DepKind, DepSpec, ExecContext, Graph, Vertex, VertexId, WorkerError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +57,12 @@ pub struct BuildWorker<'a> {
     contexts: Mutex<HashMap<String, Arc<Context>>>,
     /// Base images, resolved once per build.
     pub images: &'a source::ImageResolver<'a>,
+    /// Imported cache mount contents by cache key (`--cache-from`): a cache's first
+    /// instance, when this store has none yet, starts from its blob.
+    pub mount_seeds: HashMap<String, LayerInfo>,
+    /// Cache key → id of every cache mount a step of this build used, for
+    /// `--cache-to ...,mounts=true`.
+    pub used_cache_mounts: Mutex<BTreeMap<String, String>>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -69,6 +75,8 @@ impl<'a> BuildWorker<'a> {
             layer_options: LayerOptions::default(),
             contexts: Mutex::default(),
             images,
+            mount_seeds: HashMap::new(),
+            used_cache_mounts: Mutex::default(),
         }
     }
 

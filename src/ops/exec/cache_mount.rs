@@ -11,9 +11,14 @@
 //!
 //! A new instance is made in the store's `tmp/` (seeded from `from`/`source`, given
 //! `mode`/`uid`/`gid`) and renamed into place, so a half-made cache is never seen.
+//! A new first instance whose key is in `BuildWorker::mount_seeds` (`--cache-from`)
+//! starts from that exported copy instead (`cache::mounts`). Every key used is noted
+//! in `BuildWorker::used_cache_mounts`, for `--cache-to ...,mounts=true`.
 
 use super::super::copy::{CopySource, apply_copy};
 use super::super::{BuildWorker, Output};
+use crate::cache::mounts;
+use crate::image::LayerInfo;
 use anyhow::{Context as _, Result, bail};
 use solver::CancelToken;
 use solver::ir::{CacheSharing, CopyAction};
@@ -51,9 +56,14 @@ impl Lease {
 pub fn acquire(worker: &BuildWorker<'_>, cancel: &CancelToken, mount: &CacheMount<'_>) -> Result<Lease> {
     let base = worker.store.root().join("cache-mounts");
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let lease = lock_instance(&base, &cache_key(mount), mount.sharing, cancel)?;
+    let key = cache_key(mount);
+    worker.used_cache_mounts.lock().unwrap().insert(key.clone(), mount.id.to_string());
+    let lease = lock_instance(&base, &key, mount.sharing, cancel)?;
     if !lease.dir.is_dir() {
-        create(worker, mount, &lease.dir)?;
+        // Only the first instance starts from an imported cache: it is the one that
+        // is exported, and `private` ones are extra copies for concurrent steps.
+        let seed = if lease.dir == base.join(&key) { worker.mount_seeds.get(&key) } else { None };
+        create(worker, mount, seed, &lease.dir)?;
     }
     // Its last use, for `builder prune` to drop the least recently used first.
     let _ = filetime::set_file_mtime(&lease.dir, filetime::FileTime::now());
@@ -117,44 +127,67 @@ fn wait_for_lock(file: &File, cancel: &CancelToken) -> Result<()> {
 
 /// The name of a cache's first instance: its id and, with `from=`, what seeds it.
 fn cache_key(mount: &CacheMount<'_>) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(b"cache-mount\0");
-    h.update(mount.id.as_bytes());
-    if let Some(from) = mount.from {
-        h.update(b"\0from\0");
+    let seed = mount.from.map(|from| {
+        let mut seed = Vec::new();
         match from {
             Output::Layers(layers) => {
                 let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
                 let top = crate::image::manifest::chain_ids(&diff_ids).pop();
-                h.update(top.as_ref().map(|d| d.as_str()).unwrap_or("scratch").as_bytes());
+                seed.extend_from_slice(top.as_ref().map(|d| d.as_str()).unwrap_or("scratch").as_bytes());
             }
             Output::Context(context) => {
-                h.update(b"context:");
-                h.update(context.root().as_os_str().as_encoded_bytes());
+                seed.extend_from_slice(b"context:");
+                seed.extend_from_slice(context.root().as_os_str().as_encoded_bytes());
             }
         }
-        h.update(b"\0");
-        h.update(mount.source.as_bytes());
-    }
-    h.finalize().to_hex()[..32].to_string()
+        seed.push(0);
+        seed.extend_from_slice(mount.source.as_bytes());
+        seed
+    });
+    mounts::cache_key(mount.id, seed.as_deref())
 }
 
-/// Makes `dir`: seeded, given its mode and owner, then renamed into place (losing a
-/// race to another builder is fine: theirs is as good).
-fn create(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, dir: &Path) -> Result<()> {
+/// Makes `dir`: restored from `imported` (an exported cache) or else seeded, given
+/// its mode and owner, then renamed into place (losing a race to another builder is
+/// fine: theirs is as good).
+///
+/// A restored directory keeps the mode and owner it was exported with, as a cache
+/// kept in this store would; `mode=`, `uid=` and `gid=` given on the mount still win.
+/// A restore that fails is a warning: the step gets an empty cache.
+fn create(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, imported: Option<&LayerInfo>, dir: &Path) -> Result<()> {
     let temp = worker.store.temp_dir("cache-mount")?;
     let new = temp.path().join("dir");
     std::fs::create_dir(&new)?;
-    if let Some(from) = mount.from {
+    let restored = match imported {
+        Some(blob) => restore(worker, mount, blob, &new)?,
+        None => false,
+    };
+    if !restored && let Some(from) = mount.from {
         seed(worker, from, mount.source, &new).with_context(|| format!("seeding from {:?}", mount.source))?;
     }
-    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o755)))?;
-    std::os::unix::fs::chown(&new, Some(mount.uid.unwrap_or(0)), Some(mount.gid.unwrap_or(0)))?;
+    let explicit = |value: Option<u32>, default: u32| if restored { value } else { Some(value.unwrap_or(default)) };
+    if let Some(mode) = explicit(mount.mode, 0o755) {
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(mode))?;
+    }
+    let (uid, gid) = (explicit(mount.uid, 0), explicit(mount.gid, 0));
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::chown(&new, uid, gid)?;
+    }
     match std::fs::rename(&new, dir) {
         Ok(()) => Ok(()),
         Err(_) if dir.is_dir() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating cache directory {}", dir.display())),
     }
+}
+
+/// Unpacks an imported cache into `dest` (empty). When that fails, says why, empties
+/// `dest` again and returns false.
+fn restore(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, blob: &LayerInfo, dest: &Path) -> Result<bool> {
+    let Err(e) = mounts::restore_mount(worker.store, blob, dest) else { return Ok(true) };
+    tracing::warn!("cache mount {:?}: not using the imported cache: {e:#}", mount.id);
+    crate::store::remove_tree(dest).with_context(|| format!("clearing {}", dest.display()))?;
+    std::fs::create_dir(dest)?;
+    Ok(false)
 }
 
 /// Copies the contents of `source` in `from` into `dest`.
@@ -174,6 +207,11 @@ fn seed(worker: &BuildWorker<'_>, from: &Output, source: &str, dest: &Path) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::source::ImageResolver;
+    use crate::registry::RegistryOptions;
+    use crate::store::Store;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
 
     fn name(lease: &Lease) -> String {
         lease.dir().file_name().unwrap().to_string_lossy().into_owned()
@@ -218,5 +256,126 @@ mod tests {
         cancel.cancel();
         let err = lock_instance(base.path(), "k", CacheSharing::Locked, &cancel).err().unwrap();
         assert_eq!(err.to_string(), "cancelled");
+    }
+
+    /// `acquire` gives a new cache its owner, which takes root.
+    fn skip_unless_root(test: &str) -> bool {
+        let root = rustix::process::geteuid().is_root();
+        if !root {
+            eprintln!("skipping {test}: needs root to chown cache directories");
+        }
+        !root
+    }
+
+    fn mount(id: &str, sharing: CacheSharing) -> CacheMount<'_> {
+        CacheMount { id, sharing, from: None, source: "", mode: None, uid: None, gid: None }
+    }
+
+    /// A store whose `npm` cache was exported (with `mode`), and a fresh store with
+    /// that blob, ready to be given as a seed.
+    fn exported_npm(mode: u32) -> (tempfile::TempDir, Store, crate::cache::format::ExportedMount) {
+        let dir = tempfile::tempdir().unwrap();
+        let from = Store::open(&dir.path().join("from")).unwrap();
+        let key = mounts::cache_key("npm", None);
+        let cache = from.root().join("cache-mounts").join(&key);
+        std::fs::create_dir_all(cache.join("pkgs")).unwrap();
+        std::fs::write(cache.join("pkgs/left-pad.tgz"), "pad").unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&cache, Some(1234), Some(5678)).unwrap();
+        let keys = BTreeMap::from([(key, "npm".to_string())]);
+        let exported = mounts::export_mounts(&from, &keys, crate::image::Compression::Zstd).unwrap().pop().unwrap();
+        let to = Store::open(&dir.path().join("to")).unwrap();
+        let bytes = from.read_blob(&exported.blob.digest).unwrap();
+        to.write_blob(&mut &bytes[..], Some(&exported.blob.digest)).unwrap();
+        (dir, to, exported)
+    }
+
+    fn with_worker<T>(
+        store: &Store,
+        seeds: &[&crate::cache::format::ExportedMount],
+        f: impl FnOnce(&BuildWorker<'_>) -> T,
+    ) -> T {
+        let images = ImageResolver::new(store, false, crate::build::host_platform(), RegistryOptions::default());
+        let mut worker = BuildWorker::new(store, &images);
+        worker.mount_seeds = seeds.iter().map(|m| (m.id.clone(), m.blob.clone())).collect();
+        f(&worker)
+    }
+
+    #[test]
+    fn an_imported_cache_becomes_the_first_instance_and_not_private_ones() {
+        if skip_unless_root("an_imported_cache_becomes_the_first_instance_and_not_private_ones") {
+            return;
+        }
+        let (_d, store, exported) = exported_npm(0o750);
+        let cancel = CancelToken::default();
+        with_worker(&store, &[&exported], |worker| {
+            let first = acquire(worker, &cancel, &mount("npm", CacheSharing::Shared)).unwrap();
+            assert_eq!(name(&first), exported.id);
+            assert_eq!(std::fs::read_to_string(first.dir().join("pkgs/left-pad.tgz")).unwrap(), "pad");
+            // The directory as it was exported: mode and owner.
+            let meta = std::fs::metadata(first.dir()).unwrap();
+            assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o750, 1234, 5678));
+
+            let private = acquire(worker, &cancel, &mount("npm", CacheSharing::Private)).unwrap();
+            assert_eq!(name(&private), format!("{}-1", exported.id));
+            assert_eq!(std::fs::read_dir(private.dir()).unwrap().count(), 0, "a private instance starts empty");
+            let used = worker.used_cache_mounts.lock().unwrap().clone();
+            assert_eq!(used, BTreeMap::from([(exported.id.clone(), "npm".to_string())]));
+        });
+    }
+
+    #[test]
+    fn explicit_mode_and_owner_win_over_the_imported_ones() {
+        if skip_unless_root("explicit_mode_and_owner_win_over_the_imported_ones") {
+            return;
+        }
+        let (_d, store, exported) = exported_npm(0o750);
+        let cancel = CancelToken::default();
+        with_worker(&store, &[&exported], |worker| {
+            let asked = CacheMount { mode: Some(0o700), uid: Some(42), ..mount("npm", CacheSharing::Shared) };
+            let lease = acquire(worker, &cancel, &asked).unwrap();
+            let meta = std::fs::metadata(lease.dir()).unwrap();
+            assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o700, 42, 5678));
+            assert!(lease.dir().join("pkgs/left-pad.tgz").is_file());
+        });
+    }
+
+    #[test]
+    fn an_existing_cache_is_not_replaced_by_an_imported_one() {
+        if skip_unless_root("an_existing_cache_is_not_replaced_by_an_imported_one") {
+            return;
+        }
+        let (_d, store, exported) = exported_npm(0o755);
+        let cancel = CancelToken::default();
+        let local = store.root().join("cache-mounts").join(&exported.id);
+        std::fs::create_dir_all(&local).unwrap();
+        std::fs::write(local.join("mine"), "local").unwrap();
+        with_worker(&store, &[&exported], |worker| {
+            let lease = acquire(worker, &cancel, &mount("npm", CacheSharing::Shared)).unwrap();
+            assert!(lease.dir().join("mine").is_file());
+            assert!(!lease.dir().join("pkgs").exists());
+        });
+    }
+
+    #[test]
+    fn a_broken_import_gives_an_empty_cache() {
+        if skip_unless_root("a_broken_import_gives_an_empty_cache") {
+            return;
+        }
+        let (_d, store, mut exported) = exported_npm(0o700);
+        let cancel = CancelToken::default();
+        // Content that does not match its diff id, then a blob the store cannot get.
+        exported.blob.diff_id = crate::image::Digest::of(b"something else");
+        let mut missing = exported.clone();
+        missing.blob.digest = crate::image::Digest::of(b"nowhere");
+        for seed in [exported, missing] {
+            std::fs::remove_dir_all(store.root().join("cache-mounts")).ok();
+            with_worker(&store, &[&seed], |worker| {
+                let lease = acquire(worker, &cancel, &mount("npm", CacheSharing::Shared)).unwrap();
+                assert_eq!(std::fs::read_dir(lease.dir()).unwrap().count(), 0);
+                let meta = std::fs::metadata(lease.dir()).unwrap();
+                assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o755, 0), "the defaults of a new cache");
+            });
+        }
     }
 }
