@@ -90,7 +90,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     };
     let cache_to = crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?;
     let cache_from = crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?;
-    let disk_cache = crate::cache::export::open(store, &cache_from)?;
+    let registry_opts = RegistryOptions::default();
+    let disk_cache = crate::cache::export::open(store, &cache_from, &host_platform(), &registry_opts)?;
+    worker.mount_seeds = crate::cache::export::mount_seeds(store, &disk_cache);
     let cache = store.track_usage(&disk_cache);
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     let progress = crate::progress::new(mode, args.explain);
@@ -111,7 +113,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     interrupt.finish()?;
 
     let layers = solved[0].layers()?.to_vec();
-    let config = image_config(&definition, &layers, &solved[1..], epoch)?;
+    let mut config = image_config(&definition, &layers, &solved[1..], epoch)?;
+    config.inline_cache = crate::cache::export::inline_cache(&disk_cache, &report, &layers, &cache_to)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
@@ -129,7 +132,10 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         // Filesystem outputs only: the image id is still worth reporting.
         None => store.write_image(&result.config, &result.layers)?,
     };
-    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &cache_to)?;
+    let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
+    mount_keys.extend(worker.used_cache_mounts.lock().unwrap().clone());
+    let export = crate::cache::export::ExportContext { mount_keys: &mount_keys, opts: &registry_opts };
+    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &cache_to, &export)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -214,6 +220,7 @@ fn image_config(
         config: definition.image.config.clone(),
         rootfs: RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect() },
         history,
+        inline_cache: None,
     })
 }
 

@@ -1,21 +1,33 @@
 //! `--cache-to` and `--cache-from` for a build: which records to export (from the
 //! solver's report), and where caches are written to and read from.
 
-use super::format::{CacheConfig, ExportedRecord};
+use super::format::{CacheConfig, ExportedMount, ExportedRecord};
 use super::import::{ImportedCache, ImportingCacheStore};
 use super::spec::{CacheSpec, Location, Mode};
-use super::{DiskCacheStore, local};
-use crate::image::LayerInfo;
+use super::{DiskCacheStore, local, registry};
+use crate::image::{Digest, LayerInfo};
+use crate::registry::RegistryOptions;
 use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
 use solver::{CacheStore, SolveReport};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Parses the specs of `--cache-to` (`export`) or `--cache-from`.
 pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {
     let specs = specs.iter().map(|s| CacheSpec::parse(s, export)).collect::<Result<Vec<_>>>()?;
     for spec in &specs {
-        if !matches!(spec.location, Location::Local(_)) {
-            bail!("{}: only type=local caches are supported so far", spec.describe());
+        match &spec.location {
+            Location::Inline if !export => bail!(
+                "{}: an inline cache is read from its image: --cache-from type=registry,ref=IMAGE",
+                spec.describe()
+            ),
+            Location::Inline if spec.mode == Mode::Max => {
+                bail!("{}: an inline cache holds only the final image's steps (mode=min)", spec.describe())
+            }
+            Location::Registry(text) => {
+                registry::parse_reference(text)?;
+            }
+            _ => {}
         }
     }
     Ok(specs)
@@ -23,25 +35,56 @@ pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {
 
 /// The build's cache store: the local cache, then each `--cache-from` in order. A
 /// cache that cannot be read is a warning: the build goes on without it.
-pub fn open<'a>(store: &'a Store, from: &[CacheSpec]) -> Result<ImportingCacheStore<'a>> {
+pub fn open<'a>(
+    store: &'a Store,
+    from: &[CacheSpec],
+    platform: &frontend::Platform,
+    opts: &RegistryOptions,
+) -> Result<ImportingCacheStore<'a>> {
     let local = DiskCacheStore::open(&store.root().join("cache"))?;
     let mut imports = Vec::new();
     for spec in from {
+        let name = spec.describe();
         let imported = match &spec.location {
             Location::Local(dir) => local::import(dir).map(|config| {
-                ImportedCache::new(spec.describe(), config, Box::new(local::LocalBlobs { dir: dir.clone() }))
+                Some(ImportedCache::new(
+                    name.clone(),
+                    config,
+                    std::sync::Arc::new(local::LocalBlobs { dir: dir.clone() }),
+                ))
             }),
-            Location::Registry(_) | Location::Inline => continue,
+            Location::Registry(text) => registry::parse_reference(text)
+                .and_then(|reference| registry::import(store, &name, &reference, platform, opts)),
+            Location::Inline => continue,
         };
         match imported {
-            Ok(import) => {
-                eprintln!("importing cache from {}: {} records", import.name, import.config.records.len());
+            Ok(Some(import)) => {
+                let mounts = import.config.mounts.len();
+                let mounts = if mounts > 0 { format!(", {mounts} cache mounts") } else { String::new() };
+                eprintln!("importing cache from {name}: {} records{mounts}", import.config.records.len());
                 imports.push(import);
             }
-            Err(e) => eprintln!("WARNING: importing cache from {}: {e:#}", spec.describe()),
+            Ok(None) => eprintln!("importing cache from {name}: nothing there yet"),
+            Err(e) => eprintln!("WARNING: importing cache from {name}: {e:#}"),
         }
     }
     Ok(ImportingCacheStore::new(store, local, imports))
+}
+
+/// The cache mounts the imports carry (the first import naming a mount wins), by
+/// cache key, their blobs registered with the store to be fetched when a step that
+/// uses the mount runs.
+pub fn mount_seeds(store: &Store, cache: &ImportingCacheStore<'_>) -> HashMap<String, LayerInfo> {
+    let mut seeds = HashMap::new();
+    for import in cache.imports() {
+        for mount in &import.config.mounts {
+            if !seeds.contains_key(&mount.id) {
+                store.add_remote_blob(&mount.blob, import.blobs.clone());
+                seeds.insert(mount.id.clone(), mount.blob.clone());
+            }
+        }
+    }
+    seeds
 }
 
 /// The records a `mode` export holds: with `Max` every cacheable vertex the build
@@ -65,16 +108,39 @@ pub fn select(
     Ok(out)
 }
 
-/// Writes every `--cache-to`.
+/// The inline cache for the image config when a `--cache-to type=inline` asks for
+/// one: the records of the final image's own steps.
+pub fn inline_cache(
+    cache: &ImportingCacheStore<'_>,
+    report: &SolveReport,
+    image_layers: &[LayerInfo],
+    to: &[CacheSpec],
+) -> Result<Option<serde_json::Value>> {
+    if !to.iter().any(|s| s.location == Location::Inline) {
+        return Ok(None);
+    }
+    let config = CacheConfig::new(select(cache, report, image_layers, Mode::Min)?, Vec::new());
+    Ok(Some(serde_json::to_value(&config)?))
+}
+
+/// What exports need besides the solve: the cache mounts the build uses (cache key
+/// → id) and how to reach registries.
+pub struct ExportContext<'a> {
+    pub mount_keys: &'a BTreeMap<String, String>,
+    pub opts: &'a RegistryOptions,
+}
+
+/// Writes every `--cache-to` (an inline cache is already in the image).
 pub fn export_all(
     store: &Store,
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
     image_layers: &[LayerInfo],
     to: &[CacheSpec],
+    ctx: &ExportContext<'_>,
 ) -> Result<()> {
     for spec in to {
-        let result = export_one(store, cache, report, image_layers, spec);
+        let result = export_one(store, cache, report, image_layers, spec, ctx);
         match result {
             Ok(()) => {}
             Err(e) if spec.ignore_error => eprintln!("WARNING: exporting cache to {}: {e:#}", spec.describe()),
@@ -90,21 +156,69 @@ fn export_one(
     report: &SolveReport,
     image_layers: &[LayerInfo],
     spec: &CacheSpec,
+    ctx: &ExportContext<'_>,
 ) -> Result<()> {
+    if spec.location == Location::Inline {
+        return Ok(());
+    }
     let records = select(cache, report, image_layers, spec.mode)?;
-    let config = CacheConfig::new(records, Vec::new());
+    let mounts = if spec.mounts { mounts(store, cache, ctx.mount_keys, spec.compression)? } else { Vec::new() };
+    let config = CacheConfig::new(records, mounts);
+    let mounts =
+        if config.mounts.is_empty() { String::new() } else { format!(", {} cache mounts", config.mounts.len()) };
     match &spec.location {
         Location::Local(dir) => {
             let written = local::export(store, dir, &config).with_context(|| format!("writing {}", dir.display()))?;
             eprintln!(
-                "exported cache to {}: {} records, {} new blobs ({} bytes)",
+                "exported cache to {}: {} records{mounts}, {} new blobs ({} bytes)",
                 spec.describe(),
                 config.records.len(),
                 written.blobs,
                 written.bytes
             );
         }
-        Location::Registry(_) | Location::Inline => bail!("not supported yet"),
+        Location::Registry(text) => {
+            let reference = registry::parse_reference(text)?;
+            let origin = registry::origin(&reference);
+            // Blobs an import of the same repository listed are there already.
+            let known: HashSet<Digest> = cache
+                .imports()
+                .iter()
+                .filter(|i| i.origin.as_deref() == Some(origin.as_str()))
+                .flat_map(|i| i.config.blobs().into_iter().map(|b| b.digest))
+                .collect();
+            let (digest, stats) = registry::export(store, &reference, &config, &known, ctx.opts)?;
+            eprintln!(
+                "exported cache to {}: {} records{mounts}, {} blobs uploaded, {} mounted, {} already there; manifest {digest}",
+                spec.describe(),
+                config.records.len(),
+                stats.uploaded,
+                stats.mounted,
+                stats.existed + stats.known,
+            );
+        }
+        Location::Inline => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// The build's cache mounts as blobs. A mount this store does not have (no step that
+/// uses it ran here) but an import carried is exported as imported, unchanged.
+fn mounts(
+    store: &Store,
+    cache: &ImportingCacheStore<'_>,
+    keys: &BTreeMap<String, String>,
+    compression: crate::image::Compression,
+) -> Result<Vec<ExportedMount>> {
+    let mut out = super::mounts::export_mounts(store, keys, compression)?;
+    let have: HashSet<String> = out.iter().map(|m| m.id.clone()).collect();
+    let mut seen = have.clone();
+    for import in cache.imports() {
+        for mount in &import.config.mounts {
+            if keys.contains_key(&mount.id) && seen.insert(mount.id.clone()) {
+                out.push(mount.clone());
+            }
+        }
+    }
+    Ok(out)
 }

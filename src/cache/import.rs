@@ -1,39 +1,35 @@
 //! Imported caches (`--cache-from`): [`ImportingCacheStore`] answers lookups from the
 //! local [`DiskCacheStore`] first, then from each imported cache in the order given.
 //!
-//! Imports are lazy: only the cache config is read up front. The layer blobs of an
-//! imported record are copied into the store when the record is hit, before the
-//! solver decodes the result (which needs them in the store); the record is then
-//! written to the local cache too, so the next build hits locally.
+//! Imports are lazy: only the cache config is read up front. A hit on an imported
+//! record registers its layer blobs with the store as remote blobs
+//! ([`Store::add_remote_blob`]); they are fetched only when something reads them (a
+//! snapshot for a later step, the final image, an export). The record is written to
+//! the local cache too, so the next build hits locally once the blobs are there.
 
 use super::DiskCacheStore;
 use super::format::CacheConfig;
 use crate::image::LayerInfo;
-use crate::store::Store;
-use anyhow::Result;
+use crate::store::{BlobSource, Store};
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
 use std::collections::HashMap;
-use std::sync::Mutex;
-
-/// Where the blobs of an imported cache come from.
-pub trait BlobSource: Send + Sync {
-    /// Puts the layer's blob into the store, verified.
-    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()>;
-}
+use std::sync::{Arc, Mutex};
 
 /// One `--cache-from` source, read.
 pub struct ImportedCache {
     /// How the source is named to the user (`type=local,src=/c`).
     pub name: String,
     pub config: CacheConfig,
-    pub blobs: Box<dyn BlobSource>,
+    pub blobs: Arc<dyn BlobSource>,
+    /// `registry/repository` for a registry cache: where its blobs already are.
+    pub origin: Option<String>,
     records: HashMap<CacheKey, usize>,
     steps: HashMap<String, usize>,
 }
 
 impl ImportedCache {
-    pub fn new(name: String, config: CacheConfig, blobs: Box<dyn BlobSource>) -> ImportedCache {
+    pub fn new(name: String, config: CacheConfig, blobs: Arc<dyn BlobSource>) -> ImportedCache {
         let mut records = HashMap::new();
         let mut steps = HashMap::new();
         for (i, record) in config.records.iter().enumerate() {
@@ -42,7 +38,7 @@ impl ImportedCache {
                 steps.insert(step.clone(), i);
             }
         }
-        ImportedCache { name, config, blobs, records, steps }
+        ImportedCache { name, config, blobs, origin: None, records, steps }
     }
 
     fn record(&self, key: &CacheKey) -> Option<CacheRecord> {
@@ -67,24 +63,16 @@ impl<'a> ImportingCacheStore<'a> {
         &self.local
     }
 
-    /// The import a hit on `key` came from, if it came from one.
-    #[allow(dead_code, reason = "for --explain, not wired yet")]
-    pub fn hit_source(&self, key: &CacheKey) -> Option<String> {
-        self.hits.lock().unwrap().get(key).cloned()
+    pub fn imports(&self) -> &[ImportedCache] {
+        &self.imports
+    }
+
+    fn layers(record: &CacheRecord) -> Option<Vec<LayerInfo>> {
+        serde_json::from_slice::<Vec<LayerInfo>>(&record.result).ok()
     }
 
     fn has_layers(&self, record: &CacheRecord) -> bool {
-        serde_json::from_slice::<Vec<LayerInfo>>(&record.result)
-            .is_ok_and(|layers| layers.iter().all(|l| self.store.has_blob(&l.digest)))
-    }
-
-    /// Copies the blobs an imported record needs into the store.
-    fn fetch(&self, import: &ImportedCache, record: &CacheRecord) -> Result<()> {
-        let layers: Vec<LayerInfo> = serde_json::from_slice(&record.result)?;
-        for layer in layers.iter().filter(|l| !self.store.has_blob(&l.digest)) {
-            import.blobs.fetch(self.store, layer)?;
-        }
-        Ok(())
+        Self::layers(record).is_some_and(|layers| layers.iter().all(|l| self.store.can_get_blob(&l.digest)))
     }
 }
 
@@ -98,14 +86,13 @@ impl CacheStore for ImportingCacheStore<'_> {
         }
         for import in &self.imports {
             let Some(record) = import.record(key) else { continue };
-            match self.fetch(import, &record) {
-                Ok(()) => {
-                    self.local.put(&record)?;
-                    self.hits.lock().unwrap().insert(*key, import.name.clone());
-                    return Ok(Some(record));
-                }
-                Err(e) => tracing::warn!("cache {}: {e:#}", import.name),
+            let Some(layers) = Self::layers(&record) else { continue };
+            for layer in &layers {
+                self.store.add_remote_blob(layer, import.blobs.clone());
             }
+            self.local.put(&record)?;
+            self.hits.lock().unwrap().insert(*key, import.name.clone());
+            return Ok(Some(record));
         }
         Ok(local)
     }
@@ -127,6 +114,11 @@ impl CacheStore for ImportingCacheStore<'_> {
     fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
         self.local.set_last_for_step(step_id, key)
     }
+
+    /// The import a hit on `key` came from, if it came from one.
+    fn hit_source(&self, key: &CacheKey) -> Option<String> {
+        self.hits.lock().unwrap().get(key).cloned()
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +126,7 @@ mod tests {
     use super::*;
     use crate::cache::format::ExportedRecord;
     use crate::image::Digest;
+    use anyhow::Result;
     use solver::ir::{Op, SourceOp};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -144,6 +137,9 @@ mod tests {
     }
 
     impl BlobSource for Blobs {
+        fn name(&self) -> String {
+            "memory".into()
+        }
         fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
             self.fetched.fetch_add(1, Ordering::SeqCst);
             let bytes = self.data.get(&layer.digest).ok_or_else(|| anyhow::anyhow!("no blob {}", layer.digest))?;
@@ -181,20 +177,23 @@ mod tests {
             fetched: fetched.clone(),
         };
         let config = CacheConfig::new(vec![one.clone(), two.clone()], vec![]);
-        let import = ImportedCache::new("type=local,src=x".into(), config, Box::new(blobs));
+        let import = ImportedCache::new("type=local,src=x".into(), config, Arc::new(blobs));
         let cache = ImportingCacheStore::new(&store, DiskCacheStore::open(cache_dir.path()).unwrap(), vec![import]);
         assert_eq!(fetched.load(Ordering::SeqCst), 0, "nothing is fetched up front");
         assert_eq!(cache.last_for_step("s2").unwrap(), Some(two.to_record()));
 
         assert_eq!(cache.get(&one.key).unwrap(), Some(one.to_record()));
-        assert_eq!(fetched.load(Ordering::SeqCst), 1);
-        assert!(store.has_blob(&Digest::of(b"one")) && !store.has_blob(&Digest::of(b"two")));
+        assert_eq!(fetched.load(Ordering::SeqCst), 0, "a hit alone fetches nothing");
         assert_eq!(cache.hit_source(&one.key).as_deref(), Some("type=local,src=x"));
         assert_eq!(cache.local().get(&one.key).unwrap(), Some(one.to_record()), "kept locally");
+        assert!(store.can_get_blob(&Digest::of(b"one")) && !store.can_get_blob(&Digest::of(b"two")));
 
-        // A second lookup is local: no fetch.
+        // Reading the layer fetches it, once.
+        assert_eq!(store.read_blob(&Digest::of(b"one")).unwrap(), b"one");
         assert_eq!(cache.get(&one.key).unwrap(), Some(one.to_record()));
+        assert_eq!(store.read_blob(&Digest::of(b"one")).unwrap(), b"one");
         assert_eq!(fetched.load(Ordering::SeqCst), 1);
+        assert!(!store.has_blob(&Digest::of(b"two")));
         assert_eq!(cache.get(&CacheKey::of("test", &9u32)).unwrap(), None);
     }
 }

@@ -5,10 +5,9 @@
 //! rename, and `index.json` last, so a reader sees the old cache or the new one.
 
 use super::format::{CacheConfig, check_manifest};
-use super::import::BlobSource;
 use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use crate::image::{Descriptor, Digest, Index, LayerInfo, Manifest};
-use crate::store::Store;
+use crate::store::{BlobSource, Store};
 use anyhow::{Context as _, Result, bail};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -124,6 +123,10 @@ pub struct LocalBlobs {
 }
 
 impl BlobSource for LocalBlobs {
+    fn name(&self) -> String {
+        format!("type=local,src={}", self.dir.display())
+    }
+
     fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
         let path = blob_path(&self.dir, &layer.digest);
         let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;

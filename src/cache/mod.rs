@@ -21,6 +21,7 @@ pub mod format;
 pub mod import;
 pub mod local;
 pub mod mounts;
+pub mod registry;
 pub mod spec;
 
 use anyhow::{Context as _, Result};

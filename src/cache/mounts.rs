@@ -57,7 +57,6 @@ pub fn cache_key(id: &str, seed: Option<&[u8]>) -> String {
 /// Cache key → id of every cache mount without `from=` in the graph's exec ops. Their
 /// keys depend on the id alone, so they are known before anything runs: a build whose
 /// steps all come from the cache still exports them.
-#[allow(dead_code, reason = "API for --cache-to ...,mounts=true, not wired yet")]
 pub fn cache_mount_keys(graph: &Graph) -> BTreeMap<String, String> {
     let mut keys = BTreeMap::new();
     for (_, vertex) in graph.iter() {
@@ -76,7 +75,6 @@ pub fn cache_mount_keys(graph: &Graph) -> BTreeMap<String, String> {
 /// no step uses it: the export waits (a few minutes at most) for the steps that do.
 /// A cache that cannot be exported is left out with a warning. The result is in key
 /// order; `id` is the cache key and `name` the id.
-#[allow(dead_code, reason = "API for --cache-to ...,mounts=true, not wired yet")]
 pub fn export_mounts(
     store: &Store,
     keys: &BTreeMap<String, String>,

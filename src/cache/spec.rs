@@ -1,6 +1,7 @@
 //! `--cache-to` / `--cache-from` specs: `type=local,dest=DIR,mode=max`,
 //! `type=registry,ref=REF`, `type=inline`, or a bare reference (a registry cache).
 
+use crate::image::Compression;
 use anyhow::{Result, anyhow, bail};
 use std::path::PathBuf;
 
@@ -33,6 +34,8 @@ pub struct CacheSpec {
     pub mounts: bool,
     /// An export that fails is a warning, not a failed build.
     pub ignore_error: bool,
+    /// How exported cache mounts are compressed (layers are exported as built).
+    pub compression: Compression,
     /// The spec as given, to name it in messages.
     pub text: String,
 }
@@ -50,6 +53,7 @@ impl CacheSpec {
                 mode: Mode::Min,
                 mounts: false,
                 ignore_error: false,
+                compression: Compression::Gzip,
                 text: spec.to_string(),
             });
         }
@@ -58,6 +62,7 @@ impl CacheSpec {
         let mut mode = Mode::Min;
         let mut mounts = false;
         let mut ignore_error = false;
+        let mut compression = Compression::Gzip;
         for field in spec.split(',') {
             let (k, v) =
                 field.split_once('=').ok_or_else(|| anyhow!("invalid {flag} {spec:?}: {field:?} is not KEY=VALUE"))?;
@@ -75,8 +80,16 @@ impl CacheSpec {
                 }
                 "mounts" => mounts = parse_bool(flag, spec, v)?,
                 "ignore-error" => ignore_error = parse_bool(flag, spec, v)?,
+                "compression" => {
+                    compression = match v {
+                        "gzip" => Compression::Gzip,
+                        "zstd" => Compression::Zstd,
+                        "uncompressed" => Compression::Uncompressed,
+                        _ => bail!("invalid {flag} {spec:?}: compression must be gzip, zstd or uncompressed"),
+                    }
+                }
                 // Accepted for compatibility with buildx; the format is always the same.
-                "compression" | "compression-level" | "force-compression" | "oci-mediatypes" | "image-manifest" => {}
+                "compression-level" | "force-compression" | "oci-mediatypes" | "image-manifest" => {}
                 _ => bail!("invalid {flag} {spec:?}: unknown option {k:?}"),
             }
         }
@@ -92,7 +105,7 @@ impl CacheSpec {
             "inline" => Location::Inline,
             other => bail!("invalid {flag} {spec:?}: unknown type {other:?} (want local, registry or inline)"),
         };
-        Ok(CacheSpec { location, mode, mounts, ignore_error, text: spec.to_string() })
+        Ok(CacheSpec { location, mode, mounts, ignore_error, compression, text: spec.to_string() })
     }
 
     /// How the spec is named in messages.
@@ -123,7 +136,7 @@ mod tests {
         let bare = CacheSpec::parse("localhost:5000/app:cache", false).unwrap();
         assert_eq!(bare.location, Location::Registry("localhost:5000/app:cache".into()));
         let reg = CacheSpec::parse("type=registry,ref=r/x:c,mode=max,mounts=true,compression=zstd", true).unwrap();
-        assert!(reg.mounts && reg.mode == Mode::Max);
+        assert!(reg.mounts && reg.mode == Mode::Max && reg.compression == Compression::Zstd);
         assert_eq!(CacheSpec::parse("type=inline", true).unwrap().location, Location::Inline);
     }
 
@@ -135,6 +148,7 @@ mod tests {
             ("type=s3,bucket=x", true),
             ("type=local,dest=/c,mode=all", true),
             ("type=local,dest=/c,color=red", true),
+            ("type=local,dest=/c,compression=lz4", true),
             ("type=registry", true),
             ("", false),
         ] {

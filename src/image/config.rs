@@ -27,4 +27,7 @@ pub struct ImageConfig {
     pub rootfs: RootFs,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
+    /// Build cache records travelling with the image (`--cache-to type=inline`).
+    #[serde(rename = "builder.cache.v1", default, skip_serializing_if = "Option::is_none")]
+    pub inline_cache: Option<serde_json::Value>,
 }

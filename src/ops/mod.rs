@@ -201,8 +201,9 @@ impl solver::Worker for BuildWorker<'_> {
 
     fn decode_result(&self, bytes: &[u8]) -> Option<Output> {
         let layers: Vec<LayerInfo> = serde_json::from_slice(bytes).ok()?;
-        // A record whose blobs were pruned is a miss, not an error.
-        if layers.iter().all(|l| self.store.has_blob(&l.digest)) {
+        // A record whose blobs were pruned is a miss, not an error; the blobs of an
+        // imported cache are fetched when something reads them.
+        if layers.iter().all(|l| self.store.can_get_blob(&l.digest)) {
             Some(Output::Layers(Arc::new(layers)))
         } else {
             None

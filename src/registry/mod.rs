@@ -5,6 +5,7 @@
 //! - `auth.rs`: `WWW-Authenticate` challenges, bearer tokens per scope, Basic.
 //! - `credentials.rs`: Docker's `config.json` and credential helpers.
 //! - `pull.rs` / `push.rs`: images between a registry and the store.
+//! - `repo.rs`: a blocking handle on one repository (the build cache uses it).
 //! - `sources.rs`: which repositories a blob is known to live in (for mounts).
 //!
 //! The public functions are blocking: each builds a tokio runtime for its duration,
@@ -15,6 +16,7 @@ mod client;
 mod credentials;
 mod pull;
 mod push;
+mod repo;
 mod sources;
 
 #[cfg(test)]
@@ -25,7 +27,9 @@ mod tests;
 #[allow(unused_imports)]
 pub use client::RegistryError;
 pub use pull::pull;
+pub use pull::select_platform;
 pub use push::push;
+pub use repo::{PushStats, Repository};
 
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;

@@ -244,7 +244,7 @@ pub fn select_platform<'i>(index: &'i Index, want: &frontend::Platform) -> Optio
 /// Downloads one blob into the store unless it is there. A writer thread streams it
 /// into [`Store::write_blob`] (which verifies the digest); dropped connections
 /// resume with `Range`.
-async fn download_blob<'scope>(
+pub async fn download_blob<'scope>(
     client: &Client,
     store: &'scope Store,
     repository: &str,

@@ -35,7 +35,7 @@ pub fn push(
         blobs.extend(manifest.layers.iter());
         futures_util::stream::iter(blobs.iter().map(|d| push_blob(&client, store, repository, d, progress)))
             .buffer_unordered(opts.concurrency.max(1))
-            .try_collect::<Vec<()>>()
+            .try_collect::<Vec<Pushed>>()
             .await?;
         let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
         if let Err(e) = sources::record(store, &digests, &client.registry, repository) {
@@ -84,13 +84,26 @@ fn check_digest_header(op: &Op, response: &Response, digest: &Digest) -> Result<
     Ok(())
 }
 
-async fn push_blob(
+/// What pushing a blob took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The registry had it (HEAD).
+    Existed,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    Uploaded,
+}
+
+/// Pushes one blob: skipped when the registry has it, mounted from another repository
+/// when known to be there (without reading it locally, so a blob the store would
+/// have to fetch first is not needed), else uploaded from the store.
+pub async fn push_blob(
     client: &Client,
     store: &Store,
     repository: &str,
     descriptor: &Descriptor,
     progress: &dyn Fn(&str),
-) -> Result<()> {
+) -> Result<Pushed> {
     let digest = &descriptor.digest;
     let scopes = [Scope::push(repository)];
     let op = client.op(repository, &format!("checking blob {digest} in"));
@@ -99,22 +112,17 @@ async fn push_blob(
     match response.status() {
         StatusCode::OK => {
             progress(&format!("{}: already exists", digest.short()));
-            return Ok(());
+            return Ok(Pushed::Existed);
         }
         StatusCode::NOT_FOUND => {}
         _ => return Err(op.status_error(response).await.into()),
-    }
-    let path = store.blob_path(digest);
-    let size = store.blob_size(digest)?;
-    if size != descriptor.size {
-        bail!("blob {digest} in the store has {size} bytes, the manifest says {}", descriptor.size);
     }
     let mut session = None;
     for source in sources::mount_candidates(store, digest, &client.registry, repository).into_iter().take(3) {
         match mount(client, repository, &source, digest).await? {
             Mount::Mounted => {
                 progress(&format!("{}: mounted from {source}", digest.short()));
-                return Ok(());
+                return Ok(Pushed::Mounted);
             }
             Mount::Upload(s) => {
                 session = Some(s);
@@ -123,10 +131,15 @@ async fn push_blob(
             Mount::Refused => {}
         }
     }
+    let size = store.blob_size(digest)?;
+    if size != descriptor.size {
+        bail!("blob {digest} in the store has {size} bytes, the manifest says {}", descriptor.size);
+    }
+    let path = store.blob_path(digest);
     progress(&format!("{}: uploading {}", digest.short(), human_size(size)));
     upload(client, repository, digest, &path, size, session, progress).await?;
     progress(&format!("{}: pushed", digest.short()));
-    Ok(())
+    Ok(Pushed::Uploaded)
 }
 
 /// An upload session: where to send the bytes, and the registry's minimum chunk.

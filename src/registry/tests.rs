@@ -482,3 +482,66 @@ fn https_with_a_ca_from_the_certs_dir() {
     let (_d2, fresh) = testing::store();
     assert_eq!(pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap().manifest_digest, digest);
 }
+
+/// A remote blob that fails loudly if anyone tries to fetch it.
+struct NeverFetch;
+
+impl crate::store::BlobSource for NeverFetch {
+    fn name(&self) -> String {
+        "never".into()
+    }
+    fn fetch(&self, _: &Store, layer: &LayerInfo) -> anyhow::Result<()> {
+        anyhow::bail!("{} was fetched", layer.digest)
+    }
+}
+
+#[test]
+fn repository_handle_pushes_mounts_without_local_bytes_and_fetches_lazily() {
+    let Some(registry) = Registry::start("repo", None) else { return };
+    let config = tempfile::tempdir().unwrap();
+    let opts = options(config.path());
+    let (_d, store) = testing::store();
+    let image = two_layer_image(&store);
+    let src = Repository::open(&reference(&registry.host(), "team/src:1"), &opts).unwrap();
+    assert!(src.manifest().unwrap().is_none(), "nothing is there yet");
+    let descriptors: Vec<Descriptor> = image
+        .layers
+        .iter()
+        .map(|l| Descriptor {
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+            annotations: None,
+            platform: None,
+        })
+        .collect();
+    let stats = src.push_blobs(&store, &descriptors, &Default::default(), &|_| {}).unwrap();
+    assert_eq!(stats.uploaded, 2);
+
+    // Another store knows the layers only as remote blobs: pushing them to another
+    // repository of the registry mounts them and never reads them.
+    let (_d2, other) = testing::store();
+    for layer in &image.layers {
+        other.add_remote_blob(layer, std::sync::Arc::new(NeverFetch));
+    }
+    let digests: Vec<Digest> = image.layers.iter().map(|l| l.digest.clone()).collect();
+    src.remember(&other, &digests);
+    let dst = Repository::open(&reference(&registry.host(), "team/dst:1"), &opts).unwrap();
+    let stats = dst.push_blobs(&other, &descriptors, &Default::default(), &|_| {}).unwrap();
+    assert_eq!((stats.mounted, stats.uploaded), (2, 0), "{stats:?}");
+    // Known blobs cost no request at all.
+    let before = registry.requests().len();
+    let known = digests.iter().cloned().collect();
+    let stats = dst.push_blobs(&other, &descriptors, &known, &|_| {}).unwrap();
+    assert_eq!(stats.known, 2);
+    assert_eq!(registry.requests().len(), before);
+
+    // Fetching streams a blob into a third store, verified; small blobs read whole.
+    let (_d3, third) = testing::store();
+    dst.fetch_blob(&third, &descriptors[1], &|_| {}).unwrap();
+    assert!(third.has_blob(&descriptors[1].digest));
+    assert!(!third.has_blob(&descriptors[0].digest));
+    assert_eq!(dst.blob_bytes(&descriptors[0], 1 << 20).unwrap(), store.read_blob(&descriptors[0].digest).unwrap());
+    let err = format!("{:#}", dst.blob_bytes(&descriptors[1], 10).unwrap_err());
+    assert!(err.contains("more than the 10"), "{err}");
+}

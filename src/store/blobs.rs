@@ -3,6 +3,7 @@
 
 use super::{Store, sync_dir, temp_prefix};
 use crate::image::Digest;
+use crate::layer::writeback::WritebackFile;
 use anyhow::{Context as _, Result, bail};
 use sha2::Digest as _;
 use std::fs::File;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 /// [`BlobWriter::commit`] verifies and renames it into place. Dropped uncommitted, the
 /// temp file is removed.
 pub struct BlobWriter {
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<WritebackFile>>,
     temp: PathBuf,
     blobs: PathBuf,
     hasher: sha2::Sha256,
@@ -45,7 +46,11 @@ impl BlobWriter {
         }
         let file = self.file.as_mut().expect("blob writer open");
         file.flush().context("writing blob")?;
-        file.get_ref().sync_all().context("syncing blob")?;
+        // Synced before the rename, even for a layer variant that could be made again:
+        // readers (exports, push) trust a blob under its name without re-hashing it,
+        // and the manifest written next names it, so a file torn by a crash must never
+        // appear there. The writeback started on the way leaves little for this sync.
+        file.get_mut().sync_all().context("syncing blob")?;
         let target = self.blobs.join(digest.hex());
         std::fs::rename(&self.temp, &target).with_context(|| format!("storing blob {digest}"))?;
         // Renamed: nothing for drop to remove.
@@ -86,7 +91,7 @@ impl Store {
             .keep()
             .context("keeping a temp blob file")?;
         Ok(BlobWriter {
-            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            file: Some(BufWriter::with_capacity(256 * 1024, WritebackFile::new(file))),
             temp,
             blobs: self.blobs_dir(),
             hasher: sha2::Sha256::new(),
@@ -121,13 +126,16 @@ impl Store {
         self.root.join("blobs/sha256").join(digest.hex())
     }
 
-    /// Opens a blob for streaming. Its content was verified when it was written.
+    /// Opens a blob for streaming (fetching it first if it is a registered remote
+    /// blob). Its content was verified when it was written.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        self.ensure_blob(digest)?;
         File::open(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))
     }
 
-    /// The size of a stored blob.
+    /// The size of a stored (or fetchable) blob.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        self.ensure_blob(digest)?;
         let meta =
             std::fs::metadata(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))?;
         Ok(meta.len())
@@ -135,6 +143,7 @@ impl Store {
 
     /// Reads a (small) blob whole and verifies its digest.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.ensure_blob(digest)?;
         let bytes =
             std::fs::read(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))?;
         let found = Digest::of(&bytes);

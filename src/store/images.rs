@@ -72,6 +72,8 @@ impl Store {
     pub fn write_image_in(&self, config_bytes: &[u8], layers: &[LayerInfo], format: &ImageFormat) -> Result<Image> {
         let config = parse_config(config_bytes)?;
         check_layers(&config, layers)?;
+        // An image in the store is whole: layers of an imported cache come in now.
+        self.ensure_blobs(layers)?;
         if format.docker_media_types && !format.annotations.is_empty() {
             bail!("manifest annotations need OCI media types");
         }

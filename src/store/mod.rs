@@ -13,12 +13,14 @@ mod gc;
 mod images;
 mod lock;
 mod refs;
+mod remote;
 mod usage;
 mod variants;
 
 pub use gc::{PruneOptions, Usage};
 pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
+pub use remote::BlobSource;
 #[cfg(test)]
 pub(crate) use tests::test_store;
 
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 pub struct Store {
     root: PathBuf,
+    remote: remote::Remote,
 }
 
 /// A directory under the store's `tmp/` that is removed when dropped unless kept.
@@ -83,7 +86,7 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         }
-        let store = Store { root: root.to_path_buf() };
+        let store = Store { root: root.to_path_buf(), remote: Default::default() };
         store.clean_stale_temps();
         Ok(store)
     }

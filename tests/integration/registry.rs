@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start(test: &str, user: Option<(&str, &str)>) -> Option<Registry> {
+    pub(crate) fn start(test: &str, user: Option<(&str, &str)>) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
             eprintln!("SKIPPED {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)");
             return None;
@@ -62,12 +62,12 @@ impl Registry {
         Some(registry)
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Blob writes (POST/PUT/PATCH on `/blobs/`) in the registry's access log.
-    fn blob_writes(&self) -> usize {
+    /// The requests (`METHOD /path`) in the registry's access log.
+    pub(crate) fn requests(&self) -> Vec<String> {
         // The registry logs a request after answering it: wait for the log to settle.
         let read = || std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
         let mut log = read();
@@ -80,9 +80,25 @@ impl Registry {
             log = again;
         }
         log.lines()
-            .filter_map(|l| l.split_once('"').and_then(|(_, r)| r.split_once(" HTTP/")).map(|(req, _)| req))
+            .filter_map(|l| l.split_once('"').and_then(|(_, r)| r.split_once(" HTTP/")).map(|(req, _)| req.to_string()))
+            .collect()
+    }
+
+    /// Blob writes (POST/PUT/PATCH on `/blobs/`) in the registry's access log.
+    pub(crate) fn blob_writes(&self) -> usize {
+        self.requests()
+            .iter()
             .filter(|req| req.contains("/blobs/") && ["POST ", "PUT ", "PATCH "].iter().any(|m| req.starts_with(m)))
             .count()
+    }
+
+    /// The digests of the blobs downloaded (GET `/blobs/sha256:...`).
+    pub(crate) fn blob_downloads(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|req| req.starts_with("GET "))
+            .filter_map(|req| req.split_once("/blobs/").map(|(_, d)| d.to_string()))
+            .collect()
     }
 }
 

@@ -1,0 +1,181 @@
+//! A blocking handle on one repository, for callers that move things other than whole
+//! images (the build cache): fetch a manifest and small blobs, stream a blob into the
+//! store, push blobs and a manifest.
+//!
+//! The handle owns its network runtime; its methods may be called from several
+//! threads at once (lazy cache fetches run on the build's worker threads).
+
+use super::auth::Scope;
+use super::client::{Client, Request};
+use super::pull::{Fetched, download_blob, fetch_manifest};
+use super::push::{Pushed, push_blob, put_manifest};
+use super::{RegistryOptions, runtime, sources};
+use crate::image::{Descriptor, Digest, Reference};
+use crate::store::Store;
+use anyhow::{Result, bail};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use reqwest::{Method, StatusCode};
+use std::collections::HashSet;
+
+pub struct Repository {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    pub reference: Reference,
+}
+
+/// What a push of several blobs did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushStats {
+    /// Skipped without a request: known to be in the repository.
+    pub known: usize,
+    /// The registry answered HEAD with 200.
+    pub existed: usize,
+    pub mounted: usize,
+    pub uploaded: usize,
+}
+
+impl Repository {
+    pub fn open(reference: &Reference, opts: &RegistryOptions) -> Result<Repository> {
+        Ok(Repository {
+            runtime: runtime()?,
+            client: Client::new(&reference.registry, opts)?,
+            reference: reference.clone(),
+        })
+    }
+
+    fn repository(&self) -> &str {
+        &self.reference.repository
+    }
+
+    /// The tag or digest the reference names (`latest` when neither).
+    fn target(&self) -> String {
+        match (&self.reference.digest, &self.reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        }
+    }
+
+    /// The manifest or index the reference names; `None` when the registry has none
+    /// (404), so a first `--cache-from` of a cache not yet exported is quiet.
+    pub fn manifest(&self) -> Result<Option<Fetched>> {
+        let scopes = [Scope::pull(self.repository())];
+        let target = self.target();
+        self.runtime.block_on(async {
+            let op = self.client.op(self.repository(), &format!("checking manifest {target} of"));
+            let url = self.client.url(&format!("{}/manifests/{target}", self.repository()))?;
+            let request = Request::new(Method::HEAD, url, &scopes)
+                .header("accept", super::pull::MANIFEST_ACCEPT)?
+                .follow_redirects();
+            let response = self.client.send(&op, &request).await?;
+            match response.status() {
+                StatusCode::NOT_FOUND => return Ok(None),
+                s if s.is_success() => {}
+                _ => return Err(op.status_error(response).await.into()),
+            }
+            let fetched =
+                fetch_manifest(&self.client, self.repository(), &target, self.reference.digest.as_ref(), &scopes)
+                    .await?;
+            Ok(Some(fetched))
+        })
+    }
+
+    /// A manifest of the repository by digest.
+    pub fn manifest_by_digest(&self, digest: &Digest) -> Result<Fetched> {
+        let scopes = [Scope::pull(self.repository())];
+        self.runtime.block_on(fetch_manifest(&self.client, self.repository(), digest.as_str(), Some(digest), &scopes))
+    }
+
+    /// A small blob (a config), read whole and verified; at most `max` bytes.
+    pub fn blob_bytes(&self, descriptor: &Descriptor, max: u64) -> Result<Vec<u8>> {
+        let digest = &descriptor.digest;
+        let op = self.client.op(self.repository(), &format!("fetching blob {digest} of"));
+        if descriptor.size > max {
+            bail!(op.error(None, format!("{} bytes is more than the {max} allowed", descriptor.size)));
+        }
+        let scopes = [Scope::pull(self.repository())];
+        self.runtime.block_on(async {
+            let url = self.client.url(&format!("{}/blobs/{digest}", self.repository()))?;
+            let response = self.client.send(&op, &Request::new(Method::GET, url, &scopes).follow_redirects()).await?;
+            if response.status() != StatusCode::OK {
+                return Err(op.status_error(response).await.into());
+            }
+            let mut bytes = Vec::new();
+            let mut stream = response.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| anyhow::Error::new(e).context(op.error(None, "reading the body")))?;
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() as u64 > max {
+                    bail!(op.error(None, format!("the body is larger than the {max} bytes allowed")));
+                }
+            }
+            let found = Digest::of(&bytes);
+            if found != *digest {
+                bail!(op.error(None, format!("digest mismatch: the content hashes to {found}")));
+            }
+            Ok(bytes)
+        })
+    }
+
+    /// Streams a blob into the store (verified, resumed after dropped connections).
+    pub fn fetch_blob(&self, store: &Store, descriptor: &Descriptor, progress: &dyn Fn(&str)) -> Result<()> {
+        let scopes = [Scope::pull(self.repository())];
+        std::thread::scope(|threads| {
+            self.runtime.block_on(download_blob(
+                &self.client,
+                store,
+                self.repository(),
+                descriptor,
+                &scopes,
+                progress,
+                threads,
+            ))
+        })
+    }
+
+    /// Pushes blobs (read from the store, fetched there first only when they must be
+    /// uploaded), a bounded number at once. Blobs in `known` are taken to be in the
+    /// repository already and cost no request.
+    pub fn push_blobs(
+        &self,
+        store: &Store,
+        blobs: &[Descriptor],
+        known: &HashSet<Digest>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<PushStats> {
+        let mut stats = PushStats::default();
+        let todo: Vec<&Descriptor> = blobs.iter().filter(|d| !known.contains(&d.digest)).collect();
+        stats.known = blobs.len() - todo.len();
+        let results = self.runtime.block_on(
+            futures_util::stream::iter(
+                todo.iter().map(|d| push_blob(&self.client, store, self.repository(), d, progress)),
+            )
+            .buffer_unordered(self.client.opts.concurrency.max(1))
+            .try_collect::<Vec<Pushed>>(),
+        )?;
+        for pushed in results {
+            match pushed {
+                Pushed::Existed => stats.existed += 1,
+                Pushed::Mounted => stats.mounted += 1,
+                Pushed::Uploaded => stats.uploaded += 1,
+            }
+        }
+        let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
+        self.remember(store, &digests);
+        Ok(stats)
+    }
+
+    /// Puts a manifest byte-exact under the reference's tag; returns its digest.
+    pub fn put_manifest(&self, bytes: Vec<u8>, media_type: &str) -> Result<Digest> {
+        let target = self.target();
+        self.runtime.block_on(put_manifest(&self.client, self.repository(), &target, bytes, media_type))
+    }
+
+    /// Notes that these blobs live in this repository, so pushes to other
+    /// repositories of the registry can mount them rather than upload.
+    pub fn remember(&self, store: &Store, digests: &[Digest]) {
+        if let Err(e) = sources::record(store, digests, &self.client.registry, self.repository()) {
+            tracing::warn!("remembering blob sources: {e:#}");
+        }
+    }
+}
