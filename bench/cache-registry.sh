@@ -6,10 +6,10 @@
 # saves is a toolchain stage (CPU-bound shell loops writing ~30 MB of "objects")
 # and a test step. Target: the warm run costs a small fraction of the cold one.
 # Needs root and docker-registry (apt-get install docker-registry).
-# Usage: sh bench/cache-registry.sh [WORK]   (default 400000 loop iterations)
+# Usage: sh bench/cache-registry.sh [WORK]   (default 2000000 loop iterations)
 set -eu
 cd "$(dirname "$0")/.."
-work_units=${1:-400000}
+work_units=${1:-2000000}
 [ -n "${BUILDER_BIN:-}" ] || cargo build --release --quiet
 bin=${BUILDER_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/builder}
 command -v docker-registry >/dev/null || apt-get install -y -qq docker-registry >/dev/null
@@ -48,7 +48,7 @@ mkdir -p "$ctx/src"
 for n in 1 2 3 4 5 6 7 8; do head -c 4096 /dev/urandom > "$ctx/src/m$n.c"; done
 cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM busybox AS toolchain
-RUN i=0; while [ \$i -lt $work_units ]; do i=\$((i+1)); done; mkdir /opt/tc && head -c 30000000 /dev/urandom > /opt/tc/lib.a
+RUN i=0; while [ \$i -lt $work_units ]; do i=\$((i+1)); done; mkdir -p /opt/tc && head -c 30000000 /dev/urandom > /opt/tc/lib.a
 
 FROM toolchain AS build
 COPY src/ /src/
