@@ -6,10 +6,14 @@
 # `tar | gzip`, `tar | pigz` (if installed) and `tar | zstd -T0`, and peak memory
 # (max RSS from /usr/bin/time -v), also for a ~50 MB layer to show it does not grow
 # with the layer. Target: ratios >= 1, flat memory.
+# Each figure is the best of RUNS runs (default 3), each run starting from a synced
+# disk and without the file it writes, so that neither leftover writeback nor freeing
+# an old file lands in another run's time.
 # Needs root. Usage: sh bench/export.sh [MB]   (default 500; BUILDER_BIN=path skips the build)
 set -eu
 cd "$(dirname "$0")/.."
 mb=${1:-500}
+runs=${RUNS:-3}
 target=${CARGO_TARGET_DIR:-target}
 if [ -n "${BUILDER_BIN:-}" ]; then
     bin=$BUILDER_BIN
@@ -34,21 +38,28 @@ make_context() {
 }
 
 now() { date +%s.%N; }
-# Wall seconds of a shell command.
+min() { awk 'NR == 1 || $1 < m { m = $1 } END { print m }'; }
+max() { awk 'NR == 1 || $1 > m { m = $1 } END { print m }'; }
+# Best wall seconds of a shell command ($2) over $runs runs, removing the file $1
+# and syncing before each.
 timed() {
-    t0=$(now)
-    sh -c "$1"
-    t1=$(now)
-    echo "$t1 - $t0" | bc -l
+    i=0
+    while [ "$i" -lt "$runs" ]; do
+        rm -f "$1"; sync
+        t0=$(now)
+        sh -c "$2"
+        t1=$(now)
+        echo "$t1 - $t0" | bc -l
+        i=$((i + 1))
+    done | min
 }
-# Max RSS (kB) of a command run under /usr/bin/time -v, its wall seconds on stdout.
-rss_file=$work/rss
+# One run of a command under /usr/bin/time -v: "<wall seconds> <max RSS kB>".
 timed_rss() {
     t0=$(now)
     /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" || { cat "$work/err.txt" >&2; exit 1; }
     t1=$(now)
-    awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$work/time.txt" > "$rss_file"
-    echo "$t1 - $t0" | bc -l
+    rss=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$work/time.txt")
+    echo "$(echo "$t1 - $t0" | bc -l) $rss"
 }
 
 ctx=$work/ctx
@@ -57,33 +68,49 @@ tar_mb=$(tar -cf - -C "$ctx" data | wc -c | awk '{ printf "%.1f", $1 / 1e6 }')
 # The layer is stored uncompressed, so each export below compresses all of it.
 "$bin" build --progress=plain -o type=image,compression=uncompressed -t bench "$ctx" >/dev/null 2>&1
 
-ref_gzip=$(timed "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz'")
-ref_zstd=$(timed "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst'")
+ref_gzip=$(timed "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz'")
+ref_zstd=$(timed "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst'")
 # builder fsyncs what it writes (the blob in the store, the output file): the same
 # references made durable, for a like-for-like figure.
-ref_gzip_sync=$(timed "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz' && sync '$work/ref.gz'")
-ref_zstd_sync=$(timed "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst' && sync '$work/ref.zst'")
+ref_gzip_sync=$(timed "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz' && sync '$work/ref.gz'")
+ref_zstd_sync=$(timed "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst' && sync '$work/ref.zst'")
 ref_pigz=""
 if command -v pigz >/dev/null 2>&1; then
-    ref_pigz=$(timed "tar -cf - -C '$ctx' data | pigz -6 > '$work/ref.pigz'")
+    ref_pigz=$(timed "$work/ref.pigz" "tar -cf - -C '$ctx' data | pigz -6 > '$work/ref.pigz'")
 fi
 
-export_time() { # compression
-    rm -rf "$BUILDER_ROOT/variants"
-    timed_rss "$bin" build --progress=plain -o "type=oci,dest=$work/out-$1${3:+-$3}.tar,compression=$1" "$2"
+# Drops the layer's compressed variants (index entries and blobs), so that the next
+# export compresses the layer again.
+drop_variants() {
+    for v in "$BUILDER_ROOT"/variants/*.gzip*.json "$BUILDER_ROOT"/variants/*.zstd*.json; do
+        [ -e "$v" ] || continue
+        digest=$(sed 's/.*"digest":"sha256:\([0-9a-f]*\)".*/\1/' "$v")
+        rm -f "$BUILDER_ROOT/blobs/sha256/$digest" "$v"
+    done
 }
-ours_gzip=$(export_time gzip "$ctx"); rss_gzip=$(cat "$rss_file")
-ours_zstd=$(export_time zstd "$ctx"); rss_zstd=$(cat "$rss_file")
+# Best wall seconds and largest max RSS of $runs exports: compression, context[, suffix].
+export_time() {
+    out=$work/out-$1${3:+-$3}.tar
+    i=0
+    while [ "$i" -lt "$runs" ]; do
+        drop_variants; rm -f "$out"; sync
+        timed_rss "$bin" build --progress=plain -o "type=oci,dest=$out,compression=$1" "$2"
+        i=$((i + 1))
+    done > "$work/runs.txt"
+    echo "$(cut -d' ' -f1 "$work/runs.txt" | min) $(cut -d' ' -f2 "$work/runs.txt" | max)"
+}
+set -- $(export_time gzip "$ctx"); ours_gzip=$1; rss_gzip=$2
+set -- $(export_time zstd "$ctx"); ours_zstd=$1; rss_zstd=$2
 
 small=$work/small
 make_context "$small" $((mb / 10))
 "$bin" build --progress=plain -o type=image,compression=uncompressed "$small" >/dev/null 2>&1
-export_time gzip "$small" small >/dev/null; rss_small_gzip=$(cat "$rss_file")
-export_time zstd "$small" small >/dev/null; rss_small_zstd=$(cat "$rss_file")
+set -- $(export_time gzip "$small" small); rss_small_gzip=$2
+set -- $(export_time zstd "$small" small); rss_small_zstd=$2
 
 rate() { echo "$tar_mb / $1" | bc -l | awk '{ printf "%.0f", $1 }'; }
 ratio() { echo "$2 / $1" | bc -l | awk '{ printf "%.2f", $1 }'; }
-echo "layer: $tar_mb MB of tar ($(nproc) cores)"
+echo "layer: $tar_mb MB of tar ($(nproc) cores, best of $runs runs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-28s %8s %10s %12s\n' "" "seconds" "MB/s" "max RSS"
 printf '%-28s %8.2f %10s %12s\n' "tar | gzip -6" "$ref_gzip" "$(rate "$ref_gzip")" ""
 [ -n "$ref_pigz" ] && printf '%-28s %8.2f %10s %12s\n' "tar | pigz -6" "$ref_pigz" "$(rate "$ref_pigz")" ""

@@ -2,6 +2,7 @@
 
 use super::local::write_flattened;
 use super::{BuildResult, Dest, OutputSpec};
+use crate::layer::writeback::WritebackFile;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 use std::io::{BufWriter, Write};
@@ -19,9 +20,11 @@ pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<
                 .tempfile_in(dir)
                 .with_context(|| format!("creating a temp file in {}", dir.display()))?;
             let (file_handle, temp_path) = temp.into_parts();
-            let out = write_flattened(store, result, BufWriter::with_capacity(1 << 20, file_handle))?;
-            let file_handle = out.into_inner().map_err(|e| e.into_error()).context("writing the tar")?;
-            file_handle.sync_all()?;
+            // Written back as it grows, so that the fsync before the rename is short.
+            let out = BufWriter::with_capacity(1 << 20, WritebackFile::new(file_handle));
+            let out = write_flattened(store, result, out)?;
+            let mut file_handle = out.into_inner().map_err(|e| e.into_error()).context("writing the tar")?;
+            file_handle.sync_all().context("syncing the tar")?;
             temp_path.persist(file).with_context(|| format!("renaming into {}", file.display()))?;
         }
     }

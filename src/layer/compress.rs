@@ -7,25 +7,40 @@ use gzp::deflate::Gzip;
 use gzp::par::compress::{ParCompress, ParCompressBuilder};
 use sha2::Digest as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 /// gzip level 6, as Go's `gzip.DefaultCompression` (what Docker and BuildKit write).
 const GZIP_LEVEL: u32 = 6;
 /// zstd's default level, as BuildKit's `compression=zstd`.
 const ZSTD_LEVEL: i32 = 3;
 
-/// The encoder always sees the input in chunks of this size, so that the output
-/// depends on the bytes alone and not on how callers happened to split their writes.
+/// gzp sees the input in chunks of this size, so that its blocks (and so the output)
+/// depend on the bytes alone and not on how callers happened to split their writes.
+/// (zstd needs no such help: with workers it cuts jobs at fixed input offsets.)
 const CHUNK: usize = 128 * 1024;
 
+/// Compressed bytes travel to the writer thread in batches of this size (small enough
+/// to still be in the cache when the writer hashes them), at most
+/// [`BATCHES_IN_FLIGHT`] queued: memory stays bounded whatever the layer's size.
+const BATCH: usize = 256 * 1024;
+const BATCHES_IN_FLIGHT: usize = 8;
+
 enum Encoder<W: Write + Send + 'static> {
-    /// gzp: blocks compressed on every core; the same bytes whatever the number of
-    /// threads or the write sizes (checked in the tests below).
+    /// gzp: blocks compressed on every core and written by gzp's own thread; the same
+    /// bytes whatever the number of threads or the write sizes (checked in the tests
+    /// below).
     Gzip(ParCompress<'static, Gzip, W>),
-    Zstd(zstd::Encoder<'static, W>),
-    Plain(W),
+    Zstd(zstd::Encoder<'static, Offload<W>>),
+    Plain(Offload<W>),
 }
 
 /// A streaming compressor (gzip, zstd or none) in front of a writer.
+///
+/// Three stages run at once: the caller's thread feeds the encoder, its workers
+/// compress, and a thread of its own ([`Offload`]) hands the result to the writer,
+/// which for a store blob hashes and writes it. On one thread the caller would spend
+/// as long on that last step as the workers spend compressing.
 pub struct Compressor<W: Write + Send + 'static> {
     encoder: Option<Encoder<W>>,
     pending: Vec<u8>,
@@ -55,21 +70,29 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 Encoder::Gzip(builder.compression_level(flate2::Compression::new(level)).from_writer(out))
             }
             Compression::Zstd => {
-                let mut encoder = zstd::Encoder::new(out, level.unwrap_or(ZSTD_LEVEL))?;
-                // With one worker or more the frame is the same whatever their number.
+                let mut encoder = zstd::Encoder::new(Offload::new(out)?, level.unwrap_or(ZSTD_LEVEL))?;
+                // With one worker or more the frame is the same whatever their number,
+                // and the caller's thread only hands input over.
                 encoder.multithread(threads.max(1) as u32)?;
                 Encoder::Zstd(encoder)
             }
-            Compression::Uncompressed => Encoder::Plain(out),
+            Compression::Uncompressed => Encoder::Plain(Offload::new(out)?),
         };
-        Ok(Compressor { encoder: Some(encoder), pending: Vec::with_capacity(CHUNK) })
+        let pending = match encoder {
+            Encoder::Gzip(_) => Vec::with_capacity(CHUNK),
+            _ => Vec::new(),
+        };
+        Ok(Compressor { encoder: Some(encoder), pending })
     }
 
     fn write_pending(&mut self) -> io::Result<()> {
-        match self.encoder.as_mut().expect("compressor open") {
-            Encoder::Gzip(e) => e.write_all(&self.pending)?,
-            Encoder::Zstd(e) => e.write_all(&self.pending)?,
-            Encoder::Plain(w) => w.write_all(&self.pending)?,
+        if let Some(Encoder::Gzip(e)) = self.encoder.as_mut()
+            && let Err(error) = e.write_all(&self.pending)
+        {
+            // gzp has shut its threads down and taken its channels: finishing it again
+            // (as our drop would) panics, its own drop does nothing.
+            self.encoder = None;
+            return Err(error);
         }
         self.pending.clear();
         Ok(())
@@ -78,13 +101,10 @@ impl<W: Write + Send + 'static> Compressor<W> {
     /// Ends the stream and hands back the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.write_pending()?;
-        match self.encoder.take().expect("compressor open") {
+        match self.encoder.take().ok_or_else(|| io::Error::other("compressor failed before"))? {
             Encoder::Gzip(mut e) => e.finish().map_err(io::Error::other),
-            Encoder::Zstd(e) => e.finish(),
-            Encoder::Plain(mut w) => {
-                w.flush()?;
-                Ok(w)
-            }
+            Encoder::Zstd(e) => e.finish()?.finish(),
+            Encoder::Plain(w) => w.finish(),
         }
     }
 }
@@ -101,17 +121,111 @@ impl<W: Write + Send + 'static> Drop for Compressor<W> {
 
 impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK - self.pending.len());
-        self.pending.extend_from_slice(&buf[..n]);
-        if self.pending.len() == CHUNK {
-            self.write_pending()?;
+        match self.encoder.as_mut().ok_or_else(|| io::Error::other("compressor failed before"))? {
+            Encoder::Gzip(_) => {
+                let n = buf.len().min(CHUNK - self.pending.len());
+                self.pending.extend_from_slice(&buf[..n]);
+                if self.pending.len() == CHUNK {
+                    self.write_pending()?;
+                }
+                Ok(n)
+            }
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Plain(w) => w.write(buf),
+        }
+    }
+
+    /// Flushes nothing: a flush would end a deflate block or a zstd block and change
+    /// the output.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer that hands what it is given to `W` on a thread of its own, in batches of
+/// [`BATCH`] through a bounded channel (spent batches come back to be refilled).
+/// [`Offload::finish`] waits for the thread and returns `W`, or the first error `W`
+/// gave; a write after `W` failed reports that error.
+struct Offload<W: Write + Send + 'static> {
+    batch: Vec<u8>,
+    full: Option<SyncSender<Vec<u8>>>,
+    spent: Receiver<Vec<u8>>,
+    thread: Option<JoinHandle<io::Result<W>>>,
+}
+
+impl<W: Write + Send + 'static> Offload<W> {
+    fn new(mut out: W) -> io::Result<Self> {
+        let (full, to_write) = mpsc::sync_channel::<Vec<u8>>(BATCHES_IN_FLIGHT);
+        let (give_back, spent) = mpsc::sync_channel(BATCHES_IN_FLIGHT + 1);
+        let thread = std::thread::Builder::new().name("layer-writer".into()).spawn(move || {
+            for mut batch in to_write {
+                out.write_all(&batch)?;
+                batch.clear();
+                // The other end may be gone (finished) or the queue full: dropped.
+                let _ = give_back.try_send(batch);
+            }
+            out.flush()?;
+            Ok(out)
+        })?;
+        Ok(Offload { batch: Vec::with_capacity(BATCH), full: Some(full), spent, thread: Some(thread) })
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = self.spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
+        let sent = self.full.as_ref().expect("offload open").send(batch);
+        if sent.is_err() {
+            // The thread stopped early: its result says why.
+            self.full = None;
+            return Err(match self.join() {
+                Err(e) => e,
+                Ok(_) => io::Error::other("layer writer thread stopped"),
+            });
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> io::Result<W> {
+        let thread = self.thread.take().ok_or_else(|| io::Error::other("layer writer thread already joined"))?;
+        thread.join().unwrap_or_else(|_| Err(io::Error::other("layer writer thread panicked")))
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.full = None;
+        self.join()
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Offload<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BATCH - self.batch.len());
+        self.batch.extend_from_slice(&buf[..n]);
+        if self.batch.len() == BATCH {
+            self.send()?;
         }
         Ok(n)
     }
 
-    /// Flushes nothing: a flush would end a deflate block and change the output.
+    /// Queues what is batched; it reaches `W` in order, before [`Offload::finish`] returns.
     fn flush(&mut self) -> io::Result<()> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
         Ok(())
+    }
+}
+
+impl<W: Write + Send + 'static> Drop for Offload<W> {
+    fn drop(&mut self) {
+        // Abandoned: let the thread end (and drop `W`, a temp blob removing itself)
+        // before the error that abandoned it goes on.
+        self.full = None;
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
     }
 }
 
@@ -248,5 +362,76 @@ mod tests {
             one.write_all(&data).unwrap();
             assert_eq!(one.finish().unwrap(), out, "{c:?} on one thread");
         }
+    }
+
+    /// Several zstd jobs (8 MiB each at the default level) and several writer batches:
+    /// the bytes depend neither on the write sizes nor on the number of workers.
+    #[test]
+    fn zstd_output_depends_on_the_input_alone() {
+        // Half of it incompressible (xorshift), so that the output spans several batches.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let text: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut bytes = state.to_le_bytes();
+                bytes[4..].copy_from_slice(&(i % 1000).to_le_bytes());
+                bytes
+            })
+            .collect();
+        let compress = |threads: usize, write_size: usize| {
+            let mut c = Compressor::with_threads(Compression::Zstd, None, Vec::new(), threads).unwrap();
+            for chunk in text.chunks(write_size) {
+                c.write_all(chunk).unwrap();
+            }
+            c.finish().unwrap()
+        };
+        let out = compress(2, text.len());
+        assert!(out.len() > 2 * BATCH, "{} bytes", out.len());
+        assert_eq!(compress(2, 777), out);
+        assert_eq!(compress(1, 3 << 20), out);
+        assert_eq!(compress(4, BATCH + 1), out);
+        let mut back = Vec::new();
+        decompress(&out[..]).unwrap().read_to_end(&mut back).unwrap();
+        assert!(back == text);
+    }
+
+    /// A writer that fails once it has taken `limit` bytes.
+    struct FailAfter {
+        limit: usize,
+        taken: usize,
+    }
+
+    impl Write for FailAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.taken + buf.len() > self.limit {
+                return Err(io::Error::other("disk full"));
+            }
+            self.taken += buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_writer_fails_the_compressor() {
+        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for c in [Compression::Gzip, Compression::Zstd, Compression::Uncompressed] {
+            let mut enc = Compressor::new(c, FailAfter { limit: 1000, taken: 0 }).unwrap();
+            let written = enc.write_all(&data);
+            let err = match written {
+                Err(e) => e,
+                Ok(()) => enc.finish().err().unwrap_or_else(|| panic!("{c:?}: no error")),
+            };
+            assert!(err.to_string().contains("disk full"), "{c:?}: {err}");
+        }
+        // Abandoned halfway: dropping it stops its threads.
+        let mut enc = Compressor::new(Compression::Zstd, Vec::new()).unwrap();
+        enc.write_all(&data).unwrap();
+        drop(enc);
     }
 }

@@ -1,13 +1,14 @@
 //! Recompressing a stored layer (gzip ⇄ zstd ⇄ uncompressed) for an export that wants
 //! another compression. The tar bytes are left as they are, so the diffID does not
-//! change (and is checked on the way); the new blob is recorded in the store's
-//! variant index so that the next export reuses it.
+//! change (and is checked on the way, unless the source is the uncompressed tar whose
+//! digest is the diffID); the new blob is recorded in the store's variant index so
+//! that the next export reuses it.
 
-use super::compress::{Compressor, HashWriter, decompress};
+use super::compress::{Compressor, HashWriter, decompress, detect};
 use crate::image::{Compression, LayerInfo};
 use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read, Seek as _, SeekFrom, Write};
 
 /// The compression a layer media type says (OCI or Docker), if it is a tar layer.
 pub fn compression_of(media_type: &str) -> Option<Compression> {
@@ -36,20 +37,62 @@ pub fn ensure_compression(
     if let Some(variant) = store.layer_variant(&layer.diff_id, compression, level) {
         return Ok(variant);
     }
-    let blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
-    let mut reader =
-        decompress(BufReader::with_capacity(1 << 20, blob)).with_context(|| format!("layer {}", layer.digest))?;
-    let writer = store.blob_writer()?;
-    let mut hashing = HashWriter::new(Compressor::with_level(compression, level, writer)?);
-    io::copy(&mut reader, &mut hashing).with_context(|| format!("recompressing layer {}", layer.digest))?;
-    let (compressor, diff_id, _) = hashing.finish();
-    if diff_id != layer.diff_id {
-        bail!("layer {}: its content has diff id {diff_id}, expected {}", layer.digest, layer.diff_id);
+    let mut blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
+    let mut magic = [0u8; 4];
+    let magic_len = read_up_to(&mut blob, &mut magic).with_context(|| format!("reading layer {}", layer.digest))?;
+    blob.seek(SeekFrom::Start(0))?;
+    let mut compressor = Compressor::with_level(compression, level, store.blob_writer()?)?;
+    let copying = format!("recompressing layer {}", layer.digest);
+    if detect(&magic[..magic_len]) == Compression::Uncompressed && layer.digest == layer.diff_id {
+        // An uncompressed blob is its own diffID: the store checked that digest when
+        // it wrote the blob, so hashing it again here would only cost time.
+        copy_in_batches(&mut blob, &mut compressor).context(copying)?;
+    } else {
+        let mut reader =
+            decompress(BufReader::with_capacity(1 << 20, blob)).with_context(|| format!("layer {}", layer.digest))?;
+        let mut hashing = HashWriter::new(compressor);
+        copy_in_batches(&mut reader, &mut hashing).context(copying)?;
+        let (inner, diff_id, _) = hashing.finish();
+        if diff_id != layer.diff_id {
+            bail!("layer {}: its content has diff id {diff_id}, expected {}", layer.digest, layer.diff_id);
+        }
+        compressor = inner;
     }
     let (digest, size) = compressor.finish().context("finishing compression")?.commit(None)?;
-    let converted = LayerInfo { digest, diff_id, size, media_type: compression.media_type().to_string() };
+    let converted =
+        LayerInfo { digest, diff_id: layer.diff_id.clone(), size, media_type: compression.media_type().to_string() };
     store.record_layer_variant(&converted, compression, level)?;
     Ok(converted)
+}
+
+/// Reads into `buf` until it is full or the stream ends; returns how much was read.
+fn read_up_to(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// `io::copy` through a 256 KiB buffer: between two trait objects it would take 8 KiB
+/// at a time, a read call and an encoder call for each; much more than 256 KiB and
+/// the encoder reads the buffer back from memory rather than from the cache.
+fn copy_in_batches(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = read_up_to(reader, &mut buf)?;
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+        if n < buf.len() {
+            return Ok(total);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +130,42 @@ mod tests {
         let fast = ensure_compression(&store, &gzip, Compression::Gzip, Some(1)).unwrap();
         assert_eq!(fast.diff_id, gzip.diff_id);
         assert!(ensure_compression(&store, &gzip, Compression::Gzip, Some(42)).is_err());
+    }
+
+    #[test]
+    fn uncompressed_layers_recompress_to_the_same_tar() {
+        let (dir, store) = crate::store::test_store();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        // More than one read buffer of content.
+        std::fs::write(tree.join("f"), "0123456789abcdef".repeat(200_000)).unwrap();
+        let plain = super::super::diff_to_layer(&store, &tree, Compression::Uncompressed).unwrap().unwrap();
+        assert_eq!(plain.digest, plain.diff_id);
+        let tar = store.read_blob(&plain.digest).unwrap();
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let converted = ensure_compression(&store, &plain, compression, Some(1)).unwrap();
+            assert_eq!(converted.diff_id, plain.diff_id);
+            let mut back = Vec::new();
+            decompress(store.open_blob(&converted.digest).unwrap()).unwrap().read_to_end(&mut back).unwrap();
+            assert!(back == tar, "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_diff_id_is_caught() {
+        let (dir, store) = crate::store::test_store();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("f"), "hello").unwrap();
+        let wrong = crate::image::Digest::of(b"not this tar");
+        let gzip = super::super::diff_to_layer(&store, &tree, Compression::Gzip).unwrap().unwrap();
+        let plain = super::super::diff_to_layer(&store, &tree, Compression::Uncompressed).unwrap().unwrap();
+        // A compressed blob, or an uncompressed one said to be another diffID: hashed.
+        for layer in [gzip, plain] {
+            let lying = LayerInfo { diff_id: wrong.clone(), ..layer };
+            let err = ensure_compression(&store, &lying, Compression::Zstd, None).unwrap_err();
+            assert!(format!("{err:#}").contains(&format!("expected {wrong}")), "{err:#}");
+            assert!(store.layer_variant(&wrong, Compression::Zstd, None).is_none());
+        }
     }
 }

@@ -2,15 +2,18 @@
 //! into a snapshot directory. Unpacking foreign data is a security boundary.
 //!
 //! [`diff_to_layer`] streams an overlay upperdir through a deterministic tar writer
-//! ([`tar_writer`]), a sha256 (the diffID) and a compressor into a store blob, in
-//! bounded memory. [`ensure_snapshots`] does the reverse for every missing layer of a
-//! stack, checking the diffID of what it unpacked ([`unpack`]).
+//! ([`tar_writer`]), a sha256 (the diffID) and a compressor ([`compress`]: the
+//! caller, the compression workers and the blob writer each on a thread) into a store
+//! blob, in bounded memory; [`writeback`] keeps the fsync before the blob's rename
+//! short. [`ensure_snapshots`] does the reverse for every missing layer of a stack,
+//! checking the diffID of what it unpacked ([`unpack`]).
 
 pub mod compress;
 mod convert;
 pub mod tar_writer;
 pub mod unpack;
 mod verify;
+pub mod writeback;
 
 pub use convert::{compression_of, ensure_compression};
 pub use verify::verify_snapshot;

@@ -3,6 +3,7 @@
 
 use super::{Store, sync_dir, temp_prefix};
 use crate::image::Digest;
+use crate::layer::writeback::WritebackFile;
 use anyhow::{Context as _, Result, bail};
 use sha2::Digest as _;
 use std::fs::File;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 /// [`BlobWriter::commit`] verifies and renames it into place. Dropped uncommitted, the
 /// temp file is removed.
 pub struct BlobWriter {
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<WritebackFile>>,
     temp: PathBuf,
     blobs: PathBuf,
     hasher: sha2::Sha256,
@@ -45,7 +46,11 @@ impl BlobWriter {
         }
         let file = self.file.as_mut().expect("blob writer open");
         file.flush().context("writing blob")?;
-        file.get_ref().sync_all().context("syncing blob")?;
+        // Synced before the rename, even for a layer variant that could be made again:
+        // readers (exports, push) trust a blob under its name without re-hashing it,
+        // and the manifest written next names it, so a file torn by a crash must never
+        // appear there. The writeback started on the way leaves little for this sync.
+        file.get_mut().sync_all().context("syncing blob")?;
         let target = self.blobs.join(digest.hex());
         std::fs::rename(&self.temp, &target).with_context(|| format!("storing blob {digest}"))?;
         // Renamed: nothing for drop to remove.
@@ -86,7 +91,7 @@ impl Store {
             .keep()
             .context("keeping a temp blob file")?;
         Ok(BlobWriter {
-            file: Some(BufWriter::with_capacity(256 * 1024, file)),
+            file: Some(BufWriter::with_capacity(256 * 1024, WritebackFile::new(file))),
             temp,
             blobs: self.blobs_dir(),
             hasher: sha2::Sha256::new(),
