@@ -171,9 +171,9 @@ impl<W: Write + Send + 'static> Offload<W> {
     }
 
     fn send(&mut self) -> io::Result<()> {
+        let full = self.full.as_ref().ok_or_else(|| io::Error::other("layer writer thread failed before"))?;
         let next = self.spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        let batch = std::mem::replace(&mut self.batch, next);
-        let sent = self.full.as_ref().expect("offload open").send(batch);
+        let sent = full.send(std::mem::replace(&mut self.batch, next));
         if sent.is_err() {
             // The thread stopped early: its result says why.
             self.full = None;
