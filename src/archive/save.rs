@@ -5,11 +5,13 @@
 
 use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use crate::image::{Descriptor, Digest, Image, Index, Platform, Reference};
+use crate::layer::writeback::WritebackFile;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Write};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// What an archive holds besides the blobs.
@@ -54,24 +56,73 @@ pub fn save(store: &Store, images: &[(String, Image)], out: &Path, format: Archi
     write_file_atomically(out, |writer| write_archive(store, &entries, format, writer).map(|_| ()))
 }
 
-/// Creates `out` through a temp file beside it, renamed into place once `write` is done.
-pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+/// Creates `out` through a temp file beside it, renamed into place once `write` is
+/// done. The file is written back to disk as it grows and synced before the rename.
+pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut OutputFile) -> Result<()>) -> Result<()> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix(".builder-save-")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    {
-        let mut writer = BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        write(&mut writer)?;
-        writer.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    }
+    let file = temp.as_file().try_clone().context("opening the temp file")?;
+    let mut output = OutputFile(BufWriter::with_capacity(1 << 20, WritebackFile::new(file)));
+    write(&mut output)?;
+    output.0.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     temp.persist(out).with_context(|| format!("renaming into {}", out.display()))?;
     Ok(())
 }
 
+/// Where an archive is written. Blobs are appended with [`ArchiveWrite::append_blob`],
+/// which a file output does in the kernel.
+pub trait ArchiveWrite: Write {
+    /// Appends `len` bytes of `blob` from its current offset.
+    fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
+        let copied = std::io::copy(&mut Read::take(blob, len), self)?;
+        if copied != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("copied {copied} of {len} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> ArchiveWrite for BufWriter<W> {}
+impl<T: ArchiveWrite + ?Sized> ArchiveWrite for &mut T {
+    fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
+        (**self).append_blob(blob, len)
+    }
+}
+impl ArchiveWrite for Vec<u8> {}
+
+/// A file being written by [`write_file_atomically`].
+pub struct OutputFile(BufWriter<WritebackFile>);
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl ArchiveWrite for OutputFile {
+    fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
+        self.0.flush()?;
+        self.0.get_mut().append_file(blob, len)
+    }
+}
+
 /// Writes the archive as a tar to any writer (a file, stdout).
-pub fn write_archive<W: Write>(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, out: W) -> Result<W> {
+pub fn write_archive<W: ArchiveWrite>(
+    store: &Store,
+    images: &[ArchiveImage],
+    format: ArchiveFormat,
+    out: W,
+) -> Result<W> {
     let mut sink = TarSink(tar::Builder::new(out));
     write_layout(store, images, format, &mut sink)?;
     sink.0.into_inner().context("finishing the archive")
@@ -91,9 +142,9 @@ trait Sink {
     fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()>;
 }
 
-struct TarSink<W: Write>(tar::Builder<W>);
+struct TarSink<W: ArchiveWrite>(tar::Builder<W>);
 
-impl<W: Write> Sink for TarSink<W> {
+impl<W: ArchiveWrite> Sink for TarSink<W> {
     fn dir(&mut self, name: &str) -> Result<()> {
         dir_entry(&mut self.0, name)
     }
@@ -106,15 +157,25 @@ impl<W: Write> Sink for TarSink<W> {
         let mut file = store.open_blob(digest)?;
         let size = file.metadata()?.len();
         let mut h = header(size, 0o644);
-        self.0.append_data(&mut h, blob_name(digest), &mut file).with_context(|| format!("writing blob {digest}"))?;
-        Ok(())
+        h.set_path(blob_name(digest)).with_context(|| format!("naming blob {digest}"))?;
+        h.set_cksum();
+        // The header through the builder's writer, the content appended by the output
+        // itself (in the kernel for a file), then the padding to a 512-byte block.
+        let out = self.0.get_mut();
+        let written = (|| {
+            out.write_all(h.as_bytes())?;
+            out.append_blob(&mut file, size)?;
+            let padding = (512 - size % 512) % 512;
+            out.write_all(&[0; 512][..padding as usize])
+        })();
+        written.with_context(|| format!("writing blob {digest}"))
     }
 }
 
 struct DirSink(PathBuf);
 
 impl DirSink {
-    fn put(&self, name: &str, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    fn put(&self, name: &str, write: impl FnOnce(&mut OutputFile) -> Result<()>) -> Result<()> {
         write_file_atomically(&self.0.join(name), write)
     }
 }
@@ -136,7 +197,7 @@ impl Sink for DirSink {
             return Ok(());
         }
         self.put(&name, |w| {
-            std::io::copy(&mut store.open_blob(digest)?, w).with_context(|| format!("writing blob {digest}"))?;
+            w.append_blob(&mut store.open_blob(digest)?, size).with_context(|| format!("writing blob {digest}"))?;
             Ok(())
         })
     }
