@@ -22,11 +22,18 @@ pub struct Vertex {
     pub group: Option<String>,
     /// Never use a cached result for this vertex (`--no-cache`, `--no-cache-filter`).
     pub ignore_cache: bool,
+    /// Variables added to the environment of an exec op's process that are not part
+    /// of the op: the proxy settings of the machine running the build (BuildKit's
+    /// `ProxyEnv`). Kept off the op so they never reach its cache key, its cache
+    /// record or an explanation, and a build behind a proxy shares cache with one that
+    /// is not. The op's own env wins when both set a name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_env: Vec<(String, String)>,
 }
 
 impl Vertex {
     pub fn new(op: Op, inputs: Vec<VertexId>, name: impl Into<String>) -> Self {
-        Vertex { op, inputs, name: name.into(), step_id: None, group: None, ignore_cache: false }
+        Vertex { op, inputs, name: name.into(), step_id: None, group: None, ignore_cache: false, proxy_env: Vec::new() }
     }
 }
 

@@ -294,6 +294,34 @@ fn changed_input_invalidates_only_its_downstream() {
 }
 
 #[test]
+fn proxy_env_is_in_neither_the_key_nor_the_record() {
+    let build = |proxy: &str| {
+        let mut g = Graph::new();
+        let a = add(&mut g, &["a"], &[]);
+        let mut v = Vertex::new(op(&["b"], &[]), vec![a], "b");
+        v.step_id = Some("step-b".into());
+        v.proxy_env = vec![("HTTP_PROXY".into(), proxy.into())];
+        let b = g.add(v);
+        (g, b)
+    };
+    let (cache, rec) = (MemoryCacheStore::default(), Recorder::default());
+    let (g1, b1) = build("http://a:1");
+    let w = FakeWorker::default();
+    let solver = Solver::new(&w, &cache, &rec, SolveOptions::default());
+    let (_, report) = solver.solve_with_report(&g1, &[b1]).unwrap();
+    let key = report.vertices.iter().find(|v| v.vertex == b1).unwrap().key;
+    let record = serde_json::to_string(&cache.get(&key).unwrap().unwrap()).unwrap();
+    assert!(!record.contains("a:1"), "{record}");
+
+    let (g2, b2) = build("http://b:2");
+    let w = FakeWorker::default();
+    let solver = Solver::new(&w, &cache, &rec, SolveOptions::default());
+    let (_, again) = solver.solve_with_report(&g2, &[b2]).unwrap();
+    assert_eq!(w.total_runs(), 0);
+    assert_eq!(again.vertices.iter().find(|v| v.vertex == b2).unwrap().key, key);
+}
+
+#[test]
 fn first_build_and_no_cache_are_explained() {
     let mut g = Graph::new();
     let a = add(&mut g, &["a"], &[]);

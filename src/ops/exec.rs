@@ -20,7 +20,15 @@ use solver::ir::{CopyAction, ExecOp, MountKind, NetworkMode};
 use solver::progress::Stream;
 use std::path::{Path, PathBuf};
 
-pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs: &[Output]) -> Result<Output> {
+/// Runs `op`; `proxy_env` (the vertex's, not part of the op or its key) is added to
+/// the process's environment where the op does not set the same name.
+pub fn exec(
+    worker: &BuildWorker<'_>,
+    ctx: &ExecContext<'_>,
+    op: &ExecOp,
+    proxy_env: &[(String, String)],
+    inputs: &[Output],
+) -> Result<Output> {
     let store = worker.store;
     let parent = inputs.first().context("exec op without a root filesystem input")?.layers()?;
     let lowers = crate::layer::ensure_snapshots(store, parent)?;
@@ -81,6 +89,7 @@ pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs
         };
         mounts.push(executor::Mount { target: mount.target.clone(), source });
     }
+    add_proxy_env(&mut env, proxy_env);
 
     let network = match op.network {
         NetworkMode::Default => worker.default_network,
@@ -118,6 +127,16 @@ pub fn exec(worker: &BuildWorker<'_>, ctx: &ExecContext<'_>, op: &ExecOp, inputs
     }
     let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.layer_options)?;
     stack_layer(store, parent, upperdir, layer)
+}
+
+/// Appends the proxy variables whose names `env` does not already set: the step's
+/// explicit env (ENV, a declared ARG, a secret) wins.
+fn add_proxy_env(env: &mut Vec<String>, proxy_env: &[(String, String)]) {
+    for (name, value) in proxy_env {
+        if !env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == name)) {
+            env.push(format!("{name}={value}"));
+        }
+    }
 }
 
 /// `"/bin/sh -c make"` as BuildKit quotes a command in its errors.
@@ -189,5 +208,18 @@ fn bind_source(
             // several layers, with whiteouts and opaque directories in between.
             Ok(MountSource::Overlay { lowerdirs, upperdir, workdir, subpath: source.to_string(), readonly })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_proxy_env;
+
+    #[test]
+    fn proxy_env_never_overrides_the_step_env() {
+        let mut env = vec!["PATH=/bin".to_string(), "HTTP_PROXY=http://declared:1".to_string()];
+        let proxy = [("HTTP_PROXY".to_string(), "http://given:2".to_string()), ("no_proxy".into(), "a,b".into())];
+        add_proxy_env(&mut env, &proxy);
+        assert_eq!(env, ["PATH=/bin", "HTTP_PROXY=http://declared:1", "no_proxy=a,b"]);
     }
 }

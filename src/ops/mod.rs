@@ -180,7 +180,7 @@ impl solver::Worker for BuildWorker<'_> {
         let vertex = graph.vertex(id);
         let result = match &vertex.op {
             Op::Source(source) => source::exec(self, source),
-            Op::Exec(op) => exec::exec(self, ctx, op, inputs),
+            Op::Exec(op) => exec::exec(self, ctx, op, &vertex.proxy_env, inputs),
             Op::File(op) => file::exec(self, op, inputs),
         };
         result.map_err(boxed)

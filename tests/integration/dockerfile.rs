@@ -191,3 +191,36 @@ fn healthcheck_stopsignal_volume_and_metadata_reach_the_config() {
     assert_eq!(env.ok(&["run", "--rm", "meta:1"]), "default\n");
     assert_eq!(env.ok(&["run", "--rm", "meta:1", "other"]), "other\n");
 }
+
+#[test]
+fn proxy_build_args_reach_run_but_not_the_cache_key_or_the_image() {
+    let Some(env) = env("proxy_args") else { return };
+    let env = env.with_busybox();
+    let ctx = env.context("proxy", &[("Dockerfile", "FROM busybox\nRUN echo \"proxy=$HTTP_PROXY\" > /p\n")]);
+    let (ok, _, stderr) = env.build(&ctx, &["-t", "px:1", "--build-arg", "HTTP_PROXY=http://a:1"]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("were not consumed"), "a predefined arg warned as unused:\n{stderr}");
+    assert_eq!(env.ok(&["run", "--rm", "px:1", "cat", "/p"]), "proxy=http://a:1\n");
+
+    // Another proxy: the same key, so the RUN is a hit and says nothing changed.
+    let (ok, _, stderr) = env.build(&ctx, &["-t", "px:2", "--explain", "--build-arg", "HTTP_PROXY=http://b:2"]);
+    assert!(ok, "{stderr}");
+    let run = stderr.lines().find(|l| l.contains("RUN echo")).and_then(|l| l.split(' ').next()).unwrap();
+    assert!(stderr.contains(&format!("{run} CACHED")), "the RUN re-ran with only the proxy changed:\n{stderr}");
+    assert!(!stderr.contains("a:1") && !stderr.contains("b:2"), "the output shows the proxy:\n{stderr}");
+    assert_eq!(env.ok(&["run", "--rm", "px:2", "cat", "/p"]), "proxy=http://a:1\n");
+
+    for image in ["px:1", "px:2"] {
+        let history = env.ok(&["history", "--no-trunc", image]);
+        let inspect = env.ok(&["inspect", image]);
+        for out in [&history, &inspect] {
+            assert!(!out.contains("a:1") && !out.contains("b:2"), "{image} records the proxy:\n{out}");
+        }
+    }
+
+    // Unused by any RUN, still no warning.
+    let ctx = env.context("proxy-unused", &[("Dockerfile", "FROM busybox\n")]);
+    let (ok, _, stderr) = env.build(&ctx, &["--build-arg", "HTTPS_PROXY=http://c:3", "--build-arg", "no_proxy=x"]);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("were not consumed"), "{stderr}");
+}

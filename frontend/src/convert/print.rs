@@ -58,9 +58,13 @@ fn mount(m: &Mount) -> String {
     format!("mount {} {kind}", q(&m.target))
 }
 
-fn exec(out: &mut String, e: &ExecOp) {
+fn exec(out: &mut String, e: &ExecOp, proxy_env: &[(String, String)]) {
     let _ = writeln!(out, "  exec {}", list(&e.args));
     let _ = writeln!(out, "    env {}", list(&e.env));
+    if !proxy_env.is_empty() {
+        let pairs: Vec<String> = proxy_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "    proxy_env {}", list(&pairs));
+    }
     let _ =
         writeln!(out, "    cwd={} user={} network={:?} security={:?}", q(&e.cwd), q(&e.user), e.network, e.security);
     for m in &e.mounts {
@@ -138,7 +142,7 @@ pub fn print_graph(def: &BuildDefinition) -> String {
             Op::Source(s) => {
                 let _ = writeln!(out, "  {}", source(s));
             }
-            Op::Exec(e) => exec(&mut out, e),
+            Op::Exec(e) => exec(&mut out, e, &v.proxy_env),
             Op::File(f) => {
                 for a in &f.actions {
                     let _ = writeln!(out, "  {}", file_action(a));

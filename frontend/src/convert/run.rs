@@ -1,5 +1,6 @@
 //! RUN: the exec op, its argv (SHELL or exec form, heredoc scripts), environment
-//! (ENV plus ARGs in scope, as BuildKit passes them), network and security modes.
+//! (ENV plus ARGs in scope, as BuildKit passes them; proxy args beside the op),
+//! network and security modes.
 
 use super::args::PROXY_ARGS;
 use super::metadata::commit;
@@ -43,20 +44,25 @@ fn run_command_string(args: &[String], st: &StageState) -> String {
 
 impl Converter<'_> {
     /// The environment of a RUN: the stage's state env (image env, ENV and ARG
-    /// values in order), proxy args given on the command line, and a default PATH.
+    /// values in order) and a default PATH.
     fn run_env(&self, st: &StageState) -> Vec<String> {
         let mut env = st.state_env.clone();
-        for name in PROXY_ARGS {
-            if let Some(v) = self.options.build_args.get(*name)
-                && !env.iter().any(|e| e.starts_with(&format!("{name}=")))
-            {
-                env.push(format!("{name}={v}"));
-            }
-        }
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
         env
+    }
+
+    /// Proxy args given on the command line that `env` does not set, for the
+    /// process's environment but not the op (BuildKit's `ProxyEnv`): they reach neither
+    /// the cache key nor the history. A proxy arg declared with `ARG` is an ordinary
+    /// arg instead, already in `env`, and counts like any other.
+    fn proxy_env(&self, env: &[String]) -> Vec<(String, String)> {
+        PROXY_ARGS
+            .iter()
+            .filter(|name| !env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == **name)))
+            .filter_map(|name| Some((name.to_string(), self.options.build_args.get(*name)?.clone())))
+            .collect()
     }
 
     /// argv for the RUN, plus a mount holding a heredoc script when it has a shebang.
@@ -140,15 +146,9 @@ impl Converter<'_> {
             Some("insecure") => SecurityMode::Insecure,
             _ => SecurityMode::Sandbox,
         };
-        let exec = ExecOp {
-            args: args.clone(),
-            env: self.run_env(st),
-            cwd: st.workdir(),
-            user: st.user(),
-            network,
-            security,
-            mounts,
-        };
+        let env = self.run_env(st);
+        let proxy_env = self.proxy_env(&env);
+        let exec = ExecOp { args: args.clone(), env, cwd: st.workdir(), user: st.user(), network, security, mounts };
         let mut text = ins.original.clone();
         if let Some(first) = run.command.files.first()
             && parse_heredoc(&run.command.cmd_line[0]).ok().flatten().is_some()
@@ -162,6 +162,7 @@ impl Converter<'_> {
         let shown = uppercase_command(&lex.process_word(&text, &st.scope()).unwrap_or(text));
         let name = self.prefixed(st, shown, true);
         let vertex = self.add_named_step(st, Op::Exec(exec), inputs, name);
+        self.graph.vertex_mut(vertex).proxy_env = proxy_env;
         st.vertex = vertex;
         commit(st, format!("RUN {}", run_command_string(&args, st)), Some(vertex), true);
         Ok(())

@@ -3,6 +3,7 @@
 use crate::image::ContainerConfig;
 use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, Platform, compile};
 use solver::ir::{ExecOp, FileAction, Op, SourceOp};
+use solver::{CacheKey, Vertex, VertexId};
 use std::collections::BTreeMap;
 
 struct Resolver;
@@ -55,15 +56,20 @@ fn reachable_images(def: &BuildDefinition) -> Vec<String> {
         .collect()
 }
 
+fn last_exec_vertex(def: &BuildDefinition) -> Vertex {
+    def.graph.iter().map(|(_, v)| v).filter(|v| matches!(v.op, Op::Exec(_))).last().expect("an exec vertex").clone()
+}
+
 fn last_exec(def: &BuildDefinition) -> ExecOp {
-    def.graph
-        .iter()
-        .filter_map(|(_, v)| match &v.op {
-            Op::Exec(e) => Some(e.clone()),
-            _ => None,
-        })
-        .last()
-        .expect("an exec vertex")
+    match last_exec_vertex(def).op {
+        Op::Exec(e) => e,
+        _ => unreachable!(),
+    }
+}
+
+/// What the solver's keys are made of here: each op's digest and its inputs.
+fn key_inputs(def: &BuildDefinition) -> Vec<(CacheKey, Vec<VertexId>)> {
+    def.graph.iter().map(|(_, v)| (CacheKey::of("op", &v.op), v.inputs.clone())).collect()
 }
 
 #[test]
@@ -108,9 +114,56 @@ fn build_args_override_and_warn() {
     assert_eq!(reachable_images(&def), vec!["img:2"]);
     let exec = last_exec(&def);
     assert!(exec.env.contains(&"TAG=2".to_string()));
-    assert!(exec.env.contains(&"HTTPS_PROXY=http://p".to_string()));
+    assert_eq!(last_exec_vertex(&def).proxy_env, [("HTTPS_PROXY".to_string(), "http://p".to_string())]);
     assert_eq!(def.warnings, vec!["one or more build-args [EXTRA] were not consumed"]);
     assert_eq!(def.image.history.last().unwrap().created_by, "RUN |1 TAG=2 /bin/sh -c echo $TAG # buildkit");
+}
+
+#[test]
+fn proxy_args_reach_run_beside_the_op_not_in_its_key_or_history() {
+    let text = "FROM base:1\nRUN echo \"proxy=$HTTP_PROXY\" > /p\n";
+    let mut opts = options();
+    opts.build_args.insert("HTTP_PROXY".into(), "http://p:3128".into());
+    opts.build_args.insert("no_proxy".into(), "localhost".into());
+    let def = build(text, &opts).unwrap();
+    let vertex = last_exec_vertex(&def);
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert_eq!(vertex.proxy_env, pairs(&[("HTTP_PROXY", "http://p:3128"), ("no_proxy", "localhost")]));
+    assert!(!last_exec(&def).env.iter().any(|e| e.contains("PROXY") || e.contains("proxy")), "{:?}", vertex.op);
+    assert!(def.image.history.iter().all(|h| !h.created_by.contains("p:3128")), "{:?}", def.image.history);
+    assert!(!format!("{:?}", def.image.config).contains("p:3128"));
+    // Predefined args never warn as unused.
+    assert_eq!(def.warnings, Vec::<String>::new());
+
+    // The same keys with another proxy or none at all.
+    let without = build(text, &options()).unwrap();
+    assert!(last_exec_vertex(&without).proxy_env.is_empty());
+    assert_eq!(key_inputs(&def), key_inputs(&without));
+    opts.build_args.insert("HTTP_PROXY".into(), "http://other:1".into());
+    assert_eq!(key_inputs(&build(text, &opts).unwrap()), key_inputs(&without));
+
+    // Unused by any RUN: still no warning.
+    let def = build("FROM base:1\nCOPY a /a\n", &opts).unwrap();
+    assert_eq!(def.warnings, Vec::<String>::new());
+}
+
+#[test]
+fn declared_proxy_arg_and_env_are_ordinary_and_win() {
+    let mut opts = options();
+    opts.build_args.insert("HTTP_PROXY".into(), "http://p:3128".into());
+    opts.build_args.insert("HTTPS_PROXY".into(), "http://given".into());
+    let text = "FROM base:1\nARG HTTP_PROXY\nENV HTTPS_PROXY=http://env\nRUN wget x\n";
+    let def = build(text, &opts).unwrap();
+    let exec = last_exec(&def);
+    // As in BuildKit: a declared ARG is in the env, the key and the history.
+    assert!(exec.env.contains(&"HTTP_PROXY=http://p:3128".to_string()), "{:?}", exec.env);
+    assert!(exec.env.contains(&"HTTPS_PROXY=http://env".to_string()), "{:?}", exec.env);
+    assert!(last_exec_vertex(&def).proxy_env.is_empty());
+    assert_eq!(
+        def.image.history.last().unwrap().created_by,
+        "RUN |1 HTTP_PROXY=http://p:3128 /bin/sh -c wget x # buildkit"
+    );
+    assert_ne!(key_inputs(&def), key_inputs(&build(text, &options()).unwrap()));
 }
 
 #[test]
