@@ -204,6 +204,11 @@ pub struct BuildArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    disable_help_flag = true,
+    after_help = "Exit status: the command's own, 128+N if signal N killed it, 125 if builder run itself \
+                  failed, 126 if the command cannot be invoked, 127 if it cannot be found."
+)]
 pub struct RunArgs {
     /// Remove the container when it exits (containers never outlive their process here)
     #[arg(long)]
@@ -211,16 +216,20 @@ pub struct RunArgs {
     /// Container name
     #[arg(long)]
     pub name: Option<String>,
+    /// Container hostname (default: the first 12 hex digits of the container's id)
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
     /// Set environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// Read environment variables from a file (KEY=VALUE lines, # comments)
     #[arg(long = "env-file")]
     pub env_files: Vec<std::path::PathBuf>,
-    /// Keep stdin open and pass it to the container (otherwise it reads /dev/null)
+    /// Pass stdin to the container (otherwise it reads /dev/null, or, with -t alone, a
+    /// terminal nothing is typed into)
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a pseudo-terminal (when stdin is a terminal)
+    /// Allocate a pseudo-terminal for the container (with -i, stdin must be a terminal)
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Bind mount a volume: NAME:/path[:ro] or /host/path:/path[:ro]
@@ -241,6 +250,9 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// Print help (-h is --hostname, as in `docker run`)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     pub image: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -23,8 +23,8 @@ mod store;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// An error that carries its own exit code (2 for usage errors, the container's code
-/// for `builder run`).
+/// An error that carries its own exit code (2 for usage errors, 128+N after signal N).
+/// `builder run` ends every error of its own with [`run::FAILED`] instead.
 #[derive(Debug)]
 pub struct ExitError {
     pub code: u8,
@@ -53,23 +53,41 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            let code = match e.use_stderr() {
+                false => 0,
+                true if asks_for_run(std::env::args_os()) => run::FAILED,
+                true => 2,
+            };
+            return ExitCode::from(code);
         }
     };
     init_logging(cli.debug);
+    // The container's exit code is `run`'s answer, so its own errors must not be
+    // mistaken for one: they all end with 125, as `docker run`'s do.
+    let is_run = matches!(cli.command, cli::Command::Run(_));
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if let Some(exit) = e.downcast_ref::<ExitError>() {
-                if let Some(inner) = &exit.error {
-                    eprintln!("error: {inner:#}");
-                }
-                return ExitCode::from(exit.code);
+            let (code, error) = match e.downcast::<ExitError>() {
+                Ok(exit) => (exit.code, exit.error),
+                Err(e) => (1, Some(e)),
+            };
+            if let Some(error) = error {
+                eprintln!("error: {error:#}");
             }
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if is_run { run::FAILED } else { code })
         }
     }
+}
+
+/// Whether a command line that failed to parse asks for `builder run` (read again,
+/// leniently), whose usage errors exit with [`run::FAILED`] as `docker run`'s do.
+fn asks_for_run(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    use clap::CommandFactory as _;
+    cli::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .is_ok_and(|matches| matches.subcommand_name() == Some("run"))
 }
 
 fn init_logging(debug: bool) {
@@ -78,4 +96,25 @@ fn init_logging(debug: bool) {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BUILDER_LOG").unwrap_or_else(|_| filter.into()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_for_run;
+
+    fn asks(line: &str) -> bool {
+        asks_for_run(line.split_whitespace().map(Into::into))
+    }
+
+    #[test]
+    fn run_usage_errors_are_told_apart() {
+        assert!(asks("builder run --bogus busybox true"));
+        assert!(asks("builder --root /tmp/r run"));
+        assert!(asks("builder --debug run -v"));
+        assert!(asks("builder run --network"));
+        assert!(!asks("builder images --bogus"));
+        assert!(!asks("builder build --bogus ."));
+        assert!(!asks("builder --bogus"));
+        assert!(!asks("builder runn busybox"));
+    }
 }

@@ -1,13 +1,22 @@
 //! `builder run`: a container over an image's snapshots with a writable layer that
 //! dies with it, named volumes that outlive it, and the process's exit code.
+//!
+//! As with `docker run`, the exit code is the process's (128+N if signal N killed
+//! it), 126 if its command cannot be invoked, 127 if it is not found (both set by the
+//! executor), and [`FAILED`] for every error of our own.
 
 use crate::cli::RunArgs;
 use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 
+/// `docker run`'s exit code when the failure is its own rather than the container's:
+/// bad flags, an unknown image, a volume or a sandbox that cannot be set up.
+pub const FAILED: u8 = 125;
+
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
+    let stdio = stdio(args.interactive, args.tty, std::io::stdin().is_terminal())?;
     let image = store.load_image(&args.image)?;
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
@@ -18,10 +27,13 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         bail!(crate::usage_error(anyhow::anyhow!("no command specified: the image has no ENTRYPOINT or CMD")));
     }
 
-    let mut env = config.env.clone().unwrap_or_default();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={}", crate::ops::DEFAULT_PATH));
-    }
+    // As Docker: the hostname is the container id's first 12 hex digits by default,
+    // never its name.
+    let hostname = match args.hostname.clone() {
+        Some(hostname) => hostname,
+        None => container_id()?[..12].to_string(),
+    };
+    let mut env = container_env(config.env.as_deref().unwrap_or_default(), &hostname, args.tty);
     // As Docker: the files first, then `-e`, later ones winning.
     let mut settings = Vec::new();
     for file in &args.env_files {
@@ -73,23 +85,58 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
             user: args.user.clone().or_else(|| config.user.clone()).unwrap_or_default(),
         },
         network,
-        hostname: args.name.clone().unwrap_or_else(|| image.config_digest.short().to_string()),
-    };
-    let terminal = args.tty && std::io::stdin().is_terminal();
-    let stdio = if terminal {
-        executor::Stdio::Terminal
-    } else if args.interactive {
-        executor::Stdio::Inherit
-    } else {
-        executor::Stdio::InheritOutput
+        hostname,
     };
     let signals = executor::Signals::new();
-    let forwarder = crate::signals::forward_to(signals.clone(), terminal)?;
+    let forwarder = crate::signals::forward_to(signals.clone(), args.tty)?;
     let control = executor::Control { cancel: None, signals: Some(signals) };
     let status = executor::run_with(&spec, stdio, control).context("running container");
     drop(forwarder);
     drop(container);
     Ok(status?.code().clamp(0, 255) as u8)
+}
+
+/// Docker's `-i`/`-t`: `-t` gives the process a pty, which only `-i` types our stdin
+/// into (so our stdin must be a terminal too); `-i` alone passes our stdin as it is;
+/// without `-i` the process reads `/dev/null`, or its pty that nothing is typed into.
+fn stdio(interactive: bool, tty: bool, stdin_is_terminal: bool) -> Result<executor::Stdio<'static>> {
+    Ok(match (interactive, tty) {
+        (true, true) if !stdin_is_terminal => bail!(crate::usage_error(anyhow::anyhow!(
+            "the input device is not a TTY (use -i without -t to pass a pipe or file)"
+        ))),
+        (true, true) => executor::Stdio::Terminal,
+        (false, true) => executor::Stdio::TerminalOutput,
+        (true, false) => executor::Stdio::Inherit,
+        (false, false) => executor::Stdio::InheritOutput,
+    })
+}
+
+/// A new container id: 64 random hex digits, as Docker's.
+fn container_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a container id")?;
+    Ok(hex::encode(bytes))
+}
+
+/// The image's environment over Docker's defaults: `PATH` (first), `HOSTNAME`, and
+/// `TERM=xterm` with a pty.
+fn container_env(image_env: &[String], hostname: &str, tty: bool) -> Vec<String> {
+    let mut env = vec![format!("PATH={}", crate::ops::DEFAULT_PATH), format!("HOSTNAME={hostname}")];
+    if tty {
+        env.push("TERM=xterm".to_string());
+    }
+    for setting in image_env {
+        match setting.split_once('=') {
+            Some((key, _)) => match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+                Some(default) => *default = setting.clone(),
+                None => env.push(setting.clone()),
+            },
+            None => env.push(setting.clone()),
+        }
+    }
+    env
 }
 
 /// `KEY=VALUE` (or a bare `KEY`, taken from our environment) per line; blank lines and
@@ -222,7 +269,34 @@ fn volume_mount(store: &Store, spec: &str) -> Result<executor::Mount> {
 
 #[cfg(test)]
 mod tests {
-    use super::{command_line, parse_env_file, set_env};
+    use super::{command_line, container_env, container_id, parse_env_file, set_env, stdio};
+    use executor::Stdio;
+
+    #[test]
+    fn interactive_and_tty_choose_stdio_like_docker() {
+        assert!(matches!(stdio(false, false, true).unwrap(), Stdio::InheritOutput));
+        assert!(matches!(stdio(true, false, false).unwrap(), Stdio::Inherit));
+        assert!(matches!(stdio(false, true, false).unwrap(), Stdio::TerminalOutput));
+        assert!(matches!(stdio(true, true, true).unwrap(), Stdio::Terminal));
+        let e = stdio(true, true, false).err().unwrap();
+        assert!(e.to_string().contains("the input device is not a TTY"), "{e}");
+    }
+
+    #[test]
+    fn container_ids_are_64_random_hex_digits() {
+        let (a, b) = (container_id().unwrap(), container_id().unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn image_env_overrides_the_defaults_in_place() {
+        let env = container_env(&[], "abc", false);
+        assert_eq!(env, [format!("PATH={}", crate::ops::DEFAULT_PATH), "HOSTNAME=abc".to_string()]);
+        let image = ["A=1".to_string(), "PATH=/bin".to_string(), "TERM=dumb".to_string()];
+        assert_eq!(container_env(&image, "abc", true), ["PATH=/bin", "HOSTNAME=abc", "TERM=dumb", "A=1"]);
+    }
 
     #[test]
     fn env_file_lines_and_overrides() {

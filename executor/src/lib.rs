@@ -12,7 +12,8 @@
 //! [`run_with`] also takes a [`Control`]: a cancel flag and [`Signals`] to pass on to
 //! the process (`builder run` forwards its own SIGTERM/SIGINT this way). [`Stdio`]
 //! says where the process's stdio goes: captured (stdin `/dev/null`), the caller's own,
-//! or a new pty relayed to the caller's terminal ([`Stdio::Terminal`]).
+//! or a new pty relayed to the caller's terminal ([`Stdio::Terminal`]; its output only,
+//! with [`Stdio::TerminalOutput`]).
 //!
 //! [`with_rootfs_mounted`] mounts rootfs views in a private mount namespace on a helper
 //! thread so the builder can apply file operations (COPY) through overlayfs.
@@ -207,6 +208,10 @@ pub enum Stdio<'a> {
     /// stdout, which is put in raw mode meanwhile if it is a terminal (`builder run
     /// -it`). The process leads its own session with the pty as controlling terminal.
     Terminal,
+    /// A new pseudo-terminal for all three, as [`Stdio::Terminal`], whose output is
+    /// relayed to the caller's stdout; the caller's stdin is never read, so nothing is
+    /// ever typed into it, and the caller's terminal stays as it is (`builder run -t`).
+    TerminalOutput,
     /// Output captured and handed over in chunks as it arrives; stdin is `/dev/null`.
     Capture(&'a mut (dyn FnMut(OutputStream, &[u8]) + Send)),
 }
@@ -274,7 +279,7 @@ pub struct Control {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Signals raised here are sent to the sandbox's init, which passes SIGTERM,
     /// SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 on to the process; SIGWINCH
-    /// resizes the [`Stdio::Terminal`] pty to the caller's terminal.
+    /// resizes a [`Stdio::Terminal`] or [`Stdio::TerminalOutput`] pty to the caller's terminal.
     pub signals: Option<Signals>,
 }
 

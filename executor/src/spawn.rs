@@ -64,7 +64,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         None => builder.tempdir(),
     }
     .map_err(sys("create bundle dir"))?;
-    let terminal = matches!(stdio, Stdio::Terminal);
+    let terminal = matches!(stdio, Stdio::Terminal | Stdio::TerminalOutput);
     let config = prepare_bundle(spec, bundle.path(), terminal)?;
     let json = serde_json::to_vec(&config).map_err(|e| Error::sys("encode sandbox config", io::Error::other(e)))?;
     let config_fd = memfd_with(&json)?;
@@ -78,14 +78,16 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
             fds.push((OwnedFd::from(null), 0));
         }
         Stdio::Inherit => {}
-        Stdio::Terminal => {
+        Stdio::Terminal | Stdio::TerminalOutput => {
             let pty = tty::open()?;
             for fd in 0..3 {
                 fds.push((pty.slave.try_clone().map_err(sys("duplicate pty"))?, fd));
             }
             pipes.push((pty.master, Pipe::Terminal));
-            pipes.push((tty::dup_stdin()?, Pipe::Input));
-            _raw_mode = tty::RawMode::enable();
+            if let Stdio::Terminal = stdio {
+                pipes.push((tty::dup_stdin()?, Pipe::Input));
+                _raw_mode = tty::RawMode::enable();
+            }
         }
     }
     if let Stdio::Capture(_) = &stdio {

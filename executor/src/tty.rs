@@ -1,6 +1,8 @@
 //! [`crate::Stdio::Terminal`]: a pseudo-terminal for the sandboxed process, relayed
 //! to the caller's stdin and stdout, with the caller's terminal in raw mode meanwhile
 //! so that keys like ^C reach the process's line discipline, not ours.
+//! [`crate::Stdio::TerminalOutput`] relays only the output and touches no terminal
+//! mode: the caller's ^C stays its own, and is forwarded as a signal.
 //!
 //! The pty comes from the host's `/dev/ptmx`: the process gets the slave as its
 //! stdin/stdout/stderr (and, through the init, as its controlling terminal), so it
@@ -20,8 +22,8 @@ pub(crate) struct Pty {
 
 /// A new pty, sized like the caller's terminal if it has one.
 pub(crate) fn open() -> Result<Pty, Error> {
-    let pty = nix::pty::openpty(window_size(libc::STDIN_FILENO).as_ref(), None)
-        .map_err(|e| Error::sys("open a pseudo-terminal", e.into()))?;
+    let pty =
+        nix::pty::openpty(caller_size().as_ref(), None).map_err(|e| Error::sys("open a pseudo-terminal", e.into()))?;
     for fd in [&pty.master, &pty.slave] {
         // SAFETY: sets FD_CLOEXEC on a descriptor we own: other sandboxes started
         // meanwhile must not inherit it (the master's EOF depends on it).
@@ -41,6 +43,12 @@ pub(crate) fn dup_stdin() -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The size of the caller's terminal: its stdin's, else its stdout's (`-t` alone may
+/// have only the output on a terminal).
+fn caller_size() -> Option<nix::pty::Winsize> {
+    window_size(libc::STDIN_FILENO).or_else(|| window_size(libc::STDOUT_FILENO))
+}
+
 fn window_size(fd: i32) -> Option<nix::pty::Winsize> {
     let mut size = nix::pty::Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass.
@@ -51,7 +59,7 @@ fn window_size(fd: i32) -> Option<nix::pty::Winsize> {
 /// Gives the pty the size of our terminal (after a SIGWINCH); the kernel then sends
 /// SIGWINCH to the pty's foreground process group.
 pub(crate) fn copy_size(master: &OwnedFd) {
-    if let Some(size) = window_size(libc::STDIN_FILENO) {
+    if let Some(size) = caller_size() {
         // SAFETY: TIOCSWINSZ reads one winsize from the struct we pass.
         unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
     }

@@ -62,12 +62,51 @@ fn read_only_rootfs_rejects_writes_but_volumes_take_them() {
 fn exit_codes_for_exec_failures_and_signals() {
     let Some(env) = env("run_exit_codes") else { return };
     let env = env.with_busybox();
-    assert_eq!(env.run(&["run", "--rm", "busybox", "no-such-command"]).status.code(), Some(127));
-    assert_eq!(env.run(&["run", "--rm", "busybox", "/etc/passwd"]).status.code(), Some(126));
+    let out = env.run(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"), "{out:?}");
+    assert_eq!(env.run(&["run", "--rm", "busybox", "/no/such/file"]).status.code(), Some(127));
+    let out = env.run(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"), "{out:?}");
+    assert_eq!(env.run(&["run", "--rm", "busybox", "/etc"]).status.code(), Some(126), "a directory");
+    // The container's own codes pass through, 125 to 127 included.
+    for code in ["0", "3", "125", "126", "127", "255"] {
+        let status = env.run(&["run", "--rm", "busybox", "sh", "-c", &format!("exit {code}")]).status;
+        assert_eq!(status.code(), Some(code.parse().unwrap()));
+    }
     assert_eq!(env.run(&["run", "--rm", "busybox", "sh", "-c", "kill -9 $$"]).status.code(), Some(137));
     assert_eq!(env.run(&["run", "--rm", "busybox", "sh", "-c", "kill -TERM $$"]).status.code(), Some(143));
     let out = env.ok(&["run", "--rm", "-u", "nobody", "busybox", "sh", "-c", "id -u; id -g"]);
     assert_eq!(out, "65534\n65534\n");
+}
+
+/// `docker run` exits 125 when the failure is its own: the container never ran.
+#[test]
+fn exit_125_when_builder_run_itself_fails() {
+    let Some(env) = env("run_exit_125") else { return };
+    let env = env.with_busybox();
+    let expect_125 = |args: &[&str], message: &str| {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "builder {args:?}: {stderr}");
+        assert!(stderr.contains(message), "builder {args:?}: {stderr}");
+    };
+    expect_125(&["run", "--rm", "no-such-image", "true"], "no such image");
+    expect_125(&["run", "--bogus", "busybox", "true"], "unexpected argument '--bogus'");
+    expect_125(&["run"], "<IMAGE>");
+    expect_125(&["run", "--network", "bogus", "busybox", "true"], "unknown network mode");
+    expect_125(&["run", "-v", "nocolon", "busybox", "true"], "invalid volume spec");
+    expect_125(&["run", "-v", "/no/such/dir:/x", "busybox", "true"], "/no/such/dir");
+    expect_125(&["run", "-u", "nosuchuser", "busybox", "true"], "unable to find user nosuchuser");
+    expect_125(&["run", "-it", "busybox", "true"], "the input device is not a TTY");
+    // Only `run` answers with 125; the other commands keep their codes.
+    assert_eq!(env.run(&["images", "--bogus"]).status.code(), Some(2));
+    assert_eq!(env.run(&["inspect", "no-such-image"]).status.code(), Some(1));
+    // --help is still help (and -h is --hostname).
+    let out = env.run(&["run", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--hostname"), "{out:?}");
 }
 
 /// Starts `builder run` with a container that prints `ready` once its trap is set.
@@ -125,16 +164,38 @@ fn stdin_only_with_interactive() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert!(out.status.success());
 
-    // Without -i the container reads /dev/null, even when our stdin stays open.
-    let mut child = env
-        .cmd(&["run", "--rm", "busybox", "sh", "-c", "cat; echo done"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _open = child.stdin.take();
+    // Without -i the container reads /dev/null, even when our stdin stays open with
+    // data in it: the end of file comes at once.
+    let out = run_with_open_stdin(&env, &["run", "--rm", "busybox", "sh", "-c", "read -t 5 x; echo \"$? [$x]\""]);
+    assert_eq!(out, "1 []\n");
+    let out = run_with_open_stdin(&env, &["run", "--rm", "busybox", "sh", "-c", "cat; echo done"]);
+    assert_eq!(out, "done\n");
+}
+
+/// Runs `builder args` with `data` waiting on its stdin, a pipe that stays open until
+/// it exits; returns its stdout.
+fn run_with_open_stdin(env: &crate::util::Env, args: &[&str]) -> String {
+    use std::io::Write;
+    let mut child =
+        env.cmd(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"data\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    drop(stdin);
+    assert!(out.status.success(), "builder {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `-t` alone: a pty, as `docker run -t` gives, that nothing is typed into; our stdin
+/// is not read (a terminal never ends its input, so the read times out).
+#[test]
+fn tty_without_interactive_does_not_read_stdin() {
+    let Some(env) = env("run_tty_only") else { return };
+    let env = env.with_busybox();
+    let script = "test -t 0 && test -t 1 && echo tty $TERM; read -t 1 x; echo \"[$x]\"";
+    let out = run_with_open_stdin(&env, &["run", "--rm", "-t", "busybox", "sh", "-c", script]);
+    // The pty's line discipline turns \n into \r\n.
+    assert_eq!(out.replace("\r\n", "\n"), "tty xterm\n[]\n");
 }
 
 #[test]
@@ -160,9 +221,6 @@ fn tty_gives_the_process_a_terminal() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("is-a-tty"), "{text}");
-    // Without a terminal on stdin, -t falls back to plain pipes.
-    let out = env.ok(&["run", "--rm", "-t", "busybox", "sh", "-c", "test -t 1 || echo no-tty"]);
-    assert_eq!(out, "no-tty\n");
 }
 
 #[test]
@@ -178,14 +236,12 @@ fn env_file_name_and_volume_inspect() {
         file.to_str().unwrap(),
         "-e",
         "B=flag",
-        "--name",
-        "web",
         "busybox",
         "sh",
         "-c",
-        "echo $A $B; hostname",
+        "echo $A $B",
     ]);
-    assert_eq!(out, "from-file flag\nweb\n");
+    assert_eq!(out, "from-file flag\n");
 
     env.ok(&["volume", "create", "vol1"]);
     let info: serde_json::Value = serde_json::from_str(&env.ok(&["volume", "inspect", "vol1"])).unwrap();
@@ -196,4 +252,26 @@ fn env_file_name_and_volume_inspect() {
     assert!(!env.run(&["volume", "inspect", "nope"]).status.success());
     env.ok(&["volume", "rm", "vol1"]);
     assert!(!env.ok(&["volume", "ls"]).contains("vol1"));
+}
+
+/// As Docker: the hostname is the container id's first 12 hex digits, whatever the
+/// `--name`, unless `--hostname`/`-h` says otherwise; `HOSTNAME` and `/etc/hosts` agree.
+#[test]
+fn hostname_is_a_short_container_id_unless_given() {
+    let Some(env) = env("run_hostname") else { return };
+    let env = env.with_busybox();
+    let script = "hostname; echo $HOSTNAME; grep -c \"127.0.0.1.*$(hostname)\" /etc/hosts";
+    let out = env.ok(&["run", "--rm", "--name", "web", "busybox", "sh", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0].len(), 12, "{out}");
+    assert!(lines[0].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{out}");
+    assert_eq!(lines[1], lines[0], "{out}");
+    assert_eq!(lines[2], "1", "{out}");
+    let again = env.ok(&["run", "--rm", "busybox", "hostname"]);
+    assert_ne!(again.trim(), lines[0], "each container has an id of its own");
+
+    let out = env.ok(&["run", "--rm", "--name", "web", "--hostname", "box", "busybox", "sh", "-c", script]);
+    assert_eq!(out, "box\nbox\n1\n");
+    assert_eq!(env.ok(&["run", "--rm", "-h", "box2", "busybox", "hostname"]), "box2\n");
 }
