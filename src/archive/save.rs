@@ -5,7 +5,6 @@
 
 use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use crate::image::{Descriptor, Digest, Image, Index, Platform, Reference};
-use crate::layer::writeback::WritebackFile;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
@@ -57,7 +56,11 @@ pub fn save(store: &Store, images: &[(String, Image)], out: &Path, format: Archi
 }
 
 /// Creates `out` through a temp file beside it, renamed into place once `write` is
-/// done. The file is written back to disk as it grows and synced before the rename.
+/// done, so a reader (or a builder killed meanwhile) never leaves a partial file under
+/// the name. Like `docker save -o`, `tar` or `zstd -o`, the output is not fsynced:
+/// durability against power loss is the store's concern (its blobs are synced), not
+/// that of a file handed to the user, and syncing would write every byte to disk
+/// while the caller waits.
 pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut OutputFile) -> Result<()>) -> Result<()> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let temp = tempfile::Builder::new()
@@ -65,9 +68,9 @@ pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut OutputFile) -> 
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     let file = temp.as_file().try_clone().context("opening the temp file")?;
-    let mut output = OutputFile(BufWriter::with_capacity(1 << 20, WritebackFile::new(file)));
+    let mut output = OutputFile(BufWriter::with_capacity(1 << 20, file));
     write(&mut output)?;
-    output.0.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    output.0.into_inner().map_err(|e| e.into_error())?;
     temp.persist(out).with_context(|| format!("renaming into {}", out.display()))?;
     Ok(())
 }
@@ -97,7 +100,7 @@ impl<T: ArchiveWrite + ?Sized> ArchiveWrite for &mut T {
 impl ArchiveWrite for Vec<u8> {}
 
 /// A file being written by [`write_file_atomically`].
-pub struct OutputFile(BufWriter<WritebackFile>);
+pub struct OutputFile(BufWriter<File>);
 
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -110,9 +113,18 @@ impl Write for OutputFile {
 }
 
 impl ArchiveWrite for OutputFile {
+    /// In the kernel (`copy_file_range`): no copy through user space, and shared
+    /// extents where the filesystem can.
     fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
         self.0.flush()?;
-        self.0.get_mut().append_file(blob, len)
+        let copied = std::io::copy(&mut Read::take(blob, len), &mut self.0.get_ref())?;
+        if copied != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("copied {copied} of {len} bytes"),
+            ));
+        }
+        Ok(())
     }
 }
 

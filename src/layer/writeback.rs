@@ -8,7 +8,7 @@
 //! [`WritebackFile::sync_all`] finds little left to write.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::thread::JoinHandle;
 
 /// How many bytes may be written between two background writebacks.
@@ -41,21 +41,6 @@ impl WritebackFile {
             return Err(e);
         }
         self.file.sync_all()
-    }
-
-    /// Appends `len` bytes of `src` (from its current offset) in the kernel
-    /// (`copy_file_range`, which may share extents on filesystems that can), without
-    /// passing them through user space.
-    pub fn append_file(&mut self, src: &mut File, len: u64) -> io::Result<()> {
-        let copied = io::copy(&mut Read::take(&mut *src, len), &mut &self.file)?;
-        if copied != len {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("copied {copied} of {len} bytes")));
-        }
-        self.since_writeback += len;
-        if self.since_writeback >= WRITEBACK_EVERY {
-            self.start_writeback();
-        }
-        Ok(())
     }
 
     fn wait_writeback(&mut self) {
@@ -102,6 +87,7 @@ impl Write for WritebackFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read as _;
 
     #[test]
     fn writes_everything_and_syncs() {
@@ -119,26 +105,5 @@ mod tests {
         File::open(&path).unwrap().read_to_end(&mut back).unwrap();
         assert_eq!(back.len() as u64, 2 * WRITEBACK_EVERY + (3 << 20));
         assert!(back.iter().all(|&b| b == 7));
-    }
-
-    #[test]
-    fn append_file_copies_a_range_of_another_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let src_path = dir.path().join("src");
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&src_path, &data).unwrap();
-        let path = dir.path().join("out");
-        let mut out = WritebackFile::new(File::create(&path).unwrap());
-        out.write_all(b"head").unwrap();
-        let mut src = File::open(&src_path).unwrap();
-        out.append_file(&mut src, 200_000).unwrap();
-        out.write_all(b"tail").unwrap();
-        let short = out.append_file(&mut src, 200_000).unwrap_err();
-        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
-        out.sync_all().unwrap();
-        let back = std::fs::read(&path).unwrap();
-        assert_eq!(&back[..4], b"head");
-        assert_eq!(&back[4..200_004], &data[..200_000]);
-        assert_eq!(&back[200_004..200_008], b"tail");
     }
 }
