@@ -70,8 +70,8 @@ tar_mb=$(tar -cf - -C "$ctx" data | wc -c | awk '{ printf "%.1f", $1 / 1e6 }')
 
 ref_gzip=$(timed "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz'")
 ref_zstd=$(timed "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst'")
-# builder fsyncs what it writes (the blob in the store, the output file): the same
-# references made durable, for a like-for-like figure.
+# builder fsyncs the compressed blob it keeps in its store (not the output file): the
+# references made durable too, for a bound on that cost.
 ref_gzip_sync=$(timed "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz' && sync '$work/ref.gz'")
 ref_zstd_sync=$(timed "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst' && sync '$work/ref.zst'")
 ref_pigz=""
@@ -101,6 +101,9 @@ export_time() {
 }
 set -- $(export_time gzip "$ctx"); ours_gzip=$1; rss_gzip=$2
 set -- $(export_time zstd "$ctx"); ours_zstd=$1; rss_zstd=$2
+# Once compressed, a layer's variant is reused: a second zstd export only copies it.
+"$bin" build --progress=plain -o "type=oci,dest=$work/warm.tar,compression=zstd" "$ctx" >/dev/null 2>&1
+warm_zstd=$(timed "$work/warm.tar" "'$bin' build --progress=plain -o 'type=oci,dest=$work/warm.tar,compression=zstd' '$ctx' >/dev/null 2>&1")
 
 small=$work/small
 make_context "$small" $((mb / 10))
@@ -119,6 +122,7 @@ printf '%-28s %8.2f %10s %12s\n' "tar | gzip -6, fsynced" "$ref_gzip_sync" "$(ra
 printf '%-28s %8.2f %10s %12s\n' "tar | zstd -T0 -3, fsynced" "$ref_zstd_sync" "$(rate "$ref_zstd_sync")" ""
 printf '%-28s %8.2f %10s %9s kB\n' "builder export gzip" "$ours_gzip" "$(rate "$ours_gzip")" "$rss_gzip"
 printf '%-28s %8.2f %10s %9s kB\n' "builder export zstd" "$ours_zstd" "$(rate "$ours_zstd")" "$rss_zstd"
+printf '%-28s %8.2f %10s %12s\n' "builder export zstd, reused" "$warm_zstd" "$(rate "$warm_zstd")" ""
 printf '%-28s %8s %10s %9s kB\n' "  (layer of $((mb / 10)) MB) gzip" "" "" "$rss_small_gzip"
 printf '%-28s %8s %10s %9s kB\n' "  (layer of $((mb / 10)) MB) zstd" "" "" "$rss_small_zstd"
 echo "throughput ratio, builder gzip / tar|gzip:     $(ratio "$ours_gzip" "$ref_gzip")"
