@@ -53,16 +53,26 @@ impl Converter<'_> {
         env
     }
 
-    /// Proxy args given on the command line that `env` does not set, for the
-    /// process's environment but not the op (BuildKit's `ProxyEnv`): they reach neither
-    /// the cache key nor the history. A proxy arg declared with `ARG` is an ordinary
-    /// arg instead, already in `env`, and counts like any other.
+    /// Proxy args given on the command line, for the process's environment but not
+    /// the op (BuildKit's `ProxyEnv`): they reach neither the cache key nor the
+    /// history. As BuildKit, a proxy given in either spelling (`HTTP_PROXY` or
+    /// `http_proxy`; the upper-case one when both are) is set in both, except where
+    /// `env` sets that name: a proxy arg declared with `ARG` is an ordinary arg, already
+    /// in `env`, and counts like any other.
     fn proxy_env(&self, env: &[String]) -> Vec<(String, String)> {
-        PROXY_ARGS
-            .iter()
-            .filter(|name| !env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == **name)))
-            .filter_map(|name| Some((name.to_string(), self.options.build_args.get(*name)?.clone())))
-            .collect()
+        let in_env = |name: &str| env.iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == name));
+        let mut out = Vec::new();
+        for upper in PROXY_ARGS.iter().filter(|n| n.chars().all(|c| !c.is_ascii_lowercase())) {
+            let lower = upper.to_ascii_lowercase();
+            let args = &self.options.build_args;
+            let Some(value) = args.get(*upper).or_else(|| args.get(&lower)) else { continue };
+            for name in [upper.to_string(), lower] {
+                if !in_env(&name) {
+                    out.push((name, value.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// argv for the RUN, plus a mount holding a heredoc script when it has a shebang.
