@@ -196,7 +196,8 @@ fn healthcheck_stopsignal_volume_and_metadata_reach_the_config() {
 fn proxy_build_args_reach_run_but_not_the_cache_key_or_the_image() {
     let Some(env) = env("proxy_args") else { return };
     let env = env.with_busybox();
-    let ctx = env.context("proxy", &[("Dockerfile", "FROM busybox\nRUN echo \"proxy=$HTTP_PROXY $http_proxy\" > /p\n")]);
+    let ctx =
+        env.context("proxy", &[("Dockerfile", "FROM busybox\nRUN echo \"proxy=$HTTP_PROXY $http_proxy\" > /p\n")]);
     let (ok, _, stderr) = env.build(&ctx, &["-t", "px:1", "--build-arg", "HTTP_PROXY=http://a:1"]);
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("were not consumed"), "a predefined arg warned as unused:\n{stderr}");
