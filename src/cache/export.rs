@@ -211,8 +211,7 @@ fn mounts(
     compression: crate::image::Compression,
 ) -> Result<Vec<ExportedMount>> {
     let mut out = super::mounts::export_mounts(store, keys, compression)?;
-    let have: HashSet<String> = out.iter().map(|m| m.id.clone()).collect();
-    let mut seen = have.clone();
+    let mut seen: HashSet<String> = out.iter().map(|m| m.id.clone()).collect();
     for import in cache.imports() {
         for mount in &import.config.mounts {
             if keys.contains_key(&mount.id) && seen.insert(mount.id.clone()) {

@@ -112,17 +112,7 @@ impl CacheConfig {
 
     /// The manifest that carries this config (given as bytes) and its blobs.
     pub fn manifest(&self, config_bytes: &[u8]) -> Manifest {
-        let layers = self
-            .blobs()
-            .into_iter()
-            .map(|l| Descriptor {
-                media_type: l.media_type,
-                digest: l.digest,
-                size: l.size,
-                annotations: None,
-                platform: None,
-            })
-            .collect();
+        let layers = self.blobs().iter().map(LayerInfo::descriptor).collect();
         Manifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_string()),

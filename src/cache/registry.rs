@@ -15,7 +15,7 @@ use super::import::ImportedCache;
 use crate::image::manifest::{
     MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type,
 };
-use crate::image::{Descriptor, Digest, Index, LayerInfo, Manifest, Reference};
+use crate::image::{Digest, Index, LayerInfo, Manifest, Reference};
 use crate::registry::{PushStats, RegistryOptions, Repository};
 use crate::store::{BlobSource, Store};
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -50,14 +50,7 @@ impl BlobSource for RegistryBlobs {
     }
 
     fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
-        let descriptor = Descriptor {
-            media_type: layer.media_type.clone(),
-            digest: layer.digest.clone(),
-            size: layer.size,
-            annotations: None,
-            platform: None,
-        };
-        self.repo.fetch_blob(store, &descriptor, &|line| tracing::debug!("{line}"))
+        self.repo.fetch_blob(store, &layer.descriptor(), &|line| tracing::debug!("{line}"))
     }
 }
 

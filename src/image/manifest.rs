@@ -35,6 +35,19 @@ pub struct LayerInfo {
     pub media_type: String,
 }
 
+impl LayerInfo {
+    /// The layer's blob as a manifest lists it.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            annotations: None,
+            platform: None,
+        }
+    }
+}
+
 /// An image in the store: its manifest, config and layers, all by digest.
 #[derive(Debug, Clone)]
 pub struct Image {

@@ -33,14 +33,7 @@ pub fn push(
     runtime.block_on(async {
         let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
         blobs.extend(manifest.layers.iter());
-        futures_util::stream::iter(blobs.iter().map(|d| push_blob(&client, store, repository, d, progress)))
-            .buffer_unordered(opts.concurrency.max(1))
-            .try_collect::<Vec<Pushed>>()
-            .await?;
-        let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
-        if let Err(e) = sources::record(store, &digests, &client.registry, repository) {
-            tracing::warn!("remembering blob sources: {e:#}");
-        }
+        push_blobs(&client, store, repository, &blobs, progress).await?;
         let target = match (&reference.tag, &reference.digest) {
             (Some(tag), _) => tag.clone(),
             (None, Some(digest)) => digest.to_string(),
@@ -50,6 +43,26 @@ pub fn push(
         progress(&format!("pushed {reference}: {digest}"));
         Ok::<Digest, anyhow::Error>(digest)
     })
+}
+
+/// Pushes blobs, `concurrency` at once, and notes that they now live in `repository`
+/// (so pushes to other repositories of the registry can mount them).
+pub async fn push_blobs(
+    client: &Client,
+    store: &Store,
+    repository: &str,
+    blobs: &[&Descriptor],
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Pushed>> {
+    let pushed = futures_util::stream::iter(blobs.iter().map(|d| push_blob(client, store, repository, d, progress)))
+        .buffer_unordered(client.opts.concurrency.max(1))
+        .try_collect::<Vec<Pushed>>()
+        .await?;
+    let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
+    if let Err(e) = sources::record(store, &digests, &client.registry, repository) {
+        tracing::warn!("remembering blob sources: {e:#}");
+    }
+    Ok(pushed)
 }
 
 /// PUTs a manifest or index byte-exact under a tag or digest; returns its digest.

@@ -6,14 +6,14 @@
 //! threads at once (lazy cache fetches run on the build's worker threads).
 
 use super::auth::Scope;
-use super::client::{Client, Request};
+use super::client::{Client, RegistryError, Request};
 use super::pull::{Fetched, download_blob, fetch_manifest};
-use super::push::{Pushed, push_blob, put_manifest};
+use super::push::{Pushed, push_blobs, put_manifest};
 use super::{RegistryOptions, runtime, sources};
 use crate::image::{Descriptor, Digest, Reference};
 use crate::store::Store;
 use anyhow::{Result, bail};
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use std::collections::HashSet;
 
@@ -61,23 +61,17 @@ impl Repository {
     pub fn manifest(&self) -> Result<Option<Fetched>> {
         let scopes = [Scope::pull(self.repository())];
         let target = self.target();
-        self.runtime.block_on(async {
-            let op = self.client.op(self.repository(), &format!("checking manifest {target} of"));
-            let url = self.client.url(&format!("{}/manifests/{target}", self.repository()))?;
-            let request = Request::new(Method::HEAD, url, &scopes)
-                .header("accept", super::pull::MANIFEST_ACCEPT)?
-                .follow_redirects();
-            let response = self.client.send(&op, &request).await?;
-            match response.status() {
-                StatusCode::NOT_FOUND => return Ok(None),
-                s if s.is_success() => {}
-                _ => return Err(op.status_error(response).await.into()),
-            }
-            let fetched =
-                fetch_manifest(&self.client, self.repository(), &target, self.reference.digest.as_ref(), &scopes)
-                    .await?;
-            Ok(Some(fetched))
-        })
+        let fetched = self.runtime.block_on(fetch_manifest(
+            &self.client,
+            self.repository(),
+            &target,
+            self.reference.digest.as_ref(),
+            &scopes,
+        ));
+        match fetched {
+            Err(e) if e.downcast_ref::<RegistryError>().is_some_and(|r| r.status == Some(404)) => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     /// A manifest of the repository by digest.
@@ -141,27 +135,18 @@ impl Repository {
         store: &Store,
         blobs: &[Descriptor],
         known: &HashSet<Digest>,
-        progress: &(dyn Fn(&str) + Sync),
+        progress: &dyn Fn(&str),
     ) -> Result<PushStats> {
-        let mut stats = PushStats::default();
         let todo: Vec<&Descriptor> = blobs.iter().filter(|d| !known.contains(&d.digest)).collect();
-        stats.known = blobs.len() - todo.len();
-        let results = self.runtime.block_on(
-            futures_util::stream::iter(
-                todo.iter().map(|d| push_blob(&self.client, store, self.repository(), d, progress)),
-            )
-            .buffer_unordered(self.client.opts.concurrency.max(1))
-            .try_collect::<Vec<Pushed>>(),
-        )?;
-        for pushed in results {
+        let mut stats = PushStats { known: blobs.len() - todo.len(), ..PushStats::default() };
+        let pushed = self.runtime.block_on(push_blobs(&self.client, store, self.repository(), &todo, progress))?;
+        for pushed in pushed {
             match pushed {
                 Pushed::Existed => stats.existed += 1,
                 Pushed::Mounted => stats.mounted += 1,
                 Pushed::Uploaded => stats.uploaded += 1,
             }
         }
-        let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
-        self.remember(store, &digests);
         Ok(stats)
     }
 

@@ -504,17 +504,7 @@ fn repository_handle_pushes_mounts_without_local_bytes_and_fetches_lazily() {
     let image = two_layer_image(&store);
     let src = Repository::open(&reference(&registry.host(), "team/src:1"), &opts).unwrap();
     assert!(src.manifest().unwrap().is_none(), "nothing is there yet");
-    let descriptors: Vec<Descriptor> = image
-        .layers
-        .iter()
-        .map(|l| Descriptor {
-            media_type: l.media_type.clone(),
-            digest: l.digest.clone(),
-            size: l.size,
-            annotations: None,
-            platform: None,
-        })
-        .collect();
+    let descriptors: Vec<Descriptor> = image.layers.iter().map(LayerInfo::descriptor).collect();
     let stats = src.push_blobs(&store, &descriptors, &Default::default(), &|_| {}).unwrap();
     assert_eq!(stats.uploaded, 2);
 

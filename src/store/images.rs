@@ -104,16 +104,7 @@ impl Store {
                 annotations: None,
                 platform: None,
             },
-            layers: layers
-                .iter()
-                .map(|l| Descriptor {
-                    media_type: l.media_type.clone(),
-                    digest: l.digest.clone(),
-                    size: l.size,
-                    annotations: None,
-                    platform: None,
-                })
-                .collect(),
+            layers: layers.iter().map(LayerInfo::descriptor).collect(),
             annotations: (!format.annotations.is_empty()).then(|| format.annotations.clone()),
         };
         let manifest_bytes = serde_json::to_vec(&manifest).context("serializing manifest")?;
