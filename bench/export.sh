@@ -6,7 +6,8 @@
 # `tar | gzip`, `tar | pigz` (if installed) and `tar | zstd -T0`, and peak memory
 # (max RSS from /usr/bin/time -v), also for a ~50 MB layer to show it does not grow
 # with the layer. Target: ratios >= 1, flat memory.
-# Each figure is the best of RUNS runs (default 3), each run starting from a synced
+# Each figure is the best of its runs (RUNS rounds, default 3; three zstd runs per
+# round), the references and builder taking turns, each run starting from a synced
 # disk and without the file it writes, so that neither leftover writeback nor freeing
 # an old file lands in another run's time.
 # Needs root. Usage: sh bench/export.sh [MB]   (default 500; BUILDER_BIN=path skips the build)
@@ -68,17 +69,6 @@ tar_mb=$(tar -cf - -C "$ctx" data | wc -c | awk '{ printf "%.1f", $1 / 1e6 }')
 # The layer is stored uncompressed, so each export below compresses all of it.
 "$bin" build --progress=plain -o type=image,compression=uncompressed -t bench "$ctx" >/dev/null 2>&1
 
-ref_gzip=$(timed "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz'")
-ref_zstd=$(timed "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst'")
-# builder fsyncs the compressed blob it keeps in its store (not the output file): the
-# references made durable too, for a bound on that cost.
-ref_gzip_sync=$(timed "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz' && sync '$work/ref.gz'")
-ref_zstd_sync=$(timed "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst' && sync '$work/ref.zst'")
-ref_pigz=""
-if command -v pigz >/dev/null 2>&1; then
-    ref_pigz=$(timed "$work/ref.pigz" "tar -cf - -C '$ctx' data | pigz -6 > '$work/ref.pigz'")
-fi
-
 # Drops the layer's compressed variants (index entries and blobs), so that the next
 # export compresses the layer again.
 drop_variants() {
@@ -88,32 +78,63 @@ drop_variants() {
         rm -f "$BUILDER_ROOT/blobs/sha256/$digest" "$v"
     done
 }
-# Best wall seconds and largest max RSS of $runs exports: compression, context[, suffix].
-export_time() {
-    out=$work/out-$1${3:+-$3}.tar
-    i=0
-    while [ "$i" -lt "$runs" ]; do
-        drop_variants; rm -f "$out"; sync
-        timed_rss "$bin" build --progress=plain -o "type=oci,dest=$out,compression=$1" "$2"
-        i=$((i + 1))
-    done > "$work/runs.txt"
-    echo "$(cut -d' ' -f1 "$work/runs.txt" | min) $(cut -d' ' -f2 "$work/runs.txt" | max)"
+results=$work/results.txt
+: > "$results"
+# One export of context $2 in compression $1, the layer compressed again: appends
+# "$3 <seconds> <max RSS kB>" to the results.
+export_once() {
+    out=$work/out-$3.tar
+    drop_variants; rm -f "$out"; sync
+    echo "$3 $(timed_rss "$bin" build --progress=plain -o "type=oci,dest=$out,compression=$1" "$2")" >> "$results"
 }
-set -- $(export_time gzip "$ctx"); ours_gzip=$1; rss_gzip=$2
-set -- $(export_time zstd "$ctx"); ours_zstd=$1; rss_zstd=$2
-# Once compressed, a layer's variant is reused: a second zstd export only copies it.
+# One run of the shell command $3, which writes the file $2: appends "$1 <seconds>".
+ref_once() {
+    rm -f "$2"; sync
+    t0=$(now); sh -c "$3"; t1=$(now)
+    echo "$1 $(echo "$t1 - $t0" | bc -l)" >> "$results"
+}
+best() { awk -v n="$1" '$1 == n { print $2 }' "$results" | min; }
+peak() { awk -v n="$1" '$1 == n { print $3 }' "$results" | max; }
+
+# The references and builder take turns, so that a machine that speeds up or slows
+# down during the benchmark weighs on both alike. zstd runs are short: three rounds
+# of them per gzip round.
+i=0
+while [ "$i" -lt "$runs" ]; do
+    ref_once ref_gzip "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz'"
+    export_once gzip "$ctx" gzip
+    # builder fsyncs the compressed blob it keeps in its store (not the output file):
+    # the references made durable too, for a bound on that cost.
+    ref_once ref_gzip_sync "$work/ref.gz" "tar -cf - -C '$ctx' data | gzip -6 > '$work/ref.gz' && sync '$work/ref.gz'"
+    if command -v pigz >/dev/null 2>&1; then
+        ref_once ref_pigz "$work/ref.pigz" "tar -cf - -C '$ctx' data | pigz -6 > '$work/ref.pigz'"
+    fi
+    for _ in 1 2 3; do
+        ref_once ref_zstd "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst'"
+        export_once zstd "$ctx" zstd
+        ref_once ref_zstd_sync "$work/ref.zst" "tar -cf - -C '$ctx' data | zstd -q -T0 -3 > '$work/ref.zst' && sync '$work/ref.zst'"
+    done
+    i=$((i + 1))
+done
+ref_gzip=$(best ref_gzip); ref_gzip_sync=$(best ref_gzip_sync); ref_pigz=$(best ref_pigz)
+ref_zstd=$(best ref_zstd); ref_zstd_sync=$(best ref_zstd_sync)
+ours_gzip=$(best gzip); rss_gzip=$(peak gzip)
+ours_zstd=$(best zstd); rss_zstd=$(peak zstd)
+
+# Once compressed, a layer's variant is reused: a later zstd export only copies it.
 "$bin" build --progress=plain -o "type=oci,dest=$work/warm.tar,compression=zstd" "$ctx" >/dev/null 2>&1
 warm_zstd=$(timed "$work/warm.tar" "'$bin' build --progress=plain -o 'type=oci,dest=$work/warm.tar,compression=zstd' '$ctx' >/dev/null 2>&1")
 
+# Memory for a layer a tenth the size: it must not grow with the layer.
 small=$work/small
 make_context "$small" $((mb / 10))
 "$bin" build --progress=plain -o type=image,compression=uncompressed "$small" >/dev/null 2>&1
-set -- $(export_time gzip "$small" small); rss_small_gzip=$2
-set -- $(export_time zstd "$small" small); rss_small_zstd=$2
+export_once gzip "$small" small-gzip; rss_small_gzip=$(peak small-gzip)
+export_once zstd "$small" small-zstd; rss_small_zstd=$(peak small-zstd)
 
 rate() { echo "$tar_mb / $1" | bc -l | awk '{ printf "%.0f", $1 }'; }
 ratio() { echo "$2 / $1" | bc -l | awk '{ printf "%.2f", $1 }'; }
-echo "layer: $tar_mb MB of tar ($(nproc) cores, best of $runs runs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "layer: $tar_mb MB of tar ($(nproc) cores, best of $runs gzip and $((3 * runs)) zstd runs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-28s %8s %10s %12s\n' "" "seconds" "MB/s" "max RSS"
 printf '%-28s %8.2f %10s %12s\n' "tar | gzip -6" "$ref_gzip" "$(rate "$ref_gzip")" ""
 [ -n "$ref_pigz" ] && printf '%-28s %8.2f %10s %12s\n' "tar | pigz -6" "$ref_pigz" "$(rate "$ref_pigz")" ""

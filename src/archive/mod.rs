@@ -7,7 +7,10 @@ mod load;
 mod save;
 
 pub use load::load;
-pub use save::{ArchiveFormat, ArchiveImage, save, write_archive, write_file_atomically, write_layout_dir};
+pub use save::{
+    ArchiveFormat, ArchiveImage, TarArchive, save, user_file_mode, write_archive, write_file_atomically,
+    write_layout_dir,
+};
 
 use crate::image::manifest::host_platform;
 use crate::image::{Compression, Image, ImageConfig};

@@ -4,13 +4,15 @@
 //! [`ArchiveFormat::Oci`] only the OCI layout is written, as a tarball or a directory.
 
 use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
-use crate::image::{Descriptor, Digest, Image, Index, Platform, Reference};
+use crate::image::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Platform, Reference};
+use crate::layer::{compress_layer, stored_compression};
 use crate::store::Store;
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Seek as _, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 /// What an archive holds besides the blobs.
@@ -65,6 +67,7 @@ pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut OutputFile) -> 
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let temp = tempfile::Builder::new()
         .prefix(".builder-save-")
+        .permissions(user_file_mode())
         .tempfile_in(dir)
         .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     let file = temp.as_file().try_clone().context("opening the temp file")?;
@@ -73,6 +76,12 @@ pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut OutputFile) -> 
     output.0.into_inner().map_err(|e| e.into_error())?;
     temp.persist(out).with_context(|| format!("renaming into {}", out.display()))?;
     Ok(())
+}
+
+/// The mode of a file made for the user (an output, a save): 0666 less the umask, as
+/// `docker save -o` or `tar -f` make it, not the 0600 of a temp file.
+pub fn user_file_mode() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o666)
 }
 
 /// Where an archive is written. Blobs are appended with [`ArchiveWrite::append_blob`],
@@ -89,12 +98,22 @@ pub trait ArchiveWrite: Write {
         }
         Ok(())
     }
+
+    /// The file under this output, flushed, for writing to directly (its offset is
+    /// the output's); `None` when the output is not a file (a pipe, memory).
+    fn direct(&mut self) -> std::io::Result<Option<File>> {
+        Ok(None)
+    }
 }
 
 impl<W: Write> ArchiveWrite for BufWriter<W> {}
 impl<T: ArchiveWrite + ?Sized> ArchiveWrite for &mut T {
     fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
         (**self).append_blob(blob, len)
+    }
+
+    fn direct(&mut self) -> std::io::Result<Option<File>> {
+        (**self).direct()
     }
 }
 impl ArchiveWrite for Vec<u8> {}
@@ -126,6 +145,11 @@ impl ArchiveWrite for OutputFile {
         }
         Ok(())
     }
+
+    fn direct(&mut self) -> std::io::Result<Option<File>> {
+        self.0.flush()?;
+        self.0.get_ref().try_clone().map(Some)
+    }
 }
 
 /// Writes the archive as a tar to any writer (a file, stdout).
@@ -135,16 +159,66 @@ pub fn write_archive<W: ArchiveWrite>(
     format: ArchiveFormat,
     out: W,
 ) -> Result<W> {
-    let mut sink = TarSink(tar::Builder::new(out));
-    write_layout(store, images, format, &mut sink)?;
-    sink.0.into_inner().context("finishing the archive")
+    TarArchive::new(out)?.finish(store, images, format)
+}
+
+/// A tarball archive written while its image is being made: [`TarArchive::add_layer`]
+/// takes each layer as the export has it ready (compressing it for this export
+/// straight into the archive when it can), [`TarArchive::finish`] adds the rest.
+///
+/// Blobs go in image order (each image's layers, config, manifest), whatever the
+/// store already held, so the same images give the same bytes.
+pub struct TarArchive<W: ArchiveWrite> {
+    sink: TarSink<W>,
+}
+
+impl<W: ArchiveWrite> TarArchive<W> {
+    pub fn new(out: W) -> Result<Self> {
+        let mut sink = TarSink { tar: tar::Builder::new(out), written: HashSet::new() };
+        sink.dir("blobs/")?;
+        sink.dir("blobs/sha256/")?;
+        Ok(TarArchive { sink })
+    }
+
+    /// Adds `layer`, in `compression` at a level when given (`None`: as it is), and
+    /// returns it as added. A layer the store does not have in that compression yet
+    /// is compressed into a new store variant and, when the output is a file, into
+    /// the archive at the same time, rather than copied into it after.
+    pub fn add_layer(
+        &mut self,
+        store: &Store,
+        layer: &LayerInfo,
+        compression: Option<(Compression, Option<i32>)>,
+    ) -> Result<LayerInfo> {
+        let layer = match compression {
+            None => layer.clone(),
+            Some((compression, level)) => match stored_compression(store, layer, compression, level) {
+                Some(stored) => stored,
+                None => match self.sink.tar.get_mut().direct().context("writing the archive")? {
+                    Some(file) => return self.sink.stream_layer(store, layer, compression, level, file),
+                    None => compress_layer(store, layer, compression, level, None)?,
+                },
+            },
+        };
+        self.sink.blob(store, &layer.digest)?;
+        Ok(layer)
+    }
+
+    /// Adds what `images` need that is not in yet, and the layout's files.
+    pub fn finish(mut self, store: &Store, images: &[ArchiveImage], format: ArchiveFormat) -> Result<W> {
+        write_layout(store, images, format, &mut self.sink)?;
+        self.sink.tar.into_inner().context("finishing the archive")
+    }
 }
 
 /// Writes the archive's files into the directory `dir` (created if needed). Blobs
 /// already there are kept; `index.json` is replaced last.
 pub fn write_layout_dir(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_layout(store, images, format, &mut DirSink(dir.to_path_buf()))
+    let mut sink = DirSink(dir.to_path_buf());
+    sink.dir("blobs/")?;
+    sink.dir("blobs/sha256/")?;
+    write_layout(store, images, format, &mut sink)
 }
 
 /// Where the files of an archive go.
@@ -154,18 +228,60 @@ trait Sink {
     fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()>;
 }
 
-struct TarSink<W: ArchiveWrite>(tar::Builder<W>);
+struct TarSink<W: ArchiveWrite> {
+    tar: tar::Builder<W>,
+    /// The blobs in the archive so far.
+    written: HashSet<Digest>,
+}
+
+impl<W: ArchiveWrite> TarSink<W> {
+    /// Compresses `layer` into a new store variant and into the archive at once,
+    /// through `file`, the output's own file: a header with room for the blob's name
+    /// and size (known once it is compressed), the bytes, the padding.
+    fn stream_layer(
+        &mut self,
+        store: &Store,
+        layer: &LayerInfo,
+        compression: Compression,
+        level: Option<i32>,
+        mut file: File,
+    ) -> Result<LayerInfo> {
+        let streamed = (|| {
+            let start = file.stream_position()?;
+            file.write_all(&[0; 512])?;
+            let copy = file.try_clone()?;
+            let converted = compress_layer(store, layer, compression, level, Some(copy))?;
+            let end = file.stream_position()?;
+            if end != start + 512 + converted.size {
+                bail!("wrote {} bytes of a {}-byte blob", end - start - 512, converted.size);
+            }
+            let mut h = header(converted.size, 0o644);
+            h.set_path(blob_name(&converted.digest))?;
+            h.set_cksum();
+            file.write_all_at(h.as_bytes(), start)?;
+            let padding = (512 - converted.size % 512) % 512;
+            file.write_all(&[0; 512][..padding as usize])?;
+            Ok(converted)
+        })();
+        let converted = streamed.with_context(|| format!("compressing layer {} into the archive", layer.diff_id))?;
+        self.written.insert(converted.digest.clone());
+        Ok(converted)
+    }
+}
 
 impl<W: ArchiveWrite> Sink for TarSink<W> {
     fn dir(&mut self, name: &str) -> Result<()> {
-        dir_entry(&mut self.0, name)
+        dir_entry(&mut self.tar, name)
     }
 
     fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        file_entry(&mut self.0, name, bytes)
+        file_entry(&mut self.tar, name, bytes)
     }
 
     fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()> {
+        if !self.written.insert(digest.clone()) {
+            return Ok(());
+        }
         let mut file = store.open_blob(digest)?;
         let size = file.metadata()?.len();
         let mut h = header(size, 0o644);
@@ -173,7 +289,7 @@ impl<W: ArchiveWrite> Sink for TarSink<W> {
         h.set_cksum();
         // The header through the builder's writer, the content appended by the output
         // itself (in the kernel for a file), then the padding to a 512-byte block.
-        let out = self.0.get_mut();
+        let out = self.tar.get_mut();
         let written = (|| {
             out.write_all(h.as_bytes())?;
             out.append_blob(&mut file, size)?;
@@ -232,7 +348,8 @@ fn write_layout(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, s
         }
     }
 
-    let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+    // Each image's layers, config and manifest, in that order, each blob once.
+    let mut blobs: Vec<Digest> = Vec::new();
     let mut index = Index {
         schema_version: 2,
         media_type: Some(MEDIA_TYPE_OCI_INDEX.into()),
@@ -242,9 +359,11 @@ fn write_layout(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, s
     let mut docker_manifest = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for image in &order {
-        blobs.insert(image.manifest_digest.clone());
-        blobs.insert(image.config_digest.clone());
-        blobs.extend(image.layers.iter().map(|l| l.digest.clone()));
+        for digest in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest, &image.manifest_digest]) {
+            if !blobs.contains(digest) {
+                blobs.push(digest.clone());
+            }
+        }
         let manifest_bytes = store.read_blob(&image.manifest_digest)?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&manifest_bytes)?
             .get("mediaType")
@@ -286,8 +405,6 @@ fn write_layout(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, s
         });
     }
 
-    sink.dir("blobs/")?;
-    sink.dir("blobs/sha256/")?;
     for digest in &blobs {
         sink.blob(store, digest)?;
     }

@@ -90,6 +90,14 @@ fn save_then_load_round_trips() {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
     }
     assert!(names.contains(&format!("blobs/sha256/{}", image.config_digest.hex())));
+    // Made for the user: 0666 less the umask, as tar or docker save would.
+    let umask = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:").map(|m| u32::from_str_radix(m.trim(), 8).unwrap()))
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
     // No temp file left beside the output.
     assert_eq!(
         fs::read_dir(d.path())
@@ -107,6 +115,49 @@ fn save_then_load_round_trips() {
     assert_eq!(again.manifest_digest, image.manifest_digest);
     assert_eq!(again.config_digest, image.config_digest);
     crate::layer::ensure_snapshots(&other, &again.layers).unwrap();
+}
+
+/// Writes one image into a tarball through [`TarArchive`], each layer compressed as
+/// asked; returns the tarball's bytes and the image.
+fn archive_with(store: &Store, image: &Image, compression: (Compression, Option<i32>), out: &Path) -> (Vec<u8>, Image) {
+    let mut written = None;
+    write_file_atomically(out, |w| {
+        let mut archive = TarArchive::new(w)?;
+        let layers: Vec<_> =
+            image.layers.iter().map(|l| archive.add_layer(store, l, Some(compression))).collect::<Result<_>>()?;
+        let converted = store.write_image(&image.config, &layers)?;
+        archive.finish(store, &[ArchiveImage { image: converted.clone(), names: Vec::new() }], ArchiveFormat::Oci)?;
+        written = Some(converted);
+        Ok(())
+    })
+    .unwrap();
+    (fs::read(out).unwrap(), written.unwrap())
+}
+
+/// A layer compressed for an export goes into the tarball as it is compressed: the
+/// tarball holds the very blob the store keeps as its variant, and is byte for byte
+/// the one a later export (which copies that variant) writes.
+#[test]
+fn a_layer_compressed_into_a_tarball_is_its_store_variant() {
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    for compression in [(Compression::Zstd, None), (Compression::Gzip, Some(1))] {
+        let layer = &image.layers[0];
+        assert!(crate::layer::stored_compression(&store, layer, compression.0, compression.1).is_none());
+        let (first, converted) = archive_with(&store, &image, compression, &d.path().join("first.tar"));
+        let variant = crate::layer::stored_compression(&store, layer, compression.0, compression.1).unwrap();
+        assert_eq!(converted.layers, std::slice::from_ref(&variant));
+        let (second, again) = archive_with(&store, &image, compression, &d.path().join("second.tar"));
+        assert_eq!(again.manifest_digest, converted.manifest_digest);
+        assert!(first == second, "{compression:?}: the two tarballs differ");
+        // Every blob in it is what its name says, the layer first.
+        let names = archive_names(&d.path().join("first.tar"));
+        assert_eq!(names[2], format!("blobs/sha256/{}", variant.digest.hex()));
+        let other = test_store(d.path(), &format!("other-{:?}", compression.0));
+        load(&other, &d.path().join("first.tar")).unwrap();
+        assert_eq!(other.read_blob(&variant.digest).unwrap(), store.read_blob(&variant.digest).unwrap());
+    }
 }
 
 #[test]

@@ -29,8 +29,10 @@ fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
 /// Writes `data` to `path` through a temp file beside it and a rename.
 fn write_atomic(path: &Path, data: &mut dyn std::io::Read) -> Result<u64> {
     let parent = path.parent().expect("paths in the layout have a parent");
-    let mut temp =
-        tempfile::NamedTempFile::new_in(parent).with_context(|| format!("creating a file in {}", parent.display()))?;
+    let mut temp = tempfile::Builder::new()
+        .permissions(crate::archive::user_file_mode())
+        .tempfile_in(parent)
+        .with_context(|| format!("creating a file in {}", parent.display()))?;
     let size = std::io::copy(data, &mut temp).with_context(|| format!("writing {}", path.display()))?;
     temp.as_file_mut().flush()?;
     temp.as_file().sync_all().with_context(|| format!("syncing {}", path.display()))?;

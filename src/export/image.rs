@@ -11,18 +11,27 @@ use anyhow::{Context as _, Result, anyhow, bail};
 /// Writes the image as `spec` wants it (compression, media types, annotations) into
 /// the store's blobs, without naming it.
 pub fn prepare(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
+    prepare_with(store, spec, result, &mut |layer, compression| match compression {
+        None => Ok(layer.clone()),
+        Some((compression, level)) => ensure_compression(store, layer, compression, level),
+    })
+}
+
+/// A layer of an image being prepared and the compression (and level) it must be
+/// given, `None` to keep it as it is; the layer in the image comes back.
+pub type AddLayer<'a> = dyn FnMut(&LayerInfo, Option<(Compression, Option<i32>)>) -> Result<LayerInfo> + 'a;
+
+/// [`prepare`], each layer in turn handed to `add` (an archive writing them as they
+/// come, compressing those that need it as it writes them).
+pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add: &mut AddLayer<'_>) -> Result<Image> {
     let mut layers: Vec<LayerInfo> = Vec::with_capacity(result.layers.len());
     for (i, layer) in result.layers.iter().enumerate() {
         let current = compression_of(&layer.media_type);
         // Docker media types have no zstd: such a base layer must be recompressed.
         let representable = spec.oci_media_types || current != Some(Compression::Zstd);
         let keep = i < result.base_layers && !spec.force_compression && representable;
-        let layer = if keep {
-            layer.clone()
-        } else {
-            ensure_compression(store, layer, spec.compression, spec.level)
-                .with_context(|| format!("compressing layer {}", layer.diff_id))?
-        };
+        let compression = (!keep).then_some((spec.compression, spec.level));
+        let layer = add(layer, compression).with_context(|| format!("compressing layer {}", layer.diff_id))?;
         layers.push(layer);
     }
     let mut config = result.config.clone();

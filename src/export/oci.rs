@@ -1,18 +1,38 @@
 //! `type=oci`: an OCI image layout, as a tarball (`dest=FILE` or `-`) or, with
 //! `tar=false`, as a directory.
 
-use super::image::{names, prepare};
+use super::image::{names, prepare, prepare_with};
 use super::{BuildResult, Dest, OutputSpec};
-use crate::archive::{ArchiveFormat, ArchiveImage};
+use crate::archive::{ArchiveFormat, ArchiveImage, TarArchive};
 use crate::image::Image;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 
 pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
-    let image = prepare(store, spec, result)?;
-    let entry = ArchiveImage { image: image.clone(), names: names(spec, result)? };
-    write(store, &entry, ArchiveFormat::Oci, spec)?;
-    Ok(image)
+    export_archive(store, spec, result, ArchiveFormat::Oci)
+}
+
+/// Prepares the image and writes it as an archive of `format` where `spec.dest` says.
+/// Into a tarball file, the archive is written as the image is prepared: a layer
+/// compressed for this export goes into the store and the tarball at once.
+pub fn export_archive(store: &Store, spec: &OutputSpec, result: &BuildResult, format: ArchiveFormat) -> Result<Image> {
+    let names = names(spec, result)?;
+    let Some(Dest::Path(file)) = spec.dest.as_ref().filter(|_| spec.tar) else {
+        let image = prepare(store, spec, result)?;
+        write(store, &ArchiveImage { image: image.clone(), names }, format, spec)?;
+        return Ok(image);
+    };
+    let mut prepared = None;
+    crate::archive::write_file_atomically(file, |out| {
+        let mut archive = TarArchive::new(out)?;
+        let image =
+            prepare_with(store, spec, result, &mut |layer, compression| archive.add_layer(store, layer, compression))?;
+        archive.finish(store, &[ArchiveImage { image: image.clone(), names }], format)?;
+        prepared = Some(image);
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", file.display()))?;
+    Ok(prepared.expect("written: prepared"))
 }
 
 /// Writes an archive of `entry` where `spec.dest` says.

@@ -17,6 +17,7 @@ pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<
             let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
             let temp = tempfile::Builder::new()
                 .prefix(".builder-tar-")
+                .permissions(crate::archive::user_file_mode())
                 .tempfile_in(dir)
                 .with_context(|| format!("creating a temp file in {}", dir.display()))?;
             let (file_handle, temp_path) = temp.into_parts();

@@ -1,6 +1,7 @@
 //! Streaming compression of layer tars and detection of a blob's compression by its
 //! magic bytes. Output bytes depend only on the input (reproducible digests).
 
+use super::zstd_par::ParZstd;
 use crate::image::{Compression, Digest};
 use gzp::ZWriter as _;
 use gzp::deflate::Gzip;
@@ -17,7 +18,7 @@ const ZSTD_LEVEL: i32 = 3;
 
 /// gzp sees the input in chunks of this size, so that its blocks (and so the output)
 /// depend on the bytes alone and not on how callers happened to split their writes.
-/// (zstd needs no such help: with workers it cuts jobs at fixed input offsets.)
+/// (zstd needs no such help: [`ParZstd`] cuts its frames at fixed input offsets.)
 const CHUNK: usize = 128 * 1024;
 
 /// Compressed bytes travel to the writer thread in batches of this size (small enough
@@ -31,16 +32,17 @@ enum Encoder<W: Write + Send + 'static> {
     /// bytes whatever the number of threads or the write sizes (checked in the tests
     /// below).
     Gzip(ParCompress<'static, Gzip, W>),
-    Zstd(zstd::Encoder<'static, Offload<W>>),
+    /// A frame per 4 MiB of input, compressed on every core, written by its own thread.
+    Zstd(ParZstd<W>),
     Plain(Offload<W>),
 }
 
 /// A streaming compressor (gzip, zstd or none) in front of a writer.
 ///
 /// Three stages run at once: the caller's thread feeds the encoder, its workers
-/// compress, and a thread of its own ([`Offload`]) hands the result to the writer,
-/// which for a store blob hashes and writes it. On one thread the caller would spend
-/// as long on that last step as the workers spend compressing.
+/// compress, and a thread of its own hands the result to the writer, which for a store
+/// blob hashes and writes it. On one thread the caller would spend as long on that
+/// last step as the workers spend compressing.
 pub struct Compressor<W: Write + Send + 'static> {
     encoder: Option<Encoder<W>>,
     pending: Vec<u8>,
@@ -69,13 +71,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 let level = level.map_or(GZIP_LEVEL, |l| l as u32);
                 Encoder::Gzip(builder.compression_level(flate2::Compression::new(level)).from_writer(out))
             }
-            Compression::Zstd => {
-                let mut encoder = zstd::Encoder::new(Offload::new(out)?, level.unwrap_or(ZSTD_LEVEL))?;
-                // With one worker or more the frame is the same whatever their number,
-                // and the caller's thread only hands input over.
-                encoder.multithread(threads.max(1) as u32)?;
-                Encoder::Zstd(encoder)
-            }
+            Compression::Zstd => Encoder::Zstd(ParZstd::new(out, level.unwrap_or(ZSTD_LEVEL), threads)?),
             Compression::Uncompressed => Encoder::Plain(Offload::new(out)?),
         };
         let pending = match encoder {
@@ -98,12 +94,33 @@ impl<W: Write + Send + 'static> Compressor<W> {
         Ok(())
     }
 
+    /// Compresses everything `reader` gives (read straight into the compressor's own
+    /// buffers where it has them); returns how many bytes it read.
+    pub fn read_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
+        match self.encoder.as_mut() {
+            Some(Encoder::Zstd(e)) => e.read_from(reader),
+            _ => copy_in_batches(reader, self),
+        }
+    }
+
+    /// Compresses the whole of `file`, from its start (on every core at once, each
+    /// reading its part, where the compression can).
+    pub fn compress_file(&mut self, mut file: std::fs::File) -> io::Result<u64> {
+        match self.encoder.as_mut() {
+            Some(Encoder::Zstd(e)) => e.compress_file(file),
+            _ => {
+                io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+                copy_in_batches(&mut file, self)
+            }
+        }
+    }
+
     /// Ends the stream and hands back the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.write_pending()?;
         match self.encoder.take().ok_or_else(|| io::Error::other("compressor failed before"))? {
             Encoder::Gzip(mut e) => e.finish().map_err(io::Error::other),
-            Encoder::Zstd(e) => e.finish()?.finish(),
+            Encoder::Zstd(e) => e.finish(),
             Encoder::Plain(w) => w.finish(),
         }
     }
@@ -140,6 +157,36 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// `io::copy` through a 256 KiB buffer: between two trait objects it would take 8 KiB
+/// at a time, a read call and an encoder call for each; much more than 256 KiB and
+/// the encoder reads the buffer back from memory rather than from the cache.
+pub fn copy_in_batches(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = read_up_to(reader, &mut buf)?;
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+        if n < buf.len() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Reads into `buf` until it is full or the stream ends; returns how much was read.
+pub fn read_up_to(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// A writer that hands what it is given to `W` on a thread of its own, in batches of
@@ -364,7 +411,7 @@ mod tests {
         }
     }
 
-    /// Several zstd jobs (8 MiB each at the default level) and several writer batches:
+    /// Several zstd frames (4 MiB of input each) and several writer batches:
     /// the bytes depend neither on the write sizes nor on the number of workers.
     #[test]
     fn zstd_output_depends_on_the_input_alone() {

@@ -4,11 +4,12 @@
 //! digest is the diffID); the new blob is recorded in the store's variant index so
 //! that the next export reuses it.
 
-use super::compress::{Compressor, HashWriter, decompress, detect};
+use super::compress::{Compressor, HashReader, decompress, detect, read_up_to};
 use crate::image::{Compression, LayerInfo};
-use crate::store::Store;
+use crate::store::{BlobWriter, Store};
 use anyhow::{Context as _, Result, bail};
-use std::io::{self, BufReader, Read, Seek as _, SeekFrom, Write};
+use std::fs::File;
+use std::io::{self, BufReader, Seek as _, SeekFrom, Write};
 
 /// The compression a layer media type says (OCI or Docker), if it is a tar layer.
 pub fn compression_of(media_type: &str) -> Option<Compression> {
@@ -31,67 +32,82 @@ pub fn ensure_compression(
     compression: Compression,
     level: Option<i32>,
 ) -> Result<LayerInfo> {
+    match stored_compression(store, layer, compression, level) {
+        Some(stored) => Ok(stored),
+        None => compress_layer(store, layer, compression, level, None),
+    }
+}
+
+/// `layer` in `compression` (at `level`) if the store has it so already: the layer
+/// itself, or a variant made before.
+pub fn stored_compression(
+    store: &Store,
+    layer: &LayerInfo,
+    compression: Compression,
+    level: Option<i32>,
+) -> Option<LayerInfo> {
     if level.is_none() && compression_of(&layer.media_type) == Some(compression) {
-        return Ok(layer.clone());
+        return Some(layer.clone());
     }
-    if let Some(variant) = store.layer_variant(&layer.diff_id, compression, level) {
-        return Ok(variant);
-    }
+    store.layer_variant(&layer.diff_id, compression, level)
+}
+
+/// Compresses `layer` into a new variant blob in the store. With `copy`, the
+/// compressed bytes are also written there (from its current offset) as they are made,
+/// on the same thread as the blob: an archive being exported gets the layer without
+/// the blob being read back and copied after.
+pub fn compress_layer(
+    store: &Store,
+    layer: &LayerInfo,
+    compression: Compression,
+    level: Option<i32>,
+    copy: Option<File>,
+) -> Result<LayerInfo> {
     let mut blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
     let mut magic = [0u8; 4];
     let magic_len = read_up_to(&mut blob, &mut magic).with_context(|| format!("reading layer {}", layer.digest))?;
     blob.seek(SeekFrom::Start(0))?;
-    let mut compressor = Compressor::with_level(compression, level, store.blob_writer()?)?;
+    let out = Tee { blob: store.blob_writer()?, copy };
+    let mut compressor = Compressor::with_level(compression, level, out)?;
     let copying = format!("recompressing layer {}", layer.digest);
     if detect(&magic[..magic_len]) == Compression::Uncompressed && layer.digest == layer.diff_id {
         // An uncompressed blob is its own diffID: the store checked that digest when
         // it wrote the blob, so hashing it again here would only cost time.
-        copy_in_batches(&mut blob, &mut compressor).context(copying)?;
+        compressor.compress_file(blob).context(copying)?;
     } else {
-        let mut reader =
+        let reader =
             decompress(BufReader::with_capacity(1 << 20, blob)).with_context(|| format!("layer {}", layer.digest))?;
-        let mut hashing = HashWriter::new(compressor);
-        copy_in_batches(&mut reader, &mut hashing).context(copying)?;
-        let (inner, diff_id, _) = hashing.finish();
+        let mut hashing = HashReader::new(reader);
+        compressor.read_from(&mut hashing).context(copying.clone())?;
+        let (diff_id, _) = hashing.finish().context(copying)?;
         if diff_id != layer.diff_id {
             bail!("layer {}: its content has diff id {diff_id}, expected {}", layer.digest, layer.diff_id);
         }
-        compressor = inner;
     }
-    let (digest, size) = compressor.finish().context("finishing compression")?.commit(None)?;
+    let (digest, size) = compressor.finish().context("finishing compression")?.blob.commit(None)?;
     let converted =
         LayerInfo { digest, diff_id: layer.diff_id.clone(), size, media_type: compression.media_type().to_string() };
     store.record_layer_variant(&converted, compression, level)?;
     Ok(converted)
 }
 
-/// Reads into `buf` until it is full or the stream ends; returns how much was read.
-fn read_up_to(reader: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+/// Writes to a store blob and, when there is one, to a copy.
+struct Tee {
+    blob: BlobWriter,
+    copy: Option<File>,
 }
 
-/// `io::copy` through a 256 KiB buffer: between two trait objects it would take 8 KiB
-/// at a time, a read call and an encoder call for each; much more than 256 KiB and
-/// the encoder reads the buffer back from memory rather than from the cache.
-fn copy_in_batches(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0;
-    loop {
-        let n = read_up_to(reader, &mut buf)?;
-        writer.write_all(&buf[..n])?;
-        total += n as u64;
-        if n < buf.len() {
-            return Ok(total);
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.blob.write_all(buf)?;
+        if let Some(copy) = &mut self.copy {
+            copy.write_all(buf)?;
         }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.blob.flush()
     }
 }
 

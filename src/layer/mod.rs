@@ -14,8 +14,9 @@ pub mod tar_writer;
 pub mod unpack;
 mod verify;
 pub mod writeback;
+mod zstd_par;
 
-pub use convert::{compression_of, ensure_compression};
+pub use convert::{compress_layer, compression_of, ensure_compression, stored_compression};
 pub use verify::verify_snapshot;
 
 use crate::image::manifest::chain_ids;

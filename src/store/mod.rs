@@ -17,6 +17,7 @@ mod remote;
 mod usage;
 mod variants;
 
+pub use blobs::BlobWriter;
 pub use gc::{PruneOptions, Usage};
 pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
