@@ -6,6 +6,7 @@
 
 use crate::image::manifest::MEDIA_TYPE_OCI_MANIFEST;
 use crate::image::{Descriptor, Digest, LayerInfo, Manifest};
+use crate::store::RecordedLayers;
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use solver::cache::DepRecord;
@@ -39,6 +40,10 @@ pub struct ExportedRecord {
     pub facts: Vec<(String, String)>,
     pub deps: Vec<DepRecord>,
     pub layers: Vec<LayerInfo>,
+    /// When the step made its top layer, so that a build from this cache gives the
+    /// image (history times included) the exporting build gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made: Option<String>,
 }
 
 /// A cache mount's content.
@@ -56,7 +61,7 @@ pub struct ExportedMount {
 impl ExportedRecord {
     /// `None` for a record whose result is not a list of layers.
     pub fn from_record(record: &CacheRecord) -> Option<ExportedRecord> {
-        let layers: Vec<LayerInfo> = serde_json::from_slice(&record.result).ok()?;
+        let RecordedLayers { layers, made } = RecordedLayers::decode(&record.result)?;
         Some(ExportedRecord {
             key: record.key,
             step_id: record.step_id.clone(),
@@ -65,6 +70,7 @@ impl ExportedRecord {
             facts: record.facts.clone(),
             deps: record.deps.clone(),
             layers,
+            made,
         })
     }
 
@@ -78,7 +84,7 @@ impl ExportedRecord {
             op: self.op.clone(),
             facts: self.facts.clone(),
             deps: self.deps.clone(),
-            result: serde_json::to_vec(&self.layers).expect("layers serialize"),
+            result: RecordedLayers { layers: self.layers.clone(), made: self.made.clone() }.encode(),
         }
     }
 }
@@ -165,7 +171,7 @@ mod tests {
             op: Op::Source(SourceOp::Scratch),
             facts: vec![],
             deps: vec![],
-            result: serde_json::to_vec(&layers).unwrap(),
+            result: RecordedLayers { layers, made: Some(format!("2026-11-24T00:00:0{n}Z")) }.encode(),
         }
     }
 

@@ -10,6 +10,7 @@
 use super::DiskCacheStore;
 use super::format::CacheConfig;
 use crate::image::LayerInfo;
+use crate::store::RecordedLayers;
 use crate::store::{BlobSource, Store};
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
@@ -68,7 +69,7 @@ impl<'a> ImportingCacheStore<'a> {
     }
 
     fn layers(record: &CacheRecord) -> Option<Vec<LayerInfo>> {
-        serde_json::from_slice::<Vec<LayerInfo>>(&record.result).ok()
+        RecordedLayers::decode(&record.result).map(|r| r.layers)
     }
 
     fn has_layers(&self, record: &CacheRecord) -> bool {
@@ -162,6 +163,7 @@ mod tests {
                 size: blob.len() as u64,
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             }],
+            made: None,
         }
     }
 

@@ -30,7 +30,8 @@ pub fn exec(
     inputs: &[Output],
 ) -> Result<Output> {
     let store = worker.store;
-    let parent = inputs.first().context("exec op without a root filesystem input")?.layers()?;
+    let parent_output = inputs.first().context("exec op without a root filesystem input")?;
+    let parent = parent_output.layers()?;
     let lowers = crate::layer::ensure_snapshots(store, parent)?;
 
     // Everything of this step that is not a result lives here and goes with it: the
@@ -126,7 +127,7 @@ pub fn exec(
         bail!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
     }
     let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.layer_options)?;
-    stack_layer(store, parent, upperdir, layer)
+    stack_layer(store, parent_output, upperdir, layer)
 }
 
 /// Appends the proxy variables whose names `env` does not already set: the step's
@@ -194,7 +195,7 @@ fn bind_source(
             std::fs::copy(&path, &copy).with_context(|| format!("copying bind source {source:?}"))?;
             Ok(MountSource::Bind { source: copy, readonly: false })
         }
-        Output::Layers(layers) => {
+        Output::Layers(layers, _) => {
             let mut lowerdirs: Vec<PathBuf> =
                 crate::layer::ensure_snapshots(worker.store, layers)?.into_iter().rev().collect();
             let (upperdir, workdir) = throwaway()?;

@@ -8,7 +8,8 @@ use solver::ir::{FileAction, FileOp};
 
 pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<Output> {
     let store = worker.store;
-    let parent = inputs.first().context("file op without a root filesystem input")?.layers()?;
+    let parent_output = inputs.first().context("file op without a root filesystem input")?;
+    let parent = parent_output.layers()?;
     let lowers = crate::layer::ensure_snapshots(store, parent)?;
     let scratch = store.temp_dir("file")?;
     let upperdir = scratch.path().join("upper");
@@ -24,7 +25,7 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
     // Other filesystem inputs (COPY --from) are mounted read-only beside the target.
     let mut view_of_input = vec![None; inputs.len()];
     for (i, input) in inputs.iter().enumerate().skip(1) {
-        if let Output::Layers(layers) = input {
+        if let Output::Layers(layers, _) = input {
             let lowers = crate::layer::ensure_snapshots(store, layers)?;
             view_of_input[i] = Some(roots.len());
             roots.push(executor::Rootfs { lowerdirs: lowers.into_iter().rev().collect(), upper: None, readonly: true });
@@ -41,7 +42,7 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
                 None => None,
                 Some(i) => match inputs.get(i).with_context(|| format!("copy from missing input {i}"))? {
                     Output::Context(context) => Some(CopySource::Context(context)),
-                    Output::Layers(_) => Some(CopySource::Root(&paths[view_of_input[i].expect("view mounted")])),
+                    Output::Layers(..) => Some(CopySource::Root(&paths[view_of_input[i].expect("view mounted")])),
                 },
             };
             apply_file_action(action, source.as_ref(), &paths[0])?;
@@ -50,5 +51,5 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
     })?;
     applied?;
     let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.layer_options)?;
-    stack_layer(store, parent, upperdir, layer)
+    stack_layer(store, parent_output, upperdir, layer)
 }

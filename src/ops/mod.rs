@@ -11,7 +11,7 @@ pub mod source;
 
 use crate::image::LayerInfo;
 use crate::layer::LayerOptions;
-use crate::store::Store;
+use crate::store::{RecordedLayers, Store};
 use anyhow::Result;
 use context::Context;
 use solver::ir::{FileAction, NetworkMode, Op, SourceOp};
@@ -28,15 +28,31 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub enum Output {
     /// A local directory (the build context).
     Context(Arc<Context>),
-    /// A filesystem: a stack of layers, bottom first.
-    Layers(Arc<Vec<LayerInfo>>),
+    /// A filesystem: a stack of layers, bottom first, and when a step made its top
+    /// layer (RFC 3339; `None` for a base image's or an empty stack).
+    Layers(Arc<Vec<LayerInfo>>, Option<Arc<str>>),
 }
 
 impl Output {
+    /// A filesystem no step made (a base image, scratch).
+    pub fn base(layers: Vec<LayerInfo>) -> Output {
+        Output::Layers(Arc::new(layers), None)
+    }
+
     pub fn layers(&self) -> Result<&[LayerInfo]> {
         match self {
-            Output::Layers(l) => Ok(l),
+            Output::Layers(l, _) => Ok(l),
             Output::Context(_) => anyhow::bail!("expected a filesystem, got the build context"),
+        }
+    }
+
+    /// When a step made the top layer, as a cache record remembers it: a cached
+    /// step's layer keeps the time it was first made, so an unchanged build gives the
+    /// same image (as BuildKit's `buildkit/createdat`).
+    pub fn made(&self) -> Option<&str> {
+        match self {
+            Output::Layers(_, made) => made.as_deref(),
+            Output::Context(_) => None,
         }
     }
 }
@@ -194,32 +210,36 @@ impl solver::Worker for BuildWorker<'_> {
 
     fn encode_result(&self, output: &Output) -> Vec<u8> {
         match output {
-            Output::Layers(layers) => serde_json::to_vec(layers.as_slice()).expect("layers serialize"),
+            Output::Layers(layers, made) => {
+                RecordedLayers { layers: layers.to_vec(), made: made.as_deref().map(str::to_string) }.encode()
+            }
             Output::Context(_) => Vec::new(),
         }
     }
 
     fn decode_result(&self, bytes: &[u8]) -> Option<Output> {
-        let layers: Vec<LayerInfo> = serde_json::from_slice(bytes).ok()?;
+        let recorded = RecordedLayers::decode(bytes)?;
         // A record whose blobs were pruned is a miss, not an error; the blobs of an
         // imported cache are fetched when something reads them.
-        if layers.iter().all(|l| self.store.can_get_blob(&l.digest)) {
-            Some(Output::Layers(Arc::new(layers)))
+        if recorded.layers.iter().all(|l| self.store.can_get_blob(&l.digest)) {
+            Some(Output::Layers(Arc::new(recorded.layers), recorded.made.map(Arc::from)))
         } else {
             None
         }
     }
 }
 
-/// Stacks a new layer (if any) on top of `parent` and commits its snapshot.
-fn stack_layer(store: &Store, parent: &[LayerInfo], upperdir: PathBuf, layer: Option<LayerInfo>) -> Result<Output> {
+/// Stacks a new layer (if any) on top of `parent` and commits its snapshot; the
+/// result was made now, or, without a new layer, when the parent was.
+fn stack_layer(store: &Store, parent: &Output, upperdir: PathBuf, layer: Option<LayerInfo>) -> Result<Output> {
     let Some(layer) = layer else {
-        return Ok(Output::Layers(Arc::new(parent.to_vec())));
+        return Ok(parent.clone());
     };
+    let parent = parent.layers()?;
     let mut layers = parent.to_vec();
     layers.push(layer);
     let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let chain = crate::image::manifest::chain_ids(&diff_ids);
     store.commit_snapshot(upperdir, chain.last().expect("one layer at least"))?;
-    Ok(Output::Layers(Arc::new(layers)))
+    Ok(Output::Layers(Arc::new(layers), Some(crate::archive::created_time(None).into())))
 }

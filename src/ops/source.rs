@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap> {
     let mut facts = Vec::new();
@@ -45,10 +45,10 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
 
 pub fn exec(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<Output> {
     match source {
-        SourceOp::Scratch => Ok(Output::Layers(Arc::new(Vec::new()))),
+        SourceOp::Scratch => Ok(Output::base(Vec::new())),
         SourceOp::Image { reference, .. } => {
             let image = resolve_image(worker, reference)?;
-            Ok(Output::Layers(Arc::new(image.layers)))
+            Ok(Output::base(image.layers))
         }
         SourceOp::Local { name, exclude } => Ok(Output::Context(worker.context(name, exclude)?)),
         SourceOp::Http { url, checksum, filename } => {
@@ -90,7 +90,7 @@ fn download(worker: &BuildWorker<'_>, url: &str, checksum: Option<&str>, filenam
     let tar = crate::layer::tar_writer::TarOptions { overlay: false, mtime_clamp: None };
     let layer = crate::layer::dir_to_layer(store, dir.path(), &crate::layer::LayerOptions::default(), &tar)?;
     store.commit_snapshot(dir.keep(), &layer.diff_id)?;
-    let download = Download { digest, filename, output: Output::Layers(Arc::new(vec![layer])) };
+    let download = Download { digest, filename, output: Output::base(vec![layer]) };
     resolver.downloads.lock().unwrap().insert(url.to_string(), download.clone());
     Ok(download)
 }

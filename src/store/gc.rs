@@ -219,7 +219,7 @@ fn record_layers(bytes: &[u8]) -> Option<Vec<LayerInfo>> {
     if body.result.is_empty() {
         return Some(Vec::new());
     }
-    serde_json::from_slice(&body.result).ok()
+    super::RecordedLayers::decode(&body.result).map(|r| r.layers)
 }
 
 impl Store {

@@ -12,6 +12,7 @@ mod blobs;
 mod gc;
 mod images;
 mod lock;
+mod recorded;
 mod refs;
 mod remote;
 mod usage;
@@ -21,6 +22,7 @@ pub use blobs::BlobWriter;
 pub use gc::{PruneOptions, Usage};
 pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
+pub use recorded::RecordedLayers;
 pub use remote::BlobSource;
 #[cfg(test)]
 pub(crate) use tests::test_store;

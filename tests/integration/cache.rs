@@ -66,6 +66,49 @@ fn unchanged_rebuild_runs_nothing_and_unselected_changes_run_nothing() {
     assert_eq!(layers("p:1"), layers("p:3"));
 }
 
+/// An unchanged build gives the same image, as BuildKit's does: a cached step's layer
+/// keeps the time the build that made it gave it, and the other history entries and
+/// the image take their times from the layers. A changed step gives a new image in
+/// which the steps before it keep their times.
+#[test]
+fn an_unchanged_rebuild_gives_the_same_image() {
+    let Some(env) = env("cache_same_image") else { return };
+    let env = env.with_busybox();
+    let ctx = project(&env);
+    let first = env.build_ok(&ctx, &["-t", "p:1"]);
+    let again = env.build_ok(&ctx, &["-t", "p:2"]);
+    assert_eq!(again, first, "an unchanged rebuild gave another image");
+
+    let history = |name: &str| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
+        let created = v["Created"].as_str().unwrap().to_string();
+        let mut entries: Vec<(String, String)> = v["History"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h["created_by"].as_str().unwrap_or("").to_string(), h["created"].as_str().unwrap().to_string()))
+            .collect();
+        // The image is as old as its newest entry.
+        assert_eq!(created, entries.last().unwrap().1, "{name}");
+        entries.retain(|(by, _)| by.starts_with("COPY") || by.starts_with("RUN"));
+        entries
+    };
+    let before = history("p:1");
+    write(&ctx, "src/main.rs", "fn main() { println!(); }\n");
+    let changed = env.build_ok(&ctx, &["-t", "p:3"]);
+    assert_ne!(changed, first);
+    let after = history("p:3");
+    let time = |entries: &[(String, String)], step: &str| {
+        entries.iter().find(|(by, _)| by.starts_with(step)).unwrap_or_else(|| panic!("{step} in {entries:?}")).1.clone()
+    };
+    assert_eq!(time(&after, "COPY /deps.token"), time(&before, "COPY /deps.token"), "a cached step was re-dated");
+    assert_ne!(time(&after, "COPY src/"), time(&before, "COPY src/"), "a re-made step kept its old time");
+
+    // --no-cache makes every layer again: a new image.
+    let fresh = env.build_ok(&ctx, &["--no-cache", "-t", "p:4"]);
+    assert_ne!(fresh, changed);
+}
+
 #[test]
 fn a_changed_file_reruns_only_the_steps_downstream_of_its_copy() {
     let Some(env) = env("cache_invalidate") else { return };

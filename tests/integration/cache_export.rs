@@ -102,6 +102,27 @@ fn local_cache_max_gives_a_fresh_store_full_hits_and_the_same_image() {
     assert_ne!(app3, tokens1.1, "the step after the changed COPY did not re-run");
 }
 
+/// Without SOURCE_DATE_EPOCH too: the cache carries the time each layer was made, so
+/// a CI runner building from another's cache gives the very image that runner gave.
+#[test]
+fn the_cache_carries_layer_times_so_a_fresh_store_gives_the_same_image() {
+    let Some(first) = store("cache_export_times") else { return };
+    let ctx = project(&first);
+    let dir = first.work.path().join("cache");
+    let build_now = |env: &Env, extra: &[&str]| -> String {
+        let mut args = vec!["build", "--progress=plain"];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = env.cmd(&args).env_remove("SOURCE_DATE_EPOCH").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let id1 = build_now(&first, &["--cache-to", &format!("type=local,dest={},mode=max", dir.display())]);
+    let second = store("cache_export_times").unwrap();
+    let id2 = build_now(&second, &["--cache-from", &format!("type=local,src={}", dir.display())]);
+    assert_eq!(id2, id1);
+}
+
 #[test]
 fn local_cache_min_leaves_intermediate_stages_out() {
     let Some(first) = store("cache_export_local_min") else { return };

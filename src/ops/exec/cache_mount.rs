@@ -130,7 +130,7 @@ fn cache_key(mount: &CacheMount<'_>) -> String {
     let seed = mount.from.map(|from| {
         let mut seed = Vec::new();
         match from {
-            Output::Layers(layers) => {
+            Output::Layers(layers, _) => {
                 let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
                 let top = crate::image::manifest::chain_ids(&diff_ids).pop();
                 seed.extend_from_slice(top.as_ref().map(|d| d.as_str()).unwrap_or("scratch").as_bytes());
@@ -196,7 +196,7 @@ fn seed(worker: &BuildWorker<'_>, from: &Output, source: &str, dest: &Path) -> R
     let action = CopyAction::new(0, vec![source], "/");
     match from {
         Output::Context(context) => apply_copy(&action, &CopySource::Context(context), dest),
-        Output::Layers(layers) => {
+        Output::Layers(layers, _) => {
             let lowers = crate::layer::ensure_snapshots(worker.store, layers)?;
             let view = executor::Rootfs { lowerdirs: lowers.into_iter().rev().collect(), upper: None, readonly: true };
             executor::with_rootfs_mounted(&[view], |paths| apply_copy(&action, &CopySource::Root(&paths[0]), dest))?
