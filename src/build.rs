@@ -42,7 +42,7 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         _ => None,
     };
 
-    let options = BuildOptions {
+    let mut options = BuildOptions {
         dockerfile_name: dockerfile
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -55,7 +55,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
         labels: parse_pairs(&args.labels, "--label", false)?,
+        named_contexts: BTreeMap::new(),
     };
+    let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
     let images = ImageResolver::new(store, args.pull, host_platform(), RegistryOptions::default());
     // `--print` works offline: an image not in the store is shown by its reference.
     let resolver = FrontendResolver { images: &images, offline: args.print.is_some() };
@@ -74,6 +76,7 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
 
     let mut worker = BuildWorker::new(store, &images);
     worker.local_dirs.insert("context".into(), context_dir.clone());
+    worker.local_dirs.extend(named_dirs);
     worker.default_network = match args.network.as_str() {
         "host" | "default" => NetworkMode::Host,
         "none" => NetworkMode::None,
@@ -262,6 +265,41 @@ fn fill_history_times(history: &mut [History]) {
             }
         }
     }
+}
+
+/// `--build-context NAME=VALUE`s into `named` (as the frontend sees them); returns the
+/// local directories by the name of their source. A VALUE is a directory (relative to
+/// the current directory) or `docker-image://REF`, as buildx takes them.
+fn named_contexts(
+    specs: &[String],
+    named: &mut BTreeMap<String, frontend::NamedContext>,
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut dirs = BTreeMap::new();
+    for spec in specs {
+        let invalid = |why: String| usage_error(anyhow!("invalid --build-context {spec:?}: {why}"));
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| invalid("want NAME=VALUE".into()))?;
+        let key = frontend::named_context_key(name);
+        let context = if let Some(reference) = value.strip_prefix("docker-image://") {
+            Reference::parse(reference)
+                .map_err(|e| invalid(format!("{reference:?} is not an image reference: {e}")))?;
+            frontend::NamedContext::Image(reference.to_string())
+        } else if let Some((scheme, _)) = value.split_once("://") {
+            bail!(invalid(format!("{scheme}:// contexts are not supported (a directory or docker-image://REF)")));
+        } else {
+            let dir = Path::new(value).canonicalize().map_err(|e| invalid(format!("{value}: {e}")))?;
+            if !dir.is_dir() {
+                bail!(invalid(format!("{} is not a directory", dir.display())));
+            }
+            let source = format!("context:{key}");
+            dirs.insert(source.clone(), dir);
+            frontend::NamedContext::Local { source }
+        };
+        named.insert(key, context);
+    }
+    Ok(dirs)
 }
 
 /// `KEY=VALUE` pairs; with `from_env`, a bare `KEY` takes its value from our

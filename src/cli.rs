@@ -174,6 +174,10 @@ pub struct BuildArgs {
     /// Image labels (KEY=VALUE)
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Additional build context (NAME=PATH or NAME=docker-image://REF), used by
+    /// `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME`
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// Default network mode for RUN: host or none
     #[arg(long, default_value = "host")]
     pub network: String,

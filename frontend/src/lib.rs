@@ -65,6 +65,29 @@ pub struct BuildOptions {
     pub no_cache_filter: Vec<String>,
     /// Labels given on the command line (`--label`), applied to the final image.
     pub labels: BTreeMap<String, String>,
+    /// `--build-context NAME=...`: what `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` mean instead of an image or of the stage so named.
+    /// Keys are image names in their short form (`alpine`, `alpine:3.20`, no
+    /// `:latest`) or stage names.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a named build context stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory, read through the local source of this name (the caller
+    /// maps it to the directory).
+    Local { source: String },
+    /// An image (`docker-image://REF`).
+    Image(String),
+}
+
+/// The key a reference has among named contexts: its short form, as BuildKit looks
+/// them up (`docker.io/library/alpine:latest` → `alpine`).
+pub fn named_context_key(reference: &str) -> String {
+    let short = reference.strip_prefix("docker.io/").unwrap_or(reference);
+    let short = short.strip_prefix("library/").filter(|s| !s.contains('/')).unwrap_or(short);
+    short.strip_suffix(":latest").unwrap_or(short).to_string()
 }
 
 /// A base image as the frontend sees it.

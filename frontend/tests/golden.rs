@@ -55,6 +55,7 @@ fn options_for(case: &Path) -> BuildOptions {
         no_cache: false,
         no_cache_filter: Vec::new(),
         labels: BTreeMap::new(),
+        named_contexts: BTreeMap::new(),
     };
     let Ok(text) = fs::read_to_string(case.join("options")) else { return options };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -127,3 +127,54 @@ fn demo_builds_and_runs() {
         "hello from builder\nrunning as nobody in /app\nbuilt on Linux as 0\nLAYERS, CACHES AND SANDBOXES\n"
     );
 }
+
+/// `--build-context`, as buildx: a directory for `COPY --from=NAME` and `FROM NAME`,
+/// an image standing in for the one a `FROM` names; bad values are usage errors.
+#[test]
+fn build_contexts_name_directories_and_images() {
+    let Some(env) = env("build_contexts") else { return };
+    let env = env.with_busybox();
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM tools AS files\nFROM alpine\nCOPY --from=assets hello.txt /hello.txt\nCOPY --from=files / /files/\n\
+             RUN cat /hello.txt /files/tool.sh > /seen\n",
+        )],
+    );
+    let assets = env.context("assets", &[("hello.txt", "hello from assets\n")]);
+    let tools = env.context("tools", &[("tool.sh", "echo tool\n")]);
+    let assets_arg = format!("assets={}", assets.display());
+    let tools_arg = format!("tools={}", tools.display());
+    let contexts = [
+        "--build-context",
+        &assets_arg,
+        "--build-context",
+        &tools_arg,
+        "--build-context",
+        "alpine=docker-image://busybox",
+    ];
+    let mut args = contexts.to_vec();
+    args.extend(["-t", "named:1"]);
+    env.build_ok(&ctx, &args);
+    assert_eq!(env.ok(&["run", "--rm", "named:1", "cat", "/seen"]), "hello from assets\necho tool\n");
+
+    // A change in a named directory is seen (and only what depends on it re-runs).
+    std::fs::write(assets.join("hello.txt"), "changed\n").unwrap();
+    let mut args = contexts.to_vec();
+    args.extend(["-t", "named:2"]);
+    env.build_ok(&ctx, &args);
+    assert_eq!(env.ok(&["run", "--rm", "named:2", "cat", "/seen"]), "changed\necho tool\n");
+
+    for (spec, message) in [
+        ("assets", "want NAME=VALUE"),
+        ("assets=/does/not/exist", "/does/not/exist"),
+        ("assets=https://example.com/x.tar", "not supported"),
+        ("alpine=docker-image://Not A Ref", "not an image reference"),
+    ] {
+        let out = env.run(&["build", "--build-context", spec, ctx.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {stderr}");
+        assert!(stderr.contains(message), "{spec}: {stderr}");
+    }
+}

@@ -19,7 +19,7 @@ use crate::{BuildDefinition, BuildOptions, Error, ImageResolver, ImageSpec, pars
 use args::MetaArgs;
 use solver::ir::{Op, SourceOp};
 use solver::{Graph, Vertex, VertexId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A conversion error at a line of the Dockerfile.
 pub(crate) type ConvertError = (usize, String);
@@ -30,6 +30,8 @@ enum Base {
     Scratch,
     Stage(usize),
     Image(String),
+    /// A `--build-context`, by key.
+    Named(String),
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ struct StageInfo {
     base: Base,
     /// `FROM --platform=` after expansion.
     platform: Option<String>,
+    /// A `--build-context` of the stage's name replaces it: its base is that
+    /// context and its instructions are not converted.
+    overridden: bool,
 }
 
 /// A converted stage: where its filesystem is and the image it describes.
@@ -59,6 +64,8 @@ pub(crate) struct Converter<'a> {
     graph: Graph,
     context: Option<VertexId>,
     scratch: Option<VertexId>,
+    /// Named contexts' vertices (a local directory's source, an image's), by key.
+    named: BTreeMap<String, VertexId>,
     stages: Vec<StageInfo>,
     done: Vec<Option<Converted>>,
     in_progress: Vec<bool>,
@@ -92,6 +99,7 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         graph: Graph::new(),
         context: None,
         scratch: None,
+        named: BTreeMap::new(),
         stages: Vec::new(),
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
@@ -117,9 +125,14 @@ impl<'a> Converter<'a> {
                 Base::Scratch
             } else if let Some(j) = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
                 Base::Stage(j)
+            } else if let Some(key) = self.named_context(&base_name) {
+                self.named_base(key)
             } else {
                 Base::Image(base_name)
             };
+            let named = stage.name.as_deref().and_then(|name| self.named_context(name));
+            let overridden = named.is_some();
+            let base = named.map_or(base, |key| self.named_base(key));
             let platform = match &stage.platform {
                 Some(p) => Some(self.meta.expand(&self.lex, p).map_err(|e| (stage.line, e))?),
                 None => None,
@@ -128,7 +141,7 @@ impl<'a> Converter<'a> {
                 args::parse_platform(p).map_err(|e| (stage.line, e))?;
             }
             let _ = i;
-            self.stages.push(StageInfo { name: stage.name.clone(), base, platform });
+            self.stages.push(StageInfo { name: stage.name.clone(), base, platform, overridden });
         }
         Ok(())
     }
@@ -158,6 +171,52 @@ impl<'a> Converter<'a> {
         }
         let lower = reference.to_lowercase();
         self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+    }
+
+    /// A stage's base when it is the named context `key`: an image is as if named in
+    /// `FROM`, a local directory becomes the stage's filesystem.
+    fn named_base(&self, key: String) -> Base {
+        match &self.options.named_contexts[&key] {
+            crate::NamedContext::Image(reference) => Base::Image(reference.clone()),
+            crate::NamedContext::Local { .. } => Base::Named(key),
+        }
+    }
+
+    /// The key of the `--build-context` that `reference` names, if any.
+    fn named_context(&self, reference: &str) -> Option<String> {
+        let key = crate::named_context_key(reference);
+        self.options.named_contexts.contains_key(&key).then_some(key)
+    }
+
+    /// The vertex of a named context, added once on first use: a local directory's
+    /// source (a directory to copy from) or an image.
+    fn named_vertex(&mut self, key: &str, current: usize, line: usize) -> Result<VertexId, ConvertError> {
+        if let Some(&id) = self.named.get(key) {
+            return Ok(id);
+        }
+        let (op, name) = match &self.options.named_contexts[key] {
+            crate::NamedContext::Local { source } => (
+                Op::Source(SourceOp::Local { name: source.clone(), exclude: Vec::new() }),
+                format!("load build context {key}"),
+            ),
+            crate::NamedContext::Image(reference) => {
+                let platform = self.stages.get(current).and_then(|s| s.platform.clone());
+                let resolve_platform = match &platform {
+                    Some(p) => args::parse_platform(p).map_err(|e| (line, e))?,
+                    None => self.options.platform.clone(),
+                };
+                if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
+                    return Err((line, format!("build context {key}={reference} is not a usable image: {e}")));
+                }
+                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
+                (op, format!("FROM {}", stage::display_reference(reference)))
+            }
+        };
+        let mut vertex = Vertex::new(op, vec![], name);
+        vertex.ignore_cache = self.options.no_cache;
+        let id = self.graph.add(vertex);
+        self.named.insert(key.to_string(), id);
+        Ok(id)
     }
 
     /// The build context, added once on first use.
@@ -206,6 +265,9 @@ impl<'a> Converter<'a> {
                 line,
                 format!("invalid stage index {reference}: there are only {} stages", self.stages.len()),
             ));
+        }
+        if let Some(key) = self.named_context(&reference) {
+            return self.named_vertex(&key, current, line);
         }
         if reference.contains(char::is_whitespace) || reference.is_empty() {
             return Err((line, format!("invalid --from reference {reference:?}")));

@@ -8,7 +8,7 @@ use crate::image::ContainerConfig;
 use crate::instructions::{self, Command, Instruction};
 use crate::shell::Lex;
 use crate::{ImageSpec, parser};
-use solver::ir::{Op, SourceOp};
+use solver::ir::{CopyAction, FileAction, FileOp, Op, SourceOp};
 use solver::{Vertex, VertexId};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -132,6 +132,7 @@ impl Converter<'_> {
             Base::Image(reference) => {
                 (None, self.resolve_image(reference, info.platform.as_deref(), line)?, vec![], None)
             }
+            Base::Named(_) => (None, ImageSpec { config: empty_config(), ..ImageSpec::default() }, vec![], None),
         };
         // BuildKit makes sure every stage has a PATH.
         let env = image.config.env.get_or_insert_with(Vec::new);
@@ -140,10 +141,15 @@ impl Converter<'_> {
         }
         let state_env = base_env.unwrap_or_else(|| env.clone());
 
-        let mut instructions = self.onbuild_triggers(&image.config, line)?;
+        let mut instructions = Vec::new();
+        if !info.overridden {
+            instructions = self.onbuild_triggers(&image.config, line)?;
+        }
         let triggers = instructions.len();
         image.config.on_build = None;
-        instructions.extend(stage.instructions.iter().cloned());
+        if !info.overridden {
+            instructions.extend(stage.instructions.iter().cloned());
+        }
 
         // As BuildKit: no label when the Dockerfile has a single stage.
         let label = match &info.name {
@@ -154,7 +160,7 @@ impl Converter<'_> {
         let key = info.name.clone().unwrap_or_else(|| index.to_string());
         let ignore_cache = self.options.no_cache
             || self.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(&key) || *f == index.to_string());
-        let from_step = usize::from(matches!(info.base, Base::Image(_)));
+        let from_step = usize::from(matches!(info.base, Base::Image(_) | Base::Named(_)));
         let mut st = StageState {
             index,
             label,
@@ -176,6 +182,14 @@ impl Converter<'_> {
             (Base::Image(reference), None) => {
                 let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform: info.platform.clone() });
                 self.add_step(&mut st, op, vec![], &format!("FROM {}", display_reference(reference)), true)
+            }
+            (Base::Named(key), None) => {
+                // A local directory as the stage's filesystem: copied onto scratch.
+                let scratch = self.scratch_vertex();
+                let local = self.named_vertex(key, index, line)?;
+                let copy = FileAction::Copy(CopyAction::new(1, vec![".".into()], "/"));
+                let op = Op::File(FileOp { actions: vec![copy] });
+                self.add_step(&mut st, op, vec![scratch, local], &format!("FROM {key}"), true)
             }
             _ => self.add_step(&mut st, Op::Source(SourceOp::Scratch), vec![], "FROM scratch", false),
         };

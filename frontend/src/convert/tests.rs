@@ -38,6 +38,7 @@ fn options() -> BuildOptions {
         no_cache: false,
         no_cache_filter: Vec::new(),
         labels: BTreeMap::new(),
+        named_contexts: BTreeMap::new(),
     }
 }
 
@@ -225,4 +226,77 @@ fn errors_point_at_the_instruction() {
     assert_eq!(e.message, "invalid stage index 1: there are only 1 stages");
     let e = build("FROM scratch\nCOPY --from=0 /a /b\n", &options()).unwrap_err();
     assert_eq!(e.message, "circular dependency detected on stage: 0");
+}
+
+fn with_contexts(contexts: &[(&str, crate::NamedContext)]) -> BuildOptions {
+    let mut o = options();
+    o.named_contexts = contexts.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    o
+}
+
+fn local(source: &str) -> crate::NamedContext {
+    crate::NamedContext::Local { source: source.into() }
+}
+
+fn local_sources(def: &BuildDefinition) -> Vec<String> {
+    def.graph
+        .ancestors(&[def.target])
+        .into_iter()
+        .filter_map(|id| match &def.graph.vertex(id).op {
+            Op::Source(SourceOp::Local { name, .. }) => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--build-context NAME=docker-image://REF` replaces the image `FROM NAME` names (by
+/// its short form, as BuildKit looks it up), and its config is REF's.
+#[test]
+fn a_named_image_context_replaces_the_image() {
+    let options = with_contexts(&[("alpine", crate::NamedContext::Image("base:1".into()))]);
+    for from in ["alpine", "alpine:latest", "docker.io/library/alpine"] {
+        let def = build(&format!("FROM {from}\nRUN id\n"), &options).unwrap();
+        assert_eq!(reachable_images(&def), vec!["base:1"], "FROM {from}");
+        assert_eq!(last_exec(&def).user, "nobody");
+    }
+    // Another tag is another name.
+    let def = build("FROM alpine:3.20\nRUN id\n", &options).unwrap();
+    assert_eq!(reachable_images(&def), vec!["alpine:3.20"]);
+    // COPY --from and RUN --mount=from too.
+    let def = build("FROM scratch\nCOPY --from=alpine /a /a\n", &options).unwrap();
+    assert_eq!(reachable_images(&def), vec!["base:1"]);
+}
+
+/// A local directory context: `COPY --from=NAME` reads it as it reads the build
+/// context; `FROM NAME` makes it the stage's filesystem.
+#[test]
+fn a_named_local_context_is_a_directory_to_copy_from_or_build_on() {
+    let options = with_contexts(&[("assets", local("context:assets"))]);
+    let def = build("FROM base:1\nCOPY --from=assets /logo.png /srv/\n", &options).unwrap();
+    assert_eq!(local_sources(&def), vec!["context:assets"]);
+
+    let def = build("FROM assets\nRUN ls\n", &options).unwrap();
+    assert_eq!(local_sources(&def), vec!["context:assets"]);
+    assert!(reachable_images(&def).is_empty());
+    let copy = def.graph.iter().map(|(_, v)| v).find(|v| v.name.contains("FROM assets")).expect("a FROM step");
+    assert!(matches!(&copy.op, Op::File(f) if matches!(&f.actions[..], [FileAction::Copy(c)] if c.input == 1)));
+}
+
+/// A context named as a stage replaces the stage: what it would have run is not in
+/// the graph, and stages built on it or copying from it get the context.
+#[test]
+fn a_named_context_replaces_the_stage_of_its_name() {
+    let text =
+        "FROM base:1 AS deps\nRUN make deps\nFROM deps AS app\nRUN make\nFROM base:1 AS out\nCOPY --from=deps /x /x\n";
+    let options = with_contexts(&[("deps", crate::NamedContext::Image("prebuilt:2".into()))]);
+    // The stage built FROM it, and the one copying from it.
+    for target in ["app", "out"] {
+        let def = build(text, &BuildOptions { target: Some(target.into()), ..options.clone() }).unwrap();
+        assert!(reachable_images(&def).contains(&"prebuilt:2".to_string()), "target {target}");
+        assert!(def.graph.iter().all(|(_, v)| !v.name.contains("make deps")), "the replaced stage was converted");
+    }
+
+    let options = with_contexts(&[("deps", local("context:deps"))]);
+    let def = build(text, &options).unwrap();
+    assert_eq!(local_sources(&def), vec!["context:deps"]);
 }
