@@ -142,19 +142,28 @@ pub fn normalize(name: &str) -> Result<String> {
 
 fn images(store: &Store) -> Result<u8> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<40} {:<16} {:<14} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "SIZE")?;
+    writeln!(out, "{:<40} {:<16} {:<14} {:<16} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
+    let now = chrono::Utc::now();
     for (name, digest) in store.refs()? {
         let image = store.load_image(digest.as_str())?;
         let reference = Reference::parse(&name).map_err(anyhow::Error::msg)?;
         let mut familiar = reference.clone();
         familiar.tag = None;
         let size: u64 = image.layers.iter().map(|l| l.size).sum();
+        // As the image says: a cached rebuild keeps the time its layers were made.
+        let created = image
+            .config
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map_or_else(|| "N/A".to_string(), |t| time_ago(now.signed_duration_since(t)));
         writeln!(
             out,
-            "{:<40} {:<16} {:<14} {:>10}",
+            "{:<40} {:<16} {:<14} {:<16} {:>10}",
             familiar.familiar(),
             reference.tag.as_deref().unwrap_or("<none>"),
             image.config_digest.short(),
+            created,
             human_size(size)
         )?;
     }

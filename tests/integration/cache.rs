@@ -78,6 +78,19 @@ fn an_unchanged_rebuild_gives_the_same_image() {
     let first = env.build_ok(&ctx, &["-t", "p:1"]);
     let again = env.build_ok(&ctx, &["-t", "p:2"]);
     assert_eq!(again, first, "an unchanged rebuild gave another image");
+    // `images` lists both names with one id, dated as the image says.
+    let listing = env.ok(&["images"]);
+    assert!(listing.lines().next().unwrap().contains("CREATED"), "{listing}");
+    let ids: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.starts_with("p "))
+        .map(|l| {
+            assert!(l.contains(" ago "), "{l}");
+            l.split_whitespace().nth(2).unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{listing}");
+    assert_eq!(ids[0], ids[1], "{listing}");
 
     let history = |name: &str| -> Vec<(String, String)> {
         let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
