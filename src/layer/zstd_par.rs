@@ -66,7 +66,8 @@ pub struct ParZstd<W: Write + Send + 'static> {
     /// Input buffers the writer has finished with.
     free: Receiver<Vec<u8>>,
     workers: Vec<JoinHandle<()>>,
-    writer: Option<JoinHandle<io::Result<W>>>,
+    /// Returns `W` and how many frames it wrote.
+    writer: Option<JoinHandle<io::Result<(W, u64)>>>,
 }
 
 impl<W: Write + Send + 'static> ParZstd<W> {
@@ -212,7 +213,12 @@ impl<W: Write + Send + 'static> ParZstd<W> {
             let _ = worker.join();
         }
         let writer = self.writer.take().ok_or_else(|| io::Error::other("zstd writer already stopped"))?;
-        writer.join().unwrap_or_else(|_| Err(io::Error::other("zstd writer panicked")))
+        let (out, written) = writer.join().unwrap_or_else(|_| Err(io::Error::other("zstd writer panicked")))?;
+        // A worker that died (a panic) leaves its frame and those after it unwritten.
+        if written != self.sent {
+            return Err(io::Error::other(format!("zstd: {written} of {} frames written", self.sent)));
+        }
+        Ok(out)
     }
 }
 
@@ -284,7 +290,7 @@ fn write_in_order<W: Write>(
     finished: Receiver<Done>,
     give_back: SyncSender<Vec<u8>>,
     frames: Arc<Mutex<Vec<Vec<u8>>>>,
-) -> io::Result<W> {
+) -> io::Result<(W, u64)> {
     let mut next = 0u64;
     let mut waiting = BTreeMap::new();
     for (seq, frame, input) in finished {
@@ -303,7 +309,7 @@ fn write_in_order<W: Write>(
         }
     }
     out.flush()?;
-    Ok(out)
+    Ok((out, next))
 }
 
 #[cfg(test)]
