@@ -37,6 +37,7 @@ fn op_changes(previous: &Op, current: &Op, out: &mut Vec<String>) {
         (Op::Exec(a), Op::Exec(b)) => exec_changes(a, b, out),
         (Op::File(a), Op::File(b)) => file_changes(&a.actions, &b.actions, out),
         (Op::Source(a), Op::Source(b)) => source_changes(a, b, out),
+        (Op::Merge, Op::Merge) => {}
         _ => out.push("the step's operation changed".to_string()),
     }
 }

@@ -1,9 +1,10 @@
 //! The build IR: what a vertex does, as plain serializable data.
 //!
-//! Like BuildKit's LLB, the IR has three kinds of op: a [`SourceOp`] brings a
+//! Like BuildKit's LLB, the IR has four kinds of op: a [`SourceOp`] brings a
 //! filesystem in (an image, the build context, a URL), an [`ExecOp`] runs a process
-//! on top of its input 0 and yields what it changed, and a [`FileOp`] applies file
-//! actions (copy, mkdir, mkfile, rm) on top of its input 0. The solver only hashes
+//! on top of its input 0 and yields what it changed, a [`FileOp`] applies file
+//! actions (copy, mkdir, mkfile, rm) on top of its input 0, and [`Op::Merge`] stacks
+//! the layers of its inputs. The solver only hashes
 //! these values (see [`crate::key`]); a [`crate::Worker`] gives them meaning.
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,10 @@ pub enum Op {
     Source(SourceOp),
     Exec(ExecOp),
     File(FileOp),
+    /// The layers of input 0, then those of each other input, as they are (BuildKit's
+    /// MergeOp): `COPY --link` makes its layer on scratch, so that it is cached and
+    /// reused whatever it lands on, and merges it onto the stage.
+    Merge,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -186,6 +186,7 @@ impl StableEncode for Op {
                 h.u8(3);
                 f.actions.encode(h)
             }
+            Op::Merge => h.u8(4),
         }
     }
 }

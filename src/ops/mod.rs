@@ -198,6 +198,7 @@ impl solver::Worker for BuildWorker<'_> {
             Op::Source(source) => source::exec(self, source),
             Op::Exec(op) => exec::exec(self, ctx, op, &vertex.proxy_env, inputs),
             Op::File(op) => file::exec(self, op, inputs),
+            Op::Merge => merge(inputs),
         };
         result.map_err(boxed)
     }
@@ -227,6 +228,22 @@ impl solver::Worker for BuildWorker<'_> {
             None
         }
     }
+}
+
+/// The layers of each input in turn, dated as the last input that brings any: a
+/// `COPY --link` layer keeps the time it was made, whatever it is merged onto.
+fn merge(inputs: &[Output]) -> Result<Output> {
+    let mut layers = Vec::new();
+    let mut made = None;
+    for input in inputs {
+        let Output::Layers(more, when) = input else { anyhow::bail!("merging the build context") };
+        if !more.is_empty() {
+            layers.extend(more.iter().cloned());
+            made = when.clone();
+        }
+    }
+    // Snapshots of the merged layers at their new places are unpacked when used.
+    Ok(Output::Layers(Arc::new(layers), made))
 }
 
 /// Stacks a new layer (if any) on top of `parent` and commits its snapshot; the

@@ -195,3 +195,34 @@ fn independent_stages_run_in_parallel() {
     assert!(latest_start < earliest_end, "stages did not overlap: {spans:?}");
     assert!(wall.as_secs_f64() < 6.0, "three 2 s stages took {wall:?}");
 }
+
+/// `COPY --link` makes its layer on its own: when the stage's base changes, the copy
+/// stays cached and its very layer (same blob) lands on the new base, as BuildKit's.
+#[test]
+fn copy_link_layers_survive_a_new_base() {
+    let Some(env) = env("cache_copy_link") else { return };
+    let env = env.with_busybox();
+    let other = env.context("other", &[("Dockerfile", "FROM busybox\nRUN touch /other-base\n")]);
+    env.build_ok(&other, &["-t", "busybox2"]);
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "ARG BASE=busybox\nFROM $BASE\nCOPY --link app.txt /app/\nRUN cat /app/app.txt > /seen\n"),
+            ("app.txt", "linked\n"),
+        ],
+    );
+    let layers = |name: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
+        v["Layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+    };
+    env.build_ok(&ctx, &["-t", "one"]);
+    let (ok, _, stderr) = env.build(&ctx, &["--build-arg", "BASE=busybox2", "-t", "two"]);
+    assert!(ok, "{stderr}");
+    let copy = stderr.lines().find(|l| l.contains("COPY --link") && !l.contains("(merged)")).expect("a copy step");
+    let number = copy.split_whitespace().next().unwrap();
+    assert!(stderr.contains(&format!("{number} CACHED")), "the linked copy ran again on the new base:\n{stderr}");
+    let (one, two) = (layers("one"), layers("two"));
+    assert_eq!(one.len() + 1, two.len(), "{one:?} {two:?}");
+    assert_eq!(one[one.len() - 2], two[two.len() - 2], "the linked layer is not the same blob");
+    assert_eq!(env.ok(&["run", "--rm", "two", "sh", "-c", "cat /seen; ls /other-base"]), "linked\n/other-base\n");
+}

@@ -7,8 +7,8 @@ use super::stage::StageState;
 use super::{ConvertError, Converter};
 use crate::instructions::{AddCommand, CopyCommand, Instruction, SourcesAndDest};
 use crate::shell::Lex;
-use solver::VertexId;
 use solver::ir::{CopyAction, FileAction, FileOp, Op, SourceOp};
+use solver::{Vertex, VertexId};
 
 /// What COPY and ADD have in common, after expansion.
 struct CopyPlan {
@@ -117,6 +117,7 @@ impl Converter<'_> {
         plan: &CopyPlan,
         mut actions: Vec<FileAction>,
         mut inputs: Vec<VertexId>,
+        link: bool,
     ) {
         for (name, data) in &plan.contents {
             let path = if plan.dest.ends_with('/') { format!("{}{name}", plan.dest) } else { plan.dest.clone() };
@@ -134,8 +135,20 @@ impl Converter<'_> {
             let owner = plan.chown.as_deref().map(owner);
             actions.push(FileAction::Mkfile { path, mode, data: data.clone().into_bytes(), owner });
         }
-        inputs.insert(0, st.vertex);
-        let vertex = self.add_step(st, Op::File(FileOp { actions }), inputs, &ins.original, true);
+        // `--link`: the files go into a layer of their own, made on scratch (so that
+        // it is cached whatever the stage holds, and reused as it is when the stage's
+        // base changes) and merged onto the stage, as BuildKit does.
+        inputs.insert(0, if link { self.scratch_vertex() } else { st.vertex });
+        let mut vertex = self.add_step(st, Op::File(FileOp { actions }), inputs, &ins.original, true);
+        if link {
+            let name = format!("{} (merged)", self.graph.vertex(vertex).name);
+            let mut merge = Vertex::new(Op::Merge, vec![st.vertex, vertex], name);
+            // Its own step id: a miss of the copy and one of the merge are told apart.
+            merge.step_id = self.graph.vertex(vertex).step_id.as_ref().map(|id| format!("{id}:merge"));
+            merge.group = Some(st.key.clone());
+            merge.ignore_cache = st.ignore_cache;
+            vertex = self.graph.add(merge);
+        }
         st.vertex = vertex;
         let mut msg = ins.keyword.clone();
         for s in &plan.sources {
@@ -175,7 +188,7 @@ impl Converter<'_> {
             action.parents = c.parents;
             actions.push(FileAction::Copy(action));
         }
-        self.finish_copy(st, ins, &plan, actions, inputs);
+        self.finish_copy(st, ins, &plan, actions, inputs, c.link);
         Ok(())
     }
 
@@ -217,7 +230,7 @@ impl Converter<'_> {
             action.unpack_archives = a.unpack.unwrap_or(false);
             actions.push(FileAction::Copy(action));
         }
-        self.finish_copy(st, ins, &plan, actions, inputs);
+        self.finish_copy(st, ins, &plan, actions, inputs, a.link);
         Ok(())
     }
 }

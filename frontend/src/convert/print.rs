@@ -148,6 +148,9 @@ pub fn print_graph(def: &BuildDefinition) -> String {
                     let _ = writeln!(out, "  {}", file_action(a));
                 }
             }
+            Op::Merge => {
+                let _ = writeln!(out, "  merge");
+            }
         }
     }
     let _ = writeln!(out, "target {}", id(def.target));
