@@ -8,8 +8,8 @@ mod save;
 
 pub use load::load;
 pub use save::{
-    ArchiveFormat, ArchiveImage, TarArchive, save, user_file_mode, write_archive, write_file_atomically,
-    write_layout_dir,
+    ArchiveFormat, ArchiveImage, TarArchive, add_layer_to_dir, save, user_file_mode, write_archive,
+    write_file_atomically, write_layout_dir,
 };
 
 use crate::image::manifest::host_platform;

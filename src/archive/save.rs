@@ -221,6 +221,33 @@ pub fn write_layout_dir(store: &Store, images: &[ArchiveImage], format: ArchiveF
     write_layout(store, images, format, &mut sink)
 }
 
+/// `layer` in `compression` for an OCI layout directory being written: a layer the
+/// store does not have so yet is compressed into a new store variant and into the
+/// layout's `blobs/sha256/` at once, rather than copied there after.
+pub fn add_layer_to_dir(
+    store: &Store,
+    layer: &LayerInfo,
+    compression: Option<(Compression, Option<i32>)>,
+    dir: &Path,
+) -> Result<LayerInfo> {
+    let Some((compression, level)) = compression else { return Ok(layer.clone()) };
+    if let Some(stored) = stored_compression(store, layer, compression, level) {
+        return Ok(stored);
+    }
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+    let temp = tempfile::Builder::new()
+        .prefix(".builder-blob-")
+        .permissions(user_file_mode())
+        .tempfile_in(&blobs)
+        .with_context(|| format!("creating a temp file in {}", blobs.display()))?;
+    let copy = temp.as_file().try_clone().context("opening the temp file")?;
+    let converted = compress_layer(store, layer, compression, level, Some(copy))?;
+    let path = blobs.join(converted.digest.hex());
+    temp.persist(&path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(converted)
+}
+
 /// Where the files of an archive go.
 trait Sink {
     fn dir(&mut self, name: &str) -> Result<()>;

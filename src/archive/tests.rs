@@ -333,3 +333,30 @@ fn umoci_unpacks_the_oci_side() {
     run(umoci, &args);
     assert_eq!(fs::read_to_string(bundle.join("rootfs/etc/os-release")).unwrap(), "ID=test\n");
 }
+
+/// Into a layout directory too: the layer compressed for it is written there as it is
+/// made, is the store's variant, and the layout write that follows keeps it.
+#[test]
+fn a_layer_compressed_into_a_layout_dir_is_its_store_variant() {
+    use std::os::unix::fs::MetadataExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let store = test_store(d.path(), "store");
+    let image = import_one(d.path(), &store);
+    let layout = d.path().join("layout");
+    let compression = Some((Compression::Zstd, None));
+    let layer = add_layer_to_dir(&store, &image.layers[0], compression, &layout).unwrap();
+    let variant = crate::layer::stored_compression(&store, &image.layers[0], Compression::Zstd, None).unwrap();
+    assert_eq!(layer, variant);
+    let path = layout.join("blobs/sha256").join(layer.digest.hex());
+    assert_eq!(fs::read(&path).unwrap(), store.read_blob(&layer.digest).unwrap());
+    let inode = fs::metadata(&path).unwrap().ino();
+    let converted = store.write_image(&image.config, std::slice::from_ref(&layer)).unwrap();
+    let entry = ArchiveImage { image: converted, names: Vec::new() };
+    write_layout_dir(&store, std::slice::from_ref(&entry), ArchiveFormat::Oci, &layout).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "the layout write replaced the blob");
+    // Nothing half-written left in the layout.
+    let names: Vec<_> = fs::read_dir(layout.join("blobs/sha256")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|n| !n.to_string_lossy().starts_with('.')), "{names:?}");
+    // Already compressed: the variant, nothing written.
+    assert_eq!(add_layer_to_dir(&store, &image.layers[0], compression, &d.path().join("other")).unwrap(), variant);
+}

@@ -13,10 +13,18 @@ pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<
 }
 
 /// Prepares the image and writes it as an archive of `format` where `spec.dest` says.
-/// Into a tarball file, the archive is written as the image is prepared: a layer
-/// compressed for this export goes into the store and the tarball at once.
+/// Into a tarball file or a layout directory, the archive is written as the image is
+/// prepared: a layer compressed for this export goes into the store and the output
+/// at once.
 pub fn export_archive(store: &Store, spec: &OutputSpec, result: &BuildResult, format: ArchiveFormat) -> Result<Image> {
     let names = names(spec, result)?;
+    if let (Some(Dest::Path(dir)), false) = (spec.dest.as_ref(), spec.tar) {
+        // A layout directory: layers compressed for it go there as they are made.
+        let add = &mut |layer: &_, compression| crate::archive::add_layer_to_dir(store, layer, compression, dir);
+        let image = prepare_with(store, spec, result, add).with_context(|| format!("writing {}", dir.display()))?;
+        write(store, &ArchiveImage { image: image.clone(), names }, format, spec)?;
+        return Ok(image);
+    }
     let Some(Dest::Path(file)) = spec.dest.as_ref().filter(|_| spec.tar) else {
         let image = prepare(store, spec, result)?;
         write(store, &ArchiveImage { image: image.clone(), names }, format, spec)?;
