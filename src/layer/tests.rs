@@ -187,6 +187,24 @@ fn whiteouts_and_opaque_dirs_both_ways() {
     assert_eq!(xattr::get(snap.join("keep"), "user.note").unwrap().as_deref(), Some(&b"kept"[..]));
     assert!(!snap.join("opq/.wh..wh..opq").exists());
     assert!(!snap.join("keep/.wh.gone").exists());
+
+    // The same layer on top of another: its snapshot there is linked from this one
+    // (a layer alone at the bottom of a stack, as a `COPY --link` layer is made) and
+    // keeps the whiteouts, the opaque marker, xattrs, modes and times.
+    filetime::set_file_mtime(snap.join("keep"), filetime::FileTime::from_unix_time(1_000_000, 0)).unwrap();
+    let base = diff_to_layer(&store, &d.path().join("upper/opq"), Compression::Gzip).unwrap().unwrap();
+    let stacked = ensure_snapshots(&store, &[base, layer.clone()]).unwrap();
+    let linked = &stacked[1];
+    assert_ne!(linked, snap);
+    let inode = |p: &Path| fs::symlink_metadata(p).unwrap().ino();
+    assert_eq!(inode(&linked.join("opq/sub/new")), inode(&snap.join("opq/sub/new")));
+    let gone = fs::symlink_metadata(linked.join("keep/gone")).unwrap();
+    assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+    assert_eq!(xattr::get(linked.join("opq"), "trusted.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+    assert_eq!(xattr::get(linked.join("keep"), "user.note").unwrap().as_deref(), Some(&b"kept"[..]));
+    let (keep, was) = (fs::metadata(linked.join("keep")).unwrap(), fs::metadata(snap.join("keep")).unwrap());
+    assert_eq!((keep.mode(), keep.uid(), keep.mtime()), (was.mode(), was.uid(), 1_000_000));
+    assert_eq!(verify::verify_snapshot(&store, &layer, linked).unwrap(), Vec::<String>::new());
 }
 
 #[test]

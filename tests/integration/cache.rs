@@ -225,4 +225,15 @@ fn copy_link_layers_survive_a_new_base() {
     assert_eq!(one.len() + 1, two.len(), "{one:?} {two:?}");
     assert_eq!(one[one.len() - 2], two[two.len() - 2], "the linked layer is not the same blob");
     assert_eq!(env.ok(&["run", "--rm", "two", "sh", "-c", "cat /seen; ls /other-base"]), "linked\n/other-base\n");
+    // Its snapshots on both bases were linked from the one it has alone, not unpacked.
+    use std::os::unix::fs::MetadataExt as _;
+    let copies: Vec<u64> = std::fs::read_dir(env.root.path().join("snapshots"))
+        .unwrap()
+        .filter_map(|e| std::fs::metadata(e.unwrap().path().join("app/app.txt")).ok())
+        .map(|m| m.ino())
+        .collect();
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    assert!(copies.iter().all(|&i| i == copies[0]), "the linked layer's snapshot was unpacked again: {copies:?}");
+    let fsck = env.run(&["fsck", "--snapshots"]);
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
 }
