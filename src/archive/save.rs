@@ -89,14 +89,7 @@ pub fn user_file_mode() -> std::fs::Permissions {
 pub trait ArchiveWrite: Write {
     /// Appends `len` bytes of `blob` from its current offset.
     fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
-        let copied = std::io::copy(&mut Read::take(blob, len), self)?;
-        if copied != len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("copied {copied} of {len} bytes"),
-            ));
-        }
-        Ok(())
+        copy_exactly(blob, len, self)
     }
 
     /// The file under this output, flushed, for writing to directly (its offset is
@@ -118,6 +111,16 @@ impl<T: ArchiveWrite + ?Sized> ArchiveWrite for &mut T {
 }
 impl ArchiveWrite for Vec<u8> {}
 
+/// Copies `len` bytes of `blob` from its offset to `out` (file to file: in the kernel).
+fn copy_exactly(blob: &mut File, len: u64, out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
+    let copied = std::io::copy(&mut Read::take(blob, len), out)?;
+    if copied != len {
+        let message = format!("copied {copied} of {len} bytes");
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message));
+    }
+    Ok(())
+}
+
 /// A file being written by [`write_file_atomically`].
 pub struct OutputFile(BufWriter<File>);
 
@@ -136,14 +139,7 @@ impl ArchiveWrite for OutputFile {
     /// extents where the filesystem can.
     fn append_blob(&mut self, blob: &mut File, len: u64) -> std::io::Result<()> {
         self.0.flush()?;
-        let copied = std::io::copy(&mut Read::take(blob, len), &mut self.0.get_ref())?;
-        if copied != len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("copied {copied} of {len} bytes"),
-            ));
-        }
-        Ok(())
+        copy_exactly(blob, len, &mut self.0.get_ref())
     }
 
     fn direct(&mut self) -> std::io::Result<Option<File>> {

@@ -7,8 +7,8 @@ use super::stage::StageState;
 use super::{ConvertError, Converter};
 use crate::instructions::{AddCommand, CopyCommand, Instruction, SourcesAndDest};
 use crate::shell::Lex;
+use solver::VertexId;
 use solver::ir::{CopyAction, FileAction, FileOp, Op, SourceOp};
-use solver::{Vertex, VertexId};
 
 /// What COPY and ADD have in common, after expansion.
 struct CopyPlan {
@@ -142,12 +142,11 @@ impl Converter<'_> {
         let mut vertex = self.add_step(st, Op::File(FileOp { actions }), inputs, &ins.original, true);
         if link {
             let name = format!("{} (merged)", self.graph.vertex(vertex).name);
-            let mut merge = Vertex::new(Op::Merge, vec![st.vertex, vertex], name);
+            let merge = self.add_named_step(st, Op::Merge, vec![st.vertex, vertex], name);
             // Its own step id: a miss of the copy and one of the merge are told apart.
-            merge.step_id = self.graph.vertex(vertex).step_id.as_ref().map(|id| format!("{id}:merge"));
-            merge.group = Some(st.key.clone());
-            merge.ignore_cache = st.ignore_cache;
-            vertex = self.graph.add(merge);
+            let step_id = &mut self.graph.vertex_mut(merge).step_id;
+            *step_id = step_id.take().map(|id| format!("{id}:merge"));
+            vertex = merge;
         }
         st.vertex = vertex;
         let mut msg = ins.keyword.clone();

@@ -194,29 +194,42 @@ impl<'a> Converter<'a> {
         if let Some(&id) = self.named.get(key) {
             return Ok(id);
         }
-        let (op, name) = match &self.options.named_contexts[key] {
-            crate::NamedContext::Local { source } => (
-                Op::Source(SourceOp::Local { name: source.clone(), exclude: Vec::new() }),
-                format!("load build context {key}"),
-            ),
-            crate::NamedContext::Image(reference) => {
-                let platform = self.stages.get(current).and_then(|s| s.platform.clone());
-                let resolve_platform = match &platform {
-                    Some(p) => args::parse_platform(p).map_err(|e| (line, e))?,
-                    None => self.options.platform.clone(),
-                };
-                if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
-                    return Err((line, format!("build context {key}={reference} is not a usable image: {e}")));
-                }
-                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
-                (op, format!("FROM {}", stage::display_reference(reference)))
+        let id = match self.options.named_contexts[key].clone() {
+            crate::NamedContext::Local { source } => {
+                let op = Op::Source(SourceOp::Local { name: source, exclude: Vec::new() });
+                let mut vertex = Vertex::new(op, vec![], format!("load build context {key}"));
+                vertex.ignore_cache = self.options.no_cache;
+                self.graph.add(vertex)
             }
+            crate::NamedContext::Image(reference) => self.image_vertex(&reference, current, line, |e| {
+                format!("build context {key}={reference} is not a usable image: {e}")
+            })?,
         };
-        let mut vertex = Vertex::new(op, vec![], name);
-        vertex.ignore_cache = self.options.no_cache;
-        let id = self.graph.add(vertex);
         self.named.insert(key.to_string(), id);
         Ok(id)
+    }
+
+    /// An image as `--from` (or a named context) uses it, on the platform of stage
+    /// `current`; `unusable` words the error when it cannot be resolved.
+    fn image_vertex(
+        &mut self,
+        reference: &str,
+        current: usize,
+        line: usize,
+        unusable: impl FnOnce(String) -> String,
+    ) -> Result<VertexId, ConvertError> {
+        let platform = self.stages[current].platform.clone();
+        let resolve_platform = match &platform {
+            Some(p) => args::parse_platform(p).map_err(|e| (line, e))?,
+            None => self.options.platform.clone(),
+        };
+        if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
+            return Err((line, unusable(e)));
+        }
+        let op = Op::Source(SourceOp::Image { reference: reference.to_string(), platform });
+        let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(reference)));
+        vertex.ignore_cache = self.options.no_cache;
+        Ok(self.graph.add(vertex))
     }
 
     /// The build context, added once on first use.
@@ -279,18 +292,9 @@ impl<'a> Converter<'a> {
                 return Err((line, format!("undefined stage {reference:?} in --from (did you mean {stage}?)")));
             }
         }
-        let platform = self.stages[current].platform.clone();
-        let resolve_platform = match &platform {
-            Some(p) => args::parse_platform(p).map_err(|e| (line, e))?,
-            None => self.options.platform.clone(),
-        };
-        if let Err(e) = self.resolver.resolve(&reference, &resolve_platform) {
-            return Err((line, format!("--from={reference} is neither a stage nor a usable image: {e}")));
-        }
-        let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
-        let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(&reference)));
-        vertex.ignore_cache = self.options.no_cache;
-        Ok(self.graph.add(vertex))
+        self.image_vertex(&reference, current, line, |e| {
+            format!("--from={reference} is neither a stage nor a usable image: {e}")
+        })
     }
 
     fn finish(mut self, target: usize) -> Result<BuildDefinition, Error> {
