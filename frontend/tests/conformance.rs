@@ -1,5 +1,5 @@
 //! BuildKit's parser and word-expansion vectors, read in place from
-//! `shared/conformance/dockerfile/` (see its README for the formats).
+//! `testdata/conformance/dockerfile/` (vendored from BuildKit; see its README for the formats).
 
 use frontend::parser;
 use frontend::shell::Lex;
@@ -7,7 +7,7 @@ use std::fs;
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/dockerfile")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance/dockerfile")
 }
 
 fn cases(dir: &str) -> Vec<PathBuf> {
