@@ -86,6 +86,8 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         },
         network,
         hostname,
+        security: executor::Security::container(),
+        resources: executor::Resources::default(),
     };
     let signals = executor::Signals::new();
     let forwarder = crate::signals::forward_to(signals.clone(), args.tty)?;

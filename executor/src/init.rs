@@ -21,7 +21,7 @@ use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, STATUS_FD};
 use crate::sandbox::Setup;
 use crate::syscall::{Identity, Real, Syscall};
 use crate::user::{self, User};
-use crate::{Error, ExitStatus, caps};
+use crate::{Error, ExitStatus, Security, caps};
 
 /// Set once this process has checked whether it is a sandbox init; [`crate::run`]
 /// refuses to re-execute a binary that never checks (it would run the wrong `main`).
@@ -125,6 +125,7 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     create_dir_owned(&cwd, user.uid, user.gid).map_err(|e| Error::sys(format!("create cwd {}", cwd.display()), e))?;
     let mut exec = Exec::new(&process.args, &env, &cwd)?;
     exec.terminal = config.terminal;
+    exec.security = config.spec.security;
 
     let forwarded = forwarded_signals();
     let mut blocked = forwarded;
@@ -201,6 +202,7 @@ struct Exec {
     cwd: PathBuf,
     /// Make stdin, a pty, the controlling terminal of a new session.
     terminal: bool,
+    security: Security,
 }
 
 fn cstring(s: &[u8]) -> Result<CString, Error> {
@@ -225,6 +227,7 @@ impl Exec {
             cwd: cwd.to_path_buf(),
             arg0,
             terminal: false,
+            security: Security::default(),
         })
     }
 
@@ -278,11 +281,12 @@ impl Exec {
                 return Err(Error::sys("set controlling terminal", io::Error::last_os_error()));
             }
         }
-        caps::limit_bounding_set().map_err(|e| Error::sys("limit capability bounding set", e))?;
+        let keep = self.security.capabilities;
+        caps::limit_bounding_set(keep).map_err(|e| Error::sys("limit capability bounding set", e))?;
         let id = Identity { uid: user.uid, gid: user.gid, groups: user.groups.clone() };
         sys.set_identity(&id).map_err(|e| Error::sys(format!("switch to user {}:{}", user.uid, user.gid), e))?;
         if user.uid == 0 {
-            caps::set_default_sets().map_err(|e| Error::sys("set capabilities", e))?;
+            caps::set_sets(keep).map_err(|e| Error::sys("set capabilities", e))?;
         }
         // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {

@@ -158,10 +158,147 @@ pub struct Mount {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Network {
-    /// Share the host's network namespace.
+    /// Share the host's network namespace (only when the user allowed it).
     Host,
     /// A new network namespace with only `lo`, brought up.
     None,
+    /// A new network namespace with `lo` and a tap device behind a userspace NAT
+    /// (slirp4netns): outbound connections work; the host's loopback services and
+    /// abstract unix sockets stay out of reach. Where no NAT helper is installed, the
+    /// namespace keeps only `lo` (see [`probe`]).
+    Private,
+}
+
+/// Capabilities as a bit set (bit n = capability number n, as in `capability.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities(pub u64);
+
+impl Capabilities {
+    pub const CHOWN: u32 = 0;
+    pub const DAC_OVERRIDE: u32 = 1;
+    pub const FOWNER: u32 = 3;
+    pub const FSETID: u32 = 4;
+    pub const KILL: u32 = 5;
+    pub const SETGID: u32 = 6;
+    pub const SETUID: u32 = 7;
+    pub const SETPCAP: u32 = 8;
+    pub const NET_BIND_SERVICE: u32 = 10;
+    pub const NET_RAW: u32 = 13;
+    pub const SYS_CHROOT: u32 = 18;
+    pub const MKNOD: u32 = 27;
+    pub const AUDIT_WRITE: u32 = 29;
+    pub const SETFCAP: u32 = 31;
+
+    /// Docker's default set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID,
+    /// SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE,
+    /// SETFCAP.
+    pub fn docker_default() -> Self {
+        Self::of(&[
+            Self::CHOWN,
+            Self::DAC_OVERRIDE,
+            Self::FOWNER,
+            Self::FSETID,
+            Self::KILL,
+            Self::SETGID,
+            Self::SETUID,
+            Self::SETPCAP,
+            Self::NET_BIND_SERVICE,
+            Self::NET_RAW,
+            Self::SYS_CHROOT,
+            Self::MKNOD,
+            Self::AUDIT_WRITE,
+            Self::SETFCAP,
+        ])
+    }
+
+    /// Every capability the kernel knows.
+    pub fn all() -> Self {
+        Capabilities(u64::MAX)
+    }
+
+    pub fn of(caps: &[u32]) -> Self {
+        Capabilities(caps.iter().fold(0, |m, c| m | (1u64 << c)))
+    }
+
+    pub fn without(self, cap: u32) -> Self {
+        Capabilities(self.0 & !(1u64 << cap))
+    }
+
+    pub fn contains(self, cap: u32) -> bool {
+        self.0 & (1u64 << cap) != 0
+    }
+}
+
+/// Which device nodes the process may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Devices {
+    /// Only the nodes the sandbox puts in `/dev` (null, zero, full, random, urandom,
+    /// tty, ptmx and the pts): every other mount is `nodev`, and a device cgroup (where
+    /// builder may create one) denies the rest, as runc's default allow list.
+    Default,
+    /// Every device (`--security=insecure`).
+    All,
+}
+
+/// What the process may do beyond its filesystem view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// The capabilities a root process keeps, and the bounding set of any process.
+    pub capabilities: Capabilities,
+    /// Load the default seccomp filter (the equivalent of moby's default profile).
+    pub seccomp: bool,
+    pub devices: Devices,
+}
+
+impl Security {
+    /// A build step (`RUN`): Docker's default capabilities less NET_RAW and MKNOD, the
+    /// default seccomp filter, the default devices.
+    pub fn build_step() -> Self {
+        Security {
+            capabilities: Capabilities::docker_default().without(Capabilities::NET_RAW).without(Capabilities::MKNOD),
+            seccomp: true,
+            devices: Devices::Default,
+        }
+    }
+
+    /// A container (`builder run`): Docker's defaults.
+    pub fn container() -> Self {
+        Security { capabilities: Capabilities::docker_default(), seccomp: true, devices: Devices::Default }
+    }
+
+    /// `RUN --security=insecure` (with `--allow security.insecure`): every capability,
+    /// no seccomp filter, every device, as BuildKit's privileged mode.
+    pub fn insecure() -> Self {
+        Security { capabilities: Capabilities::all(), seccomp: false, devices: Devices::All }
+    }
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security::build_step()
+    }
+}
+
+/// A resource limit set with `setrlimit(2)` before the process starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// `RLIMIT_*` number, as in `libc` (`libc::RLIMIT_NOFILE`...).
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Limits on what the sandbox's processes may use together, enforced by a cgroup
+/// made for the sandbox where builder may create one ([`probe`] says).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory (and memory + swap) in bytes; beyond it the kernel's OOM killer kills.
+    pub memory: Option<u64>,
+    /// CPU time, in thousandths of a CPU (`--cpus 1.5` = 1500).
+    pub cpu_millis: Option<u64>,
+    /// How many tasks (processes and threads) may exist at once.
+    pub pids: Option<u64>,
+    pub rlimits: Vec<Rlimit>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -196,6 +333,8 @@ pub struct Spec {
     pub process: Process,
     pub network: Network,
     pub hostname: String,
+    pub security: Security,
+    pub resources: Resources,
 }
 
 /// Where the sandboxed process's input and output go.

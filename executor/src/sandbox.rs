@@ -328,6 +328,8 @@ mod tests {
             process: Process { args: vec!["true".into()], env: vec![], cwd: "/".into(), user: String::new() },
             network: Network::Host,
             hostname: "box".into(),
+            security: Default::default(),
+            resources: Default::default(),
         };
         Fixture { config: InitConfig { spec, bundle: p.join("bundle"), scratch_upper: None, terminal: false }, dir }
     }

@@ -434,6 +434,8 @@ mod tests {
             },
             network: Network::None,
             hostname: String::new(),
+            security: Default::default(),
+            resources: Default::default(),
         };
         let mut out = Vec::new();
         let mut cb = |_: OutputStream, b: &[u8]| out.extend_from_slice(b);

@@ -182,6 +182,8 @@ fn network_none_has_only_lo() {
     assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["lo", "lo"], "{out:?}");
     let mut spec = img.spec(&["sh", "-c", "ping -c 1 -W 1 127.0.0.1 >/dev/null && echo up"]);
     spec.network = Network::None;
+    // busybox ping opens a raw socket: a container's capabilities, not a build step's.
+    spec.security = Security::container();
     assert_eq!(run_captured(&spec).stdout, "up\n");
 }
 
@@ -429,10 +431,16 @@ fn cancel_kills_the_sandbox() {
 
 fn capabilities_are_dockers_default() {
     let img = Image::busybox();
-    let out = img.run(&["sh", "-c", "grep -E 'Cap(Eff|Bnd)|NoNewPrivs' /proc/self/status"]);
+    let mut spec = img.spec(&["sh", "-c", "grep -E 'Cap(Eff|Bnd)|NoNewPrivs' /proc/self/status"]);
+    spec.security = Security::container();
+    let out = run_captured(&spec);
     assert!(out.stdout.contains("CapEff:\t00000000a80425fb"), "{out:?}");
     assert!(out.stdout.contains("CapBnd:\t00000000a80425fb"), "{out:?}");
     assert!(out.stdout.contains("NoNewPrivs:\t1"), "{out:?}");
+    // A build step: no NET_RAW (13), no MKNOD (27).
+    let out = img.run(&["sh", "-c", "grep -E 'Cap(Eff|Bnd)' /proc/self/status"]);
+    assert!(out.stdout.contains("CapEff:\t00000000a00405fb"), "{out:?}");
+    assert!(out.stdout.contains("CapBnd:\t00000000a00405fb"), "{out:?}");
     let mut spec = img.spec(&["grep", "CapEff", "/proc/self/status"]);
     spec.process.user = "app".into();
     assert!(run_captured(&spec).stdout.contains("0000000000000000"));
@@ -491,6 +499,8 @@ fn scratch_rootfs() {
         process: process(&["/busybox", "sh", "-c", "/busybox echo hi > /made; /busybox ls /"]),
         network: Network::Host,
         hostname: String::new(),
+        security: Default::default(),
+        resources: Default::default(),
     };
     let out = run_captured(&spec);
     assert_eq!(out.status, Ok(ExitStatus::Code(0)), "{out:?}");

@@ -111,6 +111,8 @@ pub fn exec(
         },
         network: if network == NetworkMode::None { executor::Network::None } else { executor::Network::Host },
         hostname: "buildkitsandbox".into(),
+        security: executor::Security::build_step(),
+        resources: executor::Resources::default(),
     };
     let mut forward = |stream: OutputStream, data: &[u8]| {
         let stream = match stream {

@@ -78,6 +78,8 @@ impl Image {
             process: process(args),
             network: Network::Host,
             hostname: "test".into(),
+            security: Default::default(),
+            resources: Default::default(),
         }
     }
 
