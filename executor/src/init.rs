@@ -113,7 +113,7 @@ fn parent_is_gone() -> bool {
 
 fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, Error> {
     let mut report = |c| reporter.send(&Message::Created(c));
-    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report }.run(config)?;
+    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true }.run(config)?;
 
     let process = &config.spec.process;
     let passwd = read_optional("/etc/passwd")?;

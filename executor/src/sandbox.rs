@@ -15,7 +15,7 @@ use crate::paths::{Created, StubKind, ensure_in_root, resolve_in_root};
 use crate::protocol::InitConfig;
 use crate::rootfs;
 use crate::syscall::{Overlay, Syscall};
-use crate::{Error, Mount, MountSource, Network, Upper};
+use crate::{Devices, Error, Mount, MountSource, Network, Upper};
 
 /// Device nodes bound from the host into the sandbox's `/dev`.
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -40,12 +40,18 @@ pub(crate) struct Setup<'a> {
     /// Where the host's `/dev` and `/sys` are (`/` in the sandbox init).
     pub host_root: PathBuf,
     pub report: &'a mut dyn FnMut(Created) -> io::Result<()>,
+    /// Every mount but `/dev`'s nodes is `nodev` ([`Devices::Default`]); set by [`Setup::run`].
+    pub nodev: bool,
 }
 
 impl Setup<'_> {
     /// Builds the whole filesystem and pivots into it.
     pub fn run(&mut self, cfg: &InitConfig) -> Result<(), Error> {
         let sys = self.sys;
+        // Device nodes are data in a layer (any base image may ship `brw-rw-rw- 7,0`):
+        // every mount but the nodes bound into `/dev` is `nodev`, unless the spec
+        // allows every device.
+        self.nodev = cfg.spec.security.devices == Devices::Default;
         sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
             .map_err(|e| Error::sys("make / private", e))?;
         let root = cfg.bundle.join("rootfs");
@@ -53,7 +59,7 @@ impl Setup<'_> {
         if let Some(scratch) = &cfg.scratch_upper {
             self.scratch(scratch)?;
         }
-        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root)?;
+        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root, self.nodev)?;
         let upperdir = spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone());
         let upperdir = upperdir.as_deref();
 
@@ -73,12 +79,12 @@ impl Setup<'_> {
         }
         self.mask(&root)?;
         if spec.rootfs.readonly {
-            rootfs::remount_readonly(sys, &root)?;
+            rootfs::remount(sys, &root, true, self.nodev)?;
         }
 
         let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
         sys.sethostname(hostname).map_err(|e| Error::sys(format!("set hostname {hostname:?}"), e))?;
-        if spec.network == Network::None {
+        if spec.network != Network::Host {
             sys.loopback_up().map_err(|e| Error::sys("bring up lo", e))?;
         }
         sys.pivot_root(&root).map_err(|e| Error::sys(format!("pivot_root to {}", root.display()), e))
@@ -111,10 +117,15 @@ impl Setup<'_> {
             .map_err(|e| Error::sys(format!("mount {fstype} on {}", target.display()), e))
     }
 
+    /// Binds `source` on `target`, `nodev` under the sandbox's device policy.
     fn bind(&self, source: &Path, target: &Path, readonly: bool) -> Result<(), Error> {
+        self.bind_with(source, target, readonly, self.nodev)
+    }
+
+    fn bind_with(&self, source: &Path, target: &Path, readonly: bool, nodev: bool) -> Result<(), Error> {
         rootfs::bind(self.sys, source, target)
             .map_err(|e| Error::sys(format!("bind {} on {}", source.display(), target.display()), e))?;
-        if readonly { rootfs::remount_readonly(self.sys, target) } else { Ok(()) }
+        if readonly || nodev { rootfs::remount(self.sys, target, readonly, nodev) } else { Ok(()) }
     }
 
     fn proc_and_sys(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
@@ -132,7 +143,13 @@ impl Setup<'_> {
 
     fn dev(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
         let dev = self.stub(root, "dev", StubKind::Dir, upperdir)?;
-        self.mount("tmpfs", &dev, "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+        // nodev too: a node made here (with CAP_MKNOD) cannot be opened; the nodes
+        // below are bind mounts of the host's, with the host mount's flags.
+        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+        if self.nodev {
+            flags |= MsFlags::MS_NODEV;
+        }
+        self.mount("tmpfs", &dev, "tmpfs", flags, Some("mode=755,size=65536k"))?;
         let io_err = |what: &str| {
             let what = format!("{what} in {}", dev.display());
             move |e| Error::sys(what, e)
@@ -145,7 +162,7 @@ impl Setup<'_> {
                 .mode(0o666)
                 .open(&node)
                 .map_err(io_err("create node"))?;
-            self.bind(&self.host_root.join("dev").join(name), &node, false)?;
+            self.bind_with(&self.host_root.join("dev").join(name), &node, false, false)?;
         }
         for (name, mode) in [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o1777)] {
             let dir = dev.join(name);
@@ -185,6 +202,7 @@ impl Setup<'_> {
                 lowerdirs: lowerdirs.clone(),
                 upper: Some((upper.clone(), workdir.clone())),
                 readonly: false,
+                nodev: self.nodev,
             };
             return self.overlay_subpath(root, upperdir, &m.target, &overlay, subpath, *readonly, staging);
         }
@@ -205,11 +223,12 @@ impl Setup<'_> {
                     lowerdirs: lowerdirs.clone(),
                     upper: Some((upperdir.clone(), workdir.clone())),
                     readonly: false,
+                    nodev: self.nodev,
                 };
                 self.sys
                     .mount_overlay(&target, &overlay)
                     .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))?;
-                if *readonly { rootfs::remount_readonly(self.sys, &target) } else { Ok(()) }
+                if *readonly { rootfs::remount(self.sys, &target, true, self.nodev) } else { Ok(()) }
             }
             MountSource::File { content, mode, uid, gid } => {
                 self.file_on_tmpfs(staging, content, *mode, *uid, *gid, &target)
@@ -286,7 +305,8 @@ impl Setup<'_> {
                 Ok(m) if m.is_dir() => {
                     self.mount("tmpfs", &target, "tmpfs", MsFlags::MS_RDONLY, None)?;
                 }
-                Ok(_) => self.bind(&self.host_root.join("dev/null"), &target, false)?,
+                // /dev/null itself must stay openable: reading a masked file gives nothing.
+                Ok(_) => self.bind_with(&self.host_root.join("dev/null"), &target, false, false)?,
                 Err(_) => {}
             }
         }
@@ -342,7 +362,7 @@ mod tests {
             Ok(())
         };
         let host_root = f.dir.path().join("host");
-        Setup { sys, host_root, report: &mut report }.run(&f.config).unwrap();
+        Setup { sys, host_root, report: &mut report, nodev: false }.run(&f.config).unwrap();
         let rel = |p: &Path| p.strip_prefix(f.dir.path()).unwrap_or(p).display().to_string();
         let lines = sys
             .take()
@@ -350,20 +370,24 @@ mod tests {
             .map(|c| match c {
                 Call::Mount { source, target, fstype, flags, data } => {
                     let what = if flags.contains(MsFlags::MS_REMOUNT) {
-                        "remount-ro".to_string()
+                        let ro = flags.contains(MsFlags::MS_RDONLY).then_some("ro");
+                        let nodev = flags.contains(MsFlags::MS_NODEV).then_some("nodev");
+                        format!("remount-{}", [ro, nodev].into_iter().flatten().collect::<Vec<_>>().join(","))
                     } else if flags.contains(MsFlags::MS_BIND) {
                         format!("bind {}", rel(source.as_deref().unwrap()))
                     } else if flags.contains(MsFlags::MS_PRIVATE) {
                         "private".to_string()
                     } else {
                         let ro = if flags.contains(MsFlags::MS_RDONLY) { " ro" } else { "" };
-                        format!("{}{ro}{}", fstype.unwrap(), data.map(|d| format!(" {d}")).unwrap_or_default())
+                        let nodev = if flags.contains(MsFlags::MS_NODEV) { " nodev" } else { "" };
+                        format!("{}{ro}{nodev}{}", fstype.unwrap(), data.map(|d| format!(" {d}")).unwrap_or_default())
                     };
                     format!("{what} -> {}", rel(&target))
                 }
                 Call::Overlay { target, overlay } => {
                     let lowers: Vec<_> = overlay.lowerdirs.iter().map(|l| rel(l)).collect();
-                    format!("overlay {} upper={} -> {}", lowers.join(":"), overlay.upper.is_some(), rel(&target))
+                    let nodev = if overlay.nodev { " nodev" } else { "" };
+                    format!("overlay {} upper={}{nodev} -> {}", lowers.join(":"), overlay.upper.is_some(), rel(&target))
                 }
                 Call::Umount { target } => format!("umount {}", rel(&target)),
                 Call::PivotRoot { new_root } => format!("pivot_root {}", rel(&new_root)),
@@ -383,22 +407,22 @@ mod tests {
         let (lines, created) = plan(&f, &Recording::default());
         let mut expected = vec![
             "private -> /".to_string(),
-            format!("overlay l0:l1 upper=true -> {R}"),
-            format!("proc -> {R}/proc"),
-            format!("sysfs ro -> {R}/sys"),
-            format!("tmpfs mode=755,size=65536k -> {R}/dev"),
+            format!("overlay l0:l1 upper=true nodev -> {R}"),
+            format!("proc nodev -> {R}/proc"),
+            format!("sysfs ro nodev -> {R}/sys"),
+            format!("tmpfs nodev mode=755,size=65536k -> {R}/dev"),
         ];
         for d in DEVICES {
             expected.push(format!("bind host/dev/{d} -> {R}/dev/{d}"));
         }
         expected.extend([
             format!("devpts newinstance,ptmxmode=0666,mode=0620,gid=5 -> {R}/dev/pts"),
-            format!("tmpfs mode=1777,size=65536k -> {R}/dev/shm"),
-            format!("mqueue -> {R}/dev/mqueue"),
+            format!("tmpfs nodev mode=1777,size=65536k -> {R}/dev/shm"),
+            format!("mqueue nodev -> {R}/dev/mqueue"),
             format!("bind bundle/hosts -> {R}/etc/hosts"),
-            format!("remount-ro -> {R}/etc/hosts"),
+            format!("remount-ro,nodev -> {R}/etc/hosts"),
             format!("bind bundle/resolv.conf -> {R}/etc/resolv.conf"),
-            format!("remount-ro -> {R}/etc/resolv.conf"),
+            format!("remount-ro,nodev -> {R}/etc/resolv.conf"),
             "hostname box".into(),
             format!("pivot_root {R}"),
         ]);
@@ -434,20 +458,30 @@ mod tests {
         assert_eq!(
             tail,
             [
-                format!("tmpfs size=4096 -> {R}/a"),
+                format!("tmpfs nodev size=4096 -> {R}/a"),
                 format!("bind host/bindme -> {R}/src"),
-                format!("remount-ro -> {R}/src"),
-                "tmpfs mode=700,size=4096 -> bundle/file-2".to_string(),
+                format!("remount-ro,nodev -> {R}/src"),
+                "tmpfs nodev mode=700,size=4096 -> bundle/file-2".to_string(),
                 format!("bind bundle/file-2/file -> {R}/a/b/secret"),
-                format!("remount-ro -> {R}/a/b/secret"),
+                format!("remount-ro,nodev -> {R}/a/b/secret"),
                 "umount bundle/file-2".into(),
-                format!("remount-ro -> {R}"),
+                format!("remount-ro,nodev -> {R}"),
                 "hostname box".into(),
                 "lo up".into(),
                 format!("pivot_root {R}"),
             ]
         );
         assert_eq!(fs::read(f.dir.path().join("bundle/file-2/file")).unwrap(), b"s");
+    }
+
+    #[test]
+    fn every_device_allowed_leaves_the_rootfs_and_dev_without_nodev() {
+        let mut f = fixture(2);
+        f.config.spec.security = crate::Security::insecure();
+        let (lines, _) = plan(&f, &Recording::default());
+        assert_eq!(lines[1], format!("overlay l0:l1 upper=true -> {R}"));
+        assert!(lines.contains(&format!("tmpfs mode=755,size=65536k -> {R}/dev")), "{lines:?}");
+        assert!(lines.contains(&format!("remount-ro -> {R}/etc/hosts")), "{lines:?}");
     }
 
     #[test]
@@ -459,7 +493,7 @@ mod tests {
         };
         let (lines, _) = plan(&f, &sys);
         let i = lines.iter().position(|l| l.starts_with("sysfs")).unwrap();
-        assert_eq!(lines[i + 1..i + 3], [format!("bind host/sys -> {R}/sys"), format!("remount-ro -> {R}/sys")]);
+        assert_eq!(lines[i + 1..i + 3], [format!("bind host/sys -> {R}/sys"), format!("remount-ro,nodev -> {R}/sys")]);
     }
 
     #[test]
@@ -472,7 +506,7 @@ mod tests {
         let (lines, created) = plan(&f, &Recording::default());
         assert_eq!(
             lines[1..3],
-            ["tmpfs mode=700 -> bundle/scratch".to_string(), format!("overlay l0:l1 upper=true -> {R}")]
+            ["tmpfs nodev mode=700 -> bundle/scratch".to_string(), format!("overlay l0:l1 upper=true nodev -> {R}")]
         );
         assert!(created.iter().all(|c| matches!(c, Created::Stub(_))), "nothing to report as copied up");
     }
@@ -504,9 +538,9 @@ mod tests {
             upper: None,
             readonly: true,
         };
-        rootfs::mount(&sys, &view(&[]), None, t).unwrap();
-        rootfs::mount(&sys, &view(&["/a"]), None, t).unwrap();
-        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t).unwrap();
+        rootfs::mount(&sys, &view(&[]), None, t, false).unwrap();
+        rootfs::mount(&sys, &view(&["/a"]), None, t, false).unwrap();
+        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t, false).unwrap();
         let calls = sys.take();
         assert!(
             matches!(&calls[0], Call::Mount { fstype: Some(t), flags, .. } if t == "tmpfs" && flags.contains(MsFlags::MS_RDONLY))

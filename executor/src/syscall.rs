@@ -17,6 +17,8 @@ pub(crate) struct Overlay {
     pub lowerdirs: Vec<PathBuf>,
     pub upper: Option<(PathBuf, PathBuf)>,
     pub readonly: bool,
+    /// Device nodes on it cannot be opened (a sandbox rootfs or mount).
+    pub nodev: bool,
 }
 
 impl Overlay {
@@ -141,7 +143,10 @@ impl Real {
         if rc < 0 {
             return Err(with_fs_log(&fs, io::Error::last_os_error()));
         }
-        let attrs = if overlay.readonly { libc::MOUNT_ATTR_RDONLY } else { 0 };
+        let mut attrs = if overlay.readonly { libc::MOUNT_ATTR_RDONLY } else { 0 };
+        if overlay.nodev {
+            attrs |= libc::MOUNT_ATTR_NODEV;
+        }
         // SAFETY: fsmount on a created fs_context returns a detached mount fd or -1.
         let mnt = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs) };
         if mnt < 0 {
@@ -223,7 +228,10 @@ impl Syscall for Real {
                 if data.len() >= 4096 {
                     return Err(io::Error::new(e.kind(), format!("{e}; too many layers for one mount call")));
                 }
-                let flags = if overlay.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+                let mut flags = if overlay.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+                if overlay.nodev {
+                    flags |= MsFlags::MS_NODEV;
+                }
                 self.mount(Some(Path::new("overlay")), target, Some("overlay"), flags, Some(&data))
             }
             other => other,
@@ -377,6 +385,7 @@ mod tests {
             lowerdirs: vec!["/l/a".into(), "/l/b:c".into()],
             upper: Some(("/u,1".into(), "/w".into())),
             readonly: false,
+            nodev: false,
         };
         assert_eq!(
             o.legacy_options(),
