@@ -17,7 +17,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::paths::create_dir_owned;
-use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, STATUS_FD};
+use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, NETWORK_FD, STATUS_FD};
 use crate::sandbox::Setup;
 use crate::syscall::{Identity, Real, Syscall};
 use crate::user::{self, User};
@@ -127,6 +127,10 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     exec.terminal = config.terminal;
     exec.security = config.spec.security;
 
+    if config.await_network {
+        await_network()?;
+    }
+
     let forwarded = forwarded_signals();
     let mut blocked = forwarded;
     blocked.add(Signal::SIGCHLD);
@@ -136,6 +140,19 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     match unsafe { fork() }.map_err(|e| Error::sys("fork", e.into()))? {
         ForkResult::Child => exec.run(&Real, &user, reporter),
         ForkResult::Parent { child } => Ok(reap_until_exit(child, &blocked)),
+    }
+}
+
+/// Blocks until the parent says the network namespace is configured (one byte on
+/// [`NETWORK_FD`]); end of file means the parent gave up.
+fn await_network() -> Result<(), Error> {
+    // SAFETY: fd 5 was placed by the parent for this process alone when it asked us to wait.
+    let mut go = unsafe { File::from_raw_fd(NETWORK_FD) };
+    let mut byte = [0u8; 1];
+    match go.read(&mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(Error::sys("wait for the sandbox network", io::Error::from(io::ErrorKind::UnexpectedEof))),
+        Err(e) => Err(Error::sys("wait for the sandbox network", e)),
     }
 }
 

@@ -70,6 +70,7 @@
 
 mod caps;
 mod init;
+mod network;
 mod paths;
 mod protocol;
 mod rootfs;
@@ -88,6 +89,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use init::maybe_run_init;
+pub use network::nat_helper;
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -351,7 +351,16 @@ mod tests {
             security: Default::default(),
             resources: Default::default(),
         };
-        Fixture { config: InitConfig { spec, bundle: p.join("bundle"), scratch_upper: None, terminal: false }, dir }
+        Fixture {
+            config: InitConfig {
+                spec,
+                bundle: p.join("bundle"),
+                scratch_upper: None,
+                terminal: false,
+                await_network: false,
+            },
+            dir,
+        }
     }
 
     /// The recorded calls, paths relative to the fixture, one short line each.

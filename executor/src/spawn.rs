@@ -16,8 +16,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use crate::network::{self, Nat};
 use crate::paths::Created;
-use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, STATUS_FD};
+use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, NETWORK_FD, STATUS_FD};
 use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, stubs, tty};
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
@@ -70,6 +71,26 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     let config_fd = memfd_with(&json)?;
     let (status_r, status_w) = pipe()?;
     let mut fds = vec![(config_fd, CONFIG_FD), (status_w, STATUS_FD)];
+    let nat_helper = match spec.network {
+        Network::Private => Some(network::nat_helper().ok_or_else(|| {
+            Error::sys(
+                "set up the sandbox network",
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "slirp4netns not found on PATH (install the slirp4netns package, or run without network)",
+                ),
+            )
+        })?),
+        _ => None,
+    };
+    let network_go = match nat_helper {
+        Some(_) => {
+            let (r, w) = pipe()?;
+            fds.push((r, NETWORK_FD));
+            Some(w)
+        }
+        None => None,
+    };
     let mut pipes: Vec<(OwnedFd, Pipe)> = vec![(status_r, Pipe::Status)];
     let mut _raw_mode = None;
     match &stdio {
@@ -102,7 +123,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | if spec.network == Network::None { libc::CLONE_NEWNET } else { 0 };
+        | if spec.network == Network::Host { 0 } else { libc::CLONE_NEWNET };
     // Always a session of its own: a terminal's ^C reaches the process once, through
     // us, and never the init directly.
     let pid = clone_init(flags, &fds, true)?;
@@ -113,8 +134,16 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         reaped: false,
         upperdir: spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone()),
         created: Vec::new(),
+        nat: None,
         _bundle: bundle,
     };
+    // The init builds the filesystem meanwhile, and waits for the go before it starts
+    // the process. Should this fail, dropping `sandbox` kills the init.
+    if let (Some(helper), Some(go)) = (&nat_helper, network_go) {
+        let log = sandbox._bundle.path().join("slirp4netns.log");
+        sandbox.nat = Some(Nat::start(helper, pid, &log)?);
+        fs::File::from(go).write_all(b"1").map_err(sys("start the sandbox process after its network"))?;
+    }
     let mut failed = None;
     let mut exited = None;
     let mut killed = false;
@@ -224,11 +253,14 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConf
     let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
     let hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     fs::write(bundle.join("hosts"), hosts).map_err(sys("write hosts"))?;
-    let resolv = match fs::read("/etc/resolv.conf") {
+    let mut resolv = match fs::read("/etc/resolv.conf") {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::sys("read /etc/resolv.conf", e)),
     };
+    if spec.network == Network::Private {
+        resolv = network::resolv_conf(&String::from_utf8_lossy(&resolv)).into_bytes();
+    }
     fs::write(bundle.join("resolv.conf"), resolv).map_err(sys("write resolv.conf"))?;
     // The init puts a tmpfs here: writes to a rootfs without upper never touch a disk,
     // and overlayfs gets an upper it accepts even when the temp dir is itself on one.
@@ -239,7 +271,8 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConf
     } else {
         None
     };
-    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper, terminal })
+    let await_network = spec.network == Network::Private;
+    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper, terminal, await_network })
 }
 
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
@@ -261,6 +294,8 @@ struct Sandbox {
     reaped: bool,
     upperdir: Option<std::path::PathBuf>,
     created: Vec<Created>,
+    /// Stopped once the init is gone (fields drop after [`Drop::drop`]).
+    nat: Option<Nat>,
     _bundle: tempfile::TempDir,
 }
 
@@ -314,7 +349,7 @@ impl Drop for Sandbox {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -339,7 +374,7 @@ fn memfd_with(data: &[u8]) -> Result<OwnedFd, Error> {
 
 /// `fcntl(F_DUPFD_CLOEXEC)` above every target fd, so the child's dup2s never clobber
 /// a source.
-fn dup_high(fd: &OwnedFd) -> Result<OwnedFd, Error> {
+pub(crate) fn dup_high(fd: &OwnedFd) -> Result<OwnedFd, Error> {
     // SAFETY: duplicating a descriptor we own; the result is checked.
     let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
     if new < 0 {

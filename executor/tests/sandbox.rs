@@ -39,6 +39,9 @@ fn main() {
         ("no_host_mounts_visible", no_host_mounts_visible),
         ("network_none_has_only_lo", network_none_has_only_lo),
         ("network_host_shares_interfaces", network_host_shares_interfaces),
+        ("network_private_is_a_nat_without_host_loopback", network_private_is_a_nat_without_host_loopback),
+        ("device_nodes_in_layers_cannot_be_opened", device_nodes_in_layers_cannot_be_opened),
+        ("a_step_cannot_mknod", a_step_cannot_mknod),
         ("deleting_a_lower_file_makes_a_whiteout", deleting_a_lower_file_makes_a_whiteout),
         ("writes_land_in_the_upperdir_only", writes_land_in_the_upperdir_only),
         ("mount_stubs_never_reach_the_layer", mount_stubs_never_reach_the_layer),
@@ -192,6 +195,63 @@ fn network_host_shares_interfaces() {
     let out = img.run(&["cat", "/proc/net/dev"]);
     let host = fs::read_to_string("/proc/net/dev").unwrap();
     assert_eq!(out.stdout.lines().count(), host.lines().count(), "{out:?}");
+}
+
+/// `Network::Private`: `lo` and `tap0` behind slirp4netns; a service on the host's
+/// loopback is out of reach (through the gateway too); the helper goes with the sandbox.
+fn network_private_is_a_nat_without_host_loopback() {
+    if executor::nat_helper().is_none() {
+        println!("    skipped: slirp4netns is not installed");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let img = Image::busybox();
+    let script = format!(
+        "ls /sys/class/net | tr '\\n' ' '; echo; grep nameserver /etc/resolv.conf; \
+         ip -4 addr show tap0 | grep -o 'inet [0-9./]*'; \
+         for a in 127.0.0.1 10.0.2.2; do nc -w 2 $a {port} </dev/null && echo reached-$a || echo refused-$a; done"
+    );
+    let mut spec = img.spec(&["sh", "-c", &script]);
+    spec.network = Network::Private;
+    let out = run_captured(&spec);
+    assert!(out.status == Ok(ExitStatus::Code(0)), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["lo", "tap0"], "{out:?}");
+    assert_eq!(lines[1], "nameserver 10.0.2.3", "{out:?}");
+    assert_eq!(lines[2], "inet 10.0.2.100/24", "{out:?}");
+    assert_eq!(lines[3..], ["refused-127.0.0.1", "refused-10.0.2.2"], "{out:?}");
+    assert!(listener.accept().is_err(), "the host's loopback service was reached");
+    assert_eq!(processes_matching("slirp4netns"), 0, "slirp4netns outlived the sandbox");
+}
+
+/// A layer may carry any device node (here the host's null device, 1:3, world
+/// writable): with the default device policy it cannot be opened, even by root.
+fn device_nodes_in_layers_cannot_be_opened() {
+    let img = Image::busybox();
+    let node = img.data_layer.join("data/node");
+    let made = std::process::Command::new("mknod").arg(&node).args(["c", "1", "3"]).status().unwrap();
+    assert!(made.success());
+    fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let script = "echo x > /data/node && echo opened || echo refused; echo x > /dev/null && echo dev-null-ok";
+    let out = img.run(&["sh", "-c", script]);
+    assert_eq!(out.stdout, "refused\ndev-null-ok\n", "{out:?}");
+    let mut spec = img.spec(&["sh", "-c", script]);
+    spec.security = Security::insecure();
+    assert_eq!(run_captured(&spec).stdout, "opened\ndev-null-ok\n");
+}
+
+/// A build step has no CAP_MKNOD, and what it could make in `/dev` or `/tmp` would be nodev.
+fn a_step_cannot_mknod() {
+    let img = Image::busybox();
+    let out = img.run(&["sh", "-c", "mknod /tmp/n c 1 3 2>&1 || echo failed; mknod /dev/n c 1 3 2>&1 || echo failed"]);
+    assert_eq!(out.stdout.matches("failed").count(), 2, "{out:?}");
+    assert!(out.stdout.contains("Operation not permitted"), "{out:?}");
+    // A container keeps CAP_MKNOD (Docker's default set), yet its nodes stay unopenable.
+    let mut spec = img.spec(&["sh", "-c", "mknod /dev/n c 1 3 && (echo x > /dev/n && echo opened || echo refused)"]);
+    spec.security = Security::container();
+    assert_eq!(run_captured(&spec).stdout, "refused\n");
 }
 
 fn deleting_a_lower_file_makes_a_whiteout() {

@@ -1,0 +1,169 @@
+//! [`Network::Private`]: the sandbox's own network namespace, given outbound
+//! connectivity by a userspace NAT, slirp4netns, as rootless Docker, Podman and
+//! BuildKit do.
+//!
+//! Why a userspace NAT rather than a veth pair and iptables: it needs no change to the
+//! host's firewall or routes, works the same without root, and every packet the
+//! sandbox sends is turned into an ordinary socket of the helper process on the host,
+//! so the sandbox can reach what that process could, except the host's loopback
+//! (`--disable-host-loopback`: 10.0.2.2 does not lead to 127.0.0.1). A raw socket in
+//! the sandbox sees only its own `tap0` and `lo`; abstract unix sockets are per network
+//! namespace, so the host's are out of reach too.
+//!
+//! The helper is started by the parent once the init exists (it needs the init's pid
+//! to find the namespace) and configures `tap0` (10.0.2.100/24, gateway 10.0.2.2, DNS
+//! 10.0.2.3) while the init builds the filesystem; the init waits on
+//! [`crate::protocol::NETWORK_FD`] before it starts the process, so the process never
+//! runs before its network is up. The helper sandboxes itself (`--enable-sandbox`,
+//! `--enable-seccomp`) and exits when the write end of its exit pipe closes: with the
+//! sandbox, or with builder if builder dies.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// The nameserver the sandbox sees: slirp4netns's DNS forwarder.
+pub(crate) const DNS: &str = "10.0.2.3";
+
+/// How long the helper may take to configure the namespace.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The userspace NAT helper, if installed: `slirp4netns` on `PATH` (or the path in
+/// `BUILDER_SLIRP4NETNS`).
+pub fn nat_helper() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("BUILDER_SLIRP4NETNS") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin".into());
+    std::env::split_paths(&dirs).map(|d| d.join("slirp4netns")).find(|p| p.is_file())
+}
+
+/// The `resolv.conf` of a sandbox behind the NAT: its DNS forwarder, and the host's
+/// `search` and `options` lines.
+pub(crate) fn resolv_conf(host: &str) -> String {
+    let mut out = format!("nameserver {DNS}\n");
+    for line in host.lines() {
+        let line = line.trim();
+        if line.starts_with("search ") || line.starts_with("options ") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A running slirp4netns attached to a sandbox. Dropping it stops the helper.
+pub(crate) struct Nat {
+    child: Child,
+    /// Closing it tells the helper to exit.
+    exit: Option<OwnedFd>,
+}
+
+impl Nat {
+    /// Starts the helper on the network namespace of `pid` and waits until `tap0` is
+    /// configured. `log` receives the helper's output (read back on failure).
+    pub(crate) fn start(helper: &Path, pid: libc::pid_t, log: &Path) -> Result<Nat, Error> {
+        let what = || format!("start {} for the sandbox network", helper.display());
+        let fail = |e: io::Error| Error::sys(what(), e);
+        let (ready_r, ready_w) = crate::spawn::pipe()?;
+        let (exit_r, exit_w) = crate::spawn::pipe()?;
+        let (ready_w, exit_r) = (crate::spawn::dup_high(&ready_w)?, crate::spawn::dup_high(&exit_r)?);
+        let (ready_fd, exit_fd) = (ready_w.as_raw_fd(), exit_r.as_raw_fd());
+        let output = fs::File::create(log).map_err(fail)?;
+        let mut command = Command::new(helper);
+        command
+            .args(["--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp"])
+            .args(["--ready-fd=3", "--exit-fd=4", &pid.to_string(), "tap0"])
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().map_err(fail)?)
+            .stderr(output);
+        // SAFETY: only dup2 in the child between fork and exec (async-signal-safe);
+        // both sources are above 9, so neither is overwritten by the other's target.
+        unsafe {
+            command.pre_exec(move || {
+                for (from, to) in [(ready_fd, 3), (exit_fd, 4)] {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::NotFound { " (is slirp4netns installed?)" } else { "" };
+            Error::sys(what(), io::Error::new(e.kind(), format!("{e}{hint}")))
+        })?;
+        drop((ready_w, exit_r));
+        let mut nat = Nat { child, exit: Some(exit_w) };
+        match wait_ready(ready_r) {
+            Ok(()) => Ok(nat),
+            Err(e) => {
+                nat.stop();
+                let said = fs::read_to_string(log).unwrap_or_default();
+                let said = said.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim().to_string();
+                let message = if said.is_empty() { e.to_string() } else { format!("{e}: {said}") };
+                Err(Error::sys(what(), io::Error::new(e.kind(), message)))
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.exit = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits for the helper's byte on its ready pipe (EOF: it died first).
+fn wait_ready(ready: OwnedFd) -> io::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut pollfd = libc::pollfd { fd: ready.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "not ready after 10 s"));
+        }
+        // SAFETY: polling one valid pollfd.
+        let n = unsafe { libc::poll(&mut pollfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n > 0 {
+            break;
+        }
+    }
+    let mut byte = [0u8; 1];
+    match fs::File::from(ready).read(&mut byte)? {
+        1 => Ok(()),
+        _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "exited before the network was configured")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_points_at_the_forwarder_and_keeps_search_and_options() {
+        let host = "# generated\nnameserver 127.0.0.53\nsearch corp.example\noptions edns0 trust-ad\n";
+        assert_eq!(resolv_conf(host), "nameserver 10.0.2.3\nsearch corp.example\noptions edns0 trust-ad\n");
+        assert_eq!(resolv_conf(""), "nameserver 10.0.2.3\n");
+    }
+}
