@@ -107,7 +107,7 @@ impl Nat {
             Err(e) => {
                 nat.stop();
                 let said = fs::read_to_string(log).unwrap_or_default();
-                let said = said.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap_or("").trim().to_string();
+                let said = said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
                 let message = if said.is_empty() { e.to_string() } else { format!("{e}: {said}") };
                 Err(Error::sys(what(), io::Error::new(e.kind(), message)))
             }
