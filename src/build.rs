@@ -10,7 +10,6 @@ use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::image::History;
 use frontend::{BaseImage, BuildOptions, Platform};
-use solver::ir::NetworkMode;
 use solver::{SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -77,11 +76,13 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let mut worker = BuildWorker::new(store, &images);
     worker.local_dirs.insert("context".into(), context_dir.clone());
     worker.local_dirs.extend(named_dirs);
-    worker.default_network = match args.network.as_str() {
-        "host" | "default" => NetworkMode::Host,
-        "none" => NetworkMode::None,
-        other => bail!(usage_error(anyhow!("unknown network mode {other:?} (want host or none)"))),
-    };
+    worker.entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
+    worker.default_network = crate::sandbox::parse_build_network(&args.network, worker.entitlements)?;
+    for ulimit in &args.ulimits {
+        worker.step_resources.rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
+    }
+    // Before anything runs: a step that needs what --allow did not grant.
+    worker.entitlements.check_graph(&definition.graph).map_err(|e| anyhow!(e))?;
     worker.secrets = read_secrets(&args.secrets)?;
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.

@@ -178,9 +178,16 @@ pub struct BuildArgs {
     /// `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME`
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
-    /// Default network mode for RUN: host or none
-    #[arg(long, default_value = "host")]
+    /// Default network mode for RUN: default (the step's own network behind a NAT), none,
+    /// or host (needs --allow network.host)
+    #[arg(long, default_value = "default")]
     pub network: String,
+    /// Extra privileges the build may use, as buildx: network.host, security.insecure
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Resource limits for RUN steps: NAME=SOFT[:HARD], e.g. nofile=1024:2048
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
     /// Progress output: auto, tty, plain, rawjson
     #[arg(long, default_value = "auto")]
     pub progress: String,
@@ -248,9 +255,27 @@ pub struct RunArgs {
     /// Overwrite the image's ENTRYPOINT
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Network mode: host or none
-    #[arg(long, default_value = "host")]
+    /// Network mode: default (bridge: the container's own network behind a NAT), none or host
+    #[arg(long, default_value = "default")]
     pub network: String,
+    /// Memory limit (e.g. 64m, 1g); beyond it the kernel's OOM killer stops the container
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs the container may use (e.g. 1.5)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Most processes and threads at once (-1: no limit)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Resource limits: NAME=SOFT[:HARD], e.g. nofile=1024:2048
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Security options: seccomp=unconfined (no seccomp filter)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opts: Vec<String>,
+    /// Every capability and device, no seccomp filter (as docker run --privileged)
+    #[arg(long)]
+    pub privileged: bool,
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,

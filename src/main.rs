@@ -17,6 +17,7 @@ mod ops;
 mod progress;
 mod registry;
 mod run;
+mod sandbox;
 mod signals;
 mod store;
 

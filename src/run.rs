@@ -51,11 +51,9 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         mounts.push(volume_mount(store, spec)?);
     }
 
-    let network = match args.network.as_str() {
-        "host" | "default" => executor::Network::Host,
-        "none" => executor::Network::None,
-        other => bail!(crate::usage_error(anyhow::anyhow!("unknown network mode {other:?} (want host or none)"))),
-    };
+    let network = crate::sandbox::parse_run_network(&args.network)?;
+    let security = security(&args)?;
+    let resources = resources(&args)?;
     // Held while the container runs: a name is used by one container at a time.
     let _name = args.name.as_deref().map(|name| claim_name(store, name)).transpose()?;
 
@@ -86,8 +84,8 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         },
         network,
         hostname,
-        security: executor::Security::container(),
-        resources: executor::Resources::default(),
+        security,
+        resources,
     };
     let signals = executor::Signals::new();
     let forwarder = crate::signals::forward_to(signals.clone(), args.tty)?;
@@ -214,10 +212,7 @@ pub fn command_line(
 }
 
 pub fn validate_volume_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if !ok {
+    if !is_volume_name(name) {
         bail!(crate::usage_error(anyhow::anyhow!(
             "invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] allowed"
         )));
@@ -250,6 +245,43 @@ pub fn volume_info(store: &Store, name: &str) -> Result<serde_json::Value> {
     }))
 }
 
+/// Docker's default for a container, `--privileged`, or `--security-opt seccomp=unconfined`.
+fn security(args: &RunArgs) -> Result<executor::Security> {
+    let mut security = if args.privileged { executor::Security::insecure() } else { executor::Security::container() };
+    for opt in &args.security_opts {
+        match opt.as_str() {
+            "seccomp=unconfined" | "seccomp:unconfined" => security.seccomp = false,
+            // Always so here.
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
+            _ => bail!(crate::usage_error(anyhow::anyhow!(
+                "unsupported --security-opt {opt:?} (supported: seccomp=unconfined, no-new-privileges)"
+            ))),
+        }
+    }
+    Ok(security)
+}
+
+/// `--memory`, `--cpus`, `--pids-limit`, `--ulimit`.
+fn resources(args: &RunArgs) -> Result<executor::Resources> {
+    let usage = |e: String| crate::usage_error(anyhow::anyhow!(e));
+    let memory = args.memory.as_deref().map(crate::sandbox::parse_size).transpose().map_err(usage)?;
+    if memory.is_some_and(|m| m < 6 << 20) {
+        bail!(usage("minimum memory limit allowed is 6MB".into()));
+    }
+    let rlimits =
+        args.ulimits.iter().map(|u| crate::sandbox::parse_ulimit(u)).collect::<Result<_, _>>().map_err(usage)?;
+    Ok(executor::Resources {
+        memory,
+        cpu_millis: args.cpus.as_deref().map(crate::sandbox::parse_cpus).transpose().map_err(usage)?,
+        // As Docker: 0 or -1 is no limit.
+        pids: args.pids_limit.filter(|p| *p > 0).map(|p| p as u64),
+        rlimits,
+    })
+}
+
+/// `-v SRC:DST[:ro]`: SRC is an absolute host path (bound) or a volume name (in the
+/// store); anything else is refused as Docker refuses it, never taken relative to the
+/// current directory.
 fn volume_mount(store: &Store, spec: &str) -> Result<executor::Mount> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, target, readonly) = match parts.as_slice() {
@@ -261,17 +293,37 @@ fn volume_mount(store: &Store, spec: &str) -> Result<executor::Mount> {
     if !target.starts_with('/') {
         bail!(crate::usage_error(anyhow::anyhow!("invalid volume spec {spec:?}: destination must be absolute")));
     }
-    let source = if source.starts_with('/') || source.starts_with('.') {
+    let source = if source.starts_with('/') {
         std::fs::canonicalize(source).with_context(|| format!("bind source {source}"))?
-    } else {
+    } else if is_volume_name(source) {
         volume_path(store, source)?
+    } else {
+        bail!(crate::usage_error(anyhow::anyhow!(
+            "invalid volume spec {spec:?}: {source:?} includes invalid characters for a local volume name, \
+             only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed; if you intended to pass a host directory, use an absolute path"
+        )));
     };
     Ok(executor::Mount { target: target.to_string(), source: executor::MountSource::Bind { source, readonly } })
 }
 
+/// Docker's rule for a local volume's name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn is_volume_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{command_line, container_env, container_id, parse_env_file, set_env, stdio};
+    use super::{command_line, container_env, container_id, is_volume_name, parse_env_file, set_env, stdio};
+
+    #[test]
+    fn volume_names_as_docker_allows_them() {
+        assert!(is_volume_name("data") && is_volume_name("my_vol.1-x"));
+        for bad in ["rel/path", "../../etc", ".", "./x", "-x", "", "a b"] {
+            assert!(!is_volume_name(bad), "{bad}");
+        }
+    }
     use executor::Stdio;
 
     #[test]

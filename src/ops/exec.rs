@@ -69,7 +69,7 @@ pub fn exec(
                 leases.push(lease);
                 source
             }
-            MountKind::Tmpfs { size } => MountSource::Tmpfs { size: *size },
+            MountKind::Tmpfs { size } => MountSource::Tmpfs { size: Some(crate::sandbox::tmpfs_size(*size)) },
             MountKind::Secret { id, env: var, required, mode, uid, gid } => {
                 let Some(value) = worker.secrets.get(id) else {
                     if *required {
@@ -96,6 +96,9 @@ pub fn exec(
         NetworkMode::Default => worker.default_network,
         other => other,
     };
+    // Checked over the whole graph before the build started; again here, where it counts.
+    let granted = worker.entitlements;
+    granted.check(network, op.security).map_err(|e| anyhow::anyhow!(e))?;
     let spec = executor::Spec {
         rootfs: executor::Rootfs {
             lowerdirs: lowers.into_iter().rev().collect(),
@@ -109,10 +112,10 @@ pub fn exec(
             cwd: if op.cwd.is_empty() { "/".into() } else { op.cwd.clone() },
             user: op.user.clone(),
         },
-        network: if network == NetworkMode::None { executor::Network::None } else { executor::Network::Host },
+        network: crate::sandbox::network(network),
         hostname: "buildkitsandbox".into(),
-        security: executor::Security::build_step(),
-        resources: executor::Resources::default(),
+        security: crate::sandbox::step_security(op.security),
+        resources: worker.step_resources.clone(),
     };
     let mut forward = |stream: OutputStream, data: &[u8]| {
         let stream = match stream {

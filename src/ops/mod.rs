@@ -64,6 +64,10 @@ pub struct BuildWorker<'a> {
     pub local_dirs: HashMap<String, PathBuf>,
     /// Network mode for `RUN` steps that do not say (`builder build --network`).
     pub default_network: NetworkMode,
+    /// What `--allow` granted (`RUN --network=host`, `RUN --security=insecure`).
+    pub entitlements: crate::sandbox::Entitlements,
+    /// Limits of every `RUN` step: a pids limit by default, `--ulimit`.
+    pub step_resources: executor::Resources,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
     /// How exec and file ops write their layers: compression, and the
@@ -86,7 +90,9 @@ impl<'a> BuildWorker<'a> {
         BuildWorker {
             store,
             local_dirs: HashMap::new(),
-            default_network: NetworkMode::Host,
+            default_network: NetworkMode::Default,
+            entitlements: Default::default(),
+            step_resources: executor::Resources { pids: Some(crate::sandbox::STEP_PIDS_LIMIT), ..Default::default() },
             secrets: HashMap::new(),
             layer_options: LayerOptions::default(),
             contexts: Mutex::default(),

@@ -10,6 +10,7 @@ mod hygiene;
 mod mounts;
 mod registry;
 mod run;
+mod sandbox;
 mod save;
 mod store;
 mod util;

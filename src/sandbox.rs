@@ -1,0 +1,300 @@
+//! What a build step or a container may do, as the user allowed it: entitlements
+//! (`--allow network.host,security.insecure`, as buildx), the network a sandbox gets,
+//! resource limits (`--memory`, `--cpus`, `--pids-limit`, `--ulimit`) and the size cap
+//! of a `RUN --mount=type=tmpfs`. The executor enforces; this module decides.
+
+use std::sync::OnceLock;
+
+use anyhow::{Result, anyhow, bail};
+use solver::ir::{NetworkMode, Op, SecurityMode};
+
+/// Tasks a build step may have at once unless told otherwise: enough for `make -j` and
+/// a JVM's threads, few enough that a fork bomb ends quickly (Podman's default is 2048).
+pub const STEP_PIDS_LIMIT: u64 = 4096;
+
+/// What `--allow` granted (buildx's entitlements).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entitlements {
+    /// `network.host`: `--network=host` and `RUN --network=host`.
+    pub network_host: bool,
+    /// `security.insecure`: `RUN --security=insecure`.
+    pub security_insecure: bool,
+}
+
+impl Entitlements {
+    /// `--allow` values: each one or several comma-separated entitlements.
+    pub fn parse(values: &[String]) -> Result<Self, String> {
+        let mut granted = Entitlements::default();
+        for name in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "network.host" => granted.network_host = true,
+                "security.insecure" => granted.security_insecure = true,
+                other => {
+                    return Err(format!(
+                        "invalid entitlement {other:?} in --allow (want network.host or security.insecure)"
+                    ));
+                }
+            }
+        }
+        Ok(granted)
+    }
+
+    /// Refuses, before anything runs, a graph whose steps need what was not granted;
+    /// the message names the step (its instruction).
+    pub fn check_graph(&self, graph: &solver::Graph) -> Result<(), String> {
+        for (_, vertex) in graph.iter() {
+            if let Op::Exec(exec) = &vertex.op {
+                self.check(exec.network, exec.security).map_err(|e| format!("{}: {e}", vertex.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a step's network and security modes were granted.
+    pub fn check(&self, network: NetworkMode, security: SecurityMode) -> Result<(), String> {
+        if network == NetworkMode::Host && !self.network_host {
+            return Err("network mode \"host\" needs the network.host entitlement: \
+                        run builder build with --allow network.host"
+                .into());
+        }
+        if security == SecurityMode::Insecure && !self.security_insecure {
+            return Err("security mode \"insecure\" needs the security.insecure entitlement: \
+                        run builder build with --allow security.insecure"
+                .into());
+        }
+        Ok(())
+    }
+}
+
+/// The sandbox network for a step or container that did not ask for `host` or `none`:
+/// its own namespace behind slirp4netns, or, where that is not installed, its own
+/// namespace with only `lo` (never the host's), with a warning said once.
+pub fn private_network() -> executor::Network {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    if executor::nat_helper().is_some() {
+        return executor::Network::Private;
+    }
+    WARNED.get_or_init(|| {
+        eprintln!(
+            "WARNING: slirp4netns is not installed: RUN steps and containers get a network namespace \
+             without outside access (install slirp4netns for a NAT; --network=none silences this)"
+        );
+    });
+    executor::Network::None
+}
+
+/// The executor's network for a mode; `host` only where it was checked before.
+pub fn network(mode: NetworkMode) -> executor::Network {
+    match mode {
+        NetworkMode::Host => executor::Network::Host,
+        NetworkMode::None => executor::Network::None,
+        NetworkMode::Default => private_network(),
+    }
+}
+
+/// `--network` of `builder build` (the default mode of RUN steps).
+pub fn parse_build_network(value: &str, granted: Entitlements) -> Result<NetworkMode> {
+    match value {
+        "default" | "sandbox" => Ok(NetworkMode::Default),
+        "none" => Ok(NetworkMode::None),
+        "host" if granted.network_host => Ok(NetworkMode::Host),
+        "host" => bail!(crate::usage_error(anyhow!(
+            "--network=host needs the network.host entitlement: add --allow network.host"
+        ))),
+        other => bail!(crate::usage_error(anyhow!("unknown network mode {other:?} (want default, none or host)"))),
+    }
+}
+
+/// `--network` of `builder run` (Docker's `bridge` is the private network here).
+pub fn parse_run_network(value: &str) -> Result<executor::Network> {
+    match value {
+        "default" | "bridge" | "private" => Ok(private_network()),
+        "none" => Ok(executor::Network::None),
+        "host" => Ok(executor::Network::Host),
+        other => {
+            bail!(crate::usage_error(anyhow!("unknown network mode {other:?} (want default, bridge, none or host)")))
+        }
+    }
+}
+
+/// A size as Docker writes it: bytes, or a number with b, k, m, g (powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').filter(|s| !s.is_empty() && !s.ends_with('b')).unwrap_or(&t);
+    let (number, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("invalid size {text:?} (want a number with an optional b, k, m, g or t)")),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("invalid size {text:?}"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("invalid size {text:?}"));
+    }
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
+/// `--cpus 1.5` in thousandths of a CPU.
+pub fn parse_cpus(text: &str) -> Result<u64, String> {
+    let cpus: f64 = text.trim().parse().map_err(|_| format!("invalid --cpus {text:?}: want a number such as 1.5"))?;
+    if !cpus.is_finite() || cpus <= 0.0 {
+        return Err(format!("invalid --cpus {text:?}: must be more than 0"));
+    }
+    Ok(((cpus * 1000.0).round() as u64).max(1))
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` as Docker takes it (`-1`: unlimited).
+pub fn parse_ulimit(text: &str) -> Result<executor::Rlimit, String> {
+    let bad = |why: &str| format!("invalid --ulimit {text:?}: {why}");
+    let (name, values) = text.split_once('=').ok_or_else(|| bad("want NAME=SOFT[:HARD]"))?;
+    let resource = match name.trim() {
+        "core" => libc_rlimit::CORE,
+        "cpu" => libc_rlimit::CPU,
+        "data" => libc_rlimit::DATA,
+        "fsize" => libc_rlimit::FSIZE,
+        "locks" => libc_rlimit::LOCKS,
+        "memlock" => libc_rlimit::MEMLOCK,
+        "msgqueue" => libc_rlimit::MSGQUEUE,
+        "nice" => libc_rlimit::NICE,
+        "nofile" => libc_rlimit::NOFILE,
+        "nproc" => libc_rlimit::NPROC,
+        "rss" => libc_rlimit::RSS,
+        "rtprio" => libc_rlimit::RTPRIO,
+        "rttime" => libc_rlimit::RTTIME,
+        "sigpending" => libc_rlimit::SIGPENDING,
+        "stack" => libc_rlimit::STACK,
+        "as" => libc_rlimit::AS,
+        other => return Err(bad(&format!("unknown limit {other:?}"))),
+    };
+    let number = |v: &str| -> Result<u64, String> {
+        match v.trim() {
+            "-1" | "unlimited" => Ok(u64::MAX),
+            v => v.parse().map_err(|_| bad(&format!("{v:?} is not a number"))),
+        }
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (number(s)?, number(h)?),
+        None => (number(values)?, number(values)?),
+    };
+    if soft > hard {
+        return Err(bad("the soft limit is above the hard one"));
+    }
+    Ok(executor::Rlimit { resource, soft, hard })
+}
+
+/// `RLIMIT_*` numbers of Linux (the same on every architecture builder runs on); kept
+/// here because only the executor may depend on libc.
+mod libc_rlimit {
+    pub const CPU: u32 = 0;
+    pub const FSIZE: u32 = 1;
+    pub const DATA: u32 = 2;
+    pub const STACK: u32 = 3;
+    pub const CORE: u32 = 4;
+    pub const RSS: u32 = 5;
+    pub const NPROC: u32 = 6;
+    pub const NOFILE: u32 = 7;
+    pub const MEMLOCK: u32 = 8;
+    pub const AS: u32 = 9;
+    pub const LOCKS: u32 = 10;
+    pub const SIGPENDING: u32 = 11;
+    pub const MSGQUEUE: u32 = 12;
+    pub const NICE: u32 = 13;
+    pub const RTPRIO: u32 = 14;
+    pub const RTTIME: u32 = 15;
+}
+
+/// The size of a `RUN --mount=type=tmpfs`: what it asked, at most half of the
+/// machine's memory (the kernel's own default for a tmpfs without size), and that
+/// half when it asked nothing. tmpfs pages live in RAM (or swap); a step must not be
+/// able to claim more than the machine has.
+pub fn tmpfs_size(requested: Option<u64>) -> u64 {
+    let half = memory_total().map_or(u64::MAX, |total| total / 2);
+    requested.map_or(half, |size| size.min(half))
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn memory_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_total(&text)
+}
+
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The executor's security for a step, once its entitlement was checked.
+pub fn step_security(mode: SecurityMode) -> executor::Security {
+    match mode {
+        SecurityMode::Sandbox => executor::Security::build_step(),
+        SecurityMode::Insecure => executor::Security::insecure(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entitlements_as_buildx_spells_them() {
+        let e = Entitlements::parse(&["network.host,security.insecure".into()]).unwrap();
+        assert!(e.network_host && e.security_insecure);
+        assert_eq!(Entitlements::parse(&[]).unwrap(), Entitlements::default());
+        let err = Entitlements::parse(&["device".into()]).unwrap_err();
+        assert!(err.contains("\"device\""), "{err}");
+    }
+
+    #[test]
+    fn a_host_network_step_needs_the_entitlement() {
+        let none = Entitlements::default();
+        let err = none.check(NetworkMode::Host, SecurityMode::Sandbox).unwrap_err();
+        assert!(err.contains("--allow network.host"), "{err}");
+        let host = Entitlements { network_host: true, ..Default::default() };
+        assert!(host.check(NetworkMode::Host, SecurityMode::Sandbox).is_ok());
+        let err = host.check(NetworkMode::Default, SecurityMode::Insecure).unwrap_err();
+        assert!(err.contains("--allow security.insecure"), "{err}");
+        assert!(none.check(NetworkMode::None, SecurityMode::Sandbox).is_ok());
+    }
+
+    #[test]
+    fn build_network_host_is_refused_without_allow() {
+        let err = parse_build_network("host", Entitlements::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("--allow network.host"), "{err:#}");
+        let granted = Entitlements { network_host: true, ..Default::default() };
+        assert_eq!(parse_build_network("host", granted).unwrap(), NetworkMode::Host);
+        assert_eq!(parse_build_network("default", Entitlements::default()).unwrap(), NetworkMode::Default);
+    }
+
+    #[test]
+    fn sizes_cpus_and_ulimits_as_docker() {
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64MB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert!(parse_size("ten").is_err() && parse_size("5x").is_err());
+        assert_eq!(parse_cpus("1.5").unwrap(), 1500);
+        assert!(parse_cpus("0").is_err());
+        let r = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((r.resource, r.soft, r.hard), (7, 1024, 2048));
+        assert_eq!(parse_ulimit("nproc=-1").unwrap().hard, u64::MAX);
+        assert!(parse_ulimit("nofile=10:5").is_err());
+        assert!(parse_ulimit("files=10").unwrap_err().contains("unknown limit"));
+    }
+
+    #[test]
+    fn tmpfs_is_capped_at_half_the_memory() {
+        assert_eq!(parse_mem_total("MemTotal:       24000000 kB\nMemFree: 1 kB\n"), Some(24_000_000 * 1024));
+        let half = memory_total().unwrap() / 2;
+        assert_eq!(tmpfs_size(None), half);
+        assert_eq!(tmpfs_size(Some(100 << 40)), half);
+        assert_eq!(tmpfs_size(Some(1 << 20)), 1 << 20);
+    }
+}
