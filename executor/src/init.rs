@@ -112,6 +112,9 @@ fn parent_is_gone() -> bool {
 }
 
 fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, Error> {
+    if config.join_network {
+        join_network()?;
+    }
     let mut report = |c| reporter.send(&Message::Created(c));
     Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true }.run(config)?;
 
@@ -127,10 +130,6 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     exec.terminal = config.terminal;
     exec.security = config.spec.security;
 
-    if config.await_network {
-        await_network()?;
-    }
-
     let forwarded = forwarded_signals();
     let mut blocked = forwarded;
     blocked.add(Signal::SIGCHLD);
@@ -143,17 +142,16 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     }
 }
 
-/// Blocks until the parent says the network namespace is configured (one byte on
-/// [`NETWORK_FD`]); end of file means the parent gave up.
-fn await_network() -> Result<(), Error> {
-    // SAFETY: fd 5 was placed by the parent for this process alone when it asked us to wait.
-    let mut go = unsafe { File::from_raw_fd(NETWORK_FD) };
-    let mut byte = [0u8; 1];
-    match go.read(&mut byte) {
-        Ok(1) => Ok(()),
-        Ok(_) => Err(Error::sys("wait for the sandbox network", io::Error::from(io::ErrorKind::UnexpectedEof))),
-        Err(e) => Err(Error::sys("wait for the sandbox network", e)),
+/// Joins the network namespace the parent placed on [`NETWORK_FD`] (before `/sys` is
+/// mounted: sysfs shows the namespace of whoever mounts it).
+fn join_network() -> Result<(), Error> {
+    // SAFETY: fd 5 was placed by the parent for this process alone; the File closes it.
+    let netns = unsafe { File::from_raw_fd(NETWORK_FD) };
+    // SAFETY: setns with a namespace descriptor we own and its type.
+    if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&netns), libc::CLONE_NEWNET) } < 0 {
+        return Err(Error::sys("join the sandbox network namespace", io::Error::last_os_error()));
     }
+    Ok(())
 }
 
 /// Signals that, sent to the init, are passed on to the process.

@@ -13,8 +13,8 @@ use crate::{Error, ExitStatus, Spec, Upper};
 pub(crate) const CONFIG_FD: i32 = 3;
 /// The init's file descriptor for [`Message`]s.
 pub(crate) const STATUS_FD: i32 = 4;
-/// The init's file descriptor that delivers one byte once the network is configured
-/// (only with [`InitConfig::await_network`]).
+/// The init's descriptor of the network namespace to join (only with
+/// [`InitConfig::join_network`]).
 pub(crate) const NETWORK_FD: i32 = 5;
 /// Set in the init's environment; its presence makes a process the sandbox init.
 pub(crate) const INIT_ENV: &str = "_BUILDER_EXECUTOR_INIT";
@@ -29,9 +29,8 @@ pub(crate) struct InitConfig {
     pub scratch_upper: Option<Upper>,
     /// fds 0-2 are a pty slave, to become the process's controlling terminal.
     pub terminal: bool,
-    /// Wait for a byte on [`NETWORK_FD`] before starting the process: the parent is
-    /// attaching a NAT to the network namespace meanwhile.
-    pub await_network: bool,
+    /// Join the network namespace on [`NETWORK_FD`] (one behind a NAT) first.
+    pub join_network: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -357,7 +357,7 @@ mod tests {
                 bundle: p.join("bundle"),
                 scratch_upper: None,
                 terminal: false,
-                await_network: false,
+                join_network: false,
             },
             dir,
         }

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use crate::network::{self, Nat};
+use crate::network::{self, PrivateNet};
 use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, NETWORK_FD, STATUS_FD};
 use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, stubs, tty};
@@ -83,11 +83,12 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         })?),
         _ => None,
     };
-    let network_go = match nat_helper {
-        Some(_) => {
-            let (r, w) = pipe()?;
-            fds.push((r, NETWORK_FD));
-            Some(w)
+    // Joined by the init; back to the pool when the sandbox is gone.
+    let net = match &nat_helper {
+        Some(helper) => {
+            let net = PrivateNet::take(helper)?;
+            fds.push((net.netns.try_clone().map_err(sys("duplicate the network namespace"))?, NETWORK_FD));
+            Some(net)
         }
         None => None,
     };
@@ -123,7 +124,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | if spec.network == Network::Host { 0 } else { libc::CLONE_NEWNET };
+        | if spec.network == Network::None { libc::CLONE_NEWNET } else { 0 };
     // Always a session of its own: a terminal's ^C reaches the process once, through
     // us, and never the init directly.
     let pid = clone_init(flags, &fds, true)?;
@@ -134,16 +135,9 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         reaped: false,
         upperdir: spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone()),
         created: Vec::new(),
-        nat: None,
+        net: net.map(|n| (n, spec.security.capabilities)),
         _bundle: bundle,
     };
-    // The init builds the filesystem meanwhile, and waits for the go before it starts
-    // the process. Should this fail, dropping `sandbox` kills the init.
-    if let (Some(helper), Some(go)) = (&nat_helper, network_go) {
-        let log = sandbox._bundle.path().join("slirp4netns.log");
-        sandbox.nat = Some(Nat::start(helper, pid, &log)?);
-        fs::File::from(go).write_all(b"1").map_err(sys("start the sandbox process after its network"))?;
-    }
     let mut failed = None;
     let mut exited = None;
     let mut killed = false;
@@ -271,8 +265,8 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConf
     } else {
         None
     };
-    let await_network = spec.network == Network::Private;
-    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper, terminal, await_network })
+    let join_network = spec.network == Network::Private;
+    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper, terminal, join_network })
 }
 
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
@@ -294,8 +288,9 @@ struct Sandbox {
     reaped: bool,
     upperdir: Option<std::path::PathBuf>,
     created: Vec<Created>,
-    /// Stopped once the init is gone (fields drop after [`Drop::drop`]).
-    nat: Option<Nat>,
+    /// The namespace the init joined, and what the sandbox could do with it; given back
+    /// to the pool once the init is gone.
+    net: Option<(PrivateNet, crate::Capabilities)>,
     _bundle: tempfile::TempDir,
 }
 
@@ -345,6 +340,9 @@ impl Drop for Sandbox {
         }
         if let Some(upperdir) = &self.upperdir {
             stubs::remove(upperdir, &self.created);
+        }
+        if let Some((net, capabilities)) = self.net.take() {
+            net.release(capabilities);
         }
     }
 }
