@@ -26,6 +26,10 @@ pub(crate) struct InitConfig {
     pub scratch_upper: Option<Upper>,
     /// fds 0-2 are a pty slave, to become the process's controlling terminal.
     pub terminal: bool,
+    /// The sandbox cgroup's `cgroup.procs` files (one per v1 hierarchy), for the init
+    /// to join before anything else.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

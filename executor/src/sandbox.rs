@@ -331,7 +331,16 @@ mod tests {
             security: Default::default(),
             resources: Default::default(),
         };
-        Fixture { config: InitConfig { spec, bundle: p.join("bundle"), scratch_upper: None, terminal: false }, dir }
+        Fixture {
+            config: InitConfig {
+                spec,
+                bundle: p.join("bundle"),
+                scratch_upper: None,
+                terminal: false,
+                cgroup_procs: vec![],
+            },
+            dir,
+        }
     }
 
     /// The recorded calls, paths relative to the fixture, one short line each.
