@@ -61,6 +61,12 @@ pub(crate) fn apply(limits: &[Rlimit]) -> Result<(), Error> {
         if unsafe { libc::setrlimit(limit.resource as _, &value) } < 0 {
             let e = io::Error::last_os_error();
             let what = format!("set {} to {}/{}", name(limit.resource).unwrap_or("rlimit"), limit.soft, limit.hard);
+            let e = match e.raw_os_error() {
+                Some(libc::EPERM) => {
+                    io::Error::new(e.kind(), "operation not permitted (raising a hard limit needs CAP_SYS_RESOURCE)")
+                }
+                _ => e,
+            };
             return Err(Error::sys(what, e));
         }
     }
