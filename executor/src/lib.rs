@@ -82,8 +82,8 @@
 mod caps;
 mod cgroup;
 mod init;
+mod isolation;
 mod paths;
-mod probe;
 mod protocol;
 mod rlimits;
 mod rootfs;
@@ -102,7 +102,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use init::maybe_run_init;
-pub use probe::{CgroupVersion, Isolation, Support, probe};
+pub use isolation::{CgroupVersion, Isolation, Support, probe};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -221,6 +221,11 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     match (failed, exited) {
         (Some(e), _) => Err(e.into()),
         (None, Some(status)) => Ok(status),
+        // A memory limit too small for the init too: the OOM killer took it, and the
+        // process with it. To the caller that is the process killed (137), as ever.
+        (None, None) if sandbox.cgroup.as_ref().and_then(SandboxCgroup::oom_kills).is_some_and(|n| n > 0) => {
+            Ok(ExitStatus::Signal(libc::SIGKILL))
+        }
         (None, None) => Err(Error::from(InitError::Sys {
             what: "sandbox init".into(),
             errno: None,

@@ -109,3 +109,52 @@ fn other_processes(dir: &Path) -> io::Result<usize> {
     let me = std::process::id().to_string();
     Ok(fs::read_to_string(dir.join("cgroup.procs"))?.lines().filter(|p| !p.is_empty() && *p != me).count())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory shaped like a v2 cgroup (plain files: no kernel rules apply).
+    fn fake(controllers: &str, subtree: &str, procs: &str, is_root: bool) -> (tempfile::TempDir, OwnCgroup) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("cgroup.controllers"), controllers).unwrap();
+        fs::write(dir.path().join("cgroup.subtree_control"), subtree).unwrap();
+        fs::write(dir.path().join("cgroup.procs"), procs).unwrap();
+        let own = OwnCgroup { mountpoint: dir.path().into(), dir: dir.path().into(), readonly: false, is_root };
+        (dir, own)
+    }
+
+    #[test]
+    fn readiness_follows_delegation_and_the_no_internal_process_rule() {
+        let me = format!("{}\n", std::process::id());
+        let (_d, own) = fake("cpu memory pids\n", "", "", false);
+        assert!(readiness(&own, Controller::Pids).unwrap().starts_with("cgroup v2, in "));
+        let (_d, own) = fake("cpu memory\n", "", "", false);
+        let why = readiness(&own, Controller::Pids).unwrap_err();
+        assert!(why.contains("pids controller is not delegated"), "{why}");
+        // Enabled already: fine whoever is in there.
+        let (_d, own) = fake("memory pids\n", "pids\n", "1\n2\n", false);
+        assert!(readiness(&own, Controller::Pids).is_ok());
+        // Alone: builder will move itself.
+        let (_d, own) = fake("memory pids\n", "", &me, false);
+        assert!(readiness(&own, Controller::Memory).unwrap().contains("builder-self"));
+        // Not alone: not ours to move the others.
+        let (_d, own) = fake("memory pids\n", "", &format!("1\n{me}"), false);
+        let why = readiness(&own, Controller::Memory).unwrap_err();
+        assert!(why.contains("1 process(es) besides builder") && why.contains("Delegate=yes"), "{why}");
+        // The root cgroup is exempt from the rule.
+        let (_d, own) = fake("memory pids\n", "", "1\n", true);
+        assert!(readiness(&own, Controller::Memory).is_ok());
+    }
+
+    #[test]
+    fn only_missing_controllers_are_enabled() {
+        let (d, own) = fake("cpu memory pids\n", "pids\n", "", false);
+        enable_below_own(&own, &[Controller::Pids, Controller::Memory, Controller::Cpu]).unwrap();
+        assert_eq!(fs::read_to_string(d.path().join("cgroup.subtree_control")).unwrap(), "+memory +cpu");
+        enable_in(d.path(), &[]).unwrap();
+        fs::write(d.path().join("cgroup.subtree_control"), "memory pids").unwrap();
+        enable_in(d.path(), &[Controller::Pids, Controller::Memory]).unwrap();
+        assert_eq!(fs::read_to_string(d.path().join("cgroup.subtree_control")).unwrap(), "memory pids");
+    }
+}

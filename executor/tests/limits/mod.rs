@@ -65,7 +65,12 @@ pub fn memory_limit_kills_a_hog() {
     assert_eq!(out.status, Ok(ExitStatus::Signal(libc::SIGKILL)), "{out:?}");
     assert_eq!(out.status.as_ref().unwrap().code(), 137);
     assert!(!out.stdout.contains("survived"), "{out:?}");
+    // A limit too small for the sandbox's init as well: still the process killed.
+    spec.resources.memory = Some(1 << 20);
+    let out = run_captured(&spec);
+    assert_eq!(out.status, Ok(ExitStatus::Signal(libc::SIGKILL)), "{out:?}");
     // A modest need fits.
+    spec.resources.memory = Some(64 << 20);
     spec.process.args[2] = "x=$(head -c 2000000 /dev/zero | tr '\\0' a); echo survived ${#x}".into();
     assert_eq!(run_captured(&spec).stdout, "survived 2000000\n");
 }
