@@ -304,7 +304,8 @@ pub struct Rlimit {
 }
 
 /// Limits on what the sandbox's processes may use together, enforced by a cgroup
-/// made for the sandbox where builder may create one ([`probe`] says).
+/// made for the sandbox. A limit this host cannot enforce ([`probe`] says which)
+/// makes [`run`] fail rather than be ignored. `rlimits` apply to the process itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// Memory (and memory + swap) in bytes; beyond it the kernel's OOM killer kills.
