@@ -21,7 +21,7 @@ use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, NETWORK_FD, STAT
 use crate::sandbox::Setup;
 use crate::syscall::{Identity, Real, Syscall};
 use crate::user::{self, User};
-use crate::{Error, ExitStatus, Security, caps};
+use crate::{Error, ExitStatus, Rlimit, Security, caps, cgroup, rlimits};
 
 /// Set once this process has checked whether it is a sandbox init; [`crate::run`]
 /// refuses to re-execute a binary that never checks (it would run the wrong `main`).
@@ -112,6 +112,8 @@ fn parent_is_gone() -> bool {
 }
 
 fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, Error> {
+    // First: all that follows, the process included, is under the sandbox's limits.
+    cgroup::join(&config.cgroup_procs)?;
     if config.join_network {
         join_network()?;
     }
@@ -129,6 +131,7 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     let mut exec = Exec::new(&process.args, &env, &cwd)?;
     exec.terminal = config.terminal;
     exec.security = config.spec.security;
+    exec.rlimits = config.spec.resources.rlimits.clone();
 
     let forwarded = forwarded_signals();
     let mut blocked = forwarded;
@@ -218,6 +221,7 @@ struct Exec {
     /// Make stdin, a pty, the controlling terminal of a new session.
     terminal: bool,
     security: Security,
+    rlimits: Vec<Rlimit>,
 }
 
 fn cstring(s: &[u8]) -> Result<CString, Error> {
@@ -243,6 +247,7 @@ impl Exec {
             arg0,
             terminal: false,
             security: Security::default(),
+            rlimits: Vec::new(),
         })
     }
 
@@ -296,6 +301,8 @@ impl Exec {
                 return Err(Error::sys("set controlling terminal", io::Error::last_os_error()));
             }
         }
+        // As root still, so that hard limits may be raised as well as lowered.
+        rlimits::apply(&self.rlimits)?;
         let keep = self.security.capabilities;
         caps::limit_bounding_set(keep).map_err(|e| Error::sys("limit capability bounding set", e))?;
         let id = Identity { uid: user.uid, gid: user.gid, groups: user.groups.clone() };

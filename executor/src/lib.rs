@@ -39,6 +39,17 @@
 //! it is created, then the exit status or a setup error. Being a fresh single-threaded
 //! process, it may use all of Rust.
 //!
+//! # Limits
+//!
+//! [`Resources`] and the device allow list of [`Devices::Default`] are enforced by a
+//! cgroup per sandbox (`cgroup/`): the parent makes and configures it under its own
+//! cgroup (`<own>/builder/<pid>-<n>`, v1 or v2) before the clone, the init joins it
+//! before building anything, and the parent removes it once the init is reaped.
+//! Limits asked for that this host cannot enforce are an error, never ignored; the
+//! device cgroup, a second line behind `nodev` mounts and a dropped CAP_MKNOD, is
+//! left out where none can be made. [`probe`] says which apply here. Rlimits are set
+//! in the forked process before it switches user.
+//!
 //! # Cleanup
 //!
 //! All sandbox mounts live in the sandbox's own mount namespace (with `/` made
@@ -69,10 +80,13 @@
 //! it skips itself elsewhere).
 
 mod caps;
+mod cgroup;
 mod init;
+mod isolation;
 mod network;
 mod paths;
 mod protocol;
+mod rlimits;
 mod rootfs;
 mod sandbox;
 mod spawn;
@@ -89,6 +103,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use init::maybe_run_init;
+pub use isolation::{CgroupVersion, Isolation, Support, probe};
 pub use network::{close_networks, nat_helper};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
@@ -291,7 +306,8 @@ pub struct Rlimit {
 }
 
 /// Limits on what the sandbox's processes may use together, enforced by a cgroup
-/// made for the sandbox where builder may create one ([`probe`] says).
+/// made for the sandbox. A limit this host cannot enforce ([`probe`] says which)
+/// makes [`run`] fail rather than be ignored. `rlimits` apply to the process itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// Memory (and memory + swap) in bytes; beyond it the kernel's OOM killer kills.
@@ -301,6 +317,15 @@ pub struct Resources {
     /// How many tasks (processes and threads) may exist at once.
     pub pids: Option<u64>,
     pub rlimits: Vec<Rlimit>,
+}
+
+impl Resources {
+    /// A sensible cap for a build step: 4096 tasks, against fork bombs, and nothing
+    /// else. Where no pids cgroup can be made ([`probe`]), a sandbox asking for it
+    /// fails to start, so check first. (`Resources::default()` limits nothing.)
+    pub fn build_step() -> Self {
+        Resources { pids: Some(4096), ..Default::default() }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]

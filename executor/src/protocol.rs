@@ -31,6 +31,10 @@ pub(crate) struct InitConfig {
     pub terminal: bool,
     /// Join the network namespace on [`NETWORK_FD`] (one behind a NAT) first.
     pub join_network: bool,
+    /// The sandbox cgroup's `cgroup.procs` files (one per v1 hierarchy), for the init
+    /// to join before anything else.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

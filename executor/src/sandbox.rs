@@ -358,6 +358,7 @@ mod tests {
                 scratch_upper: None,
                 terminal: false,
                 join_network: false,
+                cgroup_procs: vec![],
             },
             dir,
         }

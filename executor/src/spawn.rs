@@ -16,10 +16,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
+use crate::cgroup::SandboxCgroup;
 use crate::network::{self, PrivateNet};
 use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, NETWORK_FD, STATUS_FD};
-use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, stubs, tty};
+use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, rlimits, stubs, tty};
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::sys(what, e)
@@ -66,7 +67,14 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     }
     .map_err(sys("create bundle dir"))?;
     let terminal = matches!(stdio, Stdio::Terminal | Stdio::TerminalOutput);
-    let config = prepare_bundle(spec, bundle.path(), terminal)?;
+    let mut config = prepare_bundle(spec, bundle.path(), terminal)?;
+    // The cgroup is made and configured before the clone, and the init joins it as
+    // its first act, before it mounts or forks anything: all the sandbox runs is in
+    // it, and no handshake is needed (the parent moving the init in after the clone
+    // would have to hold it until then). Dropped, it is removed.
+    rlimits::check(&spec.resources.rlimits)?;
+    let cgroup = SandboxCgroup::create(&spec.resources, spec.security.devices)?;
+    config.cgroup_procs = cgroup.as_ref().map(SandboxCgroup::procs).unwrap_or_default();
     let json = serde_json::to_vec(&config).map_err(|e| Error::sys("encode sandbox config", io::Error::other(e)))?;
     let config_fd = memfd_with(&json)?;
     let (status_r, status_w) = pipe()?;
@@ -136,6 +144,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         upperdir: spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone()),
         created: Vec::new(),
         net: net.map(|n| (n, spec.security.capabilities)),
+        cgroup,
         _bundle: bundle,
     };
     let mut failed = None;
@@ -226,12 +235,20 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     }
     drop(_raw_mode);
     let wait = sandbox.wait()?;
+    if let Some(cgroup) = &sandbox.cgroup {
+        cgroup.warn_if_oom_killed();
+    }
     if killed {
         return Err(Error::Cancelled);
     }
     match (failed, exited) {
         (Some(e), _) => Err(e.into()),
         (None, Some(status)) => Ok(status),
+        // A memory limit too small for the init too: the OOM killer took it, and the
+        // process with it. To the caller that is the process killed (137), as ever.
+        (None, None) if sandbox.cgroup.as_ref().and_then(SandboxCgroup::oom_kills).is_some_and(|n| n > 0) => {
+            Ok(ExitStatus::Signal(libc::SIGKILL))
+        }
         (None, None) => Err(Error::from(InitError::Sys {
             what: "sandbox init".into(),
             errno: None,
@@ -266,7 +283,14 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConf
         None
     };
     let join_network = spec.network == Network::Private;
-    Ok(InitConfig { spec: spec.clone(), bundle: bundle.to_path_buf(), scratch_upper, terminal, join_network })
+    Ok(InitConfig {
+        spec: spec.clone(),
+        bundle: bundle.to_path_buf(),
+        scratch_upper,
+        terminal,
+        join_network,
+        cgroup_procs: Vec::new(),
+    })
 }
 
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
@@ -282,7 +306,7 @@ fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
 }
 
 /// A started sandbox. Dropping it (after a panic, say) kills and reaps it, then
-/// removes its mountpoint stubs and its bundle directory.
+/// removes its mountpoint stubs, its cgroup and its bundle directory.
 struct Sandbox {
     pid: libc::pid_t,
     reaped: bool,
@@ -291,6 +315,8 @@ struct Sandbox {
     /// The namespace the init joined, and what the sandbox could do with it; given back
     /// to the pool once the init is gone.
     net: Option<(PrivateNet, crate::Capabilities)>,
+    /// Removed (its `Drop`) after `drop` has reaped the init: empty by then.
+    cgroup: Option<SandboxCgroup>,
     _bundle: tempfile::TempDir,
 }
 

@@ -3,6 +3,7 @@
 //! Skips (with the reason) where it cannot run: not root, or no namespaces.
 
 mod common;
+mod limits;
 
 use common::*;
 use executor::*;
@@ -19,6 +20,9 @@ fn main() {
     }
     if std::env::args().any(|a| a == TERMINAL_CHILD) {
         std::process::exit(terminal_child());
+    }
+    if std::env::args().any(|a| a == limits::V2_CHILD) {
+        std::process::exit(limits::v2_child());
     }
     if let Some(reason) = skip_reason() {
         println!("skipping sandbox tests: {reason}");
@@ -69,6 +73,15 @@ fn main() {
         ("view_panic_is_reraised_and_unmounted", view_panic_is_reraised_and_unmounted),
         ("parent_panic_kills_the_sandbox", parent_panic_kills_the_sandbox),
         ("many_runs_leave_nothing_behind", many_runs_leave_nothing_behind),
+        ("probe_describes_this_host", limits::probe_describes_this_host),
+        ("pids_limit_stops_a_fork_bomb", limits::pids_limit_stops_a_fork_bomb),
+        ("memory_limit_kills_a_hog", limits::memory_limit_kills_a_hog),
+        ("cpu_quota_throttles_a_busy_loop", limits::cpu_quota_throttles_a_busy_loop),
+        ("sandbox_cgroups_are_removed", limits::sandbox_cgroups_are_removed),
+        ("stale_cgroups_of_dead_builders_are_removed", limits::stale_cgroups_of_dead_builders_are_removed),
+        ("device_cgroup_denies_host_block_devices", limits::device_cgroup_denies_host_block_devices),
+        ("v2_device_filter_is_a_bpf_program", limits::v2_device_filter_is_a_bpf_program),
+        ("rlimits_apply_before_the_user_switch", limits::rlimits_apply_before_the_user_switch),
         ("startup_cost", startup_cost),
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
