@@ -74,6 +74,7 @@ mod paths;
 mod protocol;
 mod rootfs;
 mod sandbox;
+mod seccomp;
 mod spawn;
 mod stubs;
 mod syscall;
