@@ -21,7 +21,7 @@ use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, NETWORK_FD, STAT
 use crate::sandbox::Setup;
 use crate::syscall::{Identity, Real, Syscall};
 use crate::user::{self, User};
-use crate::{Error, ExitStatus, Rlimit, Security, caps, cgroup, rlimits};
+use crate::{Error, ExitStatus, Rlimit, Security, caps, cgroup, rlimits, seccomp};
 
 /// Set once this process has checked whether it is a sandbox init; [`crate::run`]
 /// refuses to re-execute a binary that never checks (it would run the wrong `main`).
@@ -130,7 +130,7 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     create_dir_owned(&cwd, user.uid, user.gid).map_err(|e| Error::sys(format!("create cwd {}", cwd.display()), e))?;
     let mut exec = Exec::new(&process.args, &env, &cwd)?;
     exec.terminal = config.terminal;
-    exec.security = config.spec.security;
+    exec.set_security(config.spec.security)?;
     exec.rlimits = config.spec.resources.rlimits.clone();
 
     let forwarded = forwarded_signals();
@@ -222,6 +222,8 @@ struct Exec {
     terminal: bool,
     security: Security,
     rlimits: Vec<Rlimit>,
+    /// The seccomp filter, compiled before the fork: the child only loads it.
+    seccomp: Option<seccomp::Filter>,
 }
 
 fn cstring(s: &[u8]) -> Result<CString, Error> {
@@ -248,7 +250,19 @@ impl Exec {
             terminal: false,
             security: Security::default(),
             rlimits: Vec::new(),
+            seccomp: None,
         })
+    }
+
+    /// Takes `security` and compiles its seccomp filter, if it has one.
+    fn set_security(&mut self, security: Security) -> Result<(), Error> {
+        self.security = security;
+        self.seccomp = security
+            .seccomp
+            .then(|| seccomp::Filter::new(security.capabilities))
+            .transpose()
+            .map_err(|e| Error::sys("compile seccomp filter", e))?;
+        Ok(())
     }
 
     /// In the forked child: become the user, drop privileges, exec. Never returns.
@@ -314,7 +328,12 @@ impl Exec {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             return Err(Error::sys("set no_new_privs", io::Error::last_os_error()));
         }
-        std::env::set_current_dir(&self.cwd).map_err(|e| Error::sys(format!("chdir {}", self.cwd.display()), e))
+        std::env::set_current_dir(&self.cwd).map_err(|e| Error::sys(format!("chdir {}", self.cwd.display()), e))?;
+        // Last: from here on only what the filter allows (execve, write, exit...).
+        if let Some(filter) = &self.seccomp {
+            filter.install().map_err(|e| Error::sys("load seccomp filter", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +384,15 @@ mod tests {
         assert_eq!(env, ["A=1", &format!("PATH={DEFAULT_PATH}"), "HOME=/home/u"]);
         let env = environment(&["PATH=/x".into(), "HOME=/h".into()], &user());
         assert_eq!(env, ["PATH=/x", "HOME=/h"]);
+    }
+
+    #[test]
+    fn the_seccomp_filter_is_compiled_before_the_fork_unless_insecure() {
+        let mut e = Exec::new(&["true".into()], &[], Path::new("/")).unwrap();
+        e.set_security(Security::build_step()).unwrap();
+        assert!(e.seccomp.is_some());
+        e.set_security(Security::insecure()).unwrap();
+        assert!(e.seccomp.is_none());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`Network`]. [`run`] starts a sandbox init in new mount, PID, UTS and IPC namespaces
 //! (and a network namespace with only `lo` for [`Network::None`]); the init builds the
 //! rootfs, `pivot_root`s into it, forks the process as the requested user with Docker's
-//! default capabilities and `no_new_privs`, reaps zombies and forwards SIGTERM/SIGINT.
+//! default capabilities, `no_new_privs` and moby's default seccomp filter, reaps zombies
+//! and forwards SIGTERM/SIGINT.
 //! When [`run`] returns, no mount and no process of the sandbox remain, whether the
 //! process succeeded, failed, was cancelled, or the caller panicked.
 //!
@@ -50,6 +51,16 @@
 //! left out where none can be made. [`probe`] says which apply here. Rlimits are set
 //! in the forked process before it switches user.
 //!
+//! # Seccomp
+//!
+//! Unless [`Security::seccomp`] is off (`--security=insecure`), the process runs under
+//! the equivalent of moby's default seccomp profile (`seccomp.rs`): moby's allowlist and
+//! EPERM for the rest, `clone` only without namespace flags, ENOSYS for `clone3`, plus
+//! what moby opens for the capabilities in [`Security::capabilities`] (CAP_SYS_ADMIN:
+//! mount, unshare...). On x86_64, i386 syscalls are filtered too, by their own numbers.
+//! The init compiles the BPF before it forks the process; the child loads it as its last
+//! step before `execve`, after the user switch, the capabilities and `no_new_privs`.
+//!
 //! # Cleanup
 //!
 //! All sandbox mounts live in the sandbox's own mount namespace (with `/` made
@@ -89,6 +100,7 @@ mod protocol;
 mod rlimits;
 mod rootfs;
 mod sandbox;
+mod seccomp;
 mod spawn;
 mod stubs;
 mod syscall;

@@ -63,6 +63,8 @@ fn main() {
         ("terminal_is_the_controlling_tty", terminal_is_the_controlling_tty),
         ("cancel_kills_the_sandbox", cancel_kills_the_sandbox),
         ("capabilities_are_dockers_default", capabilities_are_dockers_default),
+        ("seccomp_filters_steps_and_containers", seccomp_filters_steps_and_containers),
+        ("seccomp_is_off_when_insecure", seccomp_is_off_when_insecure),
         ("dev_has_the_usual_nodes", dev_has_the_usual_nodes),
         ("spec_mounts_bind_tmpfs_and_secret", spec_mounts_bind_tmpfs_and_secret),
         ("scratch_rootfs", scratch_rootfs),
@@ -528,6 +530,50 @@ fn capabilities_are_dockers_default() {
     let mut spec = img.spec(&["grep", "CapEff", "/proc/self/status"]);
     spec.process.user = "app".into();
     assert!(run_captured(&spec).stdout.contains("0000000000000000"));
+}
+
+/// Whether this host lets a process make a user namespace at all.
+fn host_has_user_namespaces() -> bool {
+    std::process::Command::new("unshare").args(["-U", "true"]).status().is_ok_and(|s| s.success())
+}
+
+fn seccomp_filters_steps_and_containers() {
+    let img = Image::busybox();
+    // unshare(CLONE_NEWUSER) needs no capability: only the filter refuses it. So do
+    // personality(PER_LINUX32|ADDR_NO_RANDOMIZE) (`linux32 -R`) and mount; chroot is
+    // allowed with CAP_SYS_CHROOT, which a build step keeps.
+    let out = img.run(&[
+        "sh",
+        "-c",
+        "grep '^Seccomp:' /proc/self/status; unshare -U true || echo no-userns; \
+         mkdir -p /mnt; mount -t tmpfs none /mnt 2>/dev/null || echo no-mount; \
+         linux32 true && echo linux32; linux32 -R true 2>/dev/null || echo no-personality; \
+         chroot / true && echo chroot",
+    ]);
+    assert_eq!(out.status, Ok(ExitStatus::Code(0)), "{out:?}");
+    assert_eq!(out.stdout, "Seccomp:\t2\nno-userns\nno-mount\nlinux32\nno-personality\nchroot\n", "{out:?}");
+    assert!(out.stderr.contains("Operation not permitted"), "unshare's EPERM: {out:?}");
+    // A container, and a user without capabilities (no_new_privs lets it load a filter).
+    let mut spec =
+        img.spec(&["sh", "-c", "grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null || echo no"]);
+    spec.security = Security::container();
+    assert_eq!(run_captured(&spec).stdout, "Seccomp:\t2\nno\n");
+    spec.process.user = "app".into();
+    assert_eq!(run_captured(&spec).stdout, "Seccomp:\t2\nno\n");
+}
+
+fn seccomp_is_off_when_insecure() {
+    let img = Image::busybox();
+    let mut spec = img.spec(&[
+        "sh",
+        "-c",
+        "grep '^Seccomp:' /proc/self/status; linux32 -R true && echo personality; unshare -U true && echo userns",
+    ]);
+    spec.security = Security::insecure();
+    let out = run_captured(&spec);
+    let expected =
+        if host_has_user_namespaces() { "Seccomp:\t0\npersonality\nuserns\n" } else { "Seccomp:\t0\npersonality\n" };
+    assert_eq!(out.stdout, expected, "{out:?}");
 }
 
 fn dev_has_the_usual_nodes() {
