@@ -47,6 +47,9 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Show the isolation build steps and containers get on this machine, and what is
+    /// not enforced here
+    Doctor,
     /// Import a root filesystem tarball as an image
     Import { tarball: PathBuf, name: String },
     /// Load images from a tarball (docker save, OCI archive)

@@ -230,6 +230,53 @@ fn parse_mem_total(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `builder doctor`: what a build step and a container get here, and what not.
+pub fn doctor() -> String {
+    use std::fmt::Write as _;
+    let isolation = executor::probe();
+    let mut out = String::new();
+    let _ = writeln!(out, "namespaces: mount, pid, uts, ipc and network for every step and container");
+    let _ = writeln!(
+        out,
+        "root filesystem: overlayfs; every mount nodev but /dev's own nodes (null, zero, full, random, urandom, tty, pts)"
+    );
+    let _ = writeln!(
+        out,
+        "capabilities: build steps Docker's default less NET_RAW and MKNOD; containers Docker's default; \
+         all with RUN --security=insecure (--allow security.insecure) or run --privileged"
+    );
+    let _ = writeln!(
+        out,
+        "seccomp: moby's default profile (off with --security=insecure, --security-opt seccomp=unconfined)"
+    );
+    match executor::nat_helper() {
+        Some(path) => {
+            let _ = writeln!(out, "network: own namespace behind slirp4netns ({}), no host loopback", path.display());
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "network: own namespace with only lo (slirp4netns not found: install it for outbound access)"
+            );
+        }
+    }
+    let _ = writeln!(out, "host network: only with --allow network.host (build) or --network=host (run)");
+    let _ = write!(out, "{isolation}");
+    let _ = writeln!(
+        out,
+        "build step pids limit: {}",
+        if isolation.pids.is_enforced() { STEP_PIDS_LIMIT.to_string() } else { "none (not enforced here)".into() }
+    );
+    out
+}
+
+/// The limits every build step gets unless told otherwise: a pids limit where this
+/// host can enforce one.
+pub fn step_resources() -> executor::Resources {
+    let enforced = executor::probe().pids.is_enforced();
+    executor::Resources { pids: enforced.then_some(STEP_PIDS_LIMIT), ..Default::default() }
+}
+
 /// The executor's security for a step, once its entitlement was checked.
 pub fn step_security(mode: SecurityMode) -> executor::Security {
     match mode {

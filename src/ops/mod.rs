@@ -92,7 +92,7 @@ impl<'a> BuildWorker<'a> {
             local_dirs: HashMap::new(),
             default_network: NetworkMode::Default,
             entitlements: Default::default(),
-            step_resources: executor::Resources { pids: Some(crate::sandbox::STEP_PIDS_LIMIT), ..Default::default() },
+            step_resources: crate::sandbox::step_resources(),
             secrets: HashMap::new(),
             layer_options: LayerOptions::default(),
             contexts: Mutex::default(),
