@@ -78,10 +78,11 @@ fn run_is_isolated_and_network_none_has_only_loopback() {
              RUN mkdir /out && ls /proc | grep -cE '^[0-9]+$' > /out/procs && hostname > /out/hostname \
              && cut -d' ' -f5 /proc/self/mountinfo > /out/mounts && cat /proc/1/cmdline > /out/pid1\n\
              RUN --network=none cat /proc/net/dev > /out/netdev\n\
+             RUN cat /proc/net/dev > /out/defaultnetdev\n\
              RUN --network=host cat /proc/net/dev > /out/hostnetdev\n",
         )],
     );
-    env.build_ok(&ctx, &["-t", "iso:1"]);
+    env.build_ok(&ctx, &["-t", "iso:1", "--allow", "network.host"]);
     let cat = |f: &str| env.ok(&["run", "--rm", "iso:1", "cat", f]);
     // init, sh, ls, grep: a handful, never the host's hundreds.
     let procs: usize = cat("/out/procs").trim().parse().unwrap();
@@ -98,12 +99,21 @@ fn run_is_isolated_and_network_none_has_only_loopback() {
         text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_string()).collect()
     };
     assert_eq!(interfaces(&cat("/out/netdev")), ["lo"]);
+    // The default: a namespace of its own, behind slirp4netns where it is installed.
+    let mut default = interfaces(&cat("/out/defaultnetdev"));
+    default.sort();
+    let expected: &[&str] = if executor_nat() { &["lo", "tap0"] } else { &["lo"] };
+    assert_eq!(default, expected);
     let host = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
     let mut seen = interfaces(&cat("/out/hostnetdev"));
     seen.sort();
     let mut host = host;
     host.sort();
     assert_eq!(seen, host, "--network=host shares the host's interfaces");
+}
+
+fn executor_nat() -> bool {
+    std::process::Command::new("sh").args(["-c", "command -v slirp4netns"]).output().is_ok_and(|o| o.status.success())
 }
 
 #[test]
