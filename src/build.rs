@@ -81,8 +81,6 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     for ulimit in &args.ulimits {
         worker.step_resources.rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
     }
-    // Before anything runs: a step that needs what --allow did not grant.
-    worker.entitlements.check_graph(&definition.graph).map_err(|e| anyhow!(e))?;
     worker.secrets = read_secrets(&args.secrets)?;
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.
@@ -104,6 +102,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     // The target, and every vertex that may add a layer (to mark empty history entries).
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+    // Before anything runs: a step to be solved that needs what --allow did not grant.
+    worker.entitlements.check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
     let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {

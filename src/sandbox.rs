@@ -39,10 +39,10 @@ impl Entitlements {
         Ok(granted)
     }
 
-    /// Refuses, before anything runs, a graph whose steps need what was not granted;
-    /// the message names the step (its instruction).
-    pub fn check_graph(&self, graph: &solver::Graph) -> Result<(), String> {
-        for (_, vertex) in graph.iter() {
+    /// Refuses, before anything runs, a graph whose steps (those `targets` need) need
+    /// what was not granted; the message names the step (its instruction).
+    pub fn check_graph(&self, graph: &solver::Graph, targets: &[solver::VertexId]) -> Result<(), String> {
+        for vertex in graph.ancestors(targets).into_iter().map(|id| graph.vertex(id)) {
             if let Op::Exec(exec) = &vertex.op {
                 self.check(exec.network, exec.security).map_err(|e| format!("{}: {e}", vertex.name))?;
             }
