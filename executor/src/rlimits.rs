@@ -84,6 +84,7 @@ pub(crate) fn apply(limits: &[Rlimit]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     #[test]
+    #[allow(clippy::unnecessary_cast)] // `c_int` on musl, `c_uint` on glibc
     fn docker_ulimit_names() {
         assert_eq!(super::resource_by_name("nofile"), Some(libc::RLIMIT_NOFILE as u32));
         assert_eq!(super::resource_by_name("as"), Some(libc::RLIMIT_AS as u32));
