@@ -2,10 +2,10 @@
 
 use crate::archive::ArchiveFormat;
 use crate::cli::{Cli, Command, VolumeCommand};
-use crate::image::Reference;
 use crate::registry::RegistryOptions;
 use crate::store::{LockMode, Store, StoreLock};
 use anyhow::{Context as _, Result, bail};
+use image_spec::Reference;
 use std::io::Write;
 
 /// Runs a command; returns the process exit code.
@@ -75,7 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let platform = match platform {
                 Some(p) => parse_platform(&p)?,
-                None => crate::build::host_platform(),
+                None => image_spec::host_platform(),
             };
             let progress = |line: &str| eprintln!("{line}");
             let image = crate::registry::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
@@ -122,17 +122,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 }
 
 /// `linux/arm64/v8` → a platform.
-pub fn parse_platform(s: &str) -> Result<frontend::Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [os, arch] => Ok(frontend::Platform::new(os, arch)),
-        [os, arch, variant] => {
-            let mut p = frontend::Platform::new(os, arch);
-            p.variant = Some(variant.to_string());
-            Ok(p)
-        }
-        _ => bail!(crate::usage_error(anyhow::anyhow!("invalid platform {s:?}: want os/arch[/variant]"))),
-    }
+pub fn parse_platform(s: &str) -> Result<image_spec::Platform> {
+    image_spec::Platform::parse(s).map_err(crate::usage_error)
 }
 
 /// `app` → `docker.io/library/app:latest`, with a usage error for bad names.

@@ -11,7 +11,6 @@ mod cli;
 mod commands;
 mod export;
 mod ignore;
-mod image;
 mod layer;
 mod ops;
 mod progress;

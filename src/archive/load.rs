@@ -4,12 +4,12 @@
 //! layer diffIDs are verified when the layers are unpacked.
 
 use super::save::DockerManifestEntry;
-use crate::image::manifest::{host_platform, is_index_type};
-use crate::image::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Reference};
 use crate::layer::compress::{decompress, detect};
 use crate::layer::unpack::clean_path;
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Reference};
+use image_spec::{host_platform, is_index_type};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};

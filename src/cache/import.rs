@@ -9,9 +9,9 @@
 
 use super::DiskCacheStore;
 use super::format::CacheConfig;
-use crate::image::LayerInfo;
 use crate::store::RecordedLayers;
 use crate::store::{BlobSource, Store};
+use image_spec::LayerInfo;
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
 use std::collections::HashMap;
@@ -126,8 +126,8 @@ impl CacheStore for ImportingCacheStore<'_> {
 mod tests {
     use super::*;
     use crate::cache::format::ExportedRecord;
-    use crate::image::Digest;
     use anyhow::Result;
+    use image_spec::Digest;
     use solver::ir::{Op, SourceOp};
     use std::sync::atomic::{AtomicUsize, Ordering};
 

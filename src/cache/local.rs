@@ -5,10 +5,10 @@
 //! rename, and `index.json` last, so a reader sees the old cache or the new one.
 
 use super::format::{CacheConfig, check_manifest};
-use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
-use crate::image::{Descriptor, Digest, Index, LayerInfo, Manifest};
 use crate::store::{BlobSource, Store};
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Descriptor, Digest, Index, LayerInfo, Manifest};
+use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;

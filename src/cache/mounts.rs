@@ -14,12 +14,12 @@
 //! directories with them and the exporter finds them with them.
 
 use super::format::ExportedMount;
-use crate::image::{Compression, LayerInfo};
 use crate::layer::compress::{Compressor, HashReader, HashWriter, decompress};
 use crate::layer::tar_writer::{self, TarOptions};
 use crate::layer::unpack::{self, UnpackOptions};
 use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Compression, LayerInfo};
 use serde::{Deserialize, Serialize};
 use solver::Graph;
 use solver::ir::{MountKind, Op};
@@ -283,8 +283,8 @@ fn fingerprint(dir: &Path, compression: Compression) -> Result<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Digest;
     use crate::store::test_store;
+    use image_spec::Digest;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 

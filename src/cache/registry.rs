@@ -12,13 +12,13 @@
 
 use super::format::{CONFIG_MEDIA_TYPE, CacheConfig};
 use super::import::ImportedCache;
-use crate::image::manifest::{
-    MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type,
-};
-use crate::image::{Digest, Index, LayerInfo, Manifest, Reference};
 use crate::registry::{PushStats, RegistryOptions, Repository};
 use crate::store::{BlobSource, Store};
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Digest, Index, LayerInfo, Manifest, Reference};
+use image_spec::{
+    MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ pub fn import(
     store: &Store,
     name: &str,
     reference: &Reference,
-    platform: &frontend::Platform,
+    platform: &image_spec::Platform,
     opts: &RegistryOptions,
 ) -> Result<Option<ImportedCache>> {
     let repo = Repository::open(reference, opts)?;

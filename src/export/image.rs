@@ -2,11 +2,11 @@
 //! its names, and to their registries with `push=true`.
 
 use super::{BuildResult, OutputSpec};
-use crate::image::{Compression, Image, LayerInfo, Reference};
-use crate::layer::{compression_of, ensure_compression};
+use crate::layer::ensure_compression;
 use crate::registry::RegistryOptions;
 use crate::store::{ImageFormat, Store};
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Compression, Image, LayerInfo, Reference, compression_of};
 
 /// Writes the image as `spec` wants it (compression, media types, annotations) into
 /// the store's blobs, without naming it.

@@ -2,10 +2,10 @@
 //! magic bytes. Output bytes depend only on the input (reproducible digests).
 
 use super::zstd_par::ParZstd;
-use crate::image::{Compression, Digest};
 use gzp::ZWriter as _;
 use gzp::deflate::Gzip;
 use gzp::par::compress::{ParCompress, ParCompressBuilder};
+use image_spec::{Compression, Digest};
 use sha2::Digest as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};

@@ -16,14 +16,14 @@ mod verify;
 pub mod writeback;
 mod zstd_par;
 
-pub use convert::{compress_layer, compression_of, ensure_compression, stored_compression};
+pub use convert::{compress_layer, ensure_compression, stored_compression};
 pub use verify::verify_snapshot;
 
-use crate::image::manifest::chain_ids;
-use crate::image::{Compression, Digest, LayerInfo};
 use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
 use compress::{Compressor, HashReader, HashWriter, decompress};
+use image_spec::chain_ids;
+use image_spec::{Compression, Digest, LayerInfo};
 use rayon::prelude::*;
 use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;

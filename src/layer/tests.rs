@@ -1,7 +1,7 @@
 //! Layer tests: determinism, whiteouts both ways, and hostile tars.
 
 use super::*;
-use crate::image::manifest::MEDIA_TYPE_OCI_LAYER;
+use image_spec::MEDIA_TYPE_OCI_LAYER;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 

@@ -7,9 +7,9 @@
 use super::compress::{HashReader, decompress};
 use super::tar_writer::{OPAQUE_MARKER, WHITEOUT_PREFIX, is_whiteout};
 use super::unpack::clean_path;
-use crate::image::LayerInfo;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
+use image_spec::LayerInfo;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -134,7 +134,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Compression;
+    use image_spec::Compression;
 
     #[test]
     fn a_damaged_snapshot_is_reported_by_path() {

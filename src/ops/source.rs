@@ -1,11 +1,11 @@
 //! Source ops: scratch, images (local store, then registry), local directories, URLs.
 
 use super::{BuildWorker, Output};
-use crate::image::{Digest, Image, Reference};
 use crate::registry::RegistryOptions;
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::Platform;
+use image_spec::Platform;
+use image_spec::{Digest, Image, Reference};
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher};
 use std::collections::HashMap;

@@ -5,11 +5,11 @@
 use super::auth::Scope;
 use super::client::{Client, Op, Request};
 use super::{RegistryOptions, runtime, sources};
-use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type};
-use crate::image::{Descriptor, Digest, Image, Index, Manifest, Reference};
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use image_spec::{Descriptor, Digest, Image, Index, Manifest, Reference};
+use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type};
 use reqwest::{Method, StatusCode};
 use std::io::{self, Read};
 
@@ -26,7 +26,7 @@ application/vnd.docker.distribution.manifest.v2+json";
 pub fn pull(
     store: &Store,
     reference: &Reference,
-    platform: &frontend::Platform,
+    platform: &image_spec::Platform,
     opts: &RegistryOptions,
     progress: &dyn Fn(&str),
 ) -> Result<Image> {
@@ -54,7 +54,7 @@ async fn pull_async<'scope>(
     client: &Client,
     store: &'scope Store,
     reference: &Reference,
-    platform: &frontend::Platform,
+    platform: &image_spec::Platform,
     progress: &dyn Fn(&str),
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<Digest> {
@@ -73,7 +73,7 @@ async fn pull_async<'scope>(
             .map_err(|e| client.op(repository, "reading the index of").error(None, format!("{e}")))?;
         let chosen = select_platform(&index, platform).ok_or_else(|| {
             let available: Vec<String> =
-                index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(show_platform).collect();
+                index.manifests.iter().filter_map(|d| d.platform.as_ref()).map(ToString::to_string).collect();
             client.op(repository, "resolving").error(
                 None,
                 format!("{reference} has no image for platform {platform} (it has: {})", available.join(", ")),
@@ -205,17 +205,10 @@ pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String,
     Err(format!("unsupported manifest type {}", content_type.unwrap_or("(none)")))
 }
 
-fn show_platform(p: &crate::image::Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
 /// The index entry for `want`: same OS and architecture; among those the exact
 /// variant, else one without a variant, else the first. `arm64` treats `v8` as no
 /// variant.
-pub fn select_platform<'i>(index: &'i Index, want: &frontend::Platform) -> Option<&'i Descriptor> {
+pub fn select_platform<'i>(index: &'i Index, want: &image_spec::Platform) -> Option<&'i Descriptor> {
     let normalize = |arch: &str, variant: Option<&str>| -> Option<String> {
         match (arch, variant) {
             ("arm64", Some("v8")) => None,
@@ -403,7 +396,7 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::manifest::{MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST};
+    use image_spec::{MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST};
 
     fn index(platforms: &[(&str, &str, Option<&str>)]) -> Index {
         Index {
@@ -417,7 +410,7 @@ mod tests {
                     digest: Digest::of(&[i as u8]),
                     size: 1,
                     annotations: None,
-                    platform: Some(crate::image::Platform {
+                    platform: Some(image_spec::Platform {
                         architecture: arch.to_string(),
                         os: os.to_string(),
                         variant: variant.map(String::from),
@@ -428,8 +421,8 @@ mod tests {
         }
     }
 
-    fn want(arch: &str, variant: Option<&str>) -> frontend::Platform {
-        frontend::Platform { os: "linux".into(), architecture: arch.into(), variant: variant.map(String::from) }
+    fn want(arch: &str, variant: Option<&str>) -> image_spec::Platform {
+        image_spec::Platform { os: "linux".into(), architecture: arch.into(), variant: variant.map(String::from) }
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! to another repository of the same registry can mount it instead of uploading.
 //! It is a hint: a lost update costs an upload, never correctness.
 
-use crate::image::Digest;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
+use image_spec::Digest;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 

@@ -529,7 +529,7 @@ pub fn store() -> (tempfile::TempDir, crate::store::Store) {
 }
 
 /// A gzipped tar layer holding `files`, written to the store.
-pub fn layer(store: &crate::store::Store, files: &[(&str, &[u8])]) -> crate::image::LayerInfo {
+pub fn layer(store: &crate::store::Store, files: &[(&str, &[u8])]) -> image_spec::LayerInfo {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, content) in files {
         let mut header = tar::Header::new_gnu();
@@ -544,22 +544,18 @@ pub fn layer(store: &crate::store::Store, files: &[(&str, &[u8])]) -> crate::ima
     gz.write_all(&tar).unwrap();
     let gz = gz.finish().unwrap();
     let digest = store.write_blob_bytes(&gz).unwrap();
-    crate::image::LayerInfo {
+    image_spec::LayerInfo {
         digest,
-        diff_id: crate::image::Digest::of(&tar),
+        diff_id: image_spec::Digest::of(&tar),
         size: gz.len() as u64,
-        media_type: crate::image::manifest::MEDIA_TYPE_OCI_LAYER_GZIP.into(),
+        media_type: image_spec::MEDIA_TYPE_OCI_LAYER_GZIP.into(),
     }
 }
 
 /// An image of the given layers for `architecture`.
-pub fn image(
-    store: &crate::store::Store,
-    architecture: &str,
-    layers: &[crate::image::LayerInfo],
-) -> crate::image::Image {
+pub fn image(store: &crate::store::Store, architecture: &str, layers: &[image_spec::LayerInfo]) -> image_spec::Image {
     let config =
-        crate::image::ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() };
+        image_spec::ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() };
     store.write_image(&config, layers).unwrap()
 }
 

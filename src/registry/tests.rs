@@ -3,18 +3,13 @@
 
 use super::testing::{self, FaultKind, Proxy, Registry};
 use super::*;
-use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER};
-use crate::image::{Descriptor, Digest, Image, Index, LayerInfo, Reference};
 use crate::store::Store;
+use image_spec::{Descriptor, Digest, Image, Index, LayerInfo, Reference, host_platform};
+use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER};
 use std::cell::RefCell;
 
 fn reference(host: &str, path: &str) -> Reference {
     Reference::parse(&format!("{host}/{path}")).unwrap()
-}
-
-fn host_platform() -> frontend::Platform {
-    let p = crate::image::manifest::host_platform();
-    frontend::Platform { os: p.os, architecture: p.architecture, variant: p.variant }
 }
 
 /// Options with a private docker config dir, so the user's credentials play no part.
@@ -245,11 +240,11 @@ fn multi_platform_index_resolves_per_platform() {
             Reference { tag: None, digest: Some(image.manifest_digest.clone()), ..reference(&registry.host(), repo) };
         push(&store, image, &by_digest, &opts, &|_| {}).unwrap();
         manifests.push(Descriptor {
-            media_type: crate::image::manifest::MEDIA_TYPE_OCI_MANIFEST.into(),
+            media_type: image_spec::MEDIA_TYPE_OCI_MANIFEST.into(),
             digest: image.manifest_digest.clone(),
             size: store.blob_size(&image.manifest_digest).unwrap(),
             annotations: None,
-            platform: Some(crate::image::Platform { architecture: arch.into(), os: "linux".into(), variant: None }),
+            platform: Some(image_spec::Platform { architecture: arch.into(), os: "linux".into(), variant: None }),
         });
     }
     let index =
@@ -267,13 +262,15 @@ fn multi_platform_index_resolves_per_platform() {
     let got = pull(&fresh, &target, &host, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, native.manifest_digest);
     assert!(fresh.has_blob(&pushed), "the index is kept byte-exact too");
-    let other = frontend::Platform::new("linux", other_arch);
+    let other = image_spec::Platform::new("linux", other_arch);
     let (_d3, third) = testing::store();
     let got = pull(&third, &target, &other, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, foreign.manifest_digest);
     assert_eq!(got.config.architecture, other_arch);
-    let msg =
-        format!("{:#}", pull(&third, &target, &frontend::Platform::new("linux", "s390x"), &opts, &|_| {}).unwrap_err());
+    let msg = format!(
+        "{:#}",
+        pull(&third, &target, &image_spec::Platform::new("linux", "s390x"), &opts, &|_| {}).unwrap_err()
+    );
     assert!(msg.contains("linux/s390x") && msg.contains(&format!("linux/{other_arch}")), "{msg}");
 }
 
@@ -390,7 +387,7 @@ fn write_oci_layout(store: &Store, image: &Image, dir: &std::path::Path) {
     let index = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
-            "mediaType": crate::image::manifest::MEDIA_TYPE_OCI_MANIFEST,
+            "mediaType": image_spec::MEDIA_TYPE_OCI_MANIFEST,
             "digest": image.manifest_digest,
             "size": store.blob_size(&image.manifest_digest).unwrap(),
             "annotations": {"org.opencontainers.image.ref.name": "1"}
@@ -445,7 +442,7 @@ fn interop_with_skopeo() {
         pull(&third, &reference(&registry.host(), "interop/docker-v2:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_eq!(pulled.config.rootfs.diff_ids, image.config.rootfs.diff_ids);
     let manifest = third.read_blob(&pulled.manifest_digest).unwrap();
-    assert!(String::from_utf8_lossy(&manifest).contains(crate::image::manifest::MEDIA_TYPE_DOCKER_MANIFEST));
+    assert!(String::from_utf8_lossy(&manifest).contains(image_spec::MEDIA_TYPE_DOCKER_MANIFEST));
 
     // We push, skopeo inspects and copies back out.
     push(&store, &image, &reference(&registry.host(), "interop/by-builder:1"), &opts, &|_| {}).unwrap();

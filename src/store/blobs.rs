@@ -2,9 +2,9 @@
 //! into `blobs/sha256/<hex>`.
 
 use super::{Store, sync_dir, temp_prefix};
-use crate::image::Digest;
 use crate::layer::writeback::WritebackFile;
 use anyhow::{Context as _, Result, bail};
+use image_spec::Digest;
 use sha2::Digest as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};

@@ -11,9 +11,9 @@
 //! into `tmp/` before they are emptied, so a half-removed one is never seen.
 
 use super::{LockMode, Store, remove_tree, temp_prefix};
-use crate::image::manifest::chain_ids;
-use crate::image::{Digest, LayerInfo};
 use anyhow::{Context as _, Result};
+use image_spec::chain_ids;
+use image_spec::{Digest, LayerInfo};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -643,7 +643,7 @@ fn remove_file(path: &Path) -> Result<()> {
 mod tests {
     use super::super::tests::test_store;
     use super::*;
-    use crate::image::{Compression, ImageConfig};
+    use image_spec::{Compression, ImageConfig};
 
     fn layer(store: &Store, content: &str) -> LayerInfo {
         let dir = store.temp_dir("t").unwrap();

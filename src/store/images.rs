@@ -2,13 +2,12 @@
 //! or image id (config digest) prefix.
 
 use super::Store;
-use crate::image::Compression;
-use crate::image::manifest::{
-    MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_CONFIG,
-    MEDIA_TYPE_OCI_MANIFEST, is_manifest_type,
-};
-use crate::image::{Descriptor, Digest, Image, ImageConfig, LayerInfo, Manifest, Reference};
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{
+    Compression, Descriptor, Digest, Image, ImageConfig, LayerInfo, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER,
+    MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, Manifest,
+    Reference, compression_of, is_manifest_type,
+};
 use std::collections::BTreeMap;
 
 /// Manifests are small JSON documents; registries cap them at 4 MiB.
@@ -25,9 +24,9 @@ pub struct ImageFormat {
 
 /// The Docker media type of a layer with this (OCI) media type, where there is one.
 fn docker_layer_type(media_type: &str) -> String {
-    match crate::layer::compression_of(media_type) {
+    match compression_of(media_type) {
         Some(Compression::Gzip) => MEDIA_TYPE_DOCKER_LAYER_GZIP.into(),
-        Some(Compression::Uncompressed) => "application/vnd.docker.image.rootfs.diff.tar".into(),
+        Some(Compression::Uncompressed) => MEDIA_TYPE_DOCKER_LAYER.into(),
         _ => media_type.into(),
     }
 }
@@ -219,7 +218,7 @@ mod tests {
             digest: digest.clone(),
             diff_id: digest,
             size: content.len() as u64,
-            media_type: crate::image::manifest::MEDIA_TYPE_OCI_LAYER.into(),
+            media_type: image_spec::MEDIA_TYPE_OCI_LAYER.into(),
         }
     }
 

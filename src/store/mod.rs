@@ -27,8 +27,8 @@ pub use remote::BlobSource;
 #[cfg(test)]
 pub(crate) use tests::test_store;
 
-use crate::image::Digest;
 use anyhow::{Context as _, Result};
+use image_spec::Digest;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! import/export and by the store's garbage collector (which must see every layer a
 //! record holds).
 
-use crate::image::LayerInfo;
+use image_spec::LayerInfo;
 
 /// A filesystem result as a cache record keeps it (and a cache export carries it).
 /// Records written before the time was kept are a bare list of layers.
@@ -35,7 +35,7 @@ impl RecordedLayers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Digest;
+    use image_spec::Digest;
 
     #[test]
     fn both_forms_decode() {

@@ -3,8 +3,8 @@
 
 use super::lock::{LockMode, lock_file};
 use super::{Store, sync_dir, temp_prefix};
-use crate::image::{Digest, Reference};
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Digest, Reference};
 use std::collections::BTreeMap;
 use std::io::Write;
 

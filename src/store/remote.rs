@@ -8,8 +8,8 @@
 //! registered blob on first use, once, however many threads ask at the same time.
 
 use super::Store;
-use crate::image::{Digest, LayerInfo};
 use anyhow::{Context as _, Result};
+use image_spec::{Digest, LayerInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -7,8 +7,8 @@
 //! (pruned) is simply a miss.
 
 use super::{Store, temp_prefix};
-use crate::image::{Compression, Digest, LayerInfo};
 use anyhow::{Context as _, Result};
+use image_spec::{Compression, Digest, LayerInfo};
 use std::io::Write as _;
 use std::path::PathBuf;
 

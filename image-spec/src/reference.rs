@@ -1,7 +1,24 @@
 //! Image references: `[host[:port]/]path[:tag][@sha256:...]`.
 
-use super::Digest;
+use crate::{Digest, DigestError};
 use std::fmt;
+
+/// Why a string is not a [`Reference`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("invalid reference format: empty")]
+    Empty,
+    #[error("invalid reference {reference:?}")]
+    Digest {
+        reference: String,
+        #[source]
+        source: DigestError,
+    },
+    #[error("invalid reference {reference:?}: bad tag {tag:?}")]
+    Tag { reference: String, tag: String },
+    #[error("invalid reference {reference:?}: repository name must be lowercase")]
+    Repository { reference: String },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
@@ -16,12 +33,16 @@ pub struct Reference {
 impl Reference {
     /// Parses and normalises a reference the way Docker does (`busybox` →
     /// `docker.io/library/busybox:latest`).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         if s.is_empty() {
-            return Err("invalid reference format: empty".into());
+            return Err(ReferenceError::Empty);
         }
         let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => (r, Some(Digest::parse(d).map_err(|e| format!("invalid reference {s:?}: {e}"))?)),
+            Some((r, d)) => {
+                let digest =
+                    Digest::parse(d).map_err(|source| ReferenceError::Digest { reference: s.to_string(), source })?;
+                (r, Some(digest))
+            }
             None => (s, None),
         };
         let (name, tag) = match rest.rsplit_once(':') {
@@ -34,7 +55,7 @@ impl Reference {
                 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
                 && !t.starts_with(['.', '-']);
             if !ok {
-                return Err(format!("invalid reference {s:?}: bad tag {t:?}"));
+                return Err(ReferenceError::Tag { reference: s.to_string(), tag: t.clone() });
             }
         }
         let (registry, repository) = match name.split_once('/') {
@@ -54,7 +75,7 @@ impl Reference {
                 && c.as_bytes()[0].is_ascii_alphanumeric()
         };
         if !repository.split('/').all(valid_component) {
-            return Err(format!("invalid reference {s:?}: repository name must be lowercase"));
+            return Err(ReferenceError::Repository { reference: s.to_string() });
         }
         let tag = if tag.is_none() && digest.is_none() { Some("latest".to_string()) } else { tag };
         Ok(Reference { registry, repository, tag, digest })

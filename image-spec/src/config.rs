@@ -1,8 +1,40 @@
-//! The runtime part of an image config, in Docker's vocabulary and JSON field names.
-//! The frontend produces it; the builder embeds it in the full OCI image config.
+//! The image config (`application/vnd.oci.image.config.v1+json`), our own structs so
+//! that Docker's fields (Healthcheck, OnBuild, Shell) survive a round trip. The
+//! runtime part ([`ContainerConfig`]) uses Docker's vocabulary and JSON field names:
+//! the frontend produces it, the builder embeds it in the full [`ImageConfig`].
 
+use crate::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<Digest>,
+}
+
+/// The whole image config. Field order and skipped fields are part of the image id:
+/// changing either changes every image digest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: ContainerConfig,
+    pub rootfs: RootFs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<History>,
+    /// Build cache records travelling with the image (`--cache-to type=inline`).
+    #[serde(rename = "builder.cache.v1", default, skip_serializing_if = "Option::is_none")]
+    pub inline_cache: Option<serde_json::Value>,
+}
 
 /// Docker's `HealthConfig`; durations in nanoseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
