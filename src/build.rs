@@ -1,5 +1,6 @@
 //! `builder build`: Dockerfile → frontend → solver → image in the store.
 
+use crate::cache::StoreExt as _;
 use crate::cli::BuildArgs;
 use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, Output};

@@ -1,6 +1,7 @@
 //! Small store commands: images, inspect, history, tag, rmi, import, save, volume.
 
 use crate::archive::ArchiveFormat;
+use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
 use crate::registry::RegistryOptions;
 use crate::store::{LockMode, Store, StoreLock};

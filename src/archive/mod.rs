@@ -12,7 +12,8 @@ pub use save::{
     write_file_atomically, write_layout_dir,
 };
 
-use crate::layer::compress::{Compressor, HashWriter, decompress};
+use crate::layer::compress::{Compressor, decompress};
+use crate::store::HashWriter;
 use crate::store::Store;
 use anyhow::{Context as _, Result};
 use image_spec::History;

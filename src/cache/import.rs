@@ -8,8 +8,8 @@
 //! the local cache too, so the next build hits locally once the blobs are there.
 
 use super::DiskCacheStore;
+use super::RecordedLayers;
 use super::format::CacheConfig;
-use crate::store::RecordedLayers;
 use crate::store::{BlobSource, Store};
 use image_spec::LayerInfo;
 use solver::cache::CacheStoreError;

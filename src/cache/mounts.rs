@@ -14,10 +14,11 @@
 //! directories with them and the exporter finds them with them.
 
 use super::format::ExportedMount;
-use crate::layer::compress::{Compressor, HashReader, HashWriter, decompress};
+use crate::layer::compress::{Compressor, decompress};
 use crate::layer::tar_writer::{self, TarOptions};
 use crate::layer::unpack::{self, UnpackOptions};
 use crate::store::Store;
+use crate::store::{HashReader, HashWriter};
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Compression, LayerInfo};
 use serde::{Deserialize, Serialize};

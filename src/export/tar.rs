@@ -2,8 +2,8 @@
 
 use super::local::write_flattened;
 use super::{BuildResult, Dest, OutputSpec};
-use crate::layer::writeback::WritebackFile;
 use crate::store::Store;
+use crate::store::WritebackFile;
 use anyhow::{Context as _, Result};
 use std::io::{BufWriter, Write};
 

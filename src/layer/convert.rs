@@ -4,8 +4,8 @@
 //! digest is the diffID); the new blob is recorded in the store's variant index so
 //! that the next export reuses it.
 
-use super::compress::{Compressor, HashReader, decompress, detect, read_up_to};
-use crate::store::{BlobWriter, Store};
+use super::compress::{Compressor, decompress, detect, read_up_to};
+use crate::store::{BlobWriter, HashReader, Store};
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Compression, LayerInfo, compression_of};
 use std::fs::File;

@@ -4,10 +4,10 @@
 //! snapshot may legitimately differ in (mtimes, which a build clamps only in the tar)
 //! is not compared.
 
-use super::compress::{HashReader, decompress};
+use super::compress::decompress;
 use super::tar_writer::{OPAQUE_MARKER, WHITEOUT_PREFIX, is_whiteout};
 use super::unpack::clean_path;
-use crate::store::Store;
+use crate::store::{HashReader, Store};
 use anyhow::{Context as _, Result};
 use image_spec::LayerInfo;
 use std::collections::BTreeMap;

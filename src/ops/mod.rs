@@ -9,8 +9,9 @@ mod exec;
 mod file;
 pub mod source;
 
+use crate::cache::RecordedLayers;
 use crate::layer::LayerOptions;
-use crate::store::{RecordedLayers, Store};
+use crate::store::Store;
 use anyhow::Result;
 use context::Context;
 use image_spec::LayerInfo;

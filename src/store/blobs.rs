@@ -1,8 +1,8 @@
 //! Content-addressed blobs: hashed while written to `tmp/`, verified, fsynced, renamed
 //! into `blobs/sha256/<hex>`.
 
+use super::{HashWriter, WritebackFile};
 use super::{Store, sync_dir, temp_prefix};
-use crate::layer::writeback::WritebackFile;
 use anyhow::{Context as _, Result, bail};
 use image_spec::Digest;
 use sha2::Digest as _;
@@ -165,7 +165,7 @@ impl Store {
             let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else {
                 continue;
             };
-            let mut hasher = crate::layer::compress::HashWriter::new(io::sink());
+            let mut hasher = HashWriter::new(io::sink());
             let mut file = File::open(entry.path())?;
             io::copy(&mut file, &mut hasher).with_context(|| format!("reading blob {digest}"))?;
             if hasher.finish().1 != digest {

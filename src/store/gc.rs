@@ -1,19 +1,19 @@
 //! What the store holds and why: `builder du`, `builder prune` (GC) and `builder fsck`.
 //!
 //! Content is held by refs (an image name holds its manifest, config, layer blobs and
-//! the snapshots of its layer stack), by cache records (a record's result is a layer
-//! stack: its blobs and snapshots), or by nothing. A layer's other-compression blobs
-//! (the variant index) are held by whoever holds its diffID.
+//! the snapshots of its layer stack), by the holds of a [`Holder`] (a cache record's
+//! result is a layer stack: its blobs and snapshots), or by nothing. A layer's
+//! other-compression blobs (the variant index) are held by whoever holds its diffID.
 //!
 //! Prune runs under the exclusive store lock, so no build (which holds it shared) can
-//! be using what it removes. It removes cache records first, then what they held, so
+//! be using what it removes. It releases holds first, then removes what they held, so
 //! a `kill -9` at any point leaves records that at worst miss; snapshots are renamed
 //! into `tmp/` before they are emptied, so a half-removed one is never seen.
 
-use super::{LockMode, Store, remove_tree, temp_prefix};
+use super::holders::{Hold, HoldKind, Holder};
+use super::{LayerUnpacker, LockMode, Store, remove_tree, temp_prefix};
 use anyhow::{Context as _, Result};
-use image_spec::chain_ids;
-use image_spec::{Digest, LayerInfo};
+use image_spec::{Digest, LayerInfo, chain_ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ impl Usage {
 
 /// Who holds a piece of content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Holder {
+enum HeldBy {
     Refs,
     Cache,
     Nothing,
@@ -73,11 +73,11 @@ pub struct Held {
 }
 
 impl Held {
-    fn add(&mut self, holder: Holder, size: u64) {
+    fn add(&mut self, holder: HeldBy, size: u64) {
         match holder {
-            Holder::Refs => self.refs.add(size),
-            Holder::Cache => self.cache_only.add(size),
-            Holder::Nothing => self.unreferenced.add(size),
+            HeldBy::Refs => self.refs.add(size),
+            HeldBy::Cache => self.cache_only.add(size),
+            HeldBy::Nothing => self.unreferenced.add(size),
         }
     }
 
@@ -128,15 +128,6 @@ struct Item {
     mtime: SystemTime,
 }
 
-struct Record {
-    path: PathBuf,
-    key_hex: String,
-    size: u64,
-    last_used: SystemTime,
-    /// `None`: the file is damaged (a miss for the cache; dropped by prune).
-    layers: Option<Vec<LayerInfo>>,
-}
-
 /// What a ref or record holds.
 #[derive(Default)]
 struct Holdings {
@@ -158,7 +149,10 @@ impl Holdings {
 struct Inventory {
     blobs: BTreeMap<Digest, Item>,
     snapshots: BTreeMap<String, Item>,
-    records: Vec<Record>,
+    /// The holder's cache records.
+    records: Vec<Hold>,
+    /// The holder's cache mounts.
+    mounts: Vec<Hold>,
     refs: Holdings,
     /// Problems met while following refs (for fsck).
     ref_problems: Vec<String>,
@@ -177,8 +171,9 @@ fn mtime(meta: &std::fs::Metadata) -> SystemTime {
     meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// Disk usage of a tree, hardlinks once, not crossing into other filesystems.
-fn tree_size(path: &Path) -> u64 {
+/// Disk usage of a file or a tree, hardlinks once, not crossing into other
+/// filesystems.
+pub fn tree_size(path: &Path) -> u64 {
     let mut seen = HashSet::new();
     let mut total = 0;
     for entry in walkdir::WalkDir::new(path).same_file_system(true).into_iter().flatten() {
@@ -201,90 +196,64 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
     Ok(entries)
 }
 
-/// The result of a cache record file (`builder-cache-v1 <checksum>\n<JSON>`, see
-/// `crate::cache`): the layer stack it holds. `None` when the file is damaged.
-fn record_layers(bytes: &[u8]) -> Option<Vec<LayerInfo>> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        result: Vec<u8>,
-    }
-    let newline = bytes.iter().position(|&b| b == b'\n')?;
-    let header = std::str::from_utf8(&bytes[..newline]).ok()?;
-    let (_, checksum) = header.split_once(' ')?;
-    let body = &bytes[newline + 1..];
-    if blake3::hash(body).to_hex().as_str() != checksum {
-        return None;
-    }
-    let body: Body = serde_json::from_slice(body).ok()?;
-    if body.result.is_empty() {
-        return Some(Vec::new());
-    }
-    super::RecordedLayers::decode(&body.result).map(|r| r.layers)
+/// GC over a store and its holder: `builder du`, `builder prune`, `builder fsck`.
+pub struct Gc<'a> {
+    store: &'a Store,
+    holder: &'a dyn Holder,
 }
 
 impl Store {
-    fn records_dir(&self) -> PathBuf {
-        self.root.join("cache/records")
+    /// GC of this store, asking `holder` what it holds besides the refs.
+    pub fn gc<'a>(&'a self, holder: &'a dyn Holder) -> Gc<'a> {
+        Gc { store: self, holder }
     }
+}
 
-    fn cache_mounts_dir(&self) -> PathBuf {
-        self.root.join("cache-mounts")
-    }
-
+impl Gc<'_> {
     fn inventory(&self, sizes: bool) -> Result<Inventory> {
+        let (records, mounts) =
+            self.holder.holds(self.store)?.into_iter().partition(|h| h.kind == HoldKind::CacheRecord);
         let mut inv = Inventory {
             blobs: BTreeMap::new(),
             snapshots: BTreeMap::new(),
-            records: Vec::new(),
+            records,
+            mounts,
             refs: Holdings::default(),
             ref_problems: Vec::new(),
             ref_count: 0,
-            variants: self.layer_variants()?,
+            variants: self.store.layer_variants()?,
             snapshot_layers: HashMap::new(),
         };
-        for entry in read_dir_sorted(&self.blobs_dir())? {
+        for entry in read_dir_sorted(&self.store.blobs_dir())? {
             let name = entry.file_name();
             let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else { continue };
             let meta = entry.metadata()?;
             inv.blobs.insert(digest, Item { path: entry.path(), size: disk_size(&meta), mtime: mtime(&meta) });
         }
-        for entry in read_dir_sorted(&self.root.join("snapshots"))? {
+        for entry in read_dir_sorted(&self.store.root.join("snapshots"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.metadata()?;
             let size = if sizes { tree_size(&entry.path()) } else { 0 };
             inv.snapshots.insert(name, Item { path: entry.path(), size, mtime: mtime(&meta) });
         }
-        for entry in read_dir_sorted(&self.records_dir())? {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(key_hex) = name.strip_suffix(".json") else { continue };
-            let meta = entry.metadata()?;
-            let bytes = std::fs::read(entry.path()).unwrap_or_default();
-            let layers = record_layers(&bytes);
-            if let Some(layers) = &layers
-                && let Some(top) = layers.last()
-            {
-                let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        for record in inv.records.iter().filter(|r| !r.damaged) {
+            if let Some(top) = record.layers.last() {
+                let diff_ids: Vec<Digest> = record.layers.iter().map(|l| l.diff_id.clone()).collect();
                 let chain = chain_ids(&diff_ids);
                 inv.snapshot_layers.insert(chain.last().expect("one").hex().to_string(), top.clone());
             }
-            let last_used = self.last_used(key_hex).map_or(mtime(&meta), |t| t.max(mtime(&meta)));
-            inv.records.push(Record {
-                path: entry.path(),
-                key_hex: key_hex.to_string(),
-                size: disk_size(&meta),
-                last_used,
-                layers,
-            });
         }
-        for (name, manifest) in self.refs()? {
+        for (name, manifest) in self.store.refs()? {
             inv.ref_count += 1;
-            if let Err(e) = self.hold_manifest(&manifest, &mut inv, 0) {
+            if let Err(e) = self.store.hold_manifest(&manifest, &mut inv, 0) {
                 inv.ref_problems.push(format!("image {name}: {e:#}"));
             }
         }
         Ok(inv)
     }
+}
 
+impl Store {
     /// Adds what `digest` (a manifest or an index) holds to the refs' holdings.
     fn hold_manifest(&self, digest: &Digest, inv: &mut Inventory, depth: usize) -> Result<()> {
         inv.refs.blobs.insert(digest.clone());
@@ -319,14 +288,15 @@ impl Store {
         inv.refs.add_stack(&image.layers);
         Ok(())
     }
+}
 
+impl Gc<'_> {
     /// `builder du`.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let inv = self.inventory(true)?;
-        let live: Vec<&Record> = inv.records.iter().filter(|r| self.record_is_live(r)).collect();
         let mut cache = Holdings::default();
-        for r in &live {
-            cache.add_stack(r.layers.as_deref().unwrap_or_default());
+        for r in inv.records.iter().filter(|r| r.is_live(self.store)) {
+            cache.add_stack(&r.layers);
         }
         let holders = BlobHolders::new(&inv, &cache);
         let mut usage = DiskUsage::default();
@@ -335,31 +305,29 @@ impl Store {
         }
         for (name, item) in &inv.snapshots {
             let holder = if inv.refs.snapshots.contains(name) {
-                Holder::Refs
+                HeldBy::Refs
             } else if cache.snapshots.contains(name) {
-                Holder::Cache
+                HeldBy::Cache
             } else {
-                Holder::Nothing
+                HeldBy::Nothing
             };
             usage.snapshots.add(holder, item.size);
         }
         for r in &inv.records {
             usage.cache_records.add(r.size);
         }
-        usage.cache_mounts = dirs_usage(&self.cache_mounts_dir())?;
-        usage.volumes = dirs_usage(&self.root.join("volumes"))?;
-        let (tmp, containers) = (dirs_usage(&self.tmp())?, dirs_usage(&self.root.join("containers"))?);
+        for m in &inv.mounts {
+            usage.cache_mounts.add(m.size);
+        }
+        usage.volumes = dirs_usage(&self.store.root.join("volumes"))?;
+        let (tmp, containers) = (dirs_usage(&self.store.tmp())?, dirs_usage(&self.store.root.join("containers"))?);
         usage.temp = Usage { count: tmp.count + containers.count, size: tmp.size + containers.size };
         Ok(usage)
     }
 
-    fn record_is_live(&self, record: &Record) -> bool {
-        record.layers.as_ref().is_some_and(|layers| layers.iter().all(|l| self.has_blob(&l.digest)))
-    }
-
     /// `builder prune`: takes the store lock exclusively (waiting for running builds).
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
-        let _lock = self.lock(LockMode::Exclusive)?;
+        let _lock = self.store.lock(LockMode::Exclusive)?;
         let inv = self.inventory(true)?;
         let now = SystemTime::now();
         let old_enough = |t: SystemTime| options.until.is_none_or(|u| now.duration_since(t).is_ok_and(|age| age >= u));
@@ -367,7 +335,7 @@ impl Store {
         // Records: dead ones (damaged, or their blobs gone) always go; with --all, all.
         let mut drop_record = vec![false; inv.records.len()];
         for (i, r) in inv.records.iter().enumerate() {
-            drop_record[i] = !self.record_is_live(r) || (options.all && old_enough(r.last_used));
+            drop_record[i] = !r.is_live(self.store) || (options.all && old_enough(r.last_used));
         }
         // How many kept records hold each blob and snapshot.
         let mut counts: HashMap<ItemId, usize> = HashMap::new();
@@ -399,29 +367,23 @@ impl Store {
             }
         }
 
-        let mut mounts: Vec<(PathBuf, u64, SystemTime)> = Vec::new();
-        for entry in read_dir_sorted(&self.cache_mounts_dir())? {
-            if entry.file_type()?.is_dir() {
-                let meta = entry.metadata()?;
-                mounts.push((entry.path(), tree_size(&entry.path()), mtime(&meta)));
-            }
-        }
-        mounts.sort_by_key(|m| m.2);
+        let mut mounts: Vec<&Hold> = inv.mounts.iter().collect();
+        mounts.sort_by_key(|m| m.last_used);
         let mut drop_mount = vec![false; mounts.len()];
         if options.all {
             for (i, m) in mounts.iter().enumerate() {
-                drop_mount[i] = old_enough(m.2);
+                drop_mount[i] = old_enough(m.last_used);
             }
         }
 
         let total: u64 = inv.blobs.values().map(|i| i.size).sum::<u64>()
             + inv.snapshots.values().map(|i| i.size).sum::<u64>()
             + inv.records.iter().map(|r| r.size).sum::<u64>()
-            + mounts.iter().map(|m| m.1).sum::<u64>();
+            + mounts.iter().map(|m| m.size).sum::<u64>();
         let mut size = total
             - doomed.iter().map(size_of).sum::<u64>()
             - inv.records.iter().zip(&drop_record).filter(|(_, d)| **d).map(|(r, _)| r.size).sum::<u64>()
-            - mounts.iter().zip(&drop_mount).filter(|(_, d)| **d).map(|(m, _)| m.1).sum::<u64>();
+            - mounts.iter().zip(&drop_mount).filter(|(_, d)| **d).map(|(m, _)| m.size).sum::<u64>();
 
         if let Some(bound) = options.keep_storage {
             let mut order: Vec<usize> = (0..inv.records.len()).filter(|&i| !drop_record[i]).collect();
@@ -447,9 +409,9 @@ impl Store {
                 if size <= bound {
                     break;
                 }
-                if !drop_mount[i] && old_enough(m.2) {
+                if !drop_mount[i] && old_enough(m.last_used) {
                     drop_mount[i] = true;
-                    size -= m.1;
+                    size -= m.size;
                 }
             }
         }
@@ -457,8 +419,7 @@ impl Store {
         let mut report = PruneReport { remaining: size, reclaimed: total - size, ..Default::default() };
         // Records first: from here on, nothing points at what goes next.
         for (r, _) in inv.records.iter().zip(&drop_record).filter(|(_, d)| **d) {
-            remove_file(&r.path)?;
-            let _ = std::fs::remove_file(self.usage_dir().join(&r.key_hex));
+            self.holder.release(self.store, r)?;
             report.records += 1;
         }
         // (A record may name snapshots that were never unpacked.)
@@ -466,7 +427,7 @@ impl Store {
             if let ItemId::Snapshot(name) = id
                 && let Some(item) = inv.snapshots.get(name)
             {
-                self.remove_dir_atomically(&item.path)?;
+                self.store.remove_dir_atomically(&item.path)?;
                 report.snapshots += 1;
             }
         }
@@ -479,35 +440,30 @@ impl Store {
             }
         }
         for (m, _) in mounts.iter().zip(&drop_mount).filter(|(_, d)| **d) {
-            self.remove_dir_atomically(&m.0)?;
-            // The mount's `.use`/`.lock` files beside it.
-            let name = m.0.file_name().expect("has a name").to_string_lossy().into_owned();
-            for entry in read_dir_sorted(&self.cache_mounts_dir())? {
-                if entry.file_name().to_string_lossy().starts_with(&format!("{name}.")) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
+            self.holder.release(self.store, m)?;
             report.cache_mounts += 1;
         }
-        // Usage marks of records that are gone.
-        for entry in read_dir_sorted(&self.usage_dir())? {
-            let record = self.records_dir().join(format!("{}.json", entry.file_name().to_string_lossy()));
-            if !record.exists() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        self.holder.tidy(self.store);
         // Index entries whose blob is gone.
         for (path, layer) in &inv.variants {
-            if layer.as_ref().is_none_or(|l| !self.has_blob(&l.digest)) {
+            if layer.as_ref().is_none_or(|l| !self.store.has_blob(&l.digest)) {
                 let _ = std::fs::remove_file(path);
             }
         }
         Ok(report)
     }
 
+    /// `builder fsck`: every blob re-hashed, every ref's content present, snapshots
+    /// well-formed, and with `snapshots` given compared with their layers.
+    pub fn fsck(&self, snapshots: Option<&dyn LayerUnpacker>) -> Result<FsckReport> {
+        self.store.fsck_with(self.holder, snapshots)
+    }
+}
+
+impl Store {
     /// Renames a directory into `tmp/` (atomic) before emptying it, so it is either
     /// whole under its name or gone.
-    fn remove_dir_atomically(&self, path: &Path) -> Result<()> {
+    pub fn remove_dir_atomically(&self, path: &Path) -> Result<()> {
         let name = path.file_name().expect("has a name").to_string_lossy().into_owned();
         let temp = self.tmp().join(format!("{}gc-{name}", temp_prefix("prune")));
         std::fs::rename(path, &temp).with_context(|| format!("removing {}", path.display()))?;
@@ -515,10 +471,8 @@ impl Store {
         remove_tree(&temp).with_context(|| format!("removing {}", temp.display()))
     }
 
-    /// `builder fsck`: every blob re-hashed, every ref's content present, snapshots
-    /// well-formed, and with `deep_snapshots` compared with their layers.
-    pub fn fsck(&self, deep_snapshots: bool) -> Result<FsckReport> {
-        let inv = self.inventory(false)?;
+    fn fsck_with(&self, holder: &dyn Holder, snapshots: Option<&dyn LayerUnpacker>) -> Result<FsckReport> {
+        let inv = self.gc(holder).inventory(false)?;
         let mut report = FsckReport {
             blobs: inv.blobs.len(),
             refs: inv.ref_count,
@@ -534,12 +488,11 @@ impl Store {
                 report.problems.push(format!("snapshot {} is not a snapshot directory", item.path.display()));
                 continue;
             }
-            if !deep_snapshots {
-                continue;
-            }
+            let Some(unpacker) = snapshots else { continue };
             match inv.snapshot_layers.get(name) {
                 Some(layer) if self.has_blob(&layer.digest) => {
-                    let found = crate::layer::verify_snapshot(self, layer, &item.path)
+                    let found = unpacker
+                        .compare(self, layer, &item.path)
                         .with_context(|| format!("checking snapshot {name}"))?;
                     report.snapshots_verified += 1;
                     for problem in found {
@@ -550,15 +503,10 @@ impl Store {
             }
         }
         for r in &inv.records {
-            match &r.layers {
-                None => report.notes.push(format!("cache record {}: damaged (a cache miss)", r.path.display())),
-                Some(layers) => {
-                    if let Some(l) = layers.iter().find(|l| !self.has_blob(&l.digest)) {
-                        report
-                            .notes
-                            .push(format!("cache record {}: blob {} is gone (a cache miss)", r.key_hex, l.digest));
-                    }
-                }
+            if r.damaged {
+                report.notes.push(format!("cache record {}: damaged (a cache miss)", r.id));
+            } else if let Some(l) = r.layers.iter().find(|l| !self.has_blob(&l.digest)) {
+                report.notes.push(format!("cache record {}: blob {} is gone (a cache miss)", r.id, l.digest));
             }
         }
         Ok(report)
@@ -572,9 +520,11 @@ enum ItemId {
 }
 
 /// The blobs and snapshots a record holds, variants of its layers included.
-fn record_items(record: &Record, inv: &Inventory) -> Vec<ItemId> {
+fn record_items(record: &Hold, inv: &Inventory) -> Vec<ItemId> {
     let mut holdings = Holdings::default();
-    holdings.add_stack(record.layers.as_deref().unwrap_or_default());
+    if !record.damaged {
+        holdings.add_stack(&record.layers);
+    }
     for (_, variant) in &inv.variants {
         if let Some(v) = variant
             && holdings.diff_ids.contains(&v.diff_id)
@@ -607,15 +557,15 @@ impl<'a> BlobHolders<'a> {
             || Self::variant_diff_id(inv, digest).is_some_and(|d| inv.refs.diff_ids.contains(d))
     }
 
-    fn blob(&self, digest: &Digest) -> Holder {
+    fn blob(&self, digest: &Digest) -> HeldBy {
         if Self::ref_held(self.inv, digest) {
-            Holder::Refs
+            HeldBy::Refs
         } else if self.cache.blobs.contains(digest)
             || Self::variant_diff_id(self.inv, digest).is_some_and(|d| self.cache.diff_ids.contains(d))
         {
-            Holder::Cache
+            HeldBy::Cache
         } else {
-            Holder::Nothing
+            HeldBy::Nothing
         }
     }
 }
@@ -643,25 +593,52 @@ fn remove_file(path: &Path) -> Result<()> {
 mod tests {
     use super::super::tests::test_store;
     use super::*;
-    use image_spec::{Compression, ImageConfig};
+    use image_spec::{Compression, ImageConfig, MEDIA_TYPE_OCI_LAYER};
+    use std::cell::RefCell;
 
-    fn layer(store: &Store, content: &str) -> LayerInfo {
-        let dir = store.temp_dir("t").unwrap();
-        std::fs::write(dir.path().join("f"), content).unwrap();
-        crate::layer::diff_to_layer(store, dir.path(), Compression::Gzip).unwrap().unwrap()
+    /// Holds what it is told to; releasing forgets.
+    #[derive(Default)]
+    struct Holds(RefCell<Vec<Hold>>);
+
+    impl Holds {
+        fn record(&self, id: &str, layers: &[LayerInfo], last_used: SystemTime) {
+            self.0.borrow_mut().push(Hold {
+                kind: HoldKind::CacheRecord,
+                id: id.into(),
+                size: 4096,
+                last_used,
+                layers: layers.to_vec(),
+                damaged: false,
+            });
+        }
+
+        fn ids(&self) -> Vec<String> {
+            self.0.borrow().iter().map(|h| h.id.clone()).collect()
+        }
     }
 
-    fn record(store: &Store, key: u8, layers: &[LayerInfo]) {
-        let body = serde_json::json!({ "result": serde_json::to_vec(layers).unwrap() });
-        let body = serde_json::to_vec(&body).unwrap();
-        let mut bytes = format!("builder-cache-v1 {}\n", blake3::hash(&body).to_hex()).into_bytes();
-        bytes.extend_from_slice(&body);
-        std::fs::create_dir_all(store.records_dir()).unwrap();
-        std::fs::write(store.records_dir().join(format!("{}.json", hex::encode([key; 32]))), bytes).unwrap();
+    impl Holder for Holds {
+        fn holds(&self, _: &Store) -> Result<Vec<Hold>> {
+            Ok(self.0.borrow().clone())
+        }
+        fn release(&self, _: &Store, hold: &Hold) -> Result<()> {
+            self.0.borrow_mut().retain(|h| h.id != hold.id);
+            Ok(())
+        }
+    }
+
+    fn layer(store: &Store, content: &str) -> LayerInfo {
+        let digest = store.write_blob_bytes(content.as_bytes()).unwrap();
+        LayerInfo {
+            digest: digest.clone(),
+            diff_id: digest,
+            size: content.len() as u64,
+            media_type: MEDIA_TYPE_OCI_LAYER.into(),
+        }
     }
 
     #[test]
-    fn prune_keeps_what_refs_and_records_hold() {
+    fn prune_keeps_what_refs_and_holds_hold() {
         let (_d, store) = test_store();
         let by_ref = layer(&store, "ref");
         let by_cache = layer(&store, "cache");
@@ -669,50 +646,68 @@ mod tests {
         let config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
         let image = store.write_image(&config, std::slice::from_ref(&by_ref)).unwrap();
         store.set_ref("app", &image.manifest_digest).unwrap();
-        record(&store, 1, std::slice::from_ref(&by_cache));
-        let zstd = crate::layer::ensure_compression(&store, &by_ref, Compression::Zstd, None).unwrap();
+        let holds = Holds::default();
+        holds.record("a", std::slice::from_ref(&by_cache), SystemTime::now());
+        // Another compression of the ref's layer: held through its diffID.
+        let zstd = LayerInfo { media_type: Compression::Zstd.media_type().into(), ..layer(&store, "zstd") };
+        let zstd = LayerInfo { diff_id: by_ref.diff_id.clone(), ..zstd };
+        store.record_layer_variant(&zstd, Compression::Zstd, None).unwrap();
 
-        let du = store.disk_usage().unwrap();
+        let du = store.gc(&holds).disk_usage().unwrap();
         assert_eq!(du.blobs.refs.count, 4, "manifest, config, layer and its zstd variant");
         assert_eq!(du.blobs.cache_only.count, 1);
         assert_eq!(du.blobs.unreferenced.count, 1);
         assert_eq!(du.cache_records.count, 1);
 
-        let report = store.prune(&PruneOptions::default()).unwrap();
+        let report = store.gc(&holds).prune(&PruneOptions::default()).unwrap();
         assert_eq!((report.blobs, report.records), (1, 0));
         assert!(!store.has_blob(&loose.digest));
         assert!(store.has_blob(&by_cache.digest) && store.has_blob(&zstd.digest));
 
-        let report = store.prune(&PruneOptions { all: true, ..Default::default() }).unwrap();
+        let report = store.gc(&holds).prune(&PruneOptions { all: true, ..Default::default() }).unwrap();
         assert_eq!((report.blobs, report.records), (1, 1));
+        assert!(holds.ids().is_empty());
         assert!(!store.has_blob(&by_cache.digest));
         assert!(store.has_blob(&by_ref.digest));
-        assert!(store.fsck(true).unwrap().problems.is_empty());
+        assert!(store.gc(&holds).fsck(None).unwrap().problems.is_empty());
     }
 
     #[test]
-    fn keep_storage_drops_least_recently_used_records_first() {
+    fn damaged_holds_and_holds_whose_blobs_are_gone_are_released() {
+        let (_d, store) = test_store();
+        let kept = layer(&store, "kept");
+        let holds = Holds::default();
+        holds.record("live", std::slice::from_ref(&kept), SystemTime::now());
+        holds.record("gone", &[LayerInfo { digest: Digest::of(b"gone"), ..kept.clone() }], SystemTime::now());
+        let damaged = Hold { id: "damaged".into(), damaged: true, ..holds.0.borrow()[0].clone() };
+        holds.0.borrow_mut().push(damaged);
+        let notes = store.gc(&holds).fsck(None).unwrap().notes;
+        assert!(notes.iter().any(|n| n.contains("cache record damaged: damaged")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("cache record gone: blob")), "{notes:?}");
+        let report = store.gc(&holds).prune(&PruneOptions::default()).unwrap();
+        assert_eq!(report.records, 2);
+        assert_eq!(holds.ids(), ["live"]);
+        assert!(store.has_blob(&kept.digest));
+    }
+
+    #[test]
+    fn keep_storage_releases_least_recently_used_holds_first() {
         let (_d, store) = test_store();
         let old = layer(&store, &"old".repeat(100_000));
         let new = layer(&store, &"new!".repeat(100_000));
-        record(&store, 1, std::slice::from_ref(&old));
-        record(&store, 2, std::slice::from_ref(&new));
-        let past = SystemTime::now() - Duration::from_secs(3600);
-        let f = std::fs::File::options()
-            .write(true)
-            .open(store.records_dir().join(format!("{}.json", hex::encode([1u8; 32]))))
-            .unwrap();
-        f.set_modified(past).unwrap();
-        let total = store.disk_usage().unwrap().build_total();
-        let report = store.prune(&PruneOptions { keep_storage: Some(total - 1), ..Default::default() }).unwrap();
+        let holds = Holds::default();
+        holds.record("old", std::slice::from_ref(&old), SystemTime::now() - Duration::from_secs(3600));
+        holds.record("new", std::slice::from_ref(&new), SystemTime::now());
+        let total = store.gc(&holds).disk_usage().unwrap().build_total();
+        let report =
+            store.gc(&holds).prune(&PruneOptions { keep_storage: Some(total - 1), ..Default::default() }).unwrap();
         assert_eq!(report.records, 1);
+        assert_eq!(holds.ids(), ["new"]);
         assert!(!store.has_blob(&old.digest) && store.has_blob(&new.digest));
-        assert!(store.disk_usage().unwrap().build_total() < total);
         // Until: nothing is old enough.
-        let report = store
-            .prune(&PruneOptions { keep_storage: Some(0), until: Some(Duration::from_secs(600)), ..Default::default() })
-            .unwrap();
-        assert_eq!(report.records, 0);
+        let options =
+            PruneOptions { keep_storage: Some(0), until: Some(Duration::from_secs(600)), ..Default::default() };
+        assert_eq!(store.gc(&holds).prune(&options).unwrap().records, 0);
     }
 
     #[test]
@@ -722,10 +717,11 @@ mod tests {
         let config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
         let image = store.write_image(&config, std::slice::from_ref(&l)).unwrap();
         store.set_ref("app", &image.manifest_digest).unwrap();
-        assert!(store.fsck(false).unwrap().problems.is_empty());
+        let holds = Holds::default();
+        assert!(store.gc(&holds).fsck(None).unwrap().problems.is_empty());
         std::fs::write(store.blob_path(&image.config_digest), b"{}").unwrap();
         std::fs::remove_file(store.blob_path(&l.digest)).unwrap();
-        let problems = store.fsck(false).unwrap().problems;
+        let problems = store.gc(&holds).fsck(None).unwrap().problems;
         assert!(
             problems.iter().any(|p| p.contains(image.config_digest.as_str()) && p.contains("corrupt")),
             "{problems:?}"

@@ -10,25 +10,29 @@
 
 mod blobs;
 mod gc;
+mod hash;
+mod holders;
 mod images;
 mod lock;
-mod recorded;
 mod refs;
 mod remote;
-mod usage;
+mod snapshots;
 mod variants;
+mod writeback;
 
 pub use blobs::BlobWriter;
-pub use gc::{PruneOptions, Usage};
+pub use gc::{DiskUsage, FsckReport, PruneOptions, PruneReport, Usage, tree_size};
+pub use hash::{HashReader, HashWriter};
+pub use holders::{Hold, HoldKind, Holder};
 pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
-pub use recorded::RecordedLayers;
 pub use remote::BlobSource;
+pub use snapshots::LayerUnpacker;
 #[cfg(test)]
 pub(crate) use tests::test_store;
+pub use writeback::WritebackFile;
 
 use anyhow::{Context as _, Result};
-use image_spec::Digest;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -126,39 +130,6 @@ impl Store {
             }
         }
     }
-
-    // --- snapshots ---
-
-    pub fn snapshot_path(&self, chain_id: &Digest) -> PathBuf {
-        self.root.join("snapshots").join(chain_id.hex())
-    }
-
-    pub fn has_snapshot(&self, chain_id: &Digest) -> bool {
-        self.snapshot_path(chain_id).is_dir()
-    }
-
-    /// Moves a finished directory (overlay format: whiteouts as 0/0 char devices,
-    /// opaque dirs by xattr) into place as the snapshot of `chain_id`. If the
-    /// snapshot already exists the directory is discarded.
-    pub fn commit_snapshot(&self, dir: PathBuf, chain_id: &Digest) -> Result<PathBuf> {
-        let target = self.snapshot_path(chain_id);
-        if target.exists() {
-            remove_tree(&dir).with_context(|| format!("discarding {}", dir.display()))?;
-            return Ok(target);
-        }
-        match std::fs::rename(&dir, &target) {
-            Ok(()) => {
-                sync_dir(&self.root.join("snapshots"));
-                Ok(target)
-            }
-            // Another process committed the same snapshot first.
-            Err(e) if target.exists() && matches!(e.raw_os_error(), Some(39 | 17)) => {
-                remove_tree(&dir).with_context(|| format!("discarding {}", dir.display()))?;
-                Ok(target)
-            }
-            Err(e) => Err(e).with_context(|| format!("moving {} to {}", dir.display(), target.display())),
-        }
-    }
 }
 
 /// `<pid>-<prefix>-`: the pid tells [`Store::open`] whether the owner still runs.
@@ -208,6 +179,7 @@ fn remove_tree_on(path: &Path, meta: &std::fs::Metadata, dev: u64) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image_spec::Digest;
 
     pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

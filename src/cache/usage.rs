@@ -2,7 +2,7 @@
 //! recently used first): `cache-usage/<key hex>`, an empty file whose mtime is the last
 //! hit or write. [`UsageTracking`] wraps the build's cache store to keep them.
 
-use super::Store;
+use crate::store::Store;
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
 use std::path::{Path, PathBuf};
@@ -14,20 +14,19 @@ pub struct UsageTracking<'a> {
     dir: PathBuf,
 }
 
-impl Store {
-    pub(super) fn usage_dir(&self) -> PathBuf {
-        self.root.join("cache-usage")
-    }
+/// Where the marks of `store` are.
+pub fn usage_dir(store: &Store) -> PathBuf {
+    store.root().join("cache-usage")
+}
 
-    /// `cache` with the use of its records tracked in this store.
-    pub fn track_usage<'a>(&self, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
-        UsageTracking { inner: cache, dir: self.usage_dir() }
-    }
+/// `cache` with the use of its records tracked in `store`.
+pub fn track_usage<'a>(store: &Store, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
+    UsageTracking { inner: cache, dir: usage_dir(store) }
+}
 
-    /// When the record `key_hex` was last used, if that was tracked.
-    pub(super) fn last_used(&self, key_hex: &str) -> Option<SystemTime> {
-        std::fs::metadata(self.usage_dir().join(key_hex)).and_then(|m| m.modified()).ok()
-    }
+/// When the record `key_hex` was last used, if that was tracked.
+pub fn last_used(store: &Store, key_hex: &str) -> Option<SystemTime> {
+    std::fs::metadata(usage_dir(store).join(key_hex)).and_then(|m| m.modified()).ok()
 }
 
 /// Best effort: a lost mark only makes the record look older to prune.
@@ -76,8 +75,8 @@ impl CacheStore for UsageTracking<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::store::test_store;
     use solver::MemoryCacheStore;
 
     /// A store whose every hit counts as imported.
@@ -104,8 +103,8 @@ mod tests {
         let (_d, store) = test_store();
         let key = CacheKey::of("k", &"v".to_string());
         let inner = Imported::default();
-        assert_eq!(store.track_usage(&inner).hit_source(&key).as_deref(), Some("type=local,src=/c"));
+        assert_eq!(track_usage(&store, &inner).hit_source(&key).as_deref(), Some("type=local,src=/c"));
         let local = MemoryCacheStore::default();
-        assert_eq!(store.track_usage(&local).hit_source(&key), None);
+        assert_eq!(track_usage(&store, &local).hit_source(&key), None);
     }
 }

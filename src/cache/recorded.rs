@@ -1,6 +1,6 @@
 //! How a cache record keeps a filesystem result: written by the ops, read by cache
-//! import/export and by the store's garbage collector (which must see every layer a
-//! record holds).
+//! import/export and by the cache's answer to the store's GC ([`super::holder`]),
+//! which must name every layer a record holds.
 
 use image_spec::LayerInfo;
 
