@@ -5,7 +5,6 @@ use crate::cli::BuildArgs;
 use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, Output};
 use crate::registry::RegistryOptions;
-use crate::store::Store;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::{BaseImage, BuildOptions};
@@ -16,6 +15,7 @@ use solver::ir::NetworkMode;
 use solver::{SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     if args.context.as_os_str() == "-" {

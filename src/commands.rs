@@ -4,10 +4,10 @@ use crate::archive::ArchiveFormat;
 use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
 use crate::registry::RegistryOptions;
-use crate::store::{LockMode, Store, StoreLock};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
 use std::io::Write;
+use store::{LockMode, Store, StoreLock};
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -368,7 +368,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
 }
 
 fn prune(store: &Store, all: bool, keep_storage: Option<&str>, filters: &[String]) -> Result<u8> {
-    let mut options = crate::store::PruneOptions { all, ..Default::default() };
+    let mut options = store::PruneOptions { all, ..Default::default() };
     if let Some(size) = keep_storage {
         options.keep_storage = Some(parse_size(size)?);
     }
@@ -407,7 +407,7 @@ fn du(store: &Store, json: bool) -> Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<15} {:<12} {:>7} {:>12}", "WHAT", "HELD BY", "COUNT", "SIZE")?;
-    let mut row = |what: &str, by: &str, u: &crate::store::Usage| -> std::io::Result<()> {
+    let mut row = |what: &str, by: &str, u: &store::Usage| -> std::io::Result<()> {
         writeln!(out, "{what:<15} {by:<12} {:>7} {:>12}", u.count, human_size(u.size))
     };
     for (what, held) in [("blobs", &usage.blobs), ("snapshots", &usage.snapshots)] {

@@ -17,7 +17,6 @@ mod progress;
 mod registry;
 mod run;
 mod signals;
-mod store;
 
 use clap::Parser;
 use std::process::ExitCode;

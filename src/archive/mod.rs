@@ -13,8 +13,6 @@ pub use save::{
 };
 
 use crate::layer::compress::{Compressor, decompress};
-use crate::store::HashWriter;
-use crate::store::Store;
 use anyhow::{Context as _, Result};
 use image_spec::History;
 use image_spec::host_platform;
@@ -22,6 +20,8 @@ use image_spec::{Compression, Image, ImageConfig};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
+use store::HashWriter;
+use store::Store;
 
 /// Imports a root filesystem tarball (plain, gzip or zstd) as a one-layer image named
 /// `name`. The tar bytes are kept as they are (gzip-compressed), after checking that

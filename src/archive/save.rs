@@ -4,7 +4,6 @@
 //! [`ArchiveFormat::Oci`] only the OCI layout is written, as a tarball or a directory.
 
 use crate::layer::{compress_layer, stored_compression};
-use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Platform, Reference};
 use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
@@ -14,6 +13,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek as _, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use store::Store;
 
 /// What an archive holds besides the blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,11 +6,11 @@ use super::import::{ImportedCache, ImportingCacheStore};
 use super::spec::{CacheSpec, Location, Mode};
 use super::{DiskCacheStore, local, registry};
 use crate::registry::RegistryOptions;
-use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Digest, LayerInfo};
 use solver::{CacheStore, SolveReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use store::Store;
 
 /// Parses the specs of `--cache-to` (`export`) or `--cache-from`.
 pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {

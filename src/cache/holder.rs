@@ -2,17 +2,17 @@
 //! asks it. Its records hold the layer stacks of their results, its `RUN
 //! --mount=type=cache` directories (`cache-mounts/<id>/`) hold themselves. The store
 //! never reads the cache's files: it asks [`CacheHolder`] through
-//! [`store::Holder`](crate::store::Holder).
+//! [`store::Holder`](store::Holder).
 
 use super::recorded::RecordedLayers;
 use super::usage::{self, UsageTracking};
 use super::{DiskCacheStore, decode};
 use crate::layer::Unpacker;
-use crate::store::{DiskUsage, FsckReport, Hold, HoldKind, Holder, PruneOptions, PruneReport, Store, tree_size};
 use anyhow::{Context as _, Result};
 use solver::{CacheKey, CacheStore};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use store::{BoxError, DiskUsage, FsckReport, Hold, HoldKind, Holder, PruneOptions, PruneReport, Store, tree_size};
 
 /// The cache of a store, as the holder GC asks.
 pub struct CacheHolder {
@@ -88,7 +88,7 @@ impl CacheHolder {
 }
 
 impl Holder for CacheHolder {
-    fn holds(&self, store: &Store) -> Result<Vec<Hold>> {
+    fn holds(&self, store: &Store) -> Result<Vec<Hold>, BoxError> {
         let mut holds = Vec::new();
         for key in self.records.keys()? {
             holds.extend(self.record(store, &key)?);
@@ -97,7 +97,7 @@ impl Holder for CacheHolder {
         Ok(holds)
     }
 
-    fn release(&self, store: &Store, hold: &Hold) -> Result<()> {
+    fn release(&self, store: &Store, hold: &Hold) -> Result<(), BoxError> {
         match hold.kind {
             HoldKind::CacheRecord => {
                 let key = CacheKey::from_hex(&hold.id).with_context(|| format!("cache record {}", hold.id))?;
@@ -155,26 +155,26 @@ impl StoreExt for Store {
     }
 
     fn disk_usage(&self) -> Result<DiskUsage> {
-        self.gc(&CacheHolder::open(self)?).disk_usage()
+        Ok(self.gc(&CacheHolder::open(self)?).disk_usage()?)
     }
 
     fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
-        self.gc(&CacheHolder::open(self)?).prune(options)
+        Ok(self.gc(&CacheHolder::open(self)?).prune(options)?)
     }
 
     fn fsck(&self, snapshots: bool) -> Result<FsckReport> {
-        self.gc(&CacheHolder::open(self)?).fsck(snapshots.then_some(&Unpacker))
+        Ok(self.gc(&CacheHolder::open(self)?).fsck(snapshots.then_some(&Unpacker))?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_store;
     use image_spec::{Compression, ImageConfig, LayerInfo};
     use solver::CacheRecord;
     use solver::ir::{Op, SourceOp};
     use std::time::Duration;
+    use store::testing::test_store;
 
     fn layer(store: &Store, content: &str) -> LayerInfo {
         let dir = store.temp_dir("t").unwrap();

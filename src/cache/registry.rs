@@ -8,12 +8,11 @@
 //! only missing ones are uploaded (or mounted from another repository of the same
 //! registry), a few at once. An unchanged build's export uploads nothing and puts an
 //! identical manifest. Import is lazy: the manifest and the config are fetched; a
-//! layer is fetched when something reads it (see [`crate::store::BlobSource`]).
+//! layer is fetched when something reads it (see [`store::BlobSource`]).
 
 use super::format::{CONFIG_MEDIA_TYPE, CacheConfig};
 use super::import::ImportedCache;
 use crate::registry::{PushStats, RegistryOptions, Repository};
-use crate::store::{BlobSource, Store};
 use anyhow::{Context as _, Result, anyhow, bail};
 use image_spec::{Digest, Index, LayerInfo, Manifest, Reference};
 use image_spec::{
@@ -21,6 +20,7 @@ use image_spec::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
+use store::{BlobSource, Store};
 
 /// The key of the image config under which `type=inline` puts its cache.
 pub const INLINE_KEY: &str = "builder.cache.v1";
@@ -49,8 +49,8 @@ impl BlobSource for RegistryBlobs {
         self.name.clone()
     }
 
-    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
-        self.repo.fetch_blob(store, &layer.descriptor(), &|line| tracing::debug!("{line}"))
+    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
+        Ok(self.repo.fetch_blob(store, &layer.descriptor(), &|line| tracing::debug!("{line}"))?)
     }
 }
 

@@ -2,11 +2,11 @@
 //! recently used first): `cache-usage/<key hex>`, an empty file whose mtime is the last
 //! hit or write. [`UsageTracking`] wraps the build's cache store to keep them.
 
-use crate::store::Store;
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use store::Store;
 
 /// A cache store that notes every hit and write of a record.
 pub struct UsageTracking<'a> {
@@ -76,8 +76,8 @@ impl CacheStore for UsageTracking<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_store;
     use solver::MemoryCacheStore;
+    use store::testing::test_store;
 
     /// A store whose every hit counts as imported.
     #[derive(Default)]

@@ -5,11 +5,11 @@
 //! that the next export reuses it.
 
 use super::compress::{Compressor, decompress, detect, read_up_to};
-use crate::store::{BlobWriter, HashReader, Store};
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Compression, LayerInfo, compression_of};
 use std::fs::File;
 use std::io::{self, BufReader, Seek as _, SeekFrom, Write};
+use store::{BlobWriter, HashReader, Store};
 
 /// `layer` as a blob in `compression` (at `level`, when given): the layer itself when
 /// it already is one (and no level is asked), a variant made before, or a new one.
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn recompressed_layers_keep_their_diff_id_and_are_reused() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         std::fs::write(tree.join("f"), "hello ".repeat(1000)).unwrap();
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn uncompressed_layers_recompress_to_the_same_tar() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         // More than one read buffer of content.
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_wrong_diff_id_is_caught() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         std::fs::write(tree.join("f"), "hello").unwrap();

@@ -18,13 +18,13 @@ mod zstd_par;
 pub use convert::{compress_layer, ensure_compression, stored_compression};
 pub use verify::verify_snapshot;
 
-use crate::store::{HashReader, HashWriter};
-use crate::store::{LayerUnpacker, Store};
 use anyhow::{Context as _, Result, bail};
 use compress::{Compressor, decompress};
 use image_spec::{Compression, LayerInfo};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
+use store::{HashReader, HashWriter};
+use store::{LayerUnpacker, Store};
 use tar_writer::TarOptions;
 use unpack::UnpackOptions;
 
@@ -79,19 +79,19 @@ pub fn dir_to_layer(store: &Store, dir: &Path, options: &LayerOptions, tar_optio
 pub struct Unpacker;
 
 impl LayerUnpacker for Unpacker {
-    fn unpack(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()> {
-        unpack_layer(store, layer, dir)
+    fn unpack(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<(), store::BoxError> {
+        Ok(unpack_layer(store, layer, dir)?)
     }
 
-    fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>> {
-        verify_snapshot(store, layer, dir)
+    fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>, store::BoxError> {
+        Ok(verify_snapshot(store, layer, dir)?)
     }
 }
 
 /// Makes sure every layer of a stack has its snapshot and returns the snapshot
 /// directories, bottom layer first (see [`Store::ensure_snapshots`]).
 pub fn ensure_snapshots(store: &Store, layers: &[LayerInfo]) -> Result<Vec<PathBuf>> {
-    store.ensure_snapshots(layers, &Unpacker)
+    Ok(store.ensure_snapshots(layers, &Unpacker)?)
 }
 
 /// Unpacks the blob of `layer` into `dir` in overlay format and checks its diffID.

@@ -7,7 +7,6 @@
 use super::compress::decompress;
 use super::tar_writer::{OPAQUE_MARKER, WHITEOUT_PREFIX, is_whiteout};
 use super::unpack::clean_path;
-use crate::store::{HashReader, Store};
 use anyhow::{Context as _, Result};
 use image_spec::LayerInfo;
 use std::collections::BTreeMap;
@@ -16,6 +15,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use store::{HashReader, Store};
 
 /// Compares the snapshot `dir` with the blob of `layer`; returns what differs (empty:
 /// the snapshot is complete). An unreadable blob is an error.
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_damaged_snapshot_is_reported_by_path() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir_all(tree.join("sub")).unwrap();
         std::fs::write(tree.join("sub/f"), "content").unwrap();

@@ -11,7 +11,6 @@ pub mod source;
 
 use crate::cache::RecordedLayers;
 use crate::layer::LayerOptions;
-use crate::store::Store;
 use anyhow::Result;
 use context::Context;
 use image_spec::LayerInfo;
@@ -20,6 +19,7 @@ use solver::{CacheKey, CacheMap, ContentDigest, DepKind, DepSpec, ExecContext, G
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use store::Store;
 
 /// The PATH a container gets when its image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -2,7 +2,6 @@
 
 use super::{BuildWorker, Output};
 use crate::registry::RegistryOptions;
-use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
 use image_spec::Platform;
 use image_spec::{Digest, Image, Reference};
@@ -13,6 +12,7 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::Mutex;
+use store::Store;
 
 pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap> {
     let mut facts = Vec::new();

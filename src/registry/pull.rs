@@ -5,13 +5,13 @@
 use super::auth::Scope;
 use super::client::{Client, Op, Request};
 use super::{RegistryOptions, runtime, sources};
-use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use image_spec::{Descriptor, Digest, Image, Index, Manifest, Reference};
 use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type};
 use reqwest::{Method, StatusCode};
 use std::io::{self, Read};
+use store::Store;
 
 /// Manifests and indexes larger than this are refused (the spec suggests 4 MiB).
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
@@ -267,7 +267,7 @@ pub async fn download_blob<'scope>(
     drop(sender);
     let written = done.await.map_err(|_| anyhow!("the blob writer for {digest} stopped"))?;
     fetched?;
-    let (_, size) = written.map_err(|e| e.context(op.error(None, "storing")))?;
+    let (_, size) = written.map_err(|e| anyhow::Error::new(e).context(op.error(None, "storing")))?;
     if size != descriptor.size {
         bail!(op.error(None, format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size)));
     }

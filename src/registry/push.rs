@@ -7,12 +7,12 @@ use super::auth::Scope;
 use super::client::{Client, Op, Payload, Request, backoff};
 use super::pull::{human_size, media_type_of};
 use super::{RegistryOptions, runtime, sources};
-use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use image_spec::{Descriptor, Digest, Image, Manifest, Reference};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::path::Path;
+use store::Store;
 
 /// Pushes `image` to `reference` and returns the manifest digest.
 pub fn push(

@@ -10,12 +10,12 @@ use super::client::{Client, RegistryError, Request};
 use super::pull::{Fetched, download_blob, fetch_manifest};
 use super::push::{Pushed, push_blobs, put_manifest};
 use super::{RegistryOptions, runtime, sources};
-use crate::store::Store;
 use anyhow::{Result, bail};
 use futures_util::StreamExt as _;
 use image_spec::{Descriptor, Digest, Reference};
 use reqwest::{Method, StatusCode};
 use std::collections::HashSet;
+use store::Store;
 
 pub struct Repository {
     runtime: tokio::runtime::Runtime,

@@ -3,11 +3,11 @@
 //! to another repository of the same registry can mount it instead of uploading.
 //! It is a hint: a lost update costs an upload, never correctness.
 
-use crate::store::Store;
 use anyhow::{Context as _, Result};
 use image_spec::Digest;
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use store::Store;
 
 type Sources = BTreeMap<Digest, Vec<String>>;
 

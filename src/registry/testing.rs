@@ -522,14 +522,14 @@ async fn handle(
 }
 
 /// A store in a temp dir.
-pub fn store() -> (tempfile::TempDir, crate::store::Store) {
+pub fn store() -> (tempfile::TempDir, store::Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::Store::open(&dir.path().join("store")).unwrap();
+    let store = store::Store::open(&dir.path().join("store")).unwrap();
     (dir, store)
 }
 
 /// A gzipped tar layer holding `files`, written to the store.
-pub fn layer(store: &crate::store::Store, files: &[(&str, &[u8])]) -> image_spec::LayerInfo {
+pub fn layer(store: &store::Store, files: &[(&str, &[u8])]) -> image_spec::LayerInfo {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, content) in files {
         let mut header = tar::Header::new_gnu();
@@ -553,7 +553,7 @@ pub fn layer(store: &crate::store::Store, files: &[(&str, &[u8])]) -> image_spec
 }
 
 /// An image of the given layers for `architecture`.
-pub fn image(store: &crate::store::Store, architecture: &str, layers: &[image_spec::LayerInfo]) -> image_spec::Image {
+pub fn image(store: &store::Store, architecture: &str, layers: &[image_spec::LayerInfo]) -> image_spec::Image {
     let config =
         image_spec::ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() };
     store.write_image(&config, layers).unwrap()

@@ -3,10 +3,10 @@
 
 use super::testing::{self, FaultKind, Proxy, Registry};
 use super::*;
-use crate::store::Store;
 use image_spec::{Descriptor, Digest, Image, Index, LayerInfo, Reference, host_platform};
 use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER};
 use std::cell::RefCell;
+use store::Store;
 
 fn reference(host: &str, path: &str) -> Reference {
     Reference::parse(&format!("{host}/{path}")).unwrap()
@@ -483,12 +483,12 @@ fn https_with_a_ca_from_the_certs_dir() {
 /// A remote blob that fails loudly if anyone tries to fetch it.
 struct NeverFetch;
 
-impl crate::store::BlobSource for NeverFetch {
+impl store::BlobSource for NeverFetch {
     fn name(&self) -> String {
         "never".into()
     }
-    fn fetch(&self, _: &Store, layer: &LayerInfo) -> anyhow::Result<()> {
-        anyhow::bail!("{} was fetched", layer.digest)
+    fn fetch(&self, _: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
+        Err(format!("{} was fetched", layer.digest).into())
     }
 }
 

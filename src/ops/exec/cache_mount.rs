@@ -185,7 +185,7 @@ fn create(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, imported: Option<&La
 fn restore(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, blob: &LayerInfo, dest: &Path) -> Result<bool> {
     let Err(e) = mounts::restore_mount(worker.store, blob, dest) else { return Ok(true) };
     tracing::warn!("cache mount {:?}: not using the imported cache: {e:#}", mount.id);
-    crate::store::remove_tree(dest).with_context(|| format!("clearing {}", dest.display()))?;
+    store::remove_tree(dest).with_context(|| format!("clearing {}", dest.display()))?;
     std::fs::create_dir(dest)?;
     Ok(false)
 }
@@ -209,9 +209,9 @@ mod tests {
     use super::*;
     use crate::ops::source::ImageResolver;
     use crate::registry::RegistryOptions;
-    use crate::store::Store;
     use std::collections::BTreeMap;
     use std::os::unix::fs::MetadataExt;
+    use store::Store;
 
     fn name(lease: &Lease) -> String {
         lease.dir().file_name().unwrap().to_string_lossy().into_owned()

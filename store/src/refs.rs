@@ -1,9 +1,9 @@
 //! Image names → manifest digests, in `refs.json`, replaced atomically on each change
 //! under `refs.lock` so that concurrent tags do not lose each other's updates.
 
-use super::lock::{LockMode, lock_file};
-use super::{Store, sync_dir, temp_prefix};
-use anyhow::{Context as _, Result, anyhow, bail};
+use crate::error::{Error, Result, io_at};
+use crate::lock::{LockMode, lock_file};
+use crate::{Store, sync_dir, temp_prefix};
 use image_spec::{Digest, Reference};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,7 +12,7 @@ type Refs = BTreeMap<String, Digest>;
 
 /// `app` → `docker.io/library/app:latest`.
 pub fn normalize_name(name: &str) -> Result<String> {
-    let reference = Reference::parse(name).map_err(|e| anyhow!(e))?;
+    let reference = Reference::parse(name)?;
     Ok(reference.to_string())
 }
 
@@ -20,9 +20,10 @@ impl Store {
     fn read_refs(&self) -> Result<Refs> {
         let path = self.root.join("refs.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| Error::Parse { what: path.display().to_string(), source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Refs::new()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(io_at("reading", &path)(e)),
         }
     }
 
@@ -33,11 +34,13 @@ impl Store {
         let mut temp = tempfile::Builder::new()
             .prefix(&temp_prefix("refs"))
             .tempfile_in(self.tmp())
-            .context("creating a temp file for refs")?;
-        serde_json::to_writer_pretty(&mut temp, &refs)?;
-        temp.write_all(b"\n")?;
-        temp.as_file().sync_all()?;
-        temp.persist(self.root.join("refs.json")).context("replacing refs.json")?;
+            .map_err(io_at("creating a temp file in", self.tmp()))?;
+        let mut bytes = serde_json::to_vec_pretty(&refs).expect("refs serialize");
+        bytes.push(b'\n');
+        let written = temp.write_all(&bytes).and_then(|()| temp.as_file().sync_all());
+        written.map_err(io_at("writing", temp.path()))?;
+        let target = self.root.join("refs.json");
+        temp.persist(&target).map_err(|e| io_at("replacing", &target)(e.error))?;
         sync_dir(&self.root);
         Ok(())
     }
@@ -56,7 +59,7 @@ impl Store {
         let name = normalize_name(name)?;
         self.update_refs(|refs| match refs.remove(&name) {
             Some(_) => Ok(()),
-            None => bail!("no such image: {name}"),
+            None => Err(Error::NoSuchImage { name, source: None }),
         })
     }
 
@@ -74,8 +77,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::testing::test_store;
 
     #[test]
     fn refs_are_normalised_and_persisted() {

@@ -1,8 +1,8 @@
 //! A whole-store lock for concurrent `builder` processes: shared for work that only
 //! adds content, exclusive for work that removes it (prune, GC).
 
-use super::Store;
-use anyhow::{Context as _, Result};
+use crate::Store;
+use crate::error::{Result, io_at};
 use std::fs::{File, TryLockError};
 use std::path::Path;
 
@@ -34,7 +34,7 @@ pub fn lock_file(path: &Path, mode: LockMode) -> Result<StoreLock> {
         .create(true)
         .truncate(false)
         .open(path)
-        .with_context(|| format!("opening lock {}", path.display()))?;
+        .map_err(io_at("opening lock", path))?;
     let attempt = match mode {
         LockMode::Shared => file.try_lock_shared(),
         LockMode::Exclusive => file.try_lock(),
@@ -47,17 +47,17 @@ pub fn lock_file(path: &Path, mode: LockMode) -> Result<StoreLock> {
                 LockMode::Shared => file.lock_shared(),
                 LockMode::Exclusive => file.lock(),
             }
-            .with_context(|| format!("locking {}", path.display()))?;
+            .map_err(io_at("locking", path))?;
         }
-        Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
+        Err(TryLockError::Error(e)) => return Err(io_at("locking", path)(e)),
     }
     Ok(StoreLock { _file: file })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::testing::test_store;
 
     #[test]
     fn shared_locks_coexist_and_exclusive_waits() {

@@ -4,8 +4,8 @@
 //! layer formats (tar, compression, whiteouts), which the store leaves to a
 //! [`LayerUnpacker`].
 
-use super::Store;
-use anyhow::{Context as _, Result};
+use crate::Store;
+use crate::error::{self, BoxError, Error, Result, io_at};
 use image_spec::{Digest, LayerInfo, chain_ids};
 use rayon::prelude::*;
 use std::os::unix::fs::PermissionsExt;
@@ -17,11 +17,11 @@ pub trait LayerUnpacker: Sync {
     /// Unpacks the blob of `layer` into the empty directory `dir` in overlay format
     /// (whiteouts as 0/0 char devices, opaque directories by xattr) and checks that
     /// what it unpacked has the layer's diffID.
-    fn unpack(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()>;
+    fn unpack(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<(), BoxError>;
 
     /// Compares the snapshot `dir` with the blob of `layer` (`fsck --snapshots`):
     /// what differs, empty when the snapshot is whole.
-    fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>>;
+    fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>, BoxError>;
 }
 
 impl Store {
@@ -39,20 +39,20 @@ impl Store {
     pub fn commit_snapshot(&self, dir: PathBuf, chain_id: &Digest) -> Result<PathBuf> {
         let target = self.snapshot_path(chain_id);
         if target.exists() {
-            super::remove_tree(&dir).with_context(|| format!("discarding {}", dir.display()))?;
+            crate::remove_tree(&dir).map_err(io_at("discarding", &dir))?;
             return Ok(target);
         }
         match std::fs::rename(&dir, &target) {
             Ok(()) => {
-                super::sync_dir(&self.root.join("snapshots"));
+                crate::sync_dir(&self.root.join("snapshots"));
                 Ok(target)
             }
             // Another process committed the same snapshot first.
             Err(e) if target.exists() && matches!(e.raw_os_error(), Some(39 | 17)) => {
-                super::remove_tree(&dir).with_context(|| format!("discarding {}", dir.display()))?;
+                crate::remove_tree(&dir).map_err(io_at("discarding", &dir))?;
                 Ok(target)
             }
-            Err(e) => Err(e).with_context(|| format!("moving {} to {}", dir.display(), target.display())),
+            Err(source) => Err(Error::Move { from: dir, to: target, source }),
         }
     }
 
@@ -72,7 +72,9 @@ impl Store {
             if **chain_id != layer.diff_id && alone.is_dir() {
                 match link_snapshot(store, &alone, chain_id) {
                     Ok(()) => return Ok(()),
-                    Err(e) => tracing::debug!("linking snapshot {} failed, unpacking: {e:#}", layer.diff_id),
+                    Err(e) => {
+                        tracing::debug!("linking snapshot {} failed, unpacking: {}", layer.diff_id, error::chain(&e))
+                    }
                 }
             }
             unpack_snapshot(store, unpacker, layer, chain_id)
@@ -88,7 +90,7 @@ impl Store {
 fn link_snapshot(store: &Store, alone: &Path, chain_id: &Digest) -> Result<()> {
     let temp = store.temp_dir("link")?;
     let dir = temp.path().join("fs");
-    std::fs::create_dir(&dir)?;
+    std::fs::create_dir(&dir).map_err(io_at("creating", &dir))?;
     link_tree(alone, &dir)?;
     copy_dir_metadata(alone, &dir)?;
     store.commit_snapshot(dir, chain_id)?;
@@ -96,16 +98,16 @@ fn link_snapshot(store: &Store, alone: &Path, chain_id: &Digest) -> Result<()> {
 }
 
 fn link_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(from).map_err(io_at("reading", from))? {
+        let entry = entry.map_err(io_at("reading", from))?;
         let (source, target) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type()?.is_dir() {
-            std::fs::create_dir(&target).with_context(|| format!("creating {}", target.display()))?;
+        if entry.file_type().map_err(io_at("reading", &source))?.is_dir() {
+            std::fs::create_dir(&target).map_err(io_at("creating", &target))?;
             link_tree(&source, &target)?;
             copy_dir_metadata(&source, &target)?;
         } else {
             // Symlinks and whiteouts (0/0 char devices) too: link(2) never follows.
-            std::fs::hard_link(&source, &target).with_context(|| format!("linking {}", source.display()))?;
+            std::fs::hard_link(&source, &target).map_err(io_at("linking", &source))?;
         }
     }
     Ok(())
@@ -114,6 +116,10 @@ fn link_tree(from: &Path, to: &Path) -> Result<()> {
 /// Owner, mode, xattrs (overlay's opaque marker among them) and times of a directory;
 /// the times last, once its entries are made.
 fn copy_dir_metadata(from: &Path, to: &Path) -> Result<()> {
+    copy_metadata(from, to).map_err(io_at("copying metadata to", to))
+}
+
+fn copy_metadata(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::symlink_metadata(from)?;
     std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
@@ -132,10 +138,10 @@ fn copy_dir_metadata(from: &Path, to: &Path) -> Result<()> {
 fn unpack_snapshot(store: &Store, unpacker: &dyn LayerUnpacker, layer: &LayerInfo, chain_id: &Digest) -> Result<()> {
     let temp = store.temp_dir("unpack")?;
     let dir = temp.path().join("fs");
-    std::fs::create_dir(&dir)?;
+    std::fs::create_dir(&dir).map_err(io_at("creating", &dir))?;
     // The root of a lowerdir is the container's `/`.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-    unpacker.unpack(store, layer, &dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(io_at("creating", &dir))?;
+    unpacker.unpack(store, layer, &dir).map_err(|source| Error::Unpack { chain_id: chain_id.clone(), source })?;
     store.commit_snapshot(dir, chain_id)?;
     Ok(())
 }

@@ -7,8 +7,8 @@
 //! [`Store::open_blob`] / [`Store::blob_size`] / [`Store::ensure_blob`], which fetch a
 //! registered blob on first use, once, however many threads ask at the same time.
 
-use super::Store;
-use anyhow::{Context as _, Result};
+use crate::Store;
+use crate::error::{BoxError, Error, Result};
 use image_spec::{Digest, LayerInfo};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,14 +18,14 @@ pub trait BlobSource: Send + Sync {
     /// How the source is named in messages (`type=registry,ref=...`).
     fn name(&self) -> String;
     /// Puts the layer's blob into the store, verified against its digest.
-    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()>;
+    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), BoxError>;
 }
 
 /// A registered blob: its descriptor and where to fetch it.
 type Registered = (LayerInfo, Arc<dyn BlobSource>);
 
 #[derive(Default)]
-pub(super) struct Remote {
+pub(crate) struct Remote {
     sources: Mutex<HashMap<Digest, Registered>>,
     /// One lock per digest being fetched, so concurrent readers wait for one fetch.
     fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
@@ -59,7 +59,7 @@ impl Store {
             return Ok(());
         }
         tracing::info!("fetching {} from {}", digest, source.name());
-        source.fetch(self, &layer).with_context(|| format!("fetching blob {digest} from {}", source.name()))
+        source.fetch(self, &layer).map_err(|e| Error::Fetch { digest: digest.clone(), from: source.name(), source: e })
     }
 
     /// Fetches every missing blob of `layers` that has a source, in parallel.
@@ -83,7 +83,7 @@ mod tests {
         fn name(&self) -> String {
             "memory".into()
         }
-        fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
+        fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), BoxError> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(20));
             store.write_blob(&mut &self.bytes[..], Some(&layer.digest))?;
@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn registered_blobs_are_fetched_once_on_first_read() {
-        let (_dir, store) = super::super::test_store();
+        let (_dir, store) = crate::testing::test_store();
         let layer = layer(b"remote bytes");
         assert!(!store.can_get_blob(&layer.digest));
         assert!(store.open_blob(&layer.digest).is_err());
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_failed_fetch_names_the_blob_and_the_source() {
-        let (_dir, store) = super::super::test_store();
+        let (_dir, store) = crate::testing::test_store();
         let wanted = layer(b"wanted");
         let source = Arc::new(Counting { bytes: b"something else".to_vec(), fetches: AtomicUsize::new(0) });
         store.add_remote_blob(&wanted, source);

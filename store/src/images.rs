@@ -1,8 +1,8 @@
 //! Images in the store: config + manifest blobs, looked up by name, manifest digest
 //! or image id (config digest) prefix.
 
-use super::Store;
-use anyhow::{Context as _, Result, anyhow, bail};
+use crate::Store;
+use crate::error::{Error, Result};
 use image_spec::{
     Compression, Descriptor, Digest, Image, ImageConfig, LayerInfo, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER,
     MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, Manifest,
@@ -41,16 +41,12 @@ impl Store {
         if config.rootfs.diff_ids.is_empty() {
             config.rootfs.diff_ids = diff_ids;
         } else if config.rootfs.diff_ids != diff_ids {
-            bail!(
-                "image config lists {} diff ids that do not match its {} layers",
-                config.rootfs.diff_ids.len(),
-                layers.len()
-            );
+            return Err(Error::ConfigLayers { diff_ids: config.rootfs.diff_ids.len(), layers: layers.len() });
         }
         if config.rootfs.kind.is_empty() {
             config.rootfs.kind = "layers".into();
         }
-        let bytes = serde_json::to_vec(&config).context("serializing image config")?;
+        let bytes = serde_json::to_vec(&config).expect("image configs serialize");
         self.write_image_in(&bytes, layers, &ImageFormat::default())
     }
 
@@ -74,7 +70,7 @@ impl Store {
         // An image in the store is whole: layers of an imported cache come in now.
         self.ensure_blobs(layers)?;
         if format.docker_media_types && !format.annotations.is_empty() {
-            bail!("manifest annotations need OCI media types");
+            return Err(Error::DockerAnnotations);
         }
         let layers: Vec<LayerInfo> = layers
             .iter()
@@ -106,7 +102,7 @@ impl Store {
             layers: layers.iter().map(LayerInfo::descriptor).collect(),
             annotations: (!format.annotations.is_empty()).then(|| format.annotations.clone()),
         };
-        let manifest_bytes = serde_json::to_vec(&manifest).context("serializing manifest")?;
+        let manifest_bytes = serde_json::to_vec(&manifest).expect("manifests serialize");
         let manifest_digest = self.write_blob_bytes(&manifest_bytes)?;
         Ok(Image { manifest_digest, config_digest, config, layers })
     }
@@ -114,16 +110,18 @@ impl Store {
     /// Reads the image whose manifest is the blob `manifest_digest`.
     pub fn image_from_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
         let bytes = self.read_blob(manifest_digest)?;
-        let manifest = parse_manifest(&bytes).with_context(|| format!("manifest {manifest_digest}"))?;
+        let manifest = parse_manifest(&bytes)
+            .map_err(|e| Error::Manifest { digest: manifest_digest.clone(), source: Box::new(e) })?;
         let config_digest = manifest.config.digest.clone();
-        let config_bytes = self.read_blob(&config_digest).with_context(|| format!("config of {manifest_digest}"))?;
-        let config = parse_config(&config_bytes).with_context(|| format!("config {config_digest}"))?;
+        let in_config = |e: Error| Error::Config { digest: config_digest.clone(), source: Box::new(e) };
+        let config_bytes = self.read_blob(&config_digest).map_err(in_config)?;
+        let config = parse_config(&config_bytes).map_err(in_config)?;
         if manifest.layers.len() != config.rootfs.diff_ids.len() {
-            bail!(
-                "image {manifest_digest}: manifest has {} layers but its config {} diff ids",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
-            );
+            return Err(Error::ManifestLayers {
+                manifest: manifest_digest.clone(),
+                layers: manifest.layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
         }
         let layers = manifest
             .layers
@@ -152,7 +150,9 @@ impl Store {
         }
         if let Ok(reference) = Reference::parse(name_or_id) {
             if let Some(digest) = &reference.digest {
-                return self.image_from_manifest(digest).with_context(|| format!("no such image: {name_or_id}"));
+                return self
+                    .image_from_manifest(digest)
+                    .map_err(|e| Error::NoSuchImage { name: name_or_id.to_string(), source: Some(Box::new(e)) });
             }
             if let Some(digest) = self.get_ref(&reference.to_string())? {
                 return self.image_from_manifest(&digest);
@@ -170,26 +170,27 @@ impl Store {
             match found.len() {
                 0 => {}
                 1 => return self.image_from_manifest(found.values().next().expect("one")),
-                n => bail!("image id prefix {id} is ambiguous: {n} images match"),
+                count => return Err(Error::AmbiguousId { prefix: id.to_string(), count }),
             }
         }
-        Err(anyhow!("no such image: {name_or_id}"))
+        Err(Error::NoSuchImage { name: name_or_id.to_string(), source: None })
     }
 }
 
 pub fn parse_config(bytes: &[u8]) -> Result<ImageConfig> {
-    serde_json::from_slice(bytes).context("parsing image config")
+    serde_json::from_slice(bytes).map_err(|source| Error::Parse { what: "image config".into(), source })
 }
 
 pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
-    let manifest: Manifest = serde_json::from_slice(bytes).context("parsing image manifest")?;
+    let manifest: Manifest =
+        serde_json::from_slice(bytes).map_err(|source| Error::Parse { what: "image manifest".into(), source })?;
     if manifest.schema_version != 2 {
-        bail!("unsupported manifest schema version {}", manifest.schema_version);
+        return Err(Error::SchemaVersion { version: manifest.schema_version });
     }
     if let Some(mt) = &manifest.media_type
         && !is_manifest_type(mt)
     {
-        bail!("not an image manifest: media type {mt}");
+        return Err(Error::NotManifest { media_type: mt.clone() });
     }
     Ok(manifest)
 }
@@ -202,15 +203,15 @@ fn check_layers(config: &ImageConfig, layers: &[LayerInfo]) -> Result<()> {
     let ok = config.rootfs.diff_ids.len() == layers.len()
         && config.rootfs.diff_ids.iter().zip(layers).all(|(d, l)| *d == l.diff_id);
     if !ok {
-        bail!("image config diff ids do not match the {} layers given", layers.len());
+        return Err(Error::DiffIds { layers: layers.len() });
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::testing::test_store;
 
     pub(crate) fn fake_layer(store: &Store, content: &[u8]) -> LayerInfo {
         let digest = store.write_blob_bytes(content).unwrap();

@@ -6,8 +6,8 @@
 //! Entries are written through a temp file and a rename; an entry whose blob is gone
 //! (pruned) is simply a miss.
 
-use super::{Store, temp_prefix};
-use anyhow::{Context as _, Result};
+use crate::error::{Result, io_at};
+use crate::{Store, temp_prefix};
 use image_spec::{Compression, Digest, LayerInfo};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ fn kind(compression: Compression, level: Option<i32>) -> String {
 }
 
 impl Store {
-    pub(super) fn variants_dir(&self) -> PathBuf {
+    pub(crate) fn variants_dir(&self) -> PathBuf {
         self.root.join("variants")
     }
 
@@ -47,27 +47,27 @@ impl Store {
         if self.layer_variant(&layer.diff_id, compression, level).is_some_and(|l| l == *layer) {
             return Ok(());
         }
-        std::fs::create_dir_all(self.variants_dir()).context("creating the layer variant index")?;
+        std::fs::create_dir_all(self.variants_dir()).map_err(io_at("creating", self.variants_dir()))?;
         let mut temp = tempfile::Builder::new()
             .prefix(&temp_prefix("variant"))
             .tempfile_in(self.tmp())
-            .context("creating a temp file for the layer variant index")?;
-        temp.write_all(&serde_json::to_vec(layer)?)?;
+            .map_err(io_at("creating a temp file in", self.tmp()))?;
+        temp.write_all(&serde_json::to_vec(layer).expect("layers serialize")).map_err(io_at("writing", temp.path()))?;
         // A hint, not a source of truth: no fsync, a lost entry only costs a recompression.
-        temp.persist(&path).with_context(|| format!("writing {}", path.display()))?;
+        temp.persist(&path).map_err(|e| io_at("writing", &path)(e.error))?;
         Ok(())
     }
 
     /// Every recorded variant, with its index file (for prune and du).
-    pub(super) fn layer_variants(&self) -> Result<Vec<(PathBuf, Option<LayerInfo>)>> {
+    pub(crate) fn layer_variants(&self) -> Result<Vec<(PathBuf, Option<LayerInfo>)>> {
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(self.variants_dir()) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e).context("listing the layer variant index"),
+            Err(e) => return Err(io_at("listing", self.variants_dir())(e)),
         };
         for entry in entries {
-            let path = entry?.path();
+            let path = entry.map_err(io_at("listing", self.variants_dir()))?.path();
             let layer = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
             out.push((path, layer));
         }
@@ -77,8 +77,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::testing::test_store;
 
     #[test]
     fn variants_are_found_per_compression_and_level() {

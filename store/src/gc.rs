@@ -10,9 +10,9 @@
 //! a `kill -9` at any point leaves records that at worst miss; snapshots are renamed
 //! into `tmp/` before they are emptied, so a half-removed one is never seen.
 
-use super::holders::{Hold, HoldKind, Holder};
-use super::{LayerUnpacker, LockMode, Store, remove_tree, temp_prefix};
-use anyhow::{Context as _, Result};
+use crate::error::{Error, Result, chain, io_at};
+use crate::holders::{Hold, HoldKind, Holder};
+use crate::{LayerUnpacker, LockMode, Store, remove_tree, temp_prefix};
 use image_spec::{Digest, LayerInfo, chain_ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -188,9 +188,9 @@ pub fn tree_size(path: &Path) -> u64 {
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
     let mut entries = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>().with_context(|| format!("listing {}", dir.display()))?,
+        Ok(rd) => rd.collect::<std::io::Result<Vec<_>>>().map_err(io_at("listing", dir))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        Err(e) => return Err(io_at("listing", dir)(e)),
     };
     entries.sort_by_key(|e| e.file_name());
     Ok(entries)
@@ -211,8 +211,8 @@ impl Store {
 
 impl Gc<'_> {
     fn inventory(&self, sizes: bool) -> Result<Inventory> {
-        let (records, mounts) =
-            self.holder.holds(self.store)?.into_iter().partition(|h| h.kind == HoldKind::CacheRecord);
+        let holds = self.holder.holds(self.store).map_err(|source| Error::Holds { source })?;
+        let (records, mounts) = holds.into_iter().partition(|h| h.kind == HoldKind::CacheRecord);
         let mut inv = Inventory {
             blobs: BTreeMap::new(),
             snapshots: BTreeMap::new(),
@@ -227,12 +227,12 @@ impl Gc<'_> {
         for entry in read_dir_sorted(&self.store.blobs_dir())? {
             let name = entry.file_name();
             let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else { continue };
-            let meta = entry.metadata()?;
+            let meta = entry.metadata().map_err(io_at("reading", entry.path()))?;
             inv.blobs.insert(digest, Item { path: entry.path(), size: disk_size(&meta), mtime: mtime(&meta) });
         }
         for entry in read_dir_sorted(&self.store.root.join("snapshots"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata()?;
+            let meta = entry.metadata().map_err(io_at("reading", entry.path()))?;
             let size = if sizes { tree_size(&entry.path()) } else { 0 };
             inv.snapshots.insert(name, Item { path: entry.path(), size, mtime: mtime(&meta) });
         }
@@ -246,7 +246,7 @@ impl Gc<'_> {
         for (name, manifest) in self.store.refs()? {
             inv.ref_count += 1;
             if let Err(e) = self.store.hold_manifest(&manifest, &mut inv, 0) {
-                inv.ref_problems.push(format!("image {name}: {e:#}"));
+                inv.ref_problems.push(format!("image {name}: {}", chain(&e)));
             }
         }
         Ok(inv)
@@ -257,9 +257,10 @@ impl Store {
     /// Adds what `digest` (a manifest or an index) holds to the refs' holdings.
     fn hold_manifest(&self, digest: &Digest, inv: &mut Inventory, depth: usize) -> Result<()> {
         inv.refs.blobs.insert(digest.clone());
-        let bytes = self.read_blob(digest).with_context(|| format!("manifest {digest}"))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).with_context(|| format!("parsing manifest {digest}"))?;
+        let in_manifest = |e: Error| Error::Manifest { digest: digest.clone(), source: Box::new(e) };
+        let bytes = self.read_blob(digest).map_err(in_manifest)?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|source| Error::Parse { what: format!("manifest {digest}"), source })?;
         if let Some(children) = value.get("manifests").and_then(|m| m.as_array()) {
             // An index: only the platforms that were pulled are in the store.
             for child in children {
@@ -272,13 +273,13 @@ impl Store {
             }
             return Ok(());
         }
-        let manifest = super::parse_manifest(&bytes).with_context(|| format!("manifest {digest}"))?;
+        let manifest = crate::parse_manifest(&bytes).map_err(in_manifest)?;
         inv.refs.blobs.insert(manifest.config.digest.clone());
         inv.refs.blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
         let image = self.image_from_manifest(digest)?;
         for layer in &image.layers {
             if !self.has_blob(&layer.digest) {
-                anyhow::bail!("layer {} of manifest {digest} is missing", layer.digest);
+                return Err(Error::MissingLayer { layer: layer.digest.clone(), manifest: digest.clone() });
             }
         }
         let diff_ids: Vec<Digest> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
@@ -419,7 +420,7 @@ impl Gc<'_> {
         let mut report = PruneReport { remaining: size, reclaimed: total - size, ..Default::default() };
         // Records first: from here on, nothing points at what goes next.
         for (r, _) in inv.records.iter().zip(&drop_record).filter(|(_, d)| **d) {
-            self.holder.release(self.store, r)?;
+            self.holder.release(self.store, r).map_err(|source| Error::Release { id: r.id.clone(), source })?;
             report.records += 1;
         }
         // (A record may name snapshots that were never unpacked.)
@@ -440,7 +441,7 @@ impl Gc<'_> {
             }
         }
         for (m, _) in mounts.iter().zip(&drop_mount).filter(|(_, d)| **d) {
-            self.holder.release(self.store, m)?;
+            self.holder.release(self.store, m).map_err(|source| Error::Release { id: m.id.clone(), source })?;
             report.cache_mounts += 1;
         }
         self.holder.tidy(self.store);
@@ -466,9 +467,9 @@ impl Store {
     pub fn remove_dir_atomically(&self, path: &Path) -> Result<()> {
         let name = path.file_name().expect("has a name").to_string_lossy().into_owned();
         let temp = self.tmp().join(format!("{}gc-{name}", temp_prefix("prune")));
-        std::fs::rename(path, &temp).with_context(|| format!("removing {}", path.display()))?;
-        super::sync_dir(path.parent().expect("has a parent"));
-        remove_tree(&temp).with_context(|| format!("removing {}", temp.display()))
+        std::fs::rename(path, &temp).map_err(io_at("removing", path))?;
+        crate::sync_dir(path.parent().expect("has a parent"));
+        remove_tree(&temp).map_err(io_at("removing", &temp))
     }
 
     fn fsck_with(&self, holder: &dyn Holder, snapshots: Option<&dyn LayerUnpacker>) -> Result<FsckReport> {
@@ -493,7 +494,7 @@ impl Store {
                 Some(layer) if self.has_blob(&layer.digest) => {
                     let found = unpacker
                         .compare(self, layer, &item.path)
-                        .with_context(|| format!("checking snapshot {name}"))?;
+                        .map_err(|source| Error::Compare { chain_id: name.clone(), source })?;
                     report.snapshots_verified += 1;
                     for problem in found {
                         report.problems.push(format!("snapshot {name}: {problem}"));
@@ -574,7 +575,7 @@ impl<'a> BlobHolders<'a> {
 fn dirs_usage(dir: &Path) -> Result<Usage> {
     let mut usage = Usage::default();
     for entry in read_dir_sorted(dir)? {
-        if entry.file_type()?.is_dir() {
+        if entry.file_type().map_err(io_at("reading", entry.path()))?.is_dir() {
             usage.add(tree_size(&entry.path()));
         }
     }
@@ -585,14 +586,15 @@ fn remove_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        Err(e) => Err(io_at("removing", path)(e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::BoxError;
+    use crate::testing::test_store;
     use image_spec::{Compression, ImageConfig, MEDIA_TYPE_OCI_LAYER};
     use std::cell::RefCell;
 
@@ -618,10 +620,10 @@ mod tests {
     }
 
     impl Holder for Holds {
-        fn holds(&self, _: &Store) -> Result<Vec<Hold>> {
+        fn holds(&self, _: &Store) -> Result<Vec<Hold>, BoxError> {
             Ok(self.0.borrow().clone())
         }
-        fn release(&self, _: &Store, hold: &Hold) -> Result<()> {
+        fn release(&self, _: &Store, hold: &Hold) -> Result<(), BoxError> {
             self.0.borrow_mut().retain(|h| h.id != hold.id);
             Ok(())
         }

@@ -6,8 +6,7 @@
 //! their own), whose file formats the store never reads. Running builds hold the store
 //! lock shared, so none runs while prune (which takes it exclusively) removes anything.
 
-use super::Store;
-use anyhow::Result;
+use crate::{BoxError, Store};
 use image_spec::LayerInfo;
 use std::time::SystemTime;
 
@@ -42,11 +41,11 @@ pub struct Hold {
 /// Something outside the store that holds content in it (the build cache).
 pub trait Holder {
     /// Everything it holds now.
-    fn holds(&self, store: &Store) -> Result<Vec<Hold>>;
+    fn holds(&self, store: &Store) -> Result<Vec<Hold>, BoxError>;
 
     /// Gives up a hold. Prune releases holds before it removes what only they held, so
     /// a crash in between leaves content that nothing holds, never a dangling hold.
-    fn release(&self, store: &Store, hold: &Hold) -> Result<()>;
+    fn release(&self, store: &Store, hold: &Hold) -> Result<(), BoxError>;
 
     /// Called once a prune has released what it would: tidies bookkeeping left by
     /// holds that are gone.
@@ -56,7 +55,7 @@ pub trait Holder {
 impl Hold {
     /// Whether every blob it holds is in the store (a record whose blobs were removed
     /// is a miss: it holds nothing worth keeping).
-    pub(super) fn is_live(&self, store: &Store) -> bool {
+    pub(crate) fn is_live(&self, store: &Store) -> bool {
         !self.damaged && self.layers.iter().all(|l| store.has_blob(&l.digest))
     }
 }

@@ -1,5 +1,13 @@
 //! The local store: content-addressed blobs, unpacked snapshots, image refs, volumes.
 //!
+//! [`Store`] owns the directory and everything in it: blobs (written through a
+//! [`BlobWriter`] that hashes while it writes, verified, fsynced and renamed), the
+//! snapshots of layer stacks (one owner: [`Store::ensure_snapshots`], unpacking
+//! through a [`LayerUnpacker`]), image refs, the layer variant index, the store lock,
+//! and GC ([`Store::gc`]), which asks a [`Holder`] what it holds besides the refs.
+//! It knows the image formats (`image-spec`) but not tar, compression, the build
+//! cache's records or registries: those are the caller's, behind the traits above.
+//!
 //! Layout under the root (see DESIGN.md): `blobs/sha256/<hex>`, `snapshots/<chainID>/`,
 //! `refs.json`, `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`, `lock`.
 //! Every write goes to a temp path on the same filesystem and is renamed into place,
@@ -9,6 +17,7 @@
 //! whose process is gone (a crashed or killed `builder`), never crossing a mount point.
 
 mod blobs;
+mod error;
 mod gc;
 mod hash;
 mod holders;
@@ -17,22 +26,22 @@ mod lock;
 mod refs;
 mod remote;
 mod snapshots;
+pub mod testing;
 mod variants;
 mod writeback;
 
 pub use blobs::BlobWriter;
-pub use gc::{DiskUsage, FsckReport, PruneOptions, PruneReport, Usage, tree_size};
+pub use error::{BoxError, Error, Result};
+pub use gc::{DiskUsage, FsckReport, Gc, PruneOptions, PruneReport, Usage, tree_size};
 pub use hash::{HashReader, HashWriter};
 pub use holders::{Hold, HoldKind, Holder};
 pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
 pub use remote::BlobSource;
 pub use snapshots::LayerUnpacker;
-#[cfg(test)]
-pub(crate) use tests::test_store;
 pub use writeback::WritebackFile;
 
-use anyhow::{Context as _, Result};
+use error::io_at;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -91,7 +100,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         for dir in LAYOUT {
             let path = root.join(dir);
-            std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+            std::fs::create_dir_all(&path).map_err(io_at("creating", &path))?;
         }
         let store = Store { root: root.to_path_buf(), remote: Default::default() };
         store.clean_stale_temps();
@@ -111,7 +120,7 @@ impl Store {
         let dir = tempfile::Builder::new()
             .prefix(&temp_prefix(prefix))
             .tempdir_in(self.tmp())
-            .with_context(|| format!("creating a temp dir in {}", self.tmp().display()))?;
+            .map_err(io_at("creating a temp dir in", self.tmp()))?;
         Ok(TempDir { path: Some(dir.keep()) })
     }
 
@@ -179,13 +188,8 @@ fn remove_tree_on(path: &Path, meta: &std::fs::Metadata, dev: u64) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::test_store;
     use image_spec::Digest;
-
-    pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store")).unwrap();
-        (dir, store)
-    }
 
     #[test]
     fn open_creates_the_layout() {

@@ -1,9 +1,8 @@
 //! Content-addressed blobs: hashed while written to `tmp/`, verified, fsynced, renamed
 //! into `blobs/sha256/<hex>`.
 
-use super::{HashWriter, WritebackFile};
-use super::{Store, sync_dir, temp_prefix};
-use anyhow::{Context as _, Result, bail};
+use crate::error::{Error, Result, io_at};
+use crate::{HashWriter, Store, WritebackFile, sync_dir, temp_prefix};
 use image_spec::Digest;
 use sha2::Digest as _;
 use std::fs::File;
@@ -42,17 +41,17 @@ impl BlobWriter {
         if let Some(expected) = expected
             && *expected != digest
         {
-            bail!("digest mismatch: expected {expected}, got {digest} ({} bytes)", self.size);
+            return Err(Error::DigestMismatch { expected: expected.clone(), found: digest, size: self.size });
         }
         let file = self.file.as_mut().expect("blob writer open");
-        file.flush().context("writing blob")?;
+        file.flush().map_err(io_at("writing", &self.temp))?;
         // Synced before the rename, even for a layer variant that could be made again:
         // readers (exports, push) trust a blob under its name without re-hashing it,
         // and the manifest written next names it, so a file torn by a crash must never
         // appear there. The writeback started on the way leaves little for this sync.
-        file.get_mut().sync_all().context("syncing blob")?;
+        file.get_mut().sync_all().map_err(io_at("syncing", &self.temp))?;
         let target = self.blobs.join(digest.hex());
-        std::fs::rename(&self.temp, &target).with_context(|| format!("storing blob {digest}"))?;
+        std::fs::rename(&self.temp, &target).map_err(io_at("storing blob", &target))?;
         // Renamed: nothing for drop to remove.
         self.file = None;
         sync_dir(&self.blobs);
@@ -60,10 +59,9 @@ impl BlobWriter {
     }
 
     /// Like [`BlobWriter::commit`], also checking the size.
-    #[cfg(test)]
     pub fn commit_sized(self, expected: &Digest, size: u64) -> Result<(Digest, u64)> {
         if self.size != size {
-            bail!("size mismatch for {expected}: expected {size} bytes, got {}", self.size);
+            return Err(Error::SizeMismatch { digest: expected.clone(), expected: size, found: self.size });
         }
         self.commit(Some(expected))
     }
@@ -78,7 +76,7 @@ impl Drop for BlobWriter {
 }
 
 impl Store {
-    pub(super) fn blobs_dir(&self) -> PathBuf {
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs/sha256")
     }
 
@@ -87,9 +85,9 @@ impl Store {
         let (file, temp) = tempfile::Builder::new()
             .prefix(&temp_prefix("blob"))
             .tempfile_in(self.tmp())
-            .with_context(|| format!("creating a temp file in {}", self.tmp().display()))?
+            .map_err(io_at("creating a temp file in", self.tmp()))?
             .keep()
-            .context("keeping a temp blob file")?;
+            .map_err(|e| Error::Io { action: "keeping", path: e.file.path().to_path_buf(), source: e.error })?;
         Ok(BlobWriter {
             file: Some(BufWriter::with_capacity(256 * 1024, WritebackFile::new(file))),
             temp,
@@ -103,7 +101,7 @@ impl Store {
     /// given. Returns the digest and size.
     pub fn write_blob(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let mut writer = self.blob_writer()?;
-        io::copy(reader, &mut writer).context("writing blob")?;
+        io::copy(reader, &mut writer).map_err(io_at("writing", &writer.temp))?;
         writer.commit(expected)
     }
 
@@ -113,7 +111,7 @@ impl Store {
             return Ok(digest);
         }
         let mut writer = self.blob_writer()?;
-        writer.write_all(bytes).context("writing blob")?;
+        writer.write_all(bytes).map_err(io_at("writing", &writer.temp))?;
         writer.commit(Some(&digest))?;
         Ok(digest)
     }
@@ -130,25 +128,25 @@ impl Store {
     /// blob). Its content was verified when it was written.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         self.ensure_blob(digest)?;
-        File::open(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))
+        File::open(self.blob_path(digest)).map_err(|source| Error::MissingBlob { digest: digest.clone(), source })
     }
 
     /// The size of a stored (or fetchable) blob.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         self.ensure_blob(digest)?;
-        let meta =
-            std::fs::metadata(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))?;
+        let meta = std::fs::metadata(self.blob_path(digest))
+            .map_err(|source| Error::MissingBlob { digest: digest.clone(), source })?;
         Ok(meta.len())
     }
 
     /// Reads a (small) blob whole and verifies its digest.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         self.ensure_blob(digest)?;
-        let bytes =
-            std::fs::read(self.blob_path(digest)).with_context(|| format!("blob {digest} is not in the store"))?;
+        let bytes = std::fs::read(self.blob_path(digest))
+            .map_err(|source| Error::MissingBlob { digest: digest.clone(), source })?;
         let found = Digest::of(&bytes);
         if found != *digest {
-            bail!("blob {digest} is corrupt: its content hashes to {found}");
+            return Err(Error::CorruptBlob { digest: digest.clone(), found });
         }
         Ok(bytes)
     }
@@ -159,15 +157,16 @@ impl Store {
     /// matches their name.
     pub fn verify_blobs(&self) -> Result<Vec<Digest>> {
         let mut bad = Vec::new();
-        for entry in std::fs::read_dir(self.blobs_dir()).context("listing blobs")? {
-            let entry = entry?;
+        let dir = self.blobs_dir();
+        for entry in std::fs::read_dir(&dir).map_err(io_at("listing", &dir))? {
+            let entry = entry.map_err(io_at("listing", &dir))?;
             let name = entry.file_name();
             let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else {
                 continue;
             };
             let mut hasher = HashWriter::new(io::sink());
-            let mut file = File::open(entry.path())?;
-            io::copy(&mut file, &mut hasher).with_context(|| format!("reading blob {digest}"))?;
+            let mut file = File::open(entry.path()).map_err(io_at("opening", entry.path()))?;
+            io::copy(&mut file, &mut hasher).map_err(io_at("reading", entry.path()))?;
             if hasher.finish().1 != digest {
                 bad.push(digest);
             }
@@ -179,8 +178,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::test_store;
     use super::*;
+    use crate::testing::test_store;
 
     fn tmp_is_empty(store: &Store) -> bool {
         std::fs::read_dir(store.root().join("tmp")).unwrap().next().is_none()
