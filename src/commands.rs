@@ -3,9 +3,9 @@
 use crate::archive::ArchiveFormat;
 use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
-use crate::registry::RegistryOptions;
 use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
+use registry::RegistryOptions;
 use std::io::Write;
 use store::{LockMode, Store, StoreLock};
 
@@ -79,7 +79,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 None => image_spec::host_platform(),
             };
             let progress = |line: &str| eprintln!("{line}");
-            let image = crate::registry::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
+            let image = crate::transfer::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
             println!("{}", image.manifest_digest);
             Ok(0)
         }
@@ -88,7 +88,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let image = store.load_image(&reference)?;
             let progress = |line: &str| eprintln!("{line}");
-            let digest = crate::registry::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
+            let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)
         }
@@ -106,15 +106,15 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 (false, Some(p)) => p,
                 (false, None) => bail!(crate::usage_error(anyhow::anyhow!("login needs --password-stdin"))),
             };
-            crate::registry::login(&host, &username, &password, &RegistryOptions::default())?;
+            registry::login(&host, &username, &password, &RegistryOptions::default())?;
             println!("Login Succeeded");
             Ok(0)
         }
         Command::Logout { host } => {
-            if crate::registry::logout(&host, &RegistryOptions::default())? {
-                println!("Removing login credentials for {}", crate::registry::normalize_host(&host));
+            if registry::logout(&host, &RegistryOptions::default())? {
+                println!("Removing login credentials for {}", registry::normalize_host(&host));
             } else {
-                println!("Not logged in to {}", crate::registry::normalize_host(&host));
+                println!("Not logged in to {}", registry::normalize_host(&host));
             }
             Ok(0)
         }

@@ -14,9 +14,9 @@ mod ignore;
 mod layer;
 mod ops;
 mod progress;
-mod registry;
 mod run;
 mod signals;
+mod transfer;
 
 use clap::Parser;
 use std::process::ExitCode;

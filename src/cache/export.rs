@@ -5,7 +5,7 @@ use super::format::{CacheConfig, ExportedMount, ExportedRecord};
 use super::import::{ImportedCache, ImportingCacheStore};
 use super::spec::{CacheSpec, Location, Mode};
 use super::{DiskCacheStore, local, registry};
-use crate::registry::RegistryOptions;
+use ::registry::RegistryOptions;
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Digest, LayerInfo};
 use solver::{CacheStore, SolveReport};

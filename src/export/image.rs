@@ -3,9 +3,9 @@
 
 use super::{BuildResult, OutputSpec};
 use crate::layer::ensure_compression;
-use crate::registry::RegistryOptions;
 use anyhow::{Context as _, Result, anyhow, bail};
 use image_spec::{Compression, Image, LayerInfo, Reference, compression_of};
+use registry::RegistryOptions;
 use store::{ImageFormat, Store};
 
 /// Writes the image as `spec` wants it (compression, media types, annotations) into
@@ -66,7 +66,7 @@ pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<
     if spec.push {
         for name in &names {
             let progress = |line: &str| eprintln!("{line}");
-            let digest = crate::registry::push(store, &image, name, &RegistryOptions::default(), &progress)
+            let digest = crate::transfer::push(store, &image, name, &RegistryOptions::default(), &progress)
                 .with_context(|| format!("pushing {}", name.familiar()))?;
             eprintln!("pushed {}@{digest}", name.familiar());
         }

@@ -1,10 +1,10 @@
 //! Source ops: scratch, images (local store, then registry), local directories, URLs.
 
 use super::{BuildWorker, Output};
-use crate::registry::RegistryOptions;
 use anyhow::{Context as _, Result, anyhow, bail};
 use image_spec::Platform;
 use image_spec::{Digest, Image, Reference};
+use registry::RegistryOptions;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher};
 use std::collections::HashMap;
@@ -165,7 +165,7 @@ impl<'a> ImageResolver<'a> {
             Some(image) => image,
             None => {
                 let progress = |line: &str| eprintln!("{line}");
-                crate::registry::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
+                crate::transfer::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
                     .with_context(|| format!("resolving image {reference}"))?
             }
         };

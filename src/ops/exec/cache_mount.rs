@@ -208,7 +208,7 @@ fn seed(worker: &BuildWorker<'_>, from: &Output, source: &str, dest: &Path) -> R
 mod tests {
     use super::*;
     use crate::ops::source::ImageResolver;
-    use crate::registry::RegistryOptions;
+    use registry::RegistryOptions;
     use std::collections::BTreeMap;
     use std::os::unix::fs::MetadataExt;
     use store::Store;

@@ -1,21 +1,21 @@
 //! A blocking handle on one repository, for callers that move things other than whole
 //! images (the build cache): fetch a manifest and small blobs, stream a blob into the
-//! store, push blobs and a manifest.
+//! caller's [`Content`], push blobs and a manifest.
 //!
 //! The handle owns its network runtime; its methods may be called from several
 //! threads at once (lazy cache fetches run on the build's worker threads).
 
-use super::auth::Scope;
-use super::client::{Client, RegistryError, Request};
-use super::pull::{Fetched, download_blob, fetch_manifest};
-use super::push::{Pushed, push_blobs, put_manifest};
-use super::{RegistryOptions, runtime, sources};
-use anyhow::{Result, bail};
+use crate::auth::Scope;
+use crate::client::{Client, Request};
+use crate::content::Content;
+use crate::error::{Error, Result};
+use crate::pull::{Fetched, download_blob, fetch_manifest};
+use crate::push::{Pushed, push_blobs, put_manifest};
+use crate::{RegistryOptions, runtime};
 use futures_util::StreamExt as _;
 use image_spec::{Descriptor, Digest, Reference};
 use reqwest::{Method, StatusCode};
 use std::collections::HashSet;
-use store::Store;
 
 pub struct Repository {
     runtime: tokio::runtime::Runtime,
@@ -69,7 +69,7 @@ impl Repository {
             &scopes,
         ));
         match fetched {
-            Err(e) if e.downcast_ref::<RegistryError>().is_some_and(|r| r.status == Some(404)) => Ok(None),
+            Err(e) if e.status() == Some(404) => Ok(None),
             other => other.map(Some),
         }
     }
@@ -85,7 +85,7 @@ impl Repository {
         let digest = &descriptor.digest;
         let op = self.client.op(self.repository(), &format!("fetching blob {digest} of"));
         if descriptor.size > max {
-            bail!(op.error(None, format!("{} bytes is more than the {max} allowed", descriptor.size)));
+            return Err(op.error(None, format!("{} bytes is more than the {max} allowed", descriptor.size)).into());
         }
         let scopes = [Scope::pull(self.repository())];
         self.runtime.block_on(async {
@@ -97,27 +97,27 @@ impl Repository {
             let mut bytes = Vec::new();
             let mut stream = response.bytes_stream();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| anyhow::Error::new(e).context(op.error(None, "reading the body")))?;
+                let chunk = chunk.map_err(|e| op.caused("reading the body", e))?;
                 bytes.extend_from_slice(&chunk);
                 if bytes.len() as u64 > max {
-                    bail!(op.error(None, format!("the body is larger than the {max} bytes allowed")));
+                    return Err(op.error(None, format!("the body is larger than the {max} bytes allowed")).into());
                 }
             }
             let found = Digest::of(&bytes);
             if found != *digest {
-                bail!(op.error(None, format!("digest mismatch: the content hashes to {found}")));
+                return Err(op.error(None, format!("digest mismatch: the content hashes to {found}")).into());
             }
-            Ok(bytes)
+            Ok::<_, Error>(bytes)
         })
     }
 
-    /// Streams a blob into the store (verified, resumed after dropped connections).
-    pub fn fetch_blob(&self, store: &Store, descriptor: &Descriptor, progress: &dyn Fn(&str)) -> Result<()> {
+    /// Streams a blob into `content` (verified, resumed after dropped connections).
+    pub fn fetch_blob(&self, content: &dyn Content, descriptor: &Descriptor, progress: &dyn Fn(&str)) -> Result<()> {
         let scopes = [Scope::pull(self.repository())];
         std::thread::scope(|threads| {
             self.runtime.block_on(download_blob(
                 &self.client,
-                store,
+                content,
                 self.repository(),
                 descriptor,
                 &scopes,
@@ -127,19 +127,19 @@ impl Repository {
         })
     }
 
-    /// Pushes blobs (read from the store, fetched there first only when they must be
+    /// Pushes blobs (read from `content`, fetched there first only when they must be
     /// uploaded), a bounded number at once. Blobs in `known` are taken to be in the
     /// repository already and cost no request.
     pub fn push_blobs(
         &self,
-        store: &Store,
+        content: &dyn Content,
         blobs: &[Descriptor],
         known: &HashSet<Digest>,
         progress: &dyn Fn(&str),
     ) -> Result<PushStats> {
         let todo: Vec<&Descriptor> = blobs.iter().filter(|d| !known.contains(&d.digest)).collect();
         let mut stats = PushStats { known: blobs.len() - todo.len(), ..PushStats::default() };
-        let pushed = self.runtime.block_on(push_blobs(&self.client, store, self.repository(), &todo, progress))?;
+        let pushed = self.runtime.block_on(push_blobs(&self.client, content, self.repository(), &todo, progress))?;
         for pushed in pushed {
             match pushed {
                 Pushed::Existed => stats.existed += 1,
@@ -158,9 +158,7 @@ impl Repository {
 
     /// Notes that these blobs live in this repository, so pushes to other
     /// repositories of the registry can mount them rather than upload.
-    pub fn remember(&self, store: &Store, digests: &[Digest]) {
-        if let Err(e) = sources::record(store, digests, &self.client.registry, self.repository()) {
-            tracing::warn!("remembering blob sources: {e:#}");
-        }
+    pub fn remember(&self, content: &dyn Content, digests: &[Digest]) {
+        content.add_blob_sources(digests, &format!("{}/{}", self.client.registry, self.repository()));
     }
 }

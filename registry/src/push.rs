@@ -3,37 +3,43 @@
 //! (one PUT when small, PATCH chunks when large, resuming from the registry's
 //! `Range` after a 416 or a dropped connection). The manifest goes last, byte-exact.
 
-use super::auth::Scope;
-use super::client::{Client, Op, Payload, Request, backoff};
-use super::pull::{human_size, media_type_of};
-use super::{RegistryOptions, runtime, sources};
-use anyhow::{Context as _, Result, anyhow, bail};
+use crate::auth::Scope;
+use crate::client::{Client, Payload, Request};
+use crate::content::Content;
+use crate::error::{Error, Result, chain};
+use crate::op::Op;
+use crate::pull::{human_size, media_type_of};
+use crate::retry::backoff;
+use crate::{RegistryOptions, runtime};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use image_spec::{Descriptor, Digest, Image, Manifest, Reference};
+use image_spec::{Descriptor, Digest, Manifest, Reference};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::path::Path;
-use store::Store;
 
-/// Pushes `image` to `reference` and returns the manifest digest.
+/// Pushes the image whose manifest is `manifest_digest` in `content` to `reference`
+/// and returns the manifest digest.
 pub fn push(
-    store: &Store,
-    image: &Image,
+    content: &dyn Content,
+    manifest_digest: &Digest,
     reference: &Reference,
     opts: &RegistryOptions,
     progress: &dyn Fn(&str),
 ) -> Result<Digest> {
-    let manifest_bytes = store.read_blob(&image.manifest_digest).context("reading the image manifest")?;
-    let media_type =
-        media_type_of(None, &manifest_bytes).map_err(|e| anyhow!("manifest {}: {e}", image.manifest_digest))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .with_context(|| format!("parsing manifest {}", image.manifest_digest))?;
+    let manifest_bytes = content.read_blob(manifest_digest).map_err(|source| Error::Content {
+        action: "reading manifest",
+        digest: manifest_digest.clone(),
+        source,
+    })?;
+    let unsupported = |reason: String| Error::Manifest { digest: manifest_digest.clone(), reason };
+    let media_type = media_type_of(None, &manifest_bytes).map_err(unsupported)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| unsupported(e.to_string()))?;
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
     let repository = &reference.repository;
     runtime.block_on(async {
         let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
         blobs.extend(manifest.layers.iter());
-        push_blobs(&client, store, repository, &blobs, progress).await?;
+        push_blobs(&client, content, repository, &blobs, progress).await?;
         let target = match (&reference.tag, &reference.digest) {
             (Some(tag), _) => tag.clone(),
             (None, Some(digest)) => digest.to_string(),
@@ -41,7 +47,7 @@ pub fn push(
         };
         let digest = put_manifest(&client, repository, &target, manifest_bytes, &media_type).await?;
         progress(&format!("pushed {reference}: {digest}"));
-        Ok::<Digest, anyhow::Error>(digest)
+        Ok::<Digest, Error>(digest)
     })
 }
 
@@ -49,19 +55,17 @@ pub fn push(
 /// (so pushes to other repositories of the registry can mount them).
 pub async fn push_blobs(
     client: &Client,
-    store: &Store,
+    content: &dyn Content,
     repository: &str,
     blobs: &[&Descriptor],
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Pushed>> {
-    let pushed = futures_util::stream::iter(blobs.iter().map(|d| push_blob(client, store, repository, d, progress)))
+    let pushed = futures_util::stream::iter(blobs.iter().map(|d| push_blob(client, content, repository, d, progress)))
         .buffer_unordered(client.opts.concurrency.max(1))
         .try_collect::<Vec<Pushed>>()
         .await?;
     let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
-    if let Err(e) = sources::record(store, &digests, &client.registry, repository) {
-        tracing::warn!("remembering blob sources: {e:#}");
-    }
+    content.add_blob_sources(&digests, &format!("{}/{repository}", client.registry));
     Ok(pushed)
 }
 
@@ -92,7 +96,7 @@ fn check_digest_header(op: &Op, response: &Response, digest: &Digest) -> Result<
         && header.starts_with("sha256:")
         && header != digest.as_str()
     {
-        bail!(op.error(None, format!("the registry stored {header} instead of {digest}")));
+        return Err(op.error(None, format!("the registry stored {header} instead of {digest}")).into());
     }
     Ok(())
 }
@@ -109,10 +113,10 @@ pub enum Pushed {
 
 /// Pushes one blob: skipped when the registry has it, mounted from another repository
 /// when known to be there (without reading it locally, so a blob the store would
-/// have to fetch first is not needed), else uploaded from the store.
+/// have to fetch first is not needed), else uploaded from `content`.
 pub async fn push_blob(
     client: &Client,
-    store: &Store,
+    content: &dyn Content,
     repository: &str,
     descriptor: &Descriptor,
     progress: &dyn Fn(&str),
@@ -131,7 +135,7 @@ pub async fn push_blob(
         _ => return Err(op.status_error(response).await.into()),
     }
     let mut session = None;
-    for source in sources::mount_candidates(store, digest, &client.registry, repository).into_iter().take(3) {
+    for source in mount_candidates(content, digest, &client.registry, repository).into_iter().take(3) {
         match mount(client, repository, &source, digest).await? {
             Mount::Mounted => {
                 progress(&format!("{}: mounted from {source}", digest.short()));
@@ -144,15 +148,30 @@ pub async fn push_blob(
             Mount::Refused => {}
         }
     }
-    let size = store.blob_size(digest)?;
+    let (path, size) = content.blob_file(digest).map_err(|source| Error::Content {
+        action: "reading",
+        digest: digest.clone(),
+        source,
+    })?;
     if size != descriptor.size {
-        bail!("blob {digest} in the store has {size} bytes, the manifest says {}", descriptor.size);
+        return Err(Error::BlobSize { digest: digest.clone(), found: size, expected: descriptor.size });
     }
-    let path = store.blob_path(digest);
     progress(&format!("{}: uploading {}", digest.short(), human_size(size)));
     upload(client, repository, digest, &path, size, session, progress).await?;
     progress(&format!("{}: pushed", digest.short()));
     Ok(Pushed::Uploaded)
+}
+
+/// The repositories of `registry` other than `repository` that `digest` is known to
+/// be in, most recent first.
+fn mount_candidates(content: &dyn Content, digest: &Digest, registry: &str, repository: &str) -> Vec<String> {
+    let prefix = format!("{registry}/");
+    content
+        .blob_sources(digest)
+        .into_iter()
+        .filter_map(|name| name.strip_prefix(&prefix).map(String::from))
+        .filter(|repo| repo != repository)
+        .collect()
 }
 
 /// An upload session: where to send the bytes, and the registry's minimum chunk.
@@ -177,7 +196,7 @@ async fn mount(client: &Client, repository: &str, source: &str, digest: &Digest)
     let response = match client.send(&op, &Request::new(Method::POST, url, &scopes)).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("{e:#}");
+            tracing::debug!("{}", chain(&e));
             return Ok(Mount::Refused);
         }
     };
@@ -207,7 +226,7 @@ fn location_of(client: &Client, op: &Op, response: &Response) -> Result<Url> {
         .headers()
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| op.error(Some(response.status()), "the registry sent no upload Location"))?;
+        .ok_or_else(|| Error::from(op.error(Some(response.status()), "the registry sent no upload Location")))?;
     client.resolve(location)
 }
 
@@ -255,7 +274,7 @@ async fn upload(
             Attempt::Restart(reason) => {
                 restarts += 1;
                 if restarts > client.opts.retries {
-                    bail!(op.error(None, format!("giving up after {restarts} attempts: {reason}")));
+                    return Err(op.error(None, format!("giving up after {restarts} attempts: {reason}")).into());
                 }
                 progress(&format!("{}: {reason}; restarting the upload", digest.short()));
                 tokio::time::sleep(backoff(restarts - 1)).await;
@@ -291,7 +310,7 @@ async fn upload_whole(
 async fn finish(client: &Client, op: &Op, request: Request<'_>, digest: &Digest) -> Result<Attempt> {
     let response = match client.send(op, &request).await {
         Ok(r) => r,
-        Err(e) => return Ok(Attempt::Restart(format!("{e:#}"))),
+        Err(e) => return Ok(Attempt::Restart(chain(&e))),
     };
     let status = response.status();
     if status == StatusCode::CREATED || status == StatusCode::NO_CONTENT || status == StatusCode::OK {
@@ -352,7 +371,7 @@ async fn upload_chunked(
                 format!("{}", op.status_error(response).await)
             }
             Ok(response) => return Err(op.status_error(response).await.into()),
-            Err(e) => format!("{e:#}"),
+            Err(e) => chain(&e),
         };
         failures += 1;
         if failures > client.opts.retries {
@@ -378,7 +397,7 @@ async fn upload_status(client: &Client, op: &Op, location: &Url, scopes: &[Scope
     let response = match client.send(op, &Request::new(Method::GET, location.clone(), scopes)).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("upload status: {e:#}");
+            tracing::debug!("upload status: {}", chain(&e));
             return None;
         }
     };

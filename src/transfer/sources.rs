@@ -25,23 +25,15 @@ fn read(store: &Store) -> Sources {
     }
 }
 
-/// The repositories (`host/repository`) on `registry` other than `repository` that
-/// `digest` is known to be in.
-pub fn mount_candidates(store: &Store, digest: &Digest, registry: &str, repository: &str) -> Vec<String> {
-    let prefix = format!("{registry}/");
-    read(store)
-        .remove(digest)
-        .unwrap_or_default()
-        .into_iter()
-        .rev()
-        .filter_map(|name| name.strip_prefix(&prefix).map(String::from))
-        .filter(|repo| repo != repository)
-        .collect()
+/// The repositories (`host/repository`) `digest` is known to be in, most recent
+/// first.
+pub fn of(store: &Store, digest: &Digest) -> Vec<String> {
+    read(store).remove(digest).unwrap_or_default().into_iter().rev().collect()
 }
 
-/// Remembers that `digests` are in `registry/repository`.
-pub fn record(store: &Store, digests: &[Digest], registry: &str, repository: &str) -> Result<()> {
-    let name = format!("{registry}/{repository}");
+/// Remembers that `digests` are in `name` (`host/repository`).
+pub fn record(store: &Store, digests: &[Digest], name: &str) -> Result<()> {
+    let name = name.to_string();
     let mut sources = read(store);
     let mut changed = false;
     for digest in digests {
@@ -79,10 +71,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let d = Digest::of(b"x");
-        record(&store, std::slice::from_ref(&d), "r:5000", "a/b").unwrap();
-        record(&store, std::slice::from_ref(&d), "other", "c").unwrap();
-        assert_eq!(mount_candidates(&store, &d, "r:5000", "x/y"), ["a/b"]);
-        assert!(mount_candidates(&store, &d, "r:5000", "a/b").is_empty());
-        assert!(mount_candidates(&store, &Digest::of(b"y"), "r:5000", "x").is_empty());
+        record(&store, std::slice::from_ref(&d), "r:5000/a/b").unwrap();
+        record(&store, std::slice::from_ref(&d), "other/c").unwrap();
+        assert_eq!(of(&store, &d), ["other/c", "r:5000/a/b"]);
+        record(&store, std::slice::from_ref(&d), "r:5000/a/b").unwrap();
+        assert_eq!(of(&store, &d), ["r:5000/a/b", "other/c"]);
+        assert!(of(&store, &Digest::of(b"y")).is_empty());
     }
 }

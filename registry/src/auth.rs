@@ -2,10 +2,11 @@
 //! repository scopes (cached until they expire) and Basic auth. Credentials come from
 //! `credentials.rs` and are looked up once per client, on the first challenge.
 
-use super::RegistryOptions;
-use super::client::{Op, describe_status, safe_url};
-use super::credentials::{self, Credential};
-use anyhow::Result;
+use crate::RegistryOptions;
+use crate::credentials::{self, Credential};
+use crate::error::{Error, Result};
+use crate::op::{Op, describe_status, safe_url};
+use crate::retry::backoff;
 use base64::Engine as _;
 use reqwest::header::HeaderValue;
 use reqwest::{StatusCode, Url};
@@ -180,8 +181,7 @@ fn basic_header(credential: &Credential) -> HeaderValue {
 }
 
 fn bearer_header(token: &str) -> Result<HeaderValue> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| anyhow::anyhow!("token server sent a malformed token"))?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::MalformedToken)?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -252,14 +252,12 @@ async fn fetch_token(
     let mut last_error = None;
     for attempt in 0..3u32 {
         if attempt > 0 {
-            tokio::time::sleep(super::client::backoff(attempt)).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
         let response = match request.try_clone().expect("token requests have in-memory bodies").send().await {
             Ok(r) => r,
             Err(e) => {
-                last_error = Some(
-                    anyhow::Error::new(e).context(op.error(None, format!("requesting a token from {realm_shown}"))),
-                );
+                last_error = Some(op.caused(format!("requesting a token from {realm_shown}"), e).into());
                 continue;
             }
         };
@@ -289,7 +287,7 @@ async fn fetch_token(
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(60) - 10);
         return Ok(Token { value, expires: Instant::now() + lifetime });
     }
-    Err(last_error.expect("at least one attempt").context("token server kept failing"))
+    Err(Error::TokenServer { source: Box::new(last_error.expect("at least one attempt")) })
 }
 
 /// Parses a `WWW-Authenticate` value: `Bearer realm="..",service="..",scope="a,b"`.

@@ -3,13 +3,56 @@
 //! `user:password` or an identity token); `login` and `logout` write the same file.
 //! Helpers are `docker-credential-NAME get|store|erase` speaking JSON on stdio.
 
-use super::RegistryOptions;
-use anyhow::{Context as _, Result, anyhow, bail};
+use crate::RegistryOptions;
 use base64::Engine as _;
 use serde_json::{Map, Value};
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+
+/// Why credentials could not be read or saved. Never shows a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("{action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("parsing {}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{} is not a JSON object", path.display())]
+    NotAnObject { path: PathBuf },
+    #[error("\"auths\" in {} is not an object", path.display())]
+    AuthsNotAnObject { path: PathBuf },
+    #[error("credentials for {registry} in {}", path.display())]
+    Entry {
+        registry: String,
+        path: PathBuf,
+        #[source]
+        source: Box<CredentialsError>,
+    },
+    #[error("the \"auth\" field is {problem}")]
+    AuthField { problem: &'static str },
+    #[error("{action} {program}")]
+    Helper {
+        action: &'static str,
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("docker-credential-{helper} {verb} failed: {message}")]
+    HelperFailed { helper: String, verb: &'static str, message: String },
+    #[error("docker-credential-{helper} get printed something that is not a credential")]
+    HelperOutput { helper: String },
+}
+
+type Result<T, E = CredentialsError> = std::result::Result<T, E>;
 
 /// What to authenticate with. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -67,11 +110,11 @@ fn read_config(opts: &RegistryOptions) -> Result<Map<String, Value>> {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(Map::new()),
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => bail!("{} is not a JSON object", path.display()),
-            Err(e) => Err(anyhow!("parsing {}: {e}", path.display())),
+            Ok(_) => Err(CredentialsError::NotAnObject { path }),
+            Err(source) => Err(CredentialsError::Parse { path, source }),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(source) => Err(CredentialsError::Io { action: "reading", path, source }),
     }
 }
 
@@ -92,8 +135,11 @@ pub fn lookup(registry: &str, opts: &RegistryOptions) -> Result<Option<Credentia
         auths.iter().find(|(k, _)| config_key(key_host(k)) == key || key_host(k) == registry).map(|(_, v)| v)
     });
     match entry {
-        Some(entry) => parse_auth_entry(entry)
-            .with_context(|| format!("credentials for {registry} in {}", config_path(opts).display())),
+        Some(entry) => parse_auth_entry(entry).map_err(|e| CredentialsError::Entry {
+            registry: registry.to_string(),
+            path: config_path(opts),
+            source: Box::new(e),
+        }),
         None => Ok(None),
     }
 }
@@ -112,10 +158,10 @@ fn parse_auth_entry(entry: &Value) -> Result<Option<Credential>> {
     if let Some(auth) = field("auth") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .map_err(|_| anyhow!("the \"auth\" field is not valid base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| anyhow!("the \"auth\" field is not UTF-8"))?;
+            .map_err(|_| CredentialsError::AuthField { problem: "not valid base64" })?;
+        let decoded = String::from_utf8(decoded).map_err(|_| CredentialsError::AuthField { problem: "not UTF-8" })?;
         let (username, password) =
-            decoded.split_once(':').ok_or_else(|| anyhow!("the \"auth\" field is not base64 of user:password"))?;
+            decoded.split_once(':').ok_or(CredentialsError::AuthField { problem: "not base64 of user:password" })?;
         return Ok(Some(Credential::Basic { username: username.to_string(), password: password.to_string() }));
     }
     if let (Some(username), Some(password)) = (field("username"), field("password")) {
@@ -125,6 +171,10 @@ fn parse_auth_entry(entry: &Value) -> Result<Option<Credential>> {
 }
 
 fn run_helper(helper: &str, verb: &str, input: &[u8]) -> Result<std::process::Output> {
+    let failed = |action: &'static str, program: &str| {
+        let program = program.to_string();
+        move |source| CredentialsError::Helper { action, program, source }
+    };
     let program = format!("docker-credential-{helper}");
     let mut command = Command::new(&program);
     #[cfg(test)]
@@ -139,9 +189,9 @@ fn run_helper(helper: &str, verb: &str, input: &[u8]) -> Result<std::process::Ou
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("running credential helper {program}"))?;
-    child.stdin.take().expect("piped stdin").write_all(input).with_context(|| format!("writing to {program}"))?;
-    child.wait_with_output().with_context(|| format!("waiting for {program}"))
+        .map_err(failed("running credential helper", &program))?;
+    child.stdin.take().expect("piped stdin").write_all(input).map_err(failed("writing to", &program))?;
+    child.wait_with_output().map_err(failed("waiting for", &program))
 }
 
 fn helper_get(helper: &str, server: &str) -> Result<Option<Credential>> {
@@ -152,7 +202,11 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Credential>> {
             return Ok(None);
         }
         // The helper's own message, never its input.
-        bail!("docker-credential-{helper} get failed: {}", stdout.trim());
+        return Err(CredentialsError::HelperFailed {
+            helper: helper.to_string(),
+            verb: "get",
+            message: stdout.trim().to_string(),
+        });
     }
     #[derive(serde::Deserialize)]
     struct HelperCredential {
@@ -162,7 +216,7 @@ fn helper_get(helper: &str, server: &str) -> Result<Option<Credential>> {
         secret: String,
     }
     let c: HelperCredential = serde_json::from_slice(&out.stdout)
-        .map_err(|_| anyhow!("docker-credential-{helper} get printed something that is not a credential"))?;
+        .map_err(|_| CredentialsError::HelperOutput { helper: helper.to_string() })?;
     if c.secret.is_empty() {
         return Ok(None);
     }
@@ -182,14 +236,13 @@ pub fn store(registry: &str, username: &str, password: &str, opts: &RegistryOpti
         let input = serde_json::json!({ "ServerURL": key, "Username": username, "Secret": password });
         let out = run_helper(&helper, "store", input.to_string().as_bytes())?;
         if !out.status.success() {
-            bail!("docker-credential-{helper} store failed: {}", String::from_utf8_lossy(&out.stdout).trim());
+            let message = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            return Err(CredentialsError::HelperFailed { helper, verb: "store", message });
         }
         return Ok(());
     }
     let auths = config.entry("auths").or_insert_with(|| Value::Object(Map::new()));
-    let auths = auths
-        .as_object_mut()
-        .ok_or_else(|| anyhow!("\"auths\" in {} is not an object", config_path(opts).display()))?;
+    let auths = auths.as_object_mut().ok_or_else(|| CredentialsError::AuthsNotAnObject { path: config_path(opts) })?;
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     auths.insert(key.to_string(), serde_json::json!({ "auth": encoded }));
     write_config(opts, &config)
@@ -225,17 +278,25 @@ pub fn erase(registry: &str, opts: &RegistryOptions) -> Result<bool> {
 fn write_config(opts: &RegistryOptions, config: &Map<String, Value>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = config_path(opts);
-    let dir = path.parent().ok_or_else(|| anyhow!("bad config path {}", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let io = |action, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| CredentialsError::Io { action, path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
     let mut temp = tempfile::Builder::new()
         .prefix(".config.json-")
         .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    serde_json::to_writer_pretty(&mut temp, config)?;
-    temp.write_all(b"\n")?;
-    temp.as_file().sync_all()?;
-    temp.persist(&path).with_context(|| format!("replacing {}", path.display()))?;
+        .map_err(io("creating a temp file in", dir))?;
+    let mut bytes = serde_json::to_vec_pretty(config).expect("JSON values serialize");
+    bytes.push(b'\n');
+    let written = temp
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| temp.write_all(&bytes))
+        .and_then(|()| temp.as_file().sync_all());
+    written.map_err(io("writing", temp.path()))?;
+    temp.persist(&path).map_err(|e| io("replacing", &path)(e.error))?;
     Ok(())
 }
 

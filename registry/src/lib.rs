@@ -1,37 +1,42 @@
 //! The registry client: the OCI distribution protocol over our own thin layer on
-//! reqwest + tokio.
+//! reqwest + tokio. It knows the image formats (`image-spec`) and the protocol, and
+//! moves blobs in and out of the caller's [`Content`] (the builder's store), whose
+//! layout it never sees.
 //!
-//! - `client.rs`: transport per registry host (scheme, CAs, retries, redirects).
-//! - `auth.rs`: `WWW-Authenticate` challenges, bearer tokens per scope, Basic.
+//! - `op.rs` / `error.rs`: what a request is for, and how its failure reads.
+//! - `retry.rs`: when to try again, and after how long.
 //! - `credentials.rs`: Docker's `config.json` and credential helpers.
-//! - `pull.rs` / `push.rs`: images between a registry and the store.
+//! - `auth.rs`: `WWW-Authenticate` challenges, bearer tokens per scope, Basic.
+//! - `client.rs`: transport per registry host (scheme, CAs, retries, redirects).
+//! - `pull.rs` / `push.rs`: images between a registry and a [`Content`].
 //! - `repo.rs`: a blocking handle on one repository (the build cache uses it).
-//! - `sources.rs`: which repositories a blob is known to live in (for mounts).
+//! - `testing.rs` (feature `testing`): a real `docker-registry` on 127.0.0.1 and a
+//!   fault-injecting proxy, for tests here and in the builder.
 //!
 //! The public functions are blocking: each builds a tokio runtime for its duration,
 //! so callers (the CLI, the build) stay synchronous.
 
 mod auth;
 mod client;
+mod content;
 mod credentials;
+mod error;
+mod op;
 mod pull;
 mod push;
 mod repo;
-mod sources;
+mod retry;
 
-#[cfg(test)]
-mod testing;
-#[cfg(test)]
-mod tests;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
-#[allow(unused_imports)]
-pub use client::RegistryError;
-pub use pull::pull;
-pub use pull::select_platform;
+pub use content::Content;
+pub use credentials::CredentialsError;
+pub use error::{BoxError, Error, RegistryError, Result};
+pub use pull::{pull, select_platform};
 pub use push::push;
 pub use repo::{PushStats, Repository};
 
-use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 
 /// The environment variable naming extra hosts that are spoken to over plain HTTP.
@@ -104,7 +109,7 @@ pub fn login(host: &str, username: &str, password: &str, opts: &RegistryOptions)
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             let body = response.bytes().await.unwrap_or_default();
-            let detail = client::describe_status(status, &body);
+            let detail = op::describe_status(status, &body);
             return Err(op
                 .error(Some(status), format!("authentication failed for user {username:?}: {detail}"))
                 .into());
@@ -112,15 +117,15 @@ pub fn login(host: &str, username: &str, password: &str, opts: &RegistryOptions)
         if !status.is_success() {
             return Err(op.status_error(response).await.into());
         }
-        Ok::<_, anyhow::Error>(())
+        Ok::<_, Error>(())
     })?;
     credentials::store(&host, username, password, opts)
-        .with_context(|| format!("saving credentials to {}", credentials::config_path(opts).display()))
+        .map_err(|source| Error::SaveCredentials { path: credentials::config_path(opts), source })
 }
 
 /// Removes saved credentials for `host`; `false` when there were none.
 pub fn logout(host: &str, opts: &RegistryOptions) -> Result<bool> {
-    credentials::erase(&normalize_host(host), opts)
+    Ok(credentials::erase(&normalize_host(host), opts)?)
 }
 
 /// `https://index.docker.io/v1/` → `docker.io`, `http://localhost:5000/` →
@@ -140,5 +145,5 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .thread_name("builder-registry")
         .enable_all()
         .build()
-        .context("starting the network runtime")
+        .map_err(|source| Error::Runtime { source })
 }

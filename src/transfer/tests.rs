@@ -1,12 +1,52 @@
 //! Tests against a real `docker-registry` on 127.0.0.1 (skipped, saying so, when the
 //! binary is missing), some through the fault-injecting or token-demanding proxy.
 
-use super::testing::{self, FaultKind, Proxy, Registry};
 use super::*;
 use image_spec::{Descriptor, Digest, Image, Index, LayerInfo, Reference, host_platform};
 use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER};
+use registry::testing::{self, FaultKind, Proxy, Registry};
+use registry::{Repository, login, logout, normalize_host};
 use std::cell::RefCell;
+use std::io::Write as _;
 use store::Store;
+
+/// A store in a temp dir.
+fn temp_store() -> (tempfile::TempDir, store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::Store::open(&dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
+/// A gzipped tar layer holding `files`, written to the store.
+fn layer(store: &store::Store, files: &[(&str, &[u8])]) -> image_spec::LayerInfo {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *content).unwrap();
+    }
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let digest = store.write_blob_bytes(&gz).unwrap();
+    image_spec::LayerInfo {
+        digest,
+        diff_id: image_spec::Digest::of(&tar),
+        size: gz.len() as u64,
+        media_type: image_spec::MEDIA_TYPE_OCI_LAYER_GZIP.into(),
+    }
+}
+
+/// An image of the given layers for `architecture`.
+fn image(store: &store::Store, architecture: &str, layers: &[image_spec::LayerInfo]) -> image_spec::Image {
+    let config =
+        image_spec::ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() };
+    store.write_image(&config, layers).unwrap()
+}
 
 fn reference(host: &str, path: &str) -> Reference {
     Reference::parse(&format!("{host}/{path}")).unwrap()
@@ -33,9 +73,9 @@ impl Lines {
 }
 
 fn two_layer_image(store: &Store) -> Image {
-    let a = testing::layer(store, &[("etc/hello", b"hello\n")]);
-    let b = testing::layer(store, &[("app/data", &testing::noise(200_000, 1))]);
-    testing::image(store, &host_platform().architecture, &[a, b])
+    let a = layer(store, &[("etc/hello", b"hello\n")]);
+    let b = layer(store, &[("app/data", &testing::noise(200_000, 1))]);
+    image(store, &host_platform().architecture, &[a, b])
 }
 
 fn assert_same_image(a: &Image, b: &Image) {
@@ -59,7 +99,7 @@ fn push_then_pull_into_a_fresh_store_and_second_push_uploads_nothing() {
     let Some(registry) = Registry::start("push_then_pull", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     let target = reference(&registry.host(), "team/app:1.0");
     let lines = Lines::new();
@@ -73,7 +113,7 @@ fn push_then_pull_into_a_fresh_store_and_second_push_uploads_nothing() {
     assert_eq!(again, digest);
     assert_eq!(registry.blob_writes(), writes, "a second push uploads no blob: {:?}", registry.requests());
 
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap();
     assert_same_image(&pulled, &image);
     for layer in &image.layers {
@@ -85,7 +125,7 @@ fn push_then_pull_into_a_fresh_store_and_second_push_uploads_nothing() {
 
     // By digest too, and a missing tag names host, repository and the registry's error.
     let by_digest = Reference { tag: None, digest: Some(digest.clone()), ..target.clone() };
-    let (_d3, third) = testing::store();
+    let (_d3, third) = temp_store();
     assert_same_image(&pull(&third, &by_digest, &host_platform(), &opts, &|_| {}).unwrap(), &image);
     let missing = reference(&registry.host(), "team/app:nope");
     let msg = format!("{:#}", pull(&third, &missing, &host_platform(), &opts, &|_| {}).unwrap_err());
@@ -97,7 +137,7 @@ fn large_blobs_go_up_in_chunks() {
     let Some(registry) = Registry::start("chunked", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = RegistryOptions { chunk_size: 64 * 1024, ..options(config.path()) };
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let big = testing::noise(300_000, 7);
     let digest = store.write_blob_bytes(&big).unwrap();
     let layer = LayerInfo {
@@ -106,12 +146,12 @@ fn large_blobs_go_up_in_chunks() {
         size: big.len() as u64,
         media_type: MEDIA_TYPE_OCI_LAYER.into(),
     };
-    let image = testing::image(&store, "amd64", &[layer]);
+    let image = image(&store, "amd64", &[layer]);
     let target = reference(&registry.host(), "big/blob:1");
     push(&store, &image, &target, &opts, &|_| {}).unwrap();
     let patches = registry.requests().iter().filter(|(m, _, _)| m == "PATCH").count();
     assert!(patches >= 5, "300 kB in 64 KiB chunks: {:?}", registry.requests());
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap();
     assert_same_image(&pulled, &image);
 }
@@ -122,7 +162,7 @@ fn htpasswd_login_push_pull_and_wrong_password() {
     let Some(registry) = Registry::start("htpasswd", Some(("alice", password))) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     let target = reference(&registry.host(), "private/app:1");
 
@@ -141,7 +181,7 @@ fn htpasswd_login_push_pull_and_wrong_password() {
 
     let lines = Lines::new();
     let digest = push(&store, &image, &target, &opts, &lines.sink()).unwrap();
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &target, &host_platform(), &opts, &lines.sink()).unwrap();
     assert_eq!(pulled.manifest_digest, digest);
     assert!(!lines.text().contains(password));
@@ -152,7 +192,7 @@ fn htpasswd_login_push_pull_and_wrong_password() {
 
     assert!(logout(&registry.host(), &opts).unwrap());
     assert!(!logout(&registry.host(), &opts).unwrap());
-    let (_d3, third) = testing::store();
+    let (_d3, third) = temp_store();
     assert!(pull(&third, &target, &host_platform(), &opts, &|_| {}).is_err());
 }
 
@@ -164,7 +204,7 @@ fn bearer_tokens_through_the_challenge_flow() {
     proxy.state.lock().unwrap().bearer = Some(Some(("bob".into(), password.into())));
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     let target = reference(&proxy.host(), "tokens/app:1");
 
@@ -175,7 +215,7 @@ fn bearer_tokens_through_the_challenge_flow() {
 
     login(&proxy.host(), "bob", password, &opts).unwrap();
     let digest = push(&store, &image, &target, &opts, &|_| {}).unwrap();
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap();
     assert_eq!(pulled.manifest_digest, digest);
 
@@ -194,13 +234,13 @@ fn cross_repository_mount_and_its_fallback() {
     let Some(registry) = Registry::start("mount", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
-    let image = two_layer_image(&store);
-    push(&store, &image, &reference(&registry.host(), "src/app:1"), &opts, &|_| {}).unwrap();
+    let (_d, store) = temp_store();
+    let app = two_layer_image(&store);
+    push(&store, &app, &reference(&registry.host(), "src/app:1"), &opts, &|_| {}).unwrap();
 
     let before = registry.requests().len();
     let lines = Lines::new();
-    push(&store, &image, &reference(&registry.host(), "dst/app:1"), &opts, &lines.sink()).unwrap();
+    push(&store, &app, &reference(&registry.host(), "dst/app:1"), &opts, &lines.sink()).unwrap();
     let after: Vec<_> = registry.requests()[before..].to_vec();
     let mounts = after
         .iter()
@@ -213,9 +253,9 @@ fn cross_repository_mount_and_its_fallback() {
 
     // A blob believed to be in a repository that lacks it: the registry answers
     // 202 with an ordinary upload session, which is used.
-    let extra = testing::layer(&store, &[("x", b"only here")]);
-    let other = testing::image(&store, "amd64", std::slice::from_ref(&extra));
-    sources::record(&store, std::slice::from_ref(&extra.digest), &registry.host(), "never/was").unwrap();
+    let extra = layer(&store, &[("x", b"only here")]);
+    let other = image(&store, "amd64", std::slice::from_ref(&extra));
+    sources::record(&store, std::slice::from_ref(&extra.digest), &format!("{}/never/was", registry.host())).unwrap();
     let before = registry.requests().len();
     push(&store, &other, &reference(&registry.host(), "dst/other:1"), &opts, &|_| {}).unwrap();
     let after: Vec<_> = registry.requests()[before..].to_vec();
@@ -228,21 +268,21 @@ fn multi_platform_index_resolves_per_platform() {
     let Some(registry) = Registry::start("index", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let host = host_platform();
     let other_arch = if host.architecture == "arm64" { "amd64" } else { "arm64" };
-    let native = testing::image(&store, &host.architecture, &[testing::layer(&store, &[("arch", b"native")])]);
-    let foreign = testing::image(&store, other_arch, &[testing::layer(&store, &[("arch", b"foreign")])]);
+    let native = image(&store, &host.architecture, &[layer(&store, &[("arch", b"native")])]);
+    let foreign = image(&store, other_arch, &[layer(&store, &[("arch", b"foreign")])]);
     let repo = "multi/app";
     let mut manifests = Vec::new();
-    for (image, arch) in [(&native, host.architecture.as_str()), (&foreign, other_arch)] {
+    for (pushed, arch) in [(&native, host.architecture.as_str()), (&foreign, other_arch)] {
         let by_digest =
-            Reference { tag: None, digest: Some(image.manifest_digest.clone()), ..reference(&registry.host(), repo) };
-        push(&store, image, &by_digest, &opts, &|_| {}).unwrap();
+            Reference { tag: None, digest: Some(pushed.manifest_digest.clone()), ..reference(&registry.host(), repo) };
+        push(&store, pushed, &by_digest, &opts, &|_| {}).unwrap();
         manifests.push(Descriptor {
             media_type: image_spec::MEDIA_TYPE_OCI_MANIFEST.into(),
-            digest: image.manifest_digest.clone(),
-            size: store.blob_size(&image.manifest_digest).unwrap(),
+            digest: pushed.manifest_digest.clone(),
+            size: store.blob_size(&pushed.manifest_digest).unwrap(),
             annotations: None,
             platform: Some(image_spec::Platform { architecture: arch.into(), os: "linux".into(), variant: None }),
         });
@@ -250,20 +290,17 @@ fn multi_platform_index_resolves_per_platform() {
     let index =
         Index { schema_version: 2, media_type: Some(MEDIA_TYPE_OCI_INDEX.into()), manifests, annotations: None };
     let index_bytes = serde_json::to_vec(&index).unwrap();
-    let client = client::Client::new(&registry.host(), &opts).unwrap();
-    let pushed = runtime()
-        .unwrap()
-        .block_on(push::put_manifest(&client, repo, "multi", index_bytes.clone(), MEDIA_TYPE_OCI_INDEX))
-        .unwrap();
+    let multi = Repository::open(&reference(&registry.host(), "multi/app:multi"), &opts).unwrap();
+    let pushed = multi.put_manifest(index_bytes.clone(), MEDIA_TYPE_OCI_INDEX).unwrap();
     assert_eq!(pushed, Digest::of(&index_bytes));
 
     let target = reference(&registry.host(), "multi/app:multi");
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let got = pull(&fresh, &target, &host, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, native.manifest_digest);
     assert!(fresh.has_blob(&pushed), "the index is kept byte-exact too");
     let other = image_spec::Platform::new("linux", other_arch);
-    let (_d3, third) = testing::store();
+    let (_d3, third) = temp_store();
     let got = pull(&third, &target, &other, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, foreign.manifest_digest);
     assert_eq!(got.config.architecture, other_arch);
@@ -279,7 +316,7 @@ fn pull_survives_503_and_a_dropped_connection() {
     let Some(registry) = Registry::start("pull_faults", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     push(&store, &image, &reference(&registry.host(), "faulty/app:1"), &opts, &|_| {}).unwrap();
 
@@ -289,7 +326,7 @@ fn pull_survives_503_and_a_dropped_connection() {
     let big = &image.layers[1].digest;
     let big_path: &'static str = Box::leak(format!("/blobs/{big}").into_boxed_str());
     proxy.add_fault("GET", big_path, FaultKind::CutResponse(50_000), 2);
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let lines = Lines::new();
     let target = reference(&proxy.host(), "faulty/app:1");
     let pulled = pull(&fresh, &target, &host_platform(), &opts, &lines.sink()).unwrap();
@@ -303,7 +340,7 @@ fn pull_survives_503_and_a_dropped_connection() {
     // A connection that always drops: the pull fails and leaves nothing partial.
     let proxy = Proxy::start(registry.port);
     proxy.add_fault("GET", big_path, FaultKind::CutResponse(10_000), 100);
-    let (_d3, third) = testing::store();
+    let (_d3, third) = temp_store();
     let opts = RegistryOptions { retries: 2, ..opts };
     let target = reference(&proxy.host(), "faulty/app:1");
     let msg = format!("{:#}", pull(&third, &target, &host_platform(), &opts, &|_| {}).unwrap_err());
@@ -320,8 +357,8 @@ fn push_survives_503_and_dropped_uploads() {
     let proxy = Proxy::start(registry.port);
     let config = tempfile::tempdir().unwrap();
     let opts = RegistryOptions { chunk_size: 64 * 1024, ..options(config.path()) };
-    let (_d, store) = testing::store();
-    let small = testing::layer(&store, &[("small", &testing::noise(20_000, 3))]);
+    let (_d, store) = temp_store();
+    let small = layer(&store, &[("small", &testing::noise(20_000, 3))]);
     let big_bytes = testing::noise(400_000, 4);
     let big_digest = store.write_blob_bytes(&big_bytes).unwrap();
     let big = LayerInfo {
@@ -330,7 +367,7 @@ fn push_survives_503_and_dropped_uploads() {
         size: big_bytes.len() as u64,
         media_type: MEDIA_TYPE_OCI_LAYER.into(),
     };
-    let image = testing::image(&store, "amd64", &[small, big]);
+    let image = image(&store, "amd64", &[small, big]);
     proxy.add_fault("POST", "/blobs/uploads/", FaultKind::Unavailable, 1);
     proxy.add_fault("PATCH", "/blobs/uploads/", FaultKind::CutRequest(30_000), 1);
     proxy.add_fault("PATCH", "/blobs/uploads/", FaultKind::Unavailable, 1);
@@ -343,7 +380,7 @@ fn push_survives_503_and_dropped_uploads() {
     assert_eq!(digest, image.manifest_digest);
     assert_eq!(proxy.pending_faults(), 0, "every fault fired: {}", lines.text());
 
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &reference(&registry.host(), "faulty/push:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_same_image(&pulled, &image);
 }
@@ -356,11 +393,11 @@ fn redirects_do_not_carry_credentials_to_another_host() {
     front.state.lock().unwrap().bearer = Some(None);
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     push(&store, &image, &reference(&front.host(), "redir/app:1"), &opts, &|_| {}).unwrap();
     front.add_fault("GET", "/blobs/sha256:", FaultKind::Redirect(storage.port), 3);
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &reference(&front.host(), "redir/app:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_same_image(&pulled, &image);
     let seen = storage.seen();
@@ -405,7 +442,7 @@ fn interop_with_skopeo() {
     let Some(registry) = Registry::start("skopeo", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
@@ -418,7 +455,7 @@ fn interop_with_skopeo() {
     // skopeo pushes, we pull (skopeo writes its own manifest, Docker or OCI).
     let dest = format!("docker://{}/interop/by-skopeo:1", registry.host());
     skopeo(&["--insecure-policy", "copy", "--dest-tls-verify=false", &format!("oci:{}:1", layout.display()), &dest]);
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     let pulled =
         pull(&fresh, &reference(&registry.host(), "interop/by-skopeo:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_eq!(pulled.config_digest, image.config_digest);
@@ -437,7 +474,7 @@ fn interop_with_skopeo() {
         &format!("oci:{}:1", layout.display()),
         &docker_dest,
     ]);
-    let (_d3, third) = testing::store();
+    let (_d3, third) = temp_store();
     let pulled =
         pull(&third, &reference(&registry.host(), "interop/docker-v2:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_eq!(pulled.config.rootfs.diff_ids, image.config.rootfs.diff_ids);
@@ -461,7 +498,7 @@ fn https_with_a_ca_from_the_certs_dir() {
     let certs = tempfile::tempdir().unwrap();
     let config = tempfile::tempdir().unwrap();
     let opts = RegistryOptions { certs_dir: certs.path().to_path_buf(), retries: 1, ..options(config.path()) };
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     let target = reference(&registry.host(), "tls/app:1");
 
@@ -476,7 +513,7 @@ fn https_with_a_ca_from_the_certs_dir() {
 
     std::fs::write(host_dir.join("ca.crt"), ca).unwrap();
     let digest = push(&store, &image, &target, &opts, &|_| {}).unwrap();
-    let (_d2, fresh) = testing::store();
+    let (_d2, fresh) = temp_store();
     assert_eq!(pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap().manifest_digest, digest);
 }
 
@@ -497,35 +534,35 @@ fn repository_handle_pushes_mounts_without_local_bytes_and_fetches_lazily() {
     let Some(registry) = Registry::start("repo", None) else { return };
     let config = tempfile::tempdir().unwrap();
     let opts = options(config.path());
-    let (_d, store) = testing::store();
+    let (_d, store) = temp_store();
     let image = two_layer_image(&store);
     let src = Repository::open(&reference(&registry.host(), "team/src:1"), &opts).unwrap();
     assert!(src.manifest().unwrap().is_none(), "nothing is there yet");
     let descriptors: Vec<Descriptor> = image.layers.iter().map(LayerInfo::descriptor).collect();
-    let stats = src.push_blobs(&store, &descriptors, &Default::default(), &|_| {}).unwrap();
+    let stats = src.push_blobs(&StoreContent(&store), &descriptors, &Default::default(), &|_| {}).unwrap();
     assert_eq!(stats.uploaded, 2);
 
     // Another store knows the layers only as remote blobs: pushing them to another
     // repository of the registry mounts them and never reads them.
-    let (_d2, other) = testing::store();
+    let (_d2, other) = temp_store();
     for layer in &image.layers {
         other.add_remote_blob(layer, std::sync::Arc::new(NeverFetch));
     }
     let digests: Vec<Digest> = image.layers.iter().map(|l| l.digest.clone()).collect();
-    src.remember(&other, &digests);
+    src.remember(&StoreContent(&other), &digests);
     let dst = Repository::open(&reference(&registry.host(), "team/dst:1"), &opts).unwrap();
-    let stats = dst.push_blobs(&other, &descriptors, &Default::default(), &|_| {}).unwrap();
+    let stats = dst.push_blobs(&StoreContent(&other), &descriptors, &Default::default(), &|_| {}).unwrap();
     assert_eq!((stats.mounted, stats.uploaded), (2, 0), "{stats:?}");
     // Known blobs cost no request at all.
     let before = registry.requests().len();
     let known = digests.iter().cloned().collect();
-    let stats = dst.push_blobs(&other, &descriptors, &known, &|_| {}).unwrap();
+    let stats = dst.push_blobs(&StoreContent(&other), &descriptors, &known, &|_| {}).unwrap();
     assert_eq!(stats.known, 2);
     assert_eq!(registry.requests().len(), before);
 
     // Fetching streams a blob into a third store, verified; small blobs read whole.
-    let (_d3, third) = testing::store();
-    dst.fetch_blob(&third, &descriptors[1], &|_| {}).unwrap();
+    let (_d3, third) = temp_store();
+    dst.fetch_blob(&StoreContent(&third), &descriptors[1], &|_| {}).unwrap();
     assert!(third.has_blob(&descriptors[1].digest));
     assert!(!third.has_blob(&descriptors[0].digest));
     assert_eq!(dst.blob_bytes(&descriptors[0], 1 << 20).unwrap(), store.read_blob(&descriptors[0].digest).unwrap());

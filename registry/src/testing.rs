@@ -1,9 +1,9 @@
 //! Test support: a real `docker-registry` (the CNCF distribution server) on
 //! 127.0.0.1, and a proxy in front of it that can demand bearer tokens from its own
 //! token endpoint, answer 503, drop connections midway, or redirect blob downloads.
+//! Built with the `testing` feature, for the builder's tests as well as these.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -187,6 +187,16 @@ impl Registry {
     /// Blob writes (POST/PUT/PATCH on `/blobs/`) seen so far.
     pub fn blob_writes(&self) -> usize {
         self.requests().iter().filter(|(m, p, _)| p.contains("/blobs/") && m != "GET" && m != "HEAD").count()
+    }
+
+    /// The digests of the blobs downloaded so far (GET `/blobs/sha256:...`).
+    pub fn blob_downloads(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|(m, _, _)| m == "GET")
+            .filter_map(|(_, p, _)| p.split_once("/blobs/").map(|(_, d)| d.to_string()))
+            .filter(|d| d.starts_with("sha256:"))
+            .collect()
     }
 }
 
@@ -519,44 +529,6 @@ async fn handle(
         }
     }
     Ok(())
-}
-
-/// A store in a temp dir.
-pub fn store() -> (tempfile::TempDir, store::Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::Store::open(&dir.path().join("store")).unwrap();
-    (dir, store)
-}
-
-/// A gzipped tar layer holding `files`, written to the store.
-pub fn layer(store: &store::Store, files: &[(&str, &[u8])]) -> image_spec::LayerInfo {
-    let mut tar = tar::Builder::new(Vec::new());
-    for (name, content) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_cksum();
-        tar.append_data(&mut header, name, *content).unwrap();
-    }
-    let tar = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    let gz = gz.finish().unwrap();
-    let digest = store.write_blob_bytes(&gz).unwrap();
-    image_spec::LayerInfo {
-        digest,
-        diff_id: image_spec::Digest::of(&tar),
-        size: gz.len() as u64,
-        media_type: image_spec::MEDIA_TYPE_OCI_LAYER_GZIP.into(),
-    }
-}
-
-/// An image of the given layers for `architecture`.
-pub fn image(store: &store::Store, architecture: &str, layers: &[image_spec::LayerInfo]) -> image_spec::Image {
-    let config =
-        image_spec::ImageConfig { architecture: architecture.into(), os: "linux".into(), ..Default::default() };
-    store.write_image(&config, layers).unwrap()
 }
 
 /// Deterministic, incompressible-ish bytes.

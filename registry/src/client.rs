@@ -2,93 +2,16 @@
 //! that host, authentication (see `auth.rs`), retries with backoff and redirects that
 //! never carry `Authorization` to another host.
 
-use super::RegistryOptions;
-use super::auth::{Auth, Scope};
-use super::credentials::Credential;
-use anyhow::{Context as _, Result};
+use crate::RegistryOptions;
+use crate::auth::{Auth, Scope};
+use crate::credentials::Credential;
+use crate::error::{Error, Result};
+use crate::op::{Op, safe_url};
+use crate::retry::{backoff, is_retriable, is_retriable_error, retry_after};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// What a request was for, so that an error can say so: host, repository, action.
-#[derive(Debug, Clone)]
-pub struct Op {
-    pub host: String,
-    pub repository: String,
-    pub action: String,
-}
-
-/// A failed registry operation. The message names host, repository and action and
-/// carries the registry's own error text; never a credential.
-#[derive(Debug, thiserror::Error)]
-#[error("{action} {host}/{repository}: {detail}")]
-pub struct RegistryError {
-    pub host: String,
-    pub repository: String,
-    pub action: String,
-    pub status: Option<u16>,
-    pub detail: String,
-}
-
-impl Op {
-    pub fn error(&self, status: Option<StatusCode>, detail: impl Into<String>) -> RegistryError {
-        RegistryError {
-            host: self.host.clone(),
-            repository: self.repository.clone(),
-            action: self.action.clone(),
-            status: status.map(|s| s.as_u16()),
-            detail: detail.into(),
-        }
-    }
-
-    /// The error for an unexpected response, with the registry's JSON error body.
-    pub async fn status_error(&self, response: Response) -> RegistryError {
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        self.error(Some(status), describe_status(status, &body))
-    }
-}
-
-/// `HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown`: the status and the
-/// registry's `{"errors":[{"code","message"}]}` body, or a short excerpt of the text.
-pub fn describe_status(status: StatusCode, body: &[u8]) -> String {
-    let mut out = format!("HTTP {status}");
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorEntry {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    if let Ok(errors) = serde_json::from_slice::<Errors>(body)
-        && !errors.errors.is_empty()
-    {
-        let parts: Vec<String> = errors
-            .errors
-            .iter()
-            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
-                (false, false) => format!("{}: {}", e.code, e.message),
-                (false, true) => e.code.clone(),
-                _ => e.message.clone(),
-            })
-            .collect();
-        out.push_str(": ");
-        out.push_str(&parts.join("; "));
-        return out;
-    }
-    let text = String::from_utf8_lossy(body);
-    let text: String = text.trim().chars().filter(|c| !c.is_control()).take(200).collect();
-    if !text.is_empty() {
-        out.push_str(": ");
-        out.push_str(&text);
-    }
-    out
-}
 
 /// A request body that can be sent again on a retry.
 #[derive(Clone)]
@@ -118,9 +41,9 @@ impl Payload {
             Payload::Bytes(b) => reqwest::Body::from(b.clone()),
             Payload::File { path, offset, len } => {
                 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-                let mut file =
-                    tokio::fs::File::open(path).await.with_context(|| format!("opening {}", path.display()))?;
-                file.seek(std::io::SeekFrom::Start(*offset)).await?;
+                let io = |source| Error::Io { action: "opening", path: path.clone(), source };
+                let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+                file.seek(std::io::SeekFrom::Start(*offset)).await.map_err(io)?;
                 let stream = tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 * 1024);
                 reqwest::Body::wrap_stream(stream)
             }
@@ -156,7 +79,8 @@ impl<'a> Request<'a> {
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Result<Self> {
-        self.headers.insert(name, HeaderValue::from_str(value).with_context(|| format!("bad {name} header"))?);
+        let value = HeaderValue::from_str(value).map_err(|source| Error::Header { name, source })?;
+        self.headers.insert(name, value);
         Ok(self)
     }
 
@@ -205,7 +129,7 @@ impl Client {
         let api_host = api_host(registry);
         let scheme = if opts.is_plain_http(registry) { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
-            .with_context(|| format!("invalid registry host {registry:?}"))?;
+            .map_err(|source| Error::Host { registry: registry.to_string(), source })?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(30))
@@ -217,19 +141,23 @@ impl Client {
                 builder = builder.tls_certs_merge(certs);
             }
         }
-        let http = builder.build().context("creating the HTTP client")?;
+        let http = builder.build().map_err(|source| Error::HttpClient { source })?;
         Ok(Client { http, registry: registry.to_string(), base, auth, retries: opts.retries, opts: opts.clone() })
     }
 
     /// `base/v2/<path>`.
     pub fn url(&self, path: &str) -> Result<Url> {
-        self.base.join(&format!("v2/{path}")).with_context(|| format!("invalid registry path {path:?}"))
+        self.base.join(&format!("v2/{path}")).map_err(|source| Error::Path { path: path.to_string(), source })
     }
 
     /// A URL the registry handed back (an upload `Location`), resolved against the
     /// API base.
     pub fn resolve(&self, location: &str) -> Result<Url> {
-        self.base.join(location).with_context(|| format!("invalid Location {location:?} from {}", self.registry))
+        self.base.join(location).map_err(|source| Error::Location {
+            location: location.to_string(),
+            registry: self.registry.clone(),
+            source,
+        })
     }
 
     pub fn op(&self, repository: &str, action: &str) -> Op {
@@ -272,7 +200,7 @@ impl Client {
                 let tries = attempt + 1;
                 return match result {
                     Ok(r) => Ok(r),
-                    Err(e) => Err(e.context(op.error(None, format!("giving up after {tries} attempts")))),
+                    Err(e) => Err(op.caused(format!("giving up after {tries} attempts"), e).into()),
                 };
             }
             let delay = retry_after.unwrap_or_else(|| backoff(attempt));
@@ -280,7 +208,12 @@ impl Client {
                 Ok(r) => {
                     tracing::debug!("{} {}: HTTP {}, retrying in {delay:?}", request.method, r.url().path(), r.status())
                 }
-                Err(e) => tracing::debug!("{} {}: {e:#}, retrying in {delay:?}", request.method, request.url.path()),
+                Err(e) => tracing::debug!(
+                    "{} {}: {}, retrying in {delay:?}",
+                    request.method,
+                    request.url.path(),
+                    crate::error::chain(e)
+                ),
             }
             drop(result);
             tokio::time::sleep(delay).await;
@@ -309,10 +242,7 @@ impl Client {
                 builder = builder.header(reqwest::header::CONTENT_LENGTH, request.payload.len());
                 builder = builder.body(request.payload.body().await?);
             }
-            let response = builder
-                .send()
-                .await
-                .map_err(|e| anyhow::Error::new(e).context(op.error(None, format!("{method} {}", safe_url(&url)))))?;
+            let response = builder.send().await.map_err(|e| op.caused(format!("{method} {}", safe_url(&url)), e))?;
             let status = response.status();
             if request.follow_redirects && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
@@ -329,11 +259,6 @@ impl Client {
         }
         Err(op.error(None, format!("more than {MAX_REDIRECTS} redirects")).into())
     }
-}
-
-/// The URL without its query, which may carry upload state or signatures.
-pub fn safe_url(url: &Url) -> String {
-    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.path())
 }
 
 /// `docker.io` is served by `registry-1.docker.io`.
@@ -366,43 +291,19 @@ fn extra_ca_certs(certs_dir: &std::path::Path, registry: &str) -> Result<Vec<req
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        Err(source) => return Err(Error::Io { action: "reading", path: dir, source }),
     };
     let mut paths: Vec<PathBuf> =
         entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "crt")).collect();
     paths.sort();
     let mut out = Vec::new();
     for path in paths {
-        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("parsing CA certificates in {}", path.display()))?;
+        let pem = std::fs::read(&path).map_err(|source| Error::Io { action: "reading", path: path.clone(), source })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| Error::Certificates { path, source })?;
         out.extend(certs);
     }
     Ok(out)
-}
-
-fn is_retriable(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
-}
-
-fn is_retriable_error(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<reqwest::Error>()
-            .is_some_and(|e| e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
-            || c.downcast_ref::<std::io::Error>().is_some()
-    })
-}
-
-/// `Retry-After` in seconds (HTTP dates are rare from registries; they count as
-/// absent), capped so that a registry cannot stall a build for long.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(60)))
-}
-
-/// 250ms, 500ms, 1s, 2s... capped at 8s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(8))
 }
 
 #[cfg(test)]
@@ -423,25 +324,5 @@ mod tests {
     fn docker_hub_api_host() {
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");
         assert_eq!(api_host("ghcr.io"), "ghcr.io");
-    }
-
-    #[test]
-    fn error_bodies_are_summarised() {
-        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
-        assert_eq!(
-            describe_status(StatusCode::NOT_FOUND, body),
-            "HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown"
-        );
-        assert_eq!(describe_status(StatusCode::BAD_GATEWAY, b"oops\n"), "HTTP 502 Bad Gateway: oops");
-        assert_eq!(describe_status(StatusCode::NOT_FOUND, b""), "HTTP 404 Not Found");
-    }
-
-    #[test]
-    fn retry_after_and_backoff() {
-        let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        assert_eq!(backoff(0), Duration::from_millis(250));
-        assert_eq!(backoff(10), Duration::from_secs(8));
     }
 }

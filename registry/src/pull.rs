@@ -1,17 +1,22 @@
 //! Pull: manifest (by tag or digest, index → platform), then config and layers
-//! streamed into the store in parallel, each verified against its digest and resumed
-//! with `Range` after a dropped connection. Manifests are stored byte-exact.
+//! streamed into the caller's [`Content`] in parallel, each verified against its
+//! digest and resumed with `Range` after a dropped connection. Manifests are stored
+//! byte-exact.
 
-use super::auth::Scope;
-use super::client::{Client, Op, Request};
-use super::{RegistryOptions, runtime, sources};
-use anyhow::{Context as _, Result, anyhow, bail};
+use crate::auth::Scope;
+use crate::client::{Client, Request};
+use crate::content::Content;
+use crate::error::{Error, Result, chain};
+use crate::op::Op;
+use crate::retry::backoff;
+use crate::{RegistryOptions, runtime};
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use image_spec::{Descriptor, Digest, Image, Index, Manifest, Reference};
-use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type};
+use image_spec::{
+    Descriptor, Digest, Index, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, Manifest, Platform, Reference,
+    is_index_type, is_manifest_type,
+};
 use reqwest::{Method, StatusCode};
 use std::io::{self, Read};
-use store::Store;
 
 /// Manifests and indexes larger than this are refused (the spec suggests 4 MiB).
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
@@ -21,40 +26,25 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-/// Pulls `reference` for `platform` into the store, points the reference's name at
-/// the manifest and returns the image.
+/// Pulls `reference` for `platform` into `content`: the config and layers, then the
+/// manifest (and the index it was chosen from). Returns the manifest's digest.
 pub fn pull(
-    store: &Store,
+    content: &dyn Content,
     reference: &Reference,
-    platform: &image_spec::Platform,
+    platform: &Platform,
     opts: &RegistryOptions,
     progress: &dyn Fn(&str),
-) -> Result<Image> {
-    let name = reference.to_string();
-    // A digest names content: when the store has that image, the network has
-    // nothing to add (an index or an incomplete image falls through to it).
-    if let Some(digest) = &reference.digest
-        && store.has_blob(digest)
-        && let Ok(image) = store.image_from_manifest(digest)
-    {
-        progress(&format!("{reference}: already in the store"));
-        store.set_ref(&name, digest).with_context(|| format!("tagging {name}"))?;
-        return Ok(image);
-    }
+) -> Result<Digest> {
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
-    let manifest_digest = std::thread::scope(|threads| {
-        runtime.block_on(pull_async(&client, store, reference, platform, progress, threads))
-    })?;
-    store.set_ref(&name, &manifest_digest).with_context(|| format!("tagging {name}"))?;
-    store.image_from_manifest(&manifest_digest).with_context(|| format!("reading the pulled image {name}"))
+    std::thread::scope(|threads| runtime.block_on(pull_async(&client, content, reference, platform, progress, threads)))
 }
 
 async fn pull_async<'scope>(
     client: &Client,
-    store: &'scope Store,
+    content: &'scope dyn Content,
     reference: &Reference,
-    platform: &image_spec::Platform,
+    platform: &Platform,
     progress: &dyn Fn(&str),
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<Digest> {
@@ -84,11 +74,8 @@ async fn pull_async<'scope>(
         index_bytes = Some(fetched);
         fetched = fetch_manifest(client, repository, digest.as_str(), Some(&digest), &scopes).await?;
         if !is_manifest_type(&fetched.media_type) {
-            bail!(
-                client
-                    .op(repository, "pulling")
-                    .error(None, format!("{digest} is a {}, not an image manifest", fetched.media_type))
-            );
+            let detail = format!("{digest} is a {}, not an image manifest", fetched.media_type);
+            return Err(client.op(repository, "pulling").error(None, detail).into());
         }
     }
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
@@ -98,20 +85,26 @@ async fn pull_async<'scope>(
     blobs.extend(manifest.layers.iter());
     let concurrency = client.opts.concurrency.max(1);
     futures_util::stream::iter(
-        blobs.iter().map(|d| download_blob(client, store, repository, d, &scopes, progress, threads)),
+        blobs.iter().map(|d| download_blob(client, content, repository, d, &scopes, progress, threads)),
     )
     .buffer_unordered(concurrency)
     .try_collect::<Vec<()>>()
     .await?;
 
     let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
-    if let Err(e) = sources::record(store, &digests, &client.registry, repository) {
-        tracing::warn!("remembering blob sources: {e:#}");
-    }
+    content.add_blob_sources(&digests, &format!("{}/{repository}", client.registry));
     if let Some(index) = index_bytes {
-        store.write_blob(&mut index.bytes.as_slice(), Some(&index.digest)).context("storing the index")?;
+        content.write_blob(&mut index.bytes.as_slice(), &index.digest).map_err(|source| Error::Content {
+            action: "storing index",
+            digest: index.digest.clone(),
+            source,
+        })?;
     }
-    store.write_blob(&mut fetched.bytes.as_slice(), Some(&fetched.digest)).context("storing the manifest")?;
+    content.write_blob(&mut fetched.bytes.as_slice(), &fetched.digest).map_err(|source| Error::Content {
+        action: "storing manifest",
+        digest: fetched.digest.clone(),
+        source,
+    })?;
     progress(&format!("pulled {reference}: {}", fetched.digest));
     Ok(fetched.digest)
 }
@@ -140,7 +133,7 @@ pub async fn fetch_manifest(
         return Err(op.status_error(response).await.into());
     }
     if response.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
-        bail!(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")));
+        return Err(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")).into());
     }
     let content_type = response
         .headers()
@@ -148,25 +141,23 @@ pub async fn fetch_manifest(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
     let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(String::from);
-    let bytes =
-        response.bytes().await.map_err(|e| anyhow::Error::new(e).context(op.error(None, "reading the body")))?.to_vec();
+    let bytes = response.bytes().await.map_err(|e| op.caused("reading the body", e))?.to_vec();
     if bytes.len() > MAX_MANIFEST {
-        bail!(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")));
+        return Err(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")).into());
     }
     let digest = Digest::of(&bytes);
     if let Some(expected) = expected
         && *expected != digest
     {
-        bail!(op.error(
-            None,
-            format!("digest mismatch: expected {expected}, the registry sent content hashing to {digest}")
-        ));
+        let detail = format!("digest mismatch: expected {expected}, the registry sent content hashing to {digest}");
+        return Err(op.error(None, detail).into());
     }
     if let Some(header) = header_digest
         && header.starts_with("sha256:")
         && header != digest.as_str()
     {
-        bail!(op.error(None, format!("digest mismatch: the registry says {header}, the content hashes to {digest}")));
+        let detail = format!("digest mismatch: the registry says {header}, the content hashes to {digest}");
+        return Err(op.error(None, detail).into());
     }
     let media_type = media_type_of(content_type.as_deref(), &bytes).map_err(|e| op.error(None, e))?;
     Ok(Fetched { bytes, media_type, digest })
@@ -208,7 +199,7 @@ pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String,
 /// The index entry for `want`: same OS and architecture; among those the exact
 /// variant, else one without a variant, else the first. `arm64` treats `v8` as no
 /// variant.
-pub fn select_platform<'i>(index: &'i Index, want: &image_spec::Platform) -> Option<&'i Descriptor> {
+pub fn select_platform<'i>(index: &'i Index, want: &Platform) -> Option<&'i Descriptor> {
     let normalize = |arch: &str, variant: Option<&str>| -> Option<String> {
         match (arch, variant) {
             ("arm64", Some("v8")) => None,
@@ -234,12 +225,12 @@ pub fn select_platform<'i>(index: &'i Index, want: &image_spec::Platform) -> Opt
     candidates.iter().find(|(_, pv)| pv.is_none()).or(candidates.first()).map(|(d, _)| *d)
 }
 
-/// Downloads one blob into the store unless it is there. A writer thread streams it
-/// into [`Store::write_blob`] (which verifies the digest); dropped connections
+/// Downloads one blob into `content` unless it is there. A writer thread streams it
+/// into [`Content::write_blob`] (which verifies the digest); dropped connections
 /// resume with `Range`.
 pub async fn download_blob<'scope>(
     client: &Client,
-    store: &'scope Store,
+    content: &'scope dyn Content,
     repository: &str,
     descriptor: &Descriptor,
     scopes: &[Scope],
@@ -247,7 +238,7 @@ pub async fn download_blob<'scope>(
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<()> {
     let digest = descriptor.digest.clone();
-    if store.has_blob(&digest) {
+    if content.has_blob(&digest) {
         progress(&format!("{}: already exists", digest.short()));
         return Ok(());
     }
@@ -257,19 +248,20 @@ pub async fn download_blob<'scope>(
     let expected = digest.clone();
     threads.spawn(move || {
         let mut reader = ChannelReader { receiver, chunk: bytes::Bytes::new() };
-        let _ = done_sender.send(store.write_blob(&mut reader, Some(&expected)));
+        let _ = done_sender.send(content.write_blob(&mut reader, &expected));
     });
     let op = client.op(repository, &format!("downloading blob {digest} of"));
     let fetched = fetch_blob(client, &op, repository, descriptor, scopes, &sender, progress).await;
     if let Err(e) = &fetched {
-        let _ = sender.send(Err(io::Error::other(format!("{e:#}")))).await;
+        let _ = sender.send(Err(io::Error::other(chain(e)))).await;
     }
     drop(sender);
-    let written = done.await.map_err(|_| anyhow!("the blob writer for {digest} stopped"))?;
+    let written = done.await.map_err(|_| Error::WriterStopped { digest: digest.clone() })?;
     fetched?;
-    let (_, size) = written.map_err(|e| anyhow::Error::new(e).context(op.error(None, "storing")))?;
+    let size = written.map_err(|e| op.caused("storing", e))?;
     if size != descriptor.size {
-        bail!(op.error(None, format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size)));
+        let detail = format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size);
+        return Err(op.error(None, detail).into());
     }
     progress(&format!("{}: done", digest.short()));
     Ok(())
@@ -306,10 +298,8 @@ async fn fetch_blob(
                     .and_then(|v| v.split('-').next())
                     .and_then(|v| v.parse::<u64>().ok());
                 if start != Some(received) {
-                    bail!(op.error(
-                        Some(StatusCode::PARTIAL_CONTENT),
-                        format!("asked for bytes from {received}, got {start:?}")
-                    ));
+                    let detail = format!("asked for bytes from {received}, got {start:?}");
+                    return Err(op.error(Some(StatusCode::PARTIAL_CONTENT), detail).into());
                 }
                 0
             }
@@ -321,7 +311,7 @@ async fn fetch_blob(
             let mut chunk = match chunk {
                 Ok(c) => c,
                 Err(e) => {
-                    failure = Some(anyhow::Error::new(e));
+                    failure = Some(e);
                     break;
                 }
             };
@@ -335,7 +325,8 @@ async fn fetch_blob(
             }
             received += chunk.len() as u64;
             if received > size {
-                bail!(op.error(None, format!("the registry sent more than the {size} bytes the manifest lists")));
+                let detail = format!("the registry sent more than the {size} bytes the manifest lists");
+                return Err(op.error(None, detail).into());
             }
             if sender.send(Ok(chunk)).await.is_err() {
                 // The writer stopped (its error is reported by the caller).
@@ -347,15 +338,16 @@ async fn fetch_blob(
         }
         interruptions += 1;
         let reason = match failure {
-            Some(e) => format!("{e:#}"),
+            Some(e) => chain(&e),
             None => format!("the body ended after {received} of {size} bytes"),
         };
         if interruptions > client.opts.retries {
-            bail!(op.error(None, format!("giving up after {interruptions} interrupted transfers: {reason}")));
+            let detail = format!("giving up after {interruptions} interrupted transfers: {reason}");
+            return Err(op.error(None, detail).into());
         }
         progress(&format!("{}: interrupted at {received}/{size} bytes, resuming", descriptor.digest.short()));
         tracing::debug!("blob {} interrupted: {reason}", descriptor.digest);
-        tokio::time::sleep(super::client::backoff(interruptions - 1)).await;
+        tokio::time::sleep(backoff(interruptions - 1)).await;
     }
 }
 
