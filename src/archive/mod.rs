@@ -8,7 +8,7 @@ mod save;
 
 pub use load::load;
 pub use save::{
-    ArchiveFormat, ArchiveImage, TarArchive, add_layer_to_dir, save, user_file_mode, write_archive,
+    ArchiveFormat, ArchiveImage, TarArchive, add_layer_to_dir, output_temp, save, user_file_mode, write_archive,
     write_file_atomically, write_layout_dir,
 };
 

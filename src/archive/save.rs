@@ -14,6 +14,7 @@ use std::io::{BufWriter, Read, Seek as _, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use store::Store;
+use tempfile::NamedTempFile;
 
 /// What an archive holds besides the blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,7 +55,7 @@ pub fn save(store: &Store, images: &[(String, Image)], out: &Path, format: Archi
         let names = saved_name(store, name, image)?.into_iter().collect();
         entries.push(ArchiveImage { image: image.clone(), names });
     }
-    write_file_atomically(out, |writer| write_archive(store, &entries, format, writer).map(|_| ()))
+    write_file_atomically(store, out, |writer| write_archive(store, &entries, format, writer).map(|_| ()))
 }
 
 /// Creates `out` through a temp file beside it, renamed into place once `write` is
@@ -63,19 +64,31 @@ pub fn save(store: &Store, images: &[(String, Image)], out: &Path, format: Archi
 /// durability against power loss is the store's concern (its blobs are synced), not
 /// that of a file handed to the user, and syncing would write every byte to disk
 /// while the caller waits.
-pub fn write_file_atomically(out: &Path, write: impl FnOnce(&mut OutputFile) -> Result<()>) -> Result<()> {
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new()
-        .prefix(".builder-save-")
-        .permissions(user_file_mode())
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+pub fn write_file_atomically(
+    store: &Store,
+    out: &Path,
+    write: impl FnOnce(&mut OutputFile) -> Result<()>,
+) -> Result<()> {
+    let (temp, _record) = output_temp(store, out, ".builder-save-")?;
     let file = temp.as_file().try_clone().context("opening the temp file")?;
     let mut output = OutputFile(BufWriter::with_capacity(1 << 20, file));
     write(&mut output)?;
     output.0.into_inner().map_err(|e| e.into_error())?;
     temp.persist(out).with_context(|| format!("renaming into {}", out.display()))?;
     Ok(())
+}
+
+/// A temp file beside `out` named `<prefix>XXXXXX`, locked while this process writes
+/// it and recorded in the store, so that the next output to that directory, or any
+/// command on the store, removes it if this process is killed. Stale temp files of
+/// earlier writers beside `out` go first.
+pub fn output_temp(store: &Store, out: &Path, prefix: &str) -> Result<(NamedTempFile, store::OutputRecord)> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    store::remove_stale_outputs(dir);
+    let temp = store::create_locked_temp(dir, prefix, 0o666)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let record = store.record_output_temp(temp.path())?;
+    Ok((temp, record))
 }
 
 /// The mode of a file made for the user (an output, a save): 0666 less the umask, as
@@ -211,7 +224,7 @@ impl<W: ArchiveWrite> TarArchive<W> {
 /// already there are kept; `index.json` is replaced last.
 pub fn write_layout_dir(store: &Store, images: &[ArchiveImage], format: ArchiveFormat, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut sink = DirSink(dir.to_path_buf());
+    let mut sink = DirSink(store, dir.to_path_buf());
     sink.dir("blobs/")?;
     sink.dir("blobs/sha256/")?;
     write_layout(store, images, format, &mut sink)
@@ -323,17 +336,17 @@ impl<W: ArchiveWrite> Sink for TarSink<W> {
     }
 }
 
-struct DirSink(PathBuf);
+struct DirSink<'a>(&'a Store, PathBuf);
 
-impl DirSink {
+impl DirSink<'_> {
     fn put(&self, name: &str, write: impl FnOnce(&mut OutputFile) -> Result<()>) -> Result<()> {
-        write_file_atomically(&self.0.join(name), write)
+        write_file_atomically(self.0, &self.1.join(name), write)
     }
 }
 
-impl Sink for DirSink {
+impl Sink for DirSink<'_> {
     fn dir(&mut self, name: &str) -> Result<()> {
-        let path = self.0.join(name);
+        let path = self.1.join(name);
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))
     }
 
@@ -344,7 +357,7 @@ impl Sink for DirSink {
     fn blob(&mut self, store: &Store, digest: &Digest) -> Result<()> {
         let name = blob_name(digest);
         let size = store.blob_size(digest)?;
-        if std::fs::metadata(self.0.join(&name)).is_ok_and(|m| m.len() == size) {
+        if std::fs::metadata(self.1.join(&name)).is_ok_and(|m| m.len() == size) {
             return Ok(());
         }
         self.put(&name, |w| {

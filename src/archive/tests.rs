@@ -121,7 +121,7 @@ fn save_then_load_round_trips() {
 /// asked; returns the tarball's bytes and the image.
 fn archive_with(store: &Store, image: &Image, compression: (Compression, Option<i32>), out: &Path) -> (Vec<u8>, Image) {
     let mut written = None;
-    write_file_atomically(out, |w| {
+    write_file_atomically(store, out, |w| {
         let mut archive = TarArchive::new(w)?;
         let layers: Vec<_> =
             image.layers.iter().map(|l| archive.add_layer(store, l, Some(compression))).collect::<Result<_>>()?;

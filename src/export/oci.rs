@@ -39,7 +39,7 @@ pub fn export_archive(store: &Store, spec: &OutputSpec, result: &BuildResult, fo
         }
         Dest::Path(file) => {
             let mut prepared = None;
-            crate::archive::write_file_atomically(file, |out| {
+            crate::archive::write_file_atomically(store, file, |out| {
                 let mut archive = TarArchive::new(out)?;
                 let add = &mut |layer: &_, compression| archive.add_layer(store, layer, compression);
                 let image = prepare_with(store, spec, result, add)?;

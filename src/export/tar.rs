@@ -14,12 +14,7 @@ pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<
             write_flattened(store, result, out)?.flush().context("writing to stdout")?;
         }
         Dest::Path(file) => {
-            let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-            let temp = tempfile::Builder::new()
-                .prefix(".builder-tar-")
-                .permissions(crate::archive::user_file_mode())
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+            let (temp, _record) = crate::archive::output_temp(store, file, ".builder-tar-")?;
             let (file_handle, temp_path) = temp.into_parts();
             // Written back as it grows, so that the fsync before the rename is short.
             let out = BufWriter::with_capacity(1 << 20, WritebackFile::new(file_handle));

@@ -2,7 +2,7 @@
 //! into `blobs/sha256/<hex>`.
 
 use crate::error::{Error, Result, io_at};
-use crate::{HashWriter, Store, WritebackFile, sync_dir, temp_prefix};
+use crate::{HashWriter, Store, WritebackFile, sync_dir};
 use image_spec::Digest;
 use sha2::Digest as _;
 use std::fs::File;
@@ -83,7 +83,7 @@ impl Store {
     /// A writer for a new blob (see [`BlobWriter`]).
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let (file, temp) = tempfile::Builder::new()
-            .prefix(&temp_prefix("blob"))
+            .prefix(&self.temp_prefix("blob")?)
             .tempfile_in(self.tmp())
             .map_err(io_at("creating a temp file in", self.tmp()))?
             .keep()
@@ -182,7 +182,9 @@ mod tests {
     use crate::testing::test_store;
 
     fn tmp_is_empty(store: &Store) -> bool {
-        std::fs::read_dir(store.root().join("tmp")).unwrap().next().is_none()
+        std::fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .all(|e| e.unwrap().file_name().to_string_lossy().ends_with(".owner"))
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result, chain, io_at};
 use crate::holders::{Hold, HoldKind, Holder};
-use crate::{LayerUnpacker, LockMode, Store, remove_tree, temp_prefix};
+use crate::{LayerUnpacker, LockMode, Store, remove_tree};
 use image_spec::{Digest, LayerInfo, chain_ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -321,7 +321,8 @@ impl Gc<'_> {
             usage.cache_mounts.add(m.size);
         }
         usage.volumes = dirs_usage(&self.store.root.join("volumes"))?;
-        let (tmp, containers) = (dirs_usage(&self.store.tmp())?, dirs_usage(&self.store.root.join("containers"))?);
+        // `tmp/` holds partial blobs (files) as well as directories.
+        let (tmp, containers) = (entries_usage(&self.store.tmp())?, dirs_usage(&self.store.root.join("containers"))?);
         usage.temp = Usage { count: tmp.count + containers.count, size: tmp.size + containers.size };
         Ok(usage)
     }
@@ -329,6 +330,8 @@ impl Gc<'_> {
     /// `builder prune`: takes the store lock exclusively (waiting for running builds).
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
         let _lock = self.store.lock(LockMode::Exclusive)?;
+        // Temp entries of killed processes (and the output temp files they recorded).
+        self.store.clean_stale_temps();
         let inv = self.inventory(true)?;
         let now = SystemTime::now();
         let old_enough = |t: SystemTime| options.until.is_none_or(|u| now.duration_since(t).is_ok_and(|age| age >= u));
@@ -466,7 +469,7 @@ impl Store {
     /// whole under its name or gone.
     pub fn remove_dir_atomically(&self, path: &Path) -> Result<()> {
         let name = path.file_name().expect("has a name").to_string_lossy().into_owned();
-        let temp = self.tmp().join(format!("{}gc-{name}", temp_prefix("prune")));
+        let temp = self.tmp().join(format!("{}gc-{name}", self.temp_prefix("prune")?));
         std::fs::rename(path, &temp).map_err(io_at("removing", path))?;
         crate::sync_dir(path.parent().expect("has a parent"));
         remove_tree(&temp).map_err(io_at("removing", &temp))
@@ -582,6 +585,17 @@ fn dirs_usage(dir: &Path) -> Result<Usage> {
     Ok(usage)
 }
 
+/// Every entry in `dir` but owner files (empty), and their size.
+fn entries_usage(dir: &Path) -> Result<Usage> {
+    let mut usage = Usage::default();
+    for entry in read_dir_sorted(dir)? {
+        if !entry.file_name().to_string_lossy().ends_with(".owner") {
+            usage.add(tree_size(&entry.path()));
+        }
+    }
+    Ok(usage)
+}
+
 fn remove_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -672,6 +686,34 @@ mod tests {
         assert!(!store.has_blob(&by_cache.digest));
         assert!(store.has_blob(&by_ref.digest));
         assert!(store.gc(&holds).fsck(None).unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn du_counts_partial_blob_files_in_tmp() {
+        let (_d, store) = test_store();
+        let mut partial = store.blob_writer().unwrap();
+        std::io::Write::write_all(&mut partial, &vec![7; 1 << 20]).unwrap();
+        std::io::Write::flush(&mut partial).unwrap();
+        let dir = store.temp_dir("exec").unwrap();
+        std::fs::write(dir.path().join("f"), vec![1; 1 << 20]).unwrap();
+        let du = store.gc(&Holds::default()).disk_usage().unwrap();
+        assert_eq!(du.temp.count, 2, "a partial blob and a directory");
+        assert!(du.temp.size >= 2 << 20, "{}", du.temp.size);
+        drop(partial);
+    }
+
+    #[test]
+    fn prune_removes_temps_of_dead_owners_only() {
+        let (_d, store) = test_store();
+        let live = store.temp_dir("live").unwrap();
+        // An entry of a dead owner, whose owner file is free to lock.
+        std::fs::write(store.root().join("tmp/7.0badf00d.owner"), "").unwrap();
+        let dead = store.root().join("tmp/7.0badf00d-blob-x");
+        std::fs::write(&dead, "partial").unwrap();
+        store.gc(&Holds::default()).prune(&PruneOptions::default()).unwrap();
+        assert!(!dead.exists());
+        assert!(!store.root().join("tmp/7.0badf00d.owner").exists());
+        assert!(live.path().exists());
     }
 
     #[test]

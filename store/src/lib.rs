@@ -13,8 +13,9 @@
 //! Every write goes to a temp path on the same filesystem and is renamed into place,
 //! so nothing half-written is ever visible under its final name.
 //!
-//! Temp entries are named `<pid>-<prefix>-<random>`; [`Store::open`] removes those
-//! whose process is gone (a crashed or killed `builder`), never crossing a mount point.
+//! Temp entries are named `<token>-<prefix>-<random>`, the token that of an owner file
+//! its process keeps locked (`owner.rs`); [`Store::open`] and prune remove those whose
+//! owner is gone (a crashed or killed `builder`), never crossing a mount point.
 
 mod blobs;
 mod error;
@@ -23,6 +24,7 @@ mod hash;
 mod holders;
 mod images;
 mod lock;
+mod owner;
 mod refs;
 mod remote;
 mod snapshots;
@@ -37,6 +39,7 @@ pub use hash::{HashReader, HashWriter};
 pub use holders::{Hold, HoldKind, Holder};
 pub use images::{ImageFormat, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
+pub use owner::{OUTPUT_TEMP_PREFIXES, OutputRecord, create_locked_temp, remove_stale_outputs};
 pub use remote::BlobSource;
 pub use snapshots::LayerUnpacker;
 pub use writeback::WritebackFile;
@@ -103,6 +106,7 @@ impl Store {
             std::fs::create_dir_all(&path).map_err(io_at("creating", &path))?;
         }
         let store = Store { root: root.to_path_buf(), remote: Default::default() };
+        owner::open_store(&store.tmp());
         store.clean_stale_temps();
         Ok(store)
     }
@@ -118,32 +122,17 @@ impl Store {
     /// A fresh directory under `tmp/`, on the store's filesystem.
     pub fn temp_dir(&self, prefix: &str) -> Result<TempDir> {
         let dir = tempfile::Builder::new()
-            .prefix(&temp_prefix(prefix))
+            .prefix(&self.temp_prefix(prefix)?)
             .tempdir_in(self.tmp())
             .map_err(io_at("creating a temp dir in", self.tmp()))?;
         Ok(TempDir { path: Some(dir.keep()) })
     }
-
-    fn clean_stale_temps(&self) {
-        let Ok(entries) = std::fs::read_dir(self.tmp()) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
-                continue;
-            }
-            if let Err(e) = remove_tree(&entry.path()) {
-                tracing::warn!("removing stale {}: {e}", entry.path().display());
-            }
-        }
-    }
 }
 
-/// `<pid>-<prefix>-`: the pid tells [`Store::open`] whether the owner still runs.
-fn temp_prefix(prefix: &str) -> String {
-    format!("{}-{prefix}-", std::process::id())
+impl Drop for Store {
+    fn drop(&mut self) {
+        owner::close_store(&self.tmp());
+    }
 }
 
 /// Best-effort fsync of a directory, so that a rename in it survives a crash.

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, io_at};
 use crate::lock::{LockMode, lock_file};
-use crate::{Store, sync_dir, temp_prefix};
+use crate::{Store, sync_dir};
 use image_spec::{Digest, Reference};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -32,7 +32,7 @@ impl Store {
         let mut refs = self.read_refs()?;
         change(&mut refs)?;
         let mut temp = tempfile::Builder::new()
-            .prefix(&temp_prefix("refs"))
+            .prefix(&self.temp_prefix("refs")?)
             .tempfile_in(self.tmp())
             .map_err(io_at("creating a temp file in", self.tmp()))?;
         let mut bytes = serde_json::to_vec_pretty(&refs).expect("refs serialize");

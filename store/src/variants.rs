@@ -6,8 +6,8 @@
 //! Entries are written through a temp file and a rename; an entry whose blob is gone
 //! (pruned) is simply a miss.
 
+use crate::Store;
 use crate::error::{Result, io_at};
-use crate::{Store, temp_prefix};
 use image_spec::{Compression, Digest, LayerInfo};
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ impl Store {
         }
         std::fs::create_dir_all(self.variants_dir()).map_err(io_at("creating", self.variants_dir()))?;
         let mut temp = tempfile::Builder::new()
-            .prefix(&temp_prefix("variant"))
+            .prefix(&self.temp_prefix("variant")?)
             .tempfile_in(self.tmp())
             .map_err(io_at("creating a temp file in", self.tmp()))?;
         temp.write_all(&serde_json::to_vec(layer).expect("layers serialize")).map_err(io_at("writing", temp.path()))?;
