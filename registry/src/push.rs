@@ -2,6 +2,9 @@
 //! another repository of the same registry when known to be there, else uploaded
 //! (one PUT when small, PATCH chunks when large, resuming from the registry's
 //! `Range` after a 416 or a dropped connection). The manifest goes last, byte-exact.
+//! An upload session that is given up (a restart, a failure, a push that fails
+//! elsewhere) is cancelled with a `DELETE`, best effort, so that the registry does not
+//! keep its partial content until its own purge.
 
 use crate::auth::Scope;
 use crate::client::{Client, Payload, Request};
@@ -11,10 +14,13 @@ use crate::op::Op;
 use crate::pull::{human_size, media_type_of};
 use crate::retry::backoff;
 use crate::{RegistryOptions, runtime};
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use image_spec::{Descriptor, Digest, Manifest, Reference};
 use reqwest::{Method, Response, StatusCode, Url};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Pushes the image whose manifest is `manifest_digest` in `content` to `reference`
 /// and returns the manifest digest.
@@ -60,13 +66,52 @@ pub async fn push_blobs(
     blobs: &[&Descriptor],
     progress: &dyn Fn(&str),
 ) -> Result<Vec<Pushed>> {
-    let pushed = futures_util::stream::iter(blobs.iter().map(|d| push_blob(client, content, repository, d, progress)))
-        .buffer_unordered(client.opts.concurrency.max(1))
-        .try_collect::<Vec<Pushed>>()
-        .await?;
+    let sessions = Sessions::default();
+    // On a failure the other blobs stop at their next request rather than being
+    // dropped midway: a request dropped in flight may open (or write to) a session
+    // after it was cancelled.
+    let results = futures_util::stream::iter(
+        blobs.iter().map(|d| push_unless_aborted(client, content, repository, d, &sessions, progress)),
+    )
+    .buffer_unordered(client.opts.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    sessions.cancel_all(client, repository).await;
+    let mut pushed = Vec::new();
+    let mut failure = None;
+    for result in results {
+        match result {
+            Ok(p) => pushed.extend(p),
+            // The first failure, not those it caused.
+            Err((first, e)) if first || failure.is_none() => failure = Some(e),
+            Err(_) => {}
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
     content.add_blob_sources(&digests, &format!("{}/{repository}", client.registry));
     Ok(pushed)
+}
+
+/// [`push_blob`] unless the push has failed already (`None`); a failure comes with
+/// whether it was the push's first.
+async fn push_unless_aborted(
+    client: &Client,
+    content: &dyn Content,
+    repository: &str,
+    descriptor: &Descriptor,
+    sessions: &Sessions,
+    progress: &dyn Fn(&str),
+) -> Result<Option<Pushed>, (bool, Error)> {
+    if sessions.aborted() {
+        return Ok(None);
+    }
+    match push_blob(client, content, repository, descriptor, sessions, progress).await {
+        Ok(pushed) => Ok(Some(pushed)),
+        Err(e) => Err((sessions.abort(), e)),
+    }
 }
 
 /// PUTs a manifest or index byte-exact under a tag or digest; returns its digest.
@@ -119,6 +164,7 @@ pub async fn push_blob(
     content: &dyn Content,
     repository: &str,
     descriptor: &Descriptor,
+    sessions: &Sessions,
     progress: &dyn Fn(&str),
 ) -> Result<Pushed> {
     let digest = &descriptor.digest;
@@ -136,7 +182,7 @@ pub async fn push_blob(
     }
     let mut session = None;
     for source in mount_candidates(content, digest, &client.registry, repository).into_iter().take(3) {
-        match mount(client, repository, &source, digest).await? {
+        match mount(client, repository, &source, digest, sessions).await? {
             Mount::Mounted => {
                 progress(&format!("{}: mounted from {source}", digest.short()));
                 return Ok(Pushed::Mounted);
@@ -157,7 +203,7 @@ pub async fn push_blob(
         return Err(Error::BlobSize { digest: digest.clone(), found: size, expected: descriptor.size });
     }
     progress(&format!("{}: uploading {}", digest.short(), human_size(size)));
-    upload(client, repository, digest, &path, size, session, progress).await?;
+    upload(client, repository, digest, &path, size, session, sessions, progress).await?;
     progress(&format!("{}: pushed", digest.short()));
     Ok(Pushed::Uploaded)
 }
@@ -176,8 +222,87 @@ fn mount_candidates(content: &dyn Content, digest: &Digest, registry: &str, repo
 
 /// An upload session: where to send the bytes, and the registry's minimum chunk.
 struct Session {
+    /// Its entry in [`Sessions`].
+    id: u64,
     location: Url,
     min_chunk: u64,
+}
+
+/// The upload sessions of a push that are open in the registry, at their latest
+/// `Location` (a registry may carry the session's state in it), so that those given
+/// up can be cancelled.
+#[derive(Default)]
+pub struct Sessions {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Url>>,
+    /// A blob failed: the push fails, the others stop at their next request.
+    aborted: AtomicBool,
+}
+
+impl Sessions {
+    /// Marks the push failed; whether this was the first failure.
+    fn abort(&self) -> bool {
+        !self.aborted.swap(true, Ordering::SeqCst)
+    }
+
+    fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// An error when the push has failed elsewhere (the caller reports that failure).
+    fn check(&self, op: &Op) -> Result<()> {
+        if self.aborted() {
+            return Err(op.error(None, "stopped: another blob failed").into());
+        }
+        Ok(())
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Url>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn opened(&self, location: &Url) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open().insert(id, location.clone());
+        id
+    }
+
+    fn moved(&self, id: u64, location: &Url) {
+        if let Some(at) = self.open().get_mut(&id) {
+            *at = location.clone();
+        }
+    }
+
+    /// The session is complete: the registry closed it.
+    fn closed(&self, id: u64) {
+        self.open().remove(&id);
+    }
+
+    /// Cancels a session given up (`DELETE` on its location), best effort.
+    async fn cancel(&self, client: &Client, repository: &str, id: u64) {
+        let location = self.open().remove(&id);
+        if let Some(location) = location {
+            cancel_upload(client, repository, location).await;
+        }
+    }
+
+    async fn cancel_all(&self, client: &Client, repository: &str) {
+        let open: Vec<Url> = self.open().drain().map(|(_, url)| url).collect();
+        futures_util::future::join_all(open.into_iter().map(|url| cancel_upload(client, repository, url))).await;
+    }
+}
+
+/// `DELETE` on an upload session (the distribution spec's cancel), best effort: the
+/// push has already failed or moved on, and the registry purges old sessions anyway.
+async fn cancel_upload(client: &Client, repository: &str, location: Url) {
+    let scopes = [Scope::push(repository)];
+    let op = client.op(repository, "cancelling an upload to");
+    let request = Request::new(Method::DELETE, location, &scopes).no_retry();
+    match client.send(&op, &request).await {
+        Ok(response) if response.status().is_success() || response.status() == StatusCode::NOT_FOUND => {}
+        Ok(response) => tracing::debug!("{}", op.status_error(response).await),
+        Err(e) => tracing::debug!("{}", chain(&e)),
+    }
 }
 
 enum Mount {
@@ -188,7 +313,7 @@ enum Mount {
 }
 
 /// `POST /blobs/uploads/?mount=D&from=SOURCE`, with pull scope on the source.
-async fn mount(client: &Client, repository: &str, source: &str, digest: &Digest) -> Result<Mount> {
+async fn mount(client: &Client, repository: &str, source: &str, digest: &Digest, sessions: &Sessions) -> Result<Mount> {
     let scopes = [Scope::push(repository), Scope::pull(source)];
     let op = client.op(repository, &format!("mounting blob {digest} from {source} into"));
     let mut url = client.url(&format!("{repository}/blobs/uploads/"))?;
@@ -202,7 +327,7 @@ async fn mount(client: &Client, repository: &str, source: &str, digest: &Digest)
     };
     match response.status() {
         StatusCode::CREATED => Ok(Mount::Mounted),
-        StatusCode::ACCEPTED => Ok(Mount::Upload(session_of(client, &op, &response)?)),
+        StatusCode::ACCEPTED => Ok(Mount::Upload(session_of(client, &op, &response, sessions)?)),
         status => {
             tracing::debug!("mount refused: HTTP {status}");
             Ok(Mount::Refused)
@@ -210,7 +335,7 @@ async fn mount(client: &Client, repository: &str, source: &str, digest: &Digest)
     }
 }
 
-fn session_of(client: &Client, op: &Op, response: &Response) -> Result<Session> {
+fn session_of(client: &Client, op: &Op, response: &Response, sessions: &Sessions) -> Result<Session> {
     let location = location_of(client, op, response)?;
     let min_chunk = response
         .headers()
@@ -218,7 +343,7 @@ fn session_of(client: &Client, op: &Op, response: &Response) -> Result<Session> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    Ok(Session { location, min_chunk })
+    Ok(Session { id: sessions.opened(&location), location, min_chunk })
 }
 
 fn location_of(client: &Client, op: &Op, response: &Response) -> Result<Url> {
@@ -230,7 +355,7 @@ fn location_of(client: &Client, op: &Op, response: &Response) -> Result<Url> {
     client.resolve(location)
 }
 
-async fn start_upload(client: &Client, repository: &str, digest: &Digest) -> Result<Session> {
+async fn start_upload(client: &Client, repository: &str, digest: &Digest, sessions: &Sessions) -> Result<Session> {
     let scopes = [Scope::push(repository)];
     let op = client.op(repository, &format!("starting the upload of {digest} to"));
     let url = client.url(&format!("{repository}/blobs/uploads/"))?;
@@ -238,7 +363,7 @@ async fn start_upload(client: &Client, repository: &str, digest: &Digest) -> Res
     if response.status() != StatusCode::ACCEPTED {
         return Err(op.status_error(response).await.into());
     }
-    session_of(client, &op, &response)
+    session_of(client, &op, &response, sessions)
 }
 
 /// What ended an attempt at an upload session.
@@ -248,6 +373,7 @@ enum Attempt {
     Restart(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn upload(
     client: &Client,
     repository: &str,
@@ -255,23 +381,39 @@ async fn upload(
     path: &Path,
     size: u64,
     mut session: Option<Session>,
+    sessions: &Sessions,
     progress: &dyn Fn(&str),
 ) -> Result<()> {
     let op = client.op(repository, &format!("uploading blob {digest} to"));
     let mut restarts = 0;
     loop {
+        if let Err(e) = sessions.check(&op) {
+            if let Some(s) = session {
+                sessions.cancel(client, repository, s.id).await;
+            }
+            return Err(e);
+        }
         let current = match session.take() {
             Some(s) => s,
-            None => start_upload(client, repository, digest).await?,
+            None => start_upload(client, repository, digest, sessions).await?,
         };
+        let id = current.id;
         let attempt = if size <= client.opts.chunk_size {
-            upload_whole(client, &op, repository, digest, path, size, current).await?
+            upload_whole(client, &op, repository, digest, path, size, current).await
         } else {
-            upload_chunked(client, &op, repository, digest, path, size, current, progress).await?
+            upload_chunked(client, &op, repository, digest, path, size, current, sessions, progress).await
         };
         match attempt {
-            Attempt::Done => return Ok(()),
-            Attempt::Restart(reason) => {
+            Ok(Attempt::Done) => {
+                sessions.closed(id);
+                return Ok(());
+            }
+            Err(e) => {
+                sessions.cancel(client, repository, id).await;
+                return Err(e);
+            }
+            Ok(Attempt::Restart(reason)) => {
+                sessions.cancel(client, repository, id).await;
                 restarts += 1;
                 if restarts > client.opts.retries {
                     return Err(op.error(None, format!("giving up after {restarts} attempts: {reason}")).into());
@@ -339,6 +481,7 @@ async fn upload_chunked(
     path: &Path,
     size: u64,
     session: Session,
+    sessions: &Sessions,
     progress: &dyn Fn(&str),
 ) -> Result<Attempt> {
     let scopes = [Scope::push(repository)];
@@ -347,6 +490,7 @@ async fn upload_chunked(
     let mut offset = 0u64;
     let mut failures = 0u32;
     while offset < size {
+        sessions.check(op)?;
         let end = (offset + chunk).min(size);
         let request = Request::new(Method::PATCH, location.clone(), &scopes)
             .header("content-type", "application/octet-stream")?
@@ -356,6 +500,7 @@ async fn upload_chunked(
         let problem = match client.send(op, &request).await {
             Ok(response) if response.status() == StatusCode::ACCEPTED => {
                 location = location_of(client, op, &response).unwrap_or(location);
+                sessions.moved(session.id, &location);
                 offset = range_end(&response).unwrap_or(end);
                 failures = 0;
                 continue;
@@ -383,6 +528,7 @@ async fn upload_chunked(
                 progress(&format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short()));
                 offset = at;
                 location = new_location.unwrap_or(location);
+                sessions.moved(session.id, &location);
             }
             None => return Ok(Attempt::Restart(problem)),
         }

@@ -226,10 +226,12 @@ fn bearer_tokens_through_the_challenge_flow() {
     let scopes: Vec<&String> = state.tokens.values().flatten().collect();
     assert!(scopes.iter().any(|s| *s == "repository:tokens/app:pull,push"), "{scopes:?}");
     assert!(scopes.iter().any(|s| *s == "repository:tokens/app:pull"), "{scopes:?}");
-    // Tokens are cached: far fewer token requests than registry requests.
+    // Tokens are cached: far fewer token requests than registry requests. (The
+    // refused anonymous push asks once per blob in flight: a failed push lets the
+    // requests in flight finish rather than dropping them, see `registry/src/push.rs`.)
     let token_requests = state.seen.iter().filter(|(_, p, _)| p.starts_with("/token")).count();
     let api_requests = state.seen.iter().filter(|(_, p, _)| p.starts_with("/v2/")).count();
-    assert!(token_requests <= 6 && api_requests > 10, "{token_requests} token requests for {api_requests}");
+    assert!(token_requests <= 9 && api_requests > 10, "{token_requests} token requests for {api_requests}");
 }
 
 #[test]
@@ -386,6 +388,36 @@ fn push_survives_503_and_dropped_uploads() {
     let (_d2, fresh) = temp_store();
     let pulled = pull(&fresh, &reference(&registry.host(), "faulty/push:1"), &host_platform(), &opts, &|_| {}).unwrap();
     assert_same_image(&pulled, &image);
+}
+
+/// The upload sessions the registry holds open for `repository`: its storage keeps
+/// each under `_uploads/<uuid>/` (`startedat`, `data`) until it completes, is
+/// cancelled or is purged. (docker-registry 2.8 rewrites a tiny `hashstates/` file
+/// after a cancel has removed the rest: that alone is not an open session.)
+fn open_upload_sessions(registry: &Registry, repository: &str) -> usize {
+    let dir = registry.dir.path().join("data/docker/registry/v2/repositories").join(repository).join("_uploads");
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().filter(|e| e.path().join("startedat").exists() || e.path().join("data").exists()).count()
+}
+
+/// Issue 14.6: a failed push left every upload session open in the registry (one
+/// push answered 500 left 24). Each session given up is now cancelled (`DELETE`).
+#[test]
+fn a_failed_push_cancels_its_upload_sessions() {
+    let Some(registry) = Registry::start("push_cancels_sessions", None) else { return };
+    let proxy = Proxy::start(registry.port);
+    let config = tempfile::tempdir().unwrap();
+    let opts = RegistryOptions { retries: 2, chunk_size: 64 * 1024, ..options(config.path()) };
+    let (_d, store) = temp_store();
+    // A small blob (one PUT) and a large one (PATCH chunks, then a closing PUT).
+    let image = two_layer_image(&store);
+    proxy.add_fault("PUT", "/blobs/uploads/", FaultKind::Unavailable, 1000);
+    let target = reference(&proxy.host(), "faulty/cancel:1");
+    let err = format!("{:#}", push(&store, &image, &target, &opts, &|_| {}).unwrap_err());
+    assert!(err.contains(&proxy.host()), "{err}");
+    let posts = proxy.seen().iter().filter(|(m, p, _)| m == "POST" && p.contains("/blobs/uploads/")).count();
+    assert!(posts >= 2, "sessions were opened: {:?}", proxy.seen());
+    assert_eq!(open_upload_sessions(&registry, "faulty/cancel"), 0, "upload sessions left open: {:?}", proxy.seen());
 }
 
 #[test]
