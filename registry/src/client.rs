@@ -132,8 +132,9 @@ impl Client {
             .map_err(|source| Error::Host { registry: registry.to_string(), source })?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
+            // Per read, so a stall is cut and a slow transfer that moves is not.
+            .connect_timeout(opts.stall_timeout.min(Duration::from_secs(30)))
+            .read_timeout(opts.stall_timeout)
             .user_agent(concat!("builder/", env!("CARGO_PKG_VERSION")));
         if scheme == "https" {
             let certs = extra_ca_certs(&opts.certs_dir, registry)?;

@@ -38,9 +38,17 @@ pub use push::push;
 pub use repo::{PushStats, Repository};
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The environment variable naming extra hosts that are spoken to over plain HTTP.
 pub const INSECURE_ENV: &str = "BUILDER_INSECURE_REGISTRIES";
+
+/// The environment variable bounding a stall: seconds without a byte from a registry
+/// (or to connect) before an attempt is given up and retried.
+pub const TIMEOUT_ENV: &str = "BUILDER_REGISTRY_TIMEOUT";
+
+/// The environment variable bounding the retries of a request.
+pub const RETRIES_ENV: &str = "BUILDER_REGISTRY_RETRIES";
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -53,8 +61,13 @@ pub struct RegistryOptions {
     pub docker_config: Option<PathBuf>,
     /// Extra CAs per host, Docker style: `DIR/HOST/*.crt`.
     pub certs_dir: PathBuf,
-    /// Retries of a request after a connection error, 5xx or 429.
+    /// Retries of a request after a connection error, a stall, 5xx or 429
+    /// (`BUILDER_REGISTRY_RETRIES`, 5 by default).
     pub retries: u32,
+    /// How long an attempt may go without a byte (or take to connect) before it is
+    /// given up: a slow transfer that moves is never cut (`BUILDER_REGISTRY_TIMEOUT`
+    /// in seconds, 60 by default).
+    pub stall_timeout: Duration,
     /// Blobs transferred at once.
     pub concurrency: usize,
     /// Blobs larger than this are uploaded in PATCH chunks of this size (or the
@@ -68,11 +81,34 @@ impl Default for RegistryOptions {
             insecure_hosts: Vec::new(),
             docker_config: None,
             certs_dir: PathBuf::from("/etc/docker/certs.d"),
-            retries: 5,
+            retries: from_env(RETRIES_ENV, |v| v.parse().ok()).unwrap_or(5),
+            stall_timeout: from_env(TIMEOUT_ENV, parse_seconds).unwrap_or(Duration::from_secs(60)),
             concurrency: 4,
             chunk_size: 16 * 1024 * 1024,
         }
     }
+}
+
+/// The value of `name` parsed, or `None` when unset; a value that does not parse is
+/// reported once and ignored.
+fn from_env<T>(name: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    let value = std::env::var(name).ok()?;
+    let parsed = parse(value.trim());
+    if parsed.is_none() {
+        static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        if !warned.iter().any(|w| w == name) {
+            warned.push(name.to_string());
+            eprintln!("warning: ignoring {name}={value:?}: not a number");
+        }
+    }
+    parsed
+}
+
+/// `30`, `2.5` or `30s`: seconds, more than zero.
+fn parse_seconds(value: &str) -> Option<Duration> {
+    let secs: f64 = value.strip_suffix('s').unwrap_or(value).parse().ok()?;
+    (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
 }
 
 impl RegistryOptions {
@@ -146,4 +182,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(|source| Error::Runtime { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_timeouts_parse_as_seconds() {
+        assert_eq!(parse_seconds("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_seconds("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_seconds("30s"), Some(Duration::from_secs(30)));
+        for bad in ["0", "-1", "abc", "", "inf"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
+        }
+    }
 }

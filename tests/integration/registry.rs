@@ -205,3 +205,32 @@ fn build_push_then_pull_by_digest() {
     let out = ok(&with_config(&again, config.path(), &["run", "--rm", &by_digest]), "run by digest");
     assert_eq!(out.trim(), "built-and-pushed");
 }
+
+/// Issue 14.7: a registry that accepts connections and never answers cost 120 s per
+/// attempt (727.8 s before a pull failed). `BUILDER_REGISTRY_TIMEOUT` bounds each
+/// stall, `BUILDER_REGISTRY_RETRIES` the attempts, and the error names the host.
+#[test]
+fn a_stalled_registry_fails_within_the_configured_timeout() {
+    let Some(env) = env("stalled_registry") else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    // Accepts, then holds every connection open without a byte.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd(&["pull", &format!("{host}/stalled/app:1")])
+        .env("BUILDER_REGISTRY_TIMEOUT", "2")
+        .env("BUILDER_REGISTRY_RETRIES", "2")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a stalled pull succeeded: {stderr}");
+    assert!(took < std::time::Duration::from_secs(30), "a stalled pull took {took:?} with a 2 s timeout: {stderr}");
+    assert!(stderr.contains(&host), "the error does not name {host}: {stderr}");
+}
