@@ -420,21 +420,31 @@ impl ExitStatus {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a sandbox could not be set up or run.
+///
+/// `Sys` names the step and the OS error in one message (`create mountpoint /f/x: Not a
+/// directory (os error 20)`), so the error has no `source`: an error chain printed
+/// whole (`{:#}`) would show the OS error twice.
+#[derive(Debug)]
 pub enum Error {
-    #[error("{what}: {source}")]
-    Sys {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("unable to find user {0}: no matching entries in passwd file")]
+    Sys { what: String, source: std::io::Error },
     UnknownUser(String),
-    #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
-    #[error("cancelled")]
     Cancelled,
 }
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sys { what, source } => write!(f, "{what}: {source}"),
+            Error::UnknownUser(user) => write!(f, "unable to find user {user}: no matching entries in passwd file"),
+            Error::UnknownGroup(group) => write!(f, "unable to find group {group}: no matching entries in group file"),
+            Error::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// Runs `spec` to completion (or until `cancel` is set) and returns its exit status.
 ///

@@ -42,7 +42,7 @@ pub struct ExecContext<'a> {
 
 impl ExecContext<'_> {
     pub fn log(&self, stream: Stream, data: &[u8]) {
-        self.progress.event(Event::Log { vertex: self.vertex, stream, data: data.to_vec() })
+        self.progress.event(Event::Log { vertex: self.vertex.into(), stream, data: data.to_vec() })
     }
 }
 
@@ -259,7 +259,7 @@ impl<'a, W: Worker> Solver<'a, W> {
                 }
                 let source = self.cache.hit_source(&keyed.key);
                 let name = vertex.name.clone();
-                self.progress.event(Event::Cached { vertex: id, name, source: source.clone() });
+                self.progress.event(Event::Cached { vertex: id.into(), name, source: source.clone() });
                 return Ok((output, Outcome::Cached { source }));
             }
             gone = true;
@@ -277,7 +277,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         if cacheable {
             let reasons = self.explain_miss(vertex, &record, gone);
             if !reasons.is_empty() {
-                self.progress.event(Event::Explain { vertex: id, reasons });
+                self.progress.event(Event::Explain { vertex: id.into(), reasons });
             }
         }
 
@@ -286,7 +286,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         if cacheable {
             self.cache.put(&CacheRecord { result: self.worker.encode_result(&output), ..record })?;
         }
-        self.progress.event(Event::Done { vertex: id, duration: start.elapsed() });
+        self.progress.event(Event::Done { vertex: id.into(), duration: start.elapsed() });
         Ok((output, Outcome::Ran))
     }
 

@@ -14,6 +14,7 @@
 
 mod plain;
 mod rawjson;
+mod status;
 mod steps;
 mod tty;
 
