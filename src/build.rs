@@ -4,131 +4,185 @@ use crate::cli::BuildArgs;
 use crate::image::{ImageConfig, LayerInfo, Reference, RootFs};
 use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, Output};
+use crate::progress::Task;
 use crate::registry::RegistryOptions;
 use crate::store::Store;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::image::History;
 use frontend::{BaseImage, BuildOptions, Platform};
-use solver::{SolveOptions, Solver};
+use solver::{ProgressSink, SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
-    if args.context.as_os_str() == "-" {
-        bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
+    let request = Request::new(&args)?;
+    if let Some(print) = args.print.as_deref() {
+        return print_graph(store, &request, print);
     }
-    let context_dir = args
-        .context
-        .canonicalize()
-        .map_err(|e| usage_error(anyhow!("build context {}: {e}", args.context.display())))?;
-    if !context_dir.is_dir() {
-        bail!(usage_error(anyhow!("build context {} is not a directory", context_dir.display())));
+    let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
+    // The display exists before anything is resolved or pulled: every line the build
+    // writes on stderr is one of its steps.
+    let progress = crate::progress::new(mode, args.explain);
+    let result = run(store, &args, &request, progress.sink());
+    progress.finish(result.is_ok());
+    if let Some(digest) = result? {
+        println!("{digest}");
     }
-    let dockerfile = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
-    let text = std::fs::read_to_string(&dockerfile)
-        .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile.display())))?;
-    let outputs = output_specs(&args)?;
-    let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
-    // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
-    if !build_args.contains_key("SOURCE_DATE_EPOCH")
-        && let Some(epoch) = crate::archive::source_date_epoch()?
-    {
-        build_args.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-    }
-    let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
-        Some(v) if !v.trim().is_empty() => Some(crate::archive::parse_epoch(v)?),
-        _ => None,
-    };
+    Ok(0)
+}
 
-    let mut options = BuildOptions {
-        dockerfile_name: dockerfile
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or("Dockerfile".into()),
-        target: args.target.clone(),
-        build_args,
-        platform: host_platform(),
-        build_platform: host_platform(),
-        dockerignore: read_dockerignore(&dockerfile, &context_dir)?,
-        no_cache: args.no_cache,
-        no_cache_filter: args.no_cache_filter.clone(),
-        labels: parse_pairs(&args.labels, "--label", false)?,
-        named_contexts: BTreeMap::new(),
-    };
-    let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
-    let images = ImageResolver::new(store, args.pull, host_platform(), RegistryOptions::default());
-    // `--print` works offline: an image not in the store is shown by its reference.
-    let resolver = FrontendResolver { images: &images, offline: args.print.is_some() };
-    let definition = frontend::compile(&text, &options, &resolver).map_err(usage_error)?;
-    match args.print.as_deref() {
-        None => {}
-        Some("graph") => {
-            print!("{}", frontend::print_graph(&definition));
-            return Ok(0);
+/// What the command line asks for, checked and read before the build starts (its
+/// mistakes are usage errors).
+struct Request {
+    context_dir: PathBuf,
+    dockerfile: String,
+    outputs: Vec<crate::export::OutputSpec>,
+    options: BuildOptions,
+    named_dirs: BTreeMap<String, PathBuf>,
+    epoch: Option<i64>,
+    cache_to: Vec<crate::cache::spec::CacheSpec>,
+    cache_from: Vec<crate::cache::spec::CacheSpec>,
+    entitlements: crate::sandbox::Entitlements,
+    rlimits: Vec<executor::Rlimit>,
+    secrets: std::collections::HashMap<String, Vec<u8>>,
+}
+
+impl Request {
+    fn new(args: &BuildArgs) -> Result<Request> {
+        if args.context.as_os_str() == "-" {
+            bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
         }
-        Some(other) => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
+        let context_dir = args
+            .context
+            .canonicalize()
+            .map_err(|e| usage_error(anyhow!("build context {}: {e}", args.context.display())))?;
+        if !context_dir.is_dir() {
+            bail!(usage_error(anyhow!("build context {} is not a directory", context_dir.display())));
+        }
+        let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
+        let dockerfile = std::fs::read_to_string(&dockerfile_path)
+            .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
+        let outputs = output_specs(args)?;
+        let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
+        // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
+        if !build_args.contains_key("SOURCE_DATE_EPOCH")
+            && let Some(epoch) = crate::archive::source_date_epoch()?
+        {
+            build_args.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+        }
+        let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
+            Some(v) if !v.trim().is_empty() => Some(crate::archive::parse_epoch(v)?),
+            _ => None,
+        };
+        let mut options = BuildOptions {
+            dockerfile_name: dockerfile_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or("Dockerfile".into()),
+            target: args.target.clone(),
+            build_args,
+            platform: host_platform(),
+            build_platform: host_platform(),
+            dockerignore: read_dockerignore(&dockerfile_path, &context_dir)?,
+            no_cache: args.no_cache,
+            no_cache_filter: args.no_cache_filter.clone(),
+            labels: parse_pairs(&args.labels, "--label", false)?,
+            named_contexts: BTreeMap::new(),
+        };
+        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
+        let entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
+        let mut rlimits = Vec::new();
+        for ulimit in &args.ulimits {
+            rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
+        }
+        Ok(Request {
+            context_dir,
+            dockerfile,
+            outputs,
+            options,
+            named_dirs,
+            epoch,
+            cache_to: crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?,
+            cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
+            entitlements,
+            rlimits,
+            secrets: read_secrets(&args.secrets)?,
+        })
     }
-    for warning in &definition.warnings {
-        eprintln!("WARNING: {warning}");
+}
+
+/// `--print graph`: the graph on stdout, resolved offline (an image not in the store
+/// is shown by its reference), nothing built.
+fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
+    let progress = solver::progress::NullProgress;
+    let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
+    let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
+    let definition = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(usage_error)?;
+    match print {
+        "graph" => print!("{}", frontend::print_graph(&definition)),
+        other => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
     }
+    Ok(0)
+}
+
+/// The build, each of its steps reported to `progress`: the definition, cache
+/// imports, the solve, the outputs and cache exports. Returns what stdout gets: the
+/// image's digest, unless an output streams there.
+fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn ProgressSink) -> Result<Option<String>> {
+    let registry_opts = RegistryOptions::default();
+    let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
+    let definition = load_definition(request, &images, progress)?;
+    let disk_cache =
+        crate::cache::export::open(store, &request.cache_from, &host_platform(), &registry_opts, progress)?;
 
     let mut worker = BuildWorker::new(store, &images);
-    worker.local_dirs.insert("context".into(), context_dir.clone());
-    worker.local_dirs.extend(named_dirs);
-    worker.entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
+    worker.local_dirs.insert("context".into(), request.context_dir.clone());
+    worker.local_dirs.extend(request.named_dirs.clone());
+    worker.entitlements = request.entitlements;
     worker.default_network = crate::sandbox::parse_build_network(&args.network, worker.entitlements)?;
-    for ulimit in &args.ulimits {
-        worker.step_resources.rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
-    }
-    worker.secrets = read_secrets(&args.secrets)?;
+    worker.step_resources.rlimits.extend(request.rlimits.iter().cloned());
+    worker.secrets = request.secrets.clone();
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.
-    let first_image = outputs.iter().find(|o| o.is_image());
+    let first_image = request.outputs.iter().find(|o| o.is_image());
     worker.layer_options = crate::layer::LayerOptions {
         compression: first_image.map_or(Default::default(), |o| o.compression),
         level: first_image.and_then(|o| o.level),
-        mtime_clamp: epoch,
+        mtime_clamp: request.epoch,
     };
-    let cache_to = crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?;
-    let cache_from = crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?;
-    let registry_opts = RegistryOptions::default();
-    let disk_cache = crate::cache::export::open(store, &cache_from, &host_platform(), &registry_opts)?;
     worker.mount_seeds = crate::cache::export::mount_seeds(store, &disk_cache);
     let cache = store.track_usage(&disk_cache);
-    let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
-    let progress = crate::progress::new(mode, args.explain);
 
     // The target, and every vertex that may add a layer (to mark empty history entries).
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     // Before anything runs: a step to be solved that needs what --allow did not grant.
     worker.entitlements.check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
-    let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
+    let solver = Solver::new(&worker, &cache, progress, SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {
         Ok(solved) => solved,
-        Err(e) => {
-            progress.finish(false);
-            return Err(interrupt.error().unwrap_or_else(|| anyhow!(e)));
-        }
+        Err(e) => return Err(interrupt.error().unwrap_or_else(|| anyhow!(e))),
     };
-    progress.finish(true);
     interrupt.finish()?;
 
     let layers = solved[0].layers()?.to_vec();
-    let mut config = image_config(&definition, &layers, &solved[1..], epoch)?;
-    config.inline_cache = crate::cache::export::inline_cache(&disk_cache, &report, &layers, &cache_to)?;
+    let mut config = image_config(&definition, &layers, &solved[1..], request.epoch)?;
+    config.inline_cache = crate::cache::export::inline_cache(&disk_cache, &report, &layers, &request.cache_to)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
         tags.push(crate::commands::normalize(tag)?);
     }
     let base_layers = base_layers.min(layers.len());
-    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch };
+    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch: request.epoch };
     let mut image = None;
-    for output in &outputs {
-        let written = crate::export::export(store, output, &result)?;
+    for output in &request.outputs {
+        let task = Task::start(progress, crate::export::step_name(output));
+        let written = crate::export::export(store, output, &result, &task);
+        let written = task.finish(written)?;
         image = image.or(written);
     }
     let image = match image {
@@ -138,8 +192,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
     mount_keys.extend(worker.used_cache_mounts.lock().unwrap().clone());
-    let export = crate::cache::export::ExportContext { mount_keys: &mount_keys, opts: &registry_opts };
-    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &cache_to, &export)?;
+    let export = crate::cache::export::ExportContext { mount_keys: &mount_keys, opts: &registry_opts, progress };
+    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &request.cache_to, &export)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -153,10 +207,34 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     // stdout may be an output's stream.
-    if !outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout)) {
-        println!("{}", image.manifest_digest);
+    let streamed = request.outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout));
+    Ok((!streamed).then(|| image.manifest_digest.to_string()))
+}
+
+/// The Dockerfile compiled into the build's graph: the step `[internal] load build
+/// definition from Dockerfile`, which resolves (and pulls) the base images and
+/// carries the frontend's warnings.
+fn load_definition(
+    request: &Request,
+    images: &ImageResolver<'_>,
+    progress: &dyn ProgressSink,
+) -> Result<frontend::BuildDefinition> {
+    let name = format!("[internal] load build definition from {}", request.options.dockerfile_name);
+    let task = Task::start(progress, name);
+    let resolver = FrontendResolver { images, offline: false, failure: Mutex::default() };
+    let compiled = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(|e| {
+        // The frontend keeps only the text of a resolver's error; its hint (a registry
+        // that wants a login) comes from the error itself.
+        let failure = resolver.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let hint = failure.as_ref().and_then(crate::hint::for_error);
+        crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
+    });
+    if let Ok(definition) = &compiled {
+        for warning in &definition.warnings {
+            task.warn(warning.clone());
+        }
     }
-    Ok(0)
+    task.finish(compiled)
 }
 
 /// The `-o` outputs, with `--push` and `--load` added; `type=image` when none is given.
@@ -385,6 +463,8 @@ pub fn host_platform() -> Platform {
 struct FrontendResolver<'a> {
     images: &'a ImageResolver<'a>,
     offline: bool,
+    /// The last resolve that failed, as an error (the frontend gets only its text).
+    failure: Mutex<Option<anyhow::Error>>,
 }
 
 impl frontend::ImageResolver for FrontendResolver<'_> {
@@ -395,7 +475,14 @@ impl frontend::ImageResolver for FrontendResolver<'_> {
                 None => return Ok(None),
             }
         } else {
-            self.images.resolve(reference).map_err(|e| format!("{e:#}"))?
+            match self.images.resolve(reference) {
+                Ok(image) => image,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return Err(text);
+                }
+            }
         };
         let reference = Reference::parse(reference).map(|r| r.to_string()).unwrap_or(reference.to_string());
         Ok(Some(BaseImage { reference, config: image.config.config, history: image.config.history }))

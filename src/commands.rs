@@ -3,7 +3,7 @@
 use crate::archive::ArchiveFormat;
 use crate::cli::{Cli, Command, VolumeCommand};
 use crate::image::Reference;
-use crate::registry::RegistryOptions;
+use crate::registry::{RegistryOptions, Transfer};
 use crate::store::{LockMode, Store, StoreLock};
 use anyhow::{Context as _, Result, bail};
 use std::io::Write;
@@ -81,7 +81,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 Some(p) => parse_platform(&p)?,
                 None => crate::build::host_platform(),
             };
-            let progress = |line: &str| eprintln!("{line}");
+            let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "downloading", "done");
             let image = crate::registry::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
             println!("{}", image.manifest_digest);
             Ok(0)
@@ -90,7 +90,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let (store, _lock) = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let image = store.load_image(&reference)?;
-            let progress = |line: &str| eprintln!("{line}");
+            let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
             let digest = crate::registry::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)

@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod commands;
 mod export;
+mod hint;
 mod ignore;
 mod image;
 mod layer;
@@ -30,6 +31,8 @@ use std::process::ExitCode;
 pub struct ExitError {
     pub code: u8,
     pub error: Option<anyhow::Error>,
+    /// What to do about it, when the error's own chain cannot say ([`hint`]).
+    pub hint: Option<String>,
 }
 
 impl std::fmt::Display for ExitError {
@@ -45,7 +48,7 @@ impl std::error::Error for ExitError {}
 
 /// A usage error (bad flags, bad Dockerfile): exit code 2.
 pub fn usage_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
-    ExitError { code: 2, error: Some(e.into()) }.into()
+    ExitError { code: 2, error: Some(e.into()), hint: None }.into()
 }
 
 fn main() -> ExitCode {
@@ -69,12 +72,15 @@ fn main() -> ExitCode {
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let (code, error) = match e.downcast::<ExitError>() {
-                Ok(exit) => (exit.code, exit.error),
-                Err(e) => (1, Some(e)),
+            let (code, error, hint) = match e.downcast::<ExitError>() {
+                Ok(exit) => (exit.code, exit.error, exit.hint),
+                Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
                 eprintln!("error: {error:#}");
+                if let Some(hint) = hint.or_else(|| hint::for_error(&error)) {
+                    eprintln!("hint: {hint}");
+                }
             }
             ExitCode::from(if is_run { run::FAILED } else { code })
         }

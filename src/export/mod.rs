@@ -22,6 +22,7 @@ mod tar;
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
 use crate::image::{Image, ImageConfig, LayerInfo};
+use crate::progress::Task;
 use crate::store::Store;
 use anyhow::Result;
 
@@ -40,10 +41,22 @@ pub struct BuildResult {
     pub epoch: Option<i64>,
 }
 
-/// Runs one output. Returns the image it wrote, for image outputs.
-pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Option<Image>> {
+/// What the progress display calls an output's step, as BuildKit names it.
+pub fn step_name(spec: &OutputSpec) -> &'static str {
     match spec.kind {
-        OutputKind::Image | OutputKind::Registry => image::export(store, spec, result).map(Some),
+        OutputKind::Image | OutputKind::Registry => "exporting to image",
+        OutputKind::Oci => "exporting to oci image format",
+        OutputKind::Docker => "exporting to docker image format",
+        OutputKind::Local => "exporting to client directory",
+        OutputKind::Tar => "exporting to client tarball",
+    }
+}
+
+/// Runs one output, reporting to its step of the progress display. Returns the image
+/// it wrote, for image outputs.
+pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult, task: &Task<'_>) -> Result<Option<Image>> {
+    match spec.kind {
+        OutputKind::Image | OutputKind::Registry => image::export(store, spec, result, task).map(Some),
         OutputKind::Oci => oci::export(store, spec, result).map(Some),
         OutputKind::Docker => docker::export(store, spec, result).map(Some),
         OutputKind::Local => local::export(store, spec, result).map(|()| None),

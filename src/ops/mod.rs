@@ -117,8 +117,9 @@ impl<'a> BuildWorker<'a> {
 }
 
 fn boxed(e: anyhow::Error) -> WorkerError {
-    // `{:#}` keeps the whole context chain on one line.
-    format!("{e:#}").into()
+    // The chain stays typed: whoever prints it prints each cause once, and
+    // `crate::hint` finds the causes it knows.
+    e.into()
 }
 
 /// Whether vertex `input` is a local directory source (its content, not its key, counts).

@@ -7,7 +7,7 @@ use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::Platform;
 use solver::ir::SourceOp;
-use solver::{CacheMap, KeyHasher};
+use solver::{CacheMap, KeyHasher, ProgressSink};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -133,20 +133,29 @@ fn resolve_image(worker: &BuildWorker<'_>, reference: &str) -> Result<Image> {
 
 /// Turns image references into images: the local store first, the registry when the
 /// image is missing or `--pull` asks, and each reference only once per build (the
-/// frontend's config lookups and the source ops see the same image).
+/// frontend's config lookups and the source ops see the same image). A pull is shown
+/// by the build's progress display ([`crate::progress::pull`]).
 pub struct ImageResolver<'a> {
     store: &'a Store,
     pull: bool,
     platform: Platform,
     registry: RegistryOptions,
+    progress: &'a dyn ProgressSink,
     resolved: Mutex<HashMap<String, Image>>,
     /// `ADD URL` downloads, fetched once per build.
     downloads: Mutex<HashMap<String, Download>>,
 }
 
 impl<'a> ImageResolver<'a> {
-    pub fn new(store: &'a Store, pull: bool, platform: Platform, registry: RegistryOptions) -> Self {
-        ImageResolver { store, pull, platform, registry, resolved: Mutex::default(), downloads: Mutex::default() }
+    pub fn new(
+        store: &'a Store,
+        pull: bool,
+        platform: Platform,
+        registry: RegistryOptions,
+        progress: &'a dyn ProgressSink,
+    ) -> Self {
+        let (resolved, downloads) = Default::default();
+        ImageResolver { store, pull, platform, registry, progress, resolved, downloads }
     }
 
     /// The image only if the local store has it (no network).
@@ -163,11 +172,11 @@ impl<'a> ImageResolver<'a> {
         let local = if self.pull { None } else { self.store.load_image(&parsed.to_string()).ok() };
         let image = match local {
             Some(image) => image,
-            None => {
-                let progress = |line: &str| eprintln!("{line}");
-                crate::registry::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
-                    .with_context(|| format!("resolving image {reference}"))?
-            }
+            // Whoever asked names the reference in the error (`failed to resolve base
+            // image REF`, `FROM REF`); the registry's error names the request.
+            None => crate::progress::pull(self.progress, &parsed.to_string(), |progress| {
+                crate::registry::pull(self.store, &parsed, &self.platform, &self.registry, progress)
+            })?,
         };
         self.resolved.lock().unwrap().insert(reference.to_string(), image.clone());
         Ok(image)

@@ -16,7 +16,10 @@ mod plain;
 mod rawjson;
 mod status;
 mod steps;
+mod task;
 mod tty;
+
+pub use task::{Task, print_transfer, pull};
 
 use solver::{Event, ProgressSink};
 use std::io::IsTerminal as _;

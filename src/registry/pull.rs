@@ -4,7 +4,7 @@
 
 use super::auth::Scope;
 use super::client::{Client, Op, Request};
-use super::{RegistryOptions, runtime, sources};
+use super::{RegistryOptions, Transfer, runtime, sources};
 use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type};
 use crate::image::{Descriptor, Digest, Image, Index, Manifest, Reference};
 use crate::store::Store;
@@ -28,7 +28,7 @@ pub fn pull(
     reference: &Reference,
     platform: &frontend::Platform,
     opts: &RegistryOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Image> {
     let name = reference.to_string();
     // A digest names content: when the store has that image, the network has
@@ -37,7 +37,7 @@ pub fn pull(
         && store.has_blob(digest)
         && let Ok(image) = store.image_from_manifest(digest)
     {
-        progress(&format!("{reference}: already in the store"));
+        progress(Transfer::Line(&format!("{reference}: already in the store")));
         store.set_ref(&name, digest).with_context(|| format!("tagging {name}"))?;
         return Ok(image);
     }
@@ -55,7 +55,7 @@ async fn pull_async<'scope>(
     store: &'scope Store,
     reference: &Reference,
     platform: &frontend::Platform,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<Digest> {
     let repository = &reference.repository;
@@ -65,7 +65,7 @@ async fn pull_async<'scope>(
         (None, Some(t)) => t.clone(),
         (None, None) => "latest".to_string(),
     };
-    progress(&format!("resolving {reference}"));
+    progress(Transfer::Line(&format!("resolving {reference}")));
     let mut fetched = fetch_manifest(client, repository, &wanted, reference.digest.as_ref(), &scopes).await?;
     let mut index_bytes = None;
     if is_index_type(&fetched.media_type) {
@@ -79,7 +79,7 @@ async fn pull_async<'scope>(
                 format!("{reference} has no image for platform {platform} (it has: {})", available.join(", ")),
             )
         })?;
-        progress(&format!("platform {platform}: {}", chosen.digest));
+        progress(Transfer::Line(&format!("platform {platform}: {}", chosen.digest)));
         let digest = chosen.digest.clone();
         index_bytes = Some(fetched);
         fetched = fetch_manifest(client, repository, digest.as_str(), Some(&digest), &scopes).await?;
@@ -93,6 +93,7 @@ async fn pull_async<'scope>(
     }
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| client.op(repository, "reading the manifest of").error(None, format!("{e}")))?;
+    progress(Transfer::Manifest(&fetched.digest));
 
     let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
     blobs.extend(manifest.layers.iter());
@@ -112,7 +113,7 @@ async fn pull_async<'scope>(
         store.write_blob(&mut index.bytes.as_slice(), Some(&index.digest)).context("storing the index")?;
     }
     store.write_blob(&mut fetched.bytes.as_slice(), Some(&fetched.digest)).context("storing the manifest")?;
-    progress(&format!("pulled {reference}: {}", fetched.digest));
+    progress(Transfer::Line(&format!("pulled {reference}: {}", fetched.digest)));
     Ok(fetched.digest)
 }
 
@@ -250,15 +251,15 @@ pub async fn download_blob<'scope>(
     repository: &str,
     descriptor: &Descriptor,
     scopes: &[Scope],
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<()> {
     let digest = descriptor.digest.clone();
     if store.has_blob(&digest) {
-        progress(&format!("{}: already exists", digest.short()));
+        progress(Transfer::Line(&format!("{}: already exists", digest.short())));
         return Ok(());
     }
-    progress(&format!("{}: downloading {}", digest.short(), human_size(descriptor.size)));
+    progress(Transfer::Blob { digest: &digest, current: 0, total: descriptor.size });
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(16);
     let (done_sender, done) = tokio::sync::oneshot::channel();
     let expected = digest.clone();
@@ -278,7 +279,7 @@ pub async fn download_blob<'scope>(
     if size != descriptor.size {
         bail!(op.error(None, format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size)));
     }
-    progress(&format!("{}: done", digest.short()));
+    progress(Transfer::Blob { digest: &digest, current: size, total: size });
     Ok(())
 }
 
@@ -289,7 +290,7 @@ async fn fetch_blob(
     descriptor: &Descriptor,
     scopes: &[Scope],
     sender: &tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<()> {
     let url = client.url(&format!("{repository}/blobs/{}", descriptor.digest))?;
     let size = descriptor.size;
@@ -348,6 +349,10 @@ async fn fetch_blob(
                 // The writer stopped (its error is reported by the caller).
                 return Ok(());
             }
+            // The last count is reported once the blob is stored.
+            if received < size {
+                progress(Transfer::Blob { digest: &descriptor.digest, current: received, total: size });
+            }
         }
         if failure.is_none() && received == size {
             return Ok(());
@@ -360,7 +365,8 @@ async fn fetch_blob(
         if interruptions > client.opts.retries {
             bail!(op.error(None, format!("giving up after {interruptions} interrupted transfers: {reason}")));
         }
-        progress(&format!("{}: interrupted at {received}/{size} bytes, resuming", descriptor.digest.short()));
+        let line = format!("{}: interrupted at {received}/{size} bytes, resuming", descriptor.digest.short());
+        progress(Transfer::Line(&line));
         tracing::debug!("blob {} interrupted: {reason}", descriptor.digest);
         tokio::time::sleep(super::client::backoff(interruptions - 1)).await;
     }
@@ -387,17 +393,6 @@ impl Read for ChannelReader {
         self.chunk = self.chunk.slice(n..);
         Ok(n)
     }
-}
-
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]
@@ -456,11 +451,5 @@ mod tests {
             MEDIA_TYPE_DOCKER_LIST
         );
         assert!(media_type_of(None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_size(12), "12 B");
-        assert_eq!(human_size(1_500_000), "1.5 MB");
     }
 }

@@ -5,8 +5,8 @@
 
 use super::auth::Scope;
 use super::client::{Client, Op, Payload, Request, backoff};
-use super::pull::{human_size, media_type_of};
-use super::{RegistryOptions, runtime, sources};
+use super::pull::media_type_of;
+use super::{RegistryOptions, Transfer, runtime, sources};
 use crate::image::{Descriptor, Digest, Image, Manifest, Reference};
 use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -20,7 +20,7 @@ pub fn push(
     image: &Image,
     reference: &Reference,
     opts: &RegistryOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Digest> {
     let manifest_bytes = store.read_blob(&image.manifest_digest).context("reading the image manifest")?;
     let media_type =
@@ -39,9 +39,8 @@ pub fn push(
             (None, Some(digest)) => digest.to_string(),
             (None, None) => "latest".to_string(),
         };
-        let digest = put_manifest(&client, repository, &target, manifest_bytes, &media_type).await?;
-        progress(&format!("pushed {reference}: {digest}"));
-        Ok::<Digest, anyhow::Error>(digest)
+        progress(Transfer::Manifest(&image.manifest_digest));
+        put_manifest(&client, repository, &target, manifest_bytes, &media_type).await
     })
 }
 
@@ -52,7 +51,7 @@ pub async fn push_blobs(
     store: &Store,
     repository: &str,
     blobs: &[&Descriptor],
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Vec<Pushed>> {
     let pushed = futures_util::stream::iter(blobs.iter().map(|d| push_blob(client, store, repository, d, progress)))
         .buffer_unordered(client.opts.concurrency.max(1))
@@ -115,7 +114,7 @@ pub async fn push_blob(
     store: &Store,
     repository: &str,
     descriptor: &Descriptor,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Pushed> {
     let digest = &descriptor.digest;
     let scopes = [Scope::push(repository)];
@@ -124,7 +123,7 @@ pub async fn push_blob(
     let response = client.send(&op, &Request::new(Method::HEAD, url, &scopes).follow_redirects()).await?;
     match response.status() {
         StatusCode::OK => {
-            progress(&format!("{}: already exists", digest.short()));
+            progress(Transfer::Line(&format!("{}: already exists", digest.short())));
             return Ok(Pushed::Existed);
         }
         StatusCode::NOT_FOUND => {}
@@ -134,7 +133,7 @@ pub async fn push_blob(
     for source in sources::mount_candidates(store, digest, &client.registry, repository).into_iter().take(3) {
         match mount(client, repository, &source, digest).await? {
             Mount::Mounted => {
-                progress(&format!("{}: mounted from {source}", digest.short()));
+                progress(Transfer::Line(&format!("{}: mounted from {source}", digest.short())));
                 return Ok(Pushed::Mounted);
             }
             Mount::Upload(s) => {
@@ -149,9 +148,9 @@ pub async fn push_blob(
         bail!("blob {digest} in the store has {size} bytes, the manifest says {}", descriptor.size);
     }
     let path = store.blob_path(digest);
-    progress(&format!("{}: uploading {}", digest.short(), human_size(size)));
+    progress(Transfer::Blob { digest, current: 0, total: size });
     upload(client, repository, digest, &path, size, session, progress).await?;
-    progress(&format!("{}: pushed", digest.short()));
+    progress(Transfer::Blob { digest, current: size, total: size });
     Ok(Pushed::Uploaded)
 }
 
@@ -236,7 +235,7 @@ async fn upload(
     path: &Path,
     size: u64,
     mut session: Option<Session>,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<()> {
     let op = client.op(repository, &format!("uploading blob {digest} to"));
     let mut restarts = 0;
@@ -257,7 +256,7 @@ async fn upload(
                 if restarts > client.opts.retries {
                     bail!(op.error(None, format!("giving up after {restarts} attempts: {reason}")));
                 }
-                progress(&format!("{}: {reason}; restarting the upload", digest.short()));
+                progress(Transfer::Line(&format!("{}: {reason}; restarting the upload", digest.short())));
                 tokio::time::sleep(backoff(restarts - 1)).await;
             }
         }
@@ -320,7 +319,7 @@ async fn upload_chunked(
     path: &Path,
     size: u64,
     session: Session,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Attempt> {
     let scopes = [Scope::push(repository)];
     let chunk = client.opts.chunk_size.max(session.min_chunk).max(1);
@@ -339,6 +338,9 @@ async fn upload_chunked(
                 location = location_of(client, op, &response).unwrap_or(location);
                 offset = range_end(&response).unwrap_or(end);
                 failures = 0;
+                if offset < size {
+                    progress(Transfer::Blob { digest, current: offset, total: size });
+                }
                 continue;
             }
             Ok(response) if response.status() == StatusCode::NOT_FOUND => {
@@ -361,7 +363,8 @@ async fn upload_chunked(
         tokio::time::sleep(backoff(failures - 1)).await;
         match upload_status(client, op, &location, &scopes).await {
             Some((at, new_location)) => {
-                progress(&format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short()));
+                let line = format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short());
+                progress(Transfer::Line(&line));
                 offset = at;
                 location = new_location.unwrap_or(location);
             }

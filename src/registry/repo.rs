@@ -9,7 +9,7 @@ use super::auth::Scope;
 use super::client::{Client, RegistryError, Request};
 use super::pull::{Fetched, download_blob, fetch_manifest};
 use super::push::{Pushed, push_blobs, put_manifest};
-use super::{RegistryOptions, runtime, sources};
+use super::{RegistryOptions, Transfer, runtime, sources};
 use crate::image::{Descriptor, Digest, Reference};
 use crate::store::Store;
 use anyhow::{Result, bail};
@@ -112,7 +112,7 @@ impl Repository {
     }
 
     /// Streams a blob into the store (verified, resumed after dropped connections).
-    pub fn fetch_blob(&self, store: &Store, descriptor: &Descriptor, progress: &dyn Fn(&str)) -> Result<()> {
+    pub fn fetch_blob(&self, store: &Store, descriptor: &Descriptor, progress: &dyn Fn(Transfer<'_>)) -> Result<()> {
         let scopes = [Scope::pull(self.repository())];
         std::thread::scope(|threads| {
             self.runtime.block_on(download_blob(
@@ -135,7 +135,7 @@ impl Repository {
         store: &Store,
         blobs: &[Descriptor],
         known: &HashSet<Digest>,
-        progress: &dyn Fn(&str),
+        progress: &dyn Fn(Transfer<'_>),
     ) -> Result<PushStats> {
         let todo: Vec<&Descriptor> = blobs.iter().filter(|d| !known.contains(&d.digest)).collect();
         let mut stats = PushStats { known: blobs.len() - todo.len(), ..PushStats::default() };

@@ -295,7 +295,9 @@ mod tests {
         seeds: &[&crate::cache::format::ExportedMount],
         f: impl FnOnce(&BuildWorker<'_>) -> T,
     ) -> T {
-        let images = ImageResolver::new(store, false, crate::build::host_platform(), RegistryOptions::default());
+        let platform = crate::build::host_platform();
+        let images =
+            ImageResolver::new(store, false, platform, RegistryOptions::default(), &solver::progress::NullProgress);
         let mut worker = BuildWorker::new(store, &images);
         worker.mount_seeds = seeds.iter().map(|m| (m.id.clone(), m.blob.clone())).collect();
         f(&worker)
