@@ -7,10 +7,14 @@
 //! - `rawjson`: one JSON object per event per line on stderr (see [`rawjson`]);
 //! - `auto`: `tty` when stderr is a terminal, else `plain`.
 //!
-//! Steps are numbered `#1`, `#2`… in the order they start. Miss explanations are
-//! shown only when `explain` is set; a hit from an imported cache always names it
-//! (`CACHED (from type=local,src=/c)`). When a step fails, its last output lines are
-//! shown with the error.
+//! Steps are numbered `#1`, `#2`… in the order they start: the graph's vertices and
+//! the work around the solve ([`Task`]: resolving and pulling base images, cache
+//! imports and exports, outputs), so that everything a build writes on stderr is one
+//! of its steps. A step's parts (`Progress` events: a blob's bytes, `naming to …`) are
+//! tracked in `status.rs`. Miss explanations are shown only when `explain` is set; a
+//! hit from an imported cache always names it (`CACHED (from type=local,src=/c)`).
+//! When a step fails, its last output lines are shown with the error. The events and
+//! the rawjson schema are described in docs/progress.md.
 
 mod plain;
 mod rawjson;

@@ -22,9 +22,9 @@
 //! in between when they moved 5% or 5s passed, as BuildKit does; a warning is
 //! `#N WARNING: message`.
 //!
-//! A failed step ends with `#N ERROR: message`; at the end its last output lines are
-//! shown again between `------` rules, as buildx does (the error itself is then
-//! printed by whoever handles it).
+//! A failed step ends with `#N ERROR: message`; at the end its last output lines, if
+//! it had any, are shown again between `------` rules, as buildx does (the error
+//! itself is then printed by whoever handles it).
 
 use super::steps::{Line, Steps};
 use super::{ERROR_TAIL, Progress, cached_status, shown};
@@ -152,7 +152,8 @@ impl<W: Write> Renderer<W> {
     }
 
     fn write_errors(&mut self) -> std::io::Result<()> {
-        for (name, tail) in std::mem::take(&mut self.errors) {
+        // A step that failed without output (a resolve, a set-up error) has nothing to show again.
+        for (name, tail) in std::mem::take(&mut self.errors).into_iter().filter(|(_, tail)| !tail.is_empty()) {
             writeln!(self.out, "------")?;
             writeln!(self.out, " > {name}:")?;
             for line in &tail {

@@ -17,8 +17,9 @@ pub struct Status {
     pub total: Option<u64>,
     pub started: Instant,
     pub completed: Option<Instant>,
-    /// The bytes and time of the last update plain output printed.
-    printed: Option<(u64, Instant)>,
+    /// The bytes and time of the last update plain output printed, and whether it
+    /// was the completed one.
+    printed: Option<(u64, Instant, bool)>,
 }
 
 impl Status {
@@ -54,13 +55,16 @@ impl Status {
         line
     }
 
-    /// Whether plain output shows this update: the first and the last always, the
-    /// others when they moved far enough or enough time passed. Marks it printed.
+    /// Whether plain output shows this update: the first and the completed one
+    /// always (once), the others when they moved far enough or enough time passed.
+    /// Marks it printed.
     pub fn take_printable(&mut self, now: Instant) -> bool {
+        let completed = self.completed.is_some();
         let due = match self.printed {
             None => true,
-            Some(_) if self.completed.is_some() => true,
-            Some((current, at)) => {
+            Some((_, _, true)) => false,
+            Some(_) if completed => true,
+            Some((current, at, _)) => {
                 let share = match self.total {
                     Some(total) if total > 0 => self.current.saturating_sub(current) as f64 / total as f64,
                     _ => 0.0,
@@ -69,7 +73,7 @@ impl Status {
             }
         };
         if due {
-            self.printed = Some((self.current, now));
+            self.printed = Some((self.current, now, completed));
         }
         due
     }
@@ -134,5 +138,7 @@ mod tests {
         assert!(status.take_printable(at(6000)), "after 5s");
         status.update(62, Some(1000), true, at(6001));
         assert!(status.take_printable(at(6001)), "completed");
+        status.update(62, Some(1000), true, at(6002));
+        assert!(!status.take_printable(at(6002)), "completed again");
     }
 }

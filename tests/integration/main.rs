@@ -8,6 +8,7 @@ mod dockerfile;
 mod export;
 mod hygiene;
 mod mounts;
+mod progress;
 mod registry;
 mod run;
 mod sandbox;
