@@ -25,7 +25,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     // The display exists before anything is resolved or pulled: every line the build
     // writes on stderr is one of its steps.
     let progress = crate::progress::new(mode, args.explain);
+    let logs = crate::progress::route_logs(progress.clone());
     let result = run(store, &args, &request, progress.sink());
+    drop(logs);
     progress.finish(result.is_ok());
     if let Some(digest) = result? {
         println!("{digest}");

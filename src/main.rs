@@ -77,10 +77,8 @@ fn main() -> ExitCode {
                 Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
-                eprintln!("error: {error:#}");
-                if let Some(hint) = hint.or_else(|| hint::for_error(&error)) {
-                    eprintln!("hint: {hint}");
-                }
+                let hint = hint.or_else(|| hint::for_error(&error));
+                progress::print_error(&format!("{error:#}"), hint.as_deref());
             }
             ExitCode::from(if is_run { run::FAILED } else { code })
         }
@@ -101,7 +99,9 @@ fn init_logging(debug: bool) {
     let filter = if debug { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BUILDER_LOG").unwrap_or_else(|_| filter.into()))
-        .with_writer(std::io::stderr)
+        // While a build's display is up, log lines go through it.
+        .with_writer(progress::LogWriter::default)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -16,6 +16,7 @@
 //! When a step fails, its last output lines are shown with the error. The events and
 //! the rawjson schema are described in docs/progress.md.
 
+mod logs;
 mod plain;
 mod rawjson;
 mod status;
@@ -23,10 +24,12 @@ mod steps;
 mod task;
 mod tty;
 
+pub use logs::{LogWriter, print_error, route_logs};
 pub use task::{Task, print_transfer, pull};
 
 use solver::{Event, ProgressSink};
 use std::io::IsTerminal as _;
+use std::sync::Arc;
 
 /// How many output lines of a failed step are shown with its error.
 const ERROR_TAIL: usize = 10;
@@ -55,11 +58,13 @@ impl Mode {
 pub trait Progress: ProgressSink {
     /// The display as the sink the solver reports to.
     fn sink(&self) -> &dyn ProgressSink;
+    /// A line about no step in particular (a log line of the program itself).
+    fn message(&self, line: &str);
     /// Ends the display: clears live lines, shows failed steps' output and a summary.
     fn finish(&self, ok: bool);
 }
 
-pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
+pub fn new(mode: Mode, explain: bool) -> Arc<dyn Progress> {
     // A live display on something that is not a terminal would show nothing.
     let mode = match mode {
         Mode::Auto | Mode::Tty if std::io::stderr().is_terminal() => Mode::Tty,
@@ -67,9 +72,13 @@ pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
         other => other,
     };
     match mode {
-        Mode::Tty => Box::new(tty::Tty::new(explain)),
-        Mode::RawJson => Box::new(rawjson::RawJson::new(std::io::stderr(), explain)),
-        _ => Box::new(plain::Plain::new(std::io::stderr(), explain)),
+        Mode::Tty => Arc::new(tty::Tty::new(explain)),
+        Mode::RawJson => {
+            let display = rawjson::RawJson::new(std::io::stderr(), explain);
+            logs::errors_as_json(display.start());
+            Arc::new(display)
+        }
+        _ => Arc::new(plain::Plain::new(std::io::stderr(), explain)),
     }
 }
 

@@ -55,6 +55,11 @@ impl<W: Write + Send> Progress for Plain<W> {
         self
     }
 
+    fn message(&self, line: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(state.out, "{line}").and_then(|_| state.out.flush());
+    }
+
     fn finish(&self, _ok: bool) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).finish();
     }

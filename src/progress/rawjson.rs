@@ -21,6 +21,10 @@
 //! - `done`: `duration` in seconds.
 //! - `error`: `message`.
 //! - `finish`: `ok`, and the counts `steps`, `cached`, `failed`.
+//! - `message` (about no step): `text`, a log line of the program itself.
+//!
+//! After `finish`, a failed command's error is one `failed` object: `message` and,
+//! when there is one, `hint` (printed by `main` through [`super::print_error`]).
 
 use super::steps::Steps;
 use super::{Progress, shown};
@@ -39,6 +43,11 @@ impl<W: Write + Send> RawJson<W> {
     pub fn new(out: W, explain: bool) -> Self {
         RawJson { state: Mutex::new(Renderer::new(out, explain, Instant::now())) }
     }
+
+    /// When the display started (its `time` 0).
+    pub fn start(&self) -> Instant {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).start
+    }
 }
 
 impl<W: Write + Send> ProgressSink for RawJson<W> {
@@ -50,6 +59,12 @@ impl<W: Write + Send> ProgressSink for RawJson<W> {
 impl<W: Write + Send> Progress for RawJson<W> {
     fn sink(&self) -> &dyn ProgressSink {
         self
+    }
+
+    fn message(&self, line: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let object = json!({ "time": state.time(Instant::now()), "event": "message", "text": line });
+        state.line(&object);
     }
 
     fn finish(&self, ok: bool) {
@@ -272,6 +287,16 @@ mod tests {
                 with(json!({"event": "warning", "message": "careful"})),
             ]
         );
+    }
+
+    #[test]
+    fn messages_are_objects_too() {
+        let raw = RawJson::new(Vec::new(), false);
+        raw.message("WARN saving stat cache: disk full");
+        let out = raw.state.into_inner().unwrap().out;
+        let object: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(object["event"], "message");
+        assert_eq!(object["text"], "WARN saving stat cache: disk full");
     }
 
     #[test]

@@ -183,6 +183,10 @@ impl Progress for Tty {
         self
     }
 
+    fn message(&self, line: &str) {
+        self.println(line);
+    }
+
     fn finish(&self, ok: bool) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for (_, live) in state.live.drain() {

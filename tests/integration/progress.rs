@@ -206,6 +206,16 @@ fn issue_16_a_missing_base_image_is_said_once_and_a_login_is_hinted() {
     let out = env.cmd(&args).env("DOCKER_CONFIG", config.path()).output().unwrap();
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    let hint = format!("hint: log in with `builder login {}`", private.host());
-    assert_eq!(stderr.lines().last(), Some(hint.as_str()), "{stderr}");
+    let hint = format!("log in with `builder login {}`", private.host());
+    assert_eq!(stderr.lines().last(), Some(format!("hint: {hint}").as_str()), "{stderr}");
+
+    // A failed rawjson build is JSON to its last line, the error and its hint.
+    let args = ["build", "--progress=rawjson", ctx.to_str().unwrap()];
+    let out = env.cmd(&args).env("DOCKER_CONFIG", config.path()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let events: Vec<Value> = stderr.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let last = events.last().unwrap();
+    assert_eq!((&last["event"], &last["hint"]), (&Value::from("failed"), &Value::from(hint)), "{stderr}");
+    assert!(last["message"].as_str().unwrap().contains("401"), "{stderr}");
 }
