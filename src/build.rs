@@ -1,20 +1,22 @@
 //! `builder build`: Dockerfile → frontend → solver → image in the store.
 
+use crate::cache::StoreExt as _;
 use crate::cli::BuildArgs;
-use crate::image::{ImageConfig, LayerInfo, Reference, RootFs};
 use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, Output};
 use crate::progress::Task;
-use crate::registry::RegistryOptions;
-use crate::store::Store;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::image::History;
-use frontend::{BaseImage, BuildOptions, Platform};
+use frontend::{BaseImage, BuildOptions};
+use image_spec::History;
+use image_spec::{ImageConfig, LayerInfo, Reference, RootFs};
+use image_spec::{Platform, host_platform};
+use registry::RegistryOptions;
 use solver::{ProgressSink, SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let request = Request::new(&args)?;
@@ -448,17 +450,6 @@ fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(Vec::new())
-}
-
-pub fn host_platform() -> Platform {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    Platform::new("linux", arch)
 }
 
 /// Base image configs for the frontend.

@@ -1,7 +1,7 @@
 //! Hints: the next step for a user, shown after an error whose cause is known to have
 //! one (`hint: …`). They come from the typed errors of the chain, never from its text.
 
-use crate::registry::RegistryError;
+use registry::RegistryError;
 
 /// The hint for `error`, from the first cause of its chain that has one.
 pub fn for_error(error: &anyhow::Error) -> Option<String> {
@@ -11,7 +11,13 @@ pub fn for_error(error: &anyhow::Error) -> Option<String> {
         {
             return Some("`builder doctor` shows which isolation steps this host allows".to_string());
         }
-        if let Some(registry) = cause.downcast_ref::<RegistryError>()
+        // A registry error is a link of its own, or inside the client's error enum
+        // (which shows it transparently).
+        let registry = cause.downcast_ref::<RegistryError>().or(match cause.downcast_ref::<registry::Error>() {
+            Some(registry::Error::Registry(e)) => Some(e),
+            _ => None,
+        });
+        if let Some(registry) = registry
             && registry.status == Some(401)
         {
             return Some(format!("log in with `builder login {}`", registry.host));
@@ -44,8 +50,9 @@ mod tests {
             action: "fetching manifest 1 of".into(),
             status: Some(401),
             detail: "HTTP 401 Unauthorized".into(),
+            source: None,
         };
-        let error = Err::<(), _>(unauthorized).context("pushing team/app:1").unwrap_err();
+        let error = Err::<(), _>(registry::Error::from(unauthorized)).context("pushing team/app:1").unwrap_err();
         assert_eq!(for_error(&error).unwrap(), "log in with `builder login registry.example:5000`");
         assert_eq!(for_error(&anyhow::anyhow!("HTTP 401 Unauthorized")), None, "text alone gives no hint");
     }

@@ -12,15 +12,13 @@ mod commands;
 mod export;
 mod hint;
 mod ignore;
-mod image;
 mod layer;
 mod ops;
 mod progress;
-mod registry;
 mod run;
 mod sandbox;
 mod signals;
-mod store;
+mod transfer;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -8,19 +8,20 @@
 //! only missing ones are uploaded (or mounted from another repository of the same
 //! registry), a few at once. An unchanged build's export uploads nothing and puts an
 //! identical manifest. Import is lazy: the manifest and the config are fetched; a
-//! layer is fetched when something reads it (see [`crate::store::BlobSource`]).
+//! layer is fetched when something reads it (see [`store::BlobSource`]).
 
 use super::format::{CONFIG_MEDIA_TYPE, CacheConfig};
 use super::import::ImportedCache;
-use crate::image::manifest::{
+use crate::transfer::StoreContent;
+use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Digest, Index, LayerInfo, Manifest, Reference};
+use image_spec::{
     MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type,
 };
-use crate::image::{Digest, Index, LayerInfo, Manifest, Reference};
-use crate::registry::{PushStats, RegistryOptions, Repository, Transfer};
-use crate::store::{BlobSource, Store};
-use anyhow::{Context as _, Result, anyhow, bail};
+use registry::{PushStats, RegistryOptions, Repository, Transfer};
 use std::collections::HashSet;
 use std::sync::Arc;
+use store::{BlobSource, Store};
 
 /// The key of the image config under which `type=inline` puts its cache.
 pub const INLINE_KEY: &str = "builder.cache.v1";
@@ -49,14 +50,14 @@ impl BlobSource for RegistryBlobs {
         self.name.clone()
     }
 
-    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
+    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
         // Fetched while a step runs: nothing of it is shown but in debug logs.
         let progress = |transfer: Transfer<'_>| {
             if let Transfer::Line(line) = transfer {
                 tracing::debug!("{line}")
             }
         };
-        self.repo.fetch_blob(store, &layer.descriptor(), &progress)
+        Ok(self.repo.fetch_blob(&StoreContent(store), &layer.descriptor(), &progress)?)
     }
 }
 
@@ -66,7 +67,7 @@ pub fn import(
     store: &Store,
     name: &str,
     reference: &Reference,
-    platform: &frontend::Platform,
+    platform: &image_spec::Platform,
     opts: &RegistryOptions,
 ) -> Result<Option<ImportedCache>> {
     let repo = Repository::open(reference, opts)?;
@@ -74,7 +75,7 @@ pub fn import(
     if is_index_type(&fetched.media_type) {
         let index: Index = serde_json::from_slice(&fetched.bytes).context("parsing the index")?;
         // An index is a multi-platform image with an inline cache: take ours.
-        let chosen = crate::registry::select_platform(&index, platform)
+        let chosen = registry::select_platform(&index, platform)
             .ok_or_else(|| anyhow!("the index at {reference} has no image for {platform}"))?;
         fetched = repo.manifest_by_digest(&chosen.digest.clone())?;
     }
@@ -102,7 +103,7 @@ pub fn import(
         bail!("{reference} is neither a build cache nor an image (its config has media type {config_type:?})");
     };
     let digests: Vec<Digest> = config.blobs().into_iter().map(|b| b.digest).collect();
-    repo.remember(store, &digests);
+    repo.remember(&StoreContent(store), &digests);
     let mut import = ImportedCache::new(name.to_string(), config, Arc::new(RegistryBlobs { repo, name: name.into() }));
     import.origin = Some(origin(reference));
     Ok(Some(import))
@@ -127,17 +128,18 @@ pub fn export(
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let mut blobs = manifest.layers.clone();
     blobs.push(manifest.config.clone());
-    let mut stats = repo.push_blobs(store, &blobs, known, progress)?;
+    let mut stats = repo.push_blobs(&StoreContent(store), &blobs, known, progress)?;
     progress(Transfer::Manifest(&Digest::of(&manifest_bytes)));
     let digest = match repo.put_manifest(manifest_bytes.clone(), MEDIA_TYPE_OCI_MANIFEST) {
         Ok(digest) => digest,
         Err(e) if !known.is_empty() => {
-            progress(Transfer::Line(&format!("{e:#}; pushing again, checking every blob")));
-            let again = repo.push_blobs(store, &blobs, &HashSet::new(), progress)?;
+            let line = format!("{:#}; pushing again, checking every blob", anyhow::Error::new(e));
+            progress(Transfer::Line(&line));
+            let again = repo.push_blobs(&StoreContent(store), &blobs, &HashSet::new(), progress)?;
             stats = PushStats { known: 0, ..again };
             repo.put_manifest(manifest_bytes, MEDIA_TYPE_OCI_MANIFEST)?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     Ok((digest, stats))
 }

@@ -5,12 +5,12 @@
 //! `pushing manifest for NAME@DIGEST`.
 
 use super::{BuildResult, OutputSpec};
-use crate::image::{Compression, Image, LayerInfo, Reference};
-use crate::layer::{compression_of, ensure_compression};
+use crate::layer::ensure_compression;
 use crate::progress::Task;
-use crate::registry::{RegistryOptions, Transfer};
-use crate::store::{ImageFormat, Store};
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Compression, Image, LayerInfo, Reference, compression_of};
+use registry::{RegistryOptions, Transfer};
+use store::{ImageFormat, Store};
 
 /// Writes the image as `spec` wants it (compression, media types, annotations) into
 /// the store's blobs, without naming it.
@@ -45,7 +45,7 @@ pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add:
     }
     let config_bytes = serde_json::to_vec(&config).context("serializing image config")?;
     let format = ImageFormat { docker_media_types: !spec.oci_media_types, annotations: spec.annotations.clone() };
-    store.write_image_in(&config_bytes, &layers, &format)
+    Ok(store.write_image_in(&config_bytes, &layers, &format)?)
 }
 
 /// The names an output uses: its own `name=`, else the build's `-t`.
@@ -90,7 +90,7 @@ fn push(store: &Store, image: &Image, name: &Reference, task: &Task<'_>) -> Resu
         }
         other => task.transfer(other),
     };
-    crate::registry::push(store, image, name, &RegistryOptions::default(), &progress)?;
+    crate::transfer::push(store, image, name, &RegistryOptions::default(), &progress)?;
     task.part(&manifest, true);
     Ok(())
 }

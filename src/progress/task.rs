@@ -8,7 +8,7 @@
 //! failed) or, dropped unfinished, cancelled. [`pull`] and [`Task::transfer`] turn a
 //! registry transfer's [`Transfer`] reports into steps, parts and byte counts.
 
-use crate::registry::Transfer;
+use registry::Transfer;
 use solver::progress::{ExternalId, ProgressVertex, Stream};
 use solver::{Event, ProgressSink};
 use std::collections::HashMap;
@@ -150,7 +150,7 @@ pub fn print_transfer(transfer: Transfer<'_>, moving: &str, moved: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Digest;
+    use image_spec::Digest;
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<Event>>);
