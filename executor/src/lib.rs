@@ -106,6 +106,7 @@ mod stubs;
 mod syscall;
 mod tty;
 mod user;
+mod userns;
 mod view;
 
 use std::path::PathBuf;
@@ -117,6 +118,7 @@ use serde::{Deserialize, Serialize};
 pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe};
 pub use network::{close_networks, nat_helper};
+pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,14 +271,32 @@ pub enum Devices {
     All,
 }
 
+/// Whether a sandbox gets a user namespace of its own (see the crate's "Rootless"
+/// section): then its ids are not the host's but those of an [`IdMapping`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserNamespace {
+    /// One whenever the caller is not root (the only way an ordinary user gets the
+    /// other namespaces), none as root.
+    #[default]
+    Auto,
+    /// Always one, even as root: the sandbox's root then has capabilities over the
+    /// sandbox's own namespaces only.
+    Private,
+    /// Never: the sandbox's ids are the host's. Only root can start such a sandbox.
+    Host,
+}
+
 /// What the process may do beyond its filesystem view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Security {
     /// The capabilities a root process keeps, and the bounding set of any process.
+    /// In a user namespace they are the namespace's, not the host's.
     pub capabilities: Capabilities,
     /// Load the default seccomp filter (the equivalent of moby's default profile).
     pub seccomp: bool,
     pub devices: Devices,
+    #[serde(default)]
+    pub user_namespace: UserNamespace,
 }
 
 impl Security {
@@ -287,18 +307,29 @@ impl Security {
             capabilities: Capabilities::docker_default().without(Capabilities::NET_RAW).without(Capabilities::MKNOD),
             seccomp: true,
             devices: Devices::Default,
+            user_namespace: UserNamespace::Auto,
         }
     }
 
     /// A container (`builder run`): Docker's defaults.
     pub fn container() -> Self {
-        Security { capabilities: Capabilities::docker_default(), seccomp: true, devices: Devices::Default }
+        Security {
+            capabilities: Capabilities::docker_default(),
+            seccomp: true,
+            devices: Devices::Default,
+            user_namespace: UserNamespace::Auto,
+        }
     }
 
     /// `RUN --security=insecure` (with `--allow security.insecure`): every capability,
     /// no seccomp filter, every device, as BuildKit's privileged mode.
     pub fn insecure() -> Self {
-        Security { capabilities: Capabilities::all(), seccomp: false, devices: Devices::All }
+        Security {
+            capabilities: Capabilities::all(),
+            seccomp: false,
+            devices: Devices::All,
+            user_namespace: UserNamespace::Auto,
+        }
     }
 }
 
@@ -483,6 +514,16 @@ impl Signals {
         let bits = self.0.swap(0, Ordering::SeqCst);
         (1..64).filter(|s| bits & (1 << s) != 0).collect()
     }
+}
+
+/// The ids of a sandbox with `security` started by this process: `None` when it runs
+/// in our own user namespace (as root, by default), so its ids are the host's; else
+/// the [`IdMapping`] of its user namespace. The files it writes (in its upperdir, or
+/// in a bind mount) have host ids: [`IdMap::to_container`] gives the ids it saw.
+/// An error says why no sandbox could start (no root for [`UserNamespace::Host`],
+/// subordinate ids without `newuidmap`...).
+pub fn id_mapping(security: &Security) -> Result<Option<IdMapping>, Error> {
+    Ok(userns::plan(security.user_namespace)?.map(|plan| plan.mapping))
 }
 
 /// Mounts each of `rootfs` at a temporary path in a private mount namespace on a

@@ -74,7 +74,7 @@ fn mount_all<'a>(
     mounted: &mut Vec<&'a Path>,
 ) -> Result<(), Error> {
     for (r, p) in rootfs.iter().zip(paths) {
-        rootfs::mount(sys, r, None, p, false)?;
+        rootfs::mount(sys, r, None, p, false, false)?;
         mounted.push(p);
         if r.readonly && r.upper.is_some() {
             rootfs::remount_readonly(sys, p)?;
