@@ -249,7 +249,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
                     status_buf.extend_from_slice(chunk);
                     for msg in take_messages(&mut status_buf) {
                         match msg {
-                            Message::Created(c) => sandbox.created.push(c),
+                            Message::Created(c) => sandbox.created.push(on_host(c, userns.as_ref())),
                             Message::Failed(e) => failed = failed.or(Some(e)),
                             Message::Exited(s) => exited = Some(s),
                         }
@@ -324,6 +324,21 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Pl
             user: plan.user.clone(),
         }),
     })
+}
+
+/// What the init saw, with the ids the host sees (a copied-up directory's owner is
+/// compared with the upperdir's, outside the sandbox's user namespace).
+fn on_host(created: Created, userns: Option<&Plan>) -> Created {
+    match (created, userns) {
+        (Created::CopiedUp { path, mode, uid, gid }, Some(plan)) => Created::CopiedUp {
+            path,
+            mode,
+            // Unmapped, it was seen as the overflow id: no host id matches that one.
+            uid: plan.mapping.uid.to_host(uid).unwrap_or(u32::MAX),
+            gid: plan.mapping.gid.to_host(gid).unwrap_or(u32::MAX),
+        },
+        (created, _) => created,
+    }
 }
 
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {

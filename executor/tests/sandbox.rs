@@ -4,6 +4,7 @@
 
 mod common;
 mod limits;
+mod rootless;
 
 use common::*;
 use executor::*;
@@ -24,11 +25,16 @@ fn main() {
     if std::env::args().any(|a| a == limits::V2_CHILD) {
         std::process::exit(limits::v2_child());
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == rootless::CHILD) {
+        std::process::exit(rootless::child(args.get(i + 1).map_or("", String::as_str)));
+    }
     if let Some(reason) = skip_reason() {
         println!("skipping sandbox tests: {reason}");
         println!("0 passed, 0 failed, 1 skipped");
         return;
     }
+    rootless::restore_after_a_crash();
     // A private temp dir: leftovers of this process (and only this one) show up there.
     let tmp = tempfile::tempdir().expect("tempdir");
     // SAFETY: single-threaded at this point; nothing else reads the environment yet.
@@ -84,9 +90,13 @@ fn main() {
         ("device_cgroup_denies_host_block_devices", limits::device_cgroup_denies_host_block_devices),
         ("v2_device_filter_is_a_bpf_program", limits::v2_device_filter_is_a_bpf_program),
         ("rlimits_apply_before_the_user_switch", limits::rlimits_apply_before_the_user_switch),
+        ("private_user_namespace_as_root", rootless::private_user_namespace_as_root),
+        ("rootless_with_subordinate_ids", rootless::with_subordinate_ids),
+        ("rootless_without_subordinate_ids", rootless::without_subordinate_ids),
+        ("rootless_with_user_namespaces_disabled", rootless::with_user_namespaces_disabled),
         ("startup_cost", startup_cost),
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).cloned().collect();
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
