@@ -118,7 +118,7 @@ use serde::{Deserialize, Serialize};
 pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe};
 pub use network::{close_networks, nat_helper};
-pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange};
+pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -19,6 +19,7 @@
 //! not change them.
 
 mod mapping;
+mod probe;
 mod subid;
 
 use std::io;
@@ -27,6 +28,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use mapping::{IdMap, IdMapping, IdRange};
+pub use probe::UserNamespaces;
+pub(crate) use probe::user_namespaces;
 pub use subid::SubordinateRange;
 
 use crate::{Error, UserNamespace};

@@ -357,14 +357,19 @@ pub fn child(mode: &str) -> i32 {
             ("home_canary_is_out_of_reach", home_canary_is_out_of_reach),
             ("limits_need_a_delegated_cgroup", limits_need_a_delegated_cgroup),
             ("cancel_leaves_no_process", cancel_leaves_no_process),
+            ("probe_reports_what_the_user_namespace_gets", probe_reports_what_the_user_namespace_gets),
         ],
         "single" => &[
             ("echo_and_exit_code", echo_and_exit_code),
             ("only_root_is_mapped", only_root_is_mapped),
             ("chown_to_another_id_fails", chown_to_another_id_fails),
             ("another_user_is_a_clear_error", another_user_is_a_clear_error),
+            ("probe_says_only_root_is_mapped", probe_says_only_root_is_mapped),
         ],
-        "disabled" => &[("disabled_user_namespaces_are_a_clear_error", disabled_user_namespaces_are_a_clear_error)],
+        "disabled" => &[
+            ("disabled_user_namespaces_are_a_clear_error", disabled_user_namespaces_are_a_clear_error),
+            ("probe_says_user_namespaces_are_disabled", probe_says_user_namespaces_are_disabled),
+        ],
         _ => return 2,
     };
     let before = Snapshot::take_without_temp();
@@ -655,4 +660,41 @@ fn disabled_user_namespaces_are_a_clear_error() {
         "create the sandbox's user namespace: no space left on device (user namespaces are disabled: sysctl \
          user.max_user_namespaces=0; see `builder doctor`)"
     );
+}
+
+fn print_probe(isolation: &Isolation) {
+    for line in isolation.to_string().lines() {
+        println!("    {line}");
+    }
+}
+
+fn probe_reports_what_the_user_namespace_gets() {
+    let isolation = probe();
+    print_probe(&isolation);
+    let u = &isolation.user_namespace;
+    assert!(!u.root && u.allowed.is_ok(), "{u}");
+    assert_eq!(u.subuids.as_ref().unwrap()[0].start, env_u32("BUILDER_TEST_SUBUID"));
+    assert!(u.newuidmap.is_some() && u.newgidmap.is_some(), "{u}");
+    assert!(!u.mapping.as_ref().unwrap().is_single_id(), "{u}");
+    assert_eq!((&u.overlay, &u.procfs), (&Ok(()), &Ok(())), "{u}");
+    assert_eq!(u.tun, Ok(()), "the root side made /dev/net/tun usable: {u}");
+}
+
+fn probe_says_only_root_is_mapped() {
+    let isolation = probe();
+    print_probe(&isolation);
+    let u = &isolation.user_namespace;
+    assert_eq!(u.subuids, Ok(vec![]));
+    assert!(u.mapping.as_ref().unwrap().is_single_id());
+    assert!(isolation.to_string().contains("(only root is mapped; fix: usermod --add-subuids"), "{u}");
+    assert_eq!((&u.overlay, &u.procfs), (&Ok(()), &Ok(())), "{u}");
+}
+
+fn probe_says_user_namespaces_are_disabled() {
+    let isolation = probe();
+    print_probe(&isolation);
+    let u = &isolation.user_namespace;
+    let why = u.allowed.as_ref().unwrap_err();
+    assert!(why.contains("user.max_user_namespaces=0"), "{u}");
+    assert!(u.overlay.is_err() && u.procfs.is_err(), "{u}");
 }
