@@ -358,6 +358,8 @@ pub fn child(mode: &str) -> i32 {
             ("limits_need_a_delegated_cgroup", limits_need_a_delegated_cgroup),
             ("cancel_leaves_no_process", cancel_leaves_no_process),
             ("probe_reports_what_the_user_namespace_gets", probe_reports_what_the_user_namespace_gets),
+            ("rootfs_views_say_they_need_root", rootfs_views_say_they_need_root),
+            ("startup_cost", startup_cost),
         ],
         "single" => &[
             ("echo_and_exit_code", echo_and_exit_code),
@@ -697,4 +699,33 @@ fn probe_says_user_namespaces_are_disabled() {
     let why = u.allowed.as_ref().unwrap_err();
     assert!(why.contains("user.max_user_namespaces=0"), "{u}");
     assert!(u.overlay.is_err() && u.procfs.is_err(), "{u}");
+}
+
+/// Prints how long a trivial rootless sandbox takes, per network (no assertion on time).
+fn startup_cost() {
+    let img = Image::busybox();
+    for network in [Network::Host, Network::None, Network::Private] {
+        if network == Network::Private && executor::nat_helper().is_none() {
+            continue;
+        }
+        let mut spec = img.spec(&["true"]);
+        spec.network = network;
+        let start = std::time::Instant::now();
+        for _ in 0..10 {
+            assert_eq!(run_captured(&spec).status, Ok(ExitStatus::Code(0)));
+        }
+        println!(
+            "    a rootless sandbox running `true` ({network:?}) takes {:.1} ms",
+            start.elapsed().as_secs_f64() * 100.0
+        );
+    }
+}
+
+fn rootfs_views_say_they_need_root() {
+    let img = Image::busybox();
+    let e = with_rootfs_mounted(&[img.spec(&["true"]).rootfs], |_| ()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "unshare mount namespace: operation not permitted (rootfs views need root for now; see `builder doctor`)"
+    );
 }
