@@ -359,6 +359,8 @@ pub fn child(mode: &str) -> i32 {
             ("cancel_leaves_no_process", cancel_leaves_no_process),
             ("probe_reports_what_the_user_namespace_gets", probe_reports_what_the_user_namespace_gets),
             ("rootfs_views_say_they_need_root", rootfs_views_say_they_need_root),
+            ("overlay_mounts_and_subpaths", overlay_mounts_and_subpaths),
+            ("terminal_and_dev", terminal_and_dev),
             ("startup_cost", startup_cost),
         ],
         "single" => &[
@@ -563,7 +565,7 @@ fn network_private() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines, ["lo tap0 ", "inet 10.0.2.100/24", "refused-127.0.0.1", "refused-10.0.2.2"], "{out:?}");
     assert!(listener.accept().is_err(), "the host's loopback service was reached");
-    assert_eq!(processes_matching("slirp4netns"), 0, "the NAT of a rootless sandbox ends with it");
+    assert_eq!(own_processes_matching("slirp4netns"), 0, "the NAT of a rootless sandbox ends with it");
 }
 
 /// A file in the user's home, outside the rootfs, stays as it was whatever the
@@ -619,7 +621,7 @@ fn cancel_leaves_no_process() {
     let result = run(&spec, Stdio::Capture(&mut cb), Some(cancel));
     setter.join().unwrap();
     assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
-    assert_eq!(processes_matching("86431"), 0);
+    assert_eq!(own_processes_matching("86431"), 0);
     let out = img.run(&["sh", "-c", "exit 1"]);
     assert_eq!(out.status, Ok(ExitStatus::Code(1)));
     assert_eq!(list(&img.upper), Vec::<String>::new());
@@ -728,4 +730,68 @@ fn rootfs_views_say_they_need_root() {
         e,
         "unshare mount namespace: operation not permitted (rootfs views need root for now; see `builder doctor`)"
     );
+}
+
+/// `MountSource::Overlay` (another stage's filesystem), whole and by sub-path, in a
+/// user namespace: writes land in its own upper, with user.overlay markers.
+fn overlay_mounts_and_subpaths() {
+    let img = Image::busybox();
+    let src = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    fs::create_dir_all(src.path().join("sub/dir")).unwrap();
+    fs::write(src.path().join("sub/f"), "orig").unwrap();
+    for d in ["u", "w", "u2", "w2"] {
+        fs::create_dir(scratch.path().join(d)).unwrap();
+    }
+    let overlay = |subpath: &str, upper: &str, work: &str, readonly| MountSource::Overlay {
+        lowerdirs: vec![src.path().into()],
+        upperdir: scratch.path().join(upper),
+        workdir: scratch.path().join(work),
+        subpath: subpath.into(),
+        readonly,
+    };
+    let mut spec = img.spec(&[
+        "sh",
+        "-c",
+        "cat /src/sub/f; echo changed > /src/sub/f; rm -r /src/sub/dir && mkdir /src/sub/dir; \
+         ls /part; touch /part/x 2>/dev/null || echo ro",
+    ]);
+    spec.mounts.push(Mount { target: "/src".into(), source: overlay("", "u", "w", false) });
+    spec.mounts.push(Mount { target: "/part".into(), source: overlay("sub", "u2", "w2", true) });
+    let out = run_captured(&spec);
+    assert_eq!(out.stdout, "origdir\nf\nro\n", "{out:?}");
+    assert_eq!(fs::read_to_string(src.path().join("sub/f")).unwrap(), "orig");
+    assert_eq!(fs::read_to_string(scratch.path().join("u/sub/f")).unwrap(), "changed\n");
+    assert_eq!(xattr(&scratch.path().join("u/sub/dir"), "user.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert_eq!(list(&img.upper), Vec::<String>::new(), "stubs removed");
+}
+
+/// A pty as stdio, and the mounts of /dev (devpts with the tty group, which the
+/// subordinate ids map).
+fn terminal_and_dev() {
+    let img = Image::busybox();
+    let spec = img.spec(&["sh", "-c", "test -t 0 && test -t 1"]);
+    assert_eq!(run(&spec, Stdio::TerminalOutput, None).unwrap(), ExitStatus::Code(0));
+    let out = img.run(&["sh", "-c", "grep ' /dev' /proc/mounts | cut -d' ' -f2-4 | sort"]);
+    for mount in ["/dev tmpfs", "/dev/mqueue mqueue", "/dev/pts devpts", "/dev/shm tmpfs", "/dev/null devtmpfs"] {
+        assert!(out.stdout.contains(mount), "{mount} missing: {out:?}");
+    }
+    // (Shown with the host's ids: gid 5 is the fifth subordinate gid.)
+    let tty = format!("gid={}", env_u32("BUILDER_TEST_SUBGID") + 4);
+    assert!(out.stdout.lines().any(|l| l.starts_with("/dev/pts devpts") && l.contains(&tty)), "{out:?}");
+}
+
+/// Processes of this user (others may run the root suite meanwhile) whose command
+/// line contains `marker`.
+fn own_processes_matching(marker: &str) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| fs::metadata(e.path()).is_ok_and(|m| m.uid() == nix_uid()))
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+        .count()
 }
