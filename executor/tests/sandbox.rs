@@ -249,17 +249,17 @@ fn network_private_is_a_nat_without_host_loopback() {
     assert_eq!(lines[3..], ["refused-127.0.0.1", "refused-10.0.2.2"], "{out:?}");
     assert!(listener.accept().is_err(), "the host's loopback service was reached");
     // The namespace waits in the pool for the next sandbox, which reuses it...
-    assert_eq!(processes_matching("slirp4netns"), 1);
+    assert_eq!(children_matching("slirp4netns"), 1);
     let mut spec = img.spec(&["ip", "-4", "addr", "show", "tap0"]);
     spec.network = Network::Private;
     assert!(run_captured(&spec).stdout.contains("10.0.2.100/24"));
-    assert_eq!(processes_matching("slirp4netns"), 1, "the pooled namespace was not reused");
+    assert_eq!(children_matching("slirp4netns"), 1, "the pooled namespace was not reused");
     // ...unless the sandbox could have changed it (CAP_NET_ADMIN): then it is dropped.
     spec.security = Security::insecure();
     assert!(run_captured(&spec).stdout.contains("10.0.2.100/24"));
-    assert_eq!(processes_matching("slirp4netns"), 0, "a namespace used with CAP_NET_ADMIN went back to the pool");
+    assert_eq!(children_matching("slirp4netns"), 0, "a namespace used with CAP_NET_ADMIN went back to the pool");
     executor::close_networks();
-    assert_eq!(processes_matching("slirp4netns"), 0);
+    assert_eq!(children_matching("slirp4netns"), 0);
 }
 
 /// A layer may carry any device node (here the host's null device, 1:3, world

@@ -169,6 +169,24 @@ pub fn processes_matching(marker: &str) -> usize {
         .count()
 }
 
+/// Children of this process whose command line contains `marker` (other processes
+/// on the host, another test run's say, do not count).
+pub fn children_matching(marker: &str) -> usize {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)) == Some(me.as_str())
+        })
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+        .count()
+}
+
 /// What a sandbox could leave behind: host mounts, children of this process, temp dirs.
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
