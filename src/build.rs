@@ -1,18 +1,20 @@
 //! `builder build`: Dockerfile → frontend → solver → image in the store.
 
+use crate::cache::StoreExt as _;
 use crate::cli::BuildArgs;
-use crate::image::{ImageConfig, LayerInfo, Reference, RootFs};
 use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, Output};
-use crate::registry::RegistryOptions;
-use crate::store::Store;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::image::History;
-use frontend::{BaseImage, BuildOptions, Platform};
+use frontend::{BaseImage, BuildOptions};
+use image_spec::History;
+use image_spec::{ImageConfig, LayerInfo, Reference, RootFs};
+use image_spec::{Platform, host_platform};
+use registry::RegistryOptions;
 use solver::{SolveOptions, Solver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     if args.context.as_os_str() == "-" {
@@ -81,8 +83,6 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     for ulimit in &args.ulimits {
         worker.step_resources.rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
     }
-    // Before anything runs: a step that needs what --allow did not grant.
-    worker.entitlements.check_graph(&definition.graph).map_err(|e| anyhow!(e))?;
     worker.secrets = read_secrets(&args.secrets)?;
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.
@@ -104,6 +104,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     // The target, and every vertex that may add a layer (to mark empty history entries).
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+    // Before anything runs: a step to be solved that needs what --allow did not grant.
+    worker.entitlements.check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
     let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {
@@ -368,17 +370,6 @@ fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(Vec::new())
-}
-
-pub fn host_platform() -> Platform {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    Platform::new("linux", arch)
 }
 
 /// Base image configs for the frontend.

@@ -1,12 +1,13 @@
 //! Small store commands: images, inspect, history, tag, rmi, import, save, volume.
 
 use crate::archive::ArchiveFormat;
+use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
-use crate::image::Reference;
-use crate::registry::RegistryOptions;
-use crate::store::{LockMode, Store, StoreLock};
 use anyhow::{Context as _, Result, bail};
+use image_spec::Reference;
+use registry::RegistryOptions;
 use std::io::Write;
+use store::{LockMode, Store, StoreLock};
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -79,10 +80,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let platform = match platform {
                 Some(p) => parse_platform(&p)?,
-                None => crate::build::host_platform(),
+                None => image_spec::host_platform(),
             };
             let progress = |line: &str| eprintln!("{line}");
-            let image = crate::registry::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
+            let image = crate::transfer::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
             println!("{}", image.manifest_digest);
             Ok(0)
         }
@@ -91,7 +92,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let image = store.load_image(&reference)?;
             let progress = |line: &str| eprintln!("{line}");
-            let digest = crate::registry::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
+            let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)
         }
@@ -109,15 +110,15 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 (false, Some(p)) => p,
                 (false, None) => bail!(crate::usage_error(anyhow::anyhow!("login needs --password-stdin"))),
             };
-            crate::registry::login(&host, &username, &password, &RegistryOptions::default())?;
+            registry::login(&host, &username, &password, &RegistryOptions::default())?;
             println!("Login Succeeded");
             Ok(0)
         }
         Command::Logout { host } => {
-            if crate::registry::logout(&host, &RegistryOptions::default())? {
-                println!("Removing login credentials for {}", crate::registry::normalize_host(&host));
+            if registry::logout(&host, &RegistryOptions::default())? {
+                println!("Removing login credentials for {}", registry::normalize_host(&host));
             } else {
-                println!("Not logged in to {}", crate::registry::normalize_host(&host));
+                println!("Not logged in to {}", registry::normalize_host(&host));
             }
             Ok(0)
         }
@@ -126,17 +127,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 }
 
 /// `linux/arm64/v8` → a platform.
-pub fn parse_platform(s: &str) -> Result<frontend::Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [os, arch] => Ok(frontend::Platform::new(os, arch)),
-        [os, arch, variant] => {
-            let mut p = frontend::Platform::new(os, arch);
-            p.variant = Some(variant.to_string());
-            Ok(p)
-        }
-        _ => bail!(crate::usage_error(anyhow::anyhow!("invalid platform {s:?}: want os/arch[/variant]"))),
-    }
+pub fn parse_platform(s: &str) -> Result<image_spec::Platform> {
+    image_spec::Platform::parse(s).map_err(crate::usage_error)
 }
 
 /// `app` → `docker.io/library/app:latest`, with a usage error for bad names.
@@ -380,7 +372,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
 }
 
 fn prune(store: &Store, all: bool, keep_storage: Option<&str>, filters: &[String]) -> Result<u8> {
-    let mut options = crate::store::PruneOptions { all, ..Default::default() };
+    let mut options = store::PruneOptions { all, ..Default::default() };
     if let Some(size) = keep_storage {
         options.keep_storage = Some(parse_size(size)?);
     }
@@ -419,7 +411,7 @@ fn du(store: &Store, json: bool) -> Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<15} {:<12} {:>7} {:>12}", "WHAT", "HELD BY", "COUNT", "SIZE")?;
-    let mut row = |what: &str, by: &str, u: &crate::store::Usage| -> std::io::Result<()> {
+    let mut row = |what: &str, by: &str, u: &store::Usage| -> std::io::Result<()> {
         writeln!(out, "{what:<15} {by:<12} {:>7} {:>12}", u.count, human_size(u.size))
     };
     for (what, held) in [("blobs", &usage.blobs), ("snapshots", &usage.snapshots)] {

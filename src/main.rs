@@ -11,15 +11,13 @@ mod cli;
 mod commands;
 mod export;
 mod ignore;
-mod image;
 mod layer;
 mod ops;
 mod progress;
-mod registry;
 mod run;
 mod sandbox;
 mod signals;
-mod store;
+mod transfer;
 
 use clap::Parser;
 use std::process::ExitCode;

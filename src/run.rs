@@ -6,10 +6,10 @@
 //! executor), and [`FAILED`] for every error of our own.
 
 use crate::cli::RunArgs;
-use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
 use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
+use store::Store;
 
 /// `docker run`'s exit code when the failure is its own rather than the container's:
 /// bad flags, an unknown image, a volume or a sandbox that cannot be set up.

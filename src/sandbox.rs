@@ -39,10 +39,10 @@ impl Entitlements {
         Ok(granted)
     }
 
-    /// Refuses, before anything runs, a graph whose steps need what was not granted;
-    /// the message names the step (its instruction).
-    pub fn check_graph(&self, graph: &solver::Graph) -> Result<(), String> {
-        for (_, vertex) in graph.iter() {
+    /// Refuses, before anything runs, a graph whose steps (those `targets` need) need
+    /// what was not granted; the message names the step (its instruction).
+    pub fn check_graph(&self, graph: &solver::Graph, targets: &[solver::VertexId]) -> Result<(), String> {
+        for vertex in graph.ancestors(targets).into_iter().map(|id| graph.vertex(id)) {
             if let Op::Exec(exec) = &vertex.op {
                 self.check(exec.network, exec.security).map_err(|e| format!("{}: {e}", vertex.name))?;
             }
@@ -153,25 +153,7 @@ pub fn parse_cpus(text: &str) -> Result<u64, String> {
 pub fn parse_ulimit(text: &str) -> Result<executor::Rlimit, String> {
     let bad = |why: &str| format!("invalid --ulimit {text:?}: {why}");
     let (name, values) = text.split_once('=').ok_or_else(|| bad("want NAME=SOFT[:HARD]"))?;
-    let resource = match name.trim() {
-        "core" => libc_rlimit::CORE,
-        "cpu" => libc_rlimit::CPU,
-        "data" => libc_rlimit::DATA,
-        "fsize" => libc_rlimit::FSIZE,
-        "locks" => libc_rlimit::LOCKS,
-        "memlock" => libc_rlimit::MEMLOCK,
-        "msgqueue" => libc_rlimit::MSGQUEUE,
-        "nice" => libc_rlimit::NICE,
-        "nofile" => libc_rlimit::NOFILE,
-        "nproc" => libc_rlimit::NPROC,
-        "rss" => libc_rlimit::RSS,
-        "rtprio" => libc_rlimit::RTPRIO,
-        "rttime" => libc_rlimit::RTTIME,
-        "sigpending" => libc_rlimit::SIGPENDING,
-        "stack" => libc_rlimit::STACK,
-        "as" => libc_rlimit::AS,
-        other => return Err(bad(&format!("unknown limit {other:?}"))),
-    };
+    let resource = executor::rlimit_by_name(name).ok_or_else(|| bad(&format!("unknown limit {:?}", name.trim())))?;
     let number = |v: &str| -> Result<u64, String> {
         match v.trim() {
             "-1" | "unlimited" => Ok(u64::MAX),
@@ -186,27 +168,6 @@ pub fn parse_ulimit(text: &str) -> Result<executor::Rlimit, String> {
         return Err(bad("the soft limit is above the hard one"));
     }
     Ok(executor::Rlimit { resource, soft, hard })
-}
-
-/// `RLIMIT_*` numbers of Linux (the same on every architecture builder runs on); kept
-/// here because only the executor may depend on libc.
-mod libc_rlimit {
-    pub const CPU: u32 = 0;
-    pub const FSIZE: u32 = 1;
-    pub const DATA: u32 = 2;
-    pub const STACK: u32 = 3;
-    pub const CORE: u32 = 4;
-    pub const RSS: u32 = 5;
-    pub const NPROC: u32 = 6;
-    pub const NOFILE: u32 = 7;
-    pub const MEMLOCK: u32 = 8;
-    pub const AS: u32 = 9;
-    pub const LOCKS: u32 = 10;
-    pub const SIGPENDING: u32 = 11;
-    pub const MSGQUEUE: u32 = 12;
-    pub const NICE: u32 = 13;
-    pub const RTPRIO: u32 = 14;
-    pub const RTTIME: u32 = 15;
 }
 
 /// The size of a `RUN --mount=type=tmpfs`: what it asked, at most half of the

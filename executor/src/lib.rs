@@ -177,6 +177,7 @@ use serde::{Deserialize, Serialize};
 pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe};
 pub use network::{close_networks, nat_helper};
+pub use rlimits::resource_by_name as rlimit_by_name;
 pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.

@@ -27,6 +27,14 @@ const NAMES: [(u32, &str); 16] = [
     (libc::RLIMIT_RTTIME as u32, "RLIMIT_RTTIME"),
 ];
 
+/// The `RLIMIT_*` number of a limit as Docker's `--ulimit` names it (`nofile`,
+/// `nproc`, `as`...), or its full name (`RLIMIT_NOFILE`).
+pub fn resource_by_name(name: &str) -> Option<u32> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("RLIMIT_") { upper } else { format!("RLIMIT_{upper}") };
+    NAMES.iter().find(|(_, n)| *n == full).map(|(number, _)| *number)
+}
+
 fn name(resource: u32) -> Option<&'static str> {
     NAMES.iter().find(|(n, _)| *n == resource).map(|(_, name)| *name)
 }
@@ -75,6 +83,15 @@ pub(crate) fn apply(limits: &[Rlimit]) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[allow(clippy::unnecessary_cast)] // `c_int` on musl, `c_uint` on glibc
+    fn docker_ulimit_names() {
+        assert_eq!(super::resource_by_name("nofile"), Some(libc::RLIMIT_NOFILE as u32));
+        assert_eq!(super::resource_by_name("as"), Some(libc::RLIMIT_AS as u32));
+        assert_eq!(super::resource_by_name("RLIMIT_NPROC"), Some(libc::RLIMIT_NPROC as u32));
+        assert_eq!(super::resource_by_name("files"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -12,7 +12,6 @@
 //! [`shell::Lex`] (BuildKit's word expansion).
 
 mod convert;
-pub mod image;
 mod instructions;
 pub mod parser;
 pub mod shell;
@@ -20,33 +19,9 @@ mod suggest;
 
 pub use convert::print_graph;
 
-use image::{ContainerConfig, History};
+use image_spec::{ContainerConfig, History, Platform};
 use solver::{Graph, VertexId};
 use std::collections::BTreeMap;
-
-/// The platform a build targets (`linux/amd64`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    pub fn new(os: &str, architecture: &str) -> Self {
-        Platform { os: os.into(), architecture: architecture.into(), variant: None }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Everything about a build the Dockerfile does not say itself.
 #[derive(Debug, Clone)]

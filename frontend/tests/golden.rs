@@ -4,8 +4,8 @@
 //! `label=K=V`, `platform=os/arch`, `no-cache`, `no-cache-filter=STAGE`,
 //! `dockerignore=PATTERN`. Run with `UPDATE_GOLDEN=1` to rewrite the expectations.
 
-use frontend::image::{ContainerConfig, History};
-use frontend::{BaseImage, BuildOptions, ImageResolver, Platform, compile, print_graph};
+use frontend::{BaseImage, BuildOptions, ImageResolver, compile, print_graph};
+use image_spec::{ContainerConfig, History, Platform};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,17 +4,17 @@
 //! layer diffIDs are verified when the layers are unpacked.
 
 use super::save::DockerManifestEntry;
-use crate::image::manifest::{host_platform, is_index_type};
-use crate::image::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Reference};
 use crate::layer::compress::{decompress, detect};
 use crate::layer::unpack::clean_path;
-use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Reference};
+use image_spec::{host_platform, is_index_type};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use store::Store;
 
 /// Small metadata files are kept in memory; everything else goes to the store.
 const SMALL_FILE: u64 = 16 << 20;
@@ -134,7 +134,7 @@ impl Contents {
             return Ok(b.clone());
         }
         match self.blobs.get(resolved) {
-            Some(d) => store.read_blob(d),
+            Some(d) => Ok(store.read_blob(d)?),
             None => bail!("{} is missing from the archive", path.display()),
         }
     }
@@ -146,7 +146,7 @@ impl Contents {
             return Ok(d.clone());
         }
         match self.small.get(resolved) {
-            Some(bytes) => store.write_blob_bytes(bytes),
+            Some(bytes) => Ok(store.write_blob_bytes(bytes)?),
             None => bail!("{} is missing from the archive", path.display()),
         }
     }
@@ -233,7 +233,7 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
     let mut loaded = Vec::new();
     for entry in docker_manifest(store, contents)? {
         let config_bytes = contents.bytes(store, Path::new(&entry.config))?;
-        let config = crate::store::parse_config(&config_bytes).with_context(|| format!("config {}", entry.config))?;
+        let config = store::parse_config(&config_bytes).with_context(|| format!("config {}", entry.config))?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
             bail!(
                 "{}: {} layers listed but the config has {} diff ids",

@@ -12,15 +12,16 @@ pub use save::{
     write_file_atomically, write_layout_dir,
 };
 
-use crate::image::manifest::host_platform;
-use crate::image::{Compression, Image, ImageConfig};
-use crate::layer::compress::{Compressor, HashWriter, decompress};
-use crate::store::Store;
+use crate::layer::compress::{Compressor, decompress};
 use anyhow::{Context as _, Result};
-use frontend::image::History;
+use image_spec::History;
+use image_spec::host_platform;
+use image_spec::{Compression, Image, ImageConfig};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
+use store::HashWriter;
+use store::Store;
 
 /// Imports a root filesystem tarball (plain, gzip or zstd) as a one-layer image named
 /// `name`. The tar bytes are kept as they are (gzip-compressed), after checking that
@@ -43,7 +44,7 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     }
     let (compressor, diff_id, _) = hashing.finish();
     let (digest, size) = compressor.finish()?.commit(None)?;
-    let layer = crate::image::LayerInfo { digest, diff_id, size, media_type: compression.media_type().into() };
+    let layer = image_spec::LayerInfo { digest, diff_id, size, media_type: compression.media_type().into() };
 
     let platform = host_platform();
     let created = created_time(source_date_epoch()?);

@@ -3,17 +3,17 @@
 //! file in it points into `blobs/sha256/`, as in Docker 25's `docker save`. With
 //! [`ArchiveFormat::Oci`] only the OCI layout is written, as a tarball or a directory.
 
-use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
-use crate::image::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Platform, Reference};
 use crate::layer::{compress_layer, stored_compression};
-use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Compression, Descriptor, Digest, Image, Index, LayerInfo, Platform, Reference};
+use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek as _, Write};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use store::Store;
 
 /// What an archive holds besides the blobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,8 +2,8 @@
 //! thinks of our tarballs.
 
 use super::*;
-use crate::image::Digest;
 use crate::layer::tar_writer::{TarOptions, write_tar};
+use image_spec::Digest;
 use std::fs;
 use std::path::PathBuf;
 
@@ -44,7 +44,7 @@ fn import_makes_a_one_layer_image() {
     let loaded = store.load_image("imported:1").unwrap();
     assert_eq!(loaded.manifest_digest, image.manifest_digest);
     assert_eq!(loaded.config.os, "linux");
-    assert_eq!(loaded.config.architecture, crate::image::manifest::host_platform().architecture);
+    assert_eq!(loaded.config.architecture, image_spec::host_platform().architecture);
     assert_eq!(loaded.layers.len(), 1);
     assert!(loaded.config.history[0].created_by.as_deref().unwrap().starts_with("imported from "));
     // The diff id is the digest of the uncompressed tar as given.

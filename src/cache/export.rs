@@ -5,12 +5,12 @@ use super::format::{CacheConfig, ExportedMount, ExportedRecord};
 use super::import::{ImportedCache, ImportingCacheStore};
 use super::spec::{CacheSpec, Location, Mode};
 use super::{DiskCacheStore, local, registry};
-use crate::image::{Digest, LayerInfo};
-use crate::registry::RegistryOptions;
-use crate::store::Store;
+use ::registry::RegistryOptions;
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Digest, LayerInfo};
 use solver::{CacheStore, SolveReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use store::Store;
 
 /// Parses the specs of `--cache-to` (`export`) or `--cache-from`.
 pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {
@@ -38,7 +38,7 @@ pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {
 pub fn open<'a>(
     store: &'a Store,
     from: &[CacheSpec],
-    platform: &frontend::Platform,
+    platform: &image_spec::Platform,
     opts: &RegistryOptions,
 ) -> Result<ImportingCacheStore<'a>> {
     let local = DiskCacheStore::open(&store.root().join("cache"))?;
@@ -208,7 +208,7 @@ fn mounts(
     store: &Store,
     cache: &ImportingCacheStore<'_>,
     keys: &BTreeMap<String, String>,
-    compression: crate::image::Compression,
+    compression: image_spec::Compression,
 ) -> Result<Vec<ExportedMount>> {
     let mut out = super::mounts::export_mounts(store, keys, compression)?;
     let mut seen: HashSet<String> = out.iter().map(|m| m.id.clone()).collect();

@@ -4,10 +4,10 @@
 //! manifest is written to a local OCI layout and pushed to registries (a plain
 //! manifest, not an index, which some registries refuse).
 
-use crate::image::manifest::MEDIA_TYPE_OCI_MANIFEST;
-use crate::image::{Descriptor, Digest, LayerInfo, Manifest};
-use crate::store::RecordedLayers;
+use super::RecordedLayers;
 use anyhow::{Context as _, Result, bail};
+use image_spec::MEDIA_TYPE_OCI_MANIFEST;
+use image_spec::{Descriptor, Digest, LayerInfo, Manifest};
 use serde::{Deserialize, Serialize};
 use solver::cache::DepRecord;
 use solver::ir::Op;

@@ -8,14 +8,14 @@
 //! the local cache too, so the next build hits locally once the blobs are there.
 
 use super::DiskCacheStore;
+use super::RecordedLayers;
 use super::format::CacheConfig;
-use crate::image::LayerInfo;
-use crate::store::RecordedLayers;
-use crate::store::{BlobSource, Store};
+use image_spec::LayerInfo;
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use store::{BlobSource, Store};
 
 /// One `--cache-from` source, read.
 pub struct ImportedCache {
@@ -126,8 +126,8 @@ impl CacheStore for ImportingCacheStore<'_> {
 mod tests {
     use super::*;
     use crate::cache::format::ExportedRecord;
-    use crate::image::Digest;
     use anyhow::Result;
+    use image_spec::Digest;
     use solver::ir::{Op, SourceOp};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -141,9 +141,9 @@ mod tests {
         fn name(&self) -> String {
             "memory".into()
         }
-        fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
+        fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
             self.fetched.fetch_add(1, Ordering::SeqCst);
-            let bytes = self.data.get(&layer.digest).ok_or_else(|| anyhow::anyhow!("no blob {}", layer.digest))?;
+            let bytes = self.data.get(&layer.digest).ok_or_else(|| format!("no blob {}", layer.digest))?;
             store.write_blob(&mut &bytes[..], Some(&layer.digest))?;
             Ok(())
         }

@@ -5,14 +5,14 @@
 //! rename, and `index.json` last, so a reader sees the old cache or the new one.
 
 use super::format::{CacheConfig, check_manifest};
-use crate::image::manifest::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
-use crate::image::{Descriptor, Digest, Index, LayerInfo, Manifest};
-use crate::store::{BlobSource, Store};
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Descriptor, Digest, Index, LayerInfo, Manifest};
+use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use store::{BlobSource, Store};
 
 /// What an export wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -129,10 +129,13 @@ impl BlobSource for LocalBlobs {
         format!("type=local,src={}", self.dir.display())
     }
 
-    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
+    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
         let path = blob_path(&self.dir, &layer.digest);
-        let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        store.write_blob(&mut file, Some(&layer.digest)).with_context(|| format!("copying {}", path.display()))?;
-        Ok(())
+        let fetch = || -> Result<()> {
+            let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            store.write_blob(&mut file, Some(&layer.digest)).with_context(|| format!("copying {}", path.display()))?;
+            Ok(())
+        };
+        Ok(fetch()?)
     }
 }

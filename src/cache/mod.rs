@@ -18,11 +18,17 @@
 
 pub mod export;
 pub mod format;
+pub mod holder;
 pub mod import;
 pub mod local;
 pub mod mounts;
+pub mod recorded;
 pub mod registry;
 pub mod spec;
+pub mod usage;
+
+pub use holder::StoreExt;
+pub use recorded::RecordedLayers;
 
 use anyhow::{Context as _, Result};
 use solver::cache::CacheStoreError;
@@ -54,9 +60,7 @@ impl DiskCacheStore {
         Ok(store)
     }
 
-    /// The keys of every record, for prune and cache export (which read each with
-    /// [`CacheStore::get`], where a damaged one is a miss).
-    #[allow(dead_code, reason = "API for prune and cache export, not wired yet")]
+    /// The keys of every record, for GC ([`holder`]).
     pub fn keys(&self) -> Result<Vec<CacheKey>> {
         let dir = self.dir.join("records");
         let mut keys = Vec::new();
@@ -70,8 +74,7 @@ impl DiskCacheStore {
         Ok(keys)
     }
 
-    /// Forgets a record; explanations of its step then say "first build".
-    #[allow(dead_code, reason = "API for prune, not wired yet")]
+    /// Forgets a record (prune); explanations of its step then say "first build".
     pub fn remove(&self, key: &CacheKey) -> Result<()> {
         let path = self.record_path(key);
         match fs::remove_file(&path) {

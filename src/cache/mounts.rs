@@ -14,12 +14,11 @@
 //! directories with them and the exporter finds them with them.
 
 use super::format::ExportedMount;
-use crate::image::{Compression, LayerInfo};
-use crate::layer::compress::{Compressor, HashReader, HashWriter, decompress};
+use crate::layer::compress::{Compressor, decompress};
 use crate::layer::tar_writer::{self, TarOptions};
 use crate::layer::unpack::{self, UnpackOptions};
-use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Compression, LayerInfo};
 use serde::{Deserialize, Serialize};
 use solver::Graph;
 use solver::ir::{MountKind, Op};
@@ -29,6 +28,8 @@ use std::io::{BufReader, Write as _};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
+use store::Store;
+use store::{HashReader, HashWriter};
 
 /// How long an export waits for the steps using a cache (in this or another build)
 /// to finish before it leaves that cache out.
@@ -283,10 +284,10 @@ fn fingerprint(dir: &Path, compression: Compression) -> Result<(String, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Digest;
-    use crate::store::test_store;
+    use image_spec::Digest;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
+    use store::testing::test_store;
 
     fn is_root() -> bool {
         rustix::process::geteuid().is_root()

@@ -8,19 +8,20 @@
 //! only missing ones are uploaded (or mounted from another repository of the same
 //! registry), a few at once. An unchanged build's export uploads nothing and puts an
 //! identical manifest. Import is lazy: the manifest and the config are fetched; a
-//! layer is fetched when something reads it (see [`crate::store::BlobSource`]).
+//! layer is fetched when something reads it (see [`store::BlobSource`]).
 
 use super::format::{CONFIG_MEDIA_TYPE, CacheConfig};
 use super::import::ImportedCache;
-use crate::image::manifest::{
+use crate::transfer::StoreContent;
+use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Digest, Index, LayerInfo, Manifest, Reference};
+use image_spec::{
     MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type,
 };
-use crate::image::{Digest, Index, LayerInfo, Manifest, Reference};
-use crate::registry::{PushStats, RegistryOptions, Repository};
-use crate::store::{BlobSource, Store};
-use anyhow::{Context as _, Result, anyhow, bail};
+use registry::{PushStats, RegistryOptions, Repository};
 use std::collections::HashSet;
 use std::sync::Arc;
+use store::{BlobSource, Store};
 
 /// The key of the image config under which `type=inline` puts its cache.
 pub const INLINE_KEY: &str = "builder.cache.v1";
@@ -49,8 +50,8 @@ impl BlobSource for RegistryBlobs {
         self.name.clone()
     }
 
-    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<()> {
-        self.repo.fetch_blob(store, &layer.descriptor(), &|line| tracing::debug!("{line}"))
+    fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
+        Ok(self.repo.fetch_blob(&StoreContent(store), &layer.descriptor(), &|line| tracing::debug!("{line}"))?)
     }
 }
 
@@ -60,7 +61,7 @@ pub fn import(
     store: &Store,
     name: &str,
     reference: &Reference,
-    platform: &frontend::Platform,
+    platform: &image_spec::Platform,
     opts: &RegistryOptions,
 ) -> Result<Option<ImportedCache>> {
     let repo = Repository::open(reference, opts)?;
@@ -68,7 +69,7 @@ pub fn import(
     if is_index_type(&fetched.media_type) {
         let index: Index = serde_json::from_slice(&fetched.bytes).context("parsing the index")?;
         // An index is a multi-platform image with an inline cache: take ours.
-        let chosen = crate::registry::select_platform(&index, platform)
+        let chosen = registry::select_platform(&index, platform)
             .ok_or_else(|| anyhow!("the index at {reference} has no image for {platform}"))?;
         fetched = repo.manifest_by_digest(&chosen.digest.clone())?;
     }
@@ -96,7 +97,7 @@ pub fn import(
         bail!("{reference} is neither a build cache nor an image (its config has media type {config_type:?})");
     };
     let digests: Vec<Digest> = config.blobs().into_iter().map(|b| b.digest).collect();
-    repo.remember(store, &digests);
+    repo.remember(&StoreContent(store), &digests);
     let mut import = ImportedCache::new(name.to_string(), config, Arc::new(RegistryBlobs { repo, name: name.into() }));
     import.origin = Some(origin(reference));
     Ok(Some(import))
@@ -120,16 +121,16 @@ pub fn export(
     let mut blobs = manifest.layers.clone();
     blobs.push(manifest.config.clone());
     let progress = |line: &str| tracing::info!("{line}");
-    let mut stats = repo.push_blobs(store, &blobs, known, &progress)?;
+    let mut stats = repo.push_blobs(&StoreContent(store), &blobs, known, &progress)?;
     let digest = match repo.put_manifest(manifest_bytes.clone(), MEDIA_TYPE_OCI_MANIFEST) {
         Ok(digest) => digest,
         Err(e) if !known.is_empty() => {
-            tracing::warn!("{e:#}; pushing again, checking every blob");
-            let again = repo.push_blobs(store, &blobs, &HashSet::new(), &progress)?;
+            tracing::warn!("{:#}; pushing again, checking every blob", anyhow::Error::new(e));
+            let again = repo.push_blobs(&StoreContent(store), &blobs, &HashSet::new(), &progress)?;
             stats = PushStats { known: 0, ..again };
             repo.put_manifest(manifest_bytes, MEDIA_TYPE_OCI_MANIFEST)?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     Ok((digest, stats))
 }

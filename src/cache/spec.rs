@@ -1,8 +1,8 @@
 //! `--cache-to` / `--cache-from` specs: `type=local,dest=DIR,mode=max`,
 //! `type=registry,ref=REF`, `type=inline`, or a bare reference (a registry cache).
 
-use crate::image::Compression;
 use anyhow::{Result, anyhow, bail};
+use image_spec::Compression;
 use std::path::PathBuf;
 
 /// Which records an export holds.

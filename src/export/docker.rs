@@ -4,9 +4,9 @@
 
 use super::{BuildResult, OutputSpec};
 use crate::archive::ArchiveFormat;
-use crate::image::Image;
-use crate::store::Store;
 use anyhow::Result;
+use image_spec::Image;
+use store::Store;
 
 pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
     super::oci::export_archive(store, spec, result, ArchiveFormat::Docker)

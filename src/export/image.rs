@@ -2,11 +2,11 @@
 //! its names, and to their registries with `push=true`.
 
 use super::{BuildResult, OutputSpec};
-use crate::image::{Compression, Image, LayerInfo, Reference};
-use crate::layer::{compression_of, ensure_compression};
-use crate::registry::RegistryOptions;
-use crate::store::{ImageFormat, Store};
+use crate::layer::ensure_compression;
 use anyhow::{Context as _, Result, anyhow, bail};
+use image_spec::{Compression, Image, LayerInfo, Reference, compression_of};
+use registry::RegistryOptions;
+use store::{ImageFormat, Store};
 
 /// Writes the image as `spec` wants it (compression, media types, annotations) into
 /// the store's blobs, without naming it.
@@ -41,7 +41,7 @@ pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add:
     }
     let config_bytes = serde_json::to_vec(&config).context("serializing image config")?;
     let format = ImageFormat { docker_media_types: !spec.oci_media_types, annotations: spec.annotations.clone() };
-    store.write_image_in(&config_bytes, &layers, &format)
+    Ok(store.write_image_in(&config_bytes, &layers, &format)?)
 }
 
 /// The names an output uses: its own `name=`, else the build's `-t`.
@@ -66,7 +66,7 @@ pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<
     if spec.push {
         for name in &names {
             let progress = |line: &str| eprintln!("{line}");
-            let digest = crate::registry::push(store, &image, name, &RegistryOptions::default(), &progress)
+            let digest = crate::transfer::push(store, &image, name, &RegistryOptions::default(), &progress)
                 .with_context(|| format!("pushing {}", name.familiar()))?;
             eprintln!("pushed {}@{digest}", name.familiar());
         }

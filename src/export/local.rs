@@ -6,10 +6,10 @@
 use super::{BuildResult, Dest, OutputSpec};
 use crate::layer::tar_writer::{TarOptions, write_tar};
 use crate::layer::unpack::{UnpackOptions, unpack};
-use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow};
 use std::io::Write;
 use std::path::Path;
+use store::Store;
 
 /// Writes the flattened filesystem of `result` as a tar to `out` (mtimes clamped to
 /// `SOURCE_DATE_EPOCH` when set).

@@ -21,9 +21,9 @@ mod tar;
 
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
-use crate::image::{Image, ImageConfig, LayerInfo};
-use crate::store::Store;
 use anyhow::Result;
+use image_spec::{Image, ImageConfig, LayerInfo};
+use store::Store;
 
 /// What a build produced.
 #[derive(Debug, Clone)]

@@ -4,9 +4,9 @@
 use super::image::{names, prepare, prepare_with};
 use super::{BuildResult, Dest, OutputSpec};
 use crate::archive::{ArchiveFormat, ArchiveImage, TarArchive};
-use crate::image::Image;
-use crate::store::Store;
 use anyhow::{Context as _, Result};
+use image_spec::Image;
+use store::Store;
 
 pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
     export_archive(store, spec, result, ArchiveFormat::Oci)

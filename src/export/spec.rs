@@ -2,8 +2,8 @@
 //! CSV with `"quoted,fields"`; a bare `DIR` means `type=local,dest=DIR` and `-` means
 //! `type=tar,dest=-`. Every mistake is a usage error naming the spec.
 
-use crate::image::Compression;
 use crate::layer::compress::check_level;
+use image_spec::Compression;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -2,10 +2,10 @@
 
 use super::local::write_flattened;
 use super::{BuildResult, Dest, OutputSpec};
-use crate::layer::writeback::WritebackFile;
-use crate::store::Store;
 use anyhow::{Context as _, Result};
 use std::io::{BufWriter, Write};
+use store::Store;
+use store::WritebackFile;
 
 pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<()> {
     match spec.dest.as_ref().expect("validated: a dest") {

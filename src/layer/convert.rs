@@ -4,25 +4,12 @@
 //! digest is the diffID); the new blob is recorded in the store's variant index so
 //! that the next export reuses it.
 
-use super::compress::{Compressor, HashReader, decompress, detect, read_up_to};
-use crate::image::{Compression, LayerInfo};
-use crate::store::{BlobWriter, Store};
+use super::compress::{Compressor, decompress, detect, read_up_to};
 use anyhow::{Context as _, Result, bail};
+use image_spec::{Compression, LayerInfo, compression_of};
 use std::fs::File;
 use std::io::{self, BufReader, Seek as _, SeekFrom, Write};
-
-/// The compression a layer media type says (OCI or Docker), if it is a tar layer.
-pub fn compression_of(media_type: &str) -> Option<Compression> {
-    if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
-        Some(Compression::Zstd)
-    } else if media_type.ends_with("+gzip") || media_type.ends_with(".gzip") {
-        Some(Compression::Gzip)
-    } else if media_type.ends_with(".tar") {
-        Some(Compression::Uncompressed)
-    } else {
-        None
-    }
-}
+use store::{BlobWriter, HashReader, Store};
 
 /// `layer` as a blob in `compression` (at `level`, when given): the layer itself when
 /// it already is one (and no level is asked), a variant made before, or a new one.
@@ -114,20 +101,10 @@ impl Write for Tee {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::manifest::{MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_OCI_LAYER};
-
-    #[test]
-    fn media_types_say_their_compression() {
-        assert_eq!(compression_of(Compression::Zstd.media_type()), Some(Compression::Zstd));
-        assert_eq!(compression_of(MEDIA_TYPE_DOCKER_LAYER_GZIP), Some(Compression::Gzip));
-        assert_eq!(compression_of(MEDIA_TYPE_OCI_LAYER), Some(Compression::Uncompressed));
-        assert_eq!(compression_of("application/vnd.docker.image.rootfs.diff.tar"), Some(Compression::Uncompressed));
-        assert_eq!(compression_of("application/json"), None);
-    }
 
     #[test]
     fn recompressed_layers_keep_their_diff_id_and_are_reused() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         std::fs::write(tree.join("f"), "hello ".repeat(1000)).unwrap();
@@ -150,7 +127,7 @@ mod tests {
 
     #[test]
     fn uncompressed_layers_recompress_to_the_same_tar() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         // More than one read buffer of content.
@@ -169,11 +146,11 @@ mod tests {
 
     #[test]
     fn a_wrong_diff_id_is_caught() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
         std::fs::write(tree.join("f"), "hello").unwrap();
-        let wrong = crate::image::Digest::of(b"not this tar");
+        let wrong = image_spec::Digest::of(b"not this tar");
         let gzip = super::super::diff_to_layer(&store, &tree, Compression::Gzip).unwrap().unwrap();
         let plain = super::super::diff_to_layer(&store, &tree, Compression::Uncompressed).unwrap().unwrap();
         // A compressed blob, or an uncompressed one said to be another diffID: hashed.

@@ -4,30 +4,27 @@
 //! [`diff_to_layer`] streams an overlay upperdir through a deterministic tar writer
 //! ([`tar_writer`]), a sha256 (the diffID) and a compressor ([`compress`]: the
 //! caller, the compression workers and the blob writer each on a thread) into a store
-//! blob, in bounded memory; [`writeback`] keeps the fsync before the blob's rename
-//! short. [`ensure_snapshots`] does the reverse for every missing layer of a stack,
-//! checking the diffID of what it unpacked ([`unpack`]).
+//! blob, in bounded memory. [`ensure_snapshots`] has the store do the reverse for
+//! every missing layer of a stack, with [`Unpacker`] unpacking each blob and checking
+//! the diffID of what it unpacked ([`unpack`]).
 
 pub mod compress;
 mod convert;
 pub mod tar_writer;
 pub mod unpack;
 mod verify;
-pub mod writeback;
 mod zstd_par;
 
-pub use convert::{compress_layer, compression_of, ensure_compression, stored_compression};
+pub use convert::{compress_layer, ensure_compression, stored_compression};
 pub use verify::verify_snapshot;
 
-use crate::image::manifest::chain_ids;
-use crate::image::{Compression, Digest, LayerInfo};
-use crate::store::Store;
 use anyhow::{Context as _, Result, bail};
-use compress::{Compressor, HashReader, HashWriter, decompress};
-use rayon::prelude::*;
+use compress::{Compressor, decompress};
+use image_spec::{Compression, LayerInfo};
 use std::io::BufReader;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use store::{HashReader, HashWriter};
+use store::{LayerUnpacker, Store};
 use tar_writer::TarOptions;
 use unpack::UnpackOptions;
 
@@ -78,86 +75,23 @@ pub fn dir_to_layer(store: &Store, dir: &Path, options: &LayerOptions, tar_optio
     Ok(layer)
 }
 
-/// Makes sure every layer of a stack has its snapshot (unpacking blobs as needed) and
-/// returns the snapshot directories, bottom layer first.
+/// The layer formats the store unpacks snapshots with.
+pub struct Unpacker;
+
+impl LayerUnpacker for Unpacker {
+    fn unpack(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<(), store::BoxError> {
+        Ok(unpack_layer(store, layer, dir)?)
+    }
+
+    fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>, store::BoxError> {
+        Ok(verify_snapshot(store, layer, dir)?)
+    }
+}
+
+/// Makes sure every layer of a stack has its snapshot and returns the snapshot
+/// directories, bottom layer first (see [`Store::ensure_snapshots`]).
 pub fn ensure_snapshots(store: &Store, layers: &[LayerInfo]) -> Result<Vec<PathBuf>> {
-    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let chain = chain_ids(&diff_ids);
-    // Each snapshot holds only its own layer, so missing ones unpack independently.
-    let missing: Vec<(&LayerInfo, &Digest)> =
-        layers.iter().zip(&chain).filter(|(_, chain_id)| !store.has_snapshot(chain_id)).collect();
-    missing.par_iter().try_for_each(|(layer, chain_id)| {
-        // A layer that also sits alone at the bottom of a stack (a `COPY --link` layer,
-        // made on scratch) has that snapshot already: linked rather than unpacked.
-        let alone = store.snapshot_path(&layer.diff_id);
-        if **chain_id != layer.diff_id && alone.is_dir() {
-            match link_snapshot(store, &alone, chain_id) {
-                Ok(()) => return Ok(()),
-                Err(e) => tracing::debug!("linking snapshot {} failed, unpacking: {e:#}", layer.diff_id),
-            }
-        }
-        unpack_snapshot(store, layer, chain_id)
-    })?;
-    Ok(chain.iter().map(|c| store.snapshot_path(c)).collect())
-}
-
-/// Commits a copy of the snapshot `alone` as the snapshot of `chain_id`: the same
-/// layer elsewhere in a stack has the same content, since a snapshot holds only its
-/// own layer (whiteouts included). Files are hard-linked (snapshots are never written
-/// to), directories made anew with their metadata.
-fn link_snapshot(store: &Store, alone: &Path, chain_id: &Digest) -> Result<()> {
-    let temp = store.temp_dir("link")?;
-    let dir = temp.path().join("fs");
-    std::fs::create_dir(&dir)?;
-    link_tree(alone, &dir)?;
-    copy_dir_metadata(alone, &dir)?;
-    store.commit_snapshot(dir, chain_id)?;
-    Ok(())
-}
-
-fn link_tree(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        if entry.file_type()?.is_dir() {
-            std::fs::create_dir(&target).with_context(|| format!("creating {}", target.display()))?;
-            link_tree(&source, &target)?;
-            copy_dir_metadata(&source, &target)?;
-        } else {
-            // Symlinks and whiteouts (0/0 char devices) too: link(2) never follows.
-            std::fs::hard_link(&source, &target).with_context(|| format!("linking {}", source.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Owner, mode, xattrs (overlay's opaque marker among them) and times of a directory;
-/// the times last, once its entries are made.
-fn copy_dir_metadata(from: &Path, to: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::symlink_metadata(from)?;
-    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-    for name in xattr::list(from)? {
-        if let Some(value) = xattr::get(from, &name)? {
-            xattr::set(to, &name, &value)?;
-        }
-    }
-    let atime = filetime::FileTime::from_last_access_time(&meta);
-    let mtime = filetime::FileTime::from_last_modification_time(&meta);
-    filetime::set_file_times(to, atime, mtime)?;
-    Ok(())
-}
-
-fn unpack_snapshot(store: &Store, layer: &LayerInfo, chain_id: &Digest) -> Result<()> {
-    let temp = store.temp_dir("unpack")?;
-    let dir = temp.path().join("fs");
-    std::fs::create_dir(&dir)?;
-    // The root of a lowerdir is the container's `/`.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-    unpack_layer(store, layer, &dir)?;
-    store.commit_snapshot(dir, chain_id)?;
-    Ok(())
+    Ok(store.ensure_snapshots(layers, &Unpacker)?)
 }
 
 /// Unpacks the blob of `layer` into `dir` in overlay format and checks its diffID.

@@ -1,9 +1,9 @@
 //! Layer tests: determinism, whiteouts both ways, and hostile tars.
 
 use super::*;
-use crate::image::manifest::MEDIA_TYPE_OCI_LAYER;
+use image_spec::{Digest, MEDIA_TYPE_OCI_LAYER};
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
 fn test_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();

@@ -259,7 +259,7 @@ impl Unpacker<'_> {
     fn clear(&self, path: &Path, new_is_dir: bool) -> Result<()> {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() && new_is_dir => Ok(()),
-            Ok(m) if m.is_dir() => crate::store::remove_tree(path).map_err(Into::into),
+            Ok(m) if m.is_dir() => store::remove_tree(path).map_err(Into::into),
             Ok(_) => std::fs::remove_file(path).map_err(Into::into),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),

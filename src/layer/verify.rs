@@ -4,18 +4,18 @@
 //! snapshot may legitimately differ in (mtimes, which a build clamps only in the tar)
 //! is not compared.
 
-use super::compress::{HashReader, decompress};
+use super::compress::decompress;
 use super::tar_writer::{OPAQUE_MARKER, WHITEOUT_PREFIX, is_whiteout};
 use super::unpack::clean_path;
-use crate::image::LayerInfo;
-use crate::store::Store;
 use anyhow::{Context as _, Result};
+use image_spec::LayerInfo;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use store::{HashReader, Store};
 
 /// Compares the snapshot `dir` with the blob of `layer`; returns what differs (empty:
 /// the snapshot is complete). An unreadable blob is an error.
@@ -134,11 +134,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Compression;
+    use image_spec::Compression;
 
     #[test]
     fn a_damaged_snapshot_is_reported_by_path() {
-        let (dir, store) = crate::store::test_store();
+        let (dir, store) = store::testing::test_store();
         let tree = dir.path().join("tree");
         std::fs::create_dir_all(tree.join("sub")).unwrap();
         std::fs::write(tree.join("sub/f"), "content").unwrap();

@@ -9,16 +9,17 @@ mod exec;
 mod file;
 pub mod source;
 
-use crate::image::LayerInfo;
+use crate::cache::RecordedLayers;
 use crate::layer::LayerOptions;
-use crate::store::{RecordedLayers, Store};
 use anyhow::Result;
 use context::Context;
+use image_spec::LayerInfo;
 use solver::ir::{FileAction, NetworkMode, Op, SourceOp};
 use solver::{CacheKey, CacheMap, ContentDigest, DepKind, DepSpec, ExecContext, Graph, Vertex, VertexId, WorkerError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use store::Store;
 
 /// The PATH a container gets when its image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -262,7 +263,7 @@ fn stack_layer(store: &Store, parent: &Output, upperdir: PathBuf, layer: Option<
     let mut layers = parent.to_vec();
     layers.push(layer);
     let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
-    let chain = crate::image::manifest::chain_ids(&diff_ids);
+    let chain = image_spec::chain_ids(&diff_ids);
     store.commit_snapshot(upperdir, chain.last().expect("one layer at least"))?;
     Ok(Output::Layers(Arc::new(layers), Some(crate::archive::created_time(None).into())))
 }

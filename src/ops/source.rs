@@ -1,11 +1,10 @@
 //! Source ops: scratch, images (local store, then registry), local directories, URLs.
 
 use super::{BuildWorker, Output};
-use crate::image::{Digest, Image, Reference};
-use crate::registry::RegistryOptions;
-use crate::store::Store;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::Platform;
+use image_spec::Platform;
+use image_spec::{Digest, Image, Reference};
+use registry::RegistryOptions;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher};
 use std::collections::HashMap;
@@ -13,6 +12,7 @@ use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::Mutex;
+use store::Store;
 
 pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap> {
     let mut facts = Vec::new();
@@ -165,7 +165,7 @@ impl<'a> ImageResolver<'a> {
             Some(image) => image,
             None => {
                 let progress = |line: &str| eprintln!("{line}");
-                crate::registry::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
+                crate::transfer::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
                     .with_context(|| format!("resolving image {reference}"))?
             }
         };

@@ -1,113 +1,16 @@
 //! `builder push/pull/login/logout` and `build --push` against a real
-//! `docker-registry` on 127.0.0.1. The library-level tests (faults, tokens, mounts,
-//! indexes) live beside the client in src/registry/tests.rs; these drive the binary.
+//! `docker-registry` on 127.0.0.1 (the `registry` crate's harness). The library-level
+//! tests (faults, tokens, mounts, indexes) live in src/transfer/tests.rs; these drive
+//! the binary.
 //! They skip, saying why, when the registry binary is missing, when not root, or
 //! while the commands are not wired into the CLI yet.
 
 use crate::util::{Env, env};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
-
-pub(crate) struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    pub(crate) fn start(test: &str, user: Option<(&str, &str)>) -> Option<Registry> {
-        if !Path::new(REGISTRY_BIN).exists() {
-            eprintln!("SKIPPED {test}: {REGISTRY_BIN} is not installed (apt-get install docker-registry)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let auth = match user {
-            Some((name, password)) => {
-                let hash = bcrypt::hash_with_result(password, 4).unwrap().format_for_version(bcrypt::Version::TwoY);
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, format!("{name}:{hash}\n")).unwrap();
-                format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", path.display())
-            }
-            None => String::new(),
-        };
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let registry = Registry { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(registry)
-    }
-
-    pub(crate) fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The requests (`METHOD /path`) in the registry's access log.
-    pub(crate) fn requests(&self) -> Vec<String> {
-        // The registry logs a request after answering it: wait for the log to settle.
-        let read = || std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-        let mut log = read();
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(100));
-            let again = read();
-            if again == log {
-                break;
-            }
-            log = again;
-        }
-        log.lines()
-            .filter_map(|l| l.split_once('"').and_then(|(_, r)| r.split_once(" HTTP/")).map(|(req, _)| req.to_string()))
-            .collect()
-    }
-
-    /// Blob writes (POST/PUT/PATCH on `/blobs/`) in the registry's access log.
-    pub(crate) fn blob_writes(&self) -> usize {
-        self.requests()
-            .iter()
-            .filter(|req| req.contains("/blobs/") && ["POST ", "PUT ", "PATCH "].iter().any(|m| req.starts_with(m)))
-            .count()
-    }
-
-    /// The digests of the blobs downloaded (GET `/blobs/sha256:...`).
-    pub(crate) fn blob_downloads(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .filter(|req| req.starts_with("GET "))
-            .filter_map(|req| req.split_once("/blobs/").map(|(_, d)| d.to_string()))
-            .collect()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The registry harness of the `registry` crate (its `testing` feature).
+pub(crate) use ::registry::testing::Registry;
 
 /// Whether `builder <command>` exists yet.
 fn wired(env: &Env, test: &str, command: &str) -> bool {

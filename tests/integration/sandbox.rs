@@ -459,3 +459,16 @@ fn run_refuses_a_relative_bind_source() {
     let abs = env.work.path().to_str().unwrap().to_string();
     env.ok(&["run", "--rm", "-v", &format!("{abs}:/x:ro"), "busybox", "ls", "/x"]);
 }
+
+/// As BuildKit: only steps the build solves need their entitlement; a stage the
+/// target does not use may ask for the host network.
+#[test]
+fn an_unused_stage_needs_no_entitlement() {
+    let Some(env) = env("an_unused_stage_needs_no_entitlement") else { return };
+    let env = env.with_busybox();
+    let df = "FROM busybox AS tools\nRUN --network=host true\nFROM busybox\nRUN echo used\n";
+    let (ok, out) = build(&env, "unused", df, &[]);
+    assert!(ok && out.contains("used"), "{out}");
+    let (ok, out) = build(&env, "used", df, &["--target", "tools"]);
+    assert!(!ok && out.contains("--allow network.host"), "{out}");
+}

@@ -1,9 +1,10 @@
 //! Build arguments: the predefined platform and proxy args, global ARGs before the
 //! first FROM, and the environment words are expanded against.
 
+use crate::BuildOptions;
 use crate::instructions::ArgDef;
 use crate::shell::{Env, Lex};
-use crate::{BuildOptions, Platform};
+use image_spec::Platform;
 use std::collections::BTreeSet;
 
 /// Proxy args are passed to RUN when given, without an ARG to declare them.
@@ -40,18 +41,6 @@ pub fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String
         out.push((format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default()));
     }
     out
-}
-
-/// Parses `os/arch[/variant]`.
-pub fn parse_platform(s: &str) -> Result<Platform, String> {
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform::new(os, arch)),
-        [os, arch, variant] if !os.is_empty() && !arch.is_empty() => {
-            Ok(Platform { variant: Some(variant.to_string()), ..Platform::new(os, arch) })
-        }
-        _ => Err(format!("invalid platform {s:?}: expected os/arch[/variant]")),
-    }
 }
 
 /// Variables visible to a word: ENV values first, then ARG values (ENV wins).
@@ -128,9 +117,9 @@ mod tests {
 
     #[test]
     fn platforms() {
-        let p = parse_platform("linux/arm/v7").unwrap();
+        let p = Platform::parse("linux/arm/v7").unwrap();
         assert_eq!(p.to_string(), "linux/arm/v7");
-        assert!(parse_platform("linux").is_err());
+        assert!(Platform::parse("linux").is_err());
         assert!(is_builtin("TARGETARCH"));
         assert!(!is_builtin("VERSION"));
     }

@@ -4,9 +4,9 @@
 use super::stage::StageState;
 use super::{ConvertError, Converter};
 use crate::HistoryStep;
-use crate::image::HealthConfig;
 use crate::instructions::{ArgDef, Command, Instruction, KeyValue, ShellCommand};
 use crate::parser::go_quote_list;
+use image_spec::HealthConfig;
 use solver::VertexId;
 use solver::ir::{FileAction, FileOp, Op, Owner};
 use std::collections::BTreeMap;

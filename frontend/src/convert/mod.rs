@@ -17,6 +17,7 @@ use crate::instructions::{self, Dockerfile};
 use crate::shell::Lex;
 use crate::{BuildDefinition, BuildOptions, Error, ImageResolver, ImageSpec, parser};
 use args::MetaArgs;
+use image_spec::Platform;
 use solver::ir::{Op, SourceOp};
 use solver::{Graph, Vertex, VertexId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,7 +139,7 @@ impl<'a> Converter<'a> {
                 None => None,
             };
             if let Some(p) = &platform {
-                args::parse_platform(p).map_err(|e| (stage.line, e))?;
+                Platform::parse(p).map_err(|e| (stage.line, e.to_string()))?;
             }
             let _ = i;
             self.stages.push(StageInfo { name: stage.name.clone(), base, platform, overridden });
@@ -220,7 +221,7 @@ impl<'a> Converter<'a> {
     ) -> Result<VertexId, ConvertError> {
         let platform = self.stages[current].platform.clone();
         let resolve_platform = match &platform {
-            Some(p) => args::parse_platform(p).map_err(|e| (line, e))?,
+            Some(p) => Platform::parse(p).map_err(|e| (line, e.to_string()))?,
             None => self.options.platform.clone(),
         };
         if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {

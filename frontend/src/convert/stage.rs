@@ -4,10 +4,10 @@
 
 use super::args::ScopeEnv;
 use super::{Base, ConvertError, Converted, Converter};
-use crate::image::ContainerConfig;
 use crate::instructions::{self, Command, Instruction};
 use crate::shell::Lex;
 use crate::{ImageSpec, parser};
+use image_spec::{ContainerConfig, Platform};
 use solver::ir::{CopyAction, FileAction, FileOp, Op, SourceOp};
 use solver::{Vertex, VertexId};
 
@@ -213,7 +213,7 @@ impl Converter<'_> {
         line: usize,
     ) -> Result<ImageSpec, ConvertError> {
         let platform = match platform {
-            Some(p) => super::args::parse_platform(p).map_err(|e| (line, e))?,
+            Some(p) => Platform::parse(p).map_err(|e| (line, e.to_string()))?,
             None => self.options.platform.clone(),
         };
         match self.resolver.resolve(reference, &platform) {

@@ -1,7 +1,7 @@
 //! Conversion behaviour the golden files do not pin one by one.
 
-use crate::image::ContainerConfig;
-use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, Platform, compile};
+use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, compile};
+use image_spec::{ContainerConfig, Platform};
 use solver::ir::{ExecOp, FileAction, Op, SourceOp};
 use solver::{CacheKey, Vertex, VertexId};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! HEALTHCHECK: its options and Go-style durations (`30s`, `1m30s`, `1.5h`).
 
 use super::bflags::Flags;
-use crate::image::HealthConfig;
+use image_spec::HealthConfig;
 
 /// Parses a Go duration into nanoseconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {

@@ -7,8 +7,8 @@ mod health;
 pub mod mount;
 mod parse;
 
-use crate::image::HealthConfig;
 use crate::parser::Heredoc;
+use image_spec::HealthConfig;
 
 pub use parse::{parse_dockerfile, parse_node};
 

@@ -18,8 +18,8 @@
 use super::super::copy::{CopySource, apply_copy};
 use super::super::{BuildWorker, Output};
 use crate::cache::mounts;
-use crate::image::LayerInfo;
 use anyhow::{Context as _, Result, bail};
+use image_spec::LayerInfo;
 use solver::CancelToken;
 use solver::ir::{CacheSharing, CopyAction};
 use std::fs::{File, TryLockError};
@@ -132,7 +132,7 @@ fn cache_key(mount: &CacheMount<'_>) -> String {
         match from {
             Output::Layers(layers, _) => {
                 let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
-                let top = crate::image::manifest::chain_ids(&diff_ids).pop();
+                let top = image_spec::chain_ids(&diff_ids).pop();
                 seed.extend_from_slice(top.as_ref().map(|d| d.as_str()).unwrap_or("scratch").as_bytes());
             }
             Output::Context(context) => {
@@ -185,7 +185,7 @@ fn create(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, imported: Option<&La
 fn restore(worker: &BuildWorker<'_>, mount: &CacheMount<'_>, blob: &LayerInfo, dest: &Path) -> Result<bool> {
     let Err(e) = mounts::restore_mount(worker.store, blob, dest) else { return Ok(true) };
     tracing::warn!("cache mount {:?}: not using the imported cache: {e:#}", mount.id);
-    crate::store::remove_tree(dest).with_context(|| format!("clearing {}", dest.display()))?;
+    store::remove_tree(dest).with_context(|| format!("clearing {}", dest.display()))?;
     std::fs::create_dir(dest)?;
     Ok(false)
 }
@@ -208,10 +208,10 @@ fn seed(worker: &BuildWorker<'_>, from: &Output, source: &str, dest: &Path) -> R
 mod tests {
     use super::*;
     use crate::ops::source::ImageResolver;
-    use crate::registry::RegistryOptions;
-    use crate::store::Store;
+    use registry::RegistryOptions;
     use std::collections::BTreeMap;
     use std::os::unix::fs::MetadataExt;
+    use store::Store;
 
     fn name(lease: &Lease) -> String {
         lease.dir().file_name().unwrap().to_string_lossy().into_owned()
@@ -283,7 +283,7 @@ mod tests {
         std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(mode)).unwrap();
         std::os::unix::fs::chown(&cache, Some(1234), Some(5678)).unwrap();
         let keys = BTreeMap::from([(key, "npm".to_string())]);
-        let exported = mounts::export_mounts(&from, &keys, crate::image::Compression::Zstd).unwrap().pop().unwrap();
+        let exported = mounts::export_mounts(&from, &keys, image_spec::Compression::Zstd).unwrap().pop().unwrap();
         let to = Store::open(&dir.path().join("to")).unwrap();
         let bytes = from.read_blob(&exported.blob.digest).unwrap();
         to.write_blob(&mut &bytes[..], Some(&exported.blob.digest)).unwrap();
@@ -295,7 +295,7 @@ mod tests {
         seeds: &[&crate::cache::format::ExportedMount],
         f: impl FnOnce(&BuildWorker<'_>) -> T,
     ) -> T {
-        let images = ImageResolver::new(store, false, crate::build::host_platform(), RegistryOptions::default());
+        let images = ImageResolver::new(store, false, image_spec::host_platform(), RegistryOptions::default());
         let mut worker = BuildWorker::new(store, &images);
         worker.mount_seeds = seeds.iter().map(|m| (m.id.clone(), m.blob.clone())).collect();
         f(&worker)
@@ -365,9 +365,9 @@ mod tests {
         let (_d, store, mut exported) = exported_npm(0o700);
         let cancel = CancelToken::default();
         // Content that does not match its diff id, then a blob the store cannot get.
-        exported.blob.diff_id = crate::image::Digest::of(b"something else");
+        exported.blob.diff_id = image_spec::Digest::of(b"something else");
         let mut missing = exported.clone();
-        missing.blob.digest = crate::image::Digest::of(b"nowhere");
+        missing.blob.digest = image_spec::Digest::of(b"nowhere");
         for seed in [exported, missing] {
             std::fs::remove_dir_all(store.root().join("cache-mounts")).ok();
             with_worker(&store, &[&seed], |worker| {

@@ -1,0 +1,444 @@
+//! Push: each blob is checked with HEAD and skipped when present, mounted from
+//! another repository of the same registry when known to be there, else uploaded
+//! (one PUT when small, PATCH chunks when large, resuming from the registry's
+//! `Range` after a 416 or a dropped connection). The manifest goes last, byte-exact.
+
+use crate::auth::Scope;
+use crate::client::{Client, Payload, Request};
+use crate::content::Content;
+use crate::error::{Error, Result, chain};
+use crate::op::Op;
+use crate::pull::{human_size, media_type_of};
+use crate::retry::backoff;
+use crate::{RegistryOptions, runtime};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use image_spec::{Descriptor, Digest, Manifest, Reference};
+use reqwest::{Method, Response, StatusCode, Url};
+use std::path::Path;
+
+/// Pushes the image whose manifest is `manifest_digest` in `content` to `reference`
+/// and returns the manifest digest.
+pub fn push(
+    content: &dyn Content,
+    manifest_digest: &Digest,
+    reference: &Reference,
+    opts: &RegistryOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Digest> {
+    let manifest_bytes = content.read_blob(manifest_digest).map_err(|source| Error::Content {
+        action: "reading manifest",
+        digest: manifest_digest.clone(),
+        source,
+    })?;
+    let unsupported = |reason: String| Error::Manifest { digest: manifest_digest.clone(), reason };
+    let media_type = media_type_of(None, &manifest_bytes).map_err(unsupported)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| unsupported(e.to_string()))?;
+    let runtime = runtime()?;
+    let client = Client::new(&reference.registry, opts)?;
+    let repository = &reference.repository;
+    runtime.block_on(async {
+        let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
+        blobs.extend(manifest.layers.iter());
+        push_blobs(&client, content, repository, &blobs, progress).await?;
+        let target = match (&reference.tag, &reference.digest) {
+            (Some(tag), _) => tag.clone(),
+            (None, Some(digest)) => digest.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let digest = put_manifest(&client, repository, &target, manifest_bytes, &media_type).await?;
+        progress(&format!("pushed {reference}: {digest}"));
+        Ok::<Digest, Error>(digest)
+    })
+}
+
+/// Pushes blobs, `concurrency` at once, and notes that they now live in `repository`
+/// (so pushes to other repositories of the registry can mount them).
+pub async fn push_blobs(
+    client: &Client,
+    content: &dyn Content,
+    repository: &str,
+    blobs: &[&Descriptor],
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Pushed>> {
+    let pushed = futures_util::stream::iter(blobs.iter().map(|d| push_blob(client, content, repository, d, progress)))
+        .buffer_unordered(client.opts.concurrency.max(1))
+        .try_collect::<Vec<Pushed>>()
+        .await?;
+    let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
+    content.add_blob_sources(&digests, &format!("{}/{repository}", client.registry));
+    Ok(pushed)
+}
+
+/// PUTs a manifest or index byte-exact under a tag or digest; returns its digest.
+pub async fn put_manifest(
+    client: &Client,
+    repository: &str,
+    target: &str,
+    bytes: Vec<u8>,
+    media_type: &str,
+) -> Result<Digest> {
+    let digest = Digest::of(&bytes);
+    let scopes = [Scope::push(repository)];
+    let op = client.op(repository, &format!("pushing manifest {target} to"));
+    let url = client.url(&format!("{repository}/manifests/{target}"))?;
+    let request =
+        Request::new(Method::PUT, url, &scopes).header("content-type", media_type)?.payload(Payload::Bytes(bytes));
+    let response = client.send(&op, &request).await?;
+    if !response.status().is_success() {
+        return Err(op.status_error(response).await.into());
+    }
+    check_digest_header(&op, &response, &digest)?;
+    Ok(digest)
+}
+
+fn check_digest_header(op: &Op, response: &Response, digest: &Digest) -> Result<()> {
+    if let Some(header) = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok())
+        && header.starts_with("sha256:")
+        && header != digest.as_str()
+    {
+        return Err(op.error(None, format!("the registry stored {header} instead of {digest}")).into());
+    }
+    Ok(())
+}
+
+/// What pushing a blob took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The registry had it (HEAD).
+    Existed,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    Uploaded,
+}
+
+/// Pushes one blob: skipped when the registry has it, mounted from another repository
+/// when known to be there (without reading it locally, so a blob the store would
+/// have to fetch first is not needed), else uploaded from `content`.
+pub async fn push_blob(
+    client: &Client,
+    content: &dyn Content,
+    repository: &str,
+    descriptor: &Descriptor,
+    progress: &dyn Fn(&str),
+) -> Result<Pushed> {
+    let digest = &descriptor.digest;
+    let scopes = [Scope::push(repository)];
+    let op = client.op(repository, &format!("checking blob {digest} in"));
+    let url = client.url(&format!("{repository}/blobs/{digest}"))?;
+    let response = client.send(&op, &Request::new(Method::HEAD, url, &scopes).follow_redirects()).await?;
+    match response.status() {
+        StatusCode::OK => {
+            progress(&format!("{}: already exists", digest.short()));
+            return Ok(Pushed::Existed);
+        }
+        StatusCode::NOT_FOUND => {}
+        _ => return Err(op.status_error(response).await.into()),
+    }
+    let mut session = None;
+    for source in mount_candidates(content, digest, &client.registry, repository).into_iter().take(3) {
+        match mount(client, repository, &source, digest).await? {
+            Mount::Mounted => {
+                progress(&format!("{}: mounted from {source}", digest.short()));
+                return Ok(Pushed::Mounted);
+            }
+            Mount::Upload(s) => {
+                session = Some(s);
+                break;
+            }
+            Mount::Refused => {}
+        }
+    }
+    let (path, size) = content.blob_file(digest).map_err(|source| Error::Content {
+        action: "reading",
+        digest: digest.clone(),
+        source,
+    })?;
+    if size != descriptor.size {
+        return Err(Error::BlobSize { digest: digest.clone(), found: size, expected: descriptor.size });
+    }
+    progress(&format!("{}: uploading {}", digest.short(), human_size(size)));
+    upload(client, repository, digest, &path, size, session, progress).await?;
+    progress(&format!("{}: pushed", digest.short()));
+    Ok(Pushed::Uploaded)
+}
+
+/// The repositories of `registry` other than `repository` that `digest` is known to
+/// be in, most recent first.
+fn mount_candidates(content: &dyn Content, digest: &Digest, registry: &str, repository: &str) -> Vec<String> {
+    let prefix = format!("{registry}/");
+    content
+        .blob_sources(digest)
+        .into_iter()
+        .filter_map(|name| name.strip_prefix(&prefix).map(String::from))
+        .filter(|repo| repo != repository)
+        .collect()
+}
+
+/// An upload session: where to send the bytes, and the registry's minimum chunk.
+struct Session {
+    location: Url,
+    min_chunk: u64,
+}
+
+enum Mount {
+    Mounted,
+    /// The registry could not mount and opened an ordinary upload instead (202).
+    Upload(Session),
+    Refused,
+}
+
+/// `POST /blobs/uploads/?mount=D&from=SOURCE`, with pull scope on the source.
+async fn mount(client: &Client, repository: &str, source: &str, digest: &Digest) -> Result<Mount> {
+    let scopes = [Scope::push(repository), Scope::pull(source)];
+    let op = client.op(repository, &format!("mounting blob {digest} from {source} into"));
+    let mut url = client.url(&format!("{repository}/blobs/uploads/"))?;
+    url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", source);
+    let response = match client.send(&op, &Request::new(Method::POST, url, &scopes)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("{}", chain(&e));
+            return Ok(Mount::Refused);
+        }
+    };
+    match response.status() {
+        StatusCode::CREATED => Ok(Mount::Mounted),
+        StatusCode::ACCEPTED => Ok(Mount::Upload(session_of(client, &op, &response)?)),
+        status => {
+            tracing::debug!("mount refused: HTTP {status}");
+            Ok(Mount::Refused)
+        }
+    }
+}
+
+fn session_of(client: &Client, op: &Op, response: &Response) -> Result<Session> {
+    let location = location_of(client, op, response)?;
+    let min_chunk = response
+        .headers()
+        .get("oci-chunk-min-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Ok(Session { location, min_chunk })
+}
+
+fn location_of(client: &Client, op: &Op, response: &Response) -> Result<Url> {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::from(op.error(Some(response.status()), "the registry sent no upload Location")))?;
+    client.resolve(location)
+}
+
+async fn start_upload(client: &Client, repository: &str, digest: &Digest) -> Result<Session> {
+    let scopes = [Scope::push(repository)];
+    let op = client.op(repository, &format!("starting the upload of {digest} to"));
+    let url = client.url(&format!("{repository}/blobs/uploads/"))?;
+    let response = client.send(&op, &Request::new(Method::POST, url, &scopes)).await?;
+    if response.status() != StatusCode::ACCEPTED {
+        return Err(op.status_error(response).await.into());
+    }
+    session_of(client, &op, &response)
+}
+
+/// What ended an attempt at an upload session.
+enum Attempt {
+    Done,
+    /// The session is unusable (lost, or its content went wrong): start a new one.
+    Restart(String),
+}
+
+async fn upload(
+    client: &Client,
+    repository: &str,
+    digest: &Digest,
+    path: &Path,
+    size: u64,
+    mut session: Option<Session>,
+    progress: &dyn Fn(&str),
+) -> Result<()> {
+    let op = client.op(repository, &format!("uploading blob {digest} to"));
+    let mut restarts = 0;
+    loop {
+        let current = match session.take() {
+            Some(s) => s,
+            None => start_upload(client, repository, digest).await?,
+        };
+        let attempt = if size <= client.opts.chunk_size {
+            upload_whole(client, &op, repository, digest, path, size, current).await?
+        } else {
+            upload_chunked(client, &op, repository, digest, path, size, current, progress).await?
+        };
+        match attempt {
+            Attempt::Done => return Ok(()),
+            Attempt::Restart(reason) => {
+                restarts += 1;
+                if restarts > client.opts.retries {
+                    return Err(op.error(None, format!("giving up after {restarts} attempts: {reason}")).into());
+                }
+                progress(&format!("{}: {reason}; restarting the upload", digest.short()));
+                tokio::time::sleep(backoff(restarts - 1)).await;
+            }
+        }
+    }
+}
+
+fn with_digest(mut location: Url, digest: &Digest) -> Url {
+    location.query_pairs_mut().append_pair("digest", digest.as_str());
+    location
+}
+
+/// One PUT with the whole blob. A failure midway leaves the session in an unknown
+/// state, so it is not retried in place.
+async fn upload_whole(
+    client: &Client,
+    op: &Op,
+    repository: &str,
+    digest: &Digest,
+    path: &Path,
+    size: u64,
+    session: Session,
+) -> Result<Attempt> {
+    let scopes = [Scope::push(repository)];
+    let request = Request::new(Method::PUT, with_digest(session.location, digest), &scopes)
+        .header("content-type", "application/octet-stream")?
+        .payload(Payload::File { path: path.to_path_buf(), offset: 0, len: size })
+        .no_retry();
+    finish(client, op, request, digest).await
+}
+
+async fn finish(client: &Client, op: &Op, request: Request<'_>, digest: &Digest) -> Result<Attempt> {
+    let response = match client.send(op, &request).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Attempt::Restart(chain(&e))),
+    };
+    let status = response.status();
+    if status == StatusCode::CREATED || status == StatusCode::NO_CONTENT || status == StatusCode::OK {
+        check_digest_header(op, &response, digest)?;
+        return Ok(Attempt::Done);
+    }
+    if status.is_server_error() || status == StatusCode::NOT_FOUND || status == StatusCode::TOO_MANY_REQUESTS {
+        return Ok(Attempt::Restart(format!("{}", op.status_error(response).await)));
+    }
+    let error = op.status_error(response).await;
+    if status == StatusCode::BAD_REQUEST && error.detail.contains("DIGEST_INVALID") {
+        return Ok(Attempt::Restart(format!("{error}")));
+    }
+    Err(error.into())
+}
+
+/// PATCH chunks, then a closing PUT. After a dropped connection, a 416 or a 5xx
+/// the registry is asked how much it has (`GET` on the session: `Range: 0-N`) and
+/// the upload goes on from there.
+#[allow(clippy::too_many_arguments)]
+async fn upload_chunked(
+    client: &Client,
+    op: &Op,
+    repository: &str,
+    digest: &Digest,
+    path: &Path,
+    size: u64,
+    session: Session,
+    progress: &dyn Fn(&str),
+) -> Result<Attempt> {
+    let scopes = [Scope::push(repository)];
+    let chunk = client.opts.chunk_size.max(session.min_chunk).max(1);
+    let mut location = session.location;
+    let mut offset = 0u64;
+    let mut failures = 0u32;
+    while offset < size {
+        let end = (offset + chunk).min(size);
+        let request = Request::new(Method::PATCH, location.clone(), &scopes)
+            .header("content-type", "application/octet-stream")?
+            .header("content-range", &format!("{offset}-{}", end - 1))?
+            .payload(Payload::File { path: path.to_path_buf(), offset, len: end - offset })
+            .no_retry();
+        let problem = match client.send(op, &request).await {
+            Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                location = location_of(client, op, &response).unwrap_or(location);
+                offset = range_end(&response).unwrap_or(end);
+                failures = 0;
+                continue;
+            }
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                return Ok(Attempt::Restart(format!("{}", op.status_error(response).await)));
+            }
+            Ok(response)
+                if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                    || response.status().is_server_error()
+                    || response.status() == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                format!("{}", op.status_error(response).await)
+            }
+            Ok(response) => return Err(op.status_error(response).await.into()),
+            Err(e) => chain(&e),
+        };
+        failures += 1;
+        if failures > client.opts.retries {
+            return Ok(Attempt::Restart(problem));
+        }
+        tokio::time::sleep(backoff(failures - 1)).await;
+        match upload_status(client, op, &location, &scopes).await {
+            Some((at, new_location)) => {
+                progress(&format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short()));
+                offset = at;
+                location = new_location.unwrap_or(location);
+            }
+            None => return Ok(Attempt::Restart(problem)),
+        }
+    }
+    let request = Request::new(Method::PUT, with_digest(location, digest), &scopes).payload(Payload::Empty);
+    finish(client, op, request, digest).await
+}
+
+/// How many bytes an upload session holds and its new Location, if the registry
+/// sent one; `None` when the session cannot go on (gone, or its state disputed).
+async fn upload_status(client: &Client, op: &Op, location: &Url, scopes: &[Scope]) -> Option<(u64, Option<Url>)> {
+    let response = match client.send(op, &Request::new(Method::GET, location.clone(), scopes)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("upload status: {}", chain(&e));
+            return None;
+        }
+    };
+    match response.status() {
+        StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::ACCEPTED => {
+            let at = range_end(&response).unwrap_or(0);
+            Some((at, location_of(client, op, &response).ok()))
+        }
+        _ => {
+            tracing::debug!("upload status: {}", op.status_error(response).await);
+            None
+        }
+    }
+}
+
+/// The offset after `Range: 0-N` (N+1). `0-0` is what an empty session reports.
+fn range_end(response: &Response) -> Option<u64> {
+    let value = response.headers().get(reqwest::header::RANGE)?.to_str().ok()?;
+    parse_range_end(value)
+}
+
+fn parse_range_end(value: &str) -> Option<u64> {
+    let value = value.trim().strip_prefix("bytes=").unwrap_or(value.trim());
+    let (start, end) = value.split_once('-')?;
+    let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+    if start != 0 {
+        return None;
+    }
+    Some(if end == 0 { 0 } else { end + 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers() {
+        assert_eq!(parse_range_end("0-0"), Some(0));
+        assert_eq!(parse_range_end("0-1023"), Some(1024));
+        assert_eq!(parse_range_end("bytes=0-9"), Some(10));
+        assert_eq!(parse_range_end("5-9"), None);
+        assert_eq!(parse_range_end("junk"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! Images between the store and registries: the `registry` client pulls into and
+//! pushes from the store through [`StoreContent`], and `pull`/`push` add what the
+//! store knows (an image already there by digest, the ref a pull points at the
+//! manifest). `sources.rs` remembers which repositories a blob lives in, so that a
+//! push to another repository of the same registry can mount it.
+
+mod sources;
+#[cfg(test)]
+mod tests;
+
+use anyhow::{Context as _, Result};
+use image_spec::{Digest, Image, Platform, Reference};
+use registry::{BoxError, Content, RegistryOptions};
+use std::io::Read;
+use std::path::PathBuf;
+use store::Store;
+
+/// The store as the registry client reads and writes it.
+pub struct StoreContent<'a>(pub &'a Store);
+
+impl Content for StoreContent<'_> {
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.0.has_blob(digest)
+    }
+
+    fn write_blob(&self, reader: &mut dyn Read, expected: &Digest) -> Result<u64, BoxError> {
+        Ok(self.0.write_blob(reader, Some(expected))?.1)
+    }
+
+    fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, BoxError> {
+        Ok(self.0.read_blob(digest)?)
+    }
+
+    fn blob_file(&self, digest: &Digest) -> Result<(PathBuf, u64), BoxError> {
+        let size = self.0.blob_size(digest)?;
+        Ok((self.0.blob_path(digest), size))
+    }
+
+    fn blob_sources(&self, digest: &Digest) -> Vec<String> {
+        sources::of(self.0, digest)
+    }
+
+    fn add_blob_sources(&self, digests: &[Digest], name: &str) {
+        if let Err(e) = sources::record(self.0, digests, name) {
+            tracing::warn!("remembering blob sources: {e:#}");
+        }
+    }
+}
+
+/// Pulls `reference` for `platform` into the store, points the reference's name at
+/// the manifest and returns the image.
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    opts: &RegistryOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Image> {
+    let name = reference.to_string();
+    // A digest names content: when the store has that image, the network has
+    // nothing to add (an index or an incomplete image falls through to it).
+    if let Some(digest) = &reference.digest
+        && store.has_blob(digest)
+        && let Ok(image) = store.image_from_manifest(digest)
+    {
+        progress(&format!("{reference}: already in the store"));
+        store.set_ref(&name, digest).with_context(|| format!("tagging {name}"))?;
+        return Ok(image);
+    }
+    let manifest_digest = registry::pull(&StoreContent(store), reference, platform, opts, progress)?;
+    store.set_ref(&name, &manifest_digest).with_context(|| format!("tagging {name}"))?;
+    store.image_from_manifest(&manifest_digest).with_context(|| format!("reading the pulled image {name}"))
+}
+
+/// Pushes `image` from the store to `reference` and returns the manifest digest.
+pub fn push(
+    store: &Store,
+    image: &Image,
+    reference: &Reference,
+    opts: &RegistryOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Digest> {
+    Ok(registry::push(&StoreContent(store), &image.manifest_digest, reference, opts, progress)?)
+}
