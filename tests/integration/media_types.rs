@@ -302,9 +302,11 @@ fn run_with_podman(test: &str, work: &Path, tarballs: &[(&Path, &str)]) {
     }
 }
 
+/// zstd layers exist only with OCI media types: type=docker refuses compression=zstd
+/// (as buildx does), and a zstd base layer is recompressed for Docker types.
 #[test]
-fn type_docker_refuses_zstd_as_buildx_does() {
-    let Some(env) = env("media_types_docker_zstd") else { return };
+fn zstd_layers_only_with_oci_media_types() {
+    let Some(env) = env("media_types_zstd") else { return };
     let env: Env = env.with_busybox();
     let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")]);
     let out = env.run(&["build", "-o", "type=docker,dest=x.tar,compression=zstd", ctx.to_str().unwrap()]);
@@ -317,4 +319,12 @@ fn type_docker_refuses_zstd_as_buildx_does() {
     let (_, manifest) = layout(&tar, &env.work.path().join("z"));
     assert_eq!(manifest["mediaType"], MEDIA_TYPE_OCI_MANIFEST);
     assert_eq!(types(&manifest["layers"])[1], image_spec::MEDIA_TYPE_OCI_LAYER_ZSTD);
+
+    env.build_ok(&ctx, &["-o", "type=image,name=zbase:1,compression=zstd,force-compression=true"]);
+    let on_zstd = env.context("on-zstd", &[("Dockerfile", "FROM zbase:1\nRUN echo more > /more\n")]);
+    let docker = env.work.path().join("docker.tar");
+    env.build_ok(&on_zstd, &["-o", &format!("type=docker,dest={}", docker.display())]);
+    let (_, manifest) = layout(&docker, &env.work.path().join("docker"));
+    assert_eq!(manifest["mediaType"], MEDIA_TYPE_DOCKER_MANIFEST);
+    assert_eq!(types(&manifest["layers"]), [MEDIA_TYPE_DOCKER_LAYER_GZIP; 3], "{manifest}");
 }
