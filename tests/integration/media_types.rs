@@ -271,8 +271,8 @@ fn run_bundle_with_runc(test: &str, bundle: &Path, work: &Path) {
     assert_eq!(succeeded(out, "runc run").trim(), EXPECTED);
 }
 
-/// `podman load` and `podman run --network=none` of each tarball, in a storage of
-/// its own. Skipped only when podman cannot run here at all (`podman info` fails).
+/// `podman load` and `podman run --network=none` of each tarball, with storage and
+/// state of its own (nothing under /var/lib/containers or /run). Skipped only when podman cannot run here at all (`podman info` fails).
 fn run_with_podman(test: &str, work: &Path, tarballs: &[(&Path, &str)]) {
     if !installed("podman", test) {
         return;
@@ -281,7 +281,11 @@ fn run_with_podman(test: &str, work: &Path, tarballs: &[(&Path, &str)]) {
     let podman = |args: &[&str]| {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "podman"]);
-        cmd.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run"));
+        for (flag, dir) in
+            [("--root", "root"), ("--runroot", "run"), ("--tmpdir", "tmp"), ("--network-config-dir", "net")]
+        {
+            cmd.arg(flag).arg(storage.join(dir));
+        }
         cmd.args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
         cmd.args(args).output().unwrap()
     };
