@@ -8,7 +8,7 @@ use super::{BuildResult, OutputSpec};
 use crate::layer::ensure_compression;
 use crate::progress::Task;
 use anyhow::{Context as _, Result, anyhow, bail};
-use image_spec::{Compression, Image, LayerInfo, Reference, compression_of};
+use image_spec::{Compression, Image, LayerInfo, MediaTypeFamily, Reference, compression_of};
 use registry::{RegistryOptions, Transfer};
 use store::{ImageFormat, Store};
 
@@ -44,7 +44,8 @@ pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add:
         config.rootfs.kind = "layers".into();
     }
     let config_bytes = serde_json::to_vec(&config).context("serializing image config")?;
-    let format = ImageFormat { docker_media_types: !spec.oci_media_types, annotations: spec.annotations.clone() };
+    let media_types = if spec.oci_media_types { MediaTypeFamily::Oci } else { MediaTypeFamily::Docker };
+    let format = ImageFormat { media_types, annotations: spec.annotations.clone() };
     Ok(store.write_image_in(&config_bytes, &layers, &format)?)
 }
 

@@ -9,7 +9,8 @@
 //! Image outputs share [`image::prepare`]: layers made by the build are brought to the
 //! wanted compression (base image layers too with `force-compression=true`), reusing a
 //! blob made before for the same diffID and compression; then config and manifest are
-//! written with OCI or Docker media types. Outputs that go to a file are written to a
+//! written with OCI or Docker media types, every descriptor in the one family (a base
+//! layer pulled with the other family's type is re-described, not recompressed). Outputs that go to a file are written to a
 //! temp file beside it and renamed, so a killed build leaves no half-written file.
 
 mod docker;

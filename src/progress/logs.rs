@@ -52,6 +52,16 @@ impl Drop for Routed {
     }
 }
 
+/// A line about no step in particular (a warning said once per process): through the
+/// display while a build's is up, else on stderr.
+pub fn message(line: &str) {
+    let display = DISPLAY.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match display {
+        Some(display) => display.message(line),
+        None => eprintln!("{line}"),
+    }
+}
+
 /// What `tracing` writes one log event into; the event goes on when it is dropped.
 #[derive(Default)]
 pub struct LogWriter(Vec<u8>);

@@ -24,7 +24,7 @@ mod steps;
 mod task;
 mod tty;
 
-pub use logs::{LogWriter, print_error, route_logs};
+pub use logs::{LogWriter, message, print_error, route_logs};
 pub use task::{Task, print_transfer, pull};
 
 use solver::{Event, ProgressSink};

@@ -7,6 +7,7 @@ mod cache_export;
 mod dockerfile;
 mod export;
 mod hygiene;
+mod media_types;
 mod mounts;
 mod progress;
 mod registry;

@@ -69,5 +69,6 @@ pub(crate) fn isolation() -> Isolation {
         memory: check(layout, Controller::Memory),
         cpu: check(layout, Controller::Cpu),
         devices: check(layout, Controller::Devices),
+        user_namespace: crate::userns::user_namespaces(),
     }
 }
