@@ -178,7 +178,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
-        tags.push(crate::commands::normalize(tag)?);
+        tags.push(crate::cli::normalize(tag)?);
     }
     let base_layers = base_layers.min(layers.len());
     let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch: request.epoch };

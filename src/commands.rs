@@ -35,14 +35,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Tag { source, target } => {
             let (store, _lock) = shared()?;
             let image = store.load_image(&source)?;
-            let name = normalize(&target)?;
+            let name = crate::cli::normalize(&target)?;
             store.set_ref(&name, &image.manifest_digest)?;
             Ok(0)
         }
         Command::Rmi { images } => rmi(&store()?, &images),
         Command::Import { tarball, name } => {
             let (store, _lock) = shared()?;
-            let name = normalize(&name)?;
+            let name = crate::cli::normalize(&name)?;
             let image = crate::archive::import_rootfs(&store, &tarball, &name)
                 .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
@@ -129,11 +129,6 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 /// `linux/arm64/v8` → a platform.
 pub fn parse_platform(s: &str) -> Result<image_spec::Platform> {
     image_spec::Platform::parse(s).map_err(crate::usage_error)
-}
-
-/// `app` → `docker.io/library/app:latest`, with a usage error for bad names.
-pub fn normalize(name: &str) -> Result<String> {
-    Reference::parse(name).map(|r| r.to_string()).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))
 }
 
 fn images(store: &Store) -> Result<u8> {
