@@ -213,7 +213,7 @@ fn explain_in_user_namespace(e: Error) -> Error {
         Some(libc::EACCES) => "the caller may not reach this path: the sandbox's root is the caller on the host",
         _ => return Error::Sys { what, source },
     };
-    let text = crate::cgroup::describe(&source);
+    let text = crate::describe_io(&source);
     Error::sys(what, io::Error::new(source.kind(), format!("{text} ({hint}; see `builder doctor`)")))
 }
 

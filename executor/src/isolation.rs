@@ -75,5 +75,5 @@ impl fmt::Display for Isolation {
 /// program once; without root, it starts one trial sandbox per process, to see that
 /// overlayfs and a fresh `/proc` work in a user namespace).
 pub fn probe() -> Isolation {
-    crate::cgroup::isolation()
+    crate::cgroup::isolation(crate::userns::user_namespaces())
 }

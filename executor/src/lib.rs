@@ -151,6 +151,7 @@
 
 mod caps;
 mod cgroup;
+mod fds;
 mod init;
 mod isolation;
 mod network;
@@ -606,6 +607,14 @@ pub fn id_mapping(security: &Security) -> Result<Option<IdMapping>, Error> {
 /// read-only bind of 1, an empty read-only tmpfs for 0).
 pub fn with_rootfs_mounted<R: Send>(rootfs: &[Rootfs], f: impl FnOnce(&[PathBuf]) -> R + Send) -> Result<R, Error> {
     view::with_rootfs_mounted(rootfs, f)
+}
+
+/// An I/O error as Go (and so Docker) words it: lowercase, without "(os error N)".
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
 impl Error {

@@ -161,14 +161,14 @@ impl Nat {
     fn start(helper: &Path, netns: &OwnedFd, userns: Option<&OwnedFd>) -> Result<Nat, Error> {
         let what = || format!("start {} for the sandbox network", helper.display());
         let fail = |e: io::Error| Error::sys(what(), e);
-        let (ready_r, ready_w) = crate::spawn::pipe()?;
-        let (exit_r, exit_w) = crate::spawn::pipe()?;
+        let (ready_r, ready_w) = crate::fds::pipe()?;
+        let (exit_r, exit_w) = crate::fds::pipe()?;
         // Only the helper may hold the write end of its ready pipe (EOF: it died), and
         // the read end of its exit pipe.
         // (Taken by value: the low originals close here.)
-        let high = |fd: OwnedFd| crate::spawn::dup_high(&fd);
+        let high = |fd: OwnedFd| crate::fds::dup_high(&fd);
         let (ready_w, exit_r) = (high(ready_w)?, high(exit_r)?);
-        let ns = crate::spawn::dup_high(netns)?;
+        let ns = crate::fds::dup_high(netns)?;
         let fds = [(ready_w.as_raw_fd(), 3), (exit_r.as_raw_fd(), 4), (ns.as_raw_fd(), 5)];
         let userns = userns.map(|fd| fd.as_raw_fd()).unwrap_or(-1);
         // Its output, read back only if it fails; never a file anyone else sees.

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::cgroup::SandboxCgroup;
+use crate::fds::{dup_high, pipe};
 use crate::network::Nat;
 use crate::network::{self, PrivateNet};
 use crate::paths::Created;
@@ -425,16 +426,6 @@ impl Drop for Sandbox {
     }
 }
 
-pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Error::sys("create pipe", io::Error::last_os_error()));
-    }
-    // SAFETY: both descriptors are fresh and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// An anonymous in-memory file holding `data`: the config never touches a disk.
 fn memfd_with(data: &[u8]) -> Result<OwnedFd, Error> {
     // SAFETY: memfd_create with a NUL-terminated name; the result is checked.
@@ -446,18 +437,6 @@ fn memfd_with(data: &[u8]) -> Result<OwnedFd, Error> {
     let mut file = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     file.write_all(data).map_err(sys("write sandbox config"))?;
     Ok(file.into())
-}
-
-/// `fcntl(F_DUPFD_CLOEXEC)` above every target fd, so the child's dup2s never clobber
-/// a source.
-pub(crate) fn dup_high(fd: &OwnedFd) -> Result<OwnedFd, Error> {
-    // SAFETY: duplicating a descriptor we own; the result is checked.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if new < 0 {
-        return Err(Error::sys("duplicate descriptor", io::Error::last_os_error()));
-    }
-    // SAFETY: the descriptor is fresh and ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Clones a child into new namespaces (`flags`) that places `fds` at their target

@@ -58,8 +58,7 @@ fn in_private_namespace<R>(
         if e.raw_os_error() == Some(libc::EPERM) && !nix::unistd::geteuid().is_root() {
             // A multithreaded process may not enter a user namespace of its own, and
             // without one an ordinary user gets no mount namespace.
-            let text =
-                format!("{} (rootfs views need root for now; see `builder doctor`)", crate::cgroup::describe(&e));
+            let text = format!("{} (rootfs views need root for now; see `builder doctor`)", crate::describe_io(&e));
             return Error::sys("unshare mount namespace", std::io::Error::new(e.kind(), text));
         }
         Error::sys("unshare mount namespace", e)

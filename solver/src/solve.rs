@@ -1,6 +1,8 @@
 //! The solver's contract ([`Worker`], [`SolveOptions`], [`SolveError`]) and the work
 //! done for one vertex: its cache key, the cache lookup, and running it on a miss.
-//! Which vertex runs when is decided in [`crate::schedule`].
+//! Which vertex runs when is decided in [`schedule`].
+
+mod schedule;
 
 use crate::cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepRecord, DepSpec};
 use crate::explain;
@@ -177,7 +179,7 @@ impl<'a, W: Worker> Solver<'a, W> {
     /// (a failure does not cancel later solves); [`Solver::cancel_token`] reaches it
     /// within a few milliseconds.
     pub fn solve(&self, graph: &Graph, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {
-        crate::schedule::run(self, graph, targets).map(|(outputs, _)| outputs)
+        schedule::run(self, graph, targets).map(|(outputs, _)| outputs)
     }
 
     /// Like [`Solver::solve`], also saying which key each vertex had and whether it
@@ -187,7 +189,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         graph: &Graph,
         targets: &[VertexId],
     ) -> Result<(Vec<W::Output>, SolveReport), SolveError> {
-        crate::schedule::run(self, graph, targets)
+        schedule::run(self, graph, targets)
     }
 
     /// Computes the vertex's cache key from its cache map and its solved inputs.

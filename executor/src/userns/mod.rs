@@ -56,7 +56,8 @@ impl Caller {
         let gid = nix::unistd::getegid().as_raw();
         let name = nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name);
         let read = |path: &str| {
-            subid::read(Path::new(path), name.as_deref(), uid).map_err(|e| format!("read {path}: {}", describe(&e)))
+            subid::read(Path::new(path), name.as_deref(), uid)
+                .map_err(|e| format!("read {path}: {}", crate::describe_io(&e)))
         };
         Caller {
             uid,
@@ -188,7 +189,7 @@ pub(crate) fn write_maps(pid: libc::pid_t, plan: &Plan) -> Result<(), Error> {
             };
             Error::sys(
                 format!("write {file} of the sandbox's user namespace"),
-                io::Error::new(e.kind(), format!("{}{hint}", describe(&e))),
+                io::Error::new(e.kind(), format!("{}{hint}", crate::describe_io(&e))),
             )
         })
     };
@@ -219,7 +220,7 @@ fn run_helper(helper: &Path, pid: libc::pid_t, map: &IdMap, user: &str, file: &s
         .args(&args)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| Error::sys(what(), io::Error::new(e.kind(), describe(&e))))?;
+        .map_err(|e| Error::sys(what(), io::Error::new(e.kind(), crate::describe_io(&e))))?;
     if out.status.success() {
         return Ok(());
     }
@@ -267,13 +268,8 @@ pub(crate) fn clone_error(e: io::Error) -> Error {
     };
     Error::sys(
         "create the sandbox's user namespace",
-        io::Error::new(e.kind(), format!("{} ({why}; see `builder doctor`)", describe(&e))),
+        io::Error::new(e.kind(), format!("{} ({why}; see `builder doctor`)", crate::describe_io(&e))),
     )
-}
-
-/// An I/O error without Rust's "(os error N)", lowercased.
-pub(crate) fn describe(e: &io::Error) -> String {
-    crate::cgroup::describe(e)
 }
 
 /// `name` in a directory of `PATH` (or the usual system ones).

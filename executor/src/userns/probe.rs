@@ -103,13 +103,13 @@ fn tun(root: bool) -> Result<(), String> {
     let path = std::path::Path::new("/dev/net/tun");
     match std::fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(_) => Ok(()),
-        Err(e) if root => Err(format!("cannot open /dev/net/tun: {}", super::describe(&e))),
+        Err(e) if root => Err(format!("cannot open /dev/net/tun: {}", crate::describe_io(&e))),
         Err(e) => {
             let mode = std::fs::metadata(path).map(|m| format!(" (mode {:04o})", m.permissions().mode() & 0o7777));
             Err(format!(
                 "cannot open /dev/net/tun{}: {} (fix: chmod 0666 /dev/net/tun, as most distributions set it)",
                 mode.unwrap_or_default(),
-                super::describe(&e)
+                crate::describe_io(&e)
             ))
         }
     }

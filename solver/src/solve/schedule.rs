@@ -7,10 +7,10 @@
 //! key, so identical vertices run once: later ones wait for the first one's result
 //! without holding a job slot.
 
+use super::{CancelToken, Keyed, Outcome, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
 use crate::graph::{Graph, VertexId};
 use crate::key::{CacheKey, KeyHasher};
 use crate::progress::Event;
-use crate::solve::{CancelToken, Keyed, Outcome, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, RecvTimeoutError};
