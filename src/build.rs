@@ -3,17 +3,16 @@
 use crate::cache::StoreExt as _;
 use crate::cli::BuildArgs;
 use crate::ops::source::ImageResolver;
-use crate::ops::{BuildWorker, Output};
+use crate::ops::{BuildWorker, WorkerOptions};
 use crate::progress::Task;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::{BaseImage, BuildOptions};
-use image_spec::History;
-use image_spec::{ImageConfig, LayerInfo, Reference, RootFs};
+use image_spec::Reference;
 use image_spec::{Platform, host_platform};
 use registry::RegistryOptions;
 use solver::{ProgressSink, SolveOptions, Solver};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use store::Store;
@@ -141,29 +140,35 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     let disk_cache =
         crate::cache::export::open(store, &request.cache_from, &host_platform(), &registry_opts, progress)?;
 
-    let mut worker = BuildWorker::new(store, &images);
-    worker.local_dirs.insert("context".into(), request.context_dir.clone());
-    worker.local_dirs.extend(request.named_dirs.clone());
-    worker.entitlements = request.entitlements;
-    worker.default_network = crate::sandbox::parse_build_network(&args.network, worker.entitlements)?;
-    worker.step_resources.rlimits.extend(request.rlimits.iter().cloned());
-    worker.secrets = request.secrets.clone();
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.
     let first_image = request.outputs.iter().find(|o| o.is_image());
-    worker.layer_options = crate::layer::LayerOptions {
-        compression: first_image.map_or(Default::default(), |o| o.compression),
-        level: first_image.and_then(|o| o.level),
-        mtime_clamp: request.epoch,
-    };
-    worker.mount_seeds = crate::cache::export::mount_seeds(store, &disk_cache);
+    let mut local_dirs: HashMap<String, PathBuf> = request.named_dirs.clone().into_iter().collect();
+    local_dirs.insert("context".into(), request.context_dir.clone());
+    let worker = BuildWorker::new(
+        store,
+        &images,
+        WorkerOptions {
+            local_dirs,
+            default_network: crate::sandbox::parse_build_network(&args.network, request.entitlements)?,
+            entitlements: request.entitlements,
+            rlimits: request.rlimits.clone(),
+            secrets: request.secrets.clone(),
+            layer_options: crate::layer::LayerOptions {
+                compression: first_image.map_or(Default::default(), |o| o.compression),
+                level: first_image.and_then(|o| o.level),
+                mtime_clamp: request.epoch,
+            },
+            mount_seeds: crate::cache::export::mount_seeds(store, &disk_cache),
+        },
+    );
     let cache = store.track_usage(&disk_cache);
 
     // The target, and every vertex that may add a layer (to mark empty history entries).
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     // Before anything runs: a step to be solved that needs what --allow did not grant.
-    worker.entitlements.check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
+    worker.entitlements().check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
     let solver = Solver::new(&worker, &cache, progress, SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {
@@ -172,8 +177,10 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     };
     interrupt.finish()?;
 
-    let layers = solved[0].layers()?.to_vec();
-    let mut config = image_config(&definition, &layers, &solved[1..], request.epoch)?;
+    // The target's result, then one per step that may add a layer (as `targets`).
+    let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
+    let layers = image_output.layers()?.to_vec();
+    let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
     config.inline_cache = crate::cache::export::inline_cache(&disk_cache, &report, &layers, &request.cache_to)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
@@ -195,7 +202,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
         None => store.write_image(&result.config, &result.layers)?,
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
-    mount_keys.extend(worker.used_cache_mounts.lock().unwrap().clone());
+    mount_keys.extend(worker.used_cache_mounts());
     let export = crate::cache::export::ExportContext { mount_keys: &mount_keys, opts: &registry_opts, progress };
     crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &request.cache_to, &export)?;
     if let Some(path) = &args.iidfile {
@@ -264,90 +271,6 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
         }
     }
     Ok(outputs)
-}
-
-/// The image config of the result: the stage's config, its layers' diffIDs, and the
-/// base history followed by one entry per instruction.
-///
-/// Times, as BuildKit gives them: with `SOURCE_DATE_EPOCH`, the epoch everywhere;
-/// else a step's new layer is dated when it was made (a cached step keeps the time of
-/// the build that made it, [`Output::made`]), the other entries take their times from
-/// the layers around them ([`fill_history_times`]) and the image is as old as its last
-/// entry. An unchanged build therefore gives the same image, on this store or on any
-/// other that imports its cache.
-fn image_config(
-    definition: &frontend::BuildDefinition,
-    layers: &[LayerInfo],
-    step_outputs: &[Output],
-    epoch: Option<i64>,
-) -> Result<ImageConfig> {
-    let epoch = epoch.map(|e| crate::archive::created_time(Some(e)));
-    let mut history = definition.image.base_history.clone();
-    let base_layers = history.iter().filter(|h| h.empty_layer != Some(true)).count();
-    let mut seen = base_layers.min(layers.len());
-    let mut outputs = step_outputs.iter();
-    for step in &definition.image.history {
-        let mut made = None;
-        if step.layer.is_some() {
-            let output = outputs.next().context("missing step output")?;
-            let count = output.layers()?.len();
-            if count > seen {
-                seen = count;
-                made = Some(output.made().map_or_else(|| crate::archive::created_time(None), str::to_string));
-            }
-        }
-        history.push(History {
-            created: epoch.clone().or_else(|| made.clone()),
-            created_by: Some(step.created_by.clone()),
-            author: None,
-            comment: step.comment.clone(),
-            empty_layer: made.is_none().then_some(true),
-        });
-    }
-    fill_history_times(&mut history);
-    let created = epoch.or_else(|| history.iter().rev().find_map(|h| h.created.clone()));
-    let platform = host_platform();
-    Ok(ImageConfig {
-        created,
-        author: None,
-        architecture: platform.architecture,
-        os: platform.os,
-        variant: platform.variant,
-        config: definition.image.config.clone(),
-        rootfs: RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect() },
-        history,
-        inline_cache: None,
-    })
-}
-
-/// Dates the history entries that have no time, as BuildKit's exporter does: those
-/// before the build's first new layer take that layer's time, later ones the time of
-/// the layer before them.
-fn fill_history_times(history: &mut [History]) {
-    let mut created = None;
-    let mut undated = false;
-    for entry in history.iter() {
-        match &entry.created {
-            Some(time) => {
-                created = Some(time.clone());
-                if undated {
-                    break;
-                }
-            }
-            None => undated = true,
-        }
-    }
-    let mut undated = false;
-    for entry in history.iter_mut() {
-        match &entry.created {
-            Some(time) if undated => created = Some(time.clone()),
-            Some(_) => {}
-            None => {
-                undated = true;
-                entry.created = created.clone();
-            }
-        }
-    }
 }
 
 /// `--build-context NAME=VALUE`s into `named` (as the frontend sees them); returns the

@@ -14,12 +14,14 @@
 //! temp file beside it and renamed, so a killed build leaves no half-written file.
 
 mod docker;
+mod history;
 mod image;
 mod local;
 mod oci;
 mod spec;
 mod tar;
 
+pub use history::image_config;
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
 use crate::progress::Task;
