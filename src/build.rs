@@ -1,6 +1,5 @@
 //! `builder build`: Dockerfile → frontend → solver → image in the store.
 
-use crate::cache::StoreExt as _;
 use crate::cli::BuildArgs;
 use crate::ops::source::ImageResolver;
 use crate::ops::{BuildWorker, WorkerOptions};
@@ -137,8 +136,14 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     let registry_opts = RegistryOptions::default();
     let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
     let definition = load_definition(request, &images, progress)?;
-    let disk_cache =
-        crate::cache::export::open(store, &request.cache_from, &host_platform(), &registry_opts, progress)?;
+    let cache = crate::cache::Session::open(
+        store,
+        &request.cache_from,
+        request.cache_to.clone(),
+        &host_platform(),
+        registry_opts,
+        progress,
+    )?;
 
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.
@@ -159,17 +164,17 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
                 level: first_image.and_then(|o| o.level),
                 mtime_clamp: request.epoch,
             },
-            mount_seeds: crate::cache::export::mount_seeds(store, &disk_cache),
+            mount_seeds: cache.mount_seeds(),
         },
     );
-    let cache = store.track_usage(&disk_cache);
+    let solver_cache = cache.solver_cache();
 
     // The target, and every vertex that may add a layer (to mark empty history entries).
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     // Before anything runs: a step to be solved that needs what --allow did not grant.
     worker.entitlements().check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
-    let solver = Solver::new(&worker, &cache, progress, SolveOptions { jobs: args.jobs });
+    let solver = Solver::new(&worker, &solver_cache, progress, SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {
         Ok(solved) => solved,
@@ -181,7 +186,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
     let layers = image_output.layers()?.to_vec();
     let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
-    config.inline_cache = crate::cache::export::inline_cache(&disk_cache, &report, &layers, &request.cache_to)?;
+    config.inline_cache = cache.inline(&report, &layers)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
@@ -203,8 +208,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
     mount_keys.extend(worker.used_cache_mounts());
-    let export = crate::cache::export::ExportContext { mount_keys: &mount_keys, opts: &registry_opts, progress };
-    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &request.cache_to, &export)?;
+    cache.export(&report, &result.layers, &mount_keys, progress)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }

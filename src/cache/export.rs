@@ -38,7 +38,7 @@ pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {
 
 /// The build's cache store: the local cache, then each `--cache-from` in order. A
 /// cache that cannot be read is a warning: the build goes on without it.
-pub fn open<'a>(
+pub(super) fn open<'a>(
     store: &'a Store,
     from: &[CacheSpec],
     platform: &image_spec::Platform,
@@ -83,7 +83,7 @@ pub fn open<'a>(
 /// The cache mounts the imports carry (the first import naming a mount wins), by
 /// cache key, their blobs registered with the store to be fetched when a step that
 /// uses the mount runs.
-pub fn mount_seeds(store: &Store, cache: &ImportingCacheStore<'_>) -> HashMap<String, LayerInfo> {
+pub(super) fn mount_seeds(store: &Store, cache: &ImportingCacheStore<'_>) -> HashMap<String, LayerInfo> {
     let mut seeds = HashMap::new();
     for import in cache.imports() {
         for mount in &import.config.mounts {
@@ -119,7 +119,7 @@ pub fn select(
 
 /// The inline cache for the image config when a `--cache-to type=inline` asks for
 /// one: the records of the final image's own steps.
-pub fn inline_cache(
+pub(super) fn inline_cache(
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
     image_layers: &[LayerInfo],
@@ -134,14 +134,14 @@ pub fn inline_cache(
 
 /// What exports need besides the solve: the cache mounts the build uses (cache key
 /// → id), how to reach registries, and the progress display.
-pub struct ExportContext<'a> {
+pub(super) struct ExportContext<'a> {
     pub mount_keys: &'a BTreeMap<String, String>,
     pub opts: &'a RegistryOptions,
     pub progress: &'a dyn ProgressSink,
 }
 
 /// Writes every `--cache-to` (an inline cache is already in the image).
-pub fn export_all(
+pub(super) fn export_all(
     store: &Store,
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
