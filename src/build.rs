@@ -391,8 +391,9 @@ impl frontend::ImageResolver for FrontendResolver<'_> {
     fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
         let image = if self.offline {
             match self.images.local(reference) {
-                Some(image) => image,
-                None => return Ok(None),
+                Ok(Some(image)) => image,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(format!("{e:#}")),
             }
         } else {
             match self.images.resolve(reference) {

@@ -158,10 +158,10 @@ impl<'a> ImageResolver<'a> {
         ImageResolver { store, pull, platform, registry, progress, resolved, downloads }
     }
 
-    /// The image only if the local store has it (no network).
-    pub fn local(&self, reference: &str) -> Option<Image> {
-        let parsed = Reference::parse(reference).ok()?;
-        self.store.load_image(&parsed.to_string()).ok()
+    /// The image only if the local store has it (no network); a damaged one is an error.
+    pub fn local(&self, reference: &str) -> Result<Option<Image>> {
+        let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
+        Ok(self.store.find_image(&parsed.to_string())?)
     }
 
     pub fn resolve(&self, reference: &str) -> Result<Image> {
@@ -169,7 +169,8 @@ impl<'a> ImageResolver<'a> {
             return Ok(image.clone());
         }
         let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
-        let local = if self.pull { None } else { self.store.load_image(&parsed.to_string()).ok() };
+        // A damaged local image is an error to fix, not a reason to pull another.
+        let local = if self.pull { None } else { self.store.find_image(&parsed.to_string())? };
         let image = match local {
             Some(image) => image,
             // Whoever asked names the reference in the error (`failed to resolve base

@@ -119,6 +119,17 @@ impl Store {
 
     /// Loads an image by name (`busybox`, `app:1`, `app@sha256:..`), by manifest
     /// digest, or by a unique prefix of its id (config digest) as `docker` accepts.
+    /// The image by name or id if the store has one: `None` only when nothing by that
+    /// name is there; a name whose image is damaged (a missing or unreadable blob) is
+    /// an error, never taken for a missing image.
+    pub fn find_image(&self, name_or_id: &str) -> Result<Option<Image>> {
+        match self.load_image(name_or_id) {
+            Ok(image) => Ok(Some(image)),
+            Err(Error::NoSuchImage { source: None, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
         if let Ok(digest) = Digest::parse(name_or_id)
             && self.has_blob(&digest)
