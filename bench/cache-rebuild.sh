@@ -4,12 +4,16 @@
 # one-file-change rebuild, as ratios against references measured in the same run:
 # a stat walk of the context (find -printf, one lstat per file) and hashing every
 # context file (sha256sum). Target: a cached rebuild costs a few stat walks.
-# Needs root. Usage: sh bench/cache-rebuild.sh [FILES]   (default 5000)
+# Needs root. Usage: sh bench/cache-rebuild.sh [FILES]   (default 5000; BUILDER_BIN=path skips the build)
 set -eu
 cd "$(dirname "$0")/.."
 files=${1:-5000}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/builder
+if [ -n "${BUILDER_BIN:-}" ]; then
+    bin=$BUILDER_BIN
+else
+    cargo build --release --quiet
+    bin=${CARGO_TARGET_DIR:-$PWD/target}/release/builder
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export BUILDER_ROOT="$work/store"

@@ -1,136 +1,204 @@
 //! `builder build`: Dockerfile → frontend → solver → image in the store.
 
-use crate::cache::StoreExt as _;
 use crate::cli::BuildArgs;
 use crate::ops::source::ImageResolver;
-use crate::ops::{BuildWorker, Output};
+use crate::ops::{BuildWorker, WorkerOptions};
+use crate::progress::Task;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
 use frontend::{BaseImage, BuildOptions};
-use image_spec::History;
-use image_spec::{ImageConfig, LayerInfo, Reference, RootFs};
+use image_spec::Reference;
 use image_spec::{Platform, host_platform};
 use registry::RegistryOptions;
-use solver::{SolveOptions, Solver};
-use std::collections::BTreeMap;
+use solver::{ProgressSink, SolveOptions, Solver};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
-    if args.context.as_os_str() == "-" {
-        bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
+    let request = Request::new(&args)?;
+    if let Some(print) = args.print.as_deref() {
+        return print_graph(store, &request, print);
     }
-    let context_dir = args
-        .context
-        .canonicalize()
-        .map_err(|e| usage_error(anyhow!("build context {}: {e}", args.context.display())))?;
-    if !context_dir.is_dir() {
-        bail!(usage_error(anyhow!("build context {} is not a directory", context_dir.display())));
+    let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
+    // The display exists before anything is resolved or pulled: every line the build
+    // writes on stderr is one of its steps.
+    let progress = crate::progress::new(mode, args.explain);
+    let logs = crate::progress::route_logs(progress.clone());
+    let result = run(store, &args, &request, progress.sink());
+    drop(logs);
+    progress.finish(result.is_ok());
+    if let Some(digest) = result? {
+        println!("{digest}");
     }
-    let dockerfile = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
-    let text = std::fs::read_to_string(&dockerfile)
-        .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile.display())))?;
-    let outputs = output_specs(&args)?;
-    let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
-    // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
-    if !build_args.contains_key("SOURCE_DATE_EPOCH")
-        && let Some(epoch) = crate::archive::source_date_epoch()?
-    {
-        build_args.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
-    }
-    let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
-        Some(v) if !v.trim().is_empty() => Some(crate::archive::parse_epoch(v)?),
-        _ => None,
-    };
+    Ok(0)
+}
 
-    let mut options = BuildOptions {
-        dockerfile_name: dockerfile
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or("Dockerfile".into()),
-        target: args.target.clone(),
-        build_args,
-        platform: host_platform(),
-        build_platform: host_platform(),
-        dockerignore: read_dockerignore(&dockerfile, &context_dir)?,
-        no_cache: args.no_cache,
-        no_cache_filter: args.no_cache_filter.clone(),
-        labels: parse_pairs(&args.labels, "--label", false)?,
-        named_contexts: BTreeMap::new(),
-    };
-    let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
-    let images = ImageResolver::new(store, args.pull, host_platform(), RegistryOptions::default());
-    // `--print` works offline: an image not in the store is shown by its reference.
-    let resolver = FrontendResolver { images: &images, offline: args.print.is_some() };
-    let definition = frontend::compile(&text, &options, &resolver).map_err(usage_error)?;
-    match args.print.as_deref() {
-        None => {}
-        Some("graph") => {
-            print!("{}", frontend::print_graph(&definition));
-            return Ok(0);
+/// What the command line asks for, checked and read before the build starts (its
+/// mistakes are usage errors).
+struct Request {
+    context_dir: PathBuf,
+    dockerfile: String,
+    outputs: Vec<crate::export::OutputSpec>,
+    options: BuildOptions,
+    named_dirs: BTreeMap<String, PathBuf>,
+    epoch: Option<i64>,
+    cache_to: Vec<crate::cache::spec::CacheSpec>,
+    cache_from: Vec<crate::cache::spec::CacheSpec>,
+    entitlements: crate::sandbox::Entitlements,
+    rlimits: Vec<executor::Rlimit>,
+    secrets: std::collections::HashMap<String, Vec<u8>>,
+}
+
+impl Request {
+    fn new(args: &BuildArgs) -> Result<Request> {
+        if args.context.as_os_str() == "-" {
+            bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
         }
-        Some(other) => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
+        let context_dir = args
+            .context
+            .canonicalize()
+            .map_err(|e| usage_error(anyhow!("build context {}: {e}", args.context.display())))?;
+        if !context_dir.is_dir() {
+            bail!(usage_error(anyhow!("build context {} is not a directory", context_dir.display())));
+        }
+        let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
+        let dockerfile = std::fs::read_to_string(&dockerfile_path)
+            .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
+        let outputs = output_specs(args)?;
+        let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
+        // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
+        if !build_args.contains_key("SOURCE_DATE_EPOCH")
+            && let Some(epoch) = crate::archive::source_date_epoch()?
+        {
+            build_args.insert("SOURCE_DATE_EPOCH".into(), epoch.to_string());
+        }
+        let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
+            Some(v) if !v.trim().is_empty() => Some(crate::archive::parse_epoch(v)?),
+            _ => None,
+        };
+        let mut options = BuildOptions {
+            dockerfile_name: dockerfile_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or("Dockerfile".into()),
+            target: args.target.clone(),
+            build_args,
+            platform: host_platform(),
+            build_platform: host_platform(),
+            dockerignore: read_dockerignore(&dockerfile_path, &context_dir)?,
+            no_cache: args.no_cache,
+            no_cache_filter: args.no_cache_filter.clone(),
+            labels: parse_pairs(&args.labels, "--label", false)?,
+            named_contexts: BTreeMap::new(),
+        };
+        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
+        let entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
+        let mut rlimits = Vec::new();
+        for ulimit in &args.ulimits {
+            rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
+        }
+        Ok(Request {
+            context_dir,
+            dockerfile,
+            outputs,
+            options,
+            named_dirs,
+            epoch,
+            cache_to: crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?,
+            cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
+            entitlements,
+            rlimits,
+            secrets: read_secrets(&args.secrets)?,
+        })
     }
-    for warning in &definition.warnings {
-        eprintln!("WARNING: {warning}");
-    }
+}
 
-    let mut worker = BuildWorker::new(store, &images);
-    worker.local_dirs.insert("context".into(), context_dir.clone());
-    worker.local_dirs.extend(named_dirs);
-    worker.entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
-    worker.default_network = crate::sandbox::parse_build_network(&args.network, worker.entitlements)?;
-    for ulimit in &args.ulimits {
-        worker.step_resources.rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
+/// `--print graph`: the graph on stdout, resolved offline (an image not in the store
+/// is shown by its reference), nothing built.
+fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
+    let progress = solver::progress::NullProgress;
+    let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
+    let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
+    let definition = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(usage_error)?;
+    match print {
+        "graph" => print!("{}", frontend::print_graph(&definition)),
+        other => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
     }
-    worker.secrets = read_secrets(&args.secrets)?;
+    Ok(0)
+}
+
+/// The build, each of its steps reported to `progress`: the definition, cache
+/// imports, the solve, the outputs and cache exports. Returns what stdout gets: the
+/// image's digest, unless an output streams there.
+fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn ProgressSink) -> Result<Option<String>> {
+    let registry_opts = RegistryOptions::default();
+    let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
+    let definition = load_definition(request, &images, progress)?;
+    let cache = crate::cache::Session::open(
+        store,
+        &request.cache_from,
+        request.cache_to.clone(),
+        &host_platform(),
+        registry_opts,
+        progress,
+    )?;
+
     // New layers are made in the compression of the first image output, so that it
     // needs no recompression; the others convert (once) at export.
-    let first_image = outputs.iter().find(|o| o.is_image());
-    worker.layer_options = crate::layer::LayerOptions {
-        compression: first_image.map_or(Default::default(), |o| o.compression),
-        level: first_image.and_then(|o| o.level),
-        mtime_clamp: epoch,
-    };
-    let cache_to = crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?;
-    let cache_from = crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?;
-    let registry_opts = RegistryOptions::default();
-    let disk_cache = crate::cache::export::open(store, &cache_from, &host_platform(), &registry_opts)?;
-    worker.mount_seeds = crate::cache::export::mount_seeds(store, &disk_cache);
-    let cache = store.track_usage(&disk_cache);
-    let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
-    let progress = crate::progress::new(mode, args.explain);
+    let first_image = request.outputs.iter().find(|o| o.is_image());
+    let mut local_dirs: HashMap<String, PathBuf> = request.named_dirs.clone().into_iter().collect();
+    local_dirs.insert("context".into(), request.context_dir.clone());
+    let worker = BuildWorker::new(
+        store,
+        &images,
+        WorkerOptions {
+            local_dirs,
+            default_network: crate::sandbox::parse_build_network(&args.network, request.entitlements)?,
+            entitlements: request.entitlements,
+            rlimits: request.rlimits.clone(),
+            secrets: request.secrets.clone(),
+            layer_options: crate::layer::LayerOptions {
+                compression: first_image.map_or(Default::default(), |o| o.compression),
+                level: first_image.and_then(|o| o.level),
+                mtime_clamp: request.epoch,
+            },
+            mount_seeds: cache.mount_seeds(),
+        },
+    );
+    let solver_cache = cache.solver_cache();
 
     // The target, and every vertex that may add a layer (to mark empty history entries).
     let mut targets = vec![definition.target];
     targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
     // Before anything runs: a step to be solved that needs what --allow did not grant.
-    worker.entitlements.check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
-    let solver = Solver::new(&worker, &cache, progress.sink(), SolveOptions { jobs: args.jobs });
+    worker.entitlements().check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
+    let solver = Solver::new(&worker, &solver_cache, progress, SolveOptions { jobs: args.jobs });
     let interrupt = crate::signals::cancel_on_interrupt(solver.cancel_token().flag())?;
     let (solved, report) = match solver.solve_with_report(&definition.graph, &targets) {
         Ok(solved) => solved,
-        Err(e) => {
-            progress.finish(false);
-            return Err(interrupt.error().unwrap_or_else(|| anyhow!(e)));
-        }
+        Err(e) => return Err(interrupt.error().unwrap_or_else(|| anyhow!(e))),
     };
-    progress.finish(true);
     interrupt.finish()?;
 
-    let layers = solved[0].layers()?.to_vec();
-    let mut config = image_config(&definition, &layers, &solved[1..], epoch)?;
-    config.inline_cache = crate::cache::export::inline_cache(&disk_cache, &report, &layers, &cache_to)?;
+    // The target's result, then one per step that may add a layer (as `targets`).
+    let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
+    let layers = image_output.layers()?.to_vec();
+    let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
+    config.inline_cache = cache.inline(&report, &layers)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
-        tags.push(crate::commands::normalize(tag)?);
+        tags.push(crate::cli::normalize(tag)?);
     }
     let base_layers = base_layers.min(layers.len());
-    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch };
+    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch: request.epoch };
     let mut image = None;
-    for output in &outputs {
-        let written = crate::export::export(store, output, &result)?;
+    for output in &request.outputs {
+        let task = Task::start(progress, crate::export::step_name(output));
+        let written = crate::export::export(store, output, &result, &task);
+        let written = task.finish(written)?;
         image = image.or(written);
     }
     let image = match image {
@@ -139,9 +207,8 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         None => store.write_image(&result.config, &result.layers)?,
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
-    mount_keys.extend(worker.used_cache_mounts.lock().unwrap().clone());
-    let export = crate::cache::export::ExportContext { mount_keys: &mount_keys, opts: &registry_opts };
-    crate::cache::export::export_all(store, &disk_cache, &report, &result.layers, &cache_to, &export)?;
+    mount_keys.extend(worker.used_cache_mounts());
+    cache.export(&report, &result.layers, &mount_keys, progress)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -155,10 +222,34 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     // stdout may be an output's stream.
-    if !outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout)) {
-        println!("{}", image.manifest_digest);
+    let streamed = request.outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout));
+    Ok((!streamed).then(|| image.manifest_digest.to_string()))
+}
+
+/// The Dockerfile compiled into the build's graph: the step `[internal] load build
+/// definition from Dockerfile`, which resolves (and pulls) the base images and
+/// carries the frontend's warnings.
+fn load_definition(
+    request: &Request,
+    images: &ImageResolver<'_>,
+    progress: &dyn ProgressSink,
+) -> Result<frontend::BuildDefinition> {
+    let name = format!("[internal] load build definition from {}", request.options.dockerfile_name);
+    let task = Task::start(progress, name);
+    let resolver = FrontendResolver { images, offline: false, failure: Mutex::default() };
+    let compiled = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(|e| {
+        // The frontend keeps only the text of a resolver's error; its hint (a registry
+        // that wants a login) comes from the error itself.
+        let failure = resolver.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let hint = failure.as_ref().and_then(crate::hint::for_error);
+        crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
+    });
+    if let Ok(definition) = &compiled {
+        for warning in &definition.warnings {
+            task.warn(warning.clone());
+        }
     }
-    Ok(0)
+    task.finish(compiled)
 }
 
 /// The `-o` outputs, with `--push` and `--load` added; `type=image` when none is given.
@@ -184,90 +275,6 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
         }
     }
     Ok(outputs)
-}
-
-/// The image config of the result: the stage's config, its layers' diffIDs, and the
-/// base history followed by one entry per instruction.
-///
-/// Times, as BuildKit gives them: with `SOURCE_DATE_EPOCH`, the epoch everywhere;
-/// else a step's new layer is dated when it was made (a cached step keeps the time of
-/// the build that made it, [`Output::made`]), the other entries take their times from
-/// the layers around them ([`fill_history_times`]) and the image is as old as its last
-/// entry. An unchanged build therefore gives the same image, on this store or on any
-/// other that imports its cache.
-fn image_config(
-    definition: &frontend::BuildDefinition,
-    layers: &[LayerInfo],
-    step_outputs: &[Output],
-    epoch: Option<i64>,
-) -> Result<ImageConfig> {
-    let epoch = epoch.map(|e| crate::archive::created_time(Some(e)));
-    let mut history = definition.image.base_history.clone();
-    let base_layers = history.iter().filter(|h| h.empty_layer != Some(true)).count();
-    let mut seen = base_layers.min(layers.len());
-    let mut outputs = step_outputs.iter();
-    for step in &definition.image.history {
-        let mut made = None;
-        if step.layer.is_some() {
-            let output = outputs.next().context("missing step output")?;
-            let count = output.layers()?.len();
-            if count > seen {
-                seen = count;
-                made = Some(output.made().map_or_else(|| crate::archive::created_time(None), str::to_string));
-            }
-        }
-        history.push(History {
-            created: epoch.clone().or_else(|| made.clone()),
-            created_by: Some(step.created_by.clone()),
-            author: None,
-            comment: step.comment.clone(),
-            empty_layer: made.is_none().then_some(true),
-        });
-    }
-    fill_history_times(&mut history);
-    let created = epoch.or_else(|| history.iter().rev().find_map(|h| h.created.clone()));
-    let platform = host_platform();
-    Ok(ImageConfig {
-        created,
-        author: None,
-        architecture: platform.architecture,
-        os: platform.os,
-        variant: platform.variant,
-        config: definition.image.config.clone(),
-        rootfs: RootFs { kind: "layers".into(), diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect() },
-        history,
-        inline_cache: None,
-    })
-}
-
-/// Dates the history entries that have no time, as BuildKit's exporter does: those
-/// before the build's first new layer take that layer's time, later ones the time of
-/// the layer before them.
-fn fill_history_times(history: &mut [History]) {
-    let mut created = None;
-    let mut undated = false;
-    for entry in history.iter() {
-        match &entry.created {
-            Some(time) => {
-                created = Some(time.clone());
-                if undated {
-                    break;
-                }
-            }
-            None => undated = true,
-        }
-    }
-    let mut undated = false;
-    for entry in history.iter_mut() {
-        match &entry.created {
-            Some(time) if undated => created = Some(time.clone()),
-            Some(_) => {}
-            None => {
-                undated = true;
-                entry.created = created.clone();
-            }
-        }
-    }
 }
 
 /// `--build-context NAME=VALUE`s into `named` (as the frontend sees them); returns the
@@ -376,17 +383,27 @@ fn read_dockerignore(dockerfile: &Path, context: &Path) -> Result<Vec<String>> {
 struct FrontendResolver<'a> {
     images: &'a ImageResolver<'a>,
     offline: bool,
+    /// The last resolve that failed, as an error (the frontend gets only its text).
+    failure: Mutex<Option<anyhow::Error>>,
 }
 
 impl frontend::ImageResolver for FrontendResolver<'_> {
     fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
         let image = if self.offline {
             match self.images.local(reference) {
-                Some(image) => image,
-                None => return Ok(None),
+                Ok(Some(image)) => image,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(format!("{e:#}")),
             }
         } else {
-            self.images.resolve(reference).map_err(|e| format!("{e:#}"))?
+            match self.images.resolve(reference) {
+                Ok(image) => image,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return Err(text);
+                }
+            }
         };
         let reference = Reference::parse(reference).map(|r| r.to_string()).unwrap_or(reference.to_string());
         Ok(Some(BaseImage { reference, config: image.config.config, history: image.config.history }))

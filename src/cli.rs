@@ -290,3 +290,8 @@ pub struct RunArgs {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
+
+/// `app` → `docker.io/library/app:latest`, with a usage error for bad names.
+pub fn normalize(name: &str) -> anyhow::Result<String> {
+    image_spec::Reference::parse(name).map(|r| r.to_string()).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))
+}

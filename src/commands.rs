@@ -5,7 +5,7 @@ use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
-use registry::RegistryOptions;
+use registry::{RegistryOptions, Transfer};
 use std::io::Write;
 use store::{LockMode, Store, StoreLock};
 
@@ -35,14 +35,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Tag { source, target } => {
             let (store, _lock) = shared()?;
             let image = store.load_image(&source)?;
-            let name = normalize(&target)?;
+            let name = crate::cli::normalize(&target)?;
             store.set_ref(&name, &image.manifest_digest)?;
             Ok(0)
         }
         Command::Rmi { images } => rmi(&store()?, &images),
         Command::Import { tarball, name } => {
             let (store, _lock) = shared()?;
-            let name = normalize(&name)?;
+            let name = crate::cli::normalize(&name)?;
             let image = crate::archive::import_rootfs(&store, &tarball, &name)
                 .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
@@ -82,7 +82,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 Some(p) => parse_platform(&p)?,
                 None => image_spec::host_platform(),
             };
-            let progress = |line: &str| eprintln!("{line}");
+            let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "downloading", "done");
             let image = crate::transfer::pull(&store, &parsed, &platform, &RegistryOptions::default(), &progress)?;
             println!("{}", image.manifest_digest);
             Ok(0)
@@ -91,7 +91,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let (store, _lock) = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let image = store.load_image(&reference)?;
-            let progress = |line: &str| eprintln!("{line}");
+            let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
             let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)
@@ -129,11 +129,6 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 /// `linux/arm64/v8` → a platform.
 pub fn parse_platform(s: &str) -> Result<image_spec::Platform> {
     image_spec::Platform::parse(s).map_err(crate::usage_error)
-}
-
-/// `app` → `docker.io/library/app:latest`, with a usage error for bad names.
-pub fn normalize(name: &str) -> Result<String> {
-    Reference::parse(name).map(|r| r.to_string()).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))
 }
 
 fn images(store: &Store) -> Result<u8> {

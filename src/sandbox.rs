@@ -75,9 +75,9 @@ pub fn private_network() -> executor::Network {
         return executor::Network::Private;
     }
     WARNED.get_or_init(|| {
-        eprintln!(
+        crate::progress::message(
             "WARNING: slirp4netns is not installed: RUN steps and containers get a network namespace \
-             without outside access (install slirp4netns for a NAT; --network=none silences this)"
+             without outside access (install slirp4netns for a NAT; --network=none silences this)",
         );
     });
     executor::Network::None

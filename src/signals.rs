@@ -40,7 +40,7 @@ impl Interrupt {
             _ => "SIGTERM",
         };
         let error = Some(anyhow::anyhow!("build interrupted by {name}"));
-        Some(crate::ExitError { code: (128 + sig) as u8, error }.into())
+        Some(crate::ExitError { code: (128 + sig) as u8, error, hint: None }.into())
     }
 
     /// Once the solve is over: an error if a signal came meanwhile; from now on one

@@ -107,3 +107,158 @@ fn every_shared_dependency_is_used() {
     let unused: Vec<&&str> = declared.iter().filter(|d| !used.contains(**d)).collect();
     assert!(unused.is_empty(), "declared in [workspace.dependencies] but used by no crate: {unused:?}");
 }
+
+/// The top-level modules of a crate's `src/` and, for each, the others it names as
+/// `crate::module` outside its `#[cfg(test)]` code.
+fn module_uses(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let top = |rel: &Path| -> String {
+        let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
+        first.strip_suffix(".rs").unwrap_or(&first).to_string()
+    };
+    let mut files = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let modules: BTreeSet<String> =
+        files.iter().map(|f| top(f.strip_prefix(src).unwrap())).filter(|m| m != "lib" && m != "main").collect();
+    let mut uses: BTreeMap<String, BTreeSet<String>> = modules.iter().map(|m| (m.clone(), BTreeSet::new())).collect();
+    for file in &files {
+        let rel = file.strip_prefix(src).unwrap();
+        let module = top(rel);
+        if !modules.contains(&module) || rel.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        // Test code may reach anywhere: it starts at the file's first `#[cfg(test)]`.
+        // Comments (doc links included) name modules without using them.
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let ident = |s: &str| -> String { s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect() };
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + 7..];
+            // `crate::module...` or a group `crate::{module, Item, module::Item}`.
+            let names: Vec<String> = match rest.strip_prefix('{') {
+                Some(group) => {
+                    let mut depth = 0;
+                    let end = group
+                        .char_indices()
+                        .find(|(_, c)| {
+                            match c {
+                                '{' => depth += 1,
+                                '}' if depth == 0 => return true,
+                                '}' => depth -= 1,
+                                _ => {}
+                            }
+                            false
+                        })
+                        .map_or(group.len(), |(i, _)| i);
+                    let mut names = Vec::new();
+                    let mut depth = 0;
+                    let mut start = true;
+                    for (j, c) in group[..end].char_indices() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => depth -= 1,
+                            ',' if depth == 0 => start = true,
+                            c if start && !c.is_whitespace() => {
+                                names.push(ident(&group[j..]));
+                                start = false;
+                            }
+                            _ => {}
+                        }
+                    }
+                    names
+                }
+                None => vec![ident(rest)],
+            };
+            for name in names {
+                if name != module && modules.contains(&name) {
+                    uses.get_mut(&module).unwrap().insert(name);
+                }
+            }
+        }
+    }
+    uses
+}
+
+/// A cycle among the modules, if any (depth-first search).
+fn module_cycle(uses: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        m: &str,
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in uses.get(m).into_iter().flatten() {
+            if let Some(c) = visit(next, uses, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    uses.keys().find_map(|m| visit(m, uses, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_module_circles_inside_a_crate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for krate in [".", "frontend", "solver", "executor", "store", "registry", "image-spec"] {
+        let uses = module_uses(&root.join(krate).join("src"));
+        assert!(uses.len() > 1 || krate == "image-spec", "{krate}: no modules found");
+        if let Some(cycle) = module_cycle(&uses) {
+            panic!("module circle in {krate}/src: {}", cycle.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn module_uses_reads_paths_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir(src.join("b")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod a; mod b; mod c;").unwrap();
+    std::fs::write(src.join("a.rs"), "use crate::{Error, b::{X, Y}};\n// crate::c\n").unwrap();
+    std::fs::write(src.join("b/mod.rs"), "fn f() { crate::c::g() }\n#[cfg(test)]\nuse crate::a;").unwrap();
+    std::fs::write(src.join("c.rs"), "").unwrap();
+    let uses = module_uses(src);
+    assert_eq!(uses["a"], ["b".to_string()].into());
+    assert_eq!(uses["b"], ["c".to_string()].into());
+    assert!(uses["c"].is_empty());
+}
+
+#[test]
+fn the_circle_check_finds_a_circle() {
+    let uses: BTreeMap<String, BTreeSet<String>> = [
+        ("a".to_string(), ["b".to_string()].into()),
+        ("b".to_string(), ["c".to_string()].into()),
+        ("c".to_string(), ["a".to_string()].into()),
+    ]
+    .into();
+    assert_eq!(module_cycle(&uses).unwrap(), ["a", "b", "c", "a"]);
+}

@@ -17,7 +17,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use crate::paths::create_dir_owned;
-use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, Message, NETWORK_FD, STATUS_FD};
+use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitUserNamespace, Message, NETWORK_FD, STATUS_FD};
 use crate::sandbox::Setup;
 use crate::syscall::{Identity, Real, Syscall};
 use crate::user::{self, User};
@@ -118,18 +118,24 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
         join_network()?;
     }
     let mut report = |c| reporter.send(&Message::Created(c));
-    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true }.run(config)?;
+    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true, userns: false }
+        .run(config)
+        .map_err(|e| if config.user_namespace.is_some() { explain_in_user_namespace(e) } else { e })?;
 
     let process = &config.spec.process;
     let passwd = read_optional("/etc/passwd")?;
     let group = read_optional("/etc/group")?;
     let user = user::resolve(&process.user, &user::parse_passwd(&passwd), &user::parse_group(&group))?;
+    if let Some(userns) = &config.user_namespace {
+        check_mapped(userns, &user)?;
+    }
     let env = environment(&process.env, &user);
     let cwd = if process.cwd.is_empty() { "/" } else { &process.cwd };
     let cwd = Path::new("/").join(cwd);
     create_dir_owned(&cwd, user.uid, user.gid).map_err(|e| Error::sys(format!("create cwd {}", cwd.display()), e))?;
     let mut exec = Exec::new(&process.args, &env, &cwd)?;
     exec.terminal = config.terminal;
+    exec.setgroups = config.user_namespace.as_ref().is_none_or(|u| u.setgroups);
     exec.set_security(config.spec.security)?;
     exec.rlimits = config.spec.resources.rlimits.clone();
 
@@ -155,6 +161,60 @@ fn join_network() -> Result<(), Error> {
         return Err(Error::sys("join the sandbox network namespace", io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// The user's ids must exist in the sandbox's user namespace: else the switch fails
+/// with a bare EINVAL, and the cause is a missing subordinate range.
+fn check_mapped(userns: &InitUserNamespace, user: &User) -> Result<(), Error> {
+    let unmapped = if userns.mapping.uid.to_host(user.uid).is_none() {
+        Some(format!("uid {}", user.uid))
+    } else if userns.mapping.gid.to_host(user.gid).is_none() {
+        Some(format!("gid {}", user.gid))
+    } else if userns.setgroups {
+        user.groups.iter().find(|g| userns.mapping.gid.to_host(**g).is_none()).map(|g| format!("group {g}"))
+    } else {
+        None
+    };
+    let Some(unmapped) = unmapped else { return Ok(()) };
+    let why = if userns.mapping.is_single_id() {
+        format!(
+            "only root is, as user {0} has no subordinate ids in /etc/subuid and /etc/subgid: add a range, e.g. \
+             `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {0}` (as root)",
+            userns.user
+        )
+    } else {
+        format!("it is beyond the subordinate ids of user {} in /etc/subuid and /etc/subgid", userns.user)
+    };
+    Err(Error::sys(
+        format!("switch to user {}:{}", user.uid, user.gid),
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{unmapped} is not mapped in the sandbox's user namespace ({why}; see `builder doctor`)"),
+        ),
+    ))
+}
+
+/// A set-up step the kernel refused in the sandbox's user namespace, with its likely
+/// cause.
+fn explain_in_user_namespace(e: Error) -> Error {
+    let Error::Sys { what, source } = e else { return e };
+    let hint = match source.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES | libc::EINVAL) if what.starts_with("mount overlay") => {
+            "overlayfs in a user namespace needs Linux 5.11 or later, an upperdir filesystem with user xattrs, \
+             and lowerdirs and upperdir the caller may read and write"
+        }
+        Some(libc::EPERM | libc::EACCES) if what.starts_with("mount proc") => {
+            "a fresh /proc needs the sandbox's own PID namespace and a host /proc no mount hides in part, \
+             which an unprivileged container's is not"
+        }
+        Some(libc::EPERM) if ["mount", "bind", "remount"].iter().any(|op| what.starts_with(op)) => {
+            "not allowed in the sandbox's user namespace"
+        }
+        Some(libc::EACCES) => "the caller may not reach this path: the sandbox's root is the caller on the host",
+        _ => return Error::Sys { what, source },
+    };
+    let text = crate::describe_io(&source);
+    Error::sys(what, io::Error::new(source.kind(), format!("{text} ({hint}; see `builder doctor`)")))
 }
 
 /// Signals that, sent to the init, are passed on to the process.
@@ -224,6 +284,8 @@ struct Exec {
     rlimits: Vec<Rlimit>,
     /// The seccomp filter, compiled before the fork: the child only loads it.
     seccomp: Option<seccomp::Filter>,
+    /// Whether the supplementary groups can be set (see [`Identity::setgroups`]).
+    setgroups: bool,
 }
 
 fn cstring(s: &[u8]) -> Result<CString, Error> {
@@ -251,6 +313,7 @@ impl Exec {
             security: Security::default(),
             rlimits: Vec::new(),
             seccomp: None,
+            setgroups: true,
         })
     }
 
@@ -319,7 +382,7 @@ impl Exec {
         rlimits::apply(&self.rlimits)?;
         let keep = self.security.capabilities;
         caps::limit_bounding_set(keep).map_err(|e| Error::sys("limit capability bounding set", e))?;
-        let id = Identity { uid: user.uid, gid: user.gid, groups: user.groups.clone() };
+        let id = Identity { uid: user.uid, gid: user.gid, groups: user.groups.clone(), setgroups: self.setgroups };
         sys.set_identity(&id).map_err(|e| Error::sys(format!("switch to user {}:{}", user.uid, user.gid), e))?;
         if user.uid == 0 {
             caps::set_sets(keep).map_err(|e| Error::sys("set capabilities", e))?;

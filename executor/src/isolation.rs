@@ -49,6 +49,9 @@ pub struct Isolation {
     /// The device cgroup of [`crate::Devices::Default`]. Where it is not enforced,
     /// sandboxes still start: their mounts are `nodev` and build steps lack CAP_MKNOD.
     pub devices: Support,
+    /// User namespaces: used by sandboxes of an ordinary user (rootless), and what
+    /// they need.
+    pub user_namespace: crate::UserNamespaces,
 }
 
 impl fmt::Display for Isolation {
@@ -61,13 +64,16 @@ impl fmt::Display for Isolation {
         writeln!(f, "pids limit: {}", self.pids)?;
         writeln!(f, "memory limit: {}", self.memory)?;
         writeln!(f, "cpu limit: {}", self.cpu)?;
-        writeln!(f, "device filter: {}", self.devices)
+        writeln!(f, "device filter: {}", self.devices)?;
+        write!(f, "{}", self.user_namespace)
     }
 }
 
 /// Looks at the host: which limits of [`crate::Resources`] and which device filter
-/// sandboxes get. Cheap enough to call often; it changes nothing (on cgroup v2 it may
-/// load, and keep, the BPF device program once).
+/// sandboxes get, and (without root) what their user namespaces get. Cheap enough to
+/// call often; it changes nothing (on cgroup v2 it may load, and keep, the BPF device
+/// program once; without root, it starts one trial sandbox per process, to see that
+/// overlayfs and a fresh `/proc` work in a user namespace).
 pub fn probe() -> Isolation {
-    crate::cgroup::isolation()
+    crate::cgroup::isolation(crate::userns::user_namespaces())
 }

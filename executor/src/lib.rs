@@ -40,6 +40,52 @@
 //! it is created, then the exit status or a setup error. Being a fresh single-threaded
 //! process, it may use all of Rust.
 //!
+//! # Rootless
+//!
+//! An ordinary user gets the namespaces only together with a user namespace, so a
+//! sandbox of a caller that is not root has one ([`UserNamespace::Auto`], the
+//! default; [`UserNamespace::Private`] asks for one as root too). Its ids
+//! ([`IdMapping`], from [`id_mapping`]) are rootless Podman's and BuildKit's: root is
+//! the caller, and 1, 2... are the caller's subordinate ids from `/etc/subuid` and
+//! `/etc/subgid` (by name or uid), written by the setuid `newuidmap`/`newgidmap`. So a
+//! file the sandbox gives uid 1001 is, on the host, owned by the 1000th subordinate id
+//! after the range's start, and [`IdMap::to_container`] turns it back. Without
+//! subordinate ids only root is mapped (the caller writes that map itself, after
+//! denying `setgroups`, as the kernel requires): `chown` to another id fails in the
+//! sandbox with EINVAL, a `USER` other than root is an error that names the missing
+//! `/etc/subuid` lines, and a warning says so once per process.
+//!
+//! The child of the clone waits, before it execs the init, until the parent has
+//! written the maps (a byte on a pipe): `execve` grants the capabilities of the new
+//! user namespace only to a uid that is root there, so an init exec'd unmapped would
+//! have none. Inside, the init's root has capabilities over the sandbox's namespaces
+//! only; the process's capabilities and seccomp filter apply as ever, relative to
+//! them. What changes:
+//! - overlayfs is mounted with `userxattr` (Linux 5.11 and later allow it in a user
+//!   namespace) and `redirect_dir=nofollow`: see "The upperdir as a diff".
+//! - A bind remount keeps the read-only, nosuid, nodev and noexec flags the mount
+//!   already has: the kernel locks those of a mount that came from the host, and a
+//!   remount dropping one fails with EPERM. (Root's binds keep them too.)
+//! - `/proc` is fresh (the PID namespace is the user namespace's own). A fresh sysfs
+//!   needs a network namespace of the sandbox's own: with [`Network::Host`] the host's
+//!   `/sys` is bound read-only instead.
+//! - devpts gets `gid=5` only where gid 5 is mapped.
+//! - [`Network::Private`] is not pooled: a namespace can be joined only from the user
+//!   namespace that owns it, so each sandbox gets its own and a slirp4netns of its own,
+//!   started in the sandbox's user namespace after the maps are written and before the
+//!   init runs (`network.rs`). It needs `/dev/net/tun` usable by the caller.
+//! - No cgroup unless one is delegated to the caller: [`Resources::default()`] and
+//!   [`Devices::Default`] need none (the device filter is then the `nodev` mounts and
+//!   the missing CAP_MKNOD alone); a limit that cannot be enforced is an error, as ever.
+//! - [`with_rootfs_mounted`] needs root still (a thread cannot enter a user namespace
+//!   of its own in a multithreaded process).
+//!
+//! Every set-up step the kernel refuses says which and why, with `builder doctor` for
+//! more: user namespaces disabled (`user.max_user_namespaces=0`, which the kernel
+//! reports as "no space left on device"), `newuidmap` missing, a uid beyond the
+//! subordinate ids... [`probe`] tells what a rootless sandbox gets here
+//! ([`UserNamespaces`]), trying overlayfs and `/proc` in a user namespace once.
+//!
 //! # Limits
 //!
 //! [`Resources`] and the device allow list of [`Devices::Default`] are enforced by a
@@ -78,7 +124,18 @@
 //!
 //! Overlays are mounted with `redirect_dir=off,index=off,metacopy=off`: a deletion is a
 //! 0/0 character device, an opaque directory has `trusted.overlay.opaque=y`. Copied-up
-//! entries also carry `trusted.overlay.origin`/`impure`, which a differ must skip. Any
+//! entries also carry `trusted.overlay.origin`/`impure`, which a differ must skip.
+//!
+//! In a user namespace (rootless), overlayfs may not use `trusted.*` xattrs: mounted
+//! with `userxattr`, it keeps the same markers as `user.overlay.*` instead
+//! (`user.overlay.opaque=y` for an opaque directory; `origin`, `impure`... to skip),
+//! and deletions are still 0/0 character devices (the kernel lets a user namespace
+//! make those). A differ reading a rootless upperdir must take `user.overlay.opaque`
+//! for opaqueness and never copy a `user.overlay.*` xattr into a layer; and since
+//! overlayfs then reads `user.overlay.*` from the lowerdirs as well, an unpacker
+//! must drop such xattrs from layer tars (an image could otherwise make a directory
+//! opaque or redirect a lookup). Owners in the upperdir are host ids: translate them
+//! with the sandbox's [`IdMapping`] ([`IdMap::to_container`]). Any
 //! number of layers works: the fd-based mount API with `lowerdir+` (paths of 256
 //! bytes or more go through `/proc/self/fd/N`), falling back to `mount(2)` on kernels
 //! before 6.8 while the options fit in a page.
@@ -88,10 +145,13 @@
 //! Kernel calls that shape the sandbox go through a `Syscall` trait; its recording fake
 //! lets the mount plan and user resolution be unit-tested without root. The real
 //! sandboxes are tested by `tests/sandbox.rs` (a `harness = false` binary, run as root;
-//! it skips itself elsewhere).
+//! it skips itself elsewhere). It also runs a rootless subset (`tests/rootless/`): as
+//! root it makes test users (with and without subordinate ids) and re-runs itself as
+//! each of them.
 
 mod caps;
 mod cgroup;
+mod fds;
 mod init;
 mod isolation;
 mod network;
@@ -106,6 +166,7 @@ mod stubs;
 mod syscall;
 mod tty;
 mod user;
+mod userns;
 mod view;
 
 use std::path::PathBuf;
@@ -118,6 +179,7 @@ pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
+pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,14 +332,32 @@ pub enum Devices {
     All,
 }
 
+/// Whether a sandbox gets a user namespace of its own (see the crate's "Rootless"
+/// section): then its ids are not the host's but those of an [`IdMapping`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserNamespace {
+    /// One whenever the caller is not root (the only way an ordinary user gets the
+    /// other namespaces), none as root.
+    #[default]
+    Auto,
+    /// Always one, even as root: the sandbox's root then has capabilities over the
+    /// sandbox's own namespaces only.
+    Private,
+    /// Never: the sandbox's ids are the host's. Only root can start such a sandbox.
+    Host,
+}
+
 /// What the process may do beyond its filesystem view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Security {
     /// The capabilities a root process keeps, and the bounding set of any process.
+    /// In a user namespace they are the namespace's, not the host's.
     pub capabilities: Capabilities,
     /// Load the default seccomp filter (the equivalent of moby's default profile).
     pub seccomp: bool,
     pub devices: Devices,
+    #[serde(default)]
+    pub user_namespace: UserNamespace,
 }
 
 impl Security {
@@ -288,18 +368,29 @@ impl Security {
             capabilities: Capabilities::docker_default().without(Capabilities::NET_RAW).without(Capabilities::MKNOD),
             seccomp: true,
             devices: Devices::Default,
+            user_namespace: UserNamespace::Auto,
         }
     }
 
     /// A container (`builder run`): Docker's defaults.
     pub fn container() -> Self {
-        Security { capabilities: Capabilities::docker_default(), seccomp: true, devices: Devices::Default }
+        Security {
+            capabilities: Capabilities::docker_default(),
+            seccomp: true,
+            devices: Devices::Default,
+            user_namespace: UserNamespace::Auto,
+        }
     }
 
     /// `RUN --security=insecure` (with `--allow security.insecure`): every capability,
     /// no seccomp filter, every device, as BuildKit's privileged mode.
     pub fn insecure() -> Self {
-        Security { capabilities: Capabilities::all(), seccomp: false, devices: Devices::All }
+        Security {
+            capabilities: Capabilities::all(),
+            seccomp: false,
+            devices: Devices::All,
+            user_namespace: UserNamespace::Auto,
+        }
     }
 }
 
@@ -421,21 +512,31 @@ impl ExitStatus {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a sandbox could not be set up or run.
+///
+/// `Sys` names the step and the OS error in one message (`create mountpoint /f/x: Not a
+/// directory (os error 20)`), so the error has no `source`: an error chain printed
+/// whole (`{:#}`) would show the OS error twice.
+#[derive(Debug)]
 pub enum Error {
-    #[error("{what}: {source}")]
-    Sys {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("unable to find user {0}: no matching entries in passwd file")]
+    Sys { what: String, source: std::io::Error },
     UnknownUser(String),
-    #[error("unable to find group {0}: no matching entries in group file")]
     UnknownGroup(String),
-    #[error("cancelled")]
     Cancelled,
 }
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sys { what, source } => write!(f, "{what}: {source}"),
+            Error::UnknownUser(user) => write!(f, "unable to find user {user}: no matching entries in passwd file"),
+            Error::UnknownGroup(group) => write!(f, "unable to find group {group}: no matching entries in group file"),
+            Error::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// Runs `spec` to completion (or until `cancel` is set) and returns its exit status.
 ///
@@ -486,6 +587,16 @@ impl Signals {
     }
 }
 
+/// The ids of a sandbox with `security` started by this process: `None` when it runs
+/// in our own user namespace (as root, by default), so its ids are the host's; else
+/// the [`IdMapping`] of its user namespace. The files it writes (in its upperdir, or
+/// in a bind mount) have host ids: [`IdMap::to_container`] gives the ids it saw.
+/// An error says why no sandbox could start (no root for [`UserNamespace::Host`],
+/// subordinate ids without `newuidmap`...).
+pub fn id_mapping(security: &Security) -> Result<Option<IdMapping>, Error> {
+    Ok(userns::plan(security.user_namespace)?.map(|plan| plan.mapping))
+}
+
 /// Mounts each of `rootfs` at a temporary path in a private mount namespace on a
 /// helper thread, calls `f` with those paths (same order), then drops the namespace
 /// so nothing stays mounted. Writes land in each rootfs's upperdir.
@@ -496,6 +607,14 @@ impl Signals {
 /// read-only bind of 1, an empty read-only tmpfs for 0).
 pub fn with_rootfs_mounted<R: Send>(rootfs: &[Rootfs], f: impl FnOnce(&[PathBuf]) -> R + Send) -> Result<R, Error> {
     view::with_rootfs_mounted(rootfs, f)
+}
+
+/// An I/O error as Go (and so Docker) words it: lowercase, without "(os error N)".
+pub(crate) fn describe_io(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
 impl Error {

@@ -22,6 +22,16 @@
 //! sandbox's processes. The helper sandboxes itself (`--enable-sandbox`,
 //! `--enable-seccomp`) and exits when the write end of its exit pipe closes: when its
 //! namespace is dropped, or with builder.
+//!
+//! A sandbox in a user namespace (rootless) is not pooled: joining a network namespace
+//! takes CAP_SYS_ADMIN in the user namespace that owns it, which a sandbox has in its
+//! own alone. So it is cloned with a network namespace of its own, and the parent
+//! starts a helper for it ([`Nat::start_in`]) after writing its id maps and before
+//! letting it run: the helper joins the sandbox's user namespace first (as root there,
+//! it may configure `tap0` and sandbox itself; its sockets stay the caller's, on the
+//! host) and is stopped with the sandbox. That costs the helper's start-up on every
+//! such sandbox (about 30 ms here). It needs `/dev/net/tun` to be readable and
+//! writable by the caller (0666, as distributions make it).
 
 use std::fs;
 use std::io::{self, Read, Seek};
@@ -90,7 +100,7 @@ impl PrivateNet {
             }
         }
         let netns = new_netns()?;
-        let nat = Nat::start(helper, &netns)?;
+        let nat = Nat::start(helper, &netns, None)?;
         Ok(PrivateNet { netns, nat })
     }
 
@@ -129,23 +139,38 @@ fn new_netns() -> Result<OwnedFd, Error> {
 }
 
 /// A running slirp4netns attached to a namespace. Dropping it stops the helper.
-struct Nat {
+pub(crate) struct Nat {
     child: Child,
     /// Closing it tells the helper to exit.
     exit: Option<OwnedFd>,
 }
 
 impl Nat {
-    /// Starts the helper on `netns` and waits until `tap0` is configured.
-    fn start(helper: &Path, netns: &OwnedFd) -> Result<Nat, Error> {
+    /// Starts the helper on the network namespace of `pid`, from within its user
+    /// namespace (a sandbox waiting to exec its init).
+    pub(crate) fn start_in(helper: &Path, pid: libc::pid_t) -> Result<Nat, Error> {
+        let open = |ns: &str| {
+            let path = format!("/proc/{pid}/ns/{ns}");
+            fs::File::open(&path).map(OwnedFd::from).map_err(|e| Error::sys(format!("open {path}"), e))
+        };
+        Nat::start(helper, &open("net")?, Some(&open("user")?))
+    }
+
+    /// Starts the helper on `netns` (after joining `userns`, if given) and waits until
+    /// `tap0` is configured.
+    fn start(helper: &Path, netns: &OwnedFd, userns: Option<&OwnedFd>) -> Result<Nat, Error> {
         let what = || format!("start {} for the sandbox network", helper.display());
         let fail = |e: io::Error| Error::sys(what(), e);
-        let (ready_r, ready_w) = crate::spawn::pipe()?;
-        let (exit_r, exit_w) = crate::spawn::pipe()?;
-        let ready_w = crate::spawn::dup_high(&ready_w)?;
-        let exit_r = crate::spawn::dup_high(&exit_r)?;
-        let ns = crate::spawn::dup_high(netns)?;
+        let (ready_r, ready_w) = crate::fds::pipe()?;
+        let (exit_r, exit_w) = crate::fds::pipe()?;
+        // Only the helper may hold the write end of its ready pipe (EOF: it died), and
+        // the read end of its exit pipe.
+        // (Taken by value: the low originals close here.)
+        let high = |fd: OwnedFd| crate::fds::dup_high(&fd);
+        let (ready_w, exit_r) = (high(ready_w)?, high(exit_r)?);
+        let ns = crate::fds::dup_high(netns)?;
         let fds = [(ready_w.as_raw_fd(), 3), (exit_r.as_raw_fd(), 4), (ns.as_raw_fd(), 5)];
+        let userns = userns.map(|fd| fd.as_raw_fd()).unwrap_or(-1);
         // Its output, read back only if it fails; never a file anyone else sees.
         let mut log = tempfile::tempfile().map_err(fail)?;
         let mut command = Command::new(helper);
@@ -155,10 +180,14 @@ impl Nat {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(fail)?)
             .stderr(log.try_clone().map_err(fail)?);
-        // SAFETY: only dup2 in the child between fork and exec (async-signal-safe);
-        // every source is above 9, so no target overwrites another's source.
+        // SAFETY: only setns and dup2 in the child between fork and exec
+        // (async-signal-safe); every source is above 9, so no target overwrites another's
+        // source. setns into a user namespace is allowed there: the child has one thread.
         unsafe {
             command.pre_exec(move || {
+                if userns >= 0 && libc::setns(userns, libc::CLONE_NEWUSER) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
                 for (from, to) in fds {
                     if libc::dup2(from, to) < 0 {
                         return Err(io::Error::last_os_error());
@@ -179,7 +208,17 @@ impl Nat {
                 nat.stop();
                 let mut said = String::new();
                 let _ = log.rewind().and_then(|()| log.read_to_string(&mut said));
-                let said = said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+                // Its last line, unless an earlier one says why: the tap device it could not open.
+                let tun = said.lines().find(|l| l.contains("/dev/net/tun") && l.contains("ermission denied"));
+                let said = match tun {
+                    Some(line) => format!(
+                        "{} (/dev/net/tun must be readable and writable by uid {}: `chmod 0666 /dev/net/tun`, \
+                         as most distributions set it; see `builder doctor`)",
+                        line.trim(),
+                        nix::unistd::geteuid()
+                    ),
+                    None => said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string(),
+                };
                 let message = if said.is_empty() { e.to_string() } else { format!("{e}: {said}") };
                 Err(Error::sys(what(), io::Error::new(e.kind(), message)))
             }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::paths::Created;
-use crate::{Error, ExitStatus, Spec, Upper};
+use crate::{Error, ExitStatus, IdMapping, Spec, Upper};
 
 /// The init's file descriptor for the [`InitConfig`].
 pub(crate) const CONFIG_FD: i32 = 3;
@@ -35,6 +35,20 @@ pub(crate) struct InitConfig {
     /// to join before anything else.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// The sandbox's own user namespace, if it has one (its maps are written before
+    /// the init starts).
+    #[serde(default)]
+    pub user_namespace: Option<InitUserNamespace>,
+}
+
+/// What the init must know of its user namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct InitUserNamespace {
+    pub mapping: IdMapping,
+    /// Whether `setgroups(2)` is allowed (not after a map written without privilege).
+    pub setgroups: bool,
+    /// Who started the sandbox, for error messages.
+    pub user: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -11,13 +11,15 @@ use crate::{Error, Rootfs, Upper};
 /// Mounts `rootfs` at `target`, writable if it has an upper (or `scratch`, used when it
 /// has none); `rootfs.readonly` is left to the caller, who may need to create
 /// mountpoints first ([`remount`]). With `nodev`, device nodes on it (a layer may carry
-/// any) cannot be opened.
+/// any) cannot be opened. `userns`: we are in a user namespace (overlayfs must keep its
+/// xattrs as `user.overlay.*`).
 pub(crate) fn mount(
     sys: &dyn Syscall,
     rootfs: &Rootfs,
     scratch: Option<&Upper>,
     target: &Path,
     nodev: bool,
+    userns: bool,
 ) -> Result<(), Error> {
     let upper = rootfs.upper.as_ref().or(scratch);
     let on = |what: &str| format!("mount {what} on {}", target.display());
@@ -43,6 +45,7 @@ pub(crate) fn mount(
                 upper: upper.map(|u| (u.upperdir.clone(), u.workdir.clone())),
                 readonly: upper.is_none(),
                 nodev,
+                userxattr: userns,
             };
             sys.mount_overlay(target, &overlay).map_err(|e| Error::sys(on("overlay"), e))
         }
@@ -58,20 +61,84 @@ pub(crate) fn remount_readonly(sys: &dyn Syscall, target: &Path) -> Result<(), E
     remount(sys, target, true, false)
 }
 
-/// Sets the per-mount flags of the (bind) mount at `target`: read-only and/or nodev.
-/// A bind remount replaces them all, so the caller names every one it wants.
+/// Sets the per-mount flags of the (bind) mount at `target`: read-only and/or nodev,
+/// on top of the read-only, nosuid, nodev and noexec it already has. A bind remount
+/// replaces every flag, and in a user namespace the kernel locks those four on a mount
+/// that came from a more privileged one (the host's `/dev/null`, a bind of a host
+/// path): dropping one is EPERM. Keeping them is runc's way, and as root it keeps a
+/// bind from lifting a restriction of its source.
 pub(crate) fn remount(sys: &dyn Syscall, target: &Path, readonly: bool, nodev: bool) -> Result<(), Error> {
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    let how = match (readonly, nodev) {
+        (true, true) => "read-only and nodev",
+        (true, false) => "read-only",
+        (false, _) => "nodev",
+    };
+    let what = || format!("remount {} {how}", target.display());
+    let kept = sys.mount_flags(target).map_err(|e| Error::sys(what(), e))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | kept;
     if readonly {
         flags |= MsFlags::MS_RDONLY;
     }
     if nodev {
         flags |= MsFlags::MS_NODEV;
     }
-    let how = match (readonly, nodev) {
-        (true, true) => "read-only and nodev",
-        (true, false) => "read-only",
-        (false, _) => "nodev",
-    };
-    sys.mount(None, target, None, flags, None).map_err(|e| Error::sys(format!("remount {} {how}", target.display()), e))
+    sys.mount(None, target, None, flags, None).map_err(|e| Error::sys(what(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::{Call, Recording};
+
+    fn remount_flags(sys: &Recording) -> Vec<MsFlags> {
+        sys.take()
+            .into_iter()
+            .map(|c| match c {
+                Call::Mount { flags, .. } => flags,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_remount_keeps_the_flags_the_kernel_may_lock() {
+        // The host's nosuid,noexec mount, bound into a user namespace.
+        let sys = Recording { mount_flags: Some(|_| MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC), ..Default::default() };
+        remount_readonly(&sys, Path::new("/t")).unwrap();
+        let bind_remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        assert_eq!(remount_flags(&sys), [bind_remount | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC]);
+        // A read-only source stays read-only, even when only nodev is asked for.
+        let sys = Recording { mount_flags: Some(|_| MsFlags::MS_RDONLY), ..Default::default() };
+        remount(&sys, Path::new("/t"), false, true).unwrap();
+        assert_eq!(remount_flags(&sys), [bind_remount | MsFlags::MS_RDONLY | MsFlags::MS_NODEV]);
+    }
+
+    #[test]
+    fn nothing_locked_means_exactly_the_flags_asked_for() {
+        let sys = Recording::default();
+        remount(&sys, Path::new("/t"), true, true).unwrap();
+        let expected = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
+        assert_eq!(remount_flags(&sys), [expected]);
+    }
+
+    #[test]
+    fn the_overlay_of_a_user_namespace_uses_user_xattrs() {
+        let sys = Recording::default();
+        let rootfs = Rootfs {
+            lowerdirs: vec!["/a".into(), "/b".into()],
+            upper: Some(Upper { upperdir: "/u".into(), workdir: "/w".into() }),
+            readonly: false,
+        };
+        mount(&sys, &rootfs, None, Path::new("/t"), true, true).unwrap();
+        mount(&sys, &rootfs, None, Path::new("/t"), true, false).unwrap();
+        let userxattr: Vec<bool> = sys
+            .take()
+            .into_iter()
+            .map(|c| match c {
+                Call::Overlay { overlay, .. } => overlay.userxattr,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(userxattr, [true, false]);
+    }
 }

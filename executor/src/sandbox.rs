@@ -42,6 +42,8 @@ pub(crate) struct Setup<'a> {
     pub report: &'a mut dyn FnMut(Created) -> io::Result<()>,
     /// Every mount but `/dev`'s nodes is `nodev` ([`Devices::Default`]); set by [`Setup::run`].
     pub nodev: bool,
+    /// In a user namespace of the sandbox's own; set by [`Setup::run`].
+    pub userns: bool,
 }
 
 impl Setup<'_> {
@@ -52,6 +54,9 @@ impl Setup<'_> {
         // every mount but the nodes bound into `/dev` is `nodev`, unless the spec
         // allows every device.
         self.nodev = cfg.spec.security.devices == Devices::Default;
+        self.userns = cfg.user_namespace.is_some();
+        // devpts gives new ptys the group tty (5), which a user namespace may not map.
+        let tty_group = cfg.user_namespace.as_ref().is_none_or(|u| u.mapping.gid.to_host(5).is_some());
         sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
             .map_err(|e| Error::sys("make / private", e))?;
         let root = cfg.bundle.join("rootfs");
@@ -59,12 +64,12 @@ impl Setup<'_> {
         if let Some(scratch) = &cfg.scratch_upper {
             self.scratch(scratch)?;
         }
-        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root, self.nodev)?;
+        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root, self.nodev, self.userns)?;
         let upperdir = spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone());
         let upperdir = upperdir.as_deref();
 
         self.proc_and_sys(&root, upperdir)?;
-        self.dev(&root, upperdir)?;
+        self.dev(&root, upperdir, tty_group)?;
         for (name, source) in
             [("etc/hosts", cfg.bundle.join("hosts")), ("etc/resolv.conf", cfg.bundle.join("resolv.conf"))]
         {
@@ -141,7 +146,7 @@ impl Setup<'_> {
         }
     }
 
-    fn dev(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
+    fn dev(&mut self, root: &Path, upperdir: Option<&Path>, tty_group: bool) -> Result<(), Error> {
         let dev = self.stub(root, "dev", StubKind::Dir, upperdir)?;
         // nodev too: a node made here (with CAP_MKNOD) cannot be opened; the nodes
         // below are bind mounts of the host's, with the host mount's flags.
@@ -169,13 +174,9 @@ impl Setup<'_> {
             fs::DirBuilder::new().mode(mode).create(&dir).map_err(io_err("create dir"))?;
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err("chmod"))?;
         }
-        self.mount(
-            "devpts",
-            &dev.join("pts"),
-            "devpts",
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-        )?;
+        let devpts =
+            if tty_group { "newinstance,ptmxmode=0666,mode=0620,gid=5" } else { "newinstance,ptmxmode=0666,mode=0620" };
+        self.mount("devpts", &dev.join("pts"), "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some(devpts))?;
         let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         self.mount("shm", &dev.join("shm"), "tmpfs", nosuid_nodev_noexec, Some("mode=1777,size=65536k"))?;
         // Best effort: some kernels are built without POSIX message queues.
@@ -203,6 +204,7 @@ impl Setup<'_> {
                 upper: Some((upper.clone(), workdir.clone())),
                 readonly: false,
                 nodev: self.nodev,
+                userxattr: self.userns,
             };
             return self.overlay_subpath(root, upperdir, &m.target, &overlay, subpath, *readonly, staging);
         }
@@ -224,6 +226,7 @@ impl Setup<'_> {
                     upper: Some((upperdir.clone(), workdir.clone())),
                     readonly: false,
                     nodev: self.nodev,
+                    userxattr: self.userns,
                 };
                 self.sys
                     .mount_overlay(&target, &overlay)
@@ -359,6 +362,7 @@ mod tests {
                 terminal: false,
                 join_network: false,
                 cgroup_procs: vec![],
+                user_namespace: None,
             },
             dir,
         }
@@ -372,7 +376,7 @@ mod tests {
             Ok(())
         };
         let host_root = f.dir.path().join("host");
-        Setup { sys, host_root, report: &mut report, nodev: false }.run(&f.config).unwrap();
+        Setup { sys, host_root, report: &mut report, nodev: false, userns: false }.run(&f.config).unwrap();
         let rel = |p: &Path| p.strip_prefix(f.dir.path()).unwrap_or(p).display().to_string();
         let lines = sys
             .take()
@@ -548,9 +552,9 @@ mod tests {
             upper: None,
             readonly: true,
         };
-        rootfs::mount(&sys, &view(&[]), None, t, false).unwrap();
-        rootfs::mount(&sys, &view(&["/a"]), None, t, false).unwrap();
-        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t, false).unwrap();
+        rootfs::mount(&sys, &view(&[]), None, t, false, false).unwrap();
+        rootfs::mount(&sys, &view(&["/a"]), None, t, false, false).unwrap();
+        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t, false, false).unwrap();
         let calls = sys.take();
         assert!(
             matches!(&calls[0], Call::Mount { fstype: Some(t), flags, .. } if t == "tmpfs" && flags.contains(MsFlags::MS_RDONLY))

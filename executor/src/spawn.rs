@@ -17,9 +17,12 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use crate::cgroup::SandboxCgroup;
+use crate::fds::{dup_high, pipe};
+use crate::network::Nat;
 use crate::network::{self, PrivateNet};
 use crate::paths::Created;
-use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, Message, NETWORK_FD, STATUS_FD};
+use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, InitUserNamespace, Message, NETWORK_FD, STATUS_FD};
+use crate::userns::{self, Plan};
 use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, rlimits, stubs, tty};
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
@@ -67,7 +70,9 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     }
     .map_err(sys("create bundle dir"))?;
     let terminal = matches!(stdio, Stdio::Terminal | Stdio::TerminalOutput);
-    let mut config = prepare_bundle(spec, bundle.path(), terminal)?;
+    // Without root, the namespaces come with a user namespace of the sandbox's own.
+    let userns = userns::plan(spec.security.user_namespace)?;
+    let mut config = prepare_bundle(spec, bundle.path(), terminal, userns.as_ref())?;
     // The cgroup is made and configured before the clone, and the init joins it as
     // its first act, before it mounts or forks anything: all the sandbox runs is in
     // it, and no handshake is needed (the parent moving the init in after the clone
@@ -91,8 +96,11 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         })?),
         _ => None,
     };
-    // Joined by the init; back to the pool when the sandbox is gone.
+    // Joined by the init; back to the pool when the sandbox is gone. A sandbox in a user
+    // namespace cannot join a namespace another user namespace owns: it gets one of
+    // its own, and a NAT of its own once its maps are written (see `network.rs`).
     let net = match &nat_helper {
+        Some(_) if userns.is_some() => None,
         Some(helper) => {
             let net = PrivateNet::take(helper)?;
             fds.push((net.netns.try_clone().map_err(sys("duplicate the network namespace"))?, NETWORK_FD));
@@ -128,15 +136,25 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         }
     }
 
+    let own_netns = spec.network == Network::None || (spec.network == Network::Private && userns.is_some());
     let flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | if spec.network == Network::None { libc::CLONE_NEWNET } else { 0 };
+        | if own_netns { libc::CLONE_NEWNET } else { 0 }
+        | if userns.is_some() { libc::CLONE_NEWUSER } else { 0 };
+    // In a user namespace, the child waits for its maps before it execs the init.
+    let (release_r, release_w) = match &userns {
+        Some(_) => pipe().map(|(r, w)| (Some(r), Some(w)))?,
+        None => (None, None),
+    };
     // Always a session of its own: a terminal's ^C reaches the process once, through
     // us, and never the init directly.
-    let pid = clone_init(flags, &fds, true)?;
+    let pid = clone_init(flags, &fds, true, release_r.as_ref(), release_w.as_ref(), |e| {
+        if userns.is_some() { userns::clone_error(e) } else { Error::sys("clone sandbox init", e) }
+    })?;
     drop(fds);
+    drop(release_r);
 
     let mut sandbox = Sandbox {
         pid,
@@ -144,9 +162,20 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         upperdir: spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone()),
         created: Vec::new(),
         net: net.map(|n| (n, spec.security.capabilities)),
+        nat: None,
         cgroup,
         _bundle: bundle,
     };
+    if let (Some(plan), Some(release)) = (&userns, release_w) {
+        userns::write_maps(pid, plan)?;
+        if let (Network::Private, Some(helper)) = (spec.network, &nat_helper) {
+            sandbox.nat = Some(Nat::start_in(helper, pid)?);
+        }
+        // SAFETY: writing one byte from a local buffer to a pipe we own.
+        if unsafe { libc::write(release.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+            return Err(Error::sys("start sandbox init", io::Error::last_os_error()));
+        }
+    }
     let mut failed = None;
     let mut exited = None;
     let mut killed = false;
@@ -221,7 +250,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
                     status_buf.extend_from_slice(chunk);
                     for msg in take_messages(&mut status_buf) {
                         match msg {
-                            Message::Created(c) => sandbox.created.push(c),
+                            Message::Created(c) => sandbox.created.push(on_host(c, userns.as_ref())),
                             Message::Failed(e) => failed = failed.or(Some(e)),
                             Message::Exited(s) => exited = Some(s),
                         }
@@ -259,7 +288,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
 
 /// Writes `hosts` and `resolv.conf` and makes the mountpoint and, if the rootfs has
 /// no upper, a throwaway one.
-fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConfig, Error> {
+fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Plan>) -> Result<InitConfig, Error> {
     fs::create_dir(bundle.join("rootfs")).map_err(sys("create bundle rootfs"))?;
     let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
     let hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -282,7 +311,7 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConf
     } else {
         None
     };
-    let join_network = spec.network == Network::Private;
+    let join_network = spec.network == Network::Private && userns.is_none();
     Ok(InitConfig {
         spec: spec.clone(),
         bundle: bundle.to_path_buf(),
@@ -290,7 +319,27 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool) -> Result<InitConf
         terminal,
         join_network,
         cgroup_procs: Vec::new(),
+        user_namespace: userns.map(|plan| InitUserNamespace {
+            mapping: plan.mapping.clone(),
+            setgroups: plan.setgroups(),
+            user: plan.user.clone(),
+        }),
     })
+}
+
+/// What the init saw, with the ids the host sees (a copied-up directory's owner is
+/// compared with the upperdir's, outside the sandbox's user namespace).
+fn on_host(created: Created, userns: Option<&Plan>) -> Created {
+    match (created, userns) {
+        (Created::CopiedUp { path, mode, uid, gid }, Some(plan)) => Created::CopiedUp {
+            path,
+            mode,
+            // Unmapped, it was seen as the overflow id: no host id matches that one.
+            uid: plan.mapping.uid.to_host(uid).unwrap_or(u32::MAX),
+            gid: plan.mapping.gid.to_host(gid).unwrap_or(u32::MAX),
+        },
+        (created, _) => created,
+    }
 }
 
 fn take_messages(buf: &mut Vec<u8>) -> Vec<Message> {
@@ -315,6 +364,9 @@ struct Sandbox {
     /// The namespace the init joined, and what the sandbox could do with it; given back
     /// to the pool once the init is gone.
     net: Option<(PrivateNet, crate::Capabilities)>,
+    /// The NAT of a sandbox in a user namespace, on the sandbox's own network
+    /// namespace; stopped once the init is gone.
+    nat: Option<Nat>,
     /// Removed (its `Drop`) after `drop` has reaped the init: empty by then.
     cgroup: Option<SandboxCgroup>,
     _bundle: tempfile::TempDir,
@@ -370,17 +422,8 @@ impl Drop for Sandbox {
         if let Some((net, capabilities)) = self.net.take() {
             net.release(capabilities);
         }
+        self.nat = None;
     }
-}
-
-pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Error::sys("create pipe", io::Error::last_os_error()));
-    }
-    // SAFETY: both descriptors are fresh and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// An anonymous in-memory file holding `data`: the config never touches a disk.
@@ -396,23 +439,25 @@ fn memfd_with(data: &[u8]) -> Result<OwnedFd, Error> {
     Ok(file.into())
 }
 
-/// `fcntl(F_DUPFD_CLOEXEC)` above every target fd, so the child's dup2s never clobber
-/// a source.
-pub(crate) fn dup_high(fd: &OwnedFd) -> Result<OwnedFd, Error> {
-    // SAFETY: duplicating a descriptor we own; the result is checked.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if new < 0 {
-        return Err(Error::sys("duplicate descriptor", io::Error::last_os_error()));
-    }
-    // SAFETY: the descriptor is fresh and ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
 /// Clones a child into new namespaces (`flags`) that places `fds` at their target
-/// numbers, closes every other descriptor above them and execs the init.
-fn clone_init(flags: libc::c_int, fds: &[(OwnedFd, i32)], new_session: bool) -> Result<libc::pid_t, Error> {
+/// numbers, closes every other descriptor above them and execs the init. With
+/// `release` (a pipe's read end, `hold` its write end), the child waits for a byte on
+/// it before it execs: a child in a new user namespace waits for its id maps.
+/// `clone_failed` explains the clone's own failure.
+fn clone_init(
+    flags: libc::c_int,
+    fds: &[(OwnedFd, i32)],
+    new_session: bool,
+    release: Option<&OwnedFd>,
+    hold: Option<&OwnedFd>,
+    clone_failed: impl FnOnce(io::Error) -> Error,
+) -> Result<libc::pid_t, Error> {
     let sources: Vec<(OwnedFd, i32)> =
         fds.iter().map(|(fd, to)| Ok((dup_high(fd)?, *to))).collect::<Result<_, Error>>()?;
+    // Above every target, so no dup2 clobbers it; close-on-exec, so the init never has it.
+    let release = release.map(dup_high).transpose()?;
+    let release_fd = release.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+    let hold_fd = hold.map_or(-1, |fd| fd.as_raw_fd());
     let map: Vec<(i32, i32)> = sources.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
     let first_free = map.iter().map(|(_, to)| to + 1).max().unwrap_or(3) as libc::c_uint;
     let exe = c"/proc/self/exe";
@@ -439,18 +484,34 @@ fn clone_init(flags: libc::c_int, fds: &[(OwnedFd, i32)], new_session: bool) -> 
         libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
     };
     if pid < 0 {
-        return Err(Error::sys("clone sandbox init", io::Error::last_os_error()));
+        return Err(clone_failed(io::Error::last_os_error()));
     }
     if pid == 0 {
         // SAFETY: async-signal-safe syscalls only, in the freshly cloned child.
         unsafe {
+            if hold_fd >= 0 {
+                // Our copy of the write end would keep the read below from ever ending.
+                // (Closed first: its number may be one of the targets.)
+                libc::close(hold_fd);
+            }
             for (from, to) in &map {
                 if libc::dup2(*from, *to) < 0 {
                     libc::_exit(125);
                 }
             }
-            libc::syscall(libc::SYS_close_range, first_free, libc::c_uint::MAX, 0);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if release_fd >= 0 {
+                let mut byte = 0u8;
+                loop {
+                    match libc::read(release_fd, (&mut byte as *mut u8).cast(), 1) {
+                        1 => break,
+                        n if n < 0 && *libc::__errno_location() == libc::EINTR => {}
+                        // The parent gave up (its end closed): so do we.
+                        _ => libc::_exit(125),
+                    }
+                }
+            }
+            libc::syscall(libc::SYS_close_range, first_free, libc::c_uint::MAX, 0);
             if new_session {
                 libc::setsid();
             }

@@ -66,13 +66,16 @@ fn upper_path(upperdir: &Path, rel: &Path) -> Option<PathBuf> {
     Some(path)
 }
 
+/// Opaque as overlayfs marks it: `trusted.overlay.opaque`, or `user.overlay.opaque`
+/// for an overlay mounted in a user namespace (`userxattr`).
 fn is_opaque(path: &Path) -> bool {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return true };
-    let mut buf = [0u8; 4];
-    // SAFETY: both strings are NUL-terminated; the buffer length is passed along.
-    let n =
-        unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    n > 0
+    [c"trusted.overlay.opaque", c"user.overlay.opaque"].iter().any(|name| {
+        let mut buf = [0u8; 4];
+        // SAFETY: both strings are NUL-terminated; the buffer length is passed along.
+        let n = unsafe { libc::lgetxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        n > 0
+    })
 }
 
 #[cfg(test)]

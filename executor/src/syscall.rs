@@ -19,18 +19,39 @@ pub(crate) struct Overlay {
     pub readonly: bool,
     /// Device nodes on it cannot be opened (a sandbox rootfs or mount).
     pub nodev: bool,
+    /// Mounted in a user namespace: overlayfs keeps its own xattrs (opaque, origin...)
+    /// as `user.overlay.*`, since `trusted.*` needs CAP_SYS_ADMIN on the host.
+    pub userxattr: bool,
 }
 
 impl Overlay {
-    /// The classic `mount(2)` data string. Options that keep the upperdir a plain
-    /// diff: no redirects, no index, no metacopy.
+    /// The options that keep the upperdir a plain diff (no redirects, no index, no
+    /// metacopy), as (key, value) pairs; a flag has no value. In a user namespace
+    /// redirects are `nofollow` (`off` would still follow them, which needs
+    /// `trusted.*` xattrs).
+    pub fn plain_diff_options(&self) -> Vec<(&'static str, Option<&'static str>)> {
+        let mut options = Vec::new();
+        if self.userxattr {
+            options.push(("userxattr", None));
+        }
+        let redirect = if self.userxattr { "nofollow" } else { "off" };
+        options.extend([("redirect_dir", Some(redirect)), ("index", Some("off")), ("metacopy", Some("off"))]);
+        options
+    }
+
+    /// The classic `mount(2)` data string.
     pub fn legacy_options(&self) -> String {
         let lower: Vec<String> = self.lowerdirs.iter().map(|p| escape_option(p)).collect();
         let mut data = format!("lowerdir={}", lower.join(":"));
         if let Some((upper, work)) = &self.upper {
             data.push_str(&format!(",upperdir={},workdir={}", escape_option(upper), escape_option(work)));
         }
-        data.push_str(",redirect_dir=off,index=off,metacopy=off");
+        for (key, value) in self.plain_diff_options() {
+            match value {
+                Some(value) => data.push_str(&format!(",{key}={value}")),
+                None => data.push_str(&format!(",{key}")),
+            }
+        }
         data
     }
 }
@@ -53,6 +74,9 @@ pub(crate) struct Identity {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// Whether to set `groups` at all: not where `setgroups(2)` is denied (a user
+    /// namespace whose gid map was written without privilege).
+    pub setgroups: bool,
 }
 
 pub(crate) trait Syscall {
@@ -66,6 +90,9 @@ pub(crate) trait Syscall {
     ) -> io::Result<()>;
     fn mount_overlay(&self, target: &Path, overlay: &Overlay) -> io::Result<()>;
     fn umount(&self, target: &Path, flags: MntFlags) -> io::Result<()>;
+    /// The per-mount flags of the mount at `target` that the kernel may lock in a user
+    /// namespace: read-only, nosuid, nodev, noexec (from `statvfs`).
+    fn mount_flags(&self, target: &Path) -> io::Result<MsFlags>;
     /// Makes `new_root` the root of this mount namespace and detaches the old root.
     fn pivot_root(&self, new_root: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
@@ -126,8 +153,12 @@ impl Real {
             set("upperdir", upper)?;
             set("workdir", work)?;
         }
-        for key in ["redirect_dir", "index", "metacopy"] {
-            fsconfig_string(&fs, key, &cstr("off")?).map_err(|e| with_fs_log(&fs, e))?;
+        for (key, value) in overlay.plain_diff_options() {
+            match value {
+                Some(value) => fsconfig_string(&fs, key, &cstr(value)?),
+                None => fsconfig_flag(&fs, key),
+            }
+            .map_err(|e| with_fs_log(&fs, e))?;
         }
         // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
         let rc = unsafe {
@@ -194,6 +225,22 @@ fn fsconfig_string(fs: &OwnedFd, key: &str, value: &CString) -> io::Result<()> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+fn fsconfig_flag(fs: &OwnedFd, key: &str) -> io::Result<()> {
+    let key = cstr(key)?;
+    // SAFETY: a NUL-terminated key that outlives the call; a flag takes no value.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_SET_FLAG,
+            key.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// Appends the filesystem's own explanation (read from the fs_context) to `err`.
 fn with_fs_log(fs: &OwnedFd, err: io::Error) -> io::Error {
     let mut buf = [0u8; 512];
@@ -242,6 +289,20 @@ impl Syscall for Real {
         nix::mount::umount2(target, flags).map_err(io::Error::from)
     }
 
+    fn mount_flags(&self, target: &Path) -> io::Result<MsFlags> {
+        use nix::sys::statvfs::FsFlags;
+        let flags = nix::sys::statvfs::statvfs(target)?.flags();
+        Ok([
+            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        ]
+        .into_iter()
+        .filter(|(st, _)| flags.contains(*st))
+        .fold(MsFlags::empty(), |all, (_, ms)| all | ms))
+    }
+
     fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
         // The old root is stacked under the new one, then detached.
         nix::unistd::chdir(new_root)?;
@@ -283,8 +344,10 @@ impl Syscall for Real {
 
     fn set_identity(&self, id: &Identity) -> io::Result<()> {
         use nix::unistd::{Gid, Uid};
-        let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-        nix::unistd::setgroups(&groups)?;
+        if id.setgroups {
+            let groups: Vec<Gid> = id.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+            nix::unistd::setgroups(&groups)?;
+        }
         let gid = Gid::from_raw(id.gid);
         nix::unistd::setresgid(gid, gid, gid)?;
         let uid = Uid::from_raw(id.uid);
@@ -313,6 +376,8 @@ pub(crate) struct Recording {
     pub calls: std::cell::RefCell<Vec<Call>>,
     /// Calls for which this returns `Some(errno)` fail with that errno.
     pub fail: Option<fn(&Call) -> Option<i32>>,
+    /// What [`Syscall::mount_flags`] says of a path (nothing locked, by default).
+    pub mount_flags: Option<fn(&Path) -> MsFlags>,
 }
 
 #[cfg(test)]
@@ -358,6 +423,10 @@ impl Syscall for Recording {
         self.record(Call::Umount { target: target.to_path_buf() })
     }
 
+    fn mount_flags(&self, target: &Path) -> io::Result<MsFlags> {
+        Ok(self.mount_flags.map_or(MsFlags::empty(), |f| f(target)))
+    }
+
     fn pivot_root(&self, new_root: &Path) -> io::Result<()> {
         self.record(Call::PivotRoot { new_root: new_root.to_path_buf() })
     }
@@ -386,10 +455,26 @@ mod tests {
             upper: Some(("/u,1".into(), "/w".into())),
             readonly: false,
             nodev: false,
+            userxattr: false,
         };
         assert_eq!(
             o.legacy_options(),
             "lowerdir=/l/a:/l/b\\:c,upperdir=/u\\,1,workdir=/w,redirect_dir=off,index=off,metacopy=off"
+        );
+    }
+
+    #[test]
+    fn in_a_user_namespace_overlay_xattrs_are_user_xattrs_and_redirects_are_not_followed() {
+        let o = Overlay {
+            lowerdirs: vec!["/l".into()],
+            upper: Some(("/u".into(), "/w".into())),
+            readonly: false,
+            nodev: true,
+            userxattr: true,
+        };
+        assert_eq!(
+            o.legacy_options(),
+            "lowerdir=/l,upperdir=/u,workdir=/w,userxattr,redirect_dir=nofollow,index=off,metacopy=off"
         );
     }
 }

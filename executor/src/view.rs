@@ -53,7 +53,16 @@ fn in_private_namespace<R>(
     paths: &[PathBuf],
     f: impl FnOnce(&[PathBuf]) -> R,
 ) -> Result<Caught<R>, Error> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Error::sys("unshare mount namespace", e.into()))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| {
+        let e = std::io::Error::from(e);
+        if e.raw_os_error() == Some(libc::EPERM) && !nix::unistd::geteuid().is_root() {
+            // A multithreaded process may not enter a user namespace of its own, and
+            // without one an ordinary user gets no mount namespace.
+            let text = format!("{} (rootfs views need root for now; see `builder doctor`)", crate::describe_io(&e));
+            return Error::sys("unshare mount namespace", std::io::Error::new(e.kind(), text));
+        }
+        Error::sys("unshare mount namespace", e)
+    })?;
     sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .map_err(|e| Error::sys("make / private", e))?;
     let mut mounted: Vec<&Path> = Vec::new();
@@ -74,7 +83,7 @@ fn mount_all<'a>(
     mounted: &mut Vec<&'a Path>,
 ) -> Result<(), Error> {
     for (r, p) in rootfs.iter().zip(paths) {
-        rootfs::mount(sys, r, None, p, false)?;
+        rootfs::mount(sys, r, None, p, false, false)?;
         mounted.push(p);
         if r.readonly && r.upper.is_some() {
             rootfs::remount_readonly(sys, p)?;

@@ -4,6 +4,7 @@
 
 mod common;
 mod limits;
+mod rootless;
 
 use common::*;
 use executor::*;
@@ -24,11 +25,16 @@ fn main() {
     if std::env::args().any(|a| a == limits::V2_CHILD) {
         std::process::exit(limits::v2_child());
     }
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == rootless::CHILD) {
+        std::process::exit(rootless::child(args.get(i + 1).map_or("", String::as_str)));
+    }
     if let Some(reason) = skip_reason() {
         println!("skipping sandbox tests: {reason}");
         println!("0 passed, 0 failed, 1 skipped");
         return;
     }
+    rootless::restore_after_a_crash();
     // A private temp dir: leftovers of this process (and only this one) show up there.
     let tmp = tempfile::tempdir().expect("tempdir");
     // SAFETY: single-threaded at this point; nothing else reads the environment yet.
@@ -84,9 +90,13 @@ fn main() {
         ("device_cgroup_denies_host_block_devices", limits::device_cgroup_denies_host_block_devices),
         ("v2_device_filter_is_a_bpf_program", limits::v2_device_filter_is_a_bpf_program),
         ("rlimits_apply_before_the_user_switch", limits::rlimits_apply_before_the_user_switch),
+        ("private_user_namespace_as_root", rootless::private_user_namespace_as_root),
+        ("rootless_with_subordinate_ids", rootless::with_subordinate_ids),
+        ("rootless_without_subordinate_ids", rootless::without_subordinate_ids),
+        ("rootless_with_user_namespaces_disabled", rootless::with_user_namespaces_disabled),
         ("startup_cost", startup_cost),
     ];
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = args.iter().skip(1).filter(|a| !a.starts_with('-')).cloned().collect();
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
@@ -239,17 +249,17 @@ fn network_private_is_a_nat_without_host_loopback() {
     assert_eq!(lines[3..], ["refused-127.0.0.1", "refused-10.0.2.2"], "{out:?}");
     assert!(listener.accept().is_err(), "the host's loopback service was reached");
     // The namespace waits in the pool for the next sandbox, which reuses it...
-    assert_eq!(processes_matching("slirp4netns"), 1);
+    assert_eq!(children_matching("slirp4netns"), 1);
     let mut spec = img.spec(&["ip", "-4", "addr", "show", "tap0"]);
     spec.network = Network::Private;
     assert!(run_captured(&spec).stdout.contains("10.0.2.100/24"));
-    assert_eq!(processes_matching("slirp4netns"), 1, "the pooled namespace was not reused");
+    assert_eq!(children_matching("slirp4netns"), 1, "the pooled namespace was not reused");
     // ...unless the sandbox could have changed it (CAP_NET_ADMIN): then it is dropped.
     spec.security = Security::insecure();
     assert!(run_captured(&spec).stdout.contains("10.0.2.100/24"));
-    assert_eq!(processes_matching("slirp4netns"), 0, "a namespace used with CAP_NET_ADMIN went back to the pool");
+    assert_eq!(children_matching("slirp4netns"), 0, "a namespace used with CAP_NET_ADMIN went back to the pool");
     executor::close_networks();
-    assert_eq!(processes_matching("slirp4netns"), 0);
+    assert_eq!(children_matching("slirp4netns"), 0);
 }
 
 /// A layer may carry any device node (here the host's null device, 1:3, world
@@ -765,13 +775,20 @@ fn many_runs_leave_nothing_behind() {
     assert_eq!(list(&img.upper), Vec::<String>::new());
 }
 
-/// Prints how long a trivial sandbox takes (no assertion on time).
+/// Prints how long a trivial sandbox takes, per network (no assertion on time).
 fn startup_cost() {
     let img = Image::busybox();
-    let spec = img.spec(&["true"]);
-    let start = Instant::now();
-    for _ in 0..10 {
-        assert_eq!(run_captured(&spec).status, Ok(ExitStatus::Code(0)));
+    for network in [Network::Host, Network::None, Network::Private] {
+        if network == Network::Private && executor::nat_helper().is_none() {
+            continue;
+        }
+        let mut spec = img.spec(&["true"]);
+        spec.network = network;
+        let start = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(run_captured(&spec).status, Ok(ExitStatus::Code(0)));
+        }
+        println!("    a sandbox running `true` ({network:?}) takes {:.1} ms", start.elapsed().as_secs_f64() * 100.0);
     }
-    println!("    a sandbox running `true` takes {:.1} ms", start.elapsed().as_secs_f64() * 100.0);
+    executor::close_networks();
 }

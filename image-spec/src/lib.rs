@@ -1,8 +1,9 @@
 //! The image specification: the bottom layer both the frontend and the builder use.
 //!
 //! It owns the formats and nothing else: [`Digest`] (`sha256:<hex>`), media types and
-//! [`Compression`], [`Descriptor`], the one [`Platform`] (with [`host_platform`] and
-//! [`Platform::parse`]), image [`Reference`]s as Docker normalises them, the image
+//! [`Compression`], the two families of media types ([`MediaTypeFamily`], OCI and
+//! Docker, and the mapping between them), [`Descriptor`], the one [`Platform`] (with
+//! [`host_platform`] and [`Platform::parse`]), image [`Reference`]s as Docker normalises them, the image
 //! config ([`ImageConfig`], with Docker's [`ContainerConfig`], [`HealthConfig`] and
 //! [`History`]), [`Manifest`] and [`Index`], and the layers and chain IDs of an
 //! [`Image`]. It never touches the filesystem or the network.
@@ -14,6 +15,7 @@
 mod config;
 mod descriptor;
 mod digest;
+mod family;
 mod manifest;
 mod media_type;
 mod platform;
@@ -22,6 +24,7 @@ mod reference;
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use descriptor::Descriptor;
 pub use digest::{Digest, DigestError};
+pub use family::{MediaTypeFamily, UnrepresentableLayer, is_single_family};
 pub use manifest::{Image, Index, LayerInfo, Manifest, chain_ids};
 pub use media_type::*;
 pub use platform::{Platform, PlatformError, host_platform};

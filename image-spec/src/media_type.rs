@@ -9,11 +9,19 @@ pub const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+jso
 pub const MEDIA_TYPE_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const MEDIA_TYPE_OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const MEDIA_TYPE_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Non-distributable ("foreign") layers: deprecated by OCI, still found in Windows bases.
+pub const MEDIA_TYPE_OCI_LAYER_NONDIST: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
+pub const MEDIA_TYPE_OCI_LAYER_NONDIST_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const MEDIA_TYPE_OCI_LAYER_NONDIST_ZSTD: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MEDIA_TYPE_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const MEDIA_TYPE_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const MEDIA_TYPE_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// Not part of Docker's schema 2, but containerd and BuildKit read it.
+pub const MEDIA_TYPE_DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
+pub const MEDIA_TYPE_DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar";
+pub const MEDIA_TYPE_DOCKER_LAYER_FOREIGN_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// Whether a media type names an image manifest (OCI or Docker schema 2).
 pub fn is_manifest_type(media_type: &str) -> bool {
@@ -71,6 +79,10 @@ mod tests {
         }
         assert_eq!(compression_of(MEDIA_TYPE_DOCKER_LAYER_GZIP), Some(Compression::Gzip));
         assert_eq!(compression_of(MEDIA_TYPE_DOCKER_LAYER), Some(Compression::Uncompressed));
+        assert_eq!(compression_of(MEDIA_TYPE_DOCKER_LAYER_ZSTD), Some(Compression::Zstd));
+        assert_eq!(compression_of(MEDIA_TYPE_DOCKER_LAYER_FOREIGN_GZIP), Some(Compression::Gzip));
+        assert_eq!(compression_of(MEDIA_TYPE_OCI_LAYER_NONDIST), Some(Compression::Uncompressed));
+        assert_eq!(compression_of(MEDIA_TYPE_OCI_LAYER_NONDIST_ZSTD), Some(Compression::Zstd));
         assert_eq!(compression_of(MEDIA_TYPE_OCI_CONFIG), None);
         assert_eq!(compression_of("application/json"), None);
     }

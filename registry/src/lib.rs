@@ -37,8 +37,24 @@ pub use pull::{pull, select_platform};
 pub use push::push;
 pub use repo::{PushStats, Repository};
 
+use image_spec::Digest;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// What a pull or push reports as it goes, to the `progress` callback of [`pull`],
+/// [`push`] and [`Repository`]'s transfers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer<'a> {
+    /// A line about the transfer: `resolving REF`, `3ed246eb60b7: mounted from
+    /// lib/busybox`, a retry.
+    Line(&'a str),
+    /// The image manifest: a pull has it (the platform's, when it was an index) and
+    /// fetches its blobs next; a push has sent its blobs and puts it next.
+    Manifest(&'a Digest),
+    /// `current` of a blob's `total` bytes have moved: 0 when it starts, `total` once
+    /// it is stored (or uploaded), and counts in between as it moves.
+    Blob { digest: &'a Digest, current: u64, total: u64 },
+}
 
 /// The environment variable naming extra hosts that are spoken to over plain HTTP.
 pub const INSECURE_ENV: &str = "BUILDER_INSECURE_REGISTRIES";

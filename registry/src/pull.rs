@@ -9,7 +9,7 @@ use crate::content::Content;
 use crate::error::{Error, Result, chain};
 use crate::op::Op;
 use crate::retry::backoff;
-use crate::{RegistryOptions, runtime};
+use crate::{RegistryOptions, Transfer, runtime};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use image_spec::{
     Descriptor, Digest, Index, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, Manifest, Platform, Reference,
@@ -33,7 +33,7 @@ pub fn pull(
     reference: &Reference,
     platform: &Platform,
     opts: &RegistryOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Digest> {
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
@@ -45,7 +45,7 @@ async fn pull_async<'scope>(
     content: &'scope dyn Content,
     reference: &Reference,
     platform: &Platform,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<Digest> {
     let repository = &reference.repository;
@@ -55,7 +55,7 @@ async fn pull_async<'scope>(
         (None, Some(t)) => t.clone(),
         (None, None) => "latest".to_string(),
     };
-    progress(&format!("resolving {reference}"));
+    progress(Transfer::Line(&format!("resolving {reference}")));
     let mut fetched = fetch_manifest(client, repository, &wanted, reference.digest.as_ref(), &scopes).await?;
     let mut index_bytes = None;
     if is_index_type(&fetched.media_type) {
@@ -69,7 +69,7 @@ async fn pull_async<'scope>(
                 format!("{reference} has no image for platform {platform} (it has: {})", available.join(", ")),
             )
         })?;
-        progress(&format!("platform {platform}: {}", chosen.digest));
+        progress(Transfer::Line(&format!("platform {platform}: {}", chosen.digest)));
         let digest = chosen.digest.clone();
         index_bytes = Some(fetched);
         fetched = fetch_manifest(client, repository, digest.as_str(), Some(&digest), &scopes).await?;
@@ -80,6 +80,7 @@ async fn pull_async<'scope>(
     }
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| client.op(repository, "reading the manifest of").error(None, format!("{e}")))?;
+    progress(Transfer::Manifest(&fetched.digest));
 
     let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
     blobs.extend(manifest.layers.iter());
@@ -105,7 +106,7 @@ async fn pull_async<'scope>(
         digest: fetched.digest.clone(),
         source,
     })?;
-    progress(&format!("pulled {reference}: {}", fetched.digest));
+    progress(Transfer::Line(&format!("pulled {reference}: {}", fetched.digest)));
     Ok(fetched.digest)
 }
 
@@ -234,15 +235,15 @@ pub async fn download_blob<'scope>(
     repository: &str,
     descriptor: &Descriptor,
     scopes: &[Scope],
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
     threads: &'scope std::thread::Scope<'scope, '_>,
 ) -> Result<()> {
     let digest = descriptor.digest.clone();
     if content.has_blob(&digest) {
-        progress(&format!("{}: already exists", digest.short()));
+        progress(Transfer::Line(&format!("{}: already exists", digest.short())));
         return Ok(());
     }
-    progress(&format!("{}: downloading {}", digest.short(), human_size(descriptor.size)));
+    progress(Transfer::Blob { digest: &digest, current: 0, total: descriptor.size });
     let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(16);
     let (done_sender, done) = tokio::sync::oneshot::channel();
     let expected = digest.clone();
@@ -263,7 +264,7 @@ pub async fn download_blob<'scope>(
         let detail = format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size);
         return Err(op.error(None, detail).into());
     }
-    progress(&format!("{}: done", digest.short()));
+    progress(Transfer::Blob { digest: &digest, current: size, total: size });
     Ok(())
 }
 
@@ -274,7 +275,7 @@ async fn fetch_blob(
     descriptor: &Descriptor,
     scopes: &[Scope],
     sender: &tokio::sync::mpsc::Sender<io::Result<bytes::Bytes>>,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<()> {
     let url = client.url(&format!("{repository}/blobs/{}", descriptor.digest))?;
     let size = descriptor.size;
@@ -332,6 +333,10 @@ async fn fetch_blob(
                 // The writer stopped (its error is reported by the caller).
                 return Ok(());
             }
+            // The last count is reported once the blob is stored.
+            if received < size {
+                progress(Transfer::Blob { digest: &descriptor.digest, current: received, total: size });
+            }
         }
         if failure.is_none() && received == size {
             return Ok(());
@@ -345,7 +350,8 @@ async fn fetch_blob(
             let detail = format!("giving up after {interruptions} interrupted transfers: {reason}");
             return Err(op.error(None, detail).into());
         }
-        progress(&format!("{}: interrupted at {received}/{size} bytes, resuming", descriptor.digest.short()));
+        let line = format!("{}: interrupted at {received}/{size} bytes, resuming", descriptor.digest.short());
+        progress(Transfer::Line(&line));
         tracing::debug!("blob {} interrupted: {reason}", descriptor.digest);
         tokio::time::sleep(backoff(interruptions - 1)).await;
     }
@@ -372,17 +378,6 @@ impl Read for ChannelReader {
         self.chunk = self.chunk.slice(n..);
         Ok(n)
     }
-}
-
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]
@@ -441,11 +436,5 @@ mod tests {
             MEDIA_TYPE_DOCKER_LIST
         );
         assert!(media_type_of(None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_size(12), "12 B");
-        assert_eq!(human_size(1_500_000), "1.5 MB");
     }
 }

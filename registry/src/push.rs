@@ -11,9 +11,9 @@ use crate::client::{Client, Payload, Request};
 use crate::content::Content;
 use crate::error::{Error, Result, chain};
 use crate::op::Op;
-use crate::pull::{human_size, media_type_of};
+use crate::pull::media_type_of;
 use crate::retry::backoff;
-use crate::{RegistryOptions, runtime};
+use crate::{RegistryOptions, Transfer, runtime};
 use futures_util::StreamExt as _;
 use image_spec::{Descriptor, Digest, Manifest, Reference};
 use reqwest::{Method, Response, StatusCode, Url};
@@ -29,7 +29,7 @@ pub fn push(
     manifest_digest: &Digest,
     reference: &Reference,
     opts: &RegistryOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Digest> {
     let manifest_bytes = content.read_blob(manifest_digest).map_err(|source| Error::Content {
         action: "reading manifest",
@@ -51,9 +51,8 @@ pub fn push(
             (None, Some(digest)) => digest.to_string(),
             (None, None) => "latest".to_string(),
         };
-        let digest = put_manifest(&client, repository, &target, manifest_bytes, &media_type).await?;
-        progress(&format!("pushed {reference}: {digest}"));
-        Ok::<Digest, Error>(digest)
+        progress(Transfer::Manifest(manifest_digest));
+        put_manifest(&client, repository, &target, manifest_bytes, &media_type).await
     })
 }
 
@@ -64,7 +63,7 @@ pub async fn push_blobs(
     content: &dyn Content,
     repository: &str,
     blobs: &[&Descriptor],
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Vec<Pushed>> {
     let sessions = Sessions::default();
     // On a failure the other blobs stop at their next request rather than being
@@ -103,7 +102,7 @@ async fn push_unless_aborted(
     repository: &str,
     descriptor: &Descriptor,
     sessions: &Sessions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Option<Pushed>, (bool, Error)> {
     if sessions.aborted() {
         return Ok(None);
@@ -165,7 +164,7 @@ pub async fn push_blob(
     repository: &str,
     descriptor: &Descriptor,
     sessions: &Sessions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Pushed> {
     let digest = &descriptor.digest;
     let scopes = [Scope::push(repository)];
@@ -174,7 +173,7 @@ pub async fn push_blob(
     let response = client.send(&op, &Request::new(Method::HEAD, url, &scopes).follow_redirects()).await?;
     match response.status() {
         StatusCode::OK => {
-            progress(&format!("{}: already exists", digest.short()));
+            progress(Transfer::Line(&format!("{}: already exists", digest.short())));
             return Ok(Pushed::Existed);
         }
         StatusCode::NOT_FOUND => {}
@@ -184,7 +183,7 @@ pub async fn push_blob(
     for source in mount_candidates(content, digest, &client.registry, repository).into_iter().take(3) {
         match mount(client, repository, &source, digest, sessions).await? {
             Mount::Mounted => {
-                progress(&format!("{}: mounted from {source}", digest.short()));
+                progress(Transfer::Line(&format!("{}: mounted from {source}", digest.short())));
                 return Ok(Pushed::Mounted);
             }
             Mount::Upload(s) => {
@@ -202,9 +201,9 @@ pub async fn push_blob(
     if size != descriptor.size {
         return Err(Error::BlobSize { digest: digest.clone(), found: size, expected: descriptor.size });
     }
-    progress(&format!("{}: uploading {}", digest.short(), human_size(size)));
+    progress(Transfer::Blob { digest, current: 0, total: size });
     upload(client, repository, digest, &path, size, session, sessions, progress).await?;
-    progress(&format!("{}: pushed", digest.short()));
+    progress(Transfer::Blob { digest, current: size, total: size });
     Ok(Pushed::Uploaded)
 }
 
@@ -382,7 +381,7 @@ async fn upload(
     size: u64,
     mut session: Option<Session>,
     sessions: &Sessions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<()> {
     let op = client.op(repository, &format!("uploading blob {digest} to"));
     let mut restarts = 0;
@@ -418,7 +417,7 @@ async fn upload(
                 if restarts > client.opts.retries {
                     return Err(op.error(None, format!("giving up after {restarts} attempts: {reason}")).into());
                 }
-                progress(&format!("{}: {reason}; restarting the upload", digest.short()));
+                progress(Transfer::Line(&format!("{}: {reason}; restarting the upload", digest.short())));
                 tokio::time::sleep(backoff(restarts - 1)).await;
             }
         }
@@ -482,7 +481,7 @@ async fn upload_chunked(
     size: u64,
     session: Session,
     sessions: &Sessions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Attempt> {
     let scopes = [Scope::push(repository)];
     let chunk = client.opts.chunk_size.max(session.min_chunk).max(1);
@@ -503,6 +502,9 @@ async fn upload_chunked(
                 sessions.moved(session.id, &location);
                 offset = range_end(&response).unwrap_or(end);
                 failures = 0;
+                if offset < size {
+                    progress(Transfer::Blob { digest, current: offset, total: size });
+                }
                 continue;
             }
             Ok(response) if response.status() == StatusCode::NOT_FOUND => {
@@ -525,7 +527,8 @@ async fn upload_chunked(
         tokio::time::sleep(backoff(failures - 1)).await;
         match upload_status(client, op, &location, &scopes).await {
             Some((at, new_location)) => {
-                progress(&format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short()));
+                let line = format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short());
+                progress(Transfer::Line(&line));
                 offset = at;
                 location = new_location.unwrap_or(location);
                 sessions.moved(session.id, &location);

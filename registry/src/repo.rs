@@ -11,7 +11,7 @@ use crate::content::Content;
 use crate::error::{Error, Result};
 use crate::pull::{Fetched, download_blob, fetch_manifest};
 use crate::push::{Pushed, push_blobs, put_manifest};
-use crate::{RegistryOptions, runtime};
+use crate::{RegistryOptions, Transfer, runtime};
 use futures_util::StreamExt as _;
 use image_spec::{Descriptor, Digest, Reference};
 use reqwest::{Method, StatusCode};
@@ -112,7 +112,12 @@ impl Repository {
     }
 
     /// Streams a blob into `content` (verified, resumed after dropped connections).
-    pub fn fetch_blob(&self, content: &dyn Content, descriptor: &Descriptor, progress: &dyn Fn(&str)) -> Result<()> {
+    pub fn fetch_blob(
+        &self,
+        content: &dyn Content,
+        descriptor: &Descriptor,
+        progress: &dyn Fn(Transfer<'_>),
+    ) -> Result<()> {
         let scopes = [Scope::pull(self.repository())];
         std::thread::scope(|threads| {
             self.runtime.block_on(download_blob(
@@ -135,7 +140,7 @@ impl Repository {
         content: &dyn Content,
         blobs: &[Descriptor],
         known: &HashSet<Digest>,
-        progress: &dyn Fn(&str),
+        progress: &dyn Fn(Transfer<'_>),
     ) -> Result<PushStats> {
         let todo: Vec<&Descriptor> = blobs.iter().filter(|d| !known.contains(&d.digest)).collect();
         let mut stats = PushStats { known: blobs.len() - todo.len(), ..PushStats::default() };

@@ -6,7 +6,7 @@
 //! [`CacheMap`] that a [`Worker`] gives for it, looks each key up in a [`CacheStore`],
 //! and runs the misses through the worker, reporting [`progress::Event`]s as it goes.
 //!
-//! Solving is parallel (`schedule.rs`): every vertex whose inputs are solved is worked
+//! Solving is parallel (`solve/schedule.rs`): every vertex whose inputs are solved is worked
 //! on at once, up to [`SolveOptions::jobs`]; vertices with the same key run once; the
 //! first failure cancels the rest through the [`CancelToken`]. A cacheable vertex that
 //! misses is explained ([`explain`]) against the last record of the same step; one that
@@ -22,7 +22,6 @@ pub mod graph;
 pub mod ir;
 pub mod key;
 pub mod progress;
-mod schedule;
 pub mod solve;
 
 pub use cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepSpec, MemoryCacheStore};

@@ -1,6 +1,8 @@
 //! The solver's contract ([`Worker`], [`SolveOptions`], [`SolveError`]) and the work
 //! done for one vertex: its cache key, the cache lookup, and running it on a miss.
-//! Which vertex runs when is decided in [`crate::schedule`].
+//! Which vertex runs when is decided in [`schedule`].
+
+mod schedule;
 
 use crate::cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepRecord, DepSpec};
 use crate::explain;
@@ -42,7 +44,7 @@ pub struct ExecContext<'a> {
 
 impl ExecContext<'_> {
     pub fn log(&self, stream: Stream, data: &[u8]) {
-        self.progress.event(Event::Log { vertex: self.vertex, stream, data: data.to_vec() })
+        self.progress.event(Event::Log { vertex: self.vertex.into(), stream, data: data.to_vec() })
     }
 }
 
@@ -177,7 +179,7 @@ impl<'a, W: Worker> Solver<'a, W> {
     /// (a failure does not cancel later solves); [`Solver::cancel_token`] reaches it
     /// within a few milliseconds.
     pub fn solve(&self, graph: &Graph, targets: &[VertexId]) -> Result<Vec<W::Output>, SolveError> {
-        crate::schedule::run(self, graph, targets).map(|(outputs, _)| outputs)
+        schedule::run(self, graph, targets).map(|(outputs, _)| outputs)
     }
 
     /// Like [`Solver::solve`], also saying which key each vertex had and whether it
@@ -187,7 +189,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         graph: &Graph,
         targets: &[VertexId],
     ) -> Result<(Vec<W::Output>, SolveReport), SolveError> {
-        crate::schedule::run(self, graph, targets)
+        schedule::run(self, graph, targets)
     }
 
     /// Computes the vertex's cache key from its cache map and its solved inputs.
@@ -259,7 +261,7 @@ impl<'a, W: Worker> Solver<'a, W> {
                 }
                 let source = self.cache.hit_source(&keyed.key);
                 let name = vertex.name.clone();
-                self.progress.event(Event::Cached { vertex: id, name, source: source.clone() });
+                self.progress.event(Event::Cached { vertex: id.into(), name, source: source.clone() });
                 return Ok((output, Outcome::Cached { source }));
             }
             gone = true;
@@ -277,7 +279,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         if cacheable {
             let reasons = self.explain_miss(vertex, &record, gone);
             if !reasons.is_empty() {
-                self.progress.event(Event::Explain { vertex: id, reasons });
+                self.progress.event(Event::Explain { vertex: id.into(), reasons });
             }
         }
 
@@ -286,7 +288,7 @@ impl<'a, W: Worker> Solver<'a, W> {
         if cacheable {
             self.cache.put(&CacheRecord { result: self.worker.encode_result(&output), ..record })?;
         }
-        self.progress.event(Event::Done { vertex: id, duration: start.elapsed() });
+        self.progress.event(Event::Done { vertex: id.into(), duration: start.elapsed() });
         Ok((output, Outcome::Ran))
     }
 

@@ -551,7 +551,7 @@ fn cached_events_name_the_imported_cache_a_hit_came_from() {
         .events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::Cached { vertex, source, .. } => Some((vertex, source)),
+            Event::Cached { vertex, source, .. } => Some((vertex.graph().unwrap(), source)),
             _ => None,
         })
         .collect();

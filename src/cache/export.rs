@@ -1,14 +1,17 @@
 //! `--cache-to` and `--cache-from` for a build: which records to export (from the
-//! solver's report), and where caches are written to and read from.
+//! solver's report), and where caches are written to and read from. Each import and
+//! export is a step of the build's progress display (`importing cache manifest from
+//! …`, `exporting cache to …`).
 
 use super::format::{CacheConfig, ExportedMount, ExportedRecord};
 use super::import::{ImportedCache, ImportingCacheStore};
 use super::spec::{CacheSpec, Location, Mode};
 use super::{DiskCacheStore, local, registry};
-use ::registry::RegistryOptions;
+use crate::progress::Task;
+use ::registry::{RegistryOptions, Transfer};
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Digest, LayerInfo};
-use solver::{CacheStore, SolveReport};
+use solver::{CacheStore, ProgressSink, SolveReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use store::Store;
 
@@ -35,16 +38,21 @@ pub fn parse_specs(specs: &[String], export: bool) -> Result<Vec<CacheSpec>> {
 
 /// The build's cache store: the local cache, then each `--cache-from` in order. A
 /// cache that cannot be read is a warning: the build goes on without it.
-pub fn open<'a>(
+pub(super) fn open<'a>(
     store: &'a Store,
     from: &[CacheSpec],
     platform: &image_spec::Platform,
     opts: &RegistryOptions,
+    progress: &dyn ProgressSink,
 ) -> Result<ImportingCacheStore<'a>> {
     let local = DiskCacheStore::open(&store.root().join("cache"))?;
     let mut imports = Vec::new();
     for spec in from {
+        if spec.location == Location::Inline {
+            continue;
+        }
         let name = spec.describe();
+        let task = Task::start(progress, format!("importing cache manifest from {name}"));
         let imported = match &spec.location {
             Location::Local(dir) => local::import(dir).map(|config| {
                 Some(ImportedCache::new(
@@ -61,12 +69,13 @@ pub fn open<'a>(
             Ok(Some(import)) => {
                 let mounts = import.config.mounts.len();
                 let mounts = if mounts > 0 { format!(", {mounts} cache mounts") } else { String::new() };
-                eprintln!("importing cache from {name}: {} records{mounts}", import.config.records.len());
+                task.log(&format!("{} records{mounts}", import.config.records.len()));
                 imports.push(import);
             }
-            Ok(None) => eprintln!("importing cache from {name}: nothing there yet"),
-            Err(e) => eprintln!("WARNING: importing cache from {name}: {e:#}"),
+            Ok(None) => task.log("nothing there yet"),
+            Err(e) => task.warn(format!("importing cache from {name}: {e:#}")),
         }
+        let _ = task.finish(Ok(()));
     }
     Ok(ImportingCacheStore::new(store, local, imports))
 }
@@ -74,7 +83,7 @@ pub fn open<'a>(
 /// The cache mounts the imports carry (the first import naming a mount wins), by
 /// cache key, their blobs registered with the store to be fetched when a step that
 /// uses the mount runs.
-pub fn mount_seeds(store: &Store, cache: &ImportingCacheStore<'_>) -> HashMap<String, LayerInfo> {
+pub(super) fn mount_seeds(store: &Store, cache: &ImportingCacheStore<'_>) -> HashMap<String, LayerInfo> {
     let mut seeds = HashMap::new();
     for import in cache.imports() {
         for mount in &import.config.mounts {
@@ -110,7 +119,7 @@ pub fn select(
 
 /// The inline cache for the image config when a `--cache-to type=inline` asks for
 /// one: the records of the final image's own steps.
-pub fn inline_cache(
+pub(super) fn inline_cache(
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
     image_layers: &[LayerInfo],
@@ -124,14 +133,15 @@ pub fn inline_cache(
 }
 
 /// What exports need besides the solve: the cache mounts the build uses (cache key
-/// → id) and how to reach registries.
-pub struct ExportContext<'a> {
+/// → id), how to reach registries, and the progress display.
+pub(super) struct ExportContext<'a> {
     pub mount_keys: &'a BTreeMap<String, String>,
     pub opts: &'a RegistryOptions,
+    pub progress: &'a dyn ProgressSink,
 }
 
 /// Writes every `--cache-to` (an inline cache is already in the image).
-pub fn export_all(
+pub(super) fn export_all(
     store: &Store,
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
@@ -140,11 +150,17 @@ pub fn export_all(
     ctx: &ExportContext<'_>,
 ) -> Result<()> {
     for spec in to {
-        let result = export_one(store, cache, report, image_layers, spec, ctx);
-        match result {
-            Ok(()) => {}
-            Err(e) if spec.ignore_error => eprintln!("WARNING: exporting cache to {}: {e:#}", spec.describe()),
-            Err(e) => return Err(e.context(format!("exporting cache to {}", spec.describe()))),
+        if spec.location == Location::Inline {
+            continue;
+        }
+        let task = Task::start(ctx.progress, format!("exporting cache to {}", spec.describe()));
+        match export_one(store, cache, report, image_layers, spec, ctx, &task) {
+            Ok(()) => task.finish(Ok(()))?,
+            Err(e) if spec.ignore_error => {
+                task.warn(format!("exporting cache to {}: {e:#}", spec.describe()));
+                task.finish(Ok(()))?
+            }
+            Err(e) => task.finish(Err(e.context(format!("exporting cache to {}", spec.describe()))))?,
         }
     }
     Ok(())
@@ -157,10 +173,8 @@ fn export_one(
     image_layers: &[LayerInfo],
     spec: &CacheSpec,
     ctx: &ExportContext<'_>,
+    task: &Task<'_>,
 ) -> Result<()> {
-    if spec.location == Location::Inline {
-        return Ok(());
-    }
     let records = select(cache, report, image_layers, spec.mode)?;
     let mounts = if spec.mounts { mounts(store, cache, ctx.mount_keys, spec.compression)? } else { Vec::new() };
     let config = CacheConfig::new(records, mounts);
@@ -169,13 +183,12 @@ fn export_one(
     match &spec.location {
         Location::Local(dir) => {
             let written = local::export(store, dir, &config).with_context(|| format!("writing {}", dir.display()))?;
-            eprintln!(
-                "exported cache to {}: {} records{mounts}, {} new blobs ({} bytes)",
-                spec.describe(),
+            task.log(&format!(
+                "{} records{mounts}, {} new blobs ({} bytes)",
                 config.records.len(),
                 written.blobs,
                 written.bytes
-            );
+            ));
         }
         Location::Registry(text) => {
             let reference = registry::parse_reference(text)?;
@@ -187,15 +200,19 @@ fn export_one(
                 .filter(|i| i.origin.as_deref() == Some(origin.as_str()))
                 .flat_map(|i| i.config.blobs().into_iter().map(|b| b.digest))
                 .collect();
-            let (digest, stats) = registry::export(store, &reference, &config, &known, ctx.opts)?;
-            eprintln!(
-                "exported cache to {}: {} records{mounts}, {} blobs uploaded, {} mounted, {} already there; manifest {digest}",
-                spec.describe(),
+            let progress = |transfer: Transfer<'_>| match transfer {
+                Transfer::Manifest(digest) => task.part(&format!("writing cache manifest {digest}"), false),
+                other => task.transfer(other),
+            };
+            let (digest, stats) = registry::export(store, &reference, &config, &known, ctx.opts, &progress)?;
+            task.part(&format!("writing cache manifest {digest}"), true);
+            task.log(&format!(
+                "{} records{mounts}, {} blobs uploaded, {} mounted, {} already there",
                 config.records.len(),
                 stats.uploaded,
                 stats.mounted,
                 stats.existed + stats.known,
-            );
+            ));
         }
         Location::Inline => unreachable!("handled above"),
     }

@@ -7,7 +7,7 @@
 use super::RecordedLayers;
 use anyhow::{Context as _, Result, bail};
 use image_spec::MEDIA_TYPE_OCI_MANIFEST;
-use image_spec::{Descriptor, Digest, LayerInfo, Manifest};
+use image_spec::{Descriptor, Digest, LayerInfo, Manifest, MediaTypeFamily};
 use serde::{Deserialize, Serialize};
 use solver::cache::DepRecord;
 use solver::ir::Op;
@@ -118,7 +118,13 @@ impl CacheConfig {
 
     /// The manifest that carries this config (given as bytes) and its blobs.
     pub fn manifest(&self, config_bytes: &[u8]) -> Manifest {
-        let layers = self.blobs().iter().map(LayerInfo::descriptor).collect();
+        // An OCI manifest throughout: a base layer pulled with a Docker type is named
+        // by its OCI equivalent (OCI has one for every layer type).
+        let oci = |l: &LayerInfo| Descriptor {
+            media_type: MediaTypeFamily::Oci.layer_type(&l.media_type).unwrap_or(&l.media_type).to_string(),
+            ..l.descriptor()
+        };
+        let layers = self.blobs().iter().map(oci).collect();
         Manifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_OCI_MANIFEST.to_string()),
@@ -183,6 +189,17 @@ mod tests {
         let config = CacheConfig::new(vec![exported.clone(), exported], vec![]);
         assert_eq!(config.records.len(), 1);
         assert_eq!(CacheConfig::parse(&config.to_bytes()).unwrap(), config);
+    }
+
+    #[test]
+    fn a_docker_typed_base_layer_gets_its_oci_type_in_the_manifest() {
+        let mut base = layer(1);
+        base.media_type = image_spec::MEDIA_TYPE_DOCKER_LAYER_GZIP.into();
+        let exported = ExportedRecord::from_record(&record(1, vec![base, layer(2)])).unwrap();
+        let config = CacheConfig::new(vec![exported], vec![]);
+        let manifest = config.manifest(&config.to_bytes());
+        assert!(manifest.layers.iter().all(|l| l.media_type == image_spec::MEDIA_TYPE_OCI_LAYER_GZIP));
+        assert!(image_spec::is_single_family(&manifest));
     }
 
     #[test]

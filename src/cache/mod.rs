@@ -24,11 +24,13 @@ pub mod local;
 pub mod mounts;
 pub mod recorded;
 pub mod registry;
+pub mod session;
 pub mod spec;
 pub mod usage;
 
 pub use holder::StoreExt;
 pub use recorded::RecordedLayers;
+pub use session::Session;
 
 use anyhow::{Context as _, Result};
 use solver::cache::CacheStoreError;

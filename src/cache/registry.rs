@@ -18,7 +18,7 @@ use image_spec::{Digest, Index, LayerInfo, Manifest, Reference};
 use image_spec::{
     MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, is_index_type, is_manifest_type,
 };
-use registry::{PushStats, RegistryOptions, Repository};
+use registry::{PushStats, RegistryOptions, Repository, Transfer};
 use std::collections::HashSet;
 use std::sync::Arc;
 use store::{BlobSource, Store};
@@ -51,7 +51,13 @@ impl BlobSource for RegistryBlobs {
     }
 
     fn fetch(&self, store: &Store, layer: &LayerInfo) -> Result<(), store::BoxError> {
-        Ok(self.repo.fetch_blob(&StoreContent(store), &layer.descriptor(), &|line| tracing::debug!("{line}"))?)
+        // Fetched while a step runs: nothing of it is shown but in debug logs.
+        let progress = |transfer: Transfer<'_>| {
+            if let Transfer::Line(line) = transfer {
+                tracing::debug!("{line}")
+            }
+        };
+        Ok(self.repo.fetch_blob(&StoreContent(store), &layer.descriptor(), &progress)?)
     }
 }
 
@@ -103,15 +109,17 @@ pub fn import(
     Ok(Some(import))
 }
 
-/// Pushes `config` and its blobs as the cache manifest under `reference`. Blobs in
-/// `known` are taken to be in the repository already; should the registry refuse
-/// the manifest for a missing blob, the push is retried checking every blob.
+/// Pushes `config` and its blobs as the cache manifest under `reference`, telling
+/// `progress` how it goes. Blobs in `known` are taken to be in the repository
+/// already; should the registry refuse the manifest for a missing blob, the push is
+/// retried checking every blob.
 pub fn export(
     store: &Store,
     reference: &Reference,
     config: &CacheConfig,
     known: &HashSet<Digest>,
     opts: &RegistryOptions,
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<(Digest, PushStats)> {
     let repo = Repository::open(reference, opts)?;
     let config_bytes = config.to_bytes();
@@ -120,13 +128,14 @@ pub fn export(
     let manifest_bytes = serde_json::to_vec(&manifest)?;
     let mut blobs = manifest.layers.clone();
     blobs.push(manifest.config.clone());
-    let progress = |line: &str| tracing::info!("{line}");
-    let mut stats = repo.push_blobs(&StoreContent(store), &blobs, known, &progress)?;
+    let mut stats = repo.push_blobs(&StoreContent(store), &blobs, known, progress)?;
+    progress(Transfer::Manifest(&Digest::of(&manifest_bytes)));
     let digest = match repo.put_manifest(manifest_bytes.clone(), MEDIA_TYPE_OCI_MANIFEST) {
         Ok(digest) => digest,
         Err(e) if !known.is_empty() => {
-            tracing::warn!("{:#}; pushing again, checking every blob", anyhow::Error::new(e));
-            let again = repo.push_blobs(&StoreContent(store), &blobs, &HashSet::new(), &progress)?;
+            let line = format!("{:#}; pushing again, checking every blob", anyhow::Error::new(e));
+            progress(Transfer::Line(&line));
+            let again = repo.push_blobs(&StoreContent(store), &blobs, &HashSet::new(), progress)?;
             stats = PushStats { known: 0, ..again };
             repo.put_manifest(manifest_bytes, MEDIA_TYPE_OCI_MANIFEST)?
         }

@@ -1,6 +1,6 @@
 //! `type=docker`: one tarball that `docker load` accepts (`manifest.json`,
 //! `repositories`) and that is also an OCI layout, as Docker 25's `docker save` writes.
-//! Docker media types unless `oci-mediatypes=true`.
+//! Docker media types unless `oci-mediatypes=true`, which `compression=zstd` needs.
 
 use super::{BuildResult, OutputSpec};
 use crate::archive::ArchiveFormat;

@@ -1,11 +1,15 @@
 //! `type=image` (the default) and `type=registry`: the image goes into the store under
-//! its names, and to their registries with `push=true`.
+//! its names, and to their registries with `push=true`. Its step of the progress
+//! display shows the parts BuildKit shows: `exporting layers`, `writing image
+//! DIGEST`, `naming to NAME`, `pushing layers` (with each blob's bytes) and
+//! `pushing manifest for NAME@DIGEST`.
 
 use super::{BuildResult, OutputSpec};
 use crate::layer::ensure_compression;
+use crate::progress::Task;
 use anyhow::{Context as _, Result, anyhow, bail};
-use image_spec::{Compression, Image, LayerInfo, Reference, compression_of};
-use registry::RegistryOptions;
+use image_spec::{Compression, Image, LayerInfo, MediaTypeFamily, Reference, compression_of};
+use registry::{RegistryOptions, Transfer};
 use store::{ImageFormat, Store};
 
 /// Writes the image as `spec` wants it (compression, media types, annotations) into
@@ -40,7 +44,8 @@ pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add:
         config.rootfs.kind = "layers".into();
     }
     let config_bytes = serde_json::to_vec(&config).context("serializing image config")?;
-    let format = ImageFormat { docker_media_types: !spec.oci_media_types, annotations: spec.annotations.clone() };
+    let media_types = if spec.oci_media_types { MediaTypeFamily::Oci } else { MediaTypeFamily::Docker };
+    let format = ImageFormat { media_types, annotations: spec.annotations.clone() };
     Ok(store.write_image_in(&config_bytes, &layers, &format)?)
 }
 
@@ -53,23 +58,40 @@ pub fn names(spec: &OutputSpec, result: &BuildResult) -> Result<Vec<Reference>> 
         .collect()
 }
 
-pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Image> {
+pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult, task: &Task<'_>) -> Result<Image> {
     let names = names(spec, result)?;
     if spec.push && names.is_empty() {
         bail!(crate::usage_error(anyhow!("pushing needs a name: add -t REGISTRY/REPOSITORY[:TAG] or name=")));
     }
+    task.part("exporting layers", false);
     let image = prepare(store, spec, result)?;
+    task.part("exporting layers", true);
+    task.part(&format!("writing image {}", image.manifest_digest), true);
     for name in &names {
         store.set_ref(&name.to_string(), &image.manifest_digest)?;
-        eprintln!("naming to {}", name.familiar());
+        task.part(&format!("naming to {}", name.familiar()), true);
     }
     if spec.push {
         for name in &names {
-            let progress = |line: &str| eprintln!("{line}");
-            let digest = crate::transfer::push(store, &image, name, &RegistryOptions::default(), &progress)
-                .with_context(|| format!("pushing {}", name.familiar()))?;
-            eprintln!("pushed {}@{digest}", name.familiar());
+            push(store, &image, name, task).with_context(|| format!("pushing {}", name.familiar()))?;
         }
     }
     Ok(image)
+}
+
+/// Pushes `image` as `name`: `pushing layers` until the blobs are in, then
+/// `pushing manifest for NAME@DIGEST`.
+fn push(store: &Store, image: &Image, name: &Reference, task: &Task<'_>) -> Result<()> {
+    let manifest = format!("pushing manifest for {}@{}", name.familiar(), image.manifest_digest);
+    task.part("pushing layers", false);
+    let progress = |transfer: Transfer<'_>| match transfer {
+        Transfer::Manifest(_) => {
+            task.part("pushing layers", true);
+            task.part(&manifest, false);
+        }
+        other => task.transfer(other),
+    };
+    crate::transfer::push(store, image, name, &RegistryOptions::default(), &progress)?;
+    task.part(&manifest, true);
+    Ok(())
 }

@@ -9,18 +9,22 @@
 //! Image outputs share [`image::prepare`]: layers made by the build are brought to the
 //! wanted compression (base image layers too with `force-compression=true`), reusing a
 //! blob made before for the same diffID and compression; then config and manifest are
-//! written with OCI or Docker media types. Outputs that go to a file are written to a
+//! written with OCI or Docker media types, every descriptor in the one family (a base
+//! layer pulled with the other family's type is re-described, not recompressed). Outputs that go to a file are written to a
 //! temp file beside it and renamed, so a killed build leaves no half-written file.
 
 mod docker;
+mod history;
 mod image;
 mod local;
 mod oci;
 mod spec;
 mod tar;
 
+pub use history::image_config;
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
+use crate::progress::Task;
 use anyhow::Result;
 use image_spec::{Image, ImageConfig, LayerInfo};
 use store::Store;
@@ -40,10 +44,22 @@ pub struct BuildResult {
     pub epoch: Option<i64>,
 }
 
-/// Runs one output. Returns the image it wrote, for image outputs.
-pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult) -> Result<Option<Image>> {
+/// What the progress display calls an output's step, as BuildKit names it.
+pub fn step_name(spec: &OutputSpec) -> &'static str {
     match spec.kind {
-        OutputKind::Image | OutputKind::Registry => image::export(store, spec, result).map(Some),
+        OutputKind::Image | OutputKind::Registry => "exporting to image",
+        OutputKind::Oci => "exporting to oci image format",
+        OutputKind::Docker => "exporting to docker image format",
+        OutputKind::Local => "exporting to client directory",
+        OutputKind::Tar => "exporting to client tarball",
+    }
+}
+
+/// Runs one output, reporting to its step of the progress display. Returns the image
+/// it wrote, for image outputs.
+pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult, task: &Task<'_>) -> Result<Option<Image>> {
+    match spec.kind {
+        OutputKind::Image | OutputKind::Registry => image::export(store, spec, result, task).map(Some),
         OutputKind::Oci => oci::export(store, spec, result).map(Some),
         OutputKind::Docker => docker::export(store, spec, result).map(Some),
         OutputKind::Local => local::export(store, spec, result).map(|()| None),

@@ -235,11 +235,12 @@ fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) 
         return Err(format!("push=true is for type=image or type=registry, not type={name}"));
     }
     if out.compression == Compression::Zstd && !out.oci_media_types {
-        if media_types_set {
-            return Err("compression=zstd needs OCI media types: drop oci-mediatypes=false".into());
-        }
-        // As BuildKit: zstd layers exist only as OCI media types.
-        out.oci_media_types = true;
+        // zstd layers exist only as OCI media types. BuildKit used to turn OCI types on
+        // quietly; since it made them its default it refuses the conflict, and so do we.
+        let whose = if media_types_set { "" } else { " (type=docker's default)" };
+        return Err(format!(
+            "compression=zstd conflicts with oci-mediatypes=false{whose}: zstd layers need OCI media types, add oci-mediatypes=true"
+        ));
     }
     if !out.annotations.is_empty() && !out.oci_media_types {
         return Err("manifest annotations need OCI media types: drop oci-mediatypes=false".into());
@@ -270,8 +271,7 @@ mod tests {
         assert!(parse_output("type=registry").unwrap().push);
         assert!(!parse_output("type=docker,dest=x").unwrap().oci_media_types);
         assert!(!parse_output("type=oci,dest=d,tar=false").unwrap().tar);
-        // zstd implies OCI media types, even for docker.
-        assert!(parse_output("type=docker,dest=x,compression=zstd").unwrap().oci_media_types);
+        assert!(parse_output("type=docker,dest=x,compression=zstd,oci-mediatypes=true").unwrap().oci_media_types);
     }
 
     #[test]
@@ -293,7 +293,12 @@ mod tests {
         assert!(err("type=oci,dest=x,compression=lz4").contains("unknown compression"));
         assert!(err("type=oci,dest=x,compression=gzip,compression-level=99").contains("invalid compression level"));
         assert!(err("type=oci,dest=x,colour=red").contains("unknown option \"colour\""));
-        assert!(err("type=docker,dest=x,compression=zstd,oci-mediatypes=false").contains("zstd needs OCI"));
+        assert!(
+            err("type=docker,dest=x,compression=zstd,oci-mediatypes=false").contains("conflicts with oci-mediatypes")
+        );
+        // As buildx: type=docker writes Docker media types, which have no zstd.
+        assert!(err("type=docker,dest=x,compression=zstd").contains("oci-mediatypes=false (type=docker's default)"));
+        assert!(err("type=image,compression=zstd,oci-mediatypes=false").contains("add oci-mediatypes=true"));
         assert!(err("type=local,dest=x,compression=zstd").contains("writes a filesystem"));
         assert!(err("type=tar,dest=-,tar=false").contains("tar=false is for type=oci"));
         assert!(err("type=oci,dest=-,tar=false").contains("directory"));

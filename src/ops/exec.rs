@@ -71,7 +71,7 @@ pub fn exec(
             }
             MountKind::Tmpfs { size } => MountSource::Tmpfs { size: Some(crate::sandbox::tmpfs_size(*size)) },
             MountKind::Secret { id, env: var, required, mode, uid, gid } => {
-                let Some(value) = worker.secrets.get(id) else {
+                let Some(value) = worker.options.secrets.get(id) else {
                     if *required {
                         bail!("secret {id} not found: pass it with --secret id={id},src=FILE or id={id},env=VAR");
                     }
@@ -93,11 +93,11 @@ pub fn exec(
     add_proxy_env(&mut env, proxy_env);
 
     let network = match op.network {
-        NetworkMode::Default => worker.default_network,
+        NetworkMode::Default => worker.options.default_network,
         other => other,
     };
     // Checked over the whole graph before the build started; again here, where it counts.
-    let granted = worker.entitlements;
+    let granted = worker.options.entitlements;
     granted.check(network, op.security).map_err(|e| anyhow::anyhow!(e))?;
     let spec = executor::Spec {
         rootfs: executor::Rootfs {
@@ -131,7 +131,7 @@ pub fn exec(
     if !status.success() {
         bail!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
     }
-    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.layer_options)?;
+    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
     stack_layer(store, parent_output, upperdir, layer)
 }
 

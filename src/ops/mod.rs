@@ -58,49 +58,64 @@ impl Output {
     }
 }
 
-/// Everything ops need from the build.
-pub struct BuildWorker<'a> {
-    pub store: &'a Store,
+/// How a build's ops behave: what the command line and the imported cache decided.
+#[derive(Default)]
+pub struct WorkerOptions {
     /// Local directories by name (`context`, named build contexts).
     pub local_dirs: HashMap<String, PathBuf>,
     /// Network mode for `RUN` steps that do not say (`builder build --network`).
     pub default_network: NetworkMode,
     /// What `--allow` granted (`RUN --network=host`, `RUN --security=insecure`).
     pub entitlements: crate::sandbox::Entitlements,
-    /// Limits of every `RUN` step: a pids limit by default, `--ulimit`.
-    pub step_resources: executor::Resources,
+    /// `--ulimit`s of every `RUN` step.
+    pub rlimits: Vec<executor::Rlimit>,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
     /// How exec and file ops write their layers: compression, and the
     /// `SOURCE_DATE_EPOCH` mtime clamp (which also counts in their cache keys).
     pub layer_options: LayerOptions,
-    /// Contexts opened so far, by name, shared by all COPYs of the build.
-    contexts: Mutex<HashMap<String, Arc<Context>>>,
-    /// Base images, resolved once per build.
-    pub images: &'a source::ImageResolver<'a>,
     /// Imported cache mount contents by cache key (`--cache-from`): a cache's first
     /// instance, when this store has none yet, starts from its blob.
     pub mount_seeds: HashMap<String, LayerInfo>,
+}
+
+/// Everything ops need from the build.
+pub struct BuildWorker<'a> {
+    store: &'a Store,
+    options: WorkerOptions,
+    /// Limits of every `RUN` step: a pids limit where the host enforces one, `--ulimit`.
+    step_resources: executor::Resources,
+    /// Contexts opened so far, by name, shared by all COPYs of the build.
+    contexts: Mutex<HashMap<String, Arc<Context>>>,
+    /// Base images, resolved once per build.
+    images: &'a source::ImageResolver<'a>,
     /// Cache key → id of every cache mount a step of this build used, for
     /// `--cache-to ...,mounts=true`.
-    pub used_cache_mounts: Mutex<BTreeMap<String, String>>,
+    used_cache_mounts: Mutex<BTreeMap<String, String>>,
 }
 
 impl<'a> BuildWorker<'a> {
-    pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>) -> Self {
+    pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>, options: WorkerOptions) -> Self {
+        let mut step_resources = crate::sandbox::step_resources();
+        step_resources.rlimits.extend(options.rlimits.iter().copied());
         BuildWorker {
             store,
-            local_dirs: HashMap::new(),
-            default_network: NetworkMode::Default,
-            entitlements: Default::default(),
-            step_resources: crate::sandbox::step_resources(),
-            secrets: HashMap::new(),
-            layer_options: LayerOptions::default(),
+            options,
+            step_resources,
             contexts: Mutex::default(),
             images,
-            mount_seeds: HashMap::new(),
             used_cache_mounts: Mutex::default(),
         }
+    }
+
+    /// What the build granted.
+    pub fn entitlements(&self) -> crate::sandbox::Entitlements {
+        self.options.entitlements
+    }
+
+    /// Cache key → id of every cache mount a step used so far.
+    pub fn used_cache_mounts(&self) -> BTreeMap<String, String> {
+        self.used_cache_mounts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn context(&self, name: &str, exclude: &[String]) -> Result<Arc<Context>> {
@@ -108,7 +123,8 @@ impl<'a> BuildWorker<'a> {
         if let Some(c) = contexts.get(name) {
             return Ok(c.clone());
         }
-        let dir = self.local_dirs.get(name).ok_or_else(|| anyhow::anyhow!("no local context named {name:?}"))?;
+        let dir =
+            self.options.local_dirs.get(name).ok_or_else(|| anyhow::anyhow!("no local context named {name:?}"))?;
         // One stat cache per store: re-hashing an unchanged context costs a stat per file.
         let stat_cache = self.store.root().join("cache").join("context-stat");
         let context = Arc::new(Context::with_stat_cache(dir, exclude, stat_cache)?);
@@ -118,8 +134,9 @@ impl<'a> BuildWorker<'a> {
 }
 
 fn boxed(e: anyhow::Error) -> WorkerError {
-    // `{:#}` keeps the whole context chain on one line.
-    format!("{e:#}").into()
+    // The chain stays typed: whoever prints it prints each cause once, and
+    // `crate::hint` finds the causes it knows.
+    e.into()
 }
 
 /// Whether vertex `input` is a local directory source (its content, not its key, counts).
@@ -146,7 +163,7 @@ impl solver::Worker for BuildWorker<'_> {
         let mut digest = CacheKey::of("op", &vertex.op);
         let mut facts = Vec::new();
         // A clamped layer differs from an unclamped one: the clamp is part of the key.
-        if let Some(epoch) = self.layer_options.mtime_clamp {
+        if let Some(epoch) = self.options.layer_options.mtime_clamp {
             let mut h = solver::KeyHasher::new("op+source-date-epoch");
             h.key(&digest);
             h.str(&epoch.to_string());

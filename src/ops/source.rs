@@ -6,7 +6,7 @@ use image_spec::Platform;
 use image_spec::{Digest, Image, Reference};
 use registry::RegistryOptions;
 use solver::ir::SourceOp;
-use solver::{CacheMap, KeyHasher};
+use solver::{CacheMap, KeyHasher, ProgressSink};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -133,26 +133,35 @@ fn resolve_image(worker: &BuildWorker<'_>, reference: &str) -> Result<Image> {
 
 /// Turns image references into images: the local store first, the registry when the
 /// image is missing or `--pull` asks, and each reference only once per build (the
-/// frontend's config lookups and the source ops see the same image).
+/// frontend's config lookups and the source ops see the same image). A pull is shown
+/// by the build's progress display ([`crate::progress::pull`]).
 pub struct ImageResolver<'a> {
     store: &'a Store,
     pull: bool,
     platform: Platform,
     registry: RegistryOptions,
+    progress: &'a dyn ProgressSink,
     resolved: Mutex<HashMap<String, Image>>,
     /// `ADD URL` downloads, fetched once per build.
     downloads: Mutex<HashMap<String, Download>>,
 }
 
 impl<'a> ImageResolver<'a> {
-    pub fn new(store: &'a Store, pull: bool, platform: Platform, registry: RegistryOptions) -> Self {
-        ImageResolver { store, pull, platform, registry, resolved: Mutex::default(), downloads: Mutex::default() }
+    pub fn new(
+        store: &'a Store,
+        pull: bool,
+        platform: Platform,
+        registry: RegistryOptions,
+        progress: &'a dyn ProgressSink,
+    ) -> Self {
+        let (resolved, downloads) = Default::default();
+        ImageResolver { store, pull, platform, registry, progress, resolved, downloads }
     }
 
-    /// The image only if the local store has it (no network).
-    pub fn local(&self, reference: &str) -> Option<Image> {
-        let parsed = Reference::parse(reference).ok()?;
-        self.store.load_image(&parsed.to_string()).ok()
+    /// The image only if the local store has it (no network); a damaged one is an error.
+    pub fn local(&self, reference: &str) -> Result<Option<Image>> {
+        let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
+        Ok(self.store.find_image(&parsed.to_string())?)
     }
 
     pub fn resolve(&self, reference: &str) -> Result<Image> {
@@ -160,14 +169,15 @@ impl<'a> ImageResolver<'a> {
             return Ok(image.clone());
         }
         let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
-        let local = if self.pull { None } else { self.store.load_image(&parsed.to_string()).ok() };
+        // A damaged local image is an error to fix, not a reason to pull another.
+        let local = if self.pull { None } else { self.store.find_image(&parsed.to_string())? };
         let image = match local {
             Some(image) => image,
-            None => {
-                let progress = |line: &str| eprintln!("{line}");
-                crate::transfer::pull(self.store, &parsed, &self.platform, &self.registry, &progress)
-                    .with_context(|| format!("resolving image {reference}"))?
-            }
+            // Whoever asked names the reference in the error (`failed to resolve base
+            // image REF`, `FROM REF`); the registry's error names the request.
+            None => crate::progress::pull(self.progress, &parsed.to_string(), |progress| {
+                crate::transfer::pull(self.store, &parsed, &self.platform, &self.registry, progress)
+            })?,
         };
         self.resolved.lock().unwrap().insert(reference.to_string(), image.clone());
         Ok(image)

@@ -7,18 +7,29 @@
 //! - `rawjson`: one JSON object per event per line on stderr (see [`rawjson`]);
 //! - `auto`: `tty` when stderr is a terminal, else `plain`.
 //!
-//! Steps are numbered `#1`, `#2`… in the order they start. Miss explanations are
-//! shown only when `explain` is set; a hit from an imported cache always names it
-//! (`CACHED (from type=local,src=/c)`). When a step fails, its last output lines are
-//! shown with the error.
+//! Steps are numbered `#1`, `#2`… in the order they start: the graph's vertices and
+//! the work around the solve ([`Task`]: resolving and pulling base images, cache
+//! imports and exports, outputs), so that everything a build writes on stderr is one
+//! of its steps. A step's parts (`Progress` events: a blob's bytes, `naming to …`) are
+//! tracked in `status.rs`. Miss explanations are shown only when `explain` is set; a
+//! hit from an imported cache always names it (`CACHED (from type=local,src=/c)`).
+//! When a step fails, its last output lines are shown with the error. The events and
+//! the rawjson schema are described in docs/progress.md.
 
+mod logs;
 mod plain;
 mod rawjson;
+mod status;
 mod steps;
+mod task;
 mod tty;
+
+pub use logs::{LogWriter, message, print_error, route_logs};
+pub use task::{Task, print_transfer, pull};
 
 use solver::{Event, ProgressSink};
 use std::io::IsTerminal as _;
+use std::sync::Arc;
 
 /// How many output lines of a failed step are shown with its error.
 const ERROR_TAIL: usize = 10;
@@ -47,11 +58,13 @@ impl Mode {
 pub trait Progress: ProgressSink {
     /// The display as the sink the solver reports to.
     fn sink(&self) -> &dyn ProgressSink;
+    /// A line about no step in particular (a log line of the program itself).
+    fn message(&self, line: &str);
     /// Ends the display: clears live lines, shows failed steps' output and a summary.
     fn finish(&self, ok: bool);
 }
 
-pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
+pub fn new(mode: Mode, explain: bool) -> Arc<dyn Progress> {
     // A live display on something that is not a terminal would show nothing.
     let mode = match mode {
         Mode::Auto | Mode::Tty if std::io::stderr().is_terminal() => Mode::Tty,
@@ -59,9 +72,13 @@ pub fn new(mode: Mode, explain: bool) -> Box<dyn Progress> {
         other => other,
     };
     match mode {
-        Mode::Tty => Box::new(tty::Tty::new(explain)),
-        Mode::RawJson => Box::new(rawjson::RawJson::new(std::io::stderr(), explain)),
-        _ => Box::new(plain::Plain::new(std::io::stderr(), explain)),
+        Mode::Tty => Arc::new(tty::Tty::new(explain)),
+        Mode::RawJson => {
+            let display = rawjson::RawJson::new(std::io::stderr(), explain);
+            logs::errors_as_json(display.start());
+            Arc::new(display)
+        }
+        _ => Arc::new(plain::Plain::new(std::io::stderr(), explain)),
     }
 }
 

@@ -11,15 +11,25 @@
 //!
 //! #5 [build 4/4] RUN strip /usr/bin/app
 //! #5 CACHED (from type=local,src=/c)
+//!
+//! #6 [internal] pull docker.io/library/busybox:latest
+//! #6 sha256:3ed2… 0B / 1.10MB
+//! #6 sha256:3ed2… 1.10MB / 1.10MB 0.3s done
+//! #6 DONE 0.4s
 //! ```
 //!
-//! A failed step ends with `#N ERROR: message`; at the end its last output lines are
-//! shown again between `------` rules, as buildx does (the error itself is then
-//! printed by whoever handles it).
+//! Parts of a step's work (`Progress` events) are shown as they begin and end, and
+//! in between when they moved 5% or 5s passed, as BuildKit does; a warning is
+//! `#N WARNING: message`.
+//!
+//! A failed step ends with `#N ERROR: message`; at the end its last output lines, if
+//! it had any, are shown again between `------` rules, as buildx does (the error
+//! itself is then printed by whoever handles it).
 
 use super::steps::{Line, Steps};
 use super::{ERROR_TAIL, Progress, cached_status, shown};
-use solver::{Event, ProgressSink, VertexId};
+use solver::progress::ProgressVertex;
+use solver::{Event, ProgressSink};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -43,6 +53,11 @@ impl<W: Write + Send> ProgressSink for Plain<W> {
 impl<W: Write + Send> Progress for Plain<W> {
     fn sink(&self) -> &dyn ProgressSink {
         self
+    }
+
+    fn message(&self, line: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(state.out, "{line}").and_then(|_| state.out.flush());
     }
 
     fn finish(&self, _ok: bool) {
@@ -104,12 +119,23 @@ impl<W: Write> Renderer<W> {
                 let tail = step.tail.iter().skip(skip).cloned().collect();
                 self.errors.push((step.name.clone(), tail));
             }
+            Event::Progress { id, current, total, completed, .. } => {
+                let n = self.steps.get(vertex, now).number;
+                let status = self.steps.progress(vertex, id, (*current, *total), *completed, now);
+                if status.take_printable(now) {
+                    writeln!(self.out, "#{n} {}", status.line(now))?;
+                }
+            }
+            Event::Warning { message, .. } => {
+                let n = self.steps.get(vertex, now).number;
+                writeln!(self.out, "#{n} WARNING: {message}")?;
+            }
             Event::Cancelled { .. } => self.end(vertex, "CANCELED".to_string(), now)?,
         }
         self.out.flush()
     }
 
-    fn lines(&mut self, vertex: VertexId, lines: &[Line], now: Instant) -> std::io::Result<()> {
+    fn lines(&mut self, vertex: ProgressVertex, lines: &[Line], now: Instant) -> std::io::Result<()> {
         let n = self.steps.get(vertex, now).number;
         for line in lines {
             writeln!(self.out, "#{n} {:.3} {}", line.at, line.text)?;
@@ -118,7 +144,7 @@ impl<W: Write> Renderer<W> {
     }
 
     /// Flushes the step's unfinished output, then writes its last line.
-    fn end(&mut self, vertex: VertexId, status: String, now: Instant) -> std::io::Result<()> {
+    fn end(&mut self, vertex: ProgressVertex, status: String, now: Instant) -> std::io::Result<()> {
         let lines = self.steps.flush(vertex, now);
         self.lines(vertex, &lines, now)?;
         let n = self.steps.get(vertex, now).number;
@@ -131,7 +157,8 @@ impl<W: Write> Renderer<W> {
     }
 
     fn write_errors(&mut self) -> std::io::Result<()> {
-        for (name, tail) in std::mem::take(&mut self.errors) {
+        // A step that failed without output (a resolve, a set-up error) has nothing to show again.
+        for (name, tail) in std::mem::take(&mut self.errors).into_iter().filter(|(_, tail)| !tail.is_empty()) {
             writeln!(self.out, "------")?;
             writeln!(self.out, " > {name}:")?;
             for line in &tail {
@@ -146,7 +173,8 @@ impl<W: Write> Renderer<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use solver::progress::Stream;
+    use solver::VertexId;
+    use solver::progress::{ExternalId, Stream};
     use std::time::Duration;
 
     fn render(events: &[(u64, Event)], explain: bool) -> String {
@@ -160,11 +188,11 @@ mod tests {
     }
 
     fn started(v: usize, name: &str) -> Event {
-        Event::Started { vertex: VertexId(v), name: name.into() }
+        Event::Started { vertex: VertexId(v).into(), name: name.into() }
     }
 
     fn log(v: usize, data: &str) -> Event {
-        Event::Log { vertex: VertexId(v), stream: Stream::Stdout, data: data.as_bytes().to_vec() }
+        Event::Log { vertex: VertexId(v).into(), stream: Stream::Stdout, data: data.as_bytes().to_vec() }
     }
 
     #[test]
@@ -173,12 +201,12 @@ mod tests {
             &[
                 (0, started(7, "[build 1/2] FROM alpine")),
                 (0, started(9, "[build 2/2] RUN make")),
-                (5, Event::Cached { vertex: VertexId(7), name: "[build 1/2] FROM alpine".into(), source: None }),
-                (10, Event::Explain { vertex: VertexId(9), reasons: vec!["src/main.rs changed".into()] }),
+                (5, Event::Cached { vertex: VertexId(7).into(), name: "[build 1/2] FROM alpine".into(), source: None }),
+                (10, Event::Explain { vertex: VertexId(9).into(), reasons: vec!["src/main.rs changed".into()] }),
                 (512, log(9, "cc main.c\nld")),
                 (700, log(9, " app\n")),
                 (900, log(9, "tail without newline")),
-                (1200, Event::Done { vertex: VertexId(9), duration: Duration::from_millis(1234) }),
+                (1200, Event::Done { vertex: VertexId(9).into(), duration: Duration::from_millis(1234) }),
             ],
             true,
         );
@@ -201,8 +229,8 @@ mod tests {
             &[
                 (0, log(4, "early\n")),
                 (0, started(4, "RUN x")),
-                (1, Event::Done { vertex: VertexId(6), duration: Duration::ZERO }),
-                (2, Event::Done { vertex: VertexId(4), duration: Duration::ZERO }),
+                (1, Event::Done { vertex: VertexId(6).into(), duration: Duration::ZERO }),
+                (2, Event::Done { vertex: VertexId(4).into(), duration: Duration::ZERO }),
             ],
             false,
         );
@@ -214,7 +242,7 @@ mod tests {
         let source = Some("type=local,src=/c".to_string());
         let events = [
             (0, started(3, "[build 2/2] RUN make")),
-            (1, Event::Cached { vertex: VertexId(3), name: "[build 2/2] RUN make".into(), source }),
+            (1, Event::Cached { vertex: VertexId(3).into(), name: "[build 2/2] RUN make".into(), source }),
         ];
         for explain in [false, true] {
             assert_eq!(render(&events, explain), "#1 [build 2/2] RUN make\n#1 CACHED (from type=local,src=/c)\n\n");
@@ -222,8 +250,46 @@ mod tests {
     }
 
     #[test]
+    fn parts_with_bytes_and_warnings_of_an_external_vertex() {
+        let v = ExternalId(1).into();
+        let part = |id: &str, current, total, completed| Event::Progress {
+            vertex: v,
+            id: id.into(),
+            current,
+            total: Some(total),
+            completed,
+        };
+        let naming =
+            Event::Progress { vertex: v, id: "naming to app:1".into(), current: 0, total: None, completed: true };
+        let out = render(
+            &[
+                (0, Event::Started { vertex: v, name: "[internal] pull busybox".into() }),
+                (0, part("sha256:3ed2", 0, 1_100_000, false)),
+                (100, part("sha256:3ed2", 10_000, 1_100_000, false)),
+                (200, part("sha256:3ed2", 600_000, 1_100_000, false)),
+                (300, part("sha256:3ed2", 1_100_000, 1_100_000, true)),
+                (300, Event::Warning { vertex: v, message: "cache not imported".into() }),
+                (300, naming),
+                (400, Event::Done { vertex: v, duration: Duration::from_millis(400) }),
+            ],
+            false,
+        );
+        assert_eq!(
+            out,
+            "#1 [internal] pull busybox\n\
+             #1 sha256:3ed2 0B / 1.10MB\n\
+             #1 sha256:3ed2 600.00kB / 1.10MB 0.2s\n\
+             #1 sha256:3ed2 1.10MB / 1.10MB 0.3s done\n\
+             #1 WARNING: cache not imported\n\
+             #1 naming to app:1 done\n\
+             #1 DONE 0.4s\n\n"
+        );
+    }
+
+    #[test]
     fn explanations_only_when_asked() {
-        let events = [(0, started(1, "RUN x")), (1, Event::Explain { vertex: VertexId(1), reasons: vec!["r".into()] })];
+        let events =
+            [(0, started(1, "RUN x")), (1, Event::Explain { vertex: VertexId(1).into(), reasons: vec!["r".into()] })];
         assert_eq!(render(&events, false), "#1 RUN x\n");
     }
 
@@ -233,8 +299,8 @@ mod tests {
         for i in 0..12 {
             events.push((100 * i, log(0, &format!("line {i}\n"))));
         }
-        events.push((1300, Event::Error { vertex: VertexId(0), message: "exit code 2".into() }));
-        events.push((1300, Event::Cancelled { vertex: VertexId(1) }));
+        events.push((1300, Event::Error { vertex: VertexId(0).into(), message: "exit code 2".into() }));
+        events.push((1300, Event::Cancelled { vertex: VertexId(1).into() }));
         let out = render(&events, false);
         assert!(out.contains("#1 1.100 line 11\n#1 ERROR: exit code 2\n\n#2 CANCELED\n\n"), "{out}");
         let block = out.split_once("------\n").unwrap().1;

@@ -1,10 +1,12 @@
 //! `--progress=rawjson`: one JSON object per event, one per line, on stderr.
 //!
-//! Every object has `event` (`started`, `cached`, `log`, `explain`, `done`, `error`,
-//! `cancelled`, and a last `finish`) and `time` (seconds since the display started).
-//! Step events also have `vertex` (the vertex's index in the build graph, stable for
-//! a given graph, unlike the `#N` numbers of the other displays), `step` (that `#N`)
-//! and `name`. Then per event:
+//! Every object has `event` (`started`, `cached`, `log`, `explain`, `progress`,
+//! `warning`, `done`, `error`, `cancelled`, and a last `finish`) and `time` (seconds
+//! since the display started). Step events also have `step` (the `#N` of the other
+//! displays: it names the step in this stream), `name`, and for a step of the build
+//! graph `vertex` (its index in the graph, stable for a given graph); steps outside
+//! the graph (`[internal] load metadata for …`, `exporting to image`) have no
+//! `vertex`. Then per event (docs/progress.md has an example of each):
 //!
 //! - `log`: `stream` (`stdout`|`stderr`) and `data`, the chunk as UTF-8 with invalid
 //!   bytes replaced by U+FFFD; when the chunk is not valid UTF-8, `data_base64` holds
@@ -12,14 +14,22 @@
 //! - `cached`: `source`, the imported cache the hit came from (`type=local,src=/c`),
 //!   only when it came from one rather than the local cache.
 //! - `explain` (only with `--explain`): `reasons`, an array of strings.
+//! - `progress`: one part of the step's work: `id` (a blob digest, `naming to NAME`),
+//!   `current` bytes of `total` (absent while unknown; both 0 for a part that moves
+//!   no bytes) and `completed`.
+//! - `warning`: `message`.
 //! - `done`: `duration` in seconds.
 //! - `error`: `message`.
 //! - `finish`: `ok`, and the counts `steps`, `cached`, `failed`.
+//! - `message` (about no step): `text`, a log line of the program itself.
+//!
+//! After `finish`, a failed command's error is one `failed` object: `message` and,
+//! when there is one, `hint` (printed by `main` through [`super::print_error`]).
 
 use super::steps::Steps;
 use super::{Progress, shown};
 use serde_json::{Value, json};
-use solver::progress::Stream;
+use solver::progress::{ProgressVertex, Stream};
 use solver::{Event, ProgressSink};
 use std::io::Write;
 use std::sync::Mutex;
@@ -33,6 +43,11 @@ impl<W: Write + Send> RawJson<W> {
     pub fn new(out: W, explain: bool) -> Self {
         RawJson { state: Mutex::new(Renderer::new(out, explain, Instant::now())) }
     }
+
+    /// When the display started (its `time` 0).
+    pub fn start(&self) -> Instant {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).start
+    }
 }
 
 impl<W: Write + Send> ProgressSink for RawJson<W> {
@@ -44,6 +59,12 @@ impl<W: Write + Send> ProgressSink for RawJson<W> {
 impl<W: Write + Send> Progress for RawJson<W> {
     fn sink(&self) -> &dyn ProgressSink {
         self
+    }
+
+    fn message(&self, line: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let object = json!({ "time": state.time(Instant::now()), "event": "message", "text": line });
+        state.line(&object);
     }
 
     fn finish(&self, ok: bool) {
@@ -97,16 +118,26 @@ impl<W: Write> Renderer<W> {
                 self.steps.failed += 1;
                 ("error", json!({ "message": message }))
             }
+            Event::Progress { id, current, total, completed, .. } => {
+                let mut fields = json!({ "id": id, "current": current, "completed": completed });
+                if let Some(total) = total {
+                    fields["total"] = Value::from(*total);
+                }
+                ("progress", fields)
+            }
+            Event::Warning { message, .. } => ("warning", json!({ "message": message })),
             Event::Cancelled { .. } => ("cancelled", json!({})),
         };
         let number = self.steps.get(vertex, now).number;
         let mut object = json!({
             "time": self.time(now),
             "event": kind,
-            "vertex": vertex.0,
             "step": number,
             "name": self.steps.name(vertex),
         });
+        if let ProgressVertex::Graph(id) = vertex {
+            object["vertex"] = Value::from(id.0);
+        }
         if let (Value::Object(object), Value::Object(extra)) = (&mut object, extra) {
             object.extend(extra);
         }
@@ -158,6 +189,7 @@ fn base64(data: &[u8]) -> String {
 mod tests {
     use super::*;
     use solver::VertexId;
+    use solver::progress::ExternalId;
     use std::time::Duration;
 
     #[test]
@@ -165,7 +197,7 @@ mod tests {
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
         let mut r = Renderer::new(Vec::new(), true, start);
-        let v = VertexId(5);
+        let v = VertexId(5).into();
         r.render(&Event::Started { vertex: v, name: "RUN make".into() }, at(0));
         r.render(&Event::Explain { vertex: v, reasons: vec!["env A changed 1 → 2".into()] }, at(1));
         r.render(&Event::Log { vertex: v, stream: Stream::Stdout, data: b"ok\n".to_vec() }, at(250));
@@ -194,7 +226,7 @@ mod tests {
     fn cached_names_its_imported_source_only_when_it_has_one() {
         let start = Instant::now();
         let mut r = Renderer::new(Vec::new(), false, start);
-        let (a, b) = (VertexId(1), VertexId(2));
+        let (a, b) = (VertexId(1).into(), VertexId(2).into());
         r.render(&Event::Started { vertex: a, name: "RUN a".into() }, start);
         r.render(&Event::Started { vertex: b, name: "RUN b".into() }, start);
         r.render(&Event::Cached { vertex: a, name: "RUN a".into(), source: None }, start);
@@ -210,6 +242,61 @@ mod tests {
                        "source": "type=local,src=/c"}),
             ]
         );
+    }
+
+    #[test]
+    fn external_steps_have_no_vertex_and_parts_carry_bytes() {
+        let start = Instant::now();
+        let mut r = Renderer::new(Vec::new(), false, start);
+        let v = ExternalId(7).into();
+        let name = "[internal] pull 127.0.0.1:5000/busybox:latest";
+        r.render(&Event::Started { vertex: v, name: name.into() }, start);
+        let part = |current, completed| Event::Progress {
+            vertex: v,
+            id: "sha256:3ed2".into(),
+            current,
+            total: Some(1100),
+            completed,
+        };
+        r.render(&part(0, false), start);
+        r.render(&part(1100, true), start);
+        r.render(
+            &Event::Progress { vertex: v, id: "naming to a".into(), current: 0, total: None, completed: true },
+            start,
+        );
+        r.render(&Event::Warning { vertex: v, message: "careful".into() }, start);
+        let out = String::from_utf8(r.out).unwrap();
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let step = json!({"time": 0.0, "step": 1, "name": name});
+        let with = |fields: Value| {
+            let mut object = step.clone();
+            object.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+            object
+        };
+        assert_eq!(
+            lines,
+            [
+                with(json!({"event": "started"})),
+                with(
+                    json!({"event": "progress", "id": "sha256:3ed2", "current": 0, "total": 1100, "completed": false})
+                ),
+                with(
+                    json!({"event": "progress", "id": "sha256:3ed2", "current": 1100, "total": 1100, "completed": true})
+                ),
+                with(json!({"event": "progress", "id": "naming to a", "current": 0, "completed": true})),
+                with(json!({"event": "warning", "message": "careful"})),
+            ]
+        );
+    }
+
+    #[test]
+    fn messages_are_objects_too() {
+        let raw = RawJson::new(Vec::new(), false);
+        raw.message("WARN saving stat cache: disk full");
+        let out = raw.state.into_inner().unwrap().out;
+        let object: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(object["event"], "message");
+        assert_eq!(object["text"], "WARN saving stat cache: disk full");
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What every renderer tracks per step: its number, name, start time, the output
-//! line being assembled, and the last lines of output.
+//! line being assembled, the last lines of output, and the parts of its work.
 
-use solver::VertexId;
-use solver::progress::Stream;
+use super::status::Status;
+use solver::progress::{ProgressVertex, Stream};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
@@ -26,6 +26,8 @@ pub struct Step {
     pub start: Instant,
     partial: [Vec<u8>; 2],
     pub tail: VecDeque<Line>,
+    /// The parts of its work ([`solver::Event::Progress`]), in the order they began.
+    pub statuses: Vec<Status>,
 }
 
 impl Step {
@@ -43,7 +45,7 @@ impl Step {
 
 #[derive(Default)]
 pub struct Steps {
-    steps: HashMap<VertexId, Step>,
+    steps: HashMap<ProgressVertex, Step>,
     pub started: usize,
     pub cached: usize,
     pub failed: usize,
@@ -51,18 +53,22 @@ pub struct Steps {
 
 impl Steps {
     /// The step, numbered now if it was never seen (an event before `Started`).
-    pub fn get(&mut self, vertex: VertexId, now: Instant) -> &mut Step {
+    pub fn get(&mut self, vertex: ProgressVertex, now: Instant) -> &mut Step {
         let next = self.steps.len() + 1;
         self.steps.entry(vertex).or_insert_with(|| Step {
             number: next,
-            name: format!("vertex {}", vertex.0),
+            name: match vertex {
+                ProgressVertex::Graph(id) => format!("vertex {}", id.0),
+                ProgressVertex::External(id) => format!("external {}", id.0),
+            },
             start: now,
             partial: Default::default(),
             tail: VecDeque::new(),
+            statuses: Vec::new(),
         })
     }
 
-    pub fn started(&mut self, vertex: VertexId, name: &str, now: Instant) -> &mut Step {
+    pub fn started(&mut self, vertex: ProgressVertex, name: &str, now: Instant) -> &mut Step {
         self.started += 1;
         let step = self.get(vertex, now);
         step.name = name.to_string();
@@ -70,12 +76,12 @@ impl Steps {
         step
     }
 
-    pub fn name(&self, vertex: VertexId) -> Option<&str> {
+    pub fn name(&self, vertex: ProgressVertex) -> Option<&str> {
         self.steps.get(&vertex).map(|s| s.name.as_str())
     }
 
     /// Adds output; returns the lines it completed.
-    pub fn log(&mut self, vertex: VertexId, stream: Stream, data: &[u8], now: Instant) -> Vec<Line> {
+    pub fn log(&mut self, vertex: ProgressVertex, stream: Stream, data: &[u8], now: Instant) -> Vec<Line> {
         let step = self.get(vertex, now);
         let at = step.elapsed(now);
         let buf = &mut step.partial[stream as usize];
@@ -96,7 +102,29 @@ impl Steps {
     }
 
     /// Ends the step's unfinished lines; returns them.
-    pub fn flush(&mut self, vertex: VertexId, now: Instant) -> Vec<Line> {
+    /// Records an update of one part of the step's work; returns the part.
+    pub fn progress(
+        &mut self,
+        vertex: ProgressVertex,
+        id: &str,
+        (current, total): (u64, Option<u64>),
+        completed: bool,
+        now: Instant,
+    ) -> &mut Status {
+        let step = self.get(vertex, now);
+        let index = match step.statuses.iter().position(|s| s.id == id) {
+            Some(index) => index,
+            None => {
+                step.statuses.push(Status::new(id, now));
+                step.statuses.len() - 1
+            }
+        };
+        let status = &mut step.statuses[index];
+        status.update(current, total, completed, now);
+        status
+    }
+
+    pub fn flush(&mut self, vertex: ProgressVertex, now: Instant) -> Vec<Line> {
         let step = self.get(vertex, now);
         let at = step.elapsed(now);
         let mut lines = Vec::new();
@@ -128,7 +156,7 @@ mod tests {
     fn lines_are_assembled_across_chunks() {
         let mut steps = Steps::default();
         let now = Instant::now();
-        let v = VertexId(3);
+        let v = ProgressVertex::Graph(solver::VertexId(3));
         steps.started(v, "RUN make", now);
         assert!(steps.log(v, Stream::Stdout, b"hel", now).is_empty());
         let lines = steps.log(v, Stream::Stdout, b"lo\r\nwor", now);
@@ -138,5 +166,19 @@ mod tests {
         steps.log(v, Stream::Stderr, b"partial", now);
         assert_eq!(steps.flush(v, now)[0].text, "partial");
         assert_eq!(steps.get(v, now).tail.len(), 4);
+    }
+
+    #[test]
+    fn parts_are_kept_in_the_order_they_began() {
+        let mut steps = Steps::default();
+        let now = Instant::now();
+        let v = ProgressVertex::External(solver::progress::ExternalId(1));
+        steps.started(v, "[internal] pull busybox", now);
+        steps.progress(v, "sha256:a", (0, Some(10)), false, now);
+        steps.progress(v, "sha256:b", (0, Some(20)), false, now);
+        let a = steps.progress(v, "sha256:a", (10, None), true, now);
+        assert_eq!((a.current, a.total, a.completed.is_some()), (10, Some(10), true));
+        let ids: Vec<&str> = steps.get(v, now).statuses.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["sha256:a", "sha256:b"]);
     }
 }

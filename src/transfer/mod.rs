@@ -10,7 +10,7 @@ mod tests;
 
 use anyhow::{Context as _, Result};
 use image_spec::{Digest, Image, Platform, Reference};
-use registry::{BoxError, Content, RegistryOptions};
+use registry::{BoxError, Content, RegistryOptions, Transfer};
 use std::io::Read;
 use std::path::PathBuf;
 use store::Store;
@@ -54,7 +54,7 @@ pub fn pull(
     reference: &Reference,
     platform: &Platform,
     opts: &RegistryOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Image> {
     let name = reference.to_string();
     // A digest names content: when the store has that image, the network has
@@ -63,7 +63,7 @@ pub fn pull(
         && store.has_blob(digest)
         && let Ok(image) = store.image_from_manifest(digest)
     {
-        progress(&format!("{reference}: already in the store"));
+        progress(Transfer::Line(&format!("{reference}: already in the store")));
         store.set_ref(&name, digest).with_context(|| format!("tagging {name}"))?;
         return Ok(image);
     }
@@ -78,7 +78,7 @@ pub fn push(
     image: &Image,
     reference: &Reference,
     opts: &RegistryOptions,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Digest> {
     Ok(registry::push(&StoreContent(store), &image.manifest_digest, reference, opts, progress)?)
 }

@@ -57,15 +57,22 @@ fn options(config: &std::path::Path) -> RegistryOptions {
     RegistryOptions { docker_config: Some(config.to_path_buf()), ..RegistryOptions::default() }
 }
 
-/// Collects progress lines.
+/// Collects progress as lines: blobs as `DIGEST CURRENT/TOTAL`.
 struct Lines(RefCell<Vec<String>>);
 
 impl Lines {
     fn new() -> Self {
         Lines(RefCell::new(Vec::new()))
     }
-    fn sink(&self) -> impl Fn(&str) + '_ {
-        |l: &str| self.0.borrow_mut().push(l.to_string())
+    fn sink(&self) -> impl Fn(Transfer<'_>) + '_ {
+        |t: Transfer<'_>| {
+            let line = match t {
+                Transfer::Line(line) => line.to_string(),
+                Transfer::Manifest(digest) => format!("manifest {digest}"),
+                Transfer::Blob { digest, current, total } => format!("{digest} {current}/{total}"),
+            };
+            self.0.borrow_mut().push(line)
+        }
     }
     fn text(&self) -> String {
         self.0.borrow().join("\n")
@@ -108,7 +115,13 @@ fn push_then_pull_into_a_fresh_store_and_second_push_uploads_nothing() {
     let lines = Lines::new();
     let digest = push(&store, &image, &target, &opts, &lines.sink()).unwrap();
     assert_eq!(digest, image.manifest_digest, "the manifest goes up byte-exact");
-    assert!(lines.text().contains("pushed"), "{}", lines.text());
+    assert!(lines.text().contains(&format!("manifest {digest}")), "{}", lines.text());
+    for layer in &image.layers {
+        let (digest, size) = (&layer.digest, layer.size);
+        let text = lines.text();
+        assert!(text.contains(&format!("{digest} 0/{size}\n")), "no start of {digest}: {text}");
+        assert!(text.contains(&format!("{digest} {size}/{size}")), "no end of {digest}: {text}");
+    }
 
     let writes = registry.blob_writes();
     assert!(writes >= 3, "three blobs were uploaded: {:?}", registry.requests());

@@ -87,6 +87,8 @@ pub enum Error {
     MissingLayer { layer: Digest, manifest: Digest },
     #[error("manifest annotations need OCI media types")]
     DockerAnnotations,
+    #[error(transparent)]
+    LayerMediaType(#[from] image_spec::UnrepresentableLayer),
     #[error("making snapshot {chain_id}")]
     Unpack {
         chain_id: Digest,

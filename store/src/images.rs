@@ -4,9 +4,7 @@
 use crate::Store;
 use crate::error::{Error, Result};
 use image_spec::{
-    Compression, Descriptor, Digest, Image, ImageConfig, LayerInfo, MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_DOCKER_LAYER,
-    MEDIA_TYPE_DOCKER_LAYER_GZIP, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_MANIFEST, Manifest,
-    Reference, compression_of, is_manifest_type,
+    Descriptor, Digest, Image, ImageConfig, LayerInfo, Manifest, MediaTypeFamily, Reference, is_manifest_type,
 };
 use std::collections::BTreeMap;
 
@@ -16,19 +14,10 @@ const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 /// How an image's manifest is written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageFormat {
-    /// Docker schema 2 media types (manifest, config, layers) instead of OCI's.
-    pub docker_media_types: bool,
+    /// The media types of manifest, config and every layer (OCI unless told).
+    pub media_types: MediaTypeFamily,
     /// Manifest annotations (OCI only).
     pub annotations: BTreeMap<String, String>,
-}
-
-/// The Docker media type of a layer with this (OCI) media type, where there is one.
-fn docker_layer_type(media_type: &str) -> String {
-    match compression_of(media_type) {
-        Some(Compression::Gzip) => MEDIA_TYPE_DOCKER_LAYER_GZIP.into(),
-        Some(Compression::Uncompressed) => MEDIA_TYPE_DOCKER_LAYER.into(),
-        _ => media_type.into(),
-    }
 }
 
 impl Store {
@@ -58,42 +47,33 @@ impl Store {
         layers: &[LayerInfo],
         annotations: Option<BTreeMap<String, String>>,
     ) -> Result<Image> {
-        let format = ImageFormat { docker_media_types: false, annotations: annotations.unwrap_or_default() };
+        let format = ImageFormat { media_types: MediaTypeFamily::Oci, annotations: annotations.unwrap_or_default() };
         self.write_image_in(config_bytes, layers, &format)
     }
 
-    /// Writes an image (config bytes as given) with its manifest in `format`. With
-    /// Docker media types the layers' types become Docker's too.
+    /// Writes an image (config bytes as given) with its manifest in `format`. Every
+    /// descriptor takes the media types of `format`'s family, whatever the layers
+    /// came with (a base pulled with Docker types, a build with OCI ones): only the
+    /// types change, the blobs stay as they are.
     pub fn write_image_in(&self, config_bytes: &[u8], layers: &[LayerInfo], format: &ImageFormat) -> Result<Image> {
         let config = parse_config(config_bytes)?;
         check_layers(&config, layers)?;
         // An image in the store is whole: layers of an imported cache come in now.
         self.ensure_blobs(layers)?;
-        if format.docker_media_types && !format.annotations.is_empty() {
+        let family = format.media_types;
+        if family == MediaTypeFamily::Docker && !format.annotations.is_empty() {
             return Err(Error::DockerAnnotations);
         }
-        let layers: Vec<LayerInfo> = layers
+        let layers = layers
             .iter()
-            .map(|l| LayerInfo {
-                media_type: if format.docker_media_types {
-                    docker_layer_type(&l.media_type)
-                } else {
-                    l.media_type.clone()
-                },
-                ..l.clone()
-            })
-            .collect();
+            .map(|l| Ok(LayerInfo { media_type: family.layer_type(&l.media_type)?.to_string(), ..l.clone() }))
+            .collect::<Result<Vec<LayerInfo>>>()?;
         let config_digest = self.write_blob_bytes(config_bytes)?;
-        let (manifest_type, config_type) = if format.docker_media_types {
-            (MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_CONFIG)
-        } else {
-            (MEDIA_TYPE_OCI_MANIFEST, MEDIA_TYPE_OCI_CONFIG)
-        };
         let manifest = Manifest {
             schema_version: 2,
-            media_type: Some(manifest_type.into()),
+            media_type: Some(family.manifest_type().into()),
             config: Descriptor {
-                media_type: config_type.into(),
+                media_type: family.config_type().into(),
                 digest: config_digest.clone(),
                 size: config_bytes.len() as u64,
                 annotations: None,
@@ -139,6 +119,17 @@ impl Store {
 
     /// Loads an image by name (`busybox`, `app:1`, `app@sha256:..`), by manifest
     /// digest, or by a unique prefix of its id (config digest) as `docker` accepts.
+    /// The image by name or id if the store has one: `None` only when nothing by that
+    /// name is there; a name whose image is damaged (a missing or unreadable blob) is
+    /// an error, never taken for a missing image.
+    pub fn find_image(&self, name_or_id: &str) -> Result<Option<Image>> {
+        match self.load_image(name_or_id) {
+            Ok(image) => Ok(Some(image)),
+            Err(Error::NoSuchImage { source: None, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
         if let Ok(digest) = Digest::parse(name_or_id)
             && self.has_blob(&digest)
@@ -253,15 +244,53 @@ mod tests {
         let msg = format!("{:#}", store.load_image("nothere").unwrap_err());
         assert!(msg.contains("no such image: nothere"), "{msg}");
 
-        let docker = ImageFormat { docker_media_types: true, ..Default::default() };
+        let docker = ImageFormat { media_types: MediaTypeFamily::Docker, ..Default::default() };
         let bytes = store.read_blob(&image.config_digest).unwrap();
         let as_docker = store.write_image_in(&bytes, &layers, &docker).unwrap();
         assert_eq!(as_docker.config_digest, image.config_digest);
         let manifest: Manifest = serde_json::from_slice(&store.read_blob(&as_docker.manifest_digest).unwrap()).unwrap();
-        assert_eq!(manifest.media_type.as_deref(), Some(MEDIA_TYPE_DOCKER_MANIFEST));
-        assert_eq!(manifest.config.media_type, MEDIA_TYPE_DOCKER_CONFIG);
+        assert_eq!(manifest.media_type.as_deref(), Some(image_spec::MEDIA_TYPE_DOCKER_MANIFEST));
+        assert_eq!(manifest.config.media_type, image_spec::MEDIA_TYPE_DOCKER_CONFIG);
         assert_eq!(manifest.layers[0].media_type, "application/vnd.docker.image.rootfs.diff.tar");
         assert_eq!(store.image_from_manifest(&as_docker.manifest_digest).unwrap().layers, as_docker.layers);
+    }
+
+    /// A base pulled with Docker media types, built on and written with OCI types:
+    /// the manifest must not keep the base's Docker layer type (umoci refuses it).
+    #[test]
+    fn docker_typed_layers_take_the_manifest_family() {
+        let (_d, store) = test_store();
+        let mut base = fake_layer(&store, b"base");
+        base.media_type = image_spec::MEDIA_TYPE_DOCKER_LAYER_GZIP.into();
+        let mut foreign = fake_layer(&store, b"foreign");
+        foreign.media_type = image_spec::MEDIA_TYPE_DOCKER_LAYER_FOREIGN_GZIP.into();
+        let top = fake_layer(&store, b"top");
+        let layers = vec![base, foreign, top];
+        let image = store.write_image(&config(), &layers).unwrap();
+        let manifest: Manifest = serde_json::from_slice(&store.read_blob(&image.manifest_digest).unwrap()).unwrap();
+        let types: Vec<&str> = manifest.layers.iter().map(|l| l.media_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                image_spec::MEDIA_TYPE_OCI_LAYER_GZIP,
+                image_spec::MEDIA_TYPE_OCI_LAYER_NONDIST_GZIP,
+                image_spec::MEDIA_TYPE_OCI_LAYER
+            ]
+        );
+        assert!(image_spec::is_single_family(&manifest));
+        // Same blobs: only the descriptors' types changed.
+        assert!(manifest.layers.iter().zip(&layers).all(|(d, l)| d.digest == l.digest && d.size == l.size));
+        assert_eq!(image.layers[0].media_type, image_spec::MEDIA_TYPE_OCI_LAYER_GZIP);
+
+        let mut zstd = fake_layer(&store, b"zstd");
+        zstd.media_type = image_spec::MEDIA_TYPE_OCI_LAYER_ZSTD.into();
+        let mut c = config();
+        c.rootfs.diff_ids = vec![zstd.diff_id.clone()];
+        c.rootfs.kind = "layers".into();
+        let bytes = serde_json::to_vec(&c).unwrap();
+        let docker = ImageFormat { media_types: MediaTypeFamily::Docker, ..Default::default() };
+        let err = store.write_image_in(&bytes, &[zstd], &docker).unwrap_err();
+        assert!(err.to_string().contains("has no Docker equivalent"), "{err}");
     }
 
     #[test]

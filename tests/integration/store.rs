@@ -167,3 +167,23 @@ fn a_build_killed_mid_export_leaves_a_sound_store() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("index.json"));
     assert!(env.run(&["fsck"]).status.success());
 }
+
+/// A damaged local base image is an error naming what is damaged, never a reason to
+/// pull another one in its place.
+#[test]
+fn a_damaged_local_base_is_an_error_not_a_pull() {
+    let Some(env) = crate::util::env("a_damaged_local_base_is_an_error_not_a_pull") else { return };
+    let env = env.with_busybox();
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "busybox"])).unwrap();
+    let text = inspect.to_string();
+    let config = text.split("sha256:").nth(1).map(|s| s[..64].to_string()).unwrap();
+    // Remove whichever blob of the image the config digest names.
+    let blob = env.root.path().join("blobs/sha256").join(&config);
+    assert!(blob.exists(), "{blob:?} ({text})");
+    std::fs::remove_file(&blob).unwrap();
+    let ctx = env.context("damaged", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let (ok, stdout, stderr) = env.build(&ctx, &[]);
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains(&config[..12]), "the error names the damaged blob:\n{stderr}");
+    assert!(!stderr.contains("registry-1.docker.io") && !stderr.contains("pull docker.io"), "{stderr}");
+}

@@ -173,7 +173,9 @@ pub(crate) fn load(prog: &[Insn]) -> io::Result<OwnedFd> {
             let text = String::from_utf8_lossy(&log[..end]).trim().replace('\n', "; ");
             match again {
                 Ok(fd) => fd,
-                Err(_) => return Err(io::Error::new(e.kind(), format!("{} (verifier: {text})", super::describe(&e)))),
+                Err(_) => {
+                    return Err(io::Error::new(e.kind(), format!("{} (verifier: {text})", crate::describe_io(&e))));
+                }
             }
         }
         Err(e) => return Err(e),
@@ -201,7 +203,7 @@ pub(crate) fn default_program() -> Result<&'static OwnedFd, String> {
     PROGRAM
         .get_or_init(|| {
             load(&assemble(&super::devices::DEFAULT_ALLOW))
-                .map_err(|e| format!("bpf(BPF_PROG_LOAD) of a cgroup device program: {}", super::describe(&e)))
+                .map_err(|e| format!("bpf(BPF_PROG_LOAD) of a cgroup device program: {}", crate::describe_io(&e)))
         })
         .as_ref()
         .map_err(Clone::clone)

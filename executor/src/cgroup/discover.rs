@@ -116,11 +116,11 @@ impl Layout {
     pub fn read(prefer_v2: bool) -> Layout {
         let mountinfo = match std::fs::read_to_string("/proc/self/mountinfo") {
             Ok(t) => t,
-            Err(e) => return Layout::Missing(format!("read /proc/self/mountinfo: {}", super::describe(&e))),
+            Err(e) => return Layout::Missing(format!("read /proc/self/mountinfo: {}", crate::describe_io(&e))),
         };
         let cgroup = match std::fs::read_to_string("/proc/self/cgroup") {
             Ok(t) => t,
-            Err(e) => return Layout::Missing(format!("read /proc/self/cgroup: {}", super::describe(&e))),
+            Err(e) => return Layout::Missing(format!("read /proc/self/cgroup: {}", crate::describe_io(&e))),
         };
         layout(&parse_mountinfo(&mountinfo), &parse_proc_cgroup(&cgroup), prefer_v2)
     }

@@ -89,20 +89,12 @@ pub(crate) fn failure(what: String, e: io::Error) -> Error {
         Some(libc::ENOSPC) => Some("too many cgroups (cgroup.max.descendants or max depth)"),
         _ => None,
     };
-    let text = describe(&e);
+    let text = crate::describe_io(&e);
     let text = match hint {
         Some(hint) => format!("{text} ({hint})"),
         None => text,
     };
     Error::sys(what, io::Error::new(e.kind(), text))
-}
-
-/// An I/O error without Rust's "(os error N)" suffix, lowercased.
-pub(crate) fn describe(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text);
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// `access(path, W_OK)`: may this process create cgroups in `path`? (The kernel

@@ -61,7 +61,9 @@ fn usable(own: &OwnCgroup) -> Result<(), String> {
     writable(&dir).map_err(|e| failure(format!("create cgroups in {}", dir.display()), e).to_string())
 }
 
-pub(crate) fn isolation() -> Isolation {
+/// What cgroups give sandboxes here, with what [`crate::probe`] found of user
+/// namespaces (not a cgroup matter, so the caller's).
+pub(crate) fn isolation(user_namespace: crate::UserNamespaces) -> Isolation {
     let layout = layout();
     Isolation {
         cgroup: version(layout),
@@ -69,5 +71,6 @@ pub(crate) fn isolation() -> Isolation {
         memory: check(layout, Controller::Memory),
         cpu: check(layout, Controller::Cpu),
         devices: check(layout, Controller::Devices),
+        user_namespace,
     }
 }

@@ -27,7 +27,7 @@ pub(crate) fn readiness(own: &OwnCgroup, controller: Controller) -> Result<Strin
     let name = controller.name();
     let dir = own.dir.display();
     let available = read_words(&own.dir.join("cgroup.controllers"))
-        .map_err(|e| format!("read {dir}/cgroup.controllers: {}", super::describe(&e)))?;
+        .map_err(|e| format!("read {dir}/cgroup.controllers: {}", crate::describe_io(&e)))?;
     if !available.iter().any(|c| c == name) {
         return Err(format!("the {name} controller is not delegated to {dir} (absent from its cgroup.controllers)"));
     }
@@ -39,7 +39,7 @@ pub(crate) fn readiness(own: &OwnCgroup, controller: Controller) -> Result<Strin
     match other_processes(&own.dir) {
         Ok(0) => Ok(format!("{how}; builder moves itself into {dir}/{SELF_LEAF} first")),
         Ok(n) => Err(busy_reason(own, n)),
-        Err(e) => Err(format!("read {dir}/cgroup.procs: {}", super::describe(&e))),
+        Err(e) => Err(format!("read {dir}/cgroup.procs: {}", crate::describe_io(&e))),
     }
 }
 

@@ -169,6 +169,24 @@ pub fn processes_matching(marker: &str) -> usize {
         .count()
 }
 
+/// Children of this process whose command line contains `marker` (other processes
+/// on the host, another test run's say, do not count).
+pub fn children_matching(marker: &str) -> usize {
+    let me = std::process::id().to_string();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)) == Some(me.as_str())
+        })
+        .filter(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+        .count()
+}
+
 /// What a sandbox could leave behind: host mounts, children of this process, temp dirs.
 #[derive(Debug, PartialEq)]
 pub struct Snapshot {
@@ -179,6 +197,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn take() -> Snapshot {
+        Snapshot { temp: list(&std::env::temp_dir()), ..Snapshot::take_without_temp() }
+    }
+
+    /// Mounts and children only: a rootless sandbox's upperdir may hold files of
+    /// subordinate owners that its (unprivileged) caller can neither list nor remove.
+    pub fn take_without_temp() -> Snapshot {
         let me = std::process::id().to_string();
         let mut children = Vec::new();
         for e in fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
@@ -189,11 +213,7 @@ impl Snapshot {
                 children.push(stat);
             }
         }
-        Snapshot {
-            mountinfo: fs::read_to_string("/proc/self/mountinfo").unwrap(),
-            children,
-            temp: list(&std::env::temp_dir()),
-        }
+        Snapshot { mountinfo: fs::read_to_string("/proc/self/mountinfo").unwrap(), children, temp: Vec::new() }
     }
 
     pub fn same_as(&self, after: &Snapshot) -> Result<(), String> {

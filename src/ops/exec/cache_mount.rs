@@ -62,7 +62,7 @@ pub fn acquire(worker: &BuildWorker<'_>, cancel: &CancelToken, mount: &CacheMoun
     if !lease.dir.is_dir() {
         // Only the first instance starts from an imported cache: it is the one that
         // is exported, and `private` ones are extra copies for concurrent steps.
-        let seed = if lease.dir == base.join(&key) { worker.mount_seeds.get(&key) } else { None };
+        let seed = if lease.dir == base.join(&key) { worker.options.mount_seeds.get(&key) } else { None };
         create(worker, mount, seed, &lease.dir)?;
     }
     // Its last use, for `builder prune` to drop the least recently used first.
@@ -295,9 +295,11 @@ mod tests {
         seeds: &[&crate::cache::format::ExportedMount],
         f: impl FnOnce(&BuildWorker<'_>) -> T,
     ) -> T {
-        let images = ImageResolver::new(store, false, image_spec::host_platform(), RegistryOptions::default());
-        let mut worker = BuildWorker::new(store, &images);
-        worker.mount_seeds = seeds.iter().map(|m| (m.id.clone(), m.blob.clone())).collect();
+        let platform = image_spec::host_platform();
+        let images =
+            ImageResolver::new(store, false, platform, RegistryOptions::default(), &solver::progress::NullProgress);
+        let mount_seeds = seeds.iter().map(|m| (m.id.clone(), m.blob.clone())).collect();
+        let worker = BuildWorker::new(store, &images, crate::ops::WorkerOptions { mount_seeds, ..Default::default() });
         f(&worker)
     }
 

@@ -7,10 +7,10 @@
 //! key, so identical vertices run once: later ones wait for the first one's result
 //! without holding a job slot.
 
+use super::{CancelToken, Keyed, Outcome, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
 use crate::graph::{Graph, VertexId};
 use crate::key::{CacheKey, KeyHasher};
 use crate::progress::Event;
-use crate::solve::{CancelToken, Keyed, Outcome, SolveError, SolveReport, Solved, SolvedVertex, Solver, Worker};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -81,7 +81,7 @@ pub(crate) fn run<W: Worker>(
                         let start = Instant::now();
                         state.started[id.0] = Some(start);
                         let name = graph.vertex(id).name.clone();
-                        solver.progress.event(Event::Started { vertex: id, name });
+                        solver.progress.event(Event::Started { vertex: id.into(), name });
                         scope.spawn(move || {
                             let result = guarded(graph, id, || solver.key_vertex(graph, id, &inputs));
                             let _ = tx.send(Report::Keyed(id, result));
@@ -242,7 +242,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     /// (`source`: the imported cache that vertex's hit came from, if any).
     fn reuse(&mut self, id: VertexId, key: CacheKey, output: W::Output, source: Option<String>) {
         let name = self.graph.vertex(id).name.clone();
-        self.solver.progress.event(Event::Cached { vertex: id, name, source });
+        self.solver.progress.event(Event::Cached { vertex: id.into(), name, source });
         self.report.vertices.push(SolvedVertex { vertex: id, key, cached: true });
         self.complete(id, key, output);
     }
@@ -281,7 +281,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
             SolveError::Op { source, .. } => error_chain(source.as_ref()),
             other => error_chain(other),
         };
-        self.solver.progress.event(Event::Error { vertex: id, message });
+        self.solver.progress.event(Event::Error { vertex: id.into(), message });
         self.finished[id.0] = true;
         self.first_error = Some(error);
         self.cancel.cancel();
@@ -290,7 +290,7 @@ impl<'s, 'a, W: Worker> State<'s, 'a, W> {
     fn finish(mut self, targets: &[VertexId]) -> Result<(Vec<W::Output>, SolveReport), SolveError> {
         for (i, started) in self.started.iter().enumerate() {
             if started.is_some() && !self.finished[i] {
-                self.solver.progress.event(Event::Cancelled { vertex: VertexId(i) });
+                self.solver.progress.event(Event::Cancelled { vertex: VertexId(i).into() });
             }
         }
         if let Some(error) = self.first_error.take() {

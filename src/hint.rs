@@ -1,0 +1,59 @@
+//! Hints: the next step for a user, shown after an error whose cause is known to have
+//! one (`hint: …`). They come from the typed errors of the chain, never from its text.
+
+use registry::RegistryError;
+
+/// The hint for `error`, from the first cause of its chain that has one.
+pub fn for_error(error: &anyhow::Error) -> Option<String> {
+    error.chain().find_map(|cause| {
+        if let Some(executor::Error::Sys { source, .. }) = cause.downcast_ref::<executor::Error>()
+            && source.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Some("`builder doctor` shows which isolation steps this host allows".to_string());
+        }
+        // A registry error is a link of its own, or inside the client's error enum
+        // (which shows it transparently).
+        let registry = cause.downcast_ref::<RegistryError>().or(match cause.downcast_ref::<registry::Error>() {
+            Some(registry::Error::Registry(e)) => Some(e),
+            _ => None,
+        });
+        if let Some(registry) = registry
+            && registry.status == Some(401)
+        {
+            return Some(format!("log in with `builder login {}`", registry.host));
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn a_sandbox_refused_its_setup() {
+        let denied = std::io::Error::from_raw_os_error(1);
+        let error = anyhow::Error::new(executor::Error::Sys { what: "clone sandbox init".into(), source: denied })
+            .context("[2/2] RUN make");
+        assert_eq!(for_error(&error).unwrap(), "`builder doctor` shows which isolation steps this host allows");
+        let missing = std::io::Error::from_raw_os_error(2);
+        let error = anyhow::Error::new(executor::Error::Sys { what: "mount /x".into(), source: missing });
+        assert_eq!(for_error(&error), None);
+    }
+
+    #[test]
+    fn a_registry_wants_a_login() {
+        let unauthorized = RegistryError {
+            host: "registry.example:5000".into(),
+            repository: "team/app".into(),
+            action: "fetching manifest 1 of".into(),
+            status: Some(401),
+            detail: "HTTP 401 Unauthorized".into(),
+            source: None,
+        };
+        let error = Err::<(), _>(registry::Error::from(unauthorized)).context("pushing team/app:1").unwrap_err();
+        assert_eq!(for_error(&error).unwrap(), "log in with `builder login registry.example:5000`");
+        assert_eq!(for_error(&anyhow::anyhow!("HTTP 401 Unauthorized")), None, "text alone gives no hint");
+    }
+}
