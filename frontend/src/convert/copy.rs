@@ -5,6 +5,7 @@
 use super::metadata::{commit, join_path, owner};
 use super::stage::StageState;
 use super::{ConvertError, Converter};
+use crate::error::ParseError;
 use crate::instructions::{AddCommand, CopyCommand, Instruction, SourcesAndDest};
 use crate::shell::Lex;
 use solver::VertexId;
@@ -87,7 +88,7 @@ impl Converter<'_> {
             let data = if c.expand {
                 let mut raw = Lex::new('\\');
                 raw.skip_process_quotes = true;
-                raw.process_word(&c.data, &st.scope()).map_err(|e| (st.line, e))?
+                raw.process_word(&c.data, &st.scope()).map_err(|e| ParseError::expansion(st.location, e))?
             } else {
                 c.data.clone()
             };
@@ -98,7 +99,7 @@ impl Converter<'_> {
         if let Some(mode) = &chmod
             && !valid_chmod(mode)
         {
-            return Err((st.line, format!("invalid chmod parameter {mode:?}")));
+            return Err(ParseError::invalid(st.location, format!("invalid chmod parameter {mode:?}")));
         }
         let mut excludes = Vec::new();
         for e in exclude {
@@ -179,7 +180,7 @@ impl Converter<'_> {
         let mut inputs = Vec::new();
         if !plan.sources.is_empty() {
             let source = match &c.from {
-                Some(from) => self.source_for(from, st.index, ins.line)?,
+                Some(from) => self.source_for(from, st.index, ins.location())?,
                 None => self.context_vertex(),
             };
             inputs.push(source);
@@ -201,10 +202,13 @@ impl Converter<'_> {
         let checksum = a.checksum.as_deref().map(|c| st.expand(&self.lex, c)).transpose()?;
         let (urls, locals): (Vec<String>, Vec<String>) = plan.sources.iter().cloned().partition(|s| is_url(s));
         if let Some(git) = plan.sources.iter().find(|s| is_git(s)) {
-            return Err((ins.line, format!("ADD of git repository {git:?} is not supported yet")));
+            return Err(ParseError::invalid(
+                ins.location(),
+                format!("ADD of git repository {git:?} is not supported yet"),
+            ));
         }
         if checksum.is_some() && !locals.is_empty() {
-            return Err((ins.line, "checksum can't be specified for non-HTTP(S) sources".into()));
+            return Err(ParseError::invalid(ins.location(), "checksum can't be specified for non-HTTP(S) sources"));
         }
         let mut actions = Vec::new();
         let mut inputs = Vec::new();

@@ -4,6 +4,7 @@
 use super::metadata::{clean_path, join_path};
 use super::stage::StageState;
 use super::{ConvertError, Converter};
+use crate::error::ParseError;
 use crate::instructions::mount::{MountType, parse_mount};
 use solver::VertexId;
 use solver::ir::{CacheSharing, Mount, MountKind};
@@ -19,12 +20,12 @@ impl Converter<'_> {
         inputs: &mut Vec<VertexId>,
     ) -> Result<Mount, ConvertError> {
         let expand = |w: &str| self.lex.process_word(w, &st.scope());
-        let m = parse_mount(spec, &expand).map_err(|e| (st.line, e))?;
+        let m = parse_mount(spec, &expand).map_err(|e| ParseError::invalid(st.location, e))?;
         let target = if m.target.is_empty() { String::new() } else { join_path(&st.workdir(), &m.target) };
         let source = clean_path(&m.source);
         let mut input_for = |this: &mut Self, from: &Option<String>| -> Result<usize, ConvertError> {
             let vertex = match from {
-                Some(f) => this.source_for(f, st.index, st.line)?,
+                Some(f) => this.source_for(f, st.index, st.location)?,
                 None => this.context_vertex(),
             };
             inputs.push(vertex);
@@ -68,7 +69,9 @@ impl Converter<'_> {
                     (false, _, _) => m.source.clone(),
                     (true, false, _) => m.id.clone(),
                     (true, true, false) => basename(&m.target),
-                    (true, true, true) => return Err((st.line, "one of source, target required".into())),
+                    (true, true, true) => {
+                        return Err(ParseError::invalid(st.location, "one of source, target required"));
+                    }
                 };
                 let target = match (&m.target.is_empty(), &m.env) {
                     (true, None) => format!("/run/secrets/{}", basename(&id)),
@@ -91,7 +94,7 @@ impl Converter<'_> {
             }
         };
         if target.is_empty() || target == "/" {
-            return Err((st.line, format!("invalid mount target {:?}", m.target)));
+            return Err(ParseError::invalid(st.location, format!("invalid mount target {:?}", m.target)));
         }
         Ok(Mount { target, kind })
     }

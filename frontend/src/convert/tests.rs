@@ -217,15 +217,17 @@ fn escape_directive_applies_to_expansion() {
 #[test]
 fn errors_point_at_the_instruction() {
     let e = build("FROM scratch\nRUN --mount=type=cache,target=/ x\n", &options()).unwrap_err();
-    assert_eq!((e.line, e.message.as_str()), (2, "invalid mount target \"/\""));
-    let e = build("FROM scratch\nCOPY --chmod=99x a /b\n", &options()).unwrap_err();
-    assert_eq!(e.line, 2);
+    assert_eq!((e.location.line, e.kind.to_string().as_str()), (2, "invalid mount target \"/\""));
+    let e = build("FROM scratch\n  COPY --chmod=99x a /b\n", &options()).unwrap_err();
+    assert_eq!(e.location, crate::Location::new(2, 3));
     let e = build("FROM scratch\nEXPOSE 80/xyz\n", &options()).unwrap_err();
-    assert_eq!(e.message, "invalid proto: xyz");
+    assert_eq!(e.kind.to_string(), "invalid proto: xyz");
     let e = build("FROM scratch\nCOPY --from=1 /a /b\n", &options()).unwrap_err();
-    assert_eq!(e.message, "invalid stage index 1: there are only 1 stages");
+    assert_eq!(e.kind.to_string(), "invalid stage index 1: there are only 1 stages");
     let e = build("FROM scratch\nCOPY --from=0 /a /b\n", &options()).unwrap_err();
-    assert_eq!(e.message, "circular dependency detected on stage: 0");
+    assert_eq!(e.to_string(), "Dockerfile:2:1: circular dependency detected on stage: 0");
+    let e = build("FROM scratch\nWORKDIR ${x\n", &options()).unwrap_err();
+    assert!(matches!(e.kind, crate::ParseErrorKind::BadExpansion { .. }), "{e:?}");
 }
 
 fn with_contexts(contexts: &[(&str, crate::NamedContext)]) -> BuildOptions {

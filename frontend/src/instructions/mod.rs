@@ -7,6 +7,7 @@ mod health;
 pub mod mount;
 mod parse;
 
+use crate::error::Location;
 use crate::parser::Heredoc;
 use image_spec::HealthConfig;
 
@@ -113,6 +114,15 @@ pub struct Instruction {
     /// The logical line as written (continuations joined).
     pub original: String,
     pub line: usize,
+    /// Where the keyword is on `line`.
+    pub column: usize,
+}
+
+impl Instruction {
+    /// Where the keyword is written.
+    pub fn location(&self) -> Location {
+        Location::new(self.line, self.column)
+    }
 }
 
 /// `FROM base [AS name]` and the instructions up to the next FROM.
@@ -125,19 +135,22 @@ pub struct Stage {
     pub instructions: Vec<Instruction>,
     pub original: String,
     pub line: usize,
+    /// Where `FROM` is on `line`.
+    pub column: usize,
+}
+
+impl Stage {
+    /// Where `FROM` is written.
+    pub fn location(&self) -> Location {
+        Location::new(self.line, self.column)
+    }
 }
 
 /// A Dockerfile's stages and the ARGs before the first FROM.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Dockerfile {
-    pub meta_args: Vec<(ArgDef, usize)>,
+    /// ARGs before the first FROM, each with where it is written.
+    pub meta_args: Vec<(ArgDef, Location)>,
     pub stages: Vec<Stage>,
     pub escape_token: char,
-}
-
-/// A pass-two error, at a line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstructionError {
-    pub line: usize,
-    pub message: String,
 }
