@@ -2,6 +2,7 @@
 //! and column) and a [`ParseErrorKind`]. Every pass reports through it; the crate's
 //! public [`crate::Error`] adds the file name.
 
+use crate::shell::ExpansionError;
 use std::fmt;
 
 /// A 1-based position in the Dockerfile.
@@ -58,8 +59,8 @@ pub enum ParseErrorKind {
     #[error("unterminated heredoc {name:?}")]
     UnterminatedHeredoc { name: String },
     /// A `$var`, `${var:-x}` or quote that word expansion rejects.
-    #[error("{message}")]
-    BadExpansion { message: String },
+    #[error(transparent)]
+    BadExpansion(#[from] ExpansionError),
     /// Anything else, in BuildKit's words.
     #[error("{message}")]
     Invalid { message: String },
@@ -100,7 +101,7 @@ impl ParseError {
         ParseError::new(location, ParseErrorKind::invalid(message))
     }
 
-    pub fn expansion(location: Location, message: impl Into<String>) -> Self {
-        ParseError::new(location, ParseErrorKind::BadExpansion { message: message.into() })
+    pub fn expansion(location: Location, error: ExpansionError) -> Self {
+        ParseError::new(location, ParseErrorKind::BadExpansion(error))
     }
 }

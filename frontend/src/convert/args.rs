@@ -4,7 +4,7 @@
 use crate::BuildOptions;
 use crate::error::{Location, ParseError};
 use crate::instructions::ArgDef;
-use crate::shell::{Env, Lex};
+use crate::shell::{Env, ExpansionError, Lex};
 use image_spec::Platform;
 use std::collections::BTreeSet;
 
@@ -97,7 +97,7 @@ impl MetaArgs {
     }
 
     /// Expands a word in the global scope (FROM, `--platform`, `--from`).
-    pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, String> {
+    pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ExpansionError> {
         lex.process_word(word, &ScopeEnv { env: &[], args: &self.values })
     }
 }

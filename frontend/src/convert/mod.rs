@@ -114,8 +114,10 @@ impl<'a> Converter<'a> {
     /// Expands every `FROM` in the global scope and links stage-to-stage bases.
     fn resolve_stage_bases(&mut self) -> Result<(), ConvertError> {
         for (i, stage) in self.dockerfile.stages.iter().enumerate() {
-            let base_name =
-                self.meta.expand(&self.lex, &stage.base_name).map_err(|e| ParseError::invalid(stage.location(), e))?;
+            let base_name = self
+                .meta
+                .expand(&self.lex, &stage.base_name)
+                .map_err(|e| ParseError::expansion(stage.location(), e))?;
             if base_name.is_empty() {
                 return Err(ParseError::invalid(
                     stage.location(),
@@ -136,7 +138,9 @@ impl<'a> Converter<'a> {
             let overridden = named.is_some();
             let base = named.map_or(base, |key| self.named_base(key));
             let platform = match &stage.platform {
-                Some(p) => Some(self.meta.expand(&self.lex, p).map_err(|e| ParseError::invalid(stage.location(), e))?),
+                Some(p) => {
+                    Some(self.meta.expand(&self.lex, p).map_err(|e| ParseError::expansion(stage.location(), e))?)
+                }
                 None => None,
             };
             if let Some(p) = &platform {

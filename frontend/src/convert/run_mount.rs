@@ -20,7 +20,7 @@ impl Converter<'_> {
         inputs: &mut Vec<VertexId>,
     ) -> Result<Mount, ConvertError> {
         let expand = |w: &str| self.lex.process_word(w, &st.scope());
-        let m = parse_mount(spec, &expand).map_err(|e| ParseError::invalid(st.location, e))?;
+        let m = parse_mount(spec, &expand).map_err(|e| ParseError::new(st.location, e))?;
         let target = if m.target.is_empty() { String::new() } else { join_path(&st.workdir(), &m.target) };
         let source = clean_path(&m.source);
         let mut input_for = |this: &mut Self, from: &Option<String>| -> Result<usize, ConvertError> {

@@ -36,12 +36,12 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, ParseErrorKind> {
 
     let mut lex = Lex::new('\\');
     lex.skip_unset_env = true;
-    let words = lex.process_words(rest, &EmptyEnv).map_err(|message| ParseErrorKind::BadExpansion { message })?;
+    let words = lex.process_words(rest, &EmptyEnv)?;
     if words.len() != 1 {
         return Ok(None);
     }
     lex.raw_quotes = true;
-    let raw = lex.process_words(rest, &EmptyEnv).map_err(|message| ParseErrorKind::BadExpansion { message })?;
+    let raw = lex.process_words(rest, &EmptyEnv)?;
     if raw.len() != words.len() {
         return Err(ParseErrorKind::invalid(format!(
             "internal lexing of heredoc produced inconsistent results: {rest}"
