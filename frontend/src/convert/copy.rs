@@ -73,6 +73,7 @@ impl Converter<'_> {
     fn plan(
         &self,
         st: &StageState,
+        ins: &Instruction,
         files: &SourcesAndDest,
         chown: &Option<String>,
         chmod: &Option<String>,
@@ -99,7 +100,8 @@ impl Converter<'_> {
         if let Some(mode) = &chmod
             && !valid_chmod(mode)
         {
-            return Err(ParseError::invalid(st.location, format!("invalid chmod parameter {mode:?}")));
+            let at = ins.flag_location("chmod", None);
+            return Err(ParseError::invalid(at, format!("invalid chmod parameter {mode:?}")));
         }
         let mut excludes = Vec::new();
         for e in exclude {
@@ -175,12 +177,12 @@ impl Converter<'_> {
         ins: &Instruction,
         c: &CopyCommand,
     ) -> Result<(), ConvertError> {
-        let plan = self.plan(st, &c.files, &c.chown, &c.chmod, &c.exclude)?;
+        let plan = self.plan(st, ins, &c.files, &c.chown, &c.chmod, &c.exclude)?;
         let mut actions = Vec::new();
         let mut inputs = Vec::new();
         if !plan.sources.is_empty() {
             let source = match &c.from {
-                Some(from) => self.source_for(from, st.index, ins.location())?,
+                Some(from) => self.source_for(from, st.index, ins.flag_location("from", None))?,
                 None => self.context_vertex(),
             };
             inputs.push(source);
@@ -198,7 +200,7 @@ impl Converter<'_> {
         ins: &Instruction,
         a: &AddCommand,
     ) -> Result<(), ConvertError> {
-        let plan = self.plan(st, &a.files, &a.chown, &a.chmod, &a.exclude)?;
+        let plan = self.plan(st, ins, &a.files, &a.chown, &a.chmod, &a.exclude)?;
         let checksum = a.checksum.as_deref().map(|c| st.expand(&self.lex, c)).transpose()?;
         let (urls, locals): (Vec<String>, Vec<String>) = plan.sources.iter().cloned().partition(|s| is_url(s));
         if let Some(git) = plan.sources.iter().find(|s| is_git(s)) {

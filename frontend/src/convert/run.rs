@@ -147,7 +147,8 @@ impl Converter<'_> {
         }
         let mut ssh_index = 0;
         for spec in &run.mounts {
-            let mount = self.run_mount(st, spec, ssh_index, &mut inputs)?;
+            let at = ins.flag_location("mount", Some(spec));
+            let mount = self.run_mount(st, at, spec, ssh_index, &mut inputs)?;
             ssh_index += usize::from(matches!(mount.kind, MountKind::Ssh { .. }));
             mounts.push(mount);
         }

@@ -239,7 +239,9 @@ impl Converter<'_> {
                     return Err(bad(format!("{} isn't allowed as an ONBUILD trigger", node.value.to_uppercase())));
                 }
                 let mut instruction = instructions::parse_node(node).map_err(|e| bad(e.to_string()))?;
+                // A trigger is reported at the FROM that brought it in, flags included.
                 (instruction.line, instruction.column) = (at.line, at.column);
+                instruction.flags.iter_mut().for_each(|(_, flag_at)| *flag_at = at);
                 out.push(instruction);
             }
         }

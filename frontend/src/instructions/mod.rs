@@ -116,12 +116,29 @@ pub struct Instruction {
     pub line: usize,
     /// Where the keyword is on `line`.
     pub column: usize,
+    /// The flags as written (`--from=build`) and where each one is.
+    pub flags: Vec<(String, Location)>,
 }
 
 impl Instruction {
     /// Where the keyword is written.
     pub fn location(&self) -> Location {
         Location::new(self.line, self.column)
+    }
+
+    /// Where `--name` is written: the last one given (whose value counts) or, with
+    /// `value`, the one given that value; the keyword's location when there is none.
+    pub fn flag_location(&self, name: &str, value: Option<&str>) -> Location {
+        let is_it = |flag: &str| {
+            let Some(rest) = flag.strip_prefix("--").and_then(|f| f.strip_prefix(name)) else {
+                return false;
+            };
+            match value {
+                Some(v) => rest.strip_prefix('=') == Some(v),
+                None => rest.is_empty() || rest.starts_with('='),
+            }
+        };
+        self.flags.iter().rev().find(|(flag, _)| is_it(flag)).map_or_else(|| self.location(), |(_, at)| *at)
     }
 }
 

@@ -224,7 +224,8 @@ pub fn parse_node(node: &Node) -> Result<Instruction, ParseErrorKind> {
         flags.parse()?;
     }
     let Location { line, column } = node.location();
-    Ok(Instruction { command, keyword, original: node.original.clone(), line, column })
+    let flags = node.flags.iter().map(|f| (f.clone(), node.flag_location(f))).collect();
+    Ok(Instruction { command, keyword, original: node.original.clone(), line, column, flags })
 }
 
 /// `^[a-z][a-z0-9-_.]*$`
