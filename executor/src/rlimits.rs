@@ -7,7 +7,7 @@ use std::io;
 use crate::{Error, Rlimit};
 
 /// The `RLIMIT_*` resources Linux knows, by number.
-#[allow(clippy::unnecessary_cast)] // `c_int` on musl, `c_uint` on glibc
+#[allow(clippy::unnecessary_cast)] // `c_int` on musl, `c_uint` on glibc: fires on glibc only, so no `expect`
 const NAMES: [(u32, &str); 16] = [
     (libc::RLIMIT_CPU as u32, "RLIMIT_CPU"),
     (libc::RLIMIT_FSIZE as u32, "RLIMIT_FSIZE"),
@@ -84,7 +84,7 @@ pub(crate) fn apply(limits: &[Rlimit]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     #[test]
-    #[allow(clippy::unnecessary_cast)] // `c_int` on musl, `c_uint` on glibc
+    #[allow(clippy::unnecessary_cast)] // `c_int` on musl, `c_uint` on glibc: fires on glibc only, so no `expect`
     fn docker_ulimit_names() {
         assert_eq!(super::resource_by_name("nofile"), Some(libc::RLIMIT_NOFILE as u32));
         assert_eq!(super::resource_by_name("as"), Some(libc::RLIMIT_AS as u32));
@@ -95,7 +95,7 @@ mod tests {
     use super::*;
 
     #[test]
-    #[allow(clippy::unnecessary_cast)] // `c_int` on musl
+    #[allow(clippy::unnecessary_cast)] // `c_int` on musl: fires on glibc only, so no `expect`
     fn unknown_and_inverted_limits_are_named() {
         let bad = Rlimit { resource: 99, soft: 1, hard: 1 };
         assert_eq!(

@@ -242,7 +242,7 @@ impl Setup<'_> {
     /// `subpath` of an overlay (another stage's filesystem): the overlay is mounted at
     /// `staging`, the sub-path resolved inside it (symlinks stay inside), bound onto
     /// `target`, and the staging mount detached again.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     fn overlay_subpath(
         &mut self,
         root: &Path,

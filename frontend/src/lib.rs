@@ -10,14 +10,20 @@
 //! instruction errors only), [`print_graph`] (a stable dump for golden tests and
 //! debugging), [`parser::parse`] with [`parser::Ast::dump`] (BuildKit's AST dump), and
 //! [`shell::Lex`] (BuildKit's word expansion).
+//!
+//! Every pass reports a [`ParseError`]: a [`Location`] (line and column of the
+//! instruction, or of the flag at fault) and a typed [`ParseErrorKind`]; [`compile`]
+//! adds the file name ([`Error`], shown as `Dockerfile:7:1: ...`).
 
 mod convert;
+mod error;
 mod instructions;
 pub mod parser;
 pub mod shell;
 mod suggest;
 
 pub use convert::print_graph;
+pub use error::{Location, ParseError, ParseErrorKind};
 
 use image_spec::{ContainerConfig, History, Platform};
 use solver::{Graph, VertexId};
@@ -114,12 +120,17 @@ pub struct BuildDefinition {
 
 /// A Dockerfile error with its position: `Dockerfile:7:1: unknown instruction ...`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+#[error("{file}:{location}: {kind}")]
 pub struct Error {
     pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
+    pub location: Location,
+    pub kind: ParseErrorKind,
+}
+
+impl Error {
+    fn in_file(file: &str, error: ParseError) -> Self {
+        Error { file: file.to_string(), location: error.location, kind: error.kind }
+    }
 }
 
 /// Compiles a Dockerfile into a build graph.
@@ -132,7 +143,7 @@ pub fn compile(
 }
 
 /// Parses and checks a Dockerfile without converting it (syntax, instructions,
-/// flags); the error is `(line, message)`.
-pub fn check(dockerfile: &str) -> Result<(), (usize, String)> {
+/// flags).
+pub fn check(dockerfile: &str) -> Result<(), ParseError> {
     convert::check(dockerfile).map(|_| ())
 }

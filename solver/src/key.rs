@@ -182,9 +182,11 @@ impl StableEncode for Op {
                 h.u8(2);
                 e.encode(h)
             }
-            Op::File(f) => {
+            // FileOp's fields are encoded in place (no FileOp impl), destructured
+            // here so a new field cannot stay out of the key unnoticed.
+            Op::File(FileOp { actions }) => {
                 h.u8(3);
-                f.actions.encode(h)
+                actions.encode(h)
             }
             Op::Merge => h.u8(4),
         }
@@ -217,27 +219,29 @@ impl StableEncode for SourceOp {
 
 impl StableEncode for ExecOp {
     fn encode(&self, h: &mut KeyHasher) {
-        self.args.encode(h);
-        self.env.encode(h);
-        self.cwd.encode(h);
-        self.user.encode(h);
-        h.u8(match self.network {
+        let ExecOp { args, env, cwd, user, network, security, mounts } = self;
+        args.encode(h);
+        env.encode(h);
+        cwd.encode(h);
+        user.encode(h);
+        h.u8(match network {
             NetworkMode::Default => 0,
             NetworkMode::Host => 1,
             NetworkMode::None => 2,
         });
-        h.u8(match self.security {
+        h.u8(match security {
             SecurityMode::Sandbox => 0,
             SecurityMode::Insecure => 1,
         });
-        self.mounts.encode(h);
+        mounts.encode(h);
     }
 }
 
 impl StableEncode for Mount {
     fn encode(&self, h: &mut KeyHasher) {
-        self.target.encode(h);
-        match &self.kind {
+        let Mount { target, kind } = self;
+        target.encode(h);
+        match kind {
             MountKind::Bind { input, source, readonly } => {
                 h.u8(1);
                 input.encode(h);
@@ -284,8 +288,9 @@ impl StableEncode for Mount {
 
 impl StableEncode for Owner {
     fn encode(&self, h: &mut KeyHasher) {
-        self.user.encode(h);
-        self.group.encode(h);
+        let Owner { user, group } = self;
+        user.encode(h);
+        group.encode(h);
     }
 }
 
@@ -322,20 +327,36 @@ impl StableEncode for FileAction {
 
 impl StableEncode for CopyAction {
     fn encode(&self, h: &mut KeyHasher) {
-        self.input.encode(h);
-        self.sources.encode(h);
-        self.dest.encode(h);
-        self.owner.encode(h);
-        self.mode.encode(h);
-        self.follow_symlinks.encode(h);
-        self.dir_contents_only.encode(h);
-        self.allow_wildcard.encode(h);
-        self.allow_empty_wildcard.encode(h);
-        self.create_dest_path.encode(h);
-        self.unpack_archives.encode(h);
-        self.parents.encode(h);
-        self.include.encode(h);
-        self.exclude.encode(h);
+        let CopyAction {
+            input,
+            sources,
+            dest,
+            owner,
+            mode,
+            follow_symlinks,
+            dir_contents_only,
+            allow_wildcard,
+            allow_empty_wildcard,
+            create_dest_path,
+            unpack_archives,
+            parents,
+            include,
+            exclude,
+        } = self;
+        input.encode(h);
+        sources.encode(h);
+        dest.encode(h);
+        owner.encode(h);
+        mode.encode(h);
+        follow_symlinks.encode(h);
+        dir_contents_only.encode(h);
+        allow_wildcard.encode(h);
+        allow_empty_wildcard.encode(h);
+        create_dest_path.encode(h);
+        unpack_archives.encode(h);
+        parents.encode(h);
+        include.encode(h);
+        exclude.encode(h);
     }
 }
 
@@ -365,6 +386,92 @@ mod tests {
         assert_ne!(
             CacheKey::of("t", &vec!["ab".to_string(), "c".to_string()]),
             CacheKey::of("t", &vec!["a".to_string(), "bc".to_string()])
+        );
+    }
+
+    /// Every op, mount kind and file action with non-default fields, so that any
+    /// change to an encoded byte (a field dropped, reordered or re-tagged) fails.
+    fn representative_graph() -> Vec<Op> {
+        let owner = Some(Owner { user: "1000".into(), group: Some("staff".into()) });
+        let mut copy = CopyAction::new(1, vec!["src/*.rs".into(), "Cargo.toml".into()], "/app/");
+        copy.owner = owner.clone();
+        copy.mode = Some("0755".into());
+        copy.allow_wildcard = true;
+        copy.parents = true;
+        copy.include = vec!["*.rs".into()];
+        copy.exclude = vec!["target".into()];
+        vec![
+            Op::Source(SourceOp::Scratch),
+            Op::Source(SourceOp::Image {
+                reference: "docker.io/library/alpine:3.20".into(),
+                platform: Some("linux/amd64".into()),
+            }),
+            Op::Source(SourceOp::Local { name: "context".into(), exclude: vec!["*.tmp".into()] }),
+            Op::Source(SourceOp::Http {
+                url: "https://example.com/a.tar.gz".into(),
+                checksum: Some("sha256:00".into()),
+                filename: None,
+            }),
+            Op::Exec(ExecOp {
+                args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+                env: vec!["PATH=/bin".into(), "A=1".into()],
+                cwd: "/src".into(),
+                user: "1000:1000".into(),
+                network: NetworkMode::Host,
+                security: SecurityMode::Insecure,
+                mounts: vec![
+                    Mount {
+                        target: "/ctx".into(),
+                        kind: MountKind::Bind { input: 1, source: "/sub".into(), readonly: true },
+                    },
+                    Mount {
+                        target: "/root/.cache".into(),
+                        kind: MountKind::Cache {
+                            id: "go".into(),
+                            sharing: CacheSharing::Locked,
+                            from: Some(2),
+                            source: "/seed".into(),
+                            mode: Some(0o700),
+                            uid: Some(1),
+                            gid: None,
+                            readonly: false,
+                        },
+                    },
+                    Mount { target: "/tmp".into(), kind: MountKind::Tmpfs { size: Some(1 << 20) } },
+                    Mount {
+                        target: "/run/secrets/tok".into(),
+                        kind: MountKind::Secret {
+                            id: "tok".into(),
+                            env: Some("TOKEN".into()),
+                            required: true,
+                            mode: 0o400,
+                            uid: 0,
+                            gid: 0,
+                        },
+                    },
+                    Mount { target: "/run/ssh".into(), kind: MountKind::Ssh { id: "default".into(), required: false } },
+                ],
+            }),
+            Op::File(FileOp {
+                actions: vec![
+                    FileAction::Copy(copy),
+                    FileAction::Mkdir { path: "/a/b".into(), mode: 0o755, make_parents: true, owner: owner.clone() },
+                    FileAction::Mkfile { path: "/a/f".into(), mode: 0o644, data: b"hi".to_vec(), owner },
+                    FileAction::Rm { path: "/a/*.o".into(), allow_not_found: true, allow_wildcard: true },
+                ],
+            }),
+            Op::Merge,
+        ]
+    }
+
+    /// Pinned before the `StableEncode` impls were made to destructure: keys and
+    /// image digests of existing caches depend on these exact bytes.
+    #[test]
+    fn representative_graph_key_is_pinned() {
+        let ops = representative_graph();
+        assert_eq!(
+            CacheKey::of("op", &ops).to_hex(),
+            "4a834dcfe7fa788029e08322dd07edc120571d18ea960323ca33ad8dbb44ac9a"
         );
     }
 }

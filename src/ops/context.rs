@@ -71,13 +71,13 @@ impl Context {
     }
 
     /// Whether a context-relative path is excluded by `.dockerignore`.
-    #[allow(dead_code)]
+    #[expect(dead_code)]
     pub fn is_excluded(&self, rel: &str) -> bool {
         self.matcher.matches(rel)
     }
 
     /// Writes the stat cache back now rather than on drop.
-    #[allow(dead_code)]
+    #[expect(dead_code)]
     pub fn save_stat_cache(&self) -> Result<()> {
         self.stat_cache.save()
     }

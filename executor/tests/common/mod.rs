@@ -1,8 +1,6 @@
 //! Helpers for the real-root sandbox tests: a busybox image in layers, a captured run,
 //! and snapshots of what a sandbox could leave behind.
 
-#![allow(dead_code)]
-
 use executor::*;
 use std::ffi::CString;
 use std::fs;

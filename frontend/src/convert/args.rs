@@ -2,8 +2,9 @@
 //! first FROM, and the environment words are expanded against.
 
 use crate::BuildOptions;
+use crate::error::{Location, ParseError};
 use crate::instructions::ArgDef;
-use crate::shell::{Env, Lex};
+use crate::shell::{Env, ExpansionError, Lex};
 use image_spec::Platform;
 use std::collections::BTreeSet;
 
@@ -68,11 +69,11 @@ pub struct MetaArgs {
 impl MetaArgs {
     /// Evaluates the global ARGs in order, `--build-arg` values overriding defaults.
     pub fn evaluate(
-        defs: &[(ArgDef, usize)],
+        defs: &[(ArgDef, Location)],
         options: &BuildOptions,
         lex: &Lex,
         used: &mut BTreeSet<String>,
-    ) -> Result<Self, (usize, String)> {
+    ) -> Result<Self, ParseError> {
         let mut values: Vec<(String, Option<String>)> =
             platform_args(&options.platform, &options.build_platform).into_iter().map(|(k, v)| (k, Some(v))).collect();
         for (def, line) in defs {
@@ -81,7 +82,7 @@ impl MetaArgs {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(default)) => {
                     let env = ScopeEnv { env: &[], args: &values };
-                    Some(lex.process_word(default, &env).map_err(|e| (*line, e))?)
+                    Some(lex.process_word(default, &env).map_err(|e| ParseError::expansion(*line, e))?)
                 }
                 (None, None) => None,
             };
@@ -96,7 +97,7 @@ impl MetaArgs {
     }
 
     /// Expands a word in the global scope (FROM, `--platform`, `--from`).
-    pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, String> {
+    pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ExpansionError> {
         lex.process_word(word, &ScopeEnv { env: &[], args: &self.values })
     }
 }

@@ -5,6 +5,7 @@
 use super::metadata::{commit, join_path, owner};
 use super::stage::StageState;
 use super::{ConvertError, Converter};
+use crate::error::ParseError;
 use crate::instructions::{AddCommand, CopyCommand, Instruction, SourcesAndDest};
 use crate::shell::Lex;
 use solver::VertexId;
@@ -72,6 +73,7 @@ impl Converter<'_> {
     fn plan(
         &self,
         st: &StageState,
+        ins: &Instruction,
         files: &SourcesAndDest,
         chown: &Option<String>,
         chmod: &Option<String>,
@@ -87,7 +89,7 @@ impl Converter<'_> {
             let data = if c.expand {
                 let mut raw = Lex::new('\\');
                 raw.skip_process_quotes = true;
-                raw.process_word(&c.data, &st.scope()).map_err(|e| (st.line, e))?
+                raw.process_word(&c.data, &st.scope()).map_err(|e| ParseError::expansion(st.location, e))?
             } else {
                 c.data.clone()
             };
@@ -98,7 +100,8 @@ impl Converter<'_> {
         if let Some(mode) = &chmod
             && !valid_chmod(mode)
         {
-            return Err((st.line, format!("invalid chmod parameter {mode:?}")));
+            let at = ins.flag_location("chmod", None);
+            return Err(ParseError::invalid(at, format!("invalid chmod parameter {mode:?}")));
         }
         let mut excludes = Vec::new();
         for e in exclude {
@@ -174,12 +177,12 @@ impl Converter<'_> {
         ins: &Instruction,
         c: &CopyCommand,
     ) -> Result<(), ConvertError> {
-        let plan = self.plan(st, &c.files, &c.chown, &c.chmod, &c.exclude)?;
+        let plan = self.plan(st, ins, &c.files, &c.chown, &c.chmod, &c.exclude)?;
         let mut actions = Vec::new();
         let mut inputs = Vec::new();
         if !plan.sources.is_empty() {
             let source = match &c.from {
-                Some(from) => self.source_for(from, st.index, ins.line)?,
+                Some(from) => self.source_for(from, st.index, ins.flag_location("from", None))?,
                 None => self.context_vertex(),
             };
             inputs.push(source);
@@ -197,14 +200,17 @@ impl Converter<'_> {
         ins: &Instruction,
         a: &AddCommand,
     ) -> Result<(), ConvertError> {
-        let plan = self.plan(st, &a.files, &a.chown, &a.chmod, &a.exclude)?;
+        let plan = self.plan(st, ins, &a.files, &a.chown, &a.chmod, &a.exclude)?;
         let checksum = a.checksum.as_deref().map(|c| st.expand(&self.lex, c)).transpose()?;
         let (urls, locals): (Vec<String>, Vec<String>) = plan.sources.iter().cloned().partition(|s| is_url(s));
         if let Some(git) = plan.sources.iter().find(|s| is_git(s)) {
-            return Err((ins.line, format!("ADD of git repository {git:?} is not supported yet")));
+            return Err(ParseError::invalid(
+                ins.location(),
+                format!("ADD of git repository {git:?} is not supported yet"),
+            ));
         }
         if checksum.is_some() && !locals.is_empty() {
-            return Err((ins.line, "checksum can't be specified for non-HTTP(S) sources".into()));
+            return Err(ParseError::invalid(ins.location(), "checksum can't be specified for non-HTTP(S) sources"));
         }
         let mut actions = Vec::new();
         let mut inputs = Vec::new();

@@ -4,6 +4,7 @@
 use super::stage::StageState;
 use super::{ConvertError, Converter};
 use crate::HistoryStep;
+use crate::error::ParseError;
 use crate::instructions::{ArgDef, Command, Instruction, KeyValue, ShellCommand};
 use crate::parser::go_quote_list;
 use image_spec::HealthConfig;
@@ -164,9 +165,11 @@ impl Converter<'_> {
             Command::Expose(ports) => {
                 let mut words = Vec::new();
                 for p in ports {
-                    words.extend(self.lex.process_words(p, &st.scope()).map_err(|e| (ins.line, e))?);
+                    words.extend(
+                        self.lex.process_words(p, &st.scope()).map_err(|e| ParseError::expansion(ins.location(), e))?,
+                    );
                 }
-                let specs = port_specs(&words).map_err(|e| (ins.line, e))?;
+                let specs = port_specs(&words).map_err(|e| ParseError::invalid(ins.location(), e))?;
                 let exposed = st.image.config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in &specs {
                     exposed.insert(p.clone(), serde_json::json!({}));
@@ -179,7 +182,7 @@ impl Converter<'_> {
                 for v in volumes {
                     let v = st.expand(&self.lex, v)?;
                     if v.is_empty() {
-                        return Err((ins.line, "VOLUME specified can not be an empty string".into()));
+                        return Err(ParseError::invalid(ins.location(), "VOLUME specified can not be an empty string"));
                     }
                     expanded.push(v);
                 }

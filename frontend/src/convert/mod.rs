@@ -13,6 +13,7 @@ mod stage;
 
 pub use print::print_graph;
 
+use crate::error::{Location, ParseError};
 use crate::instructions::{self, Dockerfile};
 use crate::shell::Lex;
 use crate::{BuildDefinition, BuildOptions, Error, ImageResolver, ImageSpec, parser};
@@ -22,8 +23,8 @@ use solver::ir::{Op, SourceOp};
 use solver::{Graph, Vertex, VertexId};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A conversion error at a line of the Dockerfile.
-pub(crate) type ConvertError = (usize, String);
+/// A conversion error, at the instruction it is about.
+pub(crate) type ConvertError = ParseError;
 
 /// What a stage's base is, after expanding global args.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,23 +75,19 @@ pub(crate) struct Converter<'a> {
     warnings: Vec<String>,
 }
 
-fn error(options: &BuildOptions, line: usize, message: String) -> Error {
-    Error { file: options.dockerfile_name.clone(), line, column: 1, message }
-}
-
 /// Parses and type-checks a Dockerfile without converting it.
-pub fn check(text: &str) -> Result<Dockerfile, (usize, String)> {
-    let ast = parser::parse(text).map_err(|e| (e.line, e.message))?;
-    instructions::parse_dockerfile(&ast).map_err(|e| (e.line, e.message))
+pub fn check(text: &str) -> Result<Dockerfile, ParseError> {
+    let ast = parser::parse(text)?;
+    instructions::parse_dockerfile(&ast)
 }
 
 pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver) -> Result<BuildDefinition, Error> {
-    let ast = parser::parse(text).map_err(|e| error(options, e.line, e.message))?;
-    let dockerfile = instructions::parse_dockerfile(&ast).map_err(|e| error(options, e.line, e.message))?;
+    let error = |e: ParseError| Error::in_file(&options.dockerfile_name, e);
+    let ast = parser::parse(text).map_err(error)?;
+    let dockerfile = instructions::parse_dockerfile(&ast).map_err(error)?;
     let lex = Lex::new(dockerfile.escape_token);
     let mut used_args = BTreeSet::new();
-    let meta = MetaArgs::evaluate(&dockerfile.meta_args, options, &lex, &mut used_args)
-        .map_err(|(line, m)| error(options, line, m))?;
+    let meta = MetaArgs::evaluate(&dockerfile.meta_args, options, &lex, &mut used_args).map_err(error)?;
     let mut converter = Converter {
         options,
         resolver,
@@ -107,9 +104,9 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         used_args,
         warnings: ast.warnings.clone(),
     };
-    converter.resolve_stage_bases().map_err(|(line, m)| error(options, line, m))?;
-    let target = converter.target_index().map_err(|(line, m)| error(options, line, m))?;
-    converter.convert_stage(target).map_err(|(line, m)| error(options, line, m))?;
+    converter.resolve_stage_bases().map_err(error)?;
+    let target = converter.target_index().map_err(error)?;
+    converter.convert_stage(target).map_err(error)?;
     converter.finish(target)
 }
 
@@ -117,9 +114,15 @@ impl<'a> Converter<'a> {
     /// Expands every `FROM` in the global scope and links stage-to-stage bases.
     fn resolve_stage_bases(&mut self) -> Result<(), ConvertError> {
         for (i, stage) in self.dockerfile.stages.iter().enumerate() {
-            let base_name = self.meta.expand(&self.lex, &stage.base_name).map_err(|e| (stage.line, e))?;
+            let base_name = self
+                .meta
+                .expand(&self.lex, &stage.base_name)
+                .map_err(|e| ParseError::expansion(stage.location(), e))?;
             if base_name.is_empty() {
-                return Err((stage.line, format!("base name ({}) should not be blank", stage.base_name)));
+                return Err(ParseError::invalid(
+                    stage.location(),
+                    format!("base name ({}) should not be blank", stage.base_name),
+                ));
             }
             let lower = base_name.to_lowercase();
             let base = if lower == "scratch" {
@@ -135,11 +138,13 @@ impl<'a> Converter<'a> {
             let overridden = named.is_some();
             let base = named.map_or(base, |key| self.named_base(key));
             let platform = match &stage.platform {
-                Some(p) => Some(self.meta.expand(&self.lex, p).map_err(|e| (stage.line, e))?),
+                Some(p) => {
+                    Some(self.meta.expand(&self.lex, p).map_err(|e| ParseError::expansion(stage.location(), e))?)
+                }
                 None => None,
             };
             if let Some(p) = &platform {
-                Platform::parse(p).map_err(|e| (stage.line, e.to_string()))?;
+                Platform::parse(p).map_err(|e| ParseError::invalid(stage.location(), e.to_string()))?;
             }
             let _ = i;
             self.stages.push(StageInfo { name: stage.name.clone(), base, platform, overridden });
@@ -156,8 +161,8 @@ impl<'a> Converter<'a> {
                 self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())).ok_or_else(|| {
                     let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
                     let msg = format!("target stage {t:?} could not be found");
-                    (
-                        self.dockerfile.stages.last().map_or(1, |s| s.line),
+                    ParseError::invalid(
+                        self.dockerfile.stages.last().map_or(Location::line(1), |s| s.location()),
                         crate::suggest::with_suggestion(msg, t, &names),
                     )
                 })
@@ -191,7 +196,7 @@ impl<'a> Converter<'a> {
 
     /// The vertex of a named context, added once on first use: a local directory's
     /// source (a directory to copy from) or an image.
-    fn named_vertex(&mut self, key: &str, current: usize, line: usize) -> Result<VertexId, ConvertError> {
+    fn named_vertex(&mut self, key: &str, current: usize, at: Location) -> Result<VertexId, ConvertError> {
         if let Some(&id) = self.named.get(key) {
             return Ok(id);
         }
@@ -202,7 +207,7 @@ impl<'a> Converter<'a> {
                 vertex.ignore_cache = self.options.no_cache;
                 self.graph.add(vertex)
             }
-            crate::NamedContext::Image(reference) => self.image_vertex(&reference, current, line, |e| {
+            crate::NamedContext::Image(reference) => self.image_vertex(&reference, current, at, |e| {
                 format!("build context {key}={reference} is not a usable image: {e}")
             })?,
         };
@@ -216,16 +221,16 @@ impl<'a> Converter<'a> {
         &mut self,
         reference: &str,
         current: usize,
-        line: usize,
+        at: Location,
         unusable: impl FnOnce(String) -> String,
     ) -> Result<VertexId, ConvertError> {
         let platform = self.stages[current].platform.clone();
         let resolve_platform = match &platform {
-            Some(p) => Platform::parse(p).map_err(|e| (line, e.to_string()))?,
+            Some(p) => Platform::parse(p).map_err(|e| ParseError::invalid(at, e.to_string()))?,
             None => self.options.platform.clone(),
         };
         if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
-            return Err((line, unusable(e)));
+            return Err(ParseError::invalid(at, unusable(e)));
         }
         let op = Op::Source(SourceOp::Image { reference: reference.to_string(), platform });
         let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(reference)));
@@ -258,42 +263,46 @@ impl<'a> Converter<'a> {
 
     /// The filesystem `reference` names in `--from`: a stage (converted on demand), a
     /// stage index, or an image.
-    fn source_for(&mut self, reference: &str, current: usize, line: usize) -> Result<VertexId, ConvertError> {
-        let expanded = self.lex.process_word(reference, &crate::shell::EmptyEnv).map_err(|e| (line, e))?;
+    fn source_for(&mut self, reference: &str, current: usize, at: Location) -> Result<VertexId, ConvertError> {
+        let expanded =
+            self.lex.process_word(reference, &crate::shell::EmptyEnv).map_err(|e| ParseError::expansion(at, e))?;
         if expanded != reference {
-            return Err((
-                line,
-                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".into(),
+            return Err(ParseError::invalid(
+                at,
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
             ));
         }
         let reference = reference.to_string();
         if let Some(index) = self.find_stage(&reference) {
             if index == current || self.in_progress[index] {
-                return Err((line, format!("circular dependency detected on stage: {reference}")));
+                return Err(ParseError::invalid(at, format!("circular dependency detected on stage: {reference}")));
             }
             self.convert_stage(index)?;
             return Ok(self.done[index].as_ref().map(|c| c.vertex).unwrap_or(VertexId(0)));
         }
         if reference.parse::<usize>().is_ok() {
-            return Err((
-                line,
+            return Err(ParseError::invalid(
+                at,
                 format!("invalid stage index {reference}: there are only {} stages", self.stages.len()),
             ));
         }
         if let Some(key) = self.named_context(&reference) {
-            return self.named_vertex(&key, current, line);
+            return self.named_vertex(&key, current, at);
         }
         if reference.contains(char::is_whitespace) || reference.is_empty() {
-            return Err((line, format!("invalid --from reference {reference:?}")));
+            return Err(ParseError::invalid(at, format!("invalid --from reference {reference:?}")));
         }
         // A bare word close to a stage name is a misspelt stage, not an image.
         if !reference.contains(['/', ':', '@', '.']) {
             let names: Vec<&str> = self.stages.iter().filter_map(|s| s.name.as_deref()).collect();
             if let Some(stage) = crate::suggest::closest(&reference, &names) {
-                return Err((line, format!("undefined stage {reference:?} in --from (did you mean {stage}?)")));
+                return Err(ParseError::invalid(
+                    at,
+                    format!("undefined stage {reference:?} in --from (did you mean {stage}?)"),
+                ));
             }
         }
-        self.image_vertex(&reference, current, line, |e| {
+        self.image_vertex(&reference, current, at, |e| {
             format!("--from={reference} is neither a stage nor a usable image: {e}")
         })
     }

@@ -6,6 +6,7 @@ use super::args::PROXY_ARGS;
 use super::metadata::commit;
 use super::stage::{DEFAULT_PATH, StageState, uppercase_command};
 use super::{ConvertError, Converter};
+use crate::error::ParseError;
 use crate::instructions::{Instruction, RunCommand};
 use crate::parser::{chomp_heredoc_content, parse_heredoc};
 use solver::ir::{ExecOp, FileAction, FileOp, Mount, MountKind, NetworkMode, Op, SecurityMode};
@@ -82,11 +83,14 @@ impl Converter<'_> {
         let mut script = None;
         if !cmd.files.is_empty() {
             if args.len() != 1 || !cmd.prepend_shell {
-                return Err((st.line, format!("parsing produces an invalid run command: {args:?}")));
+                return Err(ParseError::invalid(
+                    st.location,
+                    format!("parsing produces an invalid run command: {args:?}"),
+                ));
             }
             let first = &cmd.files[0];
             let data = if first.chomp { chomp_heredoc_content(&first.content) } else { first.content.clone() };
-            if parse_heredoc(&args[0]).map_err(|e| (st.line, e))?.is_some() {
+            if parse_heredoc(&args[0]).map_err(|e| ParseError::new(st.location, e))?.is_some() {
                 if data.starts_with("#!") {
                     // A script with its own interpreter: write it to a file and run it.
                     let action = FileAction::Mkfile {
@@ -143,7 +147,8 @@ impl Converter<'_> {
         }
         let mut ssh_index = 0;
         for spec in &run.mounts {
-            let mount = self.run_mount(st, spec, ssh_index, &mut inputs)?;
+            let at = ins.flag_location("mount", Some(spec));
+            let mount = self.run_mount(st, at, spec, ssh_index, &mut inputs)?;
             ssh_index += usize::from(matches!(mount.kind, MountKind::Ssh { .. }));
             mounts.push(mount);
         }

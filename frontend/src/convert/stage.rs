@@ -4,6 +4,7 @@
 
 use super::args::ScopeEnv;
 use super::{Base, ConvertError, Converted, Converter};
+use crate::error::{Location, ParseError};
 use crate::instructions::{self, Command, Instruction};
 use crate::shell::Lex;
 use crate::{ImageSpec, parser};
@@ -36,7 +37,7 @@ pub(super) struct StageState {
     pub cmd_set: bool,
     /// Index of the instruction being converted (FROM is 0).
     pub step: usize,
-    pub line: usize,
+    pub location: Location,
 }
 
 impl StageState {
@@ -45,7 +46,7 @@ impl StageState {
     }
 
     pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ConvertError> {
-        lex.process_word(word, &self.scope()).map_err(|e| (self.line, e))
+        lex.process_word(word, &self.scope()).map_err(|e| ParseError::expansion(self.location, e))
     }
 
     pub fn workdir(&self) -> String {
@@ -116,10 +117,13 @@ impl Converter<'_> {
         let stage = &self.dockerfile.stages[index];
         if self.in_progress[index] {
             let name = stage.name.clone().unwrap_or_else(|| index.to_string());
-            return Err((stage.line, format!("circular dependency detected on stage: {name}")));
+            return Err(ParseError::invalid(
+                stage.location(),
+                format!("circular dependency detected on stage: {name}"),
+            ));
         }
         self.in_progress[index] = true;
-        let line = stage.line;
+        let at = stage.location();
         let info = self.stages[index].clone();
 
         let (base_vertex, mut image, base_args, base_env) = match &info.base {
@@ -130,7 +134,7 @@ impl Converter<'_> {
                 (Some(base.vertex), base.image, base.args, Some(base.state_env))
             }
             Base::Image(reference) => {
-                (None, self.resolve_image(reference, info.platform.as_deref(), line)?, vec![], None)
+                (None, self.resolve_image(reference, info.platform.as_deref(), at)?, vec![], None)
             }
             Base::Named(_) => (None, ImageSpec { config: empty_config(), ..ImageSpec::default() }, vec![], None),
         };
@@ -143,7 +147,7 @@ impl Converter<'_> {
 
         let mut instructions = Vec::new();
         if !info.overridden {
-            instructions = self.onbuild_triggers(&image.config, line)?;
+            instructions = self.onbuild_triggers(&image.config, at)?;
         }
         let triggers = instructions.len();
         image.config.on_build = None;
@@ -175,7 +179,7 @@ impl Converter<'_> {
             ignore_cache,
             cmd_set: false,
             step: 0,
-            line,
+            location: at,
         };
         st.vertex = match (&info.base, base_vertex) {
             (_, Some(v)) => v,
@@ -186,7 +190,7 @@ impl Converter<'_> {
             (Base::Named(key), None) => {
                 // A local directory as the stage's filesystem: copied onto scratch.
                 let scratch = self.scratch_vertex();
-                let local = self.named_vertex(key, index, line)?;
+                let local = self.named_vertex(key, index, at)?;
                 let copy = FileAction::Copy(CopyAction::new(1, vec![".".into()], "/"));
                 let op = Op::File(FileOp { actions: vec![copy] });
                 self.add_step(&mut st, op, vec![scratch, local], &format!("FROM {key}"), true)
@@ -196,7 +200,7 @@ impl Converter<'_> {
 
         for (k, instruction) in instructions.iter().enumerate() {
             st.step = k + 1;
-            st.line = instruction.line;
+            st.location = instruction.location();
             st.onbuild = k < triggers;
             self.dispatch(&mut st, instruction)?;
         }
@@ -210,31 +214,34 @@ impl Converter<'_> {
         &mut self,
         reference: &str,
         platform: Option<&str>,
-        line: usize,
+        at: Location,
     ) -> Result<ImageSpec, ConvertError> {
         let platform = match platform {
-            Some(p) => Platform::parse(p).map_err(|e| (line, e.to_string()))?,
+            Some(p) => Platform::parse(p).map_err(|e| ParseError::invalid(at, e.to_string()))?,
             None => self.options.platform.clone(),
         };
         match self.resolver.resolve(reference, &platform) {
             Ok(Some(base)) => Ok(ImageSpec { config: base.config, base_history: base.history, history: Vec::new() }),
             Ok(None) => Ok(ImageSpec { config: empty_config(), ..ImageSpec::default() }),
-            Err(e) => Err((line, format!("failed to resolve base image {reference}: {e}"))),
+            Err(e) => Err(ParseError::invalid(at, format!("failed to resolve base image {reference}: {e}"))),
         }
     }
 
     /// Parses the base image's ONBUILD triggers; they run first, as Docker does.
-    fn onbuild_triggers(&self, config: &ContainerConfig, line: usize) -> Result<Vec<Instruction>, ConvertError> {
+    fn onbuild_triggers(&self, config: &ContainerConfig, at: Location) -> Result<Vec<Instruction>, ConvertError> {
         let mut out = Vec::new();
         for trigger in config.on_build.iter().flatten() {
-            let bad = |e: String| (line, format!("invalid ONBUILD trigger {trigger:?} of base image: {e}"));
-            let ast = parser::parse(trigger).map_err(|e| bad(e.message))?;
+            let bad =
+                |e: String| ParseError::invalid(at, format!("invalid ONBUILD trigger {trigger:?} of base image: {e}"));
+            let ast = parser::parse(trigger).map_err(|e| bad(e.kind.to_string()))?;
             for node in &ast.children {
                 if matches!(node.keyword().as_str(), "onbuild" | "from" | "maintainer") {
                     return Err(bad(format!("{} isn't allowed as an ONBUILD trigger", node.value.to_uppercase())));
                 }
-                let mut instruction = instructions::parse_node(node).map_err(bad)?;
-                instruction.line = line;
+                let mut instruction = instructions::parse_node(node).map_err(|e| bad(e.to_string()))?;
+                // A trigger is reported at the FROM that brought it in, flags included.
+                (instruction.line, instruction.column) = (at.line, at.column);
+                instruction.flags.iter_mut().for_each(|(_, flag_at)| *flag_at = at);
                 out.push(instruction);
             }
         }

@@ -1,5 +1,6 @@
 //! Conversion behaviour the golden files do not pin one by one.
 
+use crate::Location;
 use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, compile};
 use image_spec::{ContainerConfig, Platform};
 use solver::ir::{ExecOp, FileAction, Op, SourceOp};
@@ -217,15 +218,22 @@ fn escape_directive_applies_to_expansion() {
 #[test]
 fn errors_point_at_the_instruction() {
     let e = build("FROM scratch\nRUN --mount=type=cache,target=/ x\n", &options()).unwrap_err();
-    assert_eq!((e.line, e.message.as_str()), (2, "invalid mount target \"/\""));
-    let e = build("FROM scratch\nCOPY --chmod=99x a /b\n", &options()).unwrap_err();
-    assert_eq!(e.line, 2);
+    assert_eq!((e.location, e.kind.to_string().as_str()), (Location::new(2, 5), "invalid mount target \"/\""));
+    let e = build("FROM scratch\n  COPY --chown=1 \\\n    --chmod=99x a /b\n", &options()).unwrap_err();
+    assert_eq!(e.location, Location::new(3, 5), "flag errors point at the flag");
+    let e =
+        build("FROM scratch\nRUN --mount=type=tmpfs,target=/t --mount=type=bind,mode=1 x\n", &options()).unwrap_err();
+    assert_eq!(e.location, Location::new(2, 34), "and at the one of several at fault");
     let e = build("FROM scratch\nEXPOSE 80/xyz\n", &options()).unwrap_err();
-    assert_eq!(e.message, "invalid proto: xyz");
+    assert_eq!(e.kind.to_string(), "invalid proto: xyz");
     let e = build("FROM scratch\nCOPY --from=1 /a /b\n", &options()).unwrap_err();
-    assert_eq!(e.message, "invalid stage index 1: there are only 1 stages");
+    assert_eq!(e.to_string(), "Dockerfile:2:6: invalid stage index 1: there are only 1 stages");
     let e = build("FROM scratch\nCOPY --from=0 /a /b\n", &options()).unwrap_err();
-    assert_eq!(e.message, "circular dependency detected on stage: 0");
+    assert_eq!(e.to_string(), "Dockerfile:2:6: circular dependency detected on stage: 0");
+    let e = build("FROM scratch\n  EXPOSE 80/xyz\n", &options()).unwrap_err();
+    assert_eq!(e.location, Location::new(2, 3), "other errors point at the instruction");
+    let e = build("FROM scratch\nWORKDIR ${x\n", &options()).unwrap_err();
+    assert!(matches!(e.kind, crate::ParseErrorKind::BadExpansion { .. }), "{e:?}");
 }
 
 fn with_contexts(contexts: &[(&str, crate::NamedContext)]) -> BuildOptions {

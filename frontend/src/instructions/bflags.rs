@@ -1,6 +1,7 @@
 //! Instruction flags (`--from=x`, `--link`, `--mount=...` repeated), as BuildKit's
 //! `BFlags`: each instruction declares what it accepts, then the flags are checked.
 
+use crate::error::ParseErrorKind;
 use crate::suggest;
 use std::collections::BTreeMap;
 
@@ -40,10 +41,10 @@ impl Flags {
     }
 
     /// Checks every flag given; errors name the flag (with a suggestion if misspelt).
-    pub fn parse(&mut self) -> Result<(), String> {
+    pub fn parse(&mut self) -> Result<(), ParseErrorKind> {
         for arg in &self.args {
             let Some(body) = arg.strip_prefix("--") else {
-                return Err(format!("arg should start with -- : {arg}"));
+                return Err(ParseErrorKind::NotAFlag { arg: arg.clone() });
             };
             if body.is_empty() {
                 return Ok(());
@@ -54,20 +55,21 @@ impl Flags {
             };
             let Some(kind) = self.kinds.get(name).copied() else {
                 let options: Vec<&str> = self.kinds.keys().copied().collect();
-                return Err(suggest::with_suggestion(format!("unknown flag: --{name}"), name, &options));
+                let suggestion = suggest::closest(name, &options).map(str::to_string);
+                return Err(ParseErrorKind::UnknownFlag { flag: name.to_string(), suggestion });
             };
             if self.values.contains_key(name) && kind != Kind::Strings {
-                return Err(format!("duplicate flag specified: --{name}"));
+                return Err(ParseErrorKind::DuplicateFlag { flag: name.to_string() });
             }
             let value = match (kind, value) {
-                (Kind::Bool, Some("")) => return Err(format!("missing a value on flag: --{name}")),
+                (Kind::Bool, Some("")) => return Err(ParseErrorKind::MissingFlagValue { flag: name.to_string() }),
                 (Kind::Bool, None) => "true".to_string(),
                 (Kind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
                     "true" => "true".into(),
                     "false" => "false".into(),
-                    _ => return Err(format!("expecting boolean value for flag --{name}, not: {v}")),
+                    _ => return Err(ParseErrorKind::NotBoolean { flag: name.to_string(), value: v.to_string() }),
                 },
-                (_, None) => return Err(format!("missing a value on flag: --{name}")),
+                (_, None) => return Err(ParseErrorKind::MissingFlagValue { flag: name.to_string() }),
                 (_, Some(v)) => v.to_string(),
             };
             self.values.entry(name.to_string()).or_default().push(value);
@@ -103,7 +105,7 @@ mod tests {
 
         let mut f = Flags::new(&["--chmd=7".into()]);
         f.add_string("chmod");
-        assert_eq!(f.parse().unwrap_err(), "unknown flag: --chmd (did you mean chmod?)");
+        assert_eq!(f.parse().unwrap_err().to_string(), "unknown flag: --chmd (did you mean chmod?)");
 
         let mut f = Flags::new(&["--from".into()]);
         f.add_string("from");

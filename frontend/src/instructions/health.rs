@@ -1,11 +1,12 @@
 //! HEALTHCHECK: its options and Go-style durations (`30s`, `1m30s`, `1.5h`).
 
 use super::bflags::Flags;
+use crate::error::ParseErrorKind;
 use image_spec::HealthConfig;
 
 /// Parses a Go duration into nanoseconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("time: invalid duration {s:?}");
+pub fn parse_duration(s: &str) -> Result<i64, ParseErrorKind> {
+    let bad = || ParseErrorKind::invalid(format!("time: invalid duration {s:?}"));
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -32,7 +33,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            _ => return Err(format!("time: missing or unknown unit in duration {s:?}")),
+            _ => return Err(ParseErrorKind::invalid(format!("time: missing or unknown unit in duration {s:?}"))),
         };
         total += number * scale;
         rest = &rest[unit_len..];
@@ -41,7 +42,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     Ok(if neg { -total } else { total })
 }
 
-fn parse_interval(flags: &Flags, name: &str) -> Result<Option<i64>, String> {
+fn parse_interval(flags: &Flags, name: &str) -> Result<Option<i64>, ParseErrorKind> {
     let Some(value) = flags.string(name) else { return Ok(None) };
     if value.is_empty() {
         return Ok(None);
@@ -51,21 +52,21 @@ fn parse_interval(flags: &Flags, name: &str) -> Result<Option<i64>, String> {
         return Ok(None);
     }
     if d < 1_000_000 {
-        return Err(format!("Interval {name:?} cannot be less than 1ms"));
+        return Err(ParseErrorKind::invalid(format!("Interval {name:?} cannot be less than 1ms")));
     }
     Ok(Some(d))
 }
 
 /// `HEALTHCHECK [--options] CMD ...` or `HEALTHCHECK NONE`.
-pub fn parse_healthcheck(args: &[String], json: bool, flags: &mut Flags) -> Result<HealthConfig, String> {
+pub fn parse_healthcheck(args: &[String], json: bool, flags: &mut Flags) -> Result<HealthConfig, ParseErrorKind> {
     let Some(first) = args.first() else {
-        return Err("HEALTHCHECK requires at least one argument".into());
+        return Err(ParseErrorKind::invalid("HEALTHCHECK requires at least one argument"));
     };
     let typ = first.to_uppercase();
     let rest = &args[1..];
     if typ == "NONE" {
         if !rest.is_empty() {
-            return Err("HEALTHCHECK NONE takes no arguments".into());
+            return Err(ParseErrorKind::invalid("HEALTHCHECK NONE takes no arguments"));
         }
         flags.parse()?;
         return Ok(HealthConfig { test: Some(vec!["NONE".into()]), ..HealthConfig::default() });
@@ -74,20 +75,20 @@ pub fn parse_healthcheck(args: &[String], json: bool, flags: &mut Flags) -> Resu
     flags.add_string("retries");
     flags.parse()?;
     if typ != "CMD" {
-        return Err(format!("Unknown type {typ:?} in HEALTHCHECK (try CMD)"));
+        return Err(ParseErrorKind::invalid(format!("Unknown type {typ:?} in HEALTHCHECK (try CMD)")));
     }
     let cmd: Vec<String> = if json || rest.is_empty() { rest.to_vec() } else { vec![rest.join(" ")] };
     if cmd.is_empty() {
-        return Err("Missing command after HEALTHCHECK CMD".into());
+        return Err(ParseErrorKind::invalid("Missing command after HEALTHCHECK CMD"));
     }
     let kind = if json { "CMD" } else { "CMD-SHELL" };
     let mut test = vec![kind.to_string()];
     test.extend(cmd);
     let retries = match flags.string("retries").filter(|r| !r.is_empty()) {
         Some(r) => {
-            let n: i64 = r.parse().map_err(|_| format!("invalid --retries value {r:?}"))?;
+            let n: i64 = r.parse().map_err(|_| ParseErrorKind::invalid(format!("invalid --retries value {r:?}")))?;
             if n < 0 {
-                return Err(format!("--retries cannot be negative ({n})"));
+                return Err(ParseErrorKind::invalid(format!("--retries cannot be negative ({n})")));
             }
             Some(n).filter(|n| *n != 0)
         }

@@ -7,6 +7,7 @@ mod health;
 pub mod mount;
 mod parse;
 
+use crate::error::Location;
 use crate::parser::Heredoc;
 use image_spec::HealthConfig;
 
@@ -113,6 +114,32 @@ pub struct Instruction {
     /// The logical line as written (continuations joined).
     pub original: String,
     pub line: usize,
+    /// Where the keyword is on `line`.
+    pub column: usize,
+    /// The flags as written (`--from=build`) and where each one is.
+    pub flags: Vec<(String, Location)>,
+}
+
+impl Instruction {
+    /// Where the keyword is written.
+    pub fn location(&self) -> Location {
+        Location::new(self.line, self.column)
+    }
+
+    /// Where `--name` is written: the last one given (whose value counts) or, with
+    /// `value`, the one given that value; the keyword's location when there is none.
+    pub fn flag_location(&self, name: &str, value: Option<&str>) -> Location {
+        let is_it = |flag: &str| {
+            let Some(rest) = flag.strip_prefix("--").and_then(|f| f.strip_prefix(name)) else {
+                return false;
+            };
+            match value {
+                Some(v) => rest.strip_prefix('=') == Some(v),
+                None => rest.is_empty() || rest.starts_with('='),
+            }
+        };
+        self.flags.iter().rev().find(|(flag, _)| is_it(flag)).map_or_else(|| self.location(), |(_, at)| *at)
+    }
 }
 
 /// `FROM base [AS name]` and the instructions up to the next FROM.
@@ -125,19 +152,22 @@ pub struct Stage {
     pub instructions: Vec<Instruction>,
     pub original: String,
     pub line: usize,
+    /// Where `FROM` is on `line`.
+    pub column: usize,
+}
+
+impl Stage {
+    /// Where `FROM` is written.
+    pub fn location(&self) -> Location {
+        Location::new(self.line, self.column)
+    }
 }
 
 /// A Dockerfile's stages and the ARGs before the first FROM.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Dockerfile {
-    pub meta_args: Vec<(ArgDef, usize)>,
+    /// ARGs before the first FROM, each with where it is written.
+    pub meta_args: Vec<(ArgDef, Location)>,
     pub stages: Vec<Stage>,
     pub escape_token: char,
-}
-
-/// A pass-two error, at a line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstructionError {
-    pub line: usize,
-    pub message: String,
 }

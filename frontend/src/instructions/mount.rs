@@ -1,6 +1,8 @@
 //! `RUN --mount=type=...,k=v`: the CSV options of one mount, checked as BuildKit's
 //! `commands_runmount.go` checks them. Values are expanded by the caller's expander.
 
+use crate::error::ParseErrorKind;
+use crate::shell::ExpansionError;
 use crate::suggest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +45,7 @@ pub struct Mount {
 }
 
 /// Splits one CSV record (Go's `encoding/csv`: `"` quotes, `""` inside quotes).
-fn csv_fields(value: &str) -> Result<Vec<String>, String> {
+fn csv_fields(value: &str) -> Result<Vec<String>, ParseErrorKind> {
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut chars = value.chars().peekable();
@@ -67,23 +69,23 @@ fn csv_fields(value: &str) -> Result<Vec<String>, String> {
         at_start = false;
     }
     if quoted {
-        return Err(format!("failed to parse csv mounts: unterminated quote in {value:?}"));
+        return Err(ParseErrorKind::invalid(format!("failed to parse csv mounts: unterminated quote in {value:?}")));
     }
     fields.push(field);
     Ok(fields)
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, value: &str) -> Result<bool, ParseErrorKind> {
     match value {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {value}")),
+        _ => Err(ParseErrorKind::invalid(format!("invalid value for {key}: {value}"))),
     }
 }
 
 /// Docker's `units.RAMInBytes`: `64m`, `1g`, `512kb`, `1.5GiB`, plain bytes.
-pub fn ram_in_bytes(value: &str) -> Result<u64, String> {
-    let bad = || format!("invalid size: {value:?}");
+pub fn ram_in_bytes(value: &str) -> Result<u64, ParseErrorKind> {
+    let bad = || ParseErrorKind::invalid(format!("invalid size: {value:?}"));
     let num_len = value.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(value.len());
     let number: f64 = value[..num_len].parse().map_err(|_| bad())?;
     let unit = value[num_len..].trim_start_matches(' ').to_ascii_lowercase();
@@ -123,7 +125,10 @@ const KEYS: &[&str] = &[
 ];
 
 /// Parses one `--mount` value; `expand` expands each option value.
-pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>) -> Result<Mount, String> {
+pub fn parse_mount(
+    value: &str,
+    expand: &dyn Fn(&str) -> Result<String, ExpansionError>,
+) -> Result<Mount, ParseErrorKind> {
     let mut m = Mount {
         kind: MountType::Bind,
         from: None,
@@ -150,8 +155,13 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
                 "readonly" | "ro" => m.read_only = true,
                 "readwrite" | "rw" => m.read_only = false,
                 "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = true,
-                "required" => return Err(format!("unexpected key 'required' for mount type '{}'", m.kind.name())),
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                "required" => {
+                    return Err(ParseErrorKind::invalid(format!(
+                        "unexpected key 'required' for mount type '{}'",
+                        m.kind.name()
+                    )));
+                }
+                _ => return Err(ParseErrorKind::invalid(format!("invalid field '{field}' must be a key=value pair"))),
             }
             ro_auto = false;
             continue;
@@ -159,13 +169,16 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
         let v = if key == "from" {
             // Stage names are resolved before any ARG is known.
             if raw.find('$').is_some_and(|i| i != raw.len() - 1) {
-                return Err("'from' doesn't support variable expansion, define alias stage instead".into());
+                return Err(ParseErrorKind::invalid(
+                    "'from' doesn't support variable expansion, define alias stage instead",
+                ));
             }
             raw.to_string()
         } else {
             expand(raw)?
         };
-        let unexpected = |m: &Mount| format!("unexpected key '{key}' for mount type '{}'", m.kind.name());
+        let unexpected =
+            |m: &Mount| ParseErrorKind::invalid(format!("unexpected key '{key}' for mount type '{}'", m.kind.name()));
         match key.as_str() {
             "type" => {
                 m.kind = match v.to_ascii_lowercase().as_str() {
@@ -176,7 +189,11 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
                     "ssh" => MountType::Ssh,
                     _ => {
                         let msg = format!("unsupported mount type {v:?}");
-                        return Err(suggest::with_suggestion(msg, &v, &["bind", "cache", "tmpfs", "secret", "ssh"]));
+                        return Err(ParseErrorKind::invalid(suggest::with_suggestion(
+                            msg,
+                            &v,
+                            &["bind", "cache", "tmpfs", "secret", "ssh"],
+                        )));
                     }
                 }
             }
@@ -198,28 +215,40 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
             "id" => m.id = v,
             "sharing" => {
                 if m.kind != MountType::Cache {
-                    return Err(format!("invalid cache sharing set for {} mount", m.kind.name()));
+                    return Err(ParseErrorKind::invalid(format!(
+                        "invalid cache sharing set for {} mount",
+                        m.kind.name()
+                    )));
                 }
                 let s = v.to_ascii_lowercase();
                 if !matches!(s.as_str(), "shared" | "private" | "locked") {
-                    return Err(format!("unsupported sharing value {v:?}"));
+                    return Err(ParseErrorKind::invalid(format!("unsupported sharing value {v:?}")));
                 }
                 m.sharing = Some(s);
             }
-            "mode" => m.mode = Some(u32::from_str_radix(&v, 8).map_err(|_| format!("invalid value {v} for mode"))?),
-            "uid" => m.uid = Some(v.parse().map_err(|_| format!("invalid value {v} for uid"))?),
-            "gid" => m.gid = Some(v.parse().map_err(|_| format!("invalid value {v} for gid"))?),
+            "mode" => {
+                m.mode = Some(
+                    u32::from_str_radix(&v, 8)
+                        .map_err(|_| ParseErrorKind::invalid(format!("invalid value {v} for mode")))?,
+                )
+            }
+            "uid" => {
+                m.uid = Some(v.parse().map_err(|_| ParseErrorKind::invalid(format!("invalid value {v} for uid")))?)
+            }
+            "gid" => {
+                m.gid = Some(v.parse().map_err(|_| ParseErrorKind::invalid(format!("invalid value {v} for gid")))?)
+            }
             "env" => m.env = Some(v),
             _ => {
                 let msg = format!("unexpected key '{key}' in '{field}'");
-                return Err(suggest::with_suggestion(msg, &key, KEYS));
+                return Err(ParseErrorKind::invalid(suggest::with_suggestion(msg, &key, KEYS)));
             }
         }
     }
     if !matches!(m.kind, MountType::Secret | MountType::Ssh | MountType::Cache) {
         for (set, what) in [(m.mode.is_some(), "mode"), (m.uid.is_some(), "uid"), (m.gid.is_some(), "gid")] {
             if set {
-                return Err(format!("{what} not allowed for {:?} type mounts", m.kind.name()));
+                return Err(ParseErrorKind::invalid(format!("{what} not allowed for {:?} type mounts", m.kind.name())));
             }
         }
     }
@@ -228,13 +257,13 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
     }
     if m.kind == MountType::Secret {
         if m.from.is_some() {
-            return Err("secret mount should not have a from".into());
+            return Err(ParseErrorKind::invalid("secret mount should not have a from"));
         }
         if m.source.is_empty() && m.target.is_empty() && m.id.is_empty() && m.env.is_none() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(ParseErrorKind::invalid("invalid secret mount. one of source, target required"));
         }
         if !m.source.is_empty() && !m.id.is_empty() {
-            return Err("both source and id can't be set".into());
+            return Err(ParseErrorKind::invalid("both source and id can't be set"));
         }
     }
     Ok(m)
@@ -244,7 +273,7 @@ pub fn parse_mount(value: &str, expand: &dyn Fn(&str) -> Result<String, String>)
 mod tests {
     use super::*;
 
-    fn plain(v: &str) -> Result<String, String> {
+    fn plain(v: &str) -> Result<String, ExpansionError> {
         Ok(v.to_string())
     }
 
@@ -260,7 +289,7 @@ mod tests {
         assert!(parse_mount("type=secret", &plain).is_err());
         assert!(parse_mount("from=$STAGE,target=/x", &plain).is_err());
         assert_eq!(
-            parse_mount("type=cache,targte=/x", &plain).unwrap_err(),
+            parse_mount("type=cache,targte=/x", &plain).unwrap_err().to_string(),
             "unexpected key 'targte' in 'targte=/x' (did you mean target?)"
         );
     }

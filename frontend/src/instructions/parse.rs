@@ -3,9 +3,10 @@
 use super::bflags::Flags;
 use super::health::parse_healthcheck;
 use super::{
-    AddCommand, ArgDef, Command, CopyCommand, Dockerfile, Instruction, InstructionError, KeyValue, RunCommand,
-    ShellCommand, SourceContent, SourcesAndDest, Stage,
+    AddCommand, ArgDef, Command, CopyCommand, Dockerfile, Instruction, KeyValue, RunCommand, ShellCommand,
+    SourceContent, SourcesAndDest, Stage,
 };
+use crate::error::{Location, ParseError, ParseErrorKind};
 use crate::parser::{Ast, Node, chomp_heredoc_content, parse_heredoc};
 use crate::suggest;
 
@@ -30,20 +31,20 @@ const INSTRUCTIONS: &[&str] = &[
     "WORKDIR",
 ];
 
-fn at_least_one(name: &str) -> String {
-    format!("{name} requires at least one argument")
+fn at_least_one(name: &str) -> ParseErrorKind {
+    ParseErrorKind::MissingArgument { instruction: name.to_string() }
 }
 
-fn exactly_one(name: &str) -> String {
-    format!("{name} requires exactly one argument")
+fn exactly_one(name: &str) -> ParseErrorKind {
+    ParseErrorKind::NotOneArgument { instruction: name.to_string() }
 }
 
-fn key_values(node: &Node, name: &str) -> Result<Vec<KeyValue>, String> {
+fn key_values(node: &Node, name: &str) -> Result<Vec<KeyValue>, ParseErrorKind> {
     if node.args.is_empty() {
         return Err(at_least_one(name));
     }
     if !node.args.len().is_multiple_of(3) {
-        return Err(format!("Bad input to {name}, too many arguments"));
+        return Err(ParseErrorKind::invalid(format!("Bad input to {name}, too many arguments")));
     }
     Ok(node.args.chunks(3).map(|c| KeyValue { key: c[0].clone(), value: c[1].clone() }).collect())
 }
@@ -53,16 +54,16 @@ fn shell_command(node: &Node) -> ShellCommand {
     ShellCommand { cmd_line, prepend_shell: !node.json, files: node.heredocs.clone() }
 }
 
-fn sources_and_dest(node: &Node, name: &str) -> Result<SourcesAndDest, String> {
+fn sources_and_dest(node: &Node, name: &str) -> Result<SourcesAndDest, ParseErrorKind> {
     if node.args.len() < 2 {
-        return Err(format!(
+        return Err(ParseErrorKind::invalid(format!(
             "{name} requires at least two arguments, but only one was provided. Destination could not be determined"
-        ));
+        )));
     }
     let (srcs, dest) = node.args.split_at(node.args.len() - 1);
     let dest = dest[0].clone();
     if !node.json && parse_heredoc(&dest)?.is_some() {
-        return Err(format!("{name} cannot accept a heredoc as a destination"));
+        return Err(ParseErrorKind::invalid(format!("{name} cannot accept a heredoc as a destination")));
     }
     let mut out = SourcesAndDest { dest, ..SourcesAndDest::default() };
     let mut docs = node.heredocs.iter();
@@ -79,7 +80,7 @@ fn sources_and_dest(node: &Node, name: &str) -> Result<SourcesAndDest, String> {
     Ok(out)
 }
 
-fn parse_copy(node: &Node, flags: &mut Flags) -> Result<Command, String> {
+fn parse_copy(node: &Node, flags: &mut Flags) -> Result<Command, ParseErrorKind> {
     flags.add_string("from").add_string("chown").add_string("chmod").add_bool("link").add_bool("parents");
     flags.add_strings("exclude");
     flags.parse()?;
@@ -94,7 +95,7 @@ fn parse_copy(node: &Node, flags: &mut Flags) -> Result<Command, String> {
     }))
 }
 
-fn parse_add(node: &Node, flags: &mut Flags) -> Result<Command, String> {
+fn parse_add(node: &Node, flags: &mut Flags) -> Result<Command, ParseErrorKind> {
     flags.add_string("chown").add_string("chmod").add_bool("link").add_string("checksum");
     flags.add_bool("keep-git-dir").add_bool("unpack").add_strings("exclude");
     flags.parse()?;
@@ -110,7 +111,7 @@ fn parse_add(node: &Node, flags: &mut Flags) -> Result<Command, String> {
     }))
 }
 
-fn parse_run(node: &Node, flags: &mut Flags) -> Result<Command, String> {
+fn parse_run(node: &Node, flags: &mut Flags) -> Result<Command, ParseErrorKind> {
     flags.add_strings("mount").add_string("network").add_string("security");
     flags.parse()?;
     if node.args.is_empty() {
@@ -120,24 +121,24 @@ fn parse_run(node: &Node, flags: &mut Flags) -> Result<Command, String> {
     if let Some(n) = &network
         && !matches!(n.as_str(), "default" | "none" | "host")
     {
-        return Err(format!("unsupported network mode {n:?}"));
+        return Err(ParseErrorKind::invalid(format!("unsupported network mode {n:?}")));
     }
     let security = flags.string("security");
     if let Some(s) = &security
         && !matches!(s.as_str(), "sandbox" | "insecure")
     {
-        return Err(format!("unsupported security mode {s:?}"));
+        return Err(ParseErrorKind::invalid(format!("unsupported security mode {s:?}")));
     }
     Ok(Command::Run(RunCommand { command: shell_command(node), mounts: flags.strings("mount"), network, security }))
 }
 
-fn parse_onbuild(node: &Node) -> Result<Command, String> {
+fn parse_onbuild(node: &Node) -> Result<Command, ParseErrorKind> {
     let Some(sub) = &node.sub else {
         return Err(at_least_one("ONBUILD"));
     };
     let trigger = sub.value.to_uppercase();
     if matches!(trigger.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
-        return Err(format!("{trigger} isn't allowed as an ONBUILD trigger"));
+        return Err(ParseErrorKind::invalid(format!("{trigger} isn't allowed as an ONBUILD trigger")));
     }
     // The original line minus the leading `ONBUILD`.
     let original = node.original.trim_start();
@@ -145,21 +146,21 @@ fn parse_onbuild(node: &Node) -> Result<Command, String> {
     Ok(Command::Onbuild(expression.to_string()))
 }
 
-fn single(node: &Node, name: &str) -> Result<String, String> {
+fn single(node: &Node, name: &str) -> Result<String, ParseErrorKind> {
     match node.args.as_slice() {
         [one] => Ok(one.clone()),
         _ => Err(exactly_one(name)),
     }
 }
 
-fn parse_arg(node: &Node) -> Result<Command, String> {
+fn parse_arg(node: &Node) -> Result<Command, ParseErrorKind> {
     if node.args.is_empty() {
         return Err(at_least_one("ARG"));
     }
     let mut defs = Vec::new();
     for arg in &node.args {
         let def = match arg.split_once('=') {
-            Some(("", _)) => return Err("ARG names can not be blank".into()),
+            Some(("", _)) => return Err(ParseErrorKind::invalid("ARG names can not be blank")),
             Some((k, v)) => ArgDef { key: k.to_string(), value: Some(v.to_string()) },
             None => ArgDef { key: arg.clone(), value: None },
         };
@@ -169,7 +170,7 @@ fn parse_arg(node: &Node) -> Result<Command, String> {
 }
 
 /// Parses one instruction other than FROM.
-pub fn parse_node(node: &Node) -> Result<Instruction, String> {
+pub fn parse_node(node: &Node) -> Result<Instruction, ParseErrorKind> {
     let keyword = node.value.to_uppercase();
     let mut flags = Flags::new(&node.flags);
     let command = match keyword.as_str() {
@@ -197,7 +198,7 @@ pub fn parse_node(node: &Node) -> Result<Instruction, String> {
             }
             let vols: Vec<String> = node.args.iter().map(|v| v.trim().to_string()).collect();
             if vols.iter().any(String::is_empty) {
-                return Err("VOLUME specified can not be an empty string".into());
+                return Err(ParseErrorKind::invalid("VOLUME specified can not be an empty string"));
             }
             Command::Volume(vols)
         }
@@ -208,21 +209,23 @@ pub fn parse_node(node: &Node) -> Result<Instruction, String> {
                 return Err(at_least_one("SHELL"));
             }
             if !node.json {
-                return Err("SHELL requires the arguments to be in JSON form".into());
+                return Err(ParseErrorKind::invalid("SHELL requires the arguments to be in JSON form"));
             }
             Command::Shell(node.args.clone())
         }
-        "FROM" => return Err("FROM is only allowed at the start of a stage".into()),
+        "FROM" => return Err(ParseErrorKind::invalid("FROM is only allowed at the start of a stage")),
         _ => {
-            let message = format!("unknown instruction {:?}", node.value);
-            return Err(suggest::with_suggestion(message, &node.value, INSTRUCTIONS));
+            let suggestion = suggest::closest(&node.value, INSTRUCTIONS).map(str::to_string);
+            return Err(ParseErrorKind::UnknownInstruction { instruction: node.value.clone(), suggestion });
         }
     };
     // Instructions without flag definitions reject any flag given.
     if !matches!(keyword.as_str(), "ADD" | "COPY" | "RUN" | "HEALTHCHECK") {
         flags.parse()?;
     }
-    Ok(Instruction { command, keyword, original: node.original.clone(), line: node.start_line })
+    let Location { line, column } = node.location();
+    let flags = node.flags.iter().map(|f| (f.clone(), node.flag_location(f))).collect();
+    Ok(Instruction { command, keyword, original: node.original.clone(), line, column, flags })
 }
 
 /// `^[a-z][a-z0-9-_.]*$`
@@ -232,7 +235,7 @@ fn valid_stage_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
-fn parse_from(node: &Node) -> Result<Stage, String> {
+fn parse_from(node: &Node) -> Result<Stage, ParseErrorKind> {
     let mut flags = Flags::new(&node.flags);
     flags.add_string("platform");
     flags.parse()?;
@@ -241,14 +244,14 @@ fn parse_from(node: &Node) -> Result<Stage, String> {
         [_, as_kw, name] if as_kw.eq_ignore_ascii_case("as") => {
             let name = name.to_lowercase();
             if !valid_stage_name(&name) {
-                return Err(format!(
+                return Err(ParseErrorKind::invalid(format!(
                     "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
-                ));
+                )));
             }
             Some(name)
         }
-        [_, _, _] => return Err("FROM requires either one or three arguments".into()),
-        _ => return Err("FROM requires either one or three arguments".into()),
+        [_, _, _] => return Err(ParseErrorKind::invalid("FROM requires either one or three arguments")),
+        _ => return Err(ParseErrorKind::invalid("FROM requires either one or three arguments")),
     };
     Ok(Stage {
         name,
@@ -257,20 +260,25 @@ fn parse_from(node: &Node) -> Result<Stage, String> {
         instructions: Vec::new(),
         original: node.original.clone(),
         line: node.start_line,
+        column: node.location().column,
     })
 }
 
 /// Groups the AST into stages, typing every instruction.
-pub fn parse_dockerfile(ast: &Ast) -> Result<Dockerfile, InstructionError> {
+pub fn parse_dockerfile(ast: &Ast) -> Result<Dockerfile, ParseError> {
     let mut out = Dockerfile { escape_token: ast.directives.escape_token, ..Dockerfile::default() };
     for node in &ast.children {
-        let at = |message: String| InstructionError { line: node.start_line, message };
+        // Flag errors point at the flag, the others at the keyword.
+        let at = |kind: ParseErrorKind| {
+            let location = kind.flag().map_or_else(|| node.location(), |flag| node.flag_location(&flag));
+            ParseError::new(location, kind)
+        };
         if node.keyword() == "from" {
             let stage = parse_from(node).map_err(at)?;
             if let Some(name) = &stage.name
                 && out.stages.iter().any(|s| s.name.as_deref() == Some(name))
             {
-                return Err(at(format!("duplicate stage name {name:?}")));
+                return Err(at(ParseErrorKind::invalid(format!("duplicate stage name {name:?}"))));
             }
             out.stages.push(stage);
             continue;
@@ -279,14 +287,14 @@ pub fn parse_dockerfile(ast: &Ast) -> Result<Dockerfile, InstructionError> {
         match out.stages.last_mut() {
             Some(stage) => stage.instructions.push(instruction),
             None => match instruction.command {
-                Command::Arg(defs) => out.meta_args.extend(defs.into_iter().map(|d| (d, node.start_line))),
-                _ => return Err(at("no build stage in current context".into())),
+                Command::Arg(defs) => out.meta_args.extend(defs.into_iter().map(|d| (d, node.location()))),
+                _ => return Err(at(ParseErrorKind::invalid("no build stage in current context"))),
             },
         }
     }
     if out.stages.is_empty() {
         let line = ast.children.last().map_or(1, |n| n.end_line);
-        return Err(InstructionError { line, message: "no build stage in current context".into() });
+        return Err(ParseError::invalid(Location::line(line), "no build stage in current context"));
     }
     Ok(out)
 }
@@ -296,7 +304,7 @@ mod tests {
     use super::*;
     use crate::parser::parse;
 
-    fn df(text: &str) -> Result<Dockerfile, InstructionError> {
+    fn df(text: &str) -> Result<Dockerfile, ParseError> {
         parse_dockerfile(&parse(text).unwrap())
     }
 
@@ -311,9 +319,12 @@ mod tests {
     #[test]
     fn errors_point_at_lines() {
         let e = df("FROM a\n\nCOPPY x y\n").unwrap_err();
-        assert_eq!((e.line, e.message.as_str()), (3, "unknown instruction \"COPPY\" (did you mean COPY?)"));
-        let e = df("FROM a\nCOPY --chmd=755 x y\n").unwrap_err();
-        assert_eq!(e.message, "unknown flag: --chmd (did you mean chmod?)");
+        assert_eq!(e.to_string(), "3:1: unknown instruction \"COPPY\" (did you mean COPY?)");
+        let e = df("FROM a\n  COPY --chmd=755 x y\n").unwrap_err();
+        assert_eq!(e.to_string(), "2:8: unknown flag: --chmd (did you mean chmod?)");
+        let e = df("FROM a\n\tRUN x\nFROM --platform b\n").unwrap_err();
+        assert_eq!(e.location, Location::new(3, 6));
+        assert_eq!(e.kind, ParseErrorKind::MissingFlagValue { flag: "platform".into() });
         assert!(df("RUN x\n").is_err());
         assert!(df("FROM a AS 1x\n").is_err());
         assert!(df("FROM a\nENV --x=1 A=b\n").is_err());

@@ -1,6 +1,7 @@
 //! Parser directives (`# syntax=`, `# escape=`, `# check=`): comment lines at the very
 //! top of a Dockerfile that change how the rest is read.
 
+use crate::error::ParseErrorKind;
 /// The directives found so far and the state of the scan.
 #[derive(Debug, Clone)]
 pub struct Directives {
@@ -21,7 +22,7 @@ impl Default for Directives {
 impl Directives {
     /// Looks at one physical line (newline already trimmed). Directives are only
     /// recognised until the first line that is not one.
-    pub fn possible_directive(&mut self, line: &str) -> Result<(), String> {
+    pub fn possible_directive(&mut self, line: &str) -> Result<(), ParseErrorKind> {
         self.line += 1;
         if self.done {
             return Ok(());
@@ -40,13 +41,15 @@ impl Directives {
             return Ok(());
         }
         if self.seen.contains(&key) {
-            return Err(format!("only one {key} parser directive can be used"));
+            return Err(ParseErrorKind::invalid(format!("only one {key} parser directive can be used")));
         }
         self.seen.push(key.clone());
         match key.as_str() {
             "escape" => {
                 if value != "`" && value != "\\" {
-                    return Err(format!("invalid escape token '{value}' does not match ` or \\"));
+                    return Err(ParseErrorKind::invalid(format!(
+                        "invalid escape token '{value}' does not match ` or \\"
+                    )));
                 }
                 self.escape_token = value.chars().next().unwrap_or('\\');
             }

@@ -1,6 +1,7 @@
 //! Heredocs (`RUN <<EOF`, `COPY <<-EOT /file`): finding their names on an
 //! instruction line. The parser then reads their bodies from the following lines.
 
+use crate::error::ParseErrorKind;
 use crate::shell::{EmptyEnv, Lex};
 
 /// One heredoc attached to an instruction.
@@ -18,7 +19,7 @@ pub struct Heredoc {
 }
 
 /// Parses one word as a heredoc opener (`<<EOF`, `<<-"EOF"`, `3<<EOF`).
-pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, ParseErrorKind> {
     // ^(\d*)<<(-?)([^<]*)$
     let digits = src.find(|c: char| !c.is_ascii_digit()).unwrap_or(src.len());
     let Some(rest) = src[digits..].strip_prefix("<<") else {
@@ -42,7 +43,9 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
     lex.raw_quotes = true;
     let raw = lex.process_words(rest, &EmptyEnv)?;
     if raw.len() != words.len() {
-        return Err(format!("internal lexing of heredoc produced inconsistent results: {rest}"));
+        return Err(ParseErrorKind::invalid(format!(
+            "internal lexing of heredoc produced inconsistent results: {rest}"
+        )));
     }
     let count = |s: &str| s.matches(['\'', '"']).count();
     let expand = count(&words[0]) == count(&raw[0]);
@@ -50,7 +53,7 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, String> {
 }
 
 /// All heredoc openers on an instruction line, in order.
-pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, ParseErrorKind> {
     let mut lex = Lex::new('\\');
     lex.raw_quotes = true;
     lex.raw_escapes = true;

@@ -3,6 +3,7 @@
 
 use super::Node;
 use super::split::{split_command, split_whitespace_n};
+use crate::error::ParseErrorKind;
 
 /// The arguments of one instruction as the parser sees them.
 #[derive(Debug, Default)]
@@ -20,7 +21,7 @@ impl Args {
     }
 }
 
-pub type ParseFn = fn(&str, char) -> Result<Args, String>;
+pub type ParseFn = fn(&str, char) -> Result<Args, ParseErrorKind>;
 
 /// The parser for an instruction keyword (lower case); unknown keywords are kept
 /// with no arguments so the next pass can report them with a suggestion.
@@ -39,11 +40,11 @@ pub fn dispatch(keyword: &str) -> ParseFn {
     }
 }
 
-fn parse_ignore(_rest: &str, _escape: char) -> Result<Args, String> {
+fn parse_ignore(_rest: &str, _escape: char) -> Result<Args, ParseErrorKind> {
     Ok(Args::default())
 }
 
-fn parse_sub_command(rest: &str, escape: char) -> Result<Args, String> {
+fn parse_sub_command(rest: &str, escape: char) -> Result<Args, ParseErrorKind> {
     if rest.is_empty() {
         return Ok(Args::default());
     }
@@ -52,7 +53,7 @@ fn parse_sub_command(rest: &str, escape: char) -> Result<Args, String> {
 }
 
 /// Builds a node (without line numbers or heredocs) from one logical line.
-pub fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
+pub fn node_from_line(line: &str, escape: char) -> Result<Node, ParseErrorKind> {
     let (cmd, flags, rest) = split_command(line);
     let parsed = dispatch(&cmd.to_ascii_lowercase())(&rest, escape)?;
     Ok(Node {
@@ -149,7 +150,7 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
     words
 }
 
-fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Args, String> {
+fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Args, ParseErrorKind> {
     let words = parse_words(rest, escape);
     if words.is_empty() {
         return Ok(Args::default());
@@ -158,40 +159,42 @@ fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Args, String> {
         // Legacy form: `KEY name value with spaces`.
         let parts = split_whitespace_n(rest, 2);
         if parts.len() < 2 {
-            return Err(format!("{key} must have two arguments"));
+            return Err(ParseErrorKind::invalid(format!("{key} must have two arguments")));
         }
         return Ok(Args::list(vec![parts[0].clone(), parts[1].clone(), String::new()]));
     }
     let mut args = Vec::new();
     for word in words {
         let Some((k, v)) = word.split_once('=') else {
-            return Err(format!("Syntax error - can't find = in {word:?}. Must be of the form: name=value"));
+            return Err(ParseErrorKind::invalid(format!(
+                "Syntax error - can't find = in {word:?}. Must be of the form: name=value"
+            )));
         };
         args.extend([k.to_string(), v.to_string(), "=".to_string()]);
     }
     Ok(Args::list(args))
 }
 
-fn parse_env(rest: &str, escape: char) -> Result<Args, String> {
+fn parse_env(rest: &str, escape: char) -> Result<Args, ParseErrorKind> {
     parse_name_val(rest, "ENV", escape)
 }
 
-fn parse_label(rest: &str, escape: char) -> Result<Args, String> {
+fn parse_label(rest: &str, escape: char) -> Result<Args, ParseErrorKind> {
     parse_name_val(rest, "LABEL", escape)
 }
 
-fn parse_name_or_name_val(rest: &str, escape: char) -> Result<Args, String> {
+fn parse_name_or_name_val(rest: &str, escape: char) -> Result<Args, ParseErrorKind> {
     Ok(Args::list(parse_words(rest, escape)))
 }
 
-fn parse_strings_whitespace_delimited(rest: &str, _escape: char) -> Result<Args, String> {
+fn parse_strings_whitespace_delimited(rest: &str, _escape: char) -> Result<Args, ParseErrorKind> {
     if rest.is_empty() {
         return Ok(Args::default());
     }
     Ok(Args::list(split_whitespace_n(rest, usize::MAX)))
 }
 
-fn parse_string(rest: &str, _escape: char) -> Result<Args, String> {
+fn parse_string(rest: &str, _escape: char) -> Result<Args, ParseErrorKind> {
     if rest.is_empty() {
         return Ok(Args::default());
     }
@@ -219,28 +222,26 @@ fn parse_json(rest: &str) -> Result<Args, JsonError> {
     Ok(Args { args, json: true, sub: None })
 }
 
-const NOT_STRING_ARRAY: &str = "when using JSON array syntax, arrays must be comprised of strings only";
-
-fn parse_maybe_json(rest: &str, _escape: char) -> Result<Args, String> {
+fn parse_maybe_json(rest: &str, _escape: char) -> Result<Args, ParseErrorKind> {
     if rest.is_empty() {
         return Ok(Args::default());
     }
     match parse_json(rest) {
         Ok(args) => Ok(args),
-        Err(JsonError::NotStringArray) => Err(NOT_STRING_ARRAY.into()),
+        Err(JsonError::NotStringArray) => Err(ParseErrorKind::BadJson),
         Err(JsonError::NotJson) => Ok(Args::list(vec![rest.to_string()])),
     }
 }
 
-fn parse_maybe_json_to_list(rest: &str, escape: char) -> Result<Args, String> {
+fn parse_maybe_json_to_list(rest: &str, escape: char) -> Result<Args, ParseErrorKind> {
     match parse_json(rest) {
         Ok(args) => Ok(args),
-        Err(JsonError::NotStringArray) => Err(NOT_STRING_ARRAY.into()),
+        Err(JsonError::NotStringArray) => Err(ParseErrorKind::BadJson),
         Err(JsonError::NotJson) => parse_strings_whitespace_delimited(rest, escape),
     }
 }
 
-fn parse_health_config(rest: &str, escape: char) -> Result<Args, String> {
+fn parse_health_config(rest: &str, escape: char) -> Result<Args, ParseErrorKind> {
     let sep = rest.find(char::is_whitespace).unwrap_or(rest.len());
     if sep == 0 {
         return Ok(Args::default());

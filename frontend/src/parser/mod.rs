@@ -9,6 +9,7 @@ mod line_parsers;
 mod quote;
 mod split;
 
+pub use crate::error::{Location, ParseError, ParseErrorKind};
 pub use directives::Directives;
 pub use heredoc::{Heredoc, chomp_heredoc_content, parse_heredoc};
 pub use line_parsers::parse_words;
@@ -34,6 +35,16 @@ pub struct Node {
     pub end_line: usize,
     /// Comment lines right above the instruction.
     pub comments: Vec<String>,
+    /// Where each physical line's part of `original` starts in the file.
+    pub(crate) segments: Vec<Segment>,
+}
+
+/// A physical line's part of a logical line: from byte `offset` of
+/// [`Node::original`] on, the text was written at `location`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Segment {
+    offset: usize,
+    location: Location,
 }
 
 impl Node {
@@ -59,6 +70,32 @@ impl Node {
         self.value.to_ascii_lowercase()
     }
 
+    /// Where the keyword is written.
+    pub fn location(&self) -> Location {
+        self.location_at(0)
+    }
+
+    /// Where byte `offset` of [`Node::original`] is written.
+    pub fn location_at(&self, offset: usize) -> Location {
+        match self.segments.iter().rev().find(|s| s.offset <= offset) {
+            Some(s) => {
+                let column = s.location.column + self.original.get(s.offset..offset).map_or(0, |t| t.chars().count());
+                Location::new(s.location.line, column)
+            }
+            None => Location::line(self.start_line.max(1)),
+        }
+    }
+
+    /// Where a flag (`--from=x`, or the stray word given as one) is written: the
+    /// first occurrence after the keyword, where flags are.
+    pub fn flag_location(&self, flag: &str) -> Location {
+        let after = self.value.len();
+        match self.original.get(after..).and_then(|rest| rest.find(flag)) {
+            Some(i) => self.location_at(after + i),
+            None => self.location(),
+        }
+    }
+
     fn can_contain_heredoc(&self) -> bool {
         matches!(self.keyword().as_str(), "add" | "copy" | "run")
     }
@@ -78,17 +115,6 @@ impl Ast {
     pub fn dump(&self) -> String {
         self.children.iter().map(|c| format!("({})\n", c.dump())).collect()
     }
-}
-
-/// A parse error at a line (1-based).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParseError {
-    pub line: usize,
-    pub message: String,
-}
-
-fn err(line: usize, message: impl Into<String>) -> ParseError {
-    ParseError { line, message: message.into() }
 }
 
 fn trim_newline(s: &str) -> &str {
@@ -134,12 +160,14 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
                 comments.push(comment);
             }
         }
-        let token = trim_newline(raw);
-        let token = token.trim_start();
-        directives.possible_directive(token).map_err(|e| err(current + 1, e))?;
+        let untrimmed = trim_newline(raw);
+        let token = untrimmed.trim_start();
+        directives.possible_directive(token).map_err(|e| ParseError::new(Location::line(current + 1), e))?;
         let token = if is_comment(token) { "" } else { token };
         current += 1;
         let start = current;
+        let at = Location::new(start, untrimmed.chars().count() - token.chars().count() + 1);
+        let mut segments = vec![Segment { offset: 0, location: at }];
         let cont = Continuation { escape: directives.escape_token };
         let (first, mut end_of_line) = cont.trim(token);
         let mut line = first.to_string();
@@ -150,7 +178,7 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
         while !end_of_line {
             let Some(raw) = lines.next() else { break };
             let token = trim_newline(raw);
-            directives.possible_directive(token).map_err(|e| err(current + 1, e))?;
+            directives.possible_directive(token).map_err(|e| ParseError::new(Location::line(current + 1), e))?;
             current += 1;
             if is_comment(raw) {
                 continue;
@@ -160,6 +188,7 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
                 continue;
             }
             let (part, eol) = cont.trim(token);
+            segments.push(Segment { offset: line.len(), location: Location::line(current) });
             line.push_str(part);
             end_of_line = eol;
         }
@@ -167,9 +196,10 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
         if empty_continuation {
             warnings.push(format!("empty continuation line found in: {line}"));
         }
-        let mut child = line_parsers::node_from_line(&line, directives.escape_token).map_err(|e| err(start, e))?;
+        let mut child =
+            line_parsers::node_from_line(&line, directives.escape_token).map_err(|e| ParseError::new(at, e))?;
         if child.can_contain_heredoc() && line.contains("<<") {
-            let docs = heredoc::heredocs_from_line(&line).map_err(|e| err(start, e))?;
+            let docs = heredoc::heredocs_from_line(&line).map_err(|e| ParseError::new(at, e))?;
             for mut doc in docs {
                 let mut terminated = false;
                 for raw in lines.by_ref() {
@@ -185,7 +215,7 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
                     doc.content.push_str(raw);
                 }
                 if !terminated {
-                    return Err(err(start, format!("unterminated heredoc {:?}", doc.name)));
+                    return Err(ParseError::new(at, ParseErrorKind::UnterminatedHeredoc { name: doc.name }));
                 }
                 child.heredocs.push(doc);
             }
@@ -193,10 +223,11 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
         child.start_line = start;
         child.end_line = current;
         child.comments = std::mem::take(&mut comments);
+        child.segments = segments;
         children.push(child);
     }
     if children.is_empty() {
-        return Err(err(current.max(1), "file with no instructions"));
+        return Err(ParseError::invalid(Location::line(current.max(1)), "file with no instructions"));
     }
     Ok(Ast { children, directives, warnings })
 }
@@ -223,7 +254,17 @@ mod tests {
         assert_eq!(ast.children[2].heredocs[0].content, "\tdata\n");
         assert_eq!(ast.children[2].end_line, 7);
         let e = parse("FROM a\nRUN <<EOF\necho\n").unwrap_err();
-        assert_eq!(e.line, 2);
+        assert_eq!(e.location, Location::new(2, 1));
+        assert_eq!(e.to_string(), "2:1: unterminated heredoc \"EOF\"");
+    }
+
+    #[test]
+    fn nodes_know_where_their_words_are() {
+        let ast = parse("FROM a\n  COPY --chmod=755 \\\n    --chown=1 x y\n").unwrap();
+        let copy = &ast.children[1];
+        assert_eq!(copy.location(), Location::new(2, 3));
+        assert_eq!(copy.flag_location("--chmod=755"), Location::new(2, 8));
+        assert_eq!(copy.flag_location("--chown=1"), Location::new(3, 5));
     }
 
     #[test]

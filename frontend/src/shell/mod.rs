@@ -50,6 +50,14 @@ pub struct Lex {
     pub skip_unset_env: bool,
 }
 
+/// A word that cannot be expanded (`${x`, a bad pattern, `${x:?unset}`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("failed to process {word:?}: {reason}")]
+pub struct ExpansionError {
+    pub word: String,
+    pub reason: String,
+}
+
 /// The result of expanding one word: its text and the variables it referred to.
 #[derive(Debug, Default)]
 pub struct Expansion {
@@ -65,20 +73,21 @@ impl Lex {
     }
 
     /// Expands `word` as one word (quotes removed, no splitting).
-    pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, String> {
+    pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, ExpansionError> {
         self.process(word, env).map(|e| e.result)
     }
 
     /// Expands `word` and splits it into words the way a shell would.
-    pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, String> {
+    pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, ExpansionError> {
         self.process(word, env).map(|e| e.words)
     }
 
     /// Expands `word`, reporting both forms and the variables seen.
-    pub fn process(&self, word: &str, env: &dyn Env) -> Result<Expansion, String> {
+    pub fn process(&self, word: &str, env: &dyn Env) -> Result<Expansion, ExpansionError> {
         let mut sw = ShellWord { lex: *self, env, chars: word.chars().peekable(), expansion: Expansion::default() };
         let raw = self.raw_escapes;
-        let (result, words) = sw.process_stop_on(None, raw).map_err(|e| format!("failed to process {word:?}: {e}"))?;
+        let (result, words) =
+            sw.process_stop_on(None, raw).map_err(|reason| ExpansionError { word: word.to_string(), reason })?;
         let mut expansion = sw.expansion;
         expansion.result = result;
         expansion.words = words;
