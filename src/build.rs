@@ -47,6 +47,8 @@ struct Request {
     cache_to: Vec<crate::cache::spec::CacheSpec>,
     cache_from: Vec<crate::cache::spec::CacheSpec>,
     entitlements: crate::sandbox::Entitlements,
+    /// `--network`: the mode of RUN steps that do not say.
+    default_network: solver::ir::NetworkMode,
     rlimits: Vec<executor::Rlimit>,
     secrets: std::collections::HashMap<String, Vec<u8>>,
 }
@@ -108,6 +110,7 @@ impl Request {
             epoch,
             cache_to: crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?,
             cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
+            default_network: crate::sandbox::parse_build_network(&args.network, entitlements)?,
             entitlements,
             rlimits,
             secrets: read_secrets(&args.secrets)?,
@@ -155,7 +158,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
         &images,
         WorkerOptions {
             local_dirs,
-            default_network: crate::sandbox::parse_build_network(&args.network, request.entitlements)?,
+            default_network: request.default_network,
             entitlements: request.entitlements,
             rlimits: request.rlimits.clone(),
             secrets: request.secrets.clone(),
