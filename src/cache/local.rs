@@ -10,7 +10,6 @@ use image_spec::{Descriptor, Digest, Index, LayerInfo, Manifest};
 use image_spec::{MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use store::{BlobSource, Store};
 
@@ -34,9 +33,8 @@ fn write_atomic(path: &Path, data: &mut dyn std::io::Read) -> Result<u64> {
         .tempfile_in(parent)
         .with_context(|| format!("creating a file in {}", parent.display()))?;
     let size = std::io::copy(data, &mut temp).with_context(|| format!("writing {}", path.display()))?;
-    temp.as_file_mut().flush()?;
-    temp.as_file().sync_all().with_context(|| format!("syncing {}", path.display()))?;
-    temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
+    store::replace_written(temp, path, store::Durability::Synced)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(size)
 }
 

@@ -35,10 +35,9 @@ pub use session::Session;
 use anyhow::{Context as _, Result};
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write as _};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 const MAGIC: &str = "builder-cache-v1";
@@ -93,32 +92,14 @@ impl DiskCacheStore {
         self.dir.join("steps").join(blake3::hash(step_id.as_bytes()).to_hex().as_str())
     }
 
-    /// Writes `data` to `path` through a temp file and a rename.
-    fn write_atomic(&self, path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.dir.join("tmp").join(format!(
-            "{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
-        ));
-        let result = (|| {
-            let mut file = File::create(&tmp)?;
-            file.write_all(data)?;
-            if durable {
-                file.sync_all()?;
-            }
-            fs::rename(&tmp, path)?;
-            if durable {
-                // The rename itself must reach the disk too.
-                File::open(path.parent().expect("entry paths have a parent"))?.sync_all()?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+    /// Writes `data` to `path` through a temp file in the cache's `tmp/` (the process
+    /// id first in its name, for [`Self::remove_stale_tmp`]) and a rename.
+    fn write_atomic(&self, path: &Path, data: &[u8], durability: store::Durability) -> std::io::Result<()> {
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .suffix(&format!("-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")))
+            .tempfile_in(self.dir.join("tmp"))?;
+        store::replace(temp, path, data, durability)
     }
 
     fn remove_stale_tmp(&self) {
@@ -187,7 +168,8 @@ impl CacheStore for DiskCacheStore {
 
     fn put(&self, record: &CacheRecord) -> Result<(), CacheStoreError> {
         let path = self.record_path(&record.key);
-        self.write_atomic(&path, &encode(record), true).map_err(|e| store_error("writing", &path, e))?;
+        self.write_atomic(&path, &encode(record), store::Durability::Synced)
+            .map_err(|e| store_error("writing", &path, e))?;
         if let Some(step) = &record.step_id {
             self.set_last_for_step(step, &record.key)?;
         }
@@ -213,7 +195,8 @@ impl CacheStore for DiskCacheStore {
         if fs::read_to_string(&path).is_ok_and(|old| old == line) {
             return Ok(());
         }
-        self.write_atomic(&path, line.as_bytes(), false).map_err(|e| store_error("writing", &path, e))
+        self.write_atomic(&path, line.as_bytes(), store::Durability::Renamed)
+            .map_err(|e| store_error("writing", &path, e))
     }
 }
 

@@ -233,10 +233,8 @@ fn read_memo(path: &Path) -> Option<Memo> {
 }
 
 fn write_memo(store: &Store, path: &Path, memo: &Memo) -> Result<()> {
-    let temp = store.temp_dir("mount-memo")?;
-    let file = temp.path().join("memo");
-    std::fs::write(&file, serde_json::to_vec(memo)?)?;
-    std::fs::rename(&file, path).with_context(|| format!("writing {}", path.display()))
+    // A memo: losing it costs a re-tar of the cache mount.
+    Ok(store.write_file(path, "mount-memo", &serde_json::to_vec(memo)?, store::Durability::Renamed)?)
 }
 
 /// A hash of the stat data of everything in `dir` (and of the compression): any

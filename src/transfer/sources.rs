@@ -3,10 +3,9 @@
 //! to another repository of the same registry can mount it instead of uploading.
 //! It is a hint: a lost update costs an upload, never correctness.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use image_spec::Digest;
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use store::Store;
 
 type Sources = BTreeMap<Digest, Vec<String>>;
@@ -52,14 +51,10 @@ pub fn record(store: &Store, digests: &[Digest], name: &str) -> Result<()> {
         return Ok(());
     }
     let path = store.root().join("blob-sources.json");
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!("{}-blob-sources-", std::process::id()))
-        .tempfile_in(store.root().join("tmp"))
-        .context("creating a temp file for blob-sources.json")?;
-    serde_json::to_writer(&mut temp, &sources)?;
-    temp.write_all(b"\n")?;
-    temp.persist(&path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    let mut bytes = serde_json::to_vec(&sources)?;
+    bytes.push(b'\n');
+    // A hint for cross-repository mounts: losing it costs an upload, never a wrong push.
+    Ok(store.write_file(&path, "blob-sources", &bytes, store::Durability::Renamed)?)
 }
 
 #[cfg(test)]

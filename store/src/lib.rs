@@ -17,6 +17,7 @@
 //! its process keeps locked (`owner.rs`); [`Store::open`] and prune remove those whose
 //! owner is gone (a crashed or killed `builder`), never crossing a mount point.
 
+mod atomic;
 mod blobs;
 mod error;
 mod gc;
@@ -32,6 +33,7 @@ pub mod testing;
 mod variants;
 mod writeback;
 
+pub use atomic::{Durability, replace, replace_written};
 pub use blobs::BlobWriter;
 pub use error::{BoxError, Error, Result};
 pub use gc::{DiskUsage, FsckReport, Gc, PruneOptions, PruneReport, Usage, tree_size};

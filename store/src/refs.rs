@@ -3,10 +3,9 @@
 
 use crate::error::{Error, Result, io_at};
 use crate::lock::{LockMode, lock_file};
-use crate::{Store, sync_dir};
+use crate::{Durability, Store};
 use image_spec::{Digest, Reference};
 use std::collections::BTreeMap;
-use std::io::Write;
 
 type Refs = BTreeMap<String, Digest>;
 
@@ -31,18 +30,9 @@ impl Store {
         let _lock = lock_file(&self.root.join("refs.lock"), LockMode::Exclusive)?;
         let mut refs = self.read_refs()?;
         change(&mut refs)?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(&self.temp_prefix("refs")?)
-            .tempfile_in(self.tmp())
-            .map_err(io_at("creating a temp file in", self.tmp()))?;
         let mut bytes = serde_json::to_vec_pretty(&refs).expect("refs serialize");
         bytes.push(b'\n');
-        let written = temp.write_all(&bytes).and_then(|()| temp.as_file().sync_all());
-        written.map_err(io_at("writing", temp.path()))?;
-        let target = self.root.join("refs.json");
-        temp.persist(&target).map_err(|e| io_at("replacing", &target)(e.error))?;
-        sync_dir(&self.root);
-        Ok(())
+        self.write_file(&self.root.join("refs.json"), "refs", &bytes, Durability::Synced)
     }
 
     /// Points `name` (normalised, e.g. `docker.io/library/app:latest`) at a manifest.

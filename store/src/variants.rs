@@ -6,10 +6,10 @@
 //! Entries are written through a temp file and a rename; an entry whose blob is gone
 //! (pruned) is simply a miss.
 
+use crate::Durability;
 use crate::Store;
 use crate::error::{Result, io_at};
 use image_spec::{Compression, Digest, LayerInfo};
-use std::io::Write as _;
 use std::path::PathBuf;
 
 /// `gzip`, `zstd-19`, `uncompressed`.
@@ -48,14 +48,9 @@ impl Store {
             return Ok(());
         }
         std::fs::create_dir_all(self.variants_dir()).map_err(io_at("creating", self.variants_dir()))?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(&self.temp_prefix("variant")?)
-            .tempfile_in(self.tmp())
-            .map_err(io_at("creating a temp file in", self.tmp()))?;
-        temp.write_all(&serde_json::to_vec(layer).expect("layers serialize")).map_err(io_at("writing", temp.path()))?;
-        // A hint, not a source of truth: no fsync, a lost entry only costs a recompression.
-        temp.persist(&path).map_err(|e| io_at("writing", &path)(e.error))?;
-        Ok(())
+        // A hint, not a source of truth: a lost entry only costs a recompression.
+        let bytes = serde_json::to_vec(layer).expect("layers serialize");
+        self.write_file(&path, "variant", &bytes, Durability::Renamed)
     }
 
     /// Every recorded variant, with its index file (for prune and du).

@@ -9,7 +9,6 @@
 use anyhow::{Context as _, Result, bail};
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -153,12 +152,12 @@ fn decode(bytes: &[u8]) -> Result<HashMap<StatKey, Slot>> {
 fn write_atomically(file: &Path, bytes: &[u8]) -> Result<()> {
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut temp =
+    let temp =
         tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating temp file in {}", dir.display()))?;
-    temp.write_all(bytes).context("writing stat cache")?;
-    temp.as_file().sync_data().context("syncing stat cache")?;
-    temp.persist(file).with_context(|| format!("renaming stat cache into {}", file.display()))?;
-    Ok(())
+    // Synced as before: a stale entry that survived a crash while its file changed would
+    // give a wrong digest; a lost one only costs a re-hash.
+    store::replace(temp, file, bytes, store::Durability::Synced)
+        .with_context(|| format!("writing stat cache {}", file.display()))
 }
 
 #[cfg(test)]
