@@ -472,3 +472,31 @@ fn an_unused_stage_needs_no_entitlement() {
     let (ok, out) = build(&env, "used", df, &["--target", "tools"]);
     assert!(!ok && out.contains("--allow network.host"), "{out}");
 }
+
+/// A tmpfs mount cannot claim more than half the machine's memory, whatever size it asks.
+#[test]
+fn a_tmpfs_mount_is_capped_at_half_the_memory() {
+    let Some(env) = env("a_tmpfs_mount_is_capped_at_half_the_memory") else { return };
+    let env = env.with_busybox();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let df = "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=100g df -k /t | tail -1 | awk '{print \"size-kib\", $2}'\n";
+    let (ok, out) = build(&env, "tmpfs", df, &[]);
+    assert!(ok, "{out}");
+    let size: u64 = out
+        .split("size-kib ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(size <= total_kib / 2 + 4, "a 100g tmpfs got {size} KiB of {total_kib} KiB");
+    assert!(size >= total_kib / 2 - 1024, "{size} KiB");
+}
