@@ -234,7 +234,7 @@ pub fn doctor() -> String {
 /// The limits every build step gets unless told otherwise: a pids limit where this
 /// host can enforce one.
 pub fn step_resources() -> executor::Resources {
-    let enforced = executor::probe().pids.is_enforced();
+    let enforced = executor::probe_pids().is_enforced();
     executor::Resources { pids: enforced.then_some(STEP_PIDS_LIMIT), ..Default::default() }
 }
 

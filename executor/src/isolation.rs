@@ -77,3 +77,9 @@ impl fmt::Display for Isolation {
 pub fn probe() -> Isolation {
     crate::cgroup::isolation(crate::userns::user_namespaces())
 }
+
+/// Only whether a [`crate::Resources::pids`] limit is enforced here: what every build
+/// asks, without the rest of [`probe`] (no user-namespace trial, no passwd lookups).
+pub fn probe_pids() -> Support {
+    crate::cgroup::pids()
+}

@@ -176,7 +176,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use init::maybe_run_init;
-pub use isolation::{CgroupVersion, Isolation, Support, probe};
+pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
 pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
@@ -607,6 +607,15 @@ pub fn id_mapping(security: &Security) -> Result<Option<IdMapping>, Error> {
 /// read-only bind of 1, an empty read-only tmpfs for 0).
 pub fn with_rootfs_mounted<R: Send>(rootfs: &[Rootfs], f: impl FnOnce(&[PathBuf]) -> R + Send) -> Result<R, Error> {
     view::with_rootfs_mounted(rootfs, f)
+}
+
+/// `name` in a directory of `PATH` (or the usual system ones).
+pub(crate) fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// An I/O error as Go (and so Docker) words it: lowercase, without "(os error N)".

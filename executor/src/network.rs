@@ -39,7 +39,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::{Capabilities, Error};
@@ -51,14 +51,15 @@ pub(crate) const DNS: &str = "10.0.2.3";
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The userspace NAT helper, if installed: `slirp4netns` on `PATH` (or the path in
-/// `BUILDER_SLIRP4NETNS`).
+/// `BUILDER_SLIRP4NETNS`). Looked up once per process: every sandbox asks.
 pub fn nat_helper() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("BUILDER_SLIRP4NETNS") {
-        let path = PathBuf::from(path);
-        return path.is_file().then_some(path);
-    }
-    let dirs = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin".into());
-    std::env::split_paths(&dirs).map(|d| d.join("slirp4netns")).find(|p| p.is_file())
+    static HELPER: OnceLock<Option<PathBuf>> = OnceLock::new();
+    HELPER
+        .get_or_init(|| match std::env::var_os("BUILDER_SLIRP4NETNS") {
+            Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+            None => crate::find_program("slirp4netns"),
+        })
+        .clone()
 }
 
 /// The `resolv.conf` of a sandbox behind the NAT: its DNS forwarder, and the host's

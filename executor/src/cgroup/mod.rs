@@ -39,7 +39,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub(crate) use instance::SandboxCgroup;
-pub(crate) use support::isolation;
+pub(crate) use support::{isolation, pids};
 
 use crate::Error;
 

@@ -28,6 +28,11 @@ pub(crate) fn version(layout: &Layout) -> Result<CgroupVersion, String> {
     }
 }
 
+/// Whether a pids limit can be enforced here ([`crate::probe_pids`]).
+pub(crate) fn pids() -> Support {
+    check(layout(), Controller::Pids)
+}
+
 /// Whether sandbox cgroups can have `controller` (for `Devices` on v2: the BPF filter).
 pub(crate) fn check(layout: &Layout, controller: Controller) -> Support {
     let own = match layout.own(controller) {

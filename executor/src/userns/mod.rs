@@ -64,8 +64,8 @@ impl Caller {
             gid,
             subuids: read(SUBUID),
             subgids: read(SUBGID),
-            newuidmap: find_program("newuidmap"),
-            newgidmap: find_program("newgidmap"),
+            newuidmap: crate::find_program("newuidmap"),
+            newgidmap: crate::find_program("newgidmap"),
             name,
         }
     }
@@ -270,15 +270,6 @@ pub(crate) fn clone_error(e: io::Error) -> Error {
         "create the sandbox's user namespace",
         io::Error::new(e.kind(), format!("{} ({why}; see `builder doctor`)", crate::describe_io(&e))),
     )
-}
-
-/// `name` in a directory of `PATH` (or the usual system ones).
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
