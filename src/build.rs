@@ -148,9 +148,10 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
         progress,
     )?;
 
-    // New layers are made in the compression of the first image output, so that it
-    // needs no recompression; the others convert (once) at export.
-    let first_image = request.outputs.iter().find(|o| o.is_image());
+    // New layers are uncompressed tars, their digest the diffID hashed as they are
+    // written: a build into the store and `builder run` need no compressed bytes.
+    // Outputs that do (push, oci/docker archives, cache exports) compress at export,
+    // once per (diffID, compression, level), kept as variants for the next export.
     let mut local_dirs: HashMap<String, PathBuf> = request.named_dirs.clone().into_iter().collect();
     local_dirs.insert("context".into(), request.context_dir.clone());
     let worker = BuildWorker::new(
@@ -163,8 +164,8 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             rlimits: request.rlimits.clone(),
             secrets: request.secrets.clone(),
             layer_options: crate::layer::LayerOptions {
-                compression: first_image.map_or(Default::default(), |o| o.compression),
-                level: first_image.and_then(|o| o.level),
+                compression: image_spec::Compression::Uncompressed,
+                level: None,
                 mtime_clamp: request.epoch,
             },
             mount_seeds: cache.mount_seeds(),
@@ -189,7 +190,11 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
     let layers = image_output.layers()?.to_vec();
     let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
-    config.inline_cache = cache.inline(&report, &layers)?;
+    // An inline cache names the blobs of the image that carries it: the compression
+    // of the first output that compresses.
+    let compressing = request.outputs.iter().find(|o| o.is_image() && !o.keeps_layers());
+    let inline_compression = compressing.map_or((Default::default(), None), |o| (o.compression, o.level));
+    config.inline_cache = cache.inline(&report, &layers, inline_compression)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {

@@ -90,7 +90,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Push { reference } => {
             let (store, _lock) = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
-            let image = store.load_image(&reference)?;
+            // A built image is stored with uncompressed layers: compressed now.
+            let image = crate::export::for_push(&store, &store.load_image(&reference)?)?;
             let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
             let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
             println!("{}: digest: {digest}", parsed.familiar());

@@ -28,13 +28,12 @@ pub type AddLayer<'a> = dyn FnMut(&LayerInfo, Option<(Compression, Option<i32>)>
 /// [`prepare`], each layer in turn handed to `add` (an archive writing them as they
 /// come, compressing those that need it as it writes them).
 pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add: &mut AddLayer<'_>) -> Result<Image> {
+    let wanted: Vec<_> = result.layers.iter().enumerate().map(|(i, layer)| wanted_compression(spec, result, i, layer)).collect();
+    let work: Vec<_> =
+        result.layers.iter().zip(&wanted).filter_map(|(l, w)| w.map(|(c, level)| (l.clone(), c, level))).collect();
+    super::lazy::precompress(store, &work)?;
     let mut layers: Vec<LayerInfo> = Vec::with_capacity(result.layers.len());
-    for (i, layer) in result.layers.iter().enumerate() {
-        let current = compression_of(&layer.media_type);
-        // Docker media types have no zstd: such a base layer must be recompressed.
-        let representable = spec.oci_media_types || current != Some(Compression::Zstd);
-        let keep = i < result.base_layers && !spec.force_compression && representable;
-        let compression = (!keep).then_some((spec.compression, spec.level));
+    for (layer, compression) in result.layers.iter().zip(wanted) {
         let layer = add(layer, compression).with_context(|| format!("compressing layer {}", layer.diff_id))?;
         layers.push(layer);
     }
@@ -47,6 +46,25 @@ pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add:
     let media_types = if spec.oci_media_types { MediaTypeFamily::Oci } else { MediaTypeFamily::Docker };
     let format = ImageFormat { media_types, annotations: spec.annotations.clone() };
     Ok(store.write_image_in(&config_bytes, &layers, &format)?)
+}
+
+/// The compression (and level) layer `i` of the result must be given in `spec`'s
+/// image, `None` to keep it as it is.
+fn wanted_compression(
+    spec: &OutputSpec,
+    result: &BuildResult,
+    i: usize,
+    layer: &LayerInfo,
+) -> Option<(Compression, Option<i32>)> {
+    let current = compression_of(&layer.media_type);
+    // Docker media types have no zstd: such a base layer must be recompressed.
+    let representable = spec.oci_media_types || current != Some(Compression::Zstd);
+    let keep = i < result.base_layers && !spec.force_compression && representable;
+    // A store-only image holds the build's layers as uncompressed tars whether they
+    // were made now or came from a cache (a record of an older store may be gzip):
+    // the same inputs give the same image id.
+    let wanted = if spec.keeps_layers() { (Compression::Uncompressed, None) } else { (spec.compression, spec.level) };
+    (!keep).then_some(wanted)
 }
 
 /// The names an output uses: its own `name=`, else the build's `-t`.

@@ -16,12 +16,14 @@
 mod docker;
 mod history;
 mod image;
+mod lazy;
 mod local;
 mod oci;
 mod spec;
 mod tar;
 
 pub use history::image_config;
+pub use lazy::{for_push, is_plain_tar, precompress};
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
 use crate::progress::Task;

@@ -39,6 +39,10 @@ pub struct OutputSpec {
     /// `name=`: names for image, oci and docker outputs (else the `-t` names).
     pub names: Vec<String>,
     pub compression: Compression,
+    /// Whether `compression=`, `compression-level=` or `force-compression=` was given:
+    /// a store-only image output then compresses the build's layers; else it keeps
+    /// them uncompressed, as the build made them (see [`OutputSpec::keeps_layers`]).
+    pub compression_given: bool,
     pub level: Option<i32>,
     /// Recompress base image layers too.
     pub force_compression: bool,
@@ -57,12 +61,21 @@ impl OutputSpec {
             push: kind == OutputKind::Registry,
             names: Vec::new(),
             compression: Compression::Gzip,
+            compression_given: false,
             level: None,
             force_compression: false,
             // BuildKit's docker exporter writes Docker media types, the others OCI's.
             oci_media_types: kind != OutputKind::Docker,
             annotations: BTreeMap::new(),
         }
+    }
+
+    /// Whether the image keeps the layers the build made as they are (uncompressed
+    /// tars): an image that only goes into the store, no compression asked. Nothing
+    /// reads its compressed bytes there, so none are made; `push` and the archive
+    /// outputs compress when they need to.
+    pub fn keeps_layers(&self) -> bool {
+        self.kind == OutputKind::Image && !self.push && !self.compression_given
     }
 
     /// Whether this output writes an image (manifest, config, layer blobs).
@@ -178,6 +191,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
         }
     }
     validate(&mut out, compression_set, media_types_set)?;
+    out.compression_given = compression_set || out.level.is_some() || out.force_compression;
     Ok(out)
 }
 

@@ -1,0 +1,127 @@
+#!/bin/sh
+# Big-layer benchmark (issue 19): a generated context of FILES files and MB megabytes
+# (default 20000 files, 500 MB; a third random, the rest compressible text), built
+# as `COPY . /data/` then a RUN. Times, in one run: a cold build into the store
+# (`-t`), a no-op rebuild, a one-file-change rebuild and a `-o type=docker` export
+# (gzip) and a `-o type=oci,compression=zstd` export of the built image, next to
+# physical references measured on the same tree in the same run: `cp -a` of the
+# tree, `tar -c | sha256sum`, `tar -c | gzip -1`, `tar -c | pigz -1` (if installed)
+# and `tar -c | zstd -T0`. Prints each goal as a ratio:
+#   one-file change <= 0.3x cp -a;  cold <= 1.5x (cp -a + tar|sha256sum);
+#   docker export <= 1.2x tar|pigz;  zstd export <= 1.0x tar|zstd -T0;
+# and the peak RSS of every builder run, also for a context a tenth the size, which
+# must be flat. Every run starts from a synced disk.
+# Needs root. Usage: sh bench/big-layers.sh [MB] [FILES]   (BUILDER_BIN=path skips the build)
+set -eu
+cd "$(dirname "$0")/.."
+mb=${1:-500}
+files=${2:-20000}
+target=${CARGO_TARGET_DIR:-target}
+if [ -n "${BUILDER_BIN:-}" ]; then
+    bin=$BUILDER_BIN
+else
+    cargo build --release --quiet
+    bin=$target/release/builder
+fi
+case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export BUILDER_ROOT="$work/store"
+sh testdata/make-busybox-rootfs.sh "$work/busybox.tar"
+"$bin" import "$work/busybox.tar" busybox:latest >/dev/null
+
+# $1: directory, $2: MB, $3: files, in 100 directories; a third of the bytes random
+# (does not compress), the rest log-like text.
+make_context() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import os, random, sys
+root, mb, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(19)
+size = mb * 1_000_000 // files
+line = b"INFO request served in 12ms status=200 path=/api/v1/items/"
+for i in range(files):
+    d = os.path.join(root, "data", f"d{i % 100:02}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:05}.bin"), "wb") as f:
+        if i % 3 == 0:
+            f.write(rng.randbytes(size))
+        else:
+            text = b"".join(b"%d " % (i * 1000 + n) + line + b"\n" for n in range(size // len(line) + 1))
+            f.write(text[:size])
+PY
+    printf 'FROM busybox\nCOPY . /data/\nRUN ls /data/data | wc -l > /dirs\n' > "$1/Dockerfile"
+}
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+# Wall seconds of a shell command, from a synced disk.
+timed() {
+    sync
+    t0=$(now); sh -c "$1"; t1=$(now)
+    secs "$t0" "$t1"
+}
+# One builder run under /usr/bin/time -v: prints "<wall seconds> <max RSS kB>".
+timed_rss() {
+    sync
+    t0=$(now)
+    /usr/bin/time -v -o "$work/time.txt" "$bin" "$@" >/dev/null 2>"$work/err.txt" || { cat "$work/err.txt" >&2; exit 1; }
+    t1=$(now)
+    rss=$(awk -F: '/Maximum resident set size/ { gsub(/ /, "", $2); print $2 }' "$work/time.txt")
+    echo "$(secs "$t0" "$t1") $rss"
+}
+
+ctx=$work/ctx
+make_context "$ctx" "$mb" "$files"
+tar_mb=$(tar -cf - -C "$ctx" . | wc -c | awk '{ printf "%.1f", $1 / 1e6 }')
+
+ref_cp=$(timed "cp -a '$ctx' '$work/copy'"); rm -rf "$work/copy"
+ref_sha=$(timed "tar -cf - -C '$ctx' . | sha256sum >/dev/null")
+ref_gzip=$(timed "tar -cf - -C '$ctx' . | gzip -1 > '$work/ref.gz'"); rm -f "$work/ref.gz"
+ref_pigz=
+if command -v pigz >/dev/null 2>&1; then
+    ref_pigz=$(timed "tar -cf - -C '$ctx' . | pigz -1 > '$work/ref.gz'"); rm -f "$work/ref.gz"
+    ref_pigz6=$(timed "tar -cf - -C '$ctx' . | pigz -6 > '$work/ref.gz'"); rm -f "$work/ref.gz"
+fi
+ref_zstd=$(timed "tar -cf - -C '$ctx' . | zstd -q -T0 -3 > '$work/ref.zst'"); rm -f "$work/ref.zst"
+
+set -- $(timed_rss build --progress=plain -t big:1 "$ctx"); cold=$1; rss_cold=$2
+set -- $(timed_rss build --progress=plain -t big:2 "$ctx"); noop=$1; rss_noop=$2
+echo "changed" >> "$ctx/data/d07/f00007.bin"
+set -- $(timed_rss build --progress=plain -t big:3 "$ctx"); one=$1; rss_one=$2
+set -- $(timed_rss build --progress=plain -o "type=docker,dest=$work/out.tar" "$ctx"); docker=$1; rss_docker=$2
+docker_size=$(stat -c %s "$work/out.tar"); rm -f "$work/out.tar"
+set -- $(timed_rss build --progress=plain -o "type=oci,dest=$work/out.tar,compression=zstd" "$ctx"); zstd=$1; rss_zstd=$2
+zstd_size=$(stat -c %s "$work/out.tar"); rm -f "$work/out.tar"
+store_mb=$(du -sm "$BUILDER_ROOT" | cut -f1)
+
+# Memory for a context a tenth the size: it must not grow with the layer.
+small=$work/small
+make_context "$small" $((mb / 10)) $((files / 10))
+set -- $(timed_rss build --progress=plain -t small:1 "$small"); rss_small_cold=$2
+set -- $(timed_rss build --progress=plain -o "type=docker,dest=$work/out.tar" "$small"); rss_small_docker=$2
+rm -f "$work/out.tar"
+
+ratio() { echo "$1 / $2" | bc -l | awk '{ printf "%.2f", $1 }'; }
+row() { printf '%-34s %8.2f %12s %s\n' "$1" "$2" "$3" "${4:-}"; }
+echo "context: $files files, $tar_mb MB of tar ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-34s %8s %12s\n' "" "seconds" "max RSS kB"
+row "cp -a" "$ref_cp" ""
+row "tar | sha256sum" "$ref_sha" ""
+row "tar | gzip -1" "$ref_gzip" ""
+[ -n "$ref_pigz" ] && row "tar | pigz -1" "$ref_pigz" ""
+[ -n "$ref_pigz" ] && row "tar | pigz -6" "$ref_pigz6" ""
+row "tar | zstd -T0 -3" "$ref_zstd" ""
+row "builder cold build (-t)" "$cold" "$rss_cold"
+row "builder no-op rebuild" "$noop" "$rss_noop"
+row "builder one-file-change rebuild" "$one" "$rss_one"
+row "builder -o type=docker (gzip)" "$docker" "$rss_docker" "($docker_size bytes)"
+row "builder -o type=oci,compression=zstd" "$zstd" "$rss_zstd" "($zstd_size bytes)"
+printf '%-34s %8s %12s\n' "  context of $((mb / 10)) MB: cold build" "" "$rss_small_cold"
+printf '%-34s %8s %12s\n' "  context of $((mb / 10)) MB: type=docker" "" "$rss_small_docker"
+echo "store after the runs: $store_mb MB"
+echo "goal one-file change <= 0.30x cp -a:              $(ratio "$one" "$ref_cp")x"
+echo "goal cold <= 1.50x (cp -a + tar|sha256sum):       $(ratio "$cold" "$(echo "$ref_cp + $ref_sha" | bc -l)")x"
+[ -n "$ref_pigz" ] && echo "goal docker export <= 1.20x tar|pigz -1:          $(ratio "$docker" "$ref_pigz")x"
+echo "goal docker export vs tar|gzip -1 (one core):     $(ratio "$docker" "$ref_gzip")x"
+echo "goal zstd export <= 1.00x tar|zstd -T0:           $(ratio "$zstd" "$ref_zstd")x"
+echo "peak RSS, cold build: $rss_small_cold kB ($((mb / 10)) MB) vs $rss_cold kB ($mb MB)"
