@@ -101,6 +101,14 @@ impl Request {
         for ulimit in &args.ulimits {
             rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
         }
+        let cache_to = crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?;
+        let mut outputs = outputs;
+        if cache_to.iter().any(|c| c.location == crate::cache::spec::Location::Inline) {
+            // An inline cache names its layers' blobs as the image that carries it
+            // holds them: every image output gets compressed layers, made by the steps
+            // (see `run`), whether it is pushed now or later.
+            outputs.iter_mut().for_each(|o| o.compression_given = true);
+        }
         Ok(Request {
             context_dir,
             dockerfile,
@@ -108,7 +116,7 @@ impl Request {
             options,
             named_dirs,
             epoch,
-            cache_to: crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?,
+            cache_to,
             cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
             default_network: crate::sandbox::parse_build_network(&args.network, entitlements)?,
             entitlements,
@@ -150,8 +158,17 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
 
     // New layers are uncompressed tars, their digest the diffID hashed as they are
     // written: a build into the store and `builder run` need no compressed bytes.
-    // Outputs that do (push, oci/docker archives, cache exports) compress at export,
-    // once per (diffID, compression, level), kept as variants for the next export.
+    // Outputs that do (push, oci/docker archives) compress at export, once per
+    // (diffID, compression, level), kept as variants for the next export. An inline
+    // cache names its layers' blobs inside the pushed image, so with one the layers
+    // are made in the compression of the first output that compresses, as they go
+    // into that image (dependents key on their inputs' layers, compression included).
+    let inline = request.cache_to.iter().any(|c| c.location == crate::cache::spec::Location::Inline);
+    let first_image = request.outputs.iter().find(|o| o.is_image());
+    let (compression, level) = match first_image {
+        Some(output) if inline => (output.compression, output.level),
+        _ => (image_spec::Compression::Uncompressed, None),
+    };
     let mut local_dirs: HashMap<String, PathBuf> = request.named_dirs.clone().into_iter().collect();
     local_dirs.insert("context".into(), request.context_dir.clone());
     let worker = BuildWorker::new(
@@ -163,11 +180,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             entitlements: request.entitlements,
             rlimits: request.rlimits.clone(),
             secrets: request.secrets.clone(),
-            layer_options: crate::layer::LayerOptions {
-                compression: image_spec::Compression::Uncompressed,
-                level: None,
-                mtime_clamp: request.epoch,
-            },
+            layer_options: crate::layer::LayerOptions { compression, level, mtime_clamp: request.epoch },
             mount_seeds: cache.mount_seeds(),
         },
     );
@@ -190,11 +203,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
     let layers = image_output.layers()?.to_vec();
     let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
-    // An inline cache names the blobs of the image that carries it: the compression
-    // of the first output that compresses.
-    let compressing = request.outputs.iter().find(|o| o.is_image() && !o.keeps_layers());
-    let inline_compression = compressing.map_or((Default::default(), None), |o| (o.compression, o.level));
-    config.inline_cache = cache.inline(&report, &layers, inline_compression)?;
+    config.inline_cache = cache.inline(&report, &layers)?;
     let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {

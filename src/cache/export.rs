@@ -10,9 +10,7 @@ use super::{DiskCacheStore, local, registry};
 use crate::progress::Task;
 use ::registry::{RegistryOptions, Transfer};
 use anyhow::{Context as _, Result, bail};
-use crate::export::is_plain_tar;
-use crate::layer::ensure_compression;
-use image_spec::{Compression, Digest, LayerInfo};
+use image_spec::{Digest, LayerInfo};
 use solver::{CacheStore, ProgressSink, SolveReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use store::Store;
@@ -119,45 +117,18 @@ pub fn select(
     Ok(out)
 }
 
-/// `records` with the layers a build left uncompressed (see `export::lazy`)
-/// compressed as `compression` says, several at once: a cache carries compressed
-/// blobs, and an inline cache names the blobs the pushed image has.
-fn compressed(
-    store: &Store,
-    mut records: Vec<ExportedRecord>,
-    (compression, level): (Compression, Option<i32>),
-) -> Result<Vec<ExportedRecord>> {
-    if compression == Compression::Uncompressed {
-        return Ok(records);
-    }
-    let mut wanted: Vec<_> = records.iter().flat_map(|r| &r.layers).filter(|l| is_plain_tar(l)).collect();
-    wanted.sort_by(|a, b| a.diff_id.cmp(&b.diff_id));
-    wanted.dedup_by(|a, b| a.diff_id == b.diff_id);
-    let wanted: Vec<_> = wanted.into_iter().map(|l| (l.clone(), compression, level)).collect();
-    crate::export::precompress(store, &wanted)?;
-    for layer in records.iter_mut().flat_map(|r| r.layers.iter_mut()) {
-        if is_plain_tar(layer) {
-            *layer = ensure_compression(store, layer, compression, level)?;
-        }
-    }
-    Ok(records)
-}
-
 /// The inline cache for the image config when a `--cache-to type=inline` asks for
 /// one: the records of the final image's own steps.
 pub(super) fn inline_cache(
-    store: &Store,
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
     image_layers: &[LayerInfo],
     to: &[CacheSpec],
-    compression: (Compression, Option<i32>),
 ) -> Result<Option<serde_json::Value>> {
     if !to.iter().any(|s| s.location == Location::Inline) {
         return Ok(None);
     }
-    let records = select(cache, report, image_layers, Mode::Min)?;
-    let config = CacheConfig::new(compressed(store, records, compression)?, Vec::new());
+    let config = CacheConfig::new(select(cache, report, image_layers, Mode::Min)?, Vec::new());
     Ok(Some(serde_json::to_value(&config)?))
 }
 
@@ -204,7 +175,7 @@ fn export_one(
     ctx: &ExportContext<'_>,
     task: &Task<'_>,
 ) -> Result<()> {
-    let records = compressed(store, select(cache, report, image_layers, spec.mode)?, (spec.compression, None))?;
+    let records = select(cache, report, image_layers, spec.mode)?;
     let mounts = if spec.mounts { mounts(store, cache, ctx.mount_keys, spec.compression)? } else { Vec::new() };
     let config = CacheConfig::new(records, mounts);
     let mounts =

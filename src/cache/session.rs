@@ -52,15 +52,9 @@ impl<'a> Session<'a> {
         self.store.track_usage(&self.cache)
     }
 
-    /// The inline cache for the image config, if a `--cache-to type=inline` asks, its
-    /// layers in the compression (and level) of the image that carries it.
-    pub fn inline(
-        &self,
-        report: &SolveReport,
-        image_layers: &[LayerInfo],
-        compression: (image_spec::Compression, Option<i32>),
-    ) -> Result<Option<serde_json::Value>> {
-        export::inline_cache(self.store, &self.cache, report, image_layers, &self.to, compression)
+    /// The inline cache for the image config, if a `--cache-to type=inline` asks.
+    pub fn inline(&self, report: &SolveReport, image_layers: &[LayerInfo]) -> Result<Option<serde_json::Value>> {
+        export::inline_cache(&self.cache, report, image_layers, &self.to)
     }
 
     /// Writes every `--cache-to`: the records `report` solved, and the cache mounts

@@ -28,7 +28,8 @@ pub type AddLayer<'a> = dyn FnMut(&LayerInfo, Option<(Compression, Option<i32>)>
 /// [`prepare`], each layer in turn handed to `add` (an archive writing them as they
 /// come, compressing those that need it as it writes them).
 pub fn prepare_with(store: &Store, spec: &OutputSpec, result: &BuildResult, add: &mut AddLayer<'_>) -> Result<Image> {
-    let wanted: Vec<_> = result.layers.iter().enumerate().map(|(i, layer)| wanted_compression(spec, result, i, layer)).collect();
+    let wanted: Vec<_> =
+        result.layers.iter().enumerate().map(|(i, layer)| wanted_compression(spec, result, i, layer)).collect();
     let work: Vec<_> =
         result.layers.iter().zip(&wanted).filter_map(|(l, w)| w.map(|(c, level)| (l.clone(), c, level))).collect();
     super::lazy::precompress(store, &work)?;

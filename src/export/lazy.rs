@@ -60,7 +60,8 @@ pub fn for_push(store: &Store, image: &Image) -> Result<Image> {
     if !image.layers.iter().any(is_plain_tar) {
         return Ok(image.clone());
     }
-    let bytes = store.read_blob(&image.manifest_digest).with_context(|| format!("manifest {}", image.manifest_digest))?;
+    let bytes =
+        store.read_blob(&image.manifest_digest).with_context(|| format!("manifest {}", image.manifest_digest))?;
     let manifest: Manifest =
         serde_json::from_slice(&bytes).with_context(|| format!("parsing manifest {}", image.manifest_digest))?;
     let media_types = manifest.media_type.as_deref().and_then(MediaTypeFamily::of).unwrap_or(MediaTypeFamily::Oci);

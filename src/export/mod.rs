@@ -23,7 +23,7 @@ mod spec;
 mod tar;
 
 pub use history::image_config;
-pub use lazy::{for_push, is_plain_tar, precompress};
+pub use lazy::for_push;
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
 use crate::progress::Task;
