@@ -1,6 +1,7 @@
 //! Integration tests: drive the real `builder` binary against throwaway stores.
 //! They need root (namespaces, overlayfs); without it they skip and say so.
 
+mod big_layers;
 mod build;
 mod cache;
 mod cache_export;

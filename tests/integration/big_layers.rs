@@ -1,0 +1,216 @@
+//! Big layers (issue 19): a build into the store compresses nothing, outputs that need
+//! compressed blobs make them with the digests a compressing build gives, a one-file
+//! change gives a layer that differs in that file alone, and a later RUN never
+//! changes an earlier step's snapshot.
+
+use crate::registry::Registry;
+use crate::util::{Env, busybox_tar, env};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::Path;
+use std::process::Command;
+
+const EPOCH: &str = "1700000000";
+const DOCKERFILE: &str = "FROM busybox\nCOPY data/ /data/\nRUN echo ran > /ran && cat /data/a.txt > /copy\n";
+
+/// A store with busybox imported reproducibly (the same base in every store).
+fn store(test: &str) -> Option<Env> {
+    let env = env(test)?;
+    let out = env
+        .cmd(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(env)
+}
+
+fn project(env: &Env) -> std::path::PathBuf {
+    let mut files = vec![("Dockerfile".to_string(), DOCKERFILE.to_string())];
+    for i in 0..40 {
+        files.push((format!("data/d{}/f{i}.txt", i % 4), format!("file {i}\n").repeat(200)));
+    }
+    files.push(("data/a.txt".into(), "alpha\n".into()));
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    env.context("proj", &files)
+}
+
+/// Builds reproducibly; returns stdout.
+fn build(env: &Env, ctx: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["build", "--progress=plain"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let out = env.cmd(&args).env("SOURCE_DATE_EPOCH", EPOCH).output().unwrap();
+    assert!(out.status.success(), "build {extra:?} failed\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn inspect(env: &Env, image: &str) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["inspect", image])).unwrap()
+}
+
+fn layers(env: &Env, image: &str) -> Vec<serde_json::Value> {
+    inspect(env, image)["Layers"].as_array().unwrap().clone()
+}
+
+/// Every store file whose name says it is a compressed variant of one of `diff_ids`.
+fn compressed_variants(env: &Env, diff_ids: &[String]) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(env.root.path().join("variants")) else { return Vec::new() };
+    entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.contains(".uncompressed"))
+        .filter(|name| diff_ids.iter().any(|d| name.starts_with(d.trim_start_matches("sha256:"))))
+        .collect()
+}
+
+fn tool(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn a_store_build_compresses_nothing_and_outputs_match_a_compressing_build() {
+    let Some(lazy) = store("big_layers_lazy") else { return };
+    let ctx = project(&lazy);
+    let w = lazy.work.path();
+    let id = build(&lazy, &ctx, &["-t", "app:1"]);
+    // The build's own layers are uncompressed tars whose digest is the diffID, and
+    // no compressed variant of them was made.
+    let built: Vec<_> = layers(&lazy, "app:1")[1..].to_vec();
+    assert_eq!(built.len(), 2);
+    for layer in &built {
+        assert_eq!(layer["media_type"], "application/vnd.oci.image.layer.v1.tar", "{layer}");
+        assert_eq!(layer["digest"], layer["diff_id"]);
+    }
+    let diff_ids: Vec<String> = built.iter().map(|l| l["diff_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(compressed_variants(&lazy, &diff_ids), Vec::<String>::new());
+    assert_eq!(lazy.ok(&["run", "--rm", "app:1", "cat", "/copy"]), "alpha\n");
+    // The printed id is the stored manifest's, and `images` lists the same image.
+    let images = lazy.ok(&["images"]);
+    let short = id.trim().trim_start_matches("sha256:")[..12].to_string();
+    assert!(images.contains(&short) || images.contains("app"), "{images}");
+
+    // Archives made from that store...
+    let (oci, docker) = (w.join("lazy-oci.tar"), w.join("lazy-docker.tar"));
+    build(&lazy, &ctx, &["-o", &format!("type=oci,dest={}", oci.display())]);
+    build(&lazy, &ctx, &["-o", &format!("type=docker,dest={}", docker.display())]);
+    assert!(!compressed_variants(&lazy, &diff_ids).is_empty(), "the export kept no variant");
+    // ... are byte for byte those of a build whose steps compress as they go (an
+    // inline cache asks for that), in a fresh store.
+    let Some(eager) = store("big_layers_lazy") else { return };
+    let ctx2 = project(&eager);
+    let (oci2, docker2) = (w.join("eager-oci.tar"), w.join("eager-docker.tar"));
+    build(&eager, &ctx2, &["--cache-to", "type=inline", "-o", &format!("type=oci,dest={}", oci2.display())]);
+    let eager_layers = std::fs::read_dir(eager.root.path().join("variants")).unwrap().count();
+    assert!(eager_layers > 0);
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    // The inline cache is part of the eager image's config: compare the layers.
+    let layer_digests = |tar: &Path| -> Vec<String> {
+        let raw = tool("skopeo", &["inspect", "--raw", &format!("oci-archive:{}", tar.display())]);
+        let Some(raw) = raw else { return Vec::new() };
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+    };
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        eprintln!("SKIPPED big_layers_lazy (archive comparison): skopeo is not installed");
+        return;
+    }
+    assert_eq!(layer_digests(&oci), layer_digests(&oci2));
+    // Without an inline cache both stores give the very same archives.
+    build(&eager, &ctx2, &["-o", &format!("type=docker,dest={}", docker2.display())]);
+    assert!(read(&docker) == read(&docker2), "docker archives differ");
+    // And they load where Docker archives load.
+    tool("skopeo", &["inspect", &format!("docker-archive:{}", docker.display())]).unwrap();
+}
+
+#[test]
+fn push_of_a_store_image_compresses_and_gives_the_digest_build_push_gives() {
+    let test = "big_layers_push";
+    let Some(first) = store(test) else { return };
+    let Some(registry) = Registry::start(test, None) else { return };
+    let ctx = project(&first);
+    let name = format!("{}/big/app:1", registry.host());
+    build(&first, &ctx, &["-t", &name]);
+    let pushed = first.ok(&["push", &name]);
+    let pushed = pushed.trim().rsplit(' ').next().unwrap().to_string();
+
+    let Some(second) = store(test) else { return };
+    let ctx2 = project(&second);
+    let name2 = format!("{}/big/app:2", registry.host());
+    let iid = second.work.path().join("iid");
+    build(&second, &ctx2, &["-t", &name2, "--push", "--iidfile", iid.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), pushed, "builder push and build --push differ");
+
+    // A fresh store pulls it and runs it.
+    let Some(third) = store(test) else { return };
+    third.ok(&["pull", &name]);
+    assert_eq!(third.ok(&["run", "--rm", &name, "cat", "/copy"]), "alpha\n");
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        eprintln!("SKIPPED {test} (skopeo copy): skopeo is not installed");
+        return;
+    }
+    let archive = third.work.path().join("pulled.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{name}"),
+            &format!("docker-archive:{}:x:1", archive.display()),
+        ],
+    )
+    .unwrap();
+    third.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(third.ok(&["run", "--rm", "x:1", "cat", "/copy"]), "alpha\n");
+}
+
+/// (path → content) of an uncompressed layer blob in the store.
+fn tar_entries(env: &Env, digest: &str) -> BTreeMap<String, Vec<u8>> {
+    let path = env.root.path().join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        out.insert(name, content);
+    }
+    out
+}
+
+#[test]
+fn a_one_file_change_gives_the_same_paths_with_only_that_file_changed() {
+    let Some(env) = store("big_layers_one_file") else { return };
+    let ctx = project(&env);
+    build(&env, &ctx, &["-t", "app:1"]);
+    std::fs::write(ctx.join("data/d1/f5.txt"), "changed\n").unwrap();
+    build(&env, &ctx, &["-t", "app:2"]);
+    let (a, b) = (layers(&env, "app:1"), layers(&env, "app:2"));
+    let before = tar_entries(&env, a[1]["digest"].as_str().unwrap());
+    let after = tar_entries(&env, b[1]["digest"].as_str().unwrap());
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    let changed: Vec<_> = before.keys().filter(|k| before[*k] != after[*k]).collect();
+    assert_eq!(changed, ["data/d1/f5.txt"]);
+    assert_eq!(after["data/d1/f5.txt"], b"changed\n");
+    assert!(env.run(&["fsck", "--snapshots"]).status.success());
+}
+
+#[test]
+fn a_later_run_that_changes_a_copied_file_leaves_the_copy_snapshot_alone() {
+    let Some(env) = store("big_layers_copy_up") else { return };
+    let ctx = project(&env);
+    build(&env, &ctx, &["-t", "app:1"]);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("{DOCKERFILE}RUN echo more >> /data/a.txt && chmod 600 /data/d0/f0.txt\n"),
+    )
+    .unwrap();
+    build(&env, &ctx, &["-t", "app:2"]);
+    assert_eq!(env.ok(&["run", "--rm", "app:1", "cat", "/data/a.txt"]), "alpha\n");
+    assert_eq!(env.ok(&["run", "--rm", "app:2", "cat", "/data/a.txt"]), "alpha\nmore\n");
+    // fsck compares every snapshot with its layer: the COPY's is as it was made.
+    let fsck = env.run(&["fsck", "--snapshots"]);
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+}
