@@ -126,6 +126,13 @@ impl Context {
         Ok(ContentDigest { digest: hasher.finish(), entries })
     }
 
+    /// [`Context::entry_digest`] of a context path (a stat-cache hit after
+    /// [`Context::digest_selection`] read it), for a COPY that takes unchanged files
+    /// from its previous result.
+    pub(crate) fn entry_digest_of(&self, host: &Path, meta: &Metadata) -> Result<[u8; 32]> {
+        self.entry_digest(host, meta)
+    }
+
     /// One path's digest: type, permission bits, owner, and its content (file bytes,
     /// link target or device number).
     fn entry_digest(&self, host: &Path, meta: &Metadata) -> Result<[u8; 32]> {

@@ -12,12 +12,14 @@
 mod chmod;
 mod fileop;
 mod owner;
+mod reuse;
 #[cfg(test)]
 mod tests;
 mod unpack;
 mod write;
 
 pub use fileop::apply_file_action;
+pub use reuse::Reuse;
 
 use super::context::Context;
 use super::context::tree::{CopyFilter, Selected, SourceFs, resolve_in_root};
@@ -42,6 +44,28 @@ const MULTI_SOURCE_ERROR: &str =
 /// Applies `action` reading from `source` and writing into the filesystem mounted at
 /// `dest_root` (owners are resolved in `dest_root`'s /etc/passwd and /etc/group).
 pub fn apply_copy(action: &CopyAction, source: &CopySource<'_>, dest_root: &Path) -> Result<()> {
+    copy_with(action, source, dest_root, None).map(drop)
+}
+
+/// [`apply_copy`] into a plain directory, files the previous result of the same copy
+/// has unchanged linked from it rather than copied (see [`Reuse`]); returns `reuse`
+/// with what this copy wrote, for the next.
+pub fn apply_copy_reusing(
+    action: &CopyAction,
+    source: &CopySource<'_>,
+    dest_root: &Path,
+    reuse: Reuse,
+) -> Result<Reuse> {
+    let reuse = copy_with(action, source, dest_root, Some(reuse))?;
+    Ok(reuse.expect("handed to the writer and back"))
+}
+
+fn copy_with(
+    action: &CopyAction,
+    source: &CopySource<'_>,
+    dest_root: &Path,
+    reuse: Option<Reuse>,
+) -> Result<Option<Reuse>> {
     let (fs, reset_owner) = match source {
         CopySource::Context(context) => (SourceFs::new(context.root(), Some(context.matcher())), true),
         CopySource::Root(root) => (SourceFs::new(root, None), false),
@@ -72,6 +96,7 @@ pub fn apply_copy(action: &CopyAction, source: &CopySource<'_>, dest_root: &Path
         owner,
         writer: Writer::new(owner, reset_owner, mode.as_ref()),
     };
+    copier.writer.reuse = reuse;
     for source in &action.sources {
         let tops = fs.resolve_source(source, action.allow_wildcard, action.follow_symlinks)?;
         if tops.is_empty() {
@@ -88,7 +113,9 @@ pub fn apply_copy(action: &CopyAction, source: &CopySource<'_>, dest_root: &Path
             copier.copy_top(top).with_context(|| format!("copying {}", top.requested.display()))?;
         }
     }
-    copier.writer.finish()
+    let reuse = copier.writer.reuse.take();
+    copier.writer.finish()?;
+    Ok(reuse)
 }
 
 /// The destination as given: cleaned, relative to the root, and whether it names a

@@ -16,6 +16,9 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
     let workdir = scratch.path().join("work");
     std::fs::create_dir_all(&upperdir)?;
     std::fs::create_dir_all(&workdir)?;
+    if let Some((copy, context)) = super::copy_direct::direct_copy(op, inputs, &lowers) {
+        return super::copy_direct::exec(worker, copy, context, parent_output, upperdir);
+    }
 
     let mut roots = vec![executor::Rootfs {
         lowerdirs: lowers.into_iter().rev().collect(),

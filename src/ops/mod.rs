@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod copy;
+mod copy_direct;
 mod exec;
 mod file;
 pub mod source;

@@ -194,14 +194,38 @@ fn a_one_file_change_gives_the_same_paths_with_only_that_file_changed() {
     let changed: Vec<_> = before.keys().filter(|k| before[*k] != after[*k]).collect();
     assert_eq!(changed, ["data/d1/f5.txt"]);
     assert_eq!(after["data/d1/f5.txt"], b"changed\n");
+    // The unchanged files were taken from the first COPY's snapshot, not copied.
+    let shared = copies_of(&env, "data/d0/f0.txt");
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    assert_eq!(shared[0].1, shared[1].1, "data/d0/f0.txt was copied again: {shared:?}");
+    let changed = copies_of(&env, "data/d1/f5.txt");
+    assert_ne!(changed[0].1, changed[1].1, "the changed file shares its inode: {changed:?}");
     assert!(env.run(&["fsck", "--snapshots"]).status.success());
+}
+
+/// (snapshot, inode) of every snapshot that holds `rel`.
+fn copies_of(env: &Env, rel: &str) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(env.root.path().join("snapshots")).unwrap() {
+        let entry = entry.unwrap();
+        if let Ok(meta) = std::fs::symlink_metadata(entry.path().join(rel)) {
+            out.push((entry.file_name().to_string_lossy().into_owned(), meta.ino()));
+        }
+    }
+    out
 }
 
 #[test]
 fn a_later_run_that_changes_a_copied_file_leaves_the_copy_snapshot_alone() {
     let Some(env) = store("big_layers_copy_up") else { return };
     let ctx = project(&env);
+    build(&env, &ctx, &["-t", "app:0"]);
+    // A one-file change: the new COPY result links the other files from the first.
+    std::fs::write(ctx.join("data/d2/f6.txt"), "changed\n").unwrap();
     build(&env, &ctx, &["-t", "app:1"]);
+    let linked = copies_of(&env, "data/d0/f0.txt");
+    assert!(linked.len() == 2 && linked[0].1 == linked[1].1, "{linked:?}");
     std::fs::write(
         ctx.join("Dockerfile"),
         format!("{DOCKERFILE}RUN echo more >> /data/a.txt && chmod 600 /data/d0/f0.txt\n"),
@@ -210,6 +234,11 @@ fn a_later_run_that_changes_a_copied_file_leaves_the_copy_snapshot_alone() {
     build(&env, &ctx, &["-t", "app:2"]);
     assert_eq!(env.ok(&["run", "--rm", "app:1", "cat", "/data/a.txt"]), "alpha\n");
     assert_eq!(env.ok(&["run", "--rm", "app:2", "cat", "/data/a.txt"]), "alpha\nmore\n");
+    let mode = |image: &str| env.ok(&["run", "--rm", image, "stat", "-c", "%a", "/data/d0/f0.txt"]);
+    assert_eq!((mode("app:0"), mode("app:1"), mode("app:2")), ("644\n".into(), "644\n".into(), "600\n".into()));
+    // Both COPY snapshots still share the untouched inode; the RUN has its own copy.
+    let copies = copies_of(&env, "data/d0/f0.txt");
+    assert_eq!(copies.len(), 3, "{copies:?}");
     // fsck compares every snapshot with its layer: the COPY's is as it was made.
     let fsck = env.run(&["fsck", "--snapshots"]);
     assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));

@@ -4,6 +4,7 @@
 
 use super::chmod::ModeSpec;
 use super::owner::Ids;
+use super::reuse::Reuse;
 use crate::ops::context::tree::{Entry, resolve_in_root};
 use anyhow::{Context as _, Result, bail};
 use filetime::FileTime;
@@ -65,13 +66,15 @@ pub(crate) struct Writer<'a> {
     pub mode: Option<&'a ModeSpec>,
     /// (dev, inode) of multiply-linked source files → their first copy.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Files to take from the previous result of the same COPY (see [`Reuse`]).
+    pub reuse: Option<Reuse>,
     /// Directory times, applied last so writing their children does not change them.
     dir_times: Vec<(PathBuf, FileTime, FileTime)>,
 }
 
 impl<'a> Writer<'a> {
     pub fn new(owner: Option<Ids>, reset_owner: bool, mode: Option<&'a ModeSpec>) -> Self {
-        Writer { owner, reset_owner, mode, links: HashMap::new(), dir_times: Vec::new() }
+        Writer { owner, reset_owner, mode, links: HashMap::new(), reuse: None, dir_times: Vec::new() }
     }
 
     /// Recreates `entry` at `dst`. An existing directory is reused (its metadata is
@@ -111,6 +114,12 @@ impl<'a> Writer<'a> {
             self.links.insert(id, dst.to_path_buf());
         }
         if kind.is_file() {
+            let (ids, mode) = (self.ids_for(&entry.meta), self.mode_for(&entry.meta));
+            if let Some(reuse) = &mut self.reuse
+                && reuse.try_link(&entry.host, &entry.meta, dst, (ids.uid, ids.gid), mode)?
+            {
+                return Ok(());
+            }
             copy_file(&entry.host, dst)?;
         } else if kind.is_symlink() {
             let target =
@@ -127,18 +136,11 @@ impl<'a> Writer<'a> {
 
     fn apply_metadata(&mut self, src: &Path, meta: &Metadata, dst: &Path) -> Result<()> {
         let is_symlink = meta.file_type().is_symlink();
-        let ids = match self.owner {
-            Some(ids) => ids,
-            None if self.reset_owner => Ids { uid: 0, gid: 0 },
-            None => Ids { uid: meta.uid(), gid: meta.gid() },
-        };
+        let ids = self.ids_for(meta);
         chown(dst, ids, self.owner.is_some())?;
         copy_xattrs(src, dst);
         if !is_symlink {
-            let mode = match self.mode {
-                Some(spec) => spec.apply(meta.mode(), meta.is_dir()),
-                None => meta.mode() & 0o7777,
-            };
+            let mode = self.mode_for(meta);
             fs::set_permissions(dst, fs::Permissions::from_mode(mode))
                 .with_context(|| format!("chmod {:o} {}", mode, dst.display()))?;
         }
@@ -150,6 +152,23 @@ impl<'a> Writer<'a> {
         } else {
             filetime::set_symlink_file_times(dst, atime, mtime)
                 .with_context(|| format!("setting times of {}", dst.display()))
+        }
+    }
+
+    /// The owner a copy of an entry with `meta` gets.
+    fn ids_for(&self, meta: &Metadata) -> Ids {
+        match self.owner {
+            Some(ids) => ids,
+            None if self.reset_owner => Ids { uid: 0, gid: 0 },
+            None => Ids { uid: meta.uid(), gid: meta.gid() },
+        }
+    }
+
+    /// The permission bits a copy of an entry with `meta` gets.
+    fn mode_for(&self, meta: &Metadata) -> u32 {
+        match self.mode {
+            Some(spec) => spec.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
         }
     }
 

@@ -1,0 +1,114 @@
+//! A COPY that changed in a few files costs what changed: unchanged files of the
+//! previous result of the same COPY (same op, same parent filesystem) are hard-linked
+//! from its snapshot into the new one instead of being copied again.
+//!
+//! Only files are linked, and only when the new file would be the old one exactly:
+//! the source's content digest (from the context's stat cache: bytes, type, mode,
+//! owner) is the one the previous copy recorded for that destination, the linked
+//! inode already has the owner, mode and mtime this copy gives it, and neither side
+//! has extended attributes. Nothing is ever written through a link (the writer
+//! replaces files by unlinking them), so snapshots stay immutable: a later RUN that
+//! changes such a file copies it up into its own upperdir, as overlayfs does for any
+//! lower file.
+//!
+//! The memo (`cache/copy-reuse/<key>.json` in the store, key = the op and the
+//! parent's chain ID) names the result's snapshot and each copied file's digest. It is
+//! a hint: a missing snapshot or memo only means copying everything.
+
+use crate::ops::context::Context;
+use anyhow::{Context as _, Result};
+use image_spec::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use store::{Durability, Store};
+
+/// What one COPY's previous result offers, and what this copy records for the next.
+pub struct Reuse {
+    context: Arc<Context>,
+    /// The directory the copy writes into (the new layer's upperdir).
+    root: PathBuf,
+    /// The previous result's snapshot and its files' digests by destination path.
+    previous: Option<(PathBuf, HashMap<PathBuf, String>)>,
+    /// Destination path → digest of every regular file this copy wrote.
+    written: Vec<(String, String)>,
+    pub linked: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Memo {
+    /// The chain ID of the result's top layer: its snapshot.
+    chain: Digest,
+    /// (destination path relative to the layer root, content digest of its source).
+    files: Vec<(String, String)>,
+}
+
+fn memo_path(store: &Store, key: &str) -> PathBuf {
+    store.root().join("cache").join("copy-reuse").join(format!("{key}.json"))
+}
+
+impl Reuse {
+    /// Reuse for a copy from `context` into `root`, with the memo stored under `key`.
+    pub fn load(store: &Store, key: &str, context: Arc<Context>, root: &Path) -> Reuse {
+        let previous = fs::read(memo_path(store, key))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Memo>(&bytes).ok())
+            .filter(|memo| store.has_snapshot(&memo.chain))
+            .map(|memo| {
+                let files = memo.files.into_iter().map(|(rel, digest)| (PathBuf::from(rel), digest)).collect();
+                (store.snapshot_path(&memo.chain), files)
+            });
+        Reuse { context, root: root.to_path_buf(), previous, written: Vec::new(), linked: 0 }
+    }
+
+    /// Records what this copy wrote as the memo for the next one, whose result is the
+    /// snapshot of `chain`.
+    pub fn save(self, store: &Store, key: &str, chain: &Digest) -> Result<()> {
+        let path = memo_path(store, key);
+        let dir = path.parent().expect("a memo has a directory");
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let memo = Memo { chain: chain.clone(), files: self.written };
+        let bytes = serde_json::to_vec(&memo).context("serializing a copy memo")?;
+        Ok(store.write_file(&path, "copy-memo", &bytes, Durability::Renamed)?)
+    }
+
+    /// Before a regular file `src` (metadata `meta`) is copied to `dst`: links the
+    /// previous result's identical file there instead, if there is one whose inode
+    /// already has `ids`, `mode` and `meta`'s mtime. Returns whether it did; either
+    /// way the file is recorded for the next copy.
+    pub fn try_link(&mut self, src: &Path, meta: &Metadata, dst: &Path, ids: (u32, u32), mode: u32) -> Result<bool> {
+        let Ok(rel) = dst.strip_prefix(&self.root) else { return Ok(false) };
+        if meta.nlink() > 1 {
+            return Ok(false);
+        }
+        let digest = hex::encode(self.context.entry_digest_of(src, meta)?);
+        if let Some(rel_str) = rel.to_str() {
+            self.written.push((rel_str.to_string(), digest.clone()));
+        }
+        let Some((snapshot, files)) = &self.previous else { return Ok(false) };
+        if files.get(rel) != Some(&digest) || has_xattrs(src) {
+            return Ok(false);
+        }
+        let old = snapshot.join(rel);
+        let Ok(old_meta) = fs::symlink_metadata(&old) else { return Ok(false) };
+        let same = old_meta.is_file()
+            && old_meta.size() == meta.size()
+            && (old_meta.uid(), old_meta.gid()) == ids
+            && old_meta.mode() & 0o7777 == mode
+            && (old_meta.mtime(), old_meta.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec())
+            && !has_xattrs(&old);
+        if !same {
+            return Ok(false);
+        }
+        fs::hard_link(&old, dst).with_context(|| format!("linking {} to {}", old.display(), dst.display()))?;
+        self.linked += 1;
+        Ok(true)
+    }
+}
+
+fn has_xattrs(path: &Path) -> bool {
+    xattr::list(path).map_or(true, |mut names| names.next().is_some())
+}
