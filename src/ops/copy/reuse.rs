@@ -103,7 +103,11 @@ impl Reuse {
         if !same {
             return Ok(false);
         }
-        fs::hard_link(&old, dst).with_context(|| format!("linking {} to {}", old.display(), dst.display()))?;
+        // The previous snapshot is a hint: if it cannot be linked from, copy.
+        if let Err(e) = fs::hard_link(&old, dst) {
+            tracing::debug!("linking {} to {}: {e}", old.display(), dst.display());
+            return Ok(false);
+        }
         self.linked += 1;
         Ok(true)
     }
@@ -111,4 +115,62 @@ impl Reuse {
 
 fn has_xattrs(path: &Path) -> bool {
     xattr::list(path).map_or(true, |mut names| names.next().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::copy::{CopySource, apply_copy_reusing};
+    use solver::ir::CopyAction;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn ino(path: &Path) -> u64 {
+        fs::symlink_metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn unchanged_files_are_linked_from_the_previous_result_and_changed_ones_copied() {
+        let (dir, store) = store::testing::test_store();
+        let ctx = dir.path().join("ctx");
+        for name in ["same.txt", "edited.txt", "chmodded.txt", "linked-twice.txt"] {
+            std::fs::create_dir_all(ctx.join("sub")).unwrap();
+            fs::write(ctx.join("sub").join(name), name).unwrap();
+        }
+        fs::hard_link(ctx.join("sub/linked-twice.txt"), ctx.join("other-name.txt")).unwrap();
+        let copy = CopyAction::new(1, vec![".".into()], "/app/");
+        let run = |upper: &Path| {
+            let context = Arc::new(Context::new(&ctx, &[]).unwrap());
+            // As a build does: the cache key reads every file first.
+            context.digest_selection(&copy).unwrap();
+            fs::create_dir_all(upper).unwrap();
+            let reuse = Reuse::load(&store, "k", context.clone(), upper);
+            apply_copy_reusing(&copy, &CopySource::Context(&context), upper, reuse).unwrap()
+        };
+
+        let first = run(&dir.path().join("first"));
+        assert_eq!(first.linked, 0);
+        let chain = Digest::of(b"first result");
+        let snapshot = store.commit_snapshot(dir.path().join("first"), &chain).unwrap();
+        first.save(&store, "k", &chain).unwrap();
+
+        fs::write(ctx.join("sub/edited.txt"), "new content").unwrap();
+        fs::set_permissions(ctx.join("sub/chmodded.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        let second_dir = dir.path().join("second");
+        let second = run(&second_dir);
+        assert_eq!(second.linked, 1, "only same.txt is unchanged and singly linked");
+        let (old, new) = (snapshot.join("app/sub"), second_dir.join("app/sub"));
+        assert_eq!(ino(&old.join("same.txt")), ino(&new.join("same.txt")));
+        for changed in ["edited.txt", "chmodded.txt", "linked-twice.txt"] {
+            assert_ne!(ino(&old.join(changed)), ino(&new.join(changed)), "{changed}");
+        }
+        assert_eq!(fs::read_to_string(new.join("edited.txt")).unwrap(), "new content");
+        assert_eq!(fs::read_to_string(old.join("edited.txt")).unwrap(), "edited.txt");
+        assert_eq!(fs::symlink_metadata(old.join("chmodded.txt")).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(fs::symlink_metadata(new.join("chmodded.txt")).unwrap().mode() & 0o7777, 0o600);
+
+        // A memo whose snapshot is gone is no memo.
+        std::fs::remove_dir_all(&snapshot).unwrap();
+        let third = run(&dir.path().join("third"));
+        assert_eq!(third.linked, 0);
+    }
 }
