@@ -46,7 +46,7 @@ fn is_numeric(owner: &Owner) -> bool {
 }
 
 /// Runs the copy into `upperdir`, taking unchanged files from the previous result of
-/// the same copy on the same parent, and stacks the layer on `parent`.
+/// the same copy from the same context directory, and stacks the layer on `parent`.
 pub fn exec(
     worker: &BuildWorker<'_>,
     copy: &CopyAction,
@@ -56,10 +56,12 @@ pub fn exec(
 ) -> Result<Output> {
     let store = worker.store;
     let parent_layers = parent.layers()?;
-    let parent_chain = image_spec::chain_ids(&parent_layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>());
+    // What a direct copy writes depends on the op and the context's files alone (the
+    // parent only decides that it may be direct): the memo is the op's, from this
+    // context directory, whatever the parent, so a new base image still links.
     let mut h = solver::KeyHasher::new("copy-reuse");
     h.key(&solver::CacheKey::of("copy", copy));
-    h.str(parent_chain.last().map_or("scratch", |c| c.as_str()));
+    h.bytes(context.root().as_os_str().as_encoded_bytes());
     let key = h.finish().to_hex();
 
     let reuse = Reuse::load(store, &key, context.clone(), &upperdir);

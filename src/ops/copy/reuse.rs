@@ -1,6 +1,6 @@
 //! A COPY that changed in a few files costs what changed: unchanged files of the
-//! previous result of the same COPY (same op, same parent filesystem) are hard-linked
-//! from its snapshot into the new one instead of being copied again.
+//! previous result of the same COPY (same op, same context directory) are
+//! hard-linked from its snapshot into the new one instead of being copied again.
 //!
 //! Only files are linked, and only when the new file would be the old one exactly:
 //! the source's content digest (from the context's stat cache: bytes, type, mode,
@@ -11,9 +11,10 @@
 //! changes such a file copies it up into its own upperdir, as overlayfs does for any
 //! lower file.
 //!
-//! The memo (`cache/copy-reuse/<key>.json` in the store, key = the op and the
-//! parent's chain ID) names the result's snapshot and each copied file's digest. It is
-//! a hint: a missing snapshot or memo only means copying everything.
+//! The memo (`cache/copy-reuse/<key>.json` in the store, key = the op and the context
+//! directory, so one per COPY instruction, replaced by each run) names the result's
+//! snapshot and each copied file's digest. It is a hint: a missing snapshot or memo
+//! only means copying everything.
 
 use crate::ops::context::Context;
 use anyhow::{Context as _, Result};
