@@ -320,4 +320,24 @@ mod tests {
         assert!(err(r#"type=image,"name=a"#).contains("unterminated quote"));
         assert!(err("type=docker,dest=x,annotation.a=b").contains("annotations need OCI"));
     }
+
+    #[test]
+    fn only_a_store_image_without_a_compression_asked_keeps_the_built_layers() {
+        let keeps = |spec: &str| parse_output(spec).unwrap().keeps_layers();
+        assert!(keeps("type=image"));
+        assert!(keeps("type=image,name=app:1"));
+        assert!(OutputSpec::new(OutputKind::Image).keeps_layers());
+        for compressing in [
+            "type=image,compression=gzip",
+            "type=image,compression-level=3",
+            "type=image,force-compression=true",
+            "type=image,push=true",
+            "type=registry",
+            "type=oci,dest=x",
+            "type=docker,dest=x",
+        ] {
+            assert!(!keeps(compressing), "{compressing}");
+        }
+        assert!(!OutputSpec::new(OutputKind::Registry).keeps_layers());
+    }
 }
