@@ -4,7 +4,9 @@
 //! [`diff_to_layer`] streams an overlay upperdir through a deterministic tar writer
 //! ([`tar_writer`]), a sha256 (the diffID) and a compressor ([`compress`]: the
 //! caller, the compression workers and the blob writer each on a thread) into a store
-//! blob, in bounded memory. [`ensure_snapshots`] has the store do the reverse for
+//! blob, in bounded memory. A build's layers are uncompressed (compressed blobs are
+//! made when an output needs them, see `export::lazy`): the tar is the blob, hashed
+//! once, by the blob writer. [`ensure_snapshots`] has the store do the reverse for
 //! every missing layer of a stack, with [`Unpacker`] unpacking each blob and checking
 //! the diffID of what it unpacked ([`unpack`]).
 
@@ -62,6 +64,18 @@ pub fn diff_to_layer_with(store: &Store, upperdir: &Path, options: &LayerOptions
 /// the layer's variant in that compression so exports reuse it.
 pub fn dir_to_layer(store: &Store, dir: &Path, options: &LayerOptions, tar_options: &TarOptions) -> Result<LayerInfo> {
     let blob = store.blob_writer()?;
+    if options.compression == Compression::Uncompressed {
+        // The blob is the tar: the digest the blob writer computes as it writes (on
+        // the writing thread) is the diffID, so the tar is hashed once.
+        let plain = Compressor::with_level(Compression::Uncompressed, None, blob).context("starting the blob")?;
+        let plain =
+            tar_writer::write_tar(dir, plain, tar_options).with_context(|| format!("archiving {}", dir.display()))?;
+        let (digest, size) = plain.finish().context("finishing the blob")?.commit(None)?;
+        let media_type = Compression::Uncompressed.media_type().to_string();
+        let layer = LayerInfo { digest: digest.clone(), diff_id: digest, size, media_type };
+        store.record_layer_variant(&layer, Compression::Uncompressed, None)?;
+        return Ok(layer);
+    }
     let compressor =
         Compressor::with_level(options.compression, options.level, blob).context("starting compression")?;
     let hashing = HashWriter::new(compressor);
