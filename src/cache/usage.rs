@@ -78,6 +78,10 @@ impl CacheStore for UsageTracking<'_> {
     fn hit_source(&self, key: &CacheKey) -> Option<String> {
         self.inner.hit_source(key)
     }
+
+    fn try_claim(&self, key: &CacheKey) -> Result<solver::ClaimAttempt, CacheStoreError> {
+        self.inner.try_claim(key)
+    }
 }
 
 #[cfg(test)]

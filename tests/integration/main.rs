@@ -4,6 +4,7 @@
 mod build;
 mod cache;
 mod cache_export;
+mod concurrent;
 mod dockerfile;
 mod export;
 mod gc;
