@@ -73,6 +73,7 @@ pub fn main() -> ExitCode {
     // The container's exit code is `run`'s answer, so its own errors must not be
     // mistaken for one: they all end with 125, as `docker run`'s do.
     let is_run = matches!(cli.command, cli::Command::Run(_));
+    let root = cli.root.clone().unwrap_or_else(store::Store::default_root);
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -81,7 +82,7 @@ pub fn main() -> ExitCode {
                 Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
-                let hint = hint.or_else(|| hint::for_error(&error));
+                let hint = hint.or_else(|| hint::for_error(&error)).or_else(|| hint::for_full_disk(&root));
                 progress::print_error(&format!("{error:#}"), hint.as_deref());
             }
             ExitCode::from(if is_run { run::FAILED } else { code })

@@ -13,6 +13,7 @@ mod media_types;
 mod mounts;
 mod progress;
 mod registry;
+mod reliability;
 mod run;
 mod sandbox;
 mod save;
