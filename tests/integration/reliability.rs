@@ -234,7 +234,7 @@ fn kill_nine(env: &Env, registry: &Registry) -> Row {
     let cache_dir = out.join("cache");
     let puller = crate::util::env("reliability_pull").unwrap();
     type Op<'a> = Box<dyn Fn() -> Command + 'a>;
-    let ops: Vec<(&str, Op)> = vec![
+    let ops: Vec<(&str, Op<'_>)> = vec![
         ("build", Box::new(|| build(&["--no-cache"]))),
         ("export", Box::new(|| build(&["-o", &format!("type=oci,dest={}", out.join("o.tar").display())]))),
         ("save", Box::new(|| env.cmd(&["save", "-o", out.join("s.tar").to_str().unwrap(), &name]))),
