@@ -14,10 +14,12 @@ mod from;
 mod ignored;
 pub mod rules;
 mod stage;
+mod subrequests;
 mod syntax;
 
 pub use config::{CheckConfig, CheckOptionError};
 pub use rules::Rule;
+pub use subrequests::{Outline, OutlineItem, Target, outline, targets};
 
 use crate::error::{Location, ParseError};
 use crate::instructions::{self, Dockerfile};
