@@ -18,13 +18,22 @@ use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let request = Request::new(&args)?;
+    crate::check::unsupported_flags(&args).map_err(|e| usage_error(anyhow!(e)))?;
+    let call =
+        crate::check::parse_call(args.more.call.as_deref(), args.more.check).map_err(|e| usage_error(anyhow!(e)))?;
+    if call.name != crate::check::CallName::Build {
+        let progress = solver::progress::NullProgress;
+        let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
+        let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
+        return crate::check::run(&call, &request.dockerfile, &request.options, &resolver);
+    }
     if let Some(print) = args.print.as_deref() {
         return print_graph(store, &request, print);
     }
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     // The display exists before anything is resolved or pulled: every line the build
     // writes on stderr is one of its steps.
-    let progress = crate::progress::new(mode, args.explain);
+    let progress = if args.more.quiet { crate::progress::quiet() } else { crate::progress::new(mode, args.explain) };
     let logs = crate::progress::route_logs(progress.clone());
     let result = run(store, &args, &request, progress.sink());
     drop(logs);
@@ -252,6 +261,10 @@ fn load_definition(
             task.warn(warning.clone());
         }
     }
+    let compiled = compiled.and_then(|definition| {
+        crate::check::warn_during_build(&request.dockerfile, &request.options, &resolver, &task)?;
+        Ok(definition)
+    });
     task.finish(compiled)
 }
 
@@ -269,6 +282,7 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     if args.load || outputs.is_empty() {
         outputs.push(OutputSpec::new(OutputKind::Image));
     }
+    crate::check::add_annotations(&args.more.annotations, &mut outputs).map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
     }

@@ -10,6 +10,7 @@
 mod archive;
 mod build;
 mod cache;
+mod check;
 mod cli;
 mod commands;
 mod export;

@@ -34,7 +34,8 @@ impl CheckConfig {
             return Ok(config);
         }
         for part in value.splitn(3, ';') {
-            let (key, v) = part.split_once('=').ok_or_else(|| CheckOptionError(format!("invalid check option {part:?}")))?;
+            let (key, v) =
+                part.split_once('=').ok_or_else(|| CheckOptionError(format!("invalid check option {part:?}")))?;
             let v = v.trim();
             match key.trim() {
                 "skip" if v == "all" => config.skip_all = true,

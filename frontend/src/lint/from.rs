@@ -76,7 +76,8 @@ pub(crate) fn check(dockerfile: &Dockerfile, nodes: &[StageNodes<'_>], globals: 
         if let Ok(default) = globals.lex.process_word(&stage.base_name, &globals.defaults)
             && Reference::parse(&default).is_err()
         {
-            let message = format!("Default value for ARG {} results in empty or invalid base image name", stage.base_name);
+            let message =
+                format!("Default value for ARG {} results in empty or invalid base image name", stage.base_name);
             linter.report(&INVALID_DEFAULT_ARG_IN_FROM, node, message);
         }
         if let Some(base) = globals.expand(&stage.base_name) {
@@ -91,8 +92,9 @@ pub(crate) fn check(dockerfile: &Dockerfile, nodes: &[StageNodes<'_>], globals: 
             && expanded.matched.contains("TARGETPLATFORM")
             && Some(expanded.result.as_str()) == target
         {
-            let message =
-                format!("Setting platform to predefined {platform} in FROM is redundant as this is the default behavior");
+            let message = format!(
+                "Setting platform to predefined {platform} in FROM is redundant as this is the default behavior"
+            );
             linter.report(&REDUNDANT_TARGET_PLATFORM, node, message);
         }
         if expanded.matched.is_empty()

@@ -52,9 +52,9 @@ fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
         Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
-        Some((first, rest)) => {
-            path.split_first().is_some_and(|(p, tail)| glob(first.as_bytes(), p.as_bytes()) && match_segments(rest, tail))
-        }
+        Some((first, rest)) => path
+            .split_first()
+            .is_some_and(|(p, tail)| glob(first.as_bytes(), p.as_bytes()) && match_segments(rest, tail)),
     }
 }
 

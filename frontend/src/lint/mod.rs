@@ -125,7 +125,12 @@ pub fn lint(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver, al
     };
     let config = match CheckConfig::parse(ast.directives.check.as_deref().unwrap_or_default()) {
         Ok(config) => config,
-        Err(e) => return Report { error: file_error(ParseError::invalid(Location::line(1), e.to_string())), ..Report::default() },
+        Err(e) => {
+            return Report {
+                error: file_error(ParseError::invalid(Location::line(1), e.to_string())),
+                ..Report::default()
+            };
+        }
     };
     let mut linter = Linter { config: config.clone(), findings: Vec::new() };
     let (_, stage_nodes) = group_nodes(&ast.children);
@@ -161,4 +166,3 @@ fn check_stages(
     }
     Ok(())
 }
-

@@ -249,7 +249,8 @@ impl<'a> StageChecker<'a> {
                 words(scope, &[path], linter);
                 let expanded = self.globals.lex.process_word(path, scope).unwrap_or(path.clone());
                 if !*workdir_set && !expanded.starts_with('/') {
-                    let message = format!("Relative workdir {expanded:?} can have unexpected results if the base image changes");
+                    let message =
+                        format!("Relative workdir {expanded:?} can have unexpected results if the base image changes");
                     linter.report(&WORKDIR_RELATIVE_PATH, node, message);
                 }
                 *workdir_set = true;
@@ -288,8 +289,9 @@ impl<'a> StageChecker<'a> {
             Command::Cmd(command) | Command::Entrypoint(command) => {
                 self.used_once(if keyword == "CMD" { 0 } else { 1 }, keyword, node, last, linter);
                 if command.prepend_shell && !scope.shell {
-                    let message =
-                        format!("JSON arguments recommended for {keyword} to prevent unintended behavior related to OS signals");
+                    let message = format!(
+                        "JSON arguments recommended for {keyword} to prevent unintended behavior related to OS signals"
+                    );
                     linter.report(&JSON_ARGS_RECOMMENDED, node, message);
                 }
             }

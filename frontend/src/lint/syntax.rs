@@ -101,9 +101,9 @@ fn instruction_casing(stages: &[StageNodes<'_>], linter: &mut Linter) {
 /// Whether a comment is a parser directive (only the first instruction's comments
 /// can hold them; BuildKit keeps them out of its comments).
 fn is_directive(comment: &str) -> bool {
-    comment.split_once('=').is_some_and(|(key, _)| {
-        matches!(key.trim().to_ascii_lowercase().as_str(), "syntax" | "escape" | "check")
-    })
+    comment
+        .split_once('=')
+        .is_some_and(|(key, _)| matches!(key.trim().to_ascii_lowercase().as_str(), "syntax" | "escape" | "check"))
 }
 
 /// The comments above a node that may describe it.
