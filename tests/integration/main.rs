@@ -4,6 +4,7 @@
 mod build;
 mod cache;
 mod cache_export;
+mod checks;
 mod dockerfile;
 mod export;
 mod hygiene;
