@@ -102,57 +102,6 @@ pub fn warn_during_build(
     Ok(())
 }
 
-/// `--attest`, `--sbom` and `--provenance` ask for attestations this builder does not
-/// make: better an error than an image without what was asked for.
-pub fn unsupported_flags(args: &crate::cli::BuildArgs) -> Result<(), String> {
-    let disabled = |v: &str| matches!(v, "false" | "0" | "disabled=true") || v.ends_with(",disabled=true");
-    let asked = [
-        ("--attest", args.more.attest.first().cloned()),
-        ("--sbom", args.more.sbom.clone()),
-        ("--provenance", args.more.provenance.clone()),
-    ];
-    for (flag, value) in asked {
-        if let Some(value) = value.filter(|v| !disabled(v)) {
-            return Err(format!("{flag} {value:?}: attestations are not supported yet"));
-        }
-    }
-    Ok(())
-}
-
-/// `--annotation [TYPE:]KEY=VALUE` on every image output, as buildx: no type means
-/// the manifest. A single-platform image has no index, so `index:` and the descriptor
-/// types have nothing to go on.
-pub fn add_annotations(specs: &[String], outputs: &mut [crate::export::OutputSpec]) -> Result<(), String> {
-    for spec in specs {
-        let (key, value) =
-            spec.split_once('=').ok_or_else(|| format!("invalid --annotation {spec:?}: want KEY=VALUE"))?;
-        let (kind, key) = match key.split_once(':') {
-            Some((kind, key)) if !kind.contains('.') && !kind.contains('/') => (kind, key),
-            _ => ("manifest", key),
-        };
-        if key.is_empty() {
-            return Err(format!("invalid --annotation {spec:?}: empty key"));
-        }
-        match kind {
-            "manifest" => {}
-            "index" | "index-descriptor" | "manifest-descriptor" => {
-                return Err(format!(
-                    "--annotation {spec:?}: {kind} annotations are not supported yet (a single-platform image has only a manifest)"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "invalid --annotation {spec:?}: unknown type {other:?} (want manifest, index, manifest-descriptor or index-descriptor)"
-                ));
-            }
-        }
-        for output in outputs.iter_mut().filter(|o| o.is_image()) {
-            output.annotations.insert(key.to_string(), value.to_string());
-        }
-    }
-    Ok(())
-}
-
 /// The lines of a finding with two of context, as BuildKit shows a source range.
 fn snippet(out: &mut String, dockerfile: &str, name: &str, finding: &Finding) {
     let lines: Vec<&str> = dockerfile.lines().collect();

@@ -243,6 +243,12 @@ pub struct BuildMoreArgs {
     /// SBOM attestation (not supported yet)
     #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "true")]
     pub sbom: Option<String>,
+    /// Add a line to /etc/hosts of RUN steps: HOST:IP (or HOST=IP)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of /dev/shm in RUN steps (e.g. 128m; default 64m)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Provenance attestation (not supported yet)
     #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "true")]
     pub provenance: Option<String>,

@@ -9,6 +9,7 @@
 
 mod archive;
 mod build;
+mod build_flags;
 mod cache;
 mod check;
 mod cli;

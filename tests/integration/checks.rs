@@ -179,3 +179,28 @@ fn attestation_flags_are_refused_clearly() {
         assert!(stderr.contains("attestations are not supported yet"), "{flag}: {stderr}");
     }
 }
+
+#[test]
+fn add_host_and_shm_size_reach_run_steps() {
+    let Some(env) = env("add_host_and_shm_size_reach_run_steps") else { return };
+    let env = env.with_busybox();
+    let dockerfile = "FROM busybox\nRUN cat /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 > /shm\n";
+    let ctx = env.context("hosts", &[("Dockerfile", dockerfile)]);
+    let args =
+        ["-t", "hosts:1", "--add-host", "db.internal:10.1.2.3", "--add-host", "v6=fd00::7", "--shm-size", "128m"];
+    env.build_ok(&ctx, &args);
+    let hosts = env.ok(&["run", "--rm", "hosts:1", "cat", "/hosts"]);
+    assert!(hosts.contains("10.1.2.3\tdb.internal\n") && hosts.contains("fd00::7\tv6\n"), "{hosts}");
+    assert!(hosts.starts_with("127.0.0.1\tlocalhost"), "{hosts}");
+    let shm = env.ok(&["run", "--rm", "hosts:1", "cat", "/shm"]);
+    let kib: Vec<&str> = shm.split_whitespace().collect();
+    assert_eq!(kib.get(1), Some(&"131072"), "/dev/shm is not 128m: {shm}");
+    // The hosts file is the sandbox's, never the image's.
+    let out = env.run(&["run", "--rm", "hosts:1", "grep", "-c", "db.internal", "/etc/hosts"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    // Bad values are usage errors before anything runs.
+    for bad in [["--add-host", "nocolon"], ["--add-host", "db:not-an-ip"], ["--shm-size", "lots"]] {
+        let out = env.run(&["build", bad[0], bad[1], ctx.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
