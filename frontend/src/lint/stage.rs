@@ -31,6 +31,9 @@ struct Scope {
     unknown_env: bool,
     /// A `SHELL` (here or in the base) makes the shell form deliberate.
     shell: bool,
+    /// An earlier `WORKDIR` (here or in a base stage) fixed the working directory;
+    /// later relative ones are relative to it.
+    workdir_set: bool,
 }
 
 impl Env for Scope {
@@ -176,23 +179,20 @@ impl<'a> StageChecker<'a> {
     pub fn check(&mut self, index: usize, nodes: &StageNodes<'_>, linter: &mut Linter) {
         let mut scope = self.base_scope(index);
         let ignore = Ignore::new(&self.options.dockerignore);
-        let mut workdir_set = false;
         let mut last: [Option<&Node>; 3] = [None; 3];
         let stage = &self.dockerfile.stages[index];
         for (instruction, node) in stage.instructions.iter().zip(nodes.nodes.iter().copied()) {
-            self.instruction(instruction, node, &mut scope, ignore.as_ref(), &mut workdir_set, &mut last, linter);
+            self.instruction(instruction, node, &mut scope, ignore.as_ref(), &mut last, linter);
         }
         self.done[index] = Some(scope);
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one stage's running state, threaded through its instructions")]
     fn instruction<'n>(
         &self,
         instruction: &Instruction,
         node: &'n Node,
         scope: &mut Scope,
         ignore: Option<&Ignore<'_>>,
-        workdir_set: &mut bool,
         last: &mut [Option<&'n Node>; 3],
         linter: &mut Linter,
     ) {
@@ -248,12 +248,12 @@ impl<'a> StageChecker<'a> {
             Command::Workdir(path) => {
                 words(scope, &[path], linter);
                 let expanded = self.globals.lex.process_word(path, scope).unwrap_or(path.clone());
-                if !*workdir_set && !expanded.starts_with('/') {
+                if !scope.workdir_set && !expanded.starts_with('/') {
                     let message =
                         format!("Relative workdir {expanded:?} can have unexpected results if the base image changes");
                     linter.report(&WORKDIR_RELATIVE_PATH, node, message);
                 }
-                *workdir_set = true;
+                scope.workdir_set = true;
             }
             Command::User(word) | Command::StopSignal(word) => words(scope, &[word], linter),
             Command::Volume(paths) => words(scope, &paths.iter().map(String::as_str).collect::<Vec<_>>(), linter),
