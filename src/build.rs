@@ -18,13 +18,21 @@ use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let request = Request::new(&args)?;
+    let call =
+        crate::check::parse_call(args.more.call.as_deref(), args.more.check).map_err(|e| usage_error(anyhow!(e)))?;
+    if call.name != crate::check::CallName::Build {
+        let progress = solver::progress::NullProgress;
+        let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
+        let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
+        return crate::check::run(&call, &request.dockerfile, &request.options, &resolver);
+    }
     if let Some(print) = args.print.as_deref() {
         return print_graph(store, &request, print);
     }
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     // The display exists before anything is resolved or pulled: every line the build
     // writes on stderr is one of its steps.
-    let progress = crate::progress::new(mode, args.explain);
+    let progress = if args.more.quiet { crate::progress::quiet() } else { crate::progress::new(mode, args.explain) };
     let logs = crate::progress::route_logs(progress.clone());
     let result = run(store, &args, &request, progress.sink());
     drop(logs);
@@ -57,6 +65,9 @@ struct Request {
     default_network: solver::ir::NetworkMode,
     rlimits: Vec<executor::Rlimit>,
     secrets: std::collections::HashMap<String, Vec<u8>>,
+    /// `--add-host` and `--shm-size`, for every RUN step.
+    extra_hosts: Vec<(String, std::net::IpAddr)>,
+    shm_size: Option<u64>,
 }
 
 impl Request {
@@ -74,6 +85,7 @@ impl Request {
         let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
         let dockerfile = std::fs::read_to_string(&dockerfile_path)
             .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
+        crate::build_flags::unsupported_flags(&args.more).map_err(|e| usage_error(anyhow!(e)))?;
         let outputs = output_specs(args)?;
         let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
         // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
@@ -120,6 +132,10 @@ impl Request {
             entitlements,
             rlimits,
             secrets: read_secrets(&args.secrets)?,
+            extra_hosts: crate::build_flags::parse_add_hosts(&args.more.add_hosts)
+                .map_err(|e| usage_error(anyhow!(e)))?,
+            shm_size: crate::build_flags::parse_shm_size(args.more.shm_size.as_deref())
+                .map_err(|e| usage_error(anyhow!(e)))?,
         })
     }
 }
@@ -167,6 +183,8 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             default_network: request.default_network,
             entitlements: request.entitlements,
             rlimits: request.rlimits.clone(),
+            extra_hosts: request.extra_hosts.clone(),
+            shm_size: request.shm_size,
             secrets: request.secrets.clone(),
             layer_options: crate::layer::LayerOptions {
                 compression: first_image.map_or(Default::default(), |o| o.compression),
@@ -258,6 +276,10 @@ fn load_definition(
             task.warn(warning.clone());
         }
     }
+    let compiled = compiled.and_then(|definition| {
+        crate::check::warn_during_build(&request.dockerfile, &request.options, &resolver, &task)?;
+        Ok(definition)
+    });
     task.finish(compiled)
 }
 
@@ -275,6 +297,7 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     if args.load || outputs.is_empty() {
         outputs.push(OutputSpec::new(OutputKind::Image));
     }
+    crate::build_flags::add_annotations(&args.more.annotations, &mut outputs).map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
     }

@@ -10,7 +10,9 @@
 mod archive;
 mod autogc;
 mod build;
+mod build_flags;
 mod cache;
+mod check;
 mod cli;
 mod commands;
 mod export;

@@ -18,6 +18,7 @@
 mod convert;
 mod error;
 mod instructions;
+pub mod lint;
 pub mod parser;
 pub mod shell;
 mod suggest;

@@ -114,6 +114,7 @@ pub fn exec(
         },
         network: crate::sandbox::network(network),
         hostname: "buildkitsandbox".into(),
+        extra_hosts: worker.options.extra_hosts.clone(),
         security: crate::sandbox::step_security(op.security),
         resources: worker.step_resources.clone(),
     };

@@ -69,6 +69,10 @@ pub struct WorkerOptions {
     pub entitlements: crate::sandbox::Entitlements,
     /// `--ulimit`s of every `RUN` step.
     pub rlimits: Vec<executor::Rlimit>,
+    /// `--add-host`s: lines of every `RUN` step's `/etc/hosts`.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size`: the size of every `RUN` step's `/dev/shm`.
+    pub shm_size: Option<u64>,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
     /// How exec and file ops write their layers: compression, and the
@@ -98,6 +102,7 @@ impl<'a> BuildWorker<'a> {
     pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>, options: WorkerOptions) -> Self {
         let mut step_resources = crate::sandbox::step_resources();
         step_resources.rlimits.extend(options.rlimits.iter().copied());
+        step_resources.shm_size = options.shm_size;
         BuildWorker {
             store,
             options,

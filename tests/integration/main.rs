@@ -4,6 +4,7 @@
 mod build;
 mod cache;
 mod cache_export;
+mod checks;
 mod concurrent;
 mod dockerfile;
 mod export;

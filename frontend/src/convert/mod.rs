@@ -102,7 +102,8 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
         used_args,
-        warnings: ast.warnings.clone(),
+        // The parser's own warnings (empty continuation lines) are the lint's to report.
+        warnings: Vec::new(),
     };
     converter.resolve_stage_bases().map_err(error)?;
     let target = converter.target_index().map_err(error)?;
