@@ -162,6 +162,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             entitlements: request.entitlements,
             rlimits: request.rlimits.clone(),
             secrets: request.secrets.clone(),
+            ssh: crate::ssh::agents(&args.ssh).map_err(usage_error)?,
             layer_options: crate::layer::LayerOptions {
                 compression: first_image.map_or(Default::default(), |o| o.compression),
                 level: first_image.and_then(|o| o.level),

@@ -171,6 +171,9 @@ pub struct BuildArgs {
     /// Secrets for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh and git over ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE]]
+    #[arg(long = "ssh")]
+    pub ssh: Vec<String>,
     /// Do not use the cache for these stages
     #[arg(long = "no-cache-filter")]
     pub no_cache_filter: Vec<String>,

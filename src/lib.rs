@@ -21,6 +21,7 @@ mod progress;
 mod run;
 mod sandbox;
 mod signals;
+mod ssh;
 mod transfer;
 
 use clap::Parser;

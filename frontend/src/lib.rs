@@ -17,6 +17,7 @@
 
 mod convert;
 mod error;
+mod git_ref;
 mod instructions;
 pub mod parser;
 pub mod shell;
@@ -24,6 +25,7 @@ mod suggest;
 
 pub use convert::print_graph;
 pub use error::{Location, ParseError, ParseErrorKind};
+pub use git_ref::{GitRef, parse_git_ref, redact_remote};
 
 use image_spec::{ContainerConfig, History, Platform};
 use solver::{Graph, VertexId};

@@ -213,7 +213,24 @@ impl StableEncode for SourceOp {
                 checksum.encode(h);
                 filename.encode(h);
             }
+            SourceOp::Git(git) => {
+                h.u8(4);
+                git.encode(h);
+            }
         }
+    }
+}
+
+/// The op as written; the worker keys a git source by the commit it resolves to
+/// (see `CacheMap`), and that is what dependents see.
+impl StableEncode for GitSource {
+    fn encode(&self, h: &mut KeyHasher) {
+        let GitSource { remote, reference, subdir, keep_git_dir, checksum } = self;
+        remote.encode(h);
+        reference.encode(h);
+        subdir.encode(h);
+        keep_git_dir.encode(h);
+        checksum.encode(h);
     }
 }
 
@@ -277,10 +294,13 @@ impl StableEncode for Mount {
                 uid.encode(h);
                 gid.encode(h);
             }
-            MountKind::Ssh { id, required } => {
+            MountKind::Ssh { id, required, mode, uid, gid } => {
                 h.u8(5);
                 id.encode(h);
                 required.encode(h);
+                mode.encode(h);
+                uid.encode(h);
+                gid.encode(h);
             }
         }
     }
@@ -449,7 +469,10 @@ mod tests {
                             gid: 0,
                         },
                     },
-                    Mount { target: "/run/ssh".into(), kind: MountKind::Ssh { id: "default".into(), required: false } },
+                    Mount {
+                        target: "/run/ssh".into(),
+                        kind: MountKind::Ssh { id: "default".into(), required: false, mode: 0o600, uid: 0, gid: 0 },
+                    },
                 ],
             }),
             Op::File(FileOp {

@@ -1,0 +1,313 @@
+//! Git sources (`ADD <git url>`, `--build-context NAME=<git url>`), as BuildKit's
+//! `source/git`: the ref is resolved to a commit with `git ls-remote` (the commit,
+//! the subdir and `keep-git-dir` are the source's cache key, never the URL or its
+//! credentials), the commit is fetched shallow into a bare repository cached in the
+//! store (`cache/git/<hash of the remote>`), and checked out into a fresh directory
+//! that becomes one layer. Git runs here, on the host, with a timeout, never in a
+//! step's sandbox; over ssh it uses the build's `default` ssh agent (`--ssh`), over
+//! https a `GIT_AUTH_TOKEN`/`GIT_AUTH_HEADER` secret as BuildKit takes them, or the
+//! user's own git credential configuration.
+
+use super::{BuildWorker, Output};
+use anyhow::{Context as _, Result, bail};
+use solver::ir::GitSource;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long one git command may take (a fetch of a big repository included).
+const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a build resolved, so each ref is asked once per build.
+#[derive(Default)]
+pub struct GitState {
+    commits: Mutex<HashMap<(String, String), String>>,
+}
+
+/// The commit `git.reference` names on the remote, checked against `--checksum`.
+pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
+    let key = (git.remote.clone(), git.reference.clone());
+    if let Some(commit) = worker.git.commits.lock().unwrap().get(&key) {
+        return Ok(commit.clone());
+    }
+    let shown = shown(git);
+    let commit = if is_full_commit(&git.reference) {
+        git.reference.to_lowercase()
+    } else {
+        let wanted = if git.reference.is_empty() { "HEAD" } else { git.reference.as_str() };
+        let out = run_git(worker, None, &["ls-remote", "--", &git.remote, wanted])
+            .with_context(|| format!("resolving {shown}"))?;
+        pick_ref(&out, wanted).with_context(|| format!("git ref {wanted:?} not found in {}", redacted(git)))?
+    };
+    if let Some(want) = &git.checksum
+        && !commit.starts_with(&want.to_lowercase())
+    {
+        bail!("ADD {shown}: checksum mismatch: expected commit {want}, the ref resolved to {commit}");
+    }
+    worker.git.commits.lock().unwrap().insert(key, commit.clone());
+    Ok(commit)
+}
+
+/// Fetches `commit` (shallow) into the store's bare repository of the remote and
+/// checks it out as one layer: files 0644 or 0755 as git has them, directories 0755,
+/// every time the commit's, `.git` only when asked.
+pub fn checkout(worker: &BuildWorker<'_>, git: &GitSource, commit: &str) -> Result<Output> {
+    let store = worker.store;
+    let shown = shown(git);
+    let bare = bare_repository(worker, &git.remote)?;
+    // One fetch at a time per remote, across builds.
+    let lock = std::fs::File::create(bare.with_extension("lock"))?;
+    lock.lock()?;
+    if !has_commit(worker, &bare, commit) {
+        fetch(worker, &bare, git, commit).with_context(|| format!("fetching {shown}"))?;
+    }
+    // Pinned so that git's own gc never drops what the store's layers came from.
+    run_git(worker, Some(&bare), &["update-ref", &format!("refs/builder/{commit}"), commit])?;
+    drop(lock);
+
+    let scratch = store.temp_dir("git")?;
+    let tree = scratch.path().join("checkout");
+    let time = run_git(worker, Some(&bare), &["show", "-s", "--format=%ct", commit])?;
+    let time: i64 = time.trim().parse().with_context(|| format!("commit time of {commit}: {time:?}"))?;
+    if git.keep_git_dir {
+        // A `.git` of its own (no alternates into the store), its origin the remote
+        // without credentials.
+        run_git(worker, None, &["init", "-q", tree.to_str().context("store path is not UTF-8")?])?;
+        let bare_path = bare.to_str().context("store path is not UTF-8")?;
+        let tree_git = Some(tree.join(".git"));
+        run_git(worker, tree_git.as_deref(), &["fetch", "-q", "--depth=1", "--no-tags", bare_path, commit])?;
+        run_git(worker, tree_git.as_deref(), &["remote", "add", "origin", &frontend::redact_remote(&git.remote)])?;
+        let mut checkout = git_command(worker, tree_git.as_deref());
+        checkout.current_dir(&tree).args(["checkout", "-q", "--detach", commit]);
+        wait(checkout, "checkout")?;
+    } else {
+        std::fs::create_dir_all(&tree)?;
+        let mut checkout = git_command(worker, Some(&bare));
+        checkout.env("GIT_INDEX_FILE", scratch.path().join("index")).arg("--work-tree").arg(&tree);
+        checkout.args(["checkout", "-q", "-f", commit, "--", "."]);
+        wait(checkout, "checkout")?;
+    }
+    let root = if git.subdir.is_empty() { tree.clone() } else { tree.join(&git.subdir) };
+    if !std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+        bail!("{shown}: subdir {:?} is not a directory at commit {commit}", git.subdir);
+    }
+    normalize(&root, time)?;
+    // The checkout is a cached source: `SOURCE_DATE_EPOCH` clamps the ADD's own layer.
+    let options = crate::layer::LayerOptions { mtime_clamp: None, ..worker.options.layer_options };
+    let tar = crate::layer::tar_writer::TarOptions { overlay: false, mtime_clamp: None };
+    let layer = crate::layer::dir_to_layer(store, &root, &options, &tar)?;
+    let result = scratch.path().join("result");
+    std::fs::rename(&root, &result)?;
+    store.commit_snapshot(result, &layer.diff_id)?;
+    Ok(Output::base(vec![layer]))
+}
+
+/// The remote's bare repository in the store, created on first use.
+fn bare_repository(worker: &BuildWorker<'_>, remote: &str) -> Result<PathBuf> {
+    use sha2::Digest as _;
+    let dir = worker.store.root().join("cache").join("git");
+    std::fs::create_dir_all(&dir)?;
+    let bare = dir.join(hex::encode(sha2::Sha256::digest(remote.as_bytes())));
+    if !bare.join("HEAD").exists() {
+        // Made aside and renamed, so a half-made repository is never found.
+        let temp = worker.store.temp_dir("git-init")?;
+        let path = temp.path().join("repo.git");
+        run_git(worker, None, &["init", "-q", "--bare", path.to_str().context("store path is not UTF-8")?])?;
+        run_git(worker, Some(&path), &["config", "gc.auto", "0"])?;
+        if let Err(e) = std::fs::rename(&path, &bare)
+            && !bare.join("HEAD").exists()
+        {
+            return Err(e).with_context(|| format!("creating {}", bare.display()));
+        }
+    }
+    Ok(bare)
+}
+
+fn has_commit(worker: &BuildWorker<'_>, bare: &Path, commit: &str) -> bool {
+    run_git(worker, Some(bare), &["cat-file", "-e", &format!("{commit}^{{commit}}")]).is_ok()
+}
+
+/// `git fetch --depth=1` of the commit itself; a server that does not serve
+/// unadvertised commits gets asked for the ref instead, which must still be there.
+fn fetch(worker: &BuildWorker<'_>, bare: &Path, git: &GitSource, commit: &str) -> Result<()> {
+    let by_commit = run_git(worker, Some(bare), &["fetch", "-q", "--depth=1", "--no-tags", "--", &git.remote, commit]);
+    if by_commit.is_ok() && has_commit(worker, bare, commit) {
+        return Ok(());
+    }
+    let wanted = if git.reference.is_empty() { "HEAD" } else { git.reference.as_str() };
+    let refspec = format!("+{wanted}:refs/builder/fetched");
+    let by_ref = run_git(worker, Some(bare), &["fetch", "-q", "--depth=1", "--no-tags", "--", &git.remote, &refspec]);
+    if has_commit(worker, bare, commit) {
+        return Ok(());
+    }
+    match (by_ref, by_commit) {
+        (Err(e), _) => Err(e),
+        (Ok(_), _) => bail!("{} no longer points at {commit}", shown(git)),
+    }
+}
+
+/// Files 0644 or 0755 (as git records them), directories 0755, every mtime the
+/// commit's: the same commit always gives the same layer.
+fn normalize(root: &Path, time: i64) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let time = filetime::FileTime::from_unix_time(time, 0);
+    for entry in walkdir::WalkDir::new(root).contents_first(true) {
+        let entry = entry?;
+        let meta = entry.path().symlink_metadata()?;
+        if !meta.file_type().is_symlink() {
+            let mode = if meta.is_dir() || meta.permissions().mode() & 0o100 != 0 { 0o755 } else { 0o644 };
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+        }
+        filetime::set_symlink_file_times(entry.path(), time, time)?;
+    }
+    Ok(())
+}
+
+/// The last matching line of `git ls-remote REMOTE REF`, in the order git itself
+/// would read REF: an exact name, a peeled tag, a tag, a branch.
+fn pick_ref(ls_remote: &str, wanted: &str) -> Option<String> {
+    let refs: Vec<(&str, &str)> = ls_remote.lines().filter_map(|l| l.split_once('\t')).collect();
+    let candidates = [
+        format!("{wanted}^{{}}"),
+        wanted.to_string(),
+        format!("refs/tags/{wanted}^{{}}"),
+        format!("refs/tags/{wanted}"),
+        format!("refs/heads/{wanted}"),
+    ];
+    candidates.iter().find_map(|c| refs.iter().find(|(_, name)| name == c)).map(|(sha, _)| sha.to_string())
+}
+
+fn is_full_commit(reference: &str) -> bool {
+    matches!(reference.len(), 40 | 64) && reference.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn redacted(git: &GitSource) -> String {
+    frontend::redact_remote(&git.remote)
+}
+
+/// `remote#ref:subdir`, without a password.
+fn shown(git: &GitSource) -> String {
+    let mut out = redacted(git);
+    if !git.reference.is_empty() {
+        out = format!("{out}#{}", git.reference);
+    }
+    if !git.subdir.is_empty() {
+        out = format!("{out}:{}", git.subdir);
+    }
+    out
+}
+
+/// A git command that never prompts, with the build's credentials: the `default` ssh
+/// agent for ssh remotes, `GIT_AUTH_TOKEN`/`GIT_AUTH_HEADER` secrets as an http
+/// header given through the environment (never on a command line).
+fn git_command(worker: &BuildWorker<'_>, git_dir: Option<&Path>) -> Command {
+    let mut cmd = Command::new("git");
+    if let Some(dir) = git_dir {
+        cmd.arg("--git-dir").arg(dir);
+    }
+    cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_PROTOCOL", "version=2");
+    if let Some(agent) = worker.options.ssh.get("default") {
+        cmd.env("SSH_AUTH_SOCK", agent.socket());
+        cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+    }
+    let secrets = &worker.options.secrets;
+    let header = match (secrets.get("GIT_AUTH_HEADER"), secrets.get("GIT_AUTH_TOKEN")) {
+        (Some(header), _) => Some(String::from_utf8_lossy(header).trim().to_string()),
+        (None, Some(token)) => {
+            let basic = format!("x-access-token:{}", String::from_utf8_lossy(token).trim());
+            Some(format!("basic {}", base64(basic.as_bytes())))
+        }
+        (None, None) => None,
+    };
+    if let Some(header) = header {
+        cmd.env("GIT_CONFIG_COUNT", "1");
+        cmd.env("GIT_CONFIG_KEY_0", "http.extraHeader");
+        cmd.env("GIT_CONFIG_VALUE_0", format!("Authorization: {header}"));
+    }
+    cmd
+}
+
+fn run_git(worker: &BuildWorker<'_>, git_dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    let mut cmd = git_command(worker, git_dir);
+    cmd.args(args);
+    wait(cmd, args.first().copied().unwrap_or("git"))
+}
+
+/// Runs `cmd` to its end or [`GIT_TIMEOUT`]; stdout on success, stderr in the error.
+fn wait(mut cmd: Command, what: &str) -> Result<String> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running git (is it installed?)")?;
+    let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let out = std::thread::spawn(move || std::io::read_to_string(&mut stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(&mut stderr).unwrap_or_default());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > GIT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("git {what} timed out after {}s", GIT_TIMEOUT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    if !status.success() {
+        bail!("git {what} failed ({status}): {}", err.trim());
+    }
+    Ok(out)
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_resolve_as_git_reads_them() {
+        let out = "1111\trefs/heads/v1\n2222\trefs/tags/v1\n3333\trefs/tags/v1^{}\n4444\tHEAD\n5555\trefs/heads/x/v1\n";
+        assert_eq!(pick_ref(out, "v1").as_deref(), Some("3333"));
+        assert_eq!(pick_ref(out, "HEAD").as_deref(), Some("4444"));
+        assert_eq!(pick_ref(out, "refs/heads/v1").as_deref(), Some("1111"));
+        assert_eq!(pick_ref("1111\trefs/heads/main\n", "main").as_deref(), Some("1111"));
+        assert_eq!(pick_ref(out, "nope"), None);
+    }
+
+    #[test]
+    fn full_commits_need_no_lookup() {
+        assert!(is_full_commit("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_full_commit("0123456"));
+        assert!(!is_full_commit("main"));
+    }
+
+    #[test]
+    fn base64_as_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"x-access-token:abc"), "eC1hY2Nlc3MtdG9rZW46YWJj");
+    }
+}
