@@ -37,7 +37,9 @@ pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
         git.reference.to_lowercase()
     } else {
         let wanted = if git.reference.is_empty() { "HEAD" } else { git.reference.as_str() };
-        let out = run_git(worker, None, &["ls-remote", "--", &git.remote, wanted])
+        // Asked with `^{}` too, so that an annotated tag comes peeled to its commit.
+        let peeled = format!("{wanted}^{{}}");
+        let out = run_git(worker, None, &["ls-remote", "--", &git.remote, wanted, &peeled])
             .with_context(|| format!("resolving {shown}"))?;
         pick_ref(&out, wanted).with_context(|| format!("git ref {wanted:?} not found in {}", redacted(git)))?
     };

@@ -1,0 +1,178 @@
+//! Git sources: `ADD <git url>` and `--build-context NAME=<git url>`, from a bare
+//! repository served by `git daemon` on 127.0.0.1 and as `file://`.
+
+use crate::util::{Env, env};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A work tree with `top.txt`, `sub/b.txt`, `sub/deep/c.sh` (executable) committed on
+/// `main` and tagged `v1`, and its bare clone `srv/repo.git`.
+struct Repo {
+    work: PathBuf,
+    bare: PathBuf,
+}
+
+impl Repo {
+    fn new(env: &Env) -> Repo {
+        let work = env.work.path().join("repo");
+        std::fs::create_dir_all(work.join("sub/deep")).unwrap();
+        std::fs::write(work.join("top.txt"), "top\n").unwrap();
+        std::fs::write(work.join("sub/b.txt"), "b\n").unwrap();
+        std::fs::write(work.join("sub/deep/c.sh"), "#!/bin/sh\n").unwrap();
+        let mut perms = std::fs::metadata(work.join("sub/deep/c.sh")).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(work.join("sub/deep/c.sh"), perms).unwrap();
+        git(&work, &["init", "-q"]);
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-qm", "one"]);
+        git(&work, &["tag", "-a", "v1", "-m", "v1"]);
+        let srv = env.work.path().join("srv");
+        std::fs::create_dir_all(&srv).unwrap();
+        git(&srv, &["clone", "-q", "--bare", work.to_str().unwrap(), "repo.git"]);
+        Repo { work, bare: srv.join("repo.git") }
+    }
+
+    fn commit(&self, args: &[&str]) -> String {
+        git(&self.work, &["rev-parse", args[0]]).trim().to_string()
+    }
+
+    /// A new commit on `main`, pushed to the bare repository.
+    fn advance(&self, file: &str) -> String {
+        std::fs::write(self.work.join(file), "new\n").unwrap();
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-qm", file]);
+        git(&self.work, &["push", "-q", self.bare.to_str().unwrap(), "main"]);
+        self.commit(&["main"])
+    }
+}
+
+/// `git daemon` serving the bare repositories beside `bare` on a free port.
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Daemon {
+    fn start(bare: &Path) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = bare.parent().unwrap();
+        let child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon (is git installed?)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "git daemon did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon { child, url: format!("git://127.0.0.1:{port}/repo.git") }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every path under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+fn mode(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o7777
+}
+
+/// The progress lines of the vertex named `name` (its `#N` number's lines).
+fn vertex_lines<'a>(stderr: &'a str, name: &str) -> Vec<&'a str> {
+    let Some(number) = stderr.lines().find_map(|l| l.strip_suffix(name).and_then(|p| p.strip_suffix(' '))) else {
+        return Vec::new();
+    };
+    stderr.lines().filter(|l| l.starts_with(&format!("{number} "))).collect()
+}
+
+#[test]
+fn add_git_subdir_keep_git_dir_and_cache_by_commit() {
+    let Some(env) = env("add_git") else { return };
+    let repo = Repo::new(&env);
+    let daemon = Daemon::start(&repo.bare);
+    let v1 = repo.commit(&["v1^{commit}"]);
+    let file_url = format!("file://{}", repo.bare.display());
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\n\
+                 ADD --checksum={} {}#v1:sub /src/\n\
+                 ADD {file_url}#main /all/\n\
+                 ADD --keep-git-dir=true {file_url}#main /kept\n",
+                &v1[..7],
+                daemon.url
+            ),
+        )],
+    );
+    let out = env.work.path().join("out");
+    let dest = format!("type=local,dest={}", out.display());
+    env.build_ok(&ctx, &["-o", &dest]);
+    // Exactly the subdir's files, modes as git has them, no .git.
+    assert_eq!(tree(&out.join("src")), ["b.txt", "deep", "deep/c.sh"]);
+    assert_eq!((mode(&out.join("src/b.txt")), mode(&out.join("src/deep/c.sh"))), (0o644, 0o755));
+    assert_eq!(tree(&out.join("all")), ["sub", "sub/b.txt", "sub/deep", "sub/deep/c.sh", "top.txt"]);
+    // --keep-git-dir: a repository of its own at the commit.
+    let main = repo.commit(&["main"]);
+    assert_eq!(git(&out.join("kept"), &["rev-parse", "HEAD"]).trim(), main);
+    assert_eq!(git(&out.join("kept"), &["status", "--porcelain"]), "");
+
+    // Unchanged refs: every git source is a hit, nothing fetched or checked out.
+    let (ok, _, stderr) = env.build(&ctx, &["-o", &dest]);
+    assert!(ok, "{stderr}");
+    for name in [format!("{}#v1:sub", daemon.url), format!("{file_url}#main")] {
+        let lines = vertex_lines(&stderr, &name);
+        assert!(lines.iter().any(|l| l.ends_with(" CACHED")), "{name} not cached:\n{stderr}");
+    }
+
+    // The branch moved: the ADDs of main run again, the tag's is still a hit.
+    let moved = repo.advance("new.txt");
+    let (ok, _, stderr) = env.build(&ctx, &["-o", &dest]);
+    assert!(ok, "{stderr}");
+    let main_lines = vertex_lines(&stderr, &format!("{file_url}#main"));
+    assert!(!main_lines.iter().any(|l| l.ends_with(" CACHED")), "main not re-run:\n{stderr}");
+    assert!(vertex_lines(&stderr, &format!("{}#v1:sub", daemon.url)).iter().any(|l| l.ends_with(" CACHED")));
+    assert!(out.join("all/new.txt").exists());
+    assert_eq!(git(&out.join("kept"), &["rev-parse", "HEAD"]).trim(), moved);
+
+    // A checksum that is not the commit fails, naming both.
+    let bad = env
+        .context("bad", &[("Dockerfile", &format!("FROM scratch\nADD --checksum=deadbeef {}#v1 /x/\n", daemon.url))]);
+    let (ok, _, stderr) = env.build(&bad, &[]);
+    assert!(!ok && stderr.contains("checksum mismatch") && stderr.contains("deadbeef") && stderr.contains(&v1));
+    // A ref the remote does not have, named with the remote.
+    let missing = env.context("missing", &[("Dockerfile", &format!("FROM scratch\nADD {file_url}#nope /x/\n"))]);
+    let (ok, _, stderr) = env.build(&missing, &[]);
+    assert!(!ok && stderr.contains("\"nope\" not found") && stderr.contains(&file_url), "{stderr}");
+}
