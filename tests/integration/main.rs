@@ -15,5 +15,6 @@ mod registry;
 mod run;
 mod sandbox;
 mod save;
+mod ssh;
 mod store;
 mod util;
