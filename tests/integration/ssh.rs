@@ -3,6 +3,7 @@
 //! is in no layer, cache record, store file or log.
 
 use crate::util::{Env, env};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,7 +66,13 @@ fn tools(env: &Env) -> PathBuf {
 fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
     let has = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     let mut found = Vec::new();
+    // Each inode once: snapshots hard-link busybox's applets hundreds of times.
+    let mut seen = std::collections::HashSet::new();
     for entry in walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()) {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() || !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(entry.path()) else { continue };
         let mut plain = Vec::new();
         if bytes.starts_with(&[0x1f, 0x8b]) {
