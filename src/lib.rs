@@ -16,6 +16,7 @@ mod export;
 mod hint;
 mod ignore;
 mod layer;
+mod oci_layout;
 mod ops;
 mod progress;
 mod run;

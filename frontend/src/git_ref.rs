@@ -23,16 +23,7 @@ pub struct GitRef {
 impl GitRef {
     /// How the ref is shown: the remote without its password, and `#ref:subdir`.
     pub fn display(&self) -> String {
-        let mut out = redact_remote(&self.remote);
-        if !self.reference.is_empty() || !self.subdir.is_empty() {
-            out.push('#');
-            out.push_str(&self.reference);
-        }
-        if !self.subdir.is_empty() {
-            out.push(':');
-            out.push_str(&self.subdir);
-        }
-        out
+        shown(&self.source(None, None))
     }
 
     /// The source op of this ref; `checksum` and `keep_git_dir` from flags win over
@@ -61,6 +52,20 @@ pub fn redact_remote(remote: &str) -> String {
         }
         _ => remote.to_string(),
     }
+}
+
+/// How a git source is shown: `remote#ref:subdir`, without a password.
+pub fn shown(git: &GitSource) -> String {
+    let mut out = redact_remote(&git.remote);
+    if !git.reference.is_empty() || !git.subdir.is_empty() {
+        out.push('#');
+        out.push_str(&git.reference);
+    }
+    if !git.subdir.is_empty() {
+        out.push(':');
+        out.push_str(&git.subdir);
+    }
+    out
 }
 
 /// Whether `s` is an scp-style ssh address (`user@host:path`), as git reads one.

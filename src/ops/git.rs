@@ -189,16 +189,8 @@ fn redacted(git: &GitSource) -> String {
     frontend::redact_remote(&git.remote)
 }
 
-/// `remote#ref:subdir`, without a password.
 fn shown(git: &GitSource) -> String {
-    let mut out = redacted(git);
-    if !git.reference.is_empty() {
-        out = format!("{out}#{}", git.reference);
-    }
-    if !git.subdir.is_empty() {
-        out = format!("{out}:{}", git.subdir);
-    }
-    out
+    frontend::show_git(git)
 }
 
 /// A git command that never prompts, with the build's credentials: the `default` ssh
