@@ -29,21 +29,18 @@ pub fn parse(name: &str, spec: &str) -> Result<LayoutImage> {
     let index: Index = serde_json::from_slice(&read(&dir, "index.json")?)
         .with_context(|| format!("oci layout {}: index.json", dir.display()))?;
     let descriptor = match &selector {
-        Selector::Digest(digest) => index
-            .manifests
-            .iter()
-            .find(|d| d.digest == *digest)
-            .cloned()
-            .unwrap_or_else(|| Descriptor {
+        Selector::Digest(digest) => {
+            index.manifests.iter().find(|d| d.digest == *digest).cloned().unwrap_or_else(|| Descriptor {
                 media_type: String::new(),
                 digest: digest.clone(),
                 size: 0,
                 annotations: None,
                 platform: None,
-            }),
-        Selector::Tag(tag) => pick_tag(&index, tag.as_deref())
-            .with_context(|| format!("oci layout {}", dir.display()))?
-            .clone(),
+            })
+        }
+        Selector::Tag(tag) => {
+            pick_tag(&index, tag.as_deref()).with_context(|| format!("oci layout {}", dir.display()))?.clone()
+        }
     };
     let manifest = platform_manifest(&dir, &descriptor)?;
     let short = name.split(['@', ':']).next().unwrap_or(name);
@@ -95,9 +92,10 @@ fn split(spec: &str) -> (&str, Selector) {
 fn pick_tag<'a>(index: &'a Index, tag: Option<&str>) -> Result<&'a Descriptor> {
     let wanted = tag.unwrap_or("latest");
     let tagged = |d: &&Descriptor| {
-        d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|r| {
-            r == wanted || r.rsplit_once(':').is_some_and(|(_, t)| t == wanted && !t.contains('/'))
-        })
+        d.annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .is_some_and(|r| r == wanted || r.rsplit_once(':').is_some_and(|(_, t)| t == wanted && !t.contains('/')))
     };
     if let Some(d) = index.manifests.iter().find(tagged) {
         return Ok(d);
@@ -132,7 +130,8 @@ fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
 
 fn blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>> {
     let path = blob_path(dir, digest);
-    let bytes = std::fs::read(&path).with_context(|| format!("oci layout {}: reading {}", dir.display(), path.display()))?;
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("oci layout {}: reading {}", dir.display(), path.display()))?;
     if Digest::of(&bytes) != *digest {
         bail!("oci layout {}: {} does not match its digest", dir.display(), path.display());
     }

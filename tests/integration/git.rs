@@ -176,3 +176,80 @@ fn add_git_subdir_keep_git_dir_and_cache_by_commit() {
     let (ok, _, stderr) = env.build(&missing, &[]);
     assert!(!ok && stderr.contains("\"nope\" not found") && stderr.contains(&file_url), "{stderr}");
 }
+
+/// Serves `body` over HTTP on 127.0.0.1 for as many requests as come.
+fn serve(body: Vec<u8>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn build_contexts_from_git_http_and_oci_layout() {
+    let Some(env) = env("build_contexts_remote") else { return };
+    let repo = Repo::new(&env);
+    // A tarball and a plain file over HTTP.
+    let files = env.context("tarred", &[("dir/t.txt", "in a tarball\n")]);
+    let tarball = env.work.path().join("ctx.tar.gz");
+    let status = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(&files).arg("dir").status().unwrap();
+    assert!(status.success());
+    let tar_url = format!("{}/ctx.tar.gz", serve(std::fs::read(&tarball).unwrap()));
+    let plain_url = format!("{}/notes.txt", serve(b"plain file\n".to_vec()));
+    // An OCI layout this builder wrote.
+    let layout = env.work.path().join("layout");
+    let image_ctx =
+        env.context("image", &[("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"), ("hello.txt", "from a layout\n")]);
+    env.build_ok(&image_ctx, &["-o", &format!("type=oci,tar=false,dest={}", layout.display())]);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM scratch\n\
+             COPY --from=src / /git/\n\
+             COPY --from=tarball / /tarball/\n\
+             COPY --from=plain / /plain/\n\
+             COPY --from=layout /hello.txt /layout/\n\
+             COPY --from=pinned /hello.txt /pinned/\n",
+        )],
+    );
+    let out = env.work.path().join("out");
+    let contexts = [
+        format!("src=file://{}#v1:sub", repo.bare.display()),
+        format!("tarball={tar_url}"),
+        format!("plain={plain_url}"),
+        format!("layout=oci-layout://{}", layout.display()),
+        format!("pinned=oci-layout://{}@{digest}", layout.display()),
+    ];
+    let mut args = vec!["-o".to_string(), format!("type=local,dest={}", out.display())];
+    for c in &contexts {
+        args.extend(["--build-context".to_string(), c.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.build_ok(&ctx, &args);
+    assert_eq!(tree(&out.join("git")), ["b.txt", "deep", "deep/c.sh"]);
+    assert_eq!(std::fs::read_to_string(out.join("tarball/dir/t.txt")).unwrap(), "in a tarball\n");
+    assert_eq!(std::fs::read_to_string(out.join("plain/context")).unwrap(), "plain file\n");
+    assert_eq!(std::fs::read_to_string(out.join("layout/hello.txt")).unwrap(), "from a layout\n");
+    assert_eq!(std::fs::read_to_string(out.join("pinned/hello.txt")).unwrap(), "from a layout\n");
+    // The layout's image is read, not named: the store has no new ref.
+    assert!(!env.ok(&["images"]).contains("layout"));
+
+    // A tag the layout does not have is an error naming it.
+    let bad = format!("layout=oci-layout://{}:nope", layout.display());
+    let (ok, _, stderr) = env.build(&ctx, &["--build-context", &bad]);
+    assert!(!ok && stderr.contains("no image tagged \"nope\""), "{stderr}");
+}

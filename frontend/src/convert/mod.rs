@@ -221,11 +221,8 @@ impl<'a> Converter<'a> {
             crate::NamedContext::Http { url } => {
                 // BuildKit's HTTP context is the file `context`; an archive is extracted
                 // (as `docker build URL` does with a tarball), onto scratch.
-                let op = Op::Source(SourceOp::Http {
-                    url: url.clone(),
-                    checksum: None,
-                    filename: Some("context".into()),
-                });
+                let op =
+                    Op::Source(SourceOp::Http { url: url.clone(), checksum: None, filename: Some("context".into()) });
                 let mut vertex = Vertex::new(op, vec![], format!("[context {key}] {url}"));
                 vertex.ignore_cache = self.options.no_cache;
                 let http = self.graph.add(vertex);
