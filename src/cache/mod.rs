@@ -18,6 +18,7 @@
 
 pub mod export;
 pub mod format;
+pub mod git_repos;
 pub mod holder;
 pub mod import;
 pub mod local;

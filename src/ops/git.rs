@@ -49,6 +49,8 @@ pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
         bail!("ADD {shown}: checksum mismatch: expected commit {want}, the ref resolved to {commit}");
     }
     worker.git.commits.lock().unwrap().insert(key, commit.clone());
+    // Used by this build, hit or not: what `prune --keep-storage` keeps longest.
+    crate::cache::git_repos::touch(&bare_path(worker, &git.remote));
     Ok(commit)
 }
 
@@ -106,12 +108,16 @@ pub fn checkout(worker: &BuildWorker<'_>, git: &GitSource, commit: &str) -> Resu
     Ok(Output::base(vec![layer]))
 }
 
+/// Where the remote's bare repository is in the store.
+fn bare_path(worker: &BuildWorker<'_>, remote: &str) -> PathBuf {
+    use sha2::Digest as _;
+    crate::cache::git_repos::dir(worker.store).join(hex::encode(sha2::Sha256::digest(remote.as_bytes())))
+}
+
 /// The remote's bare repository in the store, created on first use.
 fn bare_repository(worker: &BuildWorker<'_>, remote: &str) -> Result<PathBuf> {
-    use sha2::Digest as _;
-    let dir = worker.store.root().join("cache").join("git");
-    std::fs::create_dir_all(&dir)?;
-    let bare = dir.join(hex::encode(sha2::Sha256::digest(remote.as_bytes())));
+    let bare = bare_path(worker, remote);
+    std::fs::create_dir_all(bare.parent().expect("under cache/git"))?;
     if !bare.join("HEAD").exists() {
         // Made aside and renamed, so a half-made repository is never found.
         let temp = worker.store.temp_dir("git-init")?;

@@ -166,6 +166,15 @@ fn add_git_subdir_keep_git_dir_and_cache_by_commit() {
     assert!(out.join("all/new.txt").exists());
     assert_eq!(git(&out.join("kept"), &["rev-parse", "HEAD"]).trim(), moved);
 
+    // The bare repositories are build data: `du` counts them, `prune --all` removes
+    // them, and the next build fetches again.
+    let repos = env.root.path().join("cache/git");
+    assert_eq!(std::fs::read_dir(&repos).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count(), 2);
+    env.ok(&["prune", "--all"]);
+    assert_eq!(std::fs::read_dir(&repos).unwrap().count(), 0);
+    env.build_ok(&ctx, &["-o", &dest]);
+    assert_eq!(tree(&out.join("src")), ["b.txt", "deep", "deep/c.sh"]);
+
     // A checksum that is not the commit fails, naming both.
     let bad = env
         .context("bad", &[("Dockerfile", &format!("FROM scratch\nADD --checksum=deadbeef {}#v1 /x/\n", daemon.url))]);
