@@ -262,3 +262,46 @@ fn build_contexts_from_git_http_and_oci_layout() {
     let (ok, _, stderr) = env.build(&ctx, &["--build-context", &bad]);
     assert!(!ok && stderr.contains("no image tagged \"nope\""), "{stderr}");
 }
+
+#[test]
+fn add_git_over_ssh_uses_the_default_agent() {
+    let Some(env) = env("add_git_ssh") else { return };
+    if Command::new("ssh-keygen").arg("-?").output().is_err() {
+        eprintln!("SKIPPED add_git_over_ssh_uses_the_default_agent: openssh-client is not installed");
+        return;
+    }
+    let repo = Repo::new(&env);
+    let key = env.work.path().join("id_ed25519");
+    let keygen = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output().unwrap();
+    assert!(keygen.status.success());
+    let fingerprint = Command::new("ssh-keygen").arg("-lf").arg(key.with_extension("pub")).output().unwrap();
+    let fingerprint = String::from_utf8(fingerprint.stdout).unwrap().split_whitespace().nth(1).unwrap().to_string();
+    // An `ssh` that runs the remote command here, after noting which keys the agent
+    // git was given holds: the ssh transport, offline.
+    let bin = env.work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let seen = env.work.path().join("agent-keys");
+    let script =
+        format!("#!/bin/sh\nssh-add -l >> {}\nfor last in \"$@\"; do :; done\nexec sh -c \"$last\"\n", seen.display());
+    std::fs::write(bin.join("ssh"), script).unwrap();
+    let mut perms = std::fs::metadata(bin.join("ssh")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(bin.join("ssh"), perms).unwrap();
+
+    let url = format!("git@localhost:{}", repo.bare.display());
+    let ctx = env.context("ctx", &[("Dockerfile", &format!("FROM scratch\nADD {url}#v1:sub /src/\n"))]);
+    let out = env.work.path().join("out");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let output = env
+        .cmd(&["build", "--progress=plain", "--ssh", &format!("default={}", key.display())])
+        .args(["-o", &format!("type=local,dest={}", out.display())])
+        .arg(&ctx)
+        .env("PATH", &path)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(tree(&out.join("src")), ["b.txt", "deep", "deep/c.sh"]);
+    let keys = std::fs::read_to_string(&seen).unwrap();
+    assert!(keys.lines().next().is_some_and(|l| l.contains(&fingerprint)), "{keys}");
+}
