@@ -39,7 +39,7 @@ pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
         let wanted = if git.reference.is_empty() { "HEAD" } else { git.reference.as_str() };
         // Asked with `^{}` too, so that an annotated tag comes peeled to its commit.
         let peeled = format!("{wanted}^{{}}");
-        let out = run_git(worker, None, &["ls-remote", "--", &git.remote, wanted, &peeled])
+        let out = run_git_remote(worker, None, &git.remote, &["ls-remote", "--", &git.remote, wanted, &peeled])
             .with_context(|| format!("resolving {shown}"))?;
         pick_ref(&out, wanted).with_context(|| format!("git ref {wanted:?} not found in {}", redacted(git)))?
     };
@@ -140,13 +140,21 @@ fn has_commit(worker: &BuildWorker<'_>, bare: &Path, commit: &str) -> bool {
 /// `git fetch --depth=1` of the commit itself; a server that does not serve
 /// unadvertised commits gets asked for the ref instead, which must still be there.
 fn fetch(worker: &BuildWorker<'_>, bare: &Path, git: &GitSource, commit: &str) -> Result<()> {
-    let by_commit = run_git(worker, Some(bare), &["fetch", "-q", "--depth=1", "--no-tags", "--", &git.remote, commit]);
+    let fetch = |what: &str| {
+        run_git_remote(
+            worker,
+            Some(bare),
+            &git.remote,
+            &["fetch", "-q", "--depth=1", "--no-tags", "--", &git.remote, what],
+        )
+    };
+    let by_commit = fetch(commit);
     if by_commit.is_ok() && has_commit(worker, bare, commit) {
         return Ok(());
     }
     let wanted = if git.reference.is_empty() { "HEAD" } else { git.reference.as_str() };
     let refspec = format!("+{wanted}:refs/builder/fetched");
-    let by_ref = run_git(worker, Some(bare), &["fetch", "-q", "--depth=1", "--no-tags", "--", &git.remote, &refspec]);
+    let by_ref = fetch(&refspec);
     if has_commit(worker, bare, commit) {
         return Ok(());
     }
@@ -199,9 +207,7 @@ fn shown(git: &GitSource) -> String {
     frontend::show_git(git)
 }
 
-/// A git command that never prompts, with the build's credentials: the `default` ssh
-/// agent for ssh remotes, `GIT_AUTH_TOKEN`/`GIT_AUTH_HEADER` secrets as an http
-/// header given through the environment (never on a command line).
+/// A git command that never prompts, with the `default` ssh agent for ssh remotes.
 fn git_command(worker: &BuildWorker<'_>, git_dir: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
     if let Some(dir) = git_dir {
@@ -212,20 +218,6 @@ fn git_command(worker: &BuildWorker<'_>, git_dir: Option<&Path>) -> Command {
         cmd.env("SSH_AUTH_SOCK", agent.socket());
         cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
     }
-    let secrets = &worker.options.secrets;
-    let header = match (secrets.get("GIT_AUTH_HEADER"), secrets.get("GIT_AUTH_TOKEN")) {
-        (Some(header), _) => Some(String::from_utf8_lossy(header).trim().to_string()),
-        (None, Some(token)) => {
-            let basic = format!("x-access-token:{}", String::from_utf8_lossy(token).trim());
-            Some(format!("basic {}", base64(basic.as_bytes())))
-        }
-        (None, None) => None,
-    };
-    if let Some(header) = header {
-        cmd.env("GIT_CONFIG_COUNT", "1");
-        cmd.env("GIT_CONFIG_KEY_0", "http.extraHeader");
-        cmd.env("GIT_CONFIG_VALUE_0", format!("Authorization: {header}"));
-    }
     cmd
 }
 
@@ -233,6 +225,41 @@ fn run_git(worker: &BuildWorker<'_>, git_dir: Option<&Path>, args: &[&str]) -> R
     let mut cmd = git_command(worker, git_dir);
     cmd.args(args);
     wait(cmd, args.first().copied().unwrap_or("git"))
+}
+
+/// [`run_git`] of a command that talks to `remote`, with the build's http credentials
+/// for it as git config in the environment (never on a command line).
+fn run_git_remote(worker: &BuildWorker<'_>, git_dir: Option<&Path>, remote: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = git_command(worker, git_dir);
+    if let Some((key, value)) = auth_header(&worker.options.secrets, remote) {
+        cmd.env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", key).env("GIT_CONFIG_VALUE_0", value);
+    }
+    cmd.args(args);
+    wait(cmd, args.first().copied().unwrap_or("git"))
+}
+
+/// BuildKit's git credentials from secrets, first found of `GIT_AUTH_HEADER.<host>`,
+/// `GIT_AUTH_TOKEN.<host>`, `GIT_AUTH_HEADER`, `GIT_AUTH_TOKEN` (a token is sent as
+/// `basic x-access-token:TOKEN`), as an `http.<remote>.extraheader` for this remote
+/// (for any github.com remote on github.com, as BuildKit does).
+fn auth_header(secrets: &HashMap<String, Vec<u8>>, remote: &str) -> Option<(String, String)> {
+    let rest = remote.strip_prefix("https://").or_else(|| remote.strip_prefix("http://"))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let names = [
+        (format!("GIT_AUTH_HEADER.{host}"), false),
+        (format!("GIT_AUTH_TOKEN.{host}"), true),
+        ("GIT_AUTH_HEADER".to_string(), false),
+        ("GIT_AUTH_TOKEN".to_string(), true),
+    ];
+    let (value, token) = names.iter().find_map(|(name, token)| secrets.get(name).map(|v| (v, *token)))?;
+    let value = String::from_utf8_lossy(value).trim().to_string();
+    let header = if token { format!("basic {}", base64(format!("x-access-token:{value}").as_bytes())) } else { value };
+    let scope = ["https://github.com/", "https://www.github.com/"]
+        .into_iter()
+        .find(|p| remote.starts_with(p))
+        .unwrap_or(remote);
+    Some((format!("http.{scope}.extraheader"), format!("Authorization: {header}")))
 }
 
 /// Runs `cmd` to its end or [`GIT_TIMEOUT`]; stdout on success, stderr in the error.
@@ -300,6 +327,22 @@ mod tests {
         assert!(is_full_commit("0123456789abcdef0123456789abcdef01234567"));
         assert!(!is_full_commit("0123456"));
         assert!(!is_full_commit("main"));
+    }
+
+    #[test]
+    fn credentials_from_secrets_as_buildkit_names_them() {
+        let secrets = |pairs: &[(&str, &str)]| -> HashMap<String, Vec<u8>> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+        };
+        let s = secrets(&[("GIT_AUTH_TOKEN", "abc\n")]);
+        let (key, value) = auth_header(&s, "https://git.example/o/r.git").unwrap();
+        assert_eq!(key, "http.https://git.example/o/r.git.extraheader");
+        assert_eq!(value, "Authorization: basic eC1hY2Nlc3MtdG9rZW46YWJj");
+        let s = secrets(&[("GIT_AUTH_TOKEN", "abc"), ("GIT_AUTH_HEADER.github.com", "bearer x")]);
+        let (key, value) = auth_header(&s, "https://github.com/o/r.git").unwrap();
+        assert_eq!((key.as_str(), value.as_str()), ("http.https://github.com/.extraheader", "Authorization: bearer x"));
+        assert_eq!(auth_header(&s, "git@github.com:o/r.git"), None);
+        assert_eq!(auth_header(&secrets(&[]), "https://h/r.git"), None);
     }
 
     #[test]
