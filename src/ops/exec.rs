@@ -97,8 +97,7 @@ pub fn exec(
                     }
                     continue;
                 };
-                let at = scratch.path().join(format!("ssh{n}.sock"));
-                let proxy = crate::ssh::proxy::Proxy::start(agent.socket(), &at, *mode, *uid, *gid)
+                let proxy = crate::ssh::proxy::Proxy::start(agent.socket(), *mode, *uid, *gid)
                     .with_context(|| format!("RUN --mount=type=ssh,id={id}"))?;
                 // As BuildKit: the default agent is the one ssh and git find.
                 if id == "default" && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {

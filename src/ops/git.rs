@@ -81,7 +81,10 @@ pub fn checkout(worker: &BuildWorker<'_>, git: &GitSource, commit: &str) -> Resu
         run_git(worker, None, &["init", "-q", tree.to_str().context("store path is not UTF-8")?])?;
         let bare_path = bare.to_str().context("store path is not UTF-8")?;
         let tree_git = Some(tree.join(".git"));
+        // No reflog (it would hold times and names) and no FETCH_HEAD (the store's path).
+        run_git(worker, tree_git.as_deref(), &["config", "core.logAllRefUpdates", "false"])?;
         run_git(worker, tree_git.as_deref(), &["fetch", "-q", "--depth=1", "--no-tags", bare_path, commit])?;
+        std::fs::remove_file(tree.join(".git/FETCH_HEAD"))?;
         run_git(worker, tree_git.as_deref(), &["remote", "add", "origin", &frontend::redact_remote(&git.remote)])?;
         let mut checkout = git_command(worker, tree_git.as_deref());
         checkout.current_dir(&tree).args(["checkout", "-q", "--detach", commit]);

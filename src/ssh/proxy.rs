@@ -15,20 +15,25 @@ use std::thread::JoinHandle;
 /// A listening proxy socket; stops accepting when dropped.
 pub struct Proxy {
     path: PathBuf,
+    /// Where the socket is: a short path of its own, as a socket's path is limited
+    /// to 107 bytes and a store's may be longer.
+    _dir: tempfile::TempDir,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Proxy {
-    /// Listens at `path` (mode and owner set) and forwards to the agent at `agent`.
-    pub fn start(agent: &Path, path: &Path, mode: u32, uid: u32, gid: u32) -> Result<Proxy> {
-        let listener = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    /// Listens on a new socket (mode and owner set) and forwards to the agent at `agent`.
+    pub fn start(agent: &Path, mode: u32, uid: u32, gid: u32) -> Result<Proxy> {
+        let dir = tempfile::Builder::new().prefix("builder-ssh-").tempdir()?;
+        let path = dir.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (agent, flag) = (agent.to_path_buf(), stop.clone());
         let thread = std::thread::spawn(move || accept(&listener, &agent, &flag));
-        Ok(Proxy { path: path.to_path_buf(), stop, thread: Some(thread) })
+        Ok(Proxy { path, _dir: dir, stop, thread: Some(thread) })
     }
 
     pub fn path(&self) -> &Path {
@@ -96,7 +101,7 @@ mod tests {
             s.read_exact(&mut buf).unwrap();
             s.write_all(&buf.to_ascii_uppercase()).unwrap();
         });
-        let proxy = Proxy::start(&agent_path, &dir.path().join("proxy"), 0o600, 0, 0).unwrap();
+        let proxy = Proxy::start(&agent_path, 0o600, 0, 0).unwrap();
         let meta = std::fs::metadata(proxy.path()).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let mut client = UnixStream::connect(proxy.path()).unwrap();

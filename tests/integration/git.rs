@@ -147,6 +147,11 @@ fn add_git_subdir_keep_git_dir_and_cache_by_commit() {
     let main = repo.commit(&["main"]);
     assert_eq!(git(&out.join("kept"), &["rev-parse", "HEAD"]).trim(), main);
     assert_eq!(git(&out.join("kept"), &["status", "--porcelain"]), "");
+    assert_eq!(git(&out.join("kept"), &["remote", "get-url", "origin"]).trim(), file_url);
+    // Nothing of the store in it.
+    let store = env.root.path().to_str().unwrap();
+    assert!(!out.join("kept/.git/FETCH_HEAD").exists());
+    assert!(!git(&out.join("kept"), &["config", "--list", "--local"]).contains(store));
 
     // Unchanged refs: every git source is a hit, nothing fetched or checked out.
     let (ok, _, stderr) = env.build(&ctx, &["-o", &dest]);
