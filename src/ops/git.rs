@@ -32,7 +32,6 @@ pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
     if let Some(commit) = worker.git.commits.lock().unwrap().get(&key) {
         return Ok(commit.clone());
     }
-    let shown = shown(git);
     let commit = if is_full_commit(&git.reference) {
         git.reference.to_lowercase()
     } else {
@@ -40,13 +39,14 @@ pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
         // Asked with `^{}` too, so that an annotated tag comes peeled to its commit.
         let peeled = format!("{wanted}^{{}}");
         let out = run_git_remote(worker, None, &git.remote, &["ls-remote", "--", &git.remote, wanted, &peeled])
-            .with_context(|| format!("resolving {shown}"))?;
+            .with_context(|| format!("resolving {wanted:?}"))?;
         pick_ref(&out, wanted).with_context(|| format!("git ref {wanted:?} not found in {}", redacted(git)))?
     };
     if let Some(want) = &git.checksum
         && !commit.starts_with(&want.to_lowercase())
     {
-        bail!("ADD {shown}: checksum mismatch: expected commit {want}, the ref resolved to {commit}");
+        // The error is shown after the source's name (the remote and ref).
+        bail!("checksum mismatch: expected commit {want}, the ref resolved to {commit}");
     }
     worker.git.commits.lock().unwrap().insert(key, commit.clone());
     // Used by this build, hit or not: what `prune --keep-storage` keeps longest.
@@ -65,7 +65,7 @@ pub fn checkout(worker: &BuildWorker<'_>, git: &GitSource, commit: &str) -> Resu
     let lock = std::fs::File::create(bare.with_extension("lock"))?;
     lock.lock()?;
     if !has_commit(worker, &bare, commit) {
-        fetch(worker, &bare, git, commit).with_context(|| format!("fetching {shown}"))?;
+        fetch(worker, &bare, git, commit).with_context(|| format!("fetching commit {commit}"))?;
     }
     // Pinned so that git's own gc never drops what the store's layers came from.
     run_git(worker, Some(&bare), &["update-ref", &format!("refs/builder/{commit}"), commit])?;
