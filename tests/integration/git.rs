@@ -224,7 +224,7 @@ fn build_contexts_from_git_http_and_oci_layout() {
     let layout = env.work.path().join("layout");
     let image_ctx =
         env.context("image", &[("Dockerfile", "FROM scratch\nCOPY hello.txt /\n"), ("hello.txt", "from a layout\n")]);
-    env.build_ok(&image_ctx, &["-o", &format!("type=oci,tar=false,dest={}", layout.display())]);
+    env.build_ok(&image_ctx, &["-t", "app:v2", "-o", &format!("type=oci,tar=false,dest={}", layout.display())]);
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
 
@@ -232,7 +232,7 @@ fn build_contexts_from_git_http_and_oci_layout() {
         "ctx",
         &[(
             "Dockerfile",
-            "FROM scratch\n\
+            "FROM layout\n\
              COPY --from=src / /git/\n\
              COPY --from=tarball / /tarball/\n\
              COPY --from=plain / /plain/\n\
@@ -245,7 +245,7 @@ fn build_contexts_from_git_http_and_oci_layout() {
         format!("src=file://{}#v1:sub", repo.bare.display()),
         format!("tarball={tar_url}"),
         format!("plain={plain_url}"),
-        format!("layout=oci-layout://{}", layout.display()),
+        format!("layout=oci-layout://{}:v2", layout.display()),
         format!("pinned=oci-layout://{}@{digest}", layout.display()),
     ];
     let mut args = vec!["-o".to_string(), format!("type=local,dest={}", out.display())];
@@ -258,6 +258,8 @@ fn build_contexts_from_git_http_and_oci_layout() {
     assert_eq!(std::fs::read_to_string(out.join("tarball/dir/t.txt")).unwrap(), "in a tarball\n");
     assert_eq!(std::fs::read_to_string(out.join("plain/context")).unwrap(), "plain file\n");
     assert_eq!(std::fs::read_to_string(out.join("layout/hello.txt")).unwrap(), "from a layout\n");
+    // `FROM layout`: the layout's image is the base.
+    assert_eq!(std::fs::read_to_string(out.join("hello.txt")).unwrap(), "from a layout\n");
     assert_eq!(std::fs::read_to_string(out.join("pinned/hello.txt")).unwrap(), "from a layout\n");
     // The layout's image is read, not named: the store has no new ref.
     assert!(!env.ok(&["images"]).contains("layout"));
