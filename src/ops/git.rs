@@ -96,9 +96,14 @@ pub fn checkout(worker: &BuildWorker<'_>, git: &GitSource, commit: &str) -> Resu
         checkout.args(["checkout", "-q", "-f", commit, "--", "."]);
         wait(checkout, "checkout")?;
     }
-    let root = if git.subdir.is_empty() { tree.clone() } else { tree.join(&git.subdir) };
-    if !std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
-        bail!("{shown}: subdir {:?} is not a directory at commit {commit}", git.subdir);
+    // Every component a directory, none a symlink: a repository's link must not
+    // lead the layer (and the chmods below) out of the checkout.
+    let mut root = tree.clone();
+    for part in git.subdir.split('/').filter(|p| !p.is_empty()) {
+        root.push(part);
+        if !std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+            bail!("{shown}: subdir {:?} is not a directory at commit {commit}", git.subdir);
+        }
     }
     normalize(&root, time)?;
     // The checkout is a cached source: `SOURCE_DATE_EPOCH` clamps the ADD's own layer.

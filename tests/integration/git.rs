@@ -17,7 +17,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A work tree with `top.txt`, `sub/b.txt`, `sub/deep/c.sh` (executable) committed on
+/// A work tree with `top.txt`, `sub/b.txt`, `sub/deep/c.sh` (executable), `link` (to
+/// `/`) committed on
 /// `main` and tagged `v1`, and its bare clone `srv/repo.git`.
 struct Repo {
     work: PathBuf,
@@ -34,6 +35,8 @@ impl Repo {
         let mut perms = std::fs::metadata(work.join("sub/deep/c.sh")).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(work.join("sub/deep/c.sh"), perms).unwrap();
+        // A link out of the repository: what `#ref:link` must not follow.
+        std::os::unix::fs::symlink("/", work.join("link")).unwrap();
         git(&work, &["init", "-q"]);
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-qm", "one"]);
@@ -142,7 +145,8 @@ fn add_git_subdir_keep_git_dir_and_cache_by_commit() {
     // Exactly the subdir's files, modes as git has them, no .git.
     assert_eq!(tree(&out.join("src")), ["b.txt", "deep", "deep/c.sh"]);
     assert_eq!((mode(&out.join("src/b.txt")), mode(&out.join("src/deep/c.sh"))), (0o644, 0o755));
-    assert_eq!(tree(&out.join("all")), ["sub", "sub/b.txt", "sub/deep", "sub/deep/c.sh", "top.txt"]);
+    assert_eq!(tree(&out.join("all")), ["link", "sub", "sub/b.txt", "sub/deep", "sub/deep/c.sh", "top.txt"]);
+    assert_eq!(std::fs::read_link(out.join("all/link")).unwrap(), Path::new("/"));
     // --keep-git-dir: a repository of its own at the commit.
     let main = repo.commit(&["main"]);
     assert_eq!(git(&out.join("kept"), &["rev-parse", "HEAD"]).trim(), main);
@@ -185,6 +189,10 @@ fn add_git_subdir_keep_git_dir_and_cache_by_commit() {
         .context("bad", &[("Dockerfile", &format!("FROM scratch\nADD --checksum=deadbeef {}#v1 /x/\n", daemon.url))]);
     let (ok, _, stderr) = env.build(&bad, &[]);
     assert!(!ok && stderr.contains("checksum mismatch") && stderr.contains("deadbeef") && stderr.contains(&v1));
+    // A subdir through a symlink is refused, not followed out of the checkout.
+    let link = env.context("link", &[("Dockerfile", &format!("FROM scratch\nADD {file_url}#v1:link/etc /x/\n"))]);
+    let (ok, _, stderr) = env.build(&link, &[]);
+    assert!(!ok && stderr.contains("subdir \"link/etc\" is not a directory"), "{stderr}");
     // A ref the remote does not have, named with the remote.
     let missing = env.context("missing", &[("Dockerfile", &format!("FROM scratch\nADD {file_url}#nope /x/\n"))]);
     let (ok, _, stderr) = env.build(&missing, &[]);

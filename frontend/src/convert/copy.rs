@@ -230,7 +230,8 @@ impl Converter<'_> {
         // A repository's checkout (its subdir, `.git` only if asked) goes into dest
         // as a directory's contents, as BuildKit's `ADD <git url>` does.
         for git in gits {
-            let op = Op::Source(SourceOp::Git(git.source(a.keep_git_dir, checksum.clone())));
+            let checksum = checksum.clone().filter(|c| !c.is_empty());
+            let op = Op::Source(SourceOp::Git(git.source(a.keep_git_dir, checksum)));
             let mut vertex = solver::Vertex::new(op, vec![], git.display());
             vertex.ignore_cache = st.ignore_cache;
             inputs.push(self.graph.add(vertex));
