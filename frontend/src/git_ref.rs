@@ -18,6 +18,8 @@ pub struct GitRef {
     pub checksum: Option<String>,
     /// `?keep-git-dir=`.
     pub keep_git_dir: Option<bool>,
+    /// `?submodules=`: true unless it says false.
+    pub submodules: bool,
 }
 
 impl GitRef {
@@ -34,6 +36,7 @@ impl GitRef {
             reference: self.reference.clone(),
             subdir: self.subdir.clone(),
             keep_git_dir: keep_git_dir.or(self.keep_git_dir).unwrap_or(false),
+            submodules: self.submodules,
             checksum: checksum.or_else(|| self.checksum.clone()),
         }
     }
@@ -112,6 +115,7 @@ fn parse_parts(src: &str, remote: &str, fragment: Option<&str>, query: Option<&s
         subdir: String::new(),
         checksum: None,
         keep_git_dir: None,
+        submodules: true,
     };
     if let Some(fragment) = fragment {
         let (reference, subdir) = fragment.split_once(':').unwrap_or((fragment, ""));
@@ -136,16 +140,11 @@ fn parse_parts(src: &str, remote: &str, fragment: Option<&str>, query: Option<&s
                 git.subdir = value;
             }
             "checksum" | "commit" => git.checksum = Some(value.to_string()),
-            "keep-git-dir" => {
-                git.keep_git_dir = Some(match value {
-                    "" | "1" | "true" => true,
-                    "0" | "false" => false,
-                    _ => return Err(format!("git url {src:?}: invalid keep-git-dir value {value:?}")),
-                })
-            }
+            "keep-git-dir" => git.keep_git_dir = Some(query_bool(src, key, value)?),
+            "submodules" => git.submodules = query_bool(src, key, value)?,
             _ => return Err(format!("git url {src:?}: unknown query {key:?}")),
         }
-        if value.is_empty() && key != "keep-git-dir" {
+        if value.is_empty() && !matches!(key, "keep-git-dir" | "submodules") {
             return Err(format!("git url {src:?}: query {key:?} has no value"));
         }
     }
@@ -153,6 +152,15 @@ fn parse_parts(src: &str, remote: &str, fragment: Option<&str>, query: Option<&s
         return Err(format!("git url {src:?}: invalid ref {:?}", git.reference));
     }
     Ok(git)
+}
+
+/// A boolean query value; alone (`?keep-git-dir`) it means true.
+fn query_bool(src: &str, key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "" | "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(format!("git url {src:?}: invalid {key} value {value:?}")),
+    }
 }
 
 /// `/a/./b/../c/` → `a/c`, never above the repository's root.
@@ -192,6 +200,8 @@ mod tests {
 
     #[test]
     fn query_form() {
+        assert!(parse("https://host/r.git").submodules);
+        assert!(!parse("https://host/r.git?submodules=false").submodules);
         let g = parse("https://host/r.git?ref=v1&subdir=x&checksum=abc&keep-git-dir=true");
         assert_eq!(g.remote, "https://host/r.git");
         assert_eq!((g.reference.as_str(), g.subdir.as_str()), ("v1", "x"));

@@ -49,6 +49,8 @@ pub struct GitSource {
     pub subdir: String,
     /// Keep `.git` in the result (`ADD --keep-git-dir`).
     pub keep_git_dir: bool,
+    /// Check out the commit's submodules too (BuildKit's default; `?submodules=false`).
+    pub submodules: bool,
     /// The commit (or a prefix of it) `reference` must resolve to (`ADD --checksum`).
     pub checksum: Option<String>,
 }

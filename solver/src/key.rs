@@ -225,11 +225,12 @@ impl StableEncode for SourceOp {
 /// (see `CacheMap`), and that is what dependents see.
 impl StableEncode for GitSource {
     fn encode(&self, h: &mut KeyHasher) {
-        let GitSource { remote, reference, subdir, keep_git_dir, checksum } = self;
+        let GitSource { remote, reference, subdir, keep_git_dir, submodules, checksum } = self;
         remote.encode(h);
         reference.encode(h);
         subdir.encode(h);
         keep_git_dir.encode(h);
+        submodules.encode(h);
         checksum.encode(h);
     }
 }

@@ -75,20 +75,21 @@ pub fn checkout(worker: &BuildWorker<'_>, git: &GitSource, commit: &str) -> Resu
     let tree = scratch.path().join("checkout");
     let time = run_git(worker, Some(&bare), &["show", "-s", "--format=%ct", commit])?;
     let time: i64 = time.trim().parse().with_context(|| format!("commit time of {commit}: {time:?}"))?;
-    if git.keep_git_dir {
-        // A `.git` of its own (no alternates into the store), its origin the remote
-        // without credentials.
-        run_git(worker, None, &["init", "-q", tree.to_str().context("store path is not UTF-8")?])?;
-        let bare_path = bare.to_str().context("store path is not UTF-8")?;
+    // Submodules need a repository to be checked out in: one of the checkout's own.
+    let submodules = git.submodules && has_object(worker, &bare, &format!("{commit}:.gitmodules"));
+    if git.keep_git_dir || submodules {
+        repository_checkout(worker, git, &bare, &tree, commit)?;
+        if submodules {
+            let mut update = git_command(worker, None);
+            add_auth(&mut update, worker, &git.remote);
+            update.current_dir(&tree).args(["submodule", "update", "--init", "--recursive", "--depth=1"]);
+            wait(update, "submodule update").with_context(|| format!("submodules of {commit}"))?;
+        }
         let tree_git = Some(tree.join(".git"));
-        // No reflog (it would hold times and names) and no FETCH_HEAD (the store's path).
-        run_git(worker, tree_git.as_deref(), &["config", "core.logAllRefUpdates", "false"])?;
-        run_git(worker, tree_git.as_deref(), &["fetch", "-q", "--depth=1", "--no-tags", bare_path, commit])?;
-        std::fs::remove_file(tree.join(".git/FETCH_HEAD"))?;
-        run_git(worker, tree_git.as_deref(), &["remote", "add", "origin", &frontend::redact_remote(&git.remote)])?;
-        let mut checkout = git_command(worker, tree_git.as_deref());
-        checkout.current_dir(&tree).args(["checkout", "-q", "--detach", commit]);
-        wait(checkout, "checkout")?;
+        run_git(worker, tree_git.as_deref(), &["remote", "set-url", "origin", &frontend::redact_remote(&git.remote)])?;
+        if !git.keep_git_dir {
+            remove_git_dirs(&tree)?;
+        }
     } else {
         std::fs::create_dir_all(&tree)?;
         let mut checkout = git_command(worker, Some(&bare));
@@ -142,7 +143,53 @@ fn bare_repository(worker: &BuildWorker<'_>, remote: &str) -> Result<PathBuf> {
 }
 
 fn has_commit(worker: &BuildWorker<'_>, bare: &Path, commit: &str) -> bool {
-    run_git(worker, Some(bare), &["cat-file", "-e", &format!("{commit}^{{commit}}")]).is_ok()
+    has_object(worker, bare, &format!("{commit}^{{commit}}"))
+}
+
+fn has_object(worker: &BuildWorker<'_>, bare: &Path, object: &str) -> bool {
+    run_git(worker, Some(bare), &["cat-file", "-e", object]).is_ok()
+}
+
+/// `commit` checked out in a repository of its own at `tree` (no alternates into the
+/// store), its origin the remote (set to the remote without credentials by the caller).
+fn repository_checkout(
+    worker: &BuildWorker<'_>,
+    git: &GitSource,
+    bare: &Path,
+    tree: &Path,
+    commit: &str,
+) -> Result<()> {
+    run_git(worker, None, &["init", "-q", tree.to_str().context("store path is not UTF-8")?])?;
+    let bare_path = bare.to_str().context("store path is not UTF-8")?;
+    let tree_git = Some(tree.join(".git"));
+    // No reflog (it would hold times and names) and no FETCH_HEAD (the store's path).
+    run_git(worker, tree_git.as_deref(), &["config", "core.logAllRefUpdates", "false"])?;
+    run_git(worker, tree_git.as_deref(), &["fetch", "-q", "--depth=1", "--no-tags", bare_path, commit])?;
+    std::fs::remove_file(tree.join(".git/FETCH_HEAD"))?;
+    // The real remote while submodules with relative URLs are fetched.
+    run_git(worker, tree_git.as_deref(), &["remote", "add", "origin", &git.remote])?;
+    let mut checkout = git_command(worker, tree_git.as_deref());
+    checkout.current_dir(tree).args(["checkout", "-q", "--detach", commit]);
+    wait(checkout, "checkout").map(drop)
+}
+
+/// Removes every `.git` under `dir` (the checkout's repository, its submodules'
+/// links), following no symlink. Git never tracks a `.git` entry, so nothing else goes.
+fn remove_git_dirs(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if entry.file_name() == ".git" {
+            if kind.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        } else if kind.is_dir() {
+            remove_git_dirs(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// `git fetch --depth=1` of the commit itself; a server that does not serve
@@ -239,11 +286,15 @@ fn run_git(worker: &BuildWorker<'_>, git_dir: Option<&Path>, args: &[&str]) -> R
 /// for it as git config in the environment (never on a command line).
 fn run_git_remote(worker: &BuildWorker<'_>, git_dir: Option<&Path>, remote: &str, args: &[&str]) -> Result<String> {
     let mut cmd = git_command(worker, git_dir);
+    add_auth(&mut cmd, worker, remote);
+    cmd.args(args);
+    wait(cmd, args.first().copied().unwrap_or("git"))
+}
+
+fn add_auth(cmd: &mut Command, worker: &BuildWorker<'_>, remote: &str) {
     if let Some((key, value)) = auth_header(&worker.options.secrets, remote) {
         cmd.env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", key).env("GIT_CONFIG_VALUE_0", value);
     }
-    cmd.args(args);
-    wait(cmd, args.first().copied().unwrap_or("git"))
 }
 
 /// BuildKit's git credentials from secrets, first found of `GIT_AUTH_HEADER.<host>`,

@@ -47,6 +47,7 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
             h.str(&commit);
             h.str(&git.subdir);
             h.bool(git.keep_git_dir);
+            h.bool(git.submodules);
             facts.push(("git".to_string(), format!("{}@{commit}", frontend::redact_remote(&git.remote))));
         }
     }

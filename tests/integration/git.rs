@@ -320,3 +320,48 @@ fn add_git_over_ssh_uses_the_default_agent() {
     let keys = std::fs::read_to_string(&seen).unwrap();
     assert!(keys.lines().next().is_some_and(|l| l.contains(&fingerprint)), "{keys}");
 }
+
+#[test]
+fn add_git_checks_out_submodules_unless_asked_not_to() {
+    let Some(env) = env("add_git_submodules") else { return };
+    // `lib.git` and `app.git` (with `lib` as a submodule over git://) in one daemon.
+    let srv = env.work.path().join("srv");
+    let lib = env.work.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::write(lib.join("lib.txt"), "lib\n").unwrap();
+    git(&lib, &["init", "-q"]);
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-qm", "lib"]);
+    git(&srv, &["clone", "-q", "--bare", lib.to_str().unwrap(), "lib.git"]);
+    let daemon = Daemon::start(&srv.join("lib.git"));
+    let lib_url = daemon.url.replace("repo.git", "lib.git");
+    let app = env.work.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("app.txt"), "app\n").unwrap();
+    git(&app, &["init", "-q"]);
+    git(&app, &["submodule", "add", "-q", &lib_url, "lib"]);
+    git(&app, &["add", "-A"]);
+    git(&app, &["commit", "-qm", "app"]);
+    git(&srv, &["clone", "-q", "--bare", app.to_str().unwrap(), "app.git"]);
+    let app_url = daemon.url.replace("repo.git", "app.git");
+
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\n\
+                 ADD {app_url}#main /with/\n\
+                 ADD {app_url}?submodules=false#main /without/\n\
+                 ADD --keep-git-dir=true {app_url}#main /kept/\n"
+            ),
+        )],
+    );
+    let out = env.work.path().join("out");
+    env.build_ok(&ctx, &["-o", &format!("type=local,dest={}", out.display())]);
+    assert_eq!(tree(&out.join("with")), [".gitmodules", "app.txt", "lib", "lib/lib.txt"]);
+    assert_eq!(tree(&out.join("without")), [".gitmodules", "app.txt", "lib"]);
+    let status = git(&out.join("kept"), &["submodule", "status"]);
+    assert!(status.contains(git(&lib, &["rev-parse", "HEAD"]).trim()) && status.contains(" lib"), "{status}");
+}

@@ -38,7 +38,10 @@ fn source(op: &SourceOp) -> String {
             format!("source http {}{c}{f}", q(url))
         }
         SourceOp::Git(g) => {
-            let c = g.checksum.as_ref().map(|c| format!(" checksum={}", q(c))).unwrap_or_default();
+            let mut c = g.checksum.as_ref().map(|c| format!(" checksum={}", q(c))).unwrap_or_default();
+            if !g.submodules {
+                c.push_str(" submodules=false");
+            }
             format!(
                 "source git {} ref={} subdir={} keep_git_dir={}{c}",
                 q(&g.remote),
