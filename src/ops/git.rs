@@ -54,6 +54,14 @@ pub fn resolve(worker: &BuildWorker<'_>, git: &GitSource) -> Result<String> {
     Ok(commit)
 }
 
+/// Whether the checkout may be a cache record. A record keeps its op, and a password
+/// in the remote's URL must not be written to the store or exported with the cache:
+/// such a source is checked out again each build (from the bare repository, without
+/// a fetch when it has the commit), like an HTTP source is downloaded.
+pub fn cacheable(git: &GitSource) -> bool {
+    frontend::redact_remote(&git.remote) == git.remote
+}
+
 /// Fetches `commit` (shallow) into the store's bare repository of the remote and
 /// checks it out as one layer: files 0644 or 0755 as git has them, directories 0755,
 /// every time the commit's, `.git` only when asked.
@@ -193,29 +201,32 @@ fn remove_git_dirs(dir: &Path) -> Result<()> {
 }
 
 /// `git fetch --depth=1` of the commit itself; a server that does not serve
-/// unadvertised commits gets asked for the ref instead, which must still be there.
+/// unadvertised commits gets asked for the ref instead, which must still be there,
+/// and one that cannot fetch shallow (git's "dumb" HTTP) for all of the ref's history.
 fn fetch(worker: &BuildWorker<'_>, bare: &Path, git: &GitSource, commit: &str) -> Result<()> {
-    let fetch = |what: &str| {
-        run_git_remote(
-            worker,
-            Some(bare),
-            &git.remote,
-            &["fetch", "-q", "--depth=1", "--no-tags", "--", &git.remote, what],
-        )
+    let fetch = |depth: &[&str], what: &str| {
+        // No FETCH_HEAD: it would keep the URL.
+        let mut args = vec!["fetch", "-q", "--no-tags", "--no-write-fetch-head"];
+        args.extend(depth);
+        args.extend(["--", &git.remote, what]);
+        run_git_remote(worker, Some(bare), &git.remote, &args)
     };
-    let by_commit = fetch(commit);
+    let by_commit = fetch(&["--depth=1"], commit);
     if by_commit.is_ok() && has_commit(worker, bare, commit) {
         return Ok(());
     }
     let wanted = if git.reference.is_empty() { "HEAD" } else { git.reference.as_str() };
     let refspec = format!("+{wanted}:refs/builder/fetched");
-    let by_ref = fetch(&refspec);
+    let mut by_ref = fetch(&["--depth=1"], &refspec);
+    if by_ref.is_err() {
+        by_ref = fetch(&[], &refspec);
+    }
     if has_commit(worker, bare, commit) {
         return Ok(());
     }
-    match (by_ref, by_commit) {
-        (Err(e), _) => Err(e),
-        (Ok(_), _) => bail!("{} no longer points at {commit}", shown(git)),
+    match by_ref {
+        Err(e) => Err(e),
+        Ok(_) => bail!("{} no longer points at {commit}", shown(git)),
     }
 }
 

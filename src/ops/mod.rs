@@ -239,7 +239,11 @@ impl solver::Worker for BuildWorker<'_> {
         // of the vertices that use them. A git checkout is not cheap: it is cached by
         // the commit its ref resolved to, so an unchanged ref neither fetches nor
         // checks out again.
-        !matches!(vertex.op, Op::Source(_)) || matches!(vertex.op, Op::Source(SourceOp::Git(_)))
+        match &vertex.op {
+            Op::Source(SourceOp::Git(git)) => git::cacheable(git),
+            Op::Source(_) => false,
+            _ => true,
+        }
     }
 
     fn encode_result(&self, output: &Output) -> Vec<u8> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(super) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "init.defaultBranch=main"])
         .args(args)
@@ -20,13 +20,13 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// A work tree with `top.txt`, `sub/b.txt`, `sub/deep/c.sh` (executable), `link` (to
 /// `/`) committed on
 /// `main` and tagged `v1`, and its bare clone `srv/repo.git`.
-struct Repo {
-    work: PathBuf,
-    bare: PathBuf,
+pub(super) struct Repo {
+    pub work: PathBuf,
+    pub bare: PathBuf,
 }
 
 impl Repo {
-    fn new(env: &Env) -> Repo {
+    pub fn new(env: &Env) -> Repo {
         let work = env.work.path().join("repo");
         std::fs::create_dir_all(work.join("sub/deep")).unwrap();
         std::fs::write(work.join("top.txt"), "top\n").unwrap();
@@ -47,12 +47,12 @@ impl Repo {
         Repo { work, bare: srv.join("repo.git") }
     }
 
-    fn commit(&self, args: &[&str]) -> String {
+    pub fn commit(&self, args: &[&str]) -> String {
         git(&self.work, &["rev-parse", args[0]]).trim().to_string()
     }
 
     /// A new commit on `main`, pushed to the bare repository.
-    fn advance(&self, file: &str) -> String {
+    pub fn advance(&self, file: &str) -> String {
         std::fs::write(self.work.join(file), "new\n").unwrap();
         git(&self.work, &["add", "-A"]);
         git(&self.work, &["commit", "-qm", file]);
@@ -96,7 +96,7 @@ impl Drop for Daemon {
 }
 
 /// Every path under `dir`, relative, sorted.
-fn tree(dir: &Path) -> Vec<String> {
+pub(super) fn tree(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = walkdir::WalkDir::new(dir)
         .min_depth(1)
         .into_iter()
@@ -111,7 +111,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// The progress lines of the vertex named `name` (its `#N` number's lines).
-fn vertex_lines<'a>(stderr: &'a str, name: &str) -> Vec<&'a str> {
+pub(super) fn vertex_lines<'a>(stderr: &'a str, name: &str) -> Vec<&'a str> {
     let Some(number) = stderr.lines().find_map(|l| l.strip_suffix(name).and_then(|p| p.strip_suffix(' '))) else {
         return Vec::new();
     };

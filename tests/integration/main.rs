@@ -7,6 +7,7 @@ mod cache_export;
 mod dockerfile;
 mod export;
 mod git;
+mod git_http;
 mod hygiene;
 mod media_types;
 mod mounts;
