@@ -223,7 +223,8 @@ impl<'a> Converter<'a> {
                 // (as `docker build URL` does with a tarball), onto scratch.
                 let op =
                     Op::Source(SourceOp::Http { url: url.clone(), checksum: None, filename: Some("context".into()) });
-                let mut vertex = Vertex::new(op, vec![], format!("[context {key}] {url}"));
+                let shown = crate::git_ref::redact_remote(&url);
+                let mut vertex = Vertex::new(op, vec![], format!("[context {key}] {shown}"));
                 vertex.ignore_cache = self.options.no_cache;
                 let http = self.graph.add(vertex);
                 let scratch = self.scratch_vertex();
@@ -231,7 +232,7 @@ impl<'a> Converter<'a> {
                 copy.unpack_archives = true;
                 copy.allow_wildcard = false;
                 let op = Op::File(solver::ir::FileOp { actions: vec![solver::ir::FileAction::Copy(copy)] });
-                let mut vertex = Vertex::new(op, vec![scratch, http], format!("[context {key}] extract {url}"));
+                let mut vertex = Vertex::new(op, vec![scratch, http], format!("[context {key}] extract {shown}"));
                 vertex.ignore_cache = self.options.no_cache;
                 self.graph.add(vertex)
             }
