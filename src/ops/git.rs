@@ -17,8 +17,16 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long one git command may take (a fetch of a big repository included).
+/// How long one git command may take (a fetch of a big repository included), unless
+/// `BUILDER_GIT_TIMEOUT` (seconds) says otherwise.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn git_timeout() -> Duration {
+    std::env::var("BUILDER_GIT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(GIT_TIMEOUT, Duration::from_secs)
+}
 
 /// What a build resolved, so each ref is asked once per build.
 #[derive(Default)]
@@ -332,7 +340,7 @@ fn auth_header(secrets: &HashMap<String, Vec<u8>>, remote: &str) -> Option<(Stri
     Some((format!("http.{scope}.extraheader"), format!("Authorization: {header}")))
 }
 
-/// Runs `cmd` to its end or [`GIT_TIMEOUT`]; stdout on success, stderr in the error.
+/// Runs `cmd` to its end or the timeout; stdout on success, stderr in the error.
 fn wait(mut cmd: Command, what: &str) -> Result<String> {
     let mut child = cmd
         .stdin(Stdio::null())
@@ -343,15 +351,15 @@ fn wait(mut cmd: Command, what: &str) -> Result<String> {
     let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let out = std::thread::spawn(move || std::io::read_to_string(&mut stdout).unwrap_or_default());
     let err = std::thread::spawn(move || std::io::read_to_string(&mut stderr).unwrap_or_default());
-    let start = Instant::now();
+    let (start, timeout) = (Instant::now(), git_timeout());
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if start.elapsed() > GIT_TIMEOUT {
+        if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("git {what} timed out after {}s", GIT_TIMEOUT.as_secs());
+            bail!("git {what} timed out after {}s (BUILDER_GIT_TIMEOUT)", timeout.as_secs());
         }
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -135,3 +135,23 @@ fn add_git_over_http_with_a_password_or_a_token() {
     assert!(vertex_lines(&stderr, &url).iter().any(|l| l.ends_with(" CACHED")), "{stderr}");
     assert_eq!(files_containing(env.root.path(), token), Vec::<String>::new());
 }
+
+#[test]
+fn a_stalled_git_server_times_out_naming_the_remote() {
+    let Some(env) = env("git_timeout") else { return };
+    // Accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(8).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    let url = format!("git://127.0.0.1:{port}/stalled.git#main");
+    let ctx = env.context("ctx", &[("Dockerfile", &format!("FROM scratch\nADD {url} /x/\n"))]);
+    let start = std::time::Instant::now();
+    let out = env.cmd(&["build", "--progress=plain"]).arg(&ctx).env("BUILDER_GIT_TIMEOUT", "2").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && start.elapsed().as_secs() < 30, "{stderr}");
+    assert!(stderr.contains("timed out after 2s") && stderr.contains(&url), "{stderr}");
+}
