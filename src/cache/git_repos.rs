@@ -1,5 +1,5 @@
 //! The bare repositories git sources fetch into (`cache/git/<hash of the remote>`,
-//! see `ops/git.rs`) as GC sees them: each holds itself, like a cache mount, counted
+//! see `ops/git/`) as GC sees them: each holds itself, like a cache mount, counted
 //! by `builder du` and released by `builder prune --all` / `--keep-storage` (least
 //! recently used first: a build that resolves a ref of the remote marks it used).
 //! Prune holds the store lock exclusively, so no build is fetching into one.
