@@ -180,7 +180,8 @@ pub struct BuildArgs {
     /// Image labels (KEY=VALUE)
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Additional build context (NAME=PATH or NAME=docker-image://REF), used by
+    /// Additional build context (NAME=PATH, NAME=docker-image://REF, a git URL, an
+    /// http(s) file or tarball, NAME=oci-layout://PATH[:TAG|@DIGEST]), used by
     /// `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME`
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
