@@ -68,6 +68,8 @@ struct Request {
     /// `--add-host` and `--shm-size`, for every RUN step.
     extra_hosts: Vec<(String, std::net::IpAddr)>,
     shm_size: Option<u64>,
+    /// `oci-layout://` contexts, copied into the store before the build.
+    oci_layouts: Vec<crate::oci_layout::LayoutImage>,
 }
 
 impl Request {
@@ -113,7 +115,8 @@ impl Request {
             labels: parse_pairs(&args.labels, "--label", false)?,
             named_contexts: BTreeMap::new(),
         };
-        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
+        let mut oci_layouts = Vec::new();
+        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts, &mut oci_layouts)?;
         let entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
         let mut rlimits = Vec::new();
         for ulimit in &args.ulimits {
@@ -136,6 +139,7 @@ impl Request {
                 .map_err(|e| usage_error(anyhow!(e)))?,
             shm_size: crate::build_flags::parse_shm_size(args.more.shm_size.as_deref())
                 .map_err(|e| usage_error(anyhow!(e)))?,
+            oci_layouts,
         })
     }
 }
@@ -160,6 +164,9 @@ fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
 fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn ProgressSink) -> Result<Option<String>> {
     let registry_opts = RegistryOptions::default();
     let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
+    for layout in &request.oci_layouts {
+        crate::oci_layout::load(store, layout)?;
+    }
     let definition = load_definition(request, &images, progress)?;
     let cache = crate::cache::Session::open(
         store,
@@ -186,6 +193,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             extra_hosts: request.extra_hosts.clone(),
             shm_size: request.shm_size,
             secrets: request.secrets.clone(),
+            ssh: crate::ssh::agents(&args.ssh).map_err(usage_error)?,
             layer_options: crate::layer::LayerOptions {
                 compression: first_image.map_or(Default::default(), |o| o.compression),
                 level: first_image.and_then(|o| o.level),
@@ -311,10 +319,12 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
 
 /// `--build-context NAME=VALUE`s into `named` (as the frontend sees them); returns the
 /// local directories by the name of their source. A VALUE is a directory (relative to
-/// the current directory) or `docker-image://REF`, as buildx takes them.
+/// the current directory), `docker-image://REF`, a git URL, an `http(s)://` file or
+/// `oci-layout://PATH[:TAG|@DIGEST]` (into `layouts`), as buildx takes them.
 fn named_contexts(
     specs: &[String],
     named: &mut BTreeMap<String, frontend::NamedContext>,
+    layouts: &mut Vec<crate::oci_layout::LayoutImage>,
 ) -> Result<BTreeMap<String, PathBuf>> {
     let mut dirs = BTreeMap::new();
     for spec in specs {
@@ -328,8 +338,19 @@ fn named_contexts(
             Reference::parse(reference)
                 .map_err(|e| invalid(format!("{reference:?} is not an image reference: {e}")))?;
             frontend::NamedContext::Image(reference.to_string())
+        } else if let Some(git) = frontend::parse_git_ref(value) {
+            frontend::NamedContext::Git(git.map_err(invalid)?.source(None, None))
+        } else if value.starts_with("https://") || value.starts_with("http://") {
+            frontend::NamedContext::Http { url: value.to_string() }
+        } else if let Some(spec) = value.strip_prefix("oci-layout://") {
+            let layout = crate::oci_layout::parse(&key, spec).map_err(|e| invalid(format!("{e:#}")))?;
+            let reference = layout.reference.clone();
+            layouts.push(layout);
+            frontend::NamedContext::Image(reference)
         } else if let Some((scheme, _)) = value.split_once("://") {
-            bail!(invalid(format!("{scheme}:// contexts are not supported (a directory or docker-image://REF)")));
+            bail!(invalid(format!(
+                "{scheme}:// contexts are not supported (a directory, docker-image://, oci-layout://, a git or http(s) URL)"
+            )));
         } else {
             let dir = Path::new(value).canonicalize().map_err(|e| invalid(format!("{value}: {e}")))?;
             if !dir.is_dir() {

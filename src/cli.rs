@@ -171,13 +171,17 @@ pub struct BuildArgs {
     /// Secrets for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh and git over ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE]]
+    #[arg(long = "ssh")]
+    pub ssh: Vec<String>,
     /// Do not use the cache for these stages
     #[arg(long = "no-cache-filter")]
     pub no_cache_filter: Vec<String>,
     /// Image labels (KEY=VALUE)
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Additional build context (NAME=PATH or NAME=docker-image://REF), used by
+    /// Additional build context (NAME=PATH, NAME=docker-image://REF, a git URL, an
+    /// http(s) file or tarball, NAME=oci-layout://PATH[:TAG|@DIGEST]), used by
     /// `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME`
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,

@@ -19,11 +19,13 @@ mod export;
 mod hint;
 mod ignore;
 mod layer;
+mod oci_layout;
 mod ops;
 mod progress;
 mod run;
 mod sandbox;
 mod signals;
+mod ssh;
 mod transfer;
 
 use clap::Parser;
