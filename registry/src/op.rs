@@ -33,7 +33,7 @@ impl Op {
     /// The error for an unexpected response, with the registry's JSON error body.
     pub async fn status_error(&self, response: Response) -> RegistryError {
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = crate::body::read_prefix(response, crate::body::MAX_SMALL_BODY).await;
         self.error(Some(status), describe_status(status, &body))
     }
 }

@@ -4,6 +4,7 @@
 //! byte-exact.
 
 use crate::auth::Scope;
+use crate::body::{CappedError, read_capped};
 use crate::client::{Client, Request};
 use crate::content::Content;
 use crate::error::{Error, Result, chain};
@@ -20,6 +21,9 @@ use std::io::{self, Read};
 
 /// Manifests and indexes larger than this are refused (the spec suggests 4 MiB).
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Configs larger than this are refused before they are downloaded (the store
+/// refuses to read larger ones).
+const MAX_CONFIG: u64 = 32 * 1024 * 1024;
 
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
@@ -81,6 +85,13 @@ async fn pull_async<'scope>(
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| client.op(repository, "reading the manifest of").error(None, format!("{e}")))?;
     progress(Transfer::Manifest(&fetched.digest));
+    if manifest.config.size > MAX_CONFIG {
+        let detail = format!(
+            "config {} is {} bytes, more than the {MAX_CONFIG} allowed",
+            manifest.config.digest, manifest.config.size
+        );
+        return Err(client.op(repository, "pulling").error(None, detail).into());
+    }
 
     let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
     blobs.extend(manifest.layers.iter());
@@ -133,19 +144,16 @@ pub async fn fetch_manifest(
     if response.status() != StatusCode::OK {
         return Err(op.status_error(response).await.into());
     }
-    if response.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
-        return Err(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")).into());
-    }
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
     let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(String::from);
-    let bytes = response.bytes().await.map_err(|e| op.caused("reading the body", e))?.to_vec();
-    if bytes.len() > MAX_MANIFEST {
-        return Err(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")).into());
-    }
+    let bytes = read_capped(response, MAX_MANIFEST).await.map_err(|e| match e {
+        CappedError::TooLarge => op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")),
+        CappedError::Transport(e) => op.caused("reading the body", e),
+    })?;
     let digest = Digest::of(&bytes);
     if let Some(expected) = expected
         && *expected != digest

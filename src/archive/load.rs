@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use store::Store;
+use store::{HashReader, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Store};
 
 /// Small metadata files are kept in memory; everything else goes to the store.
 const SMALL_FILE: u64 = 16 << 20;
@@ -128,13 +128,18 @@ impl Contents {
         self.small.contains_key(path) || self.blobs.contains_key(path)
     }
 
-    fn bytes(&self, store: &Store, path: &Path) -> Result<Vec<u8>> {
+    /// A metadata file's bytes, refused when larger than `max` (a small archive may
+    /// hold a compressed file of gigabytes; it is never read whole).
+    fn bytes(&self, store: &Store, path: &Path, max: u64) -> Result<Vec<u8>> {
         let resolved = self.resolve(path);
         if let Some(b) = self.small.get(resolved) {
+            if b.len() as u64 > max {
+                bail!("{} is {} bytes, more than the {max} allowed", path.display(), b.len());
+            }
             return Ok(b.clone());
         }
         match self.blobs.get(resolved) {
-            Some(d) => Ok(store.read_blob(d)?),
+            Some(d) => Ok(store.read_metadata_blob("file", d, max).with_context(|| format!("{}", path.display()))?),
             None => bail!("{} is missing from the archive", path.display()),
         }
     }
@@ -153,8 +158,8 @@ impl Contents {
 }
 
 fn load_oci(store: &Store, contents: &Contents) -> Result<Vec<String>> {
-    let index: Index =
-        serde_json::from_slice(&contents.bytes(store, Path::new("index.json"))?).context("parsing index.json")?;
+    let index: Index = serde_json::from_slice(&contents.bytes(store, Path::new("index.json"), MAX_MANIFEST_SIZE)?)
+        .context("parsing index.json")?;
     // Names that only manifest.json gives (by config), for archives whose index has none.
     let mut docker_tags: HashMap<Digest, Vec<String>> = HashMap::new();
     if contents.has(Path::new("manifest.json")) {
@@ -205,8 +210,8 @@ fn image_of(store: &Store, descriptor: &Descriptor, depth: usize) -> Result<Imag
         bail!("manifest {digest} is missing from the archive");
     }
     if is_index_type(&descriptor.media_type) {
-        let index: Index =
-            serde_json::from_slice(&store.read_blob(digest)?).with_context(|| format!("index {digest}"))?;
+        let index: Index = serde_json::from_slice(&store.read_metadata_blob("index", digest, MAX_MANIFEST_SIZE)?)
+            .with_context(|| format!("index {digest}"))?;
         let host = host_platform();
         let chosen = index
             .manifests
@@ -221,18 +226,44 @@ fn image_of(store: &Store, descriptor: &Descriptor, depth: usize) -> Result<Imag
         if !store.has_blob(&layer.digest) {
             bail!("layer {} of manifest {digest} is missing from the archive", layer.digest);
         }
+        verify_layer(store, layer).with_context(|| format!("manifest {digest}"))?;
     }
     Ok(image)
 }
 
+/// A loaded layer is what its manifest and config say: the size its descriptor
+/// gives and, uncompressed, the diff id its config gives. Checked now, as `docker
+/// load` does, rather than at the first build or run that unpacks it.
+fn verify_layer(store: &Store, layer: &LayerInfo) -> Result<()> {
+    let size = store.blob_size(&layer.digest)?;
+    if size != layer.size {
+        bail!("layer {} is {size} bytes, its descriptor says {}", layer.digest, layer.size);
+    }
+    if layer.digest == layer.diff_id {
+        // An uncompressed layer: the store verified that digest when writing it.
+        return Ok(());
+    }
+    let blob = store.open_blob(&layer.digest)?;
+    let reader =
+        decompress(BufReader::with_capacity(1 << 20, blob)).with_context(|| format!("layer {}", layer.digest))?;
+    let mut hashing = HashReader::new(reader);
+    std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading layer {}", layer.digest))?;
+    let (diff_id, _) = hashing.finish().with_context(|| format!("reading layer {}", layer.digest))?;
+    if diff_id != layer.diff_id {
+        bail!("layer {} has diff id {diff_id}, the config says {}", layer.digest, layer.diff_id);
+    }
+    Ok(())
+}
+
 fn docker_manifest(store: &Store, contents: &Contents) -> Result<Vec<DockerManifestEntry>> {
-    serde_json::from_slice(&contents.bytes(store, Path::new("manifest.json"))?).context("parsing manifest.json")
+    serde_json::from_slice(&contents.bytes(store, Path::new("manifest.json"), MAX_MANIFEST_SIZE)?)
+        .context("parsing manifest.json")
 }
 
 fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
     let mut loaded = Vec::new();
     for entry in docker_manifest(store, contents)? {
-        let config_bytes = contents.bytes(store, Path::new(&entry.config))?;
+        let config_bytes = contents.bytes(store, Path::new(&entry.config), MAX_CONFIG_SIZE)?;
         let config = store::parse_config(&config_bytes).with_context(|| format!("config {}", entry.config))?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
             bail!(
@@ -252,12 +283,10 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
                 bail!("layer {path} is {digest} but the config says its diff id is {diff_id}");
             }
             let size = store.blob_size(&digest)?;
-            layers.push(LayerInfo {
-                digest,
-                diff_id: diff_id.clone(),
-                size,
-                media_type: compression.media_type().into(),
-            });
+            let layer =
+                LayerInfo { digest, diff_id: diff_id.clone(), size, media_type: compression.media_type().into() };
+            verify_layer(store, &layer).with_context(|| format!("layer {path}"))?;
+            layers.push(layer);
         }
         let image = store.write_image_raw(&config_bytes, &layers, None)?;
         let tags = entry.repo_tags.unwrap_or_default();

@@ -38,6 +38,8 @@ pub enum Error {
     },
     #[error("blob {digest} is corrupt: its content hashes to {found}")]
     CorruptBlob { digest: Digest, found: Digest },
+    #[error("{what} {digest} is {size} bytes, more than the {max} allowed")]
+    TooLarge { what: &'static str, digest: Digest, size: u64, max: u64 },
     #[error("fetching blob {digest} from {from}")]
     Fetch {
         digest: Digest,
