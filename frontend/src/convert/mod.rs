@@ -73,7 +73,14 @@ pub(crate) struct Converter<'a> {
     in_progress: Vec<bool>,
     used_args: BTreeSet<String>,
     warnings: Vec<String>,
+    /// Stage conversions open at once (see [`MAX_STAGE_DEPTH`]).
+    stage_depth: usize,
 }
+
+/// A stage converts the stages it uses first, recursively (`FROM` another stage,
+/// `COPY --from`, `RUN --mount=from=`): a chain deeper than this is refused with an
+/// error at the stage, where a hostile Dockerfile would overflow the stack.
+pub const MAX_STAGE_DEPTH: usize = 200;
 
 /// Parses and type-checks a Dockerfile without converting it.
 pub fn check(text: &str) -> Result<Dockerfile, ParseError> {
@@ -103,6 +110,7 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         in_progress: vec![false; dockerfile.stages.len()],
         used_args,
         warnings: ast.warnings.clone(),
+        stage_depth: 0,
     };
     converter.resolve_stage_bases().map_err(error)?;
     let target = converter.target_index().map_err(error)?;
@@ -150,6 +158,23 @@ impl<'a> Converter<'a> {
             self.stages.push(StageInfo { name: stage.name.clone(), base, platform, overridden });
         }
         Ok(())
+    }
+
+    /// Converts stage `index` (and what it uses) unless it is converted already.
+    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+        if self.done[index].is_some() {
+            return Ok(());
+        }
+        if self.stage_depth >= MAX_STAGE_DEPTH {
+            return Err(ParseError::invalid(
+                self.dockerfile.stages[index].location(),
+                format!("stages depend on each other more than {MAX_STAGE_DEPTH} deep"),
+            ));
+        }
+        self.stage_depth += 1;
+        let result = self.convert_stage_body(index);
+        self.stage_depth -= 1;
+        result
     }
 
     fn target_index(&self) -> Result<usize, ConvertError> {
@@ -328,5 +353,7 @@ impl<'a> Converter<'a> {
     }
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

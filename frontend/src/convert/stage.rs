@@ -110,7 +110,7 @@ fn counts_as_step(instruction: &Instruction) -> bool {
 }
 
 impl Converter<'_> {
-    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+    pub(super) fn convert_stage_body(&mut self, index: usize) -> Result<(), ConvertError> {
         if self.done[index].is_some() {
             return Ok(());
         }

@@ -164,6 +164,8 @@ pub fn replace(pattern: &str, value: &str, replacement: &str, all: bool) -> Resu
         if e > last_end || s == 0 {
             out.push_str(replacement);
         }
+        // Each match may add the whole replacement: bound the result as it grows.
+        super::check_size(&out)?;
         last_end = e;
         search = if search + 1 > e { search + 1 } else { e };
     }
