@@ -251,23 +251,35 @@ pub async fn download_blob<'scope>(
         progress(Transfer::Line(&format!("{}: already exists", digest.short())));
         return Ok(());
     }
-    progress(Transfer::Blob { digest: &digest, current: 0, total: descriptor.size });
-    let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(16);
-    let (done_sender, done) = tokio::sync::oneshot::channel();
-    let expected = digest.clone();
-    threads.spawn(move || {
-        let mut reader = ChannelReader { receiver, chunk: bytes::Bytes::new() };
-        let _ = done_sender.send(content.write_blob(&mut reader, &expected));
-    });
     let op = client.op(repository, &format!("downloading blob {digest} of"));
-    let fetched = fetch_blob(client, &op, repository, descriptor, scopes, &sender, progress).await;
-    if let Err(e) = &fetched {
-        let _ = sender.send(Err(io::Error::other(chain(e)))).await;
-    }
-    drop(sender);
-    let written = done.await.map_err(|_| Error::WriterStopped { digest: digest.clone() })?;
-    fetched?;
-    let size = written.map_err(|e| op.caused("storing", e))?;
+    // Content that arrives whole but does not hash to its digest was most likely
+    // damaged in transit: one fresh download, then the store's refusal stands.
+    let mut refused = false;
+    let size = loop {
+        progress(Transfer::Blob { digest: &digest, current: 0, total: descriptor.size });
+        let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(16);
+        let (done_sender, done) = tokio::sync::oneshot::channel();
+        let expected = digest.clone();
+        threads.spawn(move || {
+            let mut reader = ChannelReader { receiver, chunk: bytes::Bytes::new() };
+            let _ = done_sender.send(content.write_blob(&mut reader, &expected));
+        });
+        let fetched = fetch_blob(client, &op, repository, descriptor, scopes, &sender, progress).await;
+        if let Err(e) = &fetched {
+            let _ = sender.send(Err(io::Error::other(chain(e)))).await;
+        }
+        drop(sender);
+        let written = done.await.map_err(|_| Error::WriterStopped { digest: digest.clone() })?;
+        fetched?;
+        match written {
+            Ok(size) => break size,
+            Err(e) if !refused => {
+                refused = true;
+                progress(Transfer::Line(&format!("{}: {e}; downloading it again", digest.short())));
+            }
+            Err(e) => return Err(op.caused("storing", e).into()),
+        }
+    };
     if size != descriptor.size {
         let detail = format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size);
         return Err(op.error(None, detail).into());

@@ -227,6 +227,8 @@ pub enum FaultKind {
     CutRequest(usize),
     /// Answer 307 to the same path on this port of `localhost`.
     Redirect(u16),
+    /// Forward, flipping the body byte at this offset (corruption in transit).
+    CorruptResponse(usize),
 }
 
 #[derive(Default)]
@@ -521,6 +523,18 @@ async fn handle(
             client_write.write_all(&received).await?;
             to_upstream.abort();
             // Dropping the halves resets both connections mid-body.
+        }
+        Some(FaultKind::CorruptResponse(offset)) => {
+            let mut received = Vec::new();
+            up_read.read_to_end(&mut received).await?;
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
+                && let Some(byte) = received.get_mut(end + 4 + offset)
+            {
+                *byte ^= 0x5a;
+            }
+            client_write.write_all(&received).await?;
+            let _ = client_write.shutdown().await;
+            to_upstream.abort();
         }
         _ => {
             let _ = tokio::io::copy(&mut up_read, &mut client_write).await;

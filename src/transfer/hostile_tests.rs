@@ -53,3 +53,59 @@ fn a_pulled_image_that_does_not_validate_is_not_tagged() {
     // The store's images still list (nothing broken is named).
     assert!(pulled.refs().unwrap().is_empty());
 }
+
+/// An image of one uncompressed layer of `len` noisy bytes.
+fn noisy_image(store: &Store, len: usize) -> Image {
+    let mut tar = tar::Builder::new(Vec::new());
+    let bytes = registry::testing::noise(len, 11);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "noise", bytes.as_slice()).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let digest = store.write_blob_bytes(&tar).unwrap();
+    let layer = image_spec::LayerInfo {
+        digest: digest.clone(),
+        diff_id: digest,
+        size: tar.len() as u64,
+        media_type: image_spec::MEDIA_TYPE_OCI_LAYER.into(),
+    };
+    let config = image_spec::ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
+    store.write_image(&config, &[layer]).unwrap()
+}
+
+#[test]
+fn a_blob_corrupted_in_transit_is_downloaded_once_more() {
+    let Some(registry) = Registry::start("pull_corrupt", None) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(&dir.path().join("source")).unwrap();
+    let image = noisy_image(&source, 100_000);
+    let config_dir = tempfile::tempdir().unwrap();
+    let opts = RegistryOptions { docker_config: Some(config_dir.path().to_path_buf()), ..RegistryOptions::default() };
+    let pushed = Reference::parse(&format!("{}/corrupt/app:1", registry.host())).unwrap();
+    push(&source, &image, &pushed, &opts, &|_| {}).unwrap();
+    let layer = &image.layers[0].digest;
+    let layer_path: &'static str = Box::leak(format!("/blobs/{layer}").into_boxed_str());
+
+    // Corrupted once: the second download is clean and the pull succeeds.
+    let proxy = registry::testing::Proxy::start(registry.port);
+    proxy.add_fault("GET", layer_path, registry::testing::FaultKind::CorruptResponse(5_000), 1);
+    let target = Reference::parse(&format!("{}/corrupt/app:1", proxy.host())).unwrap();
+    let fresh = Store::open(&dir.path().join("fresh")).unwrap();
+    let pulled = pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap();
+    assert_eq!(pulled.manifest_digest, image.manifest_digest);
+    assert_eq!(proxy.pending_faults(), 0);
+
+    // Corrupted every time: the pull fails with the mismatch, naming the blob, after
+    // exactly one more download, and tags nothing.
+    let proxy = registry::testing::Proxy::start(registry.port);
+    proxy.add_fault("GET", layer_path, registry::testing::FaultKind::CorruptResponse(5_000), 100);
+    let target = Reference::parse(&format!("{}/corrupt/app:1", proxy.host())).unwrap();
+    let third = Store::open(&dir.path().join("third")).unwrap();
+    let message = format!("{:#}", pull(&third, &target, &host_platform(), &opts, &|_| {}).unwrap_err());
+    assert!(message.contains("digest mismatch") && message.contains(layer.as_str()), "{message}");
+    let downloads = proxy.seen().iter().filter(|(m, p, _)| m == "GET" && p.contains(layer_path)).count();
+    assert_eq!(downloads, 2, "{:?}", proxy.seen());
+    assert_eq!(third.get_ref(&target.to_string()).unwrap(), None);
+}
