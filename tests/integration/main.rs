@@ -6,6 +6,7 @@ mod cache;
 mod cache_export;
 mod dockerfile;
 mod export;
+mod hostile;
 mod hygiene;
 mod media_types;
 mod mounts;
