@@ -7,6 +7,7 @@ pub mod context;
 pub mod copy;
 mod exec;
 mod file;
+mod http;
 pub mod source;
 
 use crate::cache::RecordedLayers;
