@@ -52,7 +52,7 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
     for entry in archive.entries().context("reading the archive")? {
         let mut entry = entry.context("reading the archive")?;
         let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let shown = image_spec::shown(&String::from_utf8_lossy(&raw)).into_owned();
         let Some(path) = clean_path(&raw).with_context(|| format!("entry {shown}"))? else { continue };
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
