@@ -75,7 +75,22 @@ fn nested_substitutions_and_doubling_env_are_errors_at_a_line() {
     let nested = format!("FROM scratch\nENV a={}x{}\n", "${a:-".repeat(depth), "}".repeat(depth));
     let error = compile_on_a_stack(nested).unwrap_err();
     assert!(error.starts_with("Dockerfile:2") && error.contains("nested more than"), "{error}");
+    assert!(error.len() < 1000, "the error echoes {} bytes", error.len());
     let doubling = format!("FROM scratch\nENV A=0123456789\n{}", "ENV A=${A}${A}\n".repeat(40));
     let error = compile_on_a_stack(doubling).unwrap_err();
     assert!(error.starts_with("Dockerfile:") && error.contains("larger than"), "{error}");
+}
+
+#[test]
+fn forty_thousand_env_lines_convert_in_linear_time() {
+    let mut text = String::from("FROM scratch\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("ENV K{i}=v{i}\nENV R{}=$K{i}\n", i % 100));
+    }
+    let started = std::time::Instant::now();
+    let definition = compile(&text, &options(), &NoImages).unwrap();
+    let env = definition.image.config.env.unwrap();
+    assert_eq!(env.len(), 1 + 20_000 + 100);
+    assert!(env.contains(&"R99=v19999".to_string()), "{:?}", &env[env.len() - 3..]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }

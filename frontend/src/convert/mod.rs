@@ -5,6 +5,7 @@
 
 mod args;
 mod copy;
+mod env_index;
 mod metadata;
 mod print;
 mod run;

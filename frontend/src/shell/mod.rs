@@ -62,7 +62,7 @@ pub struct Lex {
 
 /// A word that cannot be expanded (`${x`, a bad pattern, `${x:?unset}`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("failed to process {word:?}: {reason}")]
+#[error("failed to process {:?}: {reason}", image_spec::shown(word))]
 pub struct ExpansionError {
     pub word: String,
     pub reason: String,
