@@ -395,19 +395,14 @@ fn match_tokens(tokens: &[Token], path: &[char]) -> bool {
     add_state(tokens, &mut current, 0);
     for &c in path {
         next.fill(false);
-        for state in 0..states {
-            if !current[state] {
-                continue;
-            }
+        for (state, _) in current.iter().enumerate().filter(|(_, live)| **live) {
             let i = state / 2;
             let Some(token) = tokens.get(i) else { continue };
             match token {
                 Token::Literal(l) if *l == c => add_state(tokens, &mut next, 2 * (i + 1)),
                 Token::AnyChar if c != '/' => add_state(tokens, &mut next, 2 * (i + 1)),
-                Token::Class { negated, ranges } => {
-                    if ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated {
-                        add_state(tokens, &mut next, 2 * (i + 1));
-                    }
+                Token::Class { negated, ranges } if ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated => {
+                    add_state(tokens, &mut next, 2 * (i + 1));
                 }
                 Token::Star if c != '/' => add_state(tokens, &mut next, 2 * i),
                 Token::AnyDirs => {

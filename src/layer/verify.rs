@@ -216,7 +216,8 @@ mod tests {
         }
         use tar::EntryType::{Directory, Link, Regular, Symlink};
         let (dir, store) = store::testing::test_store();
-        let cases: [(&str, Vec<(&str, tar::EntryType, &str)>); 3] = [
+        type Entries<'a> = Vec<(&'a str, tar::EntryType, &'a str)>;
+        let cases: [(&str, Entries<'_>); 3] = [
             ("a hardlink to a symlink", vec![("target", Regular, "t"), ("s", Symlink, "target"), ("h", Link, "s")]),
             (
                 "a parent later replaced by a file",
