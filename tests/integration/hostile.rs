@@ -33,3 +33,81 @@ fn an_invalid_tag_is_refused_before_the_build_runs() {
     assert!(stderr.contains("must not be more than 255 characters"), "{stderr}");
     assert!(stderr.len() < 2000, "{} bytes of error", stderr.len());
 }
+
+#[test]
+fn a_step_that_creates_whiteout_names_fails_naming_them() {
+    let Some(env) = env("whiteout_names") else { return };
+    let env = env.with_busybox();
+    for (name, script) in
+        [("dots", "touch /.wh..."), ("opaque", "mkdir /d && touch /d/.wh..wh..opq"), ("plain", "touch /.wh.hidden")]
+    {
+        let ctx = env.context(name, &[("Dockerfile", &format!("FROM busybox\nRUN {script}\n"))]);
+        let (ok, _, stderr) = env.build(&ctx, &["-t", "wh:1"]);
+        assert!(!ok, "{script} built");
+        assert!(stderr.contains("reserved for whiteouts"), "{script}: {stderr}");
+    }
+    // Nothing broken was tagged, and the store is sound.
+    assert!(!env.ok(&["images"]).contains("wh "));
+    env.ok(&["fsck"]);
+}
+
+/// A server that accepts connections and never answers; returns its port.
+fn silent_server() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+#[test]
+fn add_from_a_silent_server_times_out_and_stops_on_the_first_sigint() {
+    let Some(env) = env("add_silent_server") else { return };
+    let (_listener, port) = silent_server();
+    let ctx = env.context("add_url", &[("Dockerfile", &format!("FROM scratch\nADD http://127.0.0.1:{port}/f /f\n"))]);
+    let ctx_arg = ctx.to_str().unwrap();
+
+    // The stall timeout ends it.
+    let started = std::time::Instant::now();
+    let out = env.cmd(&["build", "--progress=plain", ctx_arg]).env("BUILDER_REGISTRY_TIMEOUT", "2").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no data for 2s"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+
+    // With the default timeout, one SIGINT ends the build at once (exit 130).
+    let mut child = env
+        .cmd(&["build", "--progress=plain", ctx_arg])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let deadline = started + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the build ignored SIGINT for 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}
+
+#[test]
+fn a_dockerignore_of_repeated_double_stars_is_fast() {
+    let Some(env) = env("dockerignore_double_stars") else { return };
+    let pattern = format!("{}x\n", "**/a".repeat(40));
+    let deep = format!("{}b", "a/".repeat(30));
+    let ctx = env.context(
+        "ignore_stars",
+        &[("Dockerfile", "FROM scratch\nCOPY . /\n"), (".dockerignore", &pattern), (&deep, "content")],
+    );
+    let started = std::time::Instant::now();
+    env.build_ok(&ctx, &[]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
+}
