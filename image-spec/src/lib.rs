@@ -30,4 +30,4 @@ pub use manifest::{Image, Index, LayerInfo, Manifest, chain_ids};
 pub use media_type::*;
 pub use platform::{Platform, PlatformError, host_platform};
 pub use reference::{MAX_NAME_LENGTH, Reference, ReferenceError};
-pub use shown::{MAX_SHOWN, shown};
+pub use shown::{MAX_SHOWN, cut, shown};

@@ -10,10 +10,16 @@ pub const MAX_SHOWN: usize = 256;
 /// `text` as an error message may echo it: whole when short, else its first
 /// [`MAX_SHOWN`] bytes (on a character boundary) and how many bytes were cut.
 pub fn shown(text: &str) -> Cow<'_, str> {
-    if text.len() <= MAX_SHOWN {
+    cut(text, MAX_SHOWN)
+}
+
+/// `text` whole when at most `max` bytes, else its first `max` bytes (on a character
+/// boundary) and how many bytes were cut.
+pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
         return Cow::Borrowed(text);
     }
-    let mut end = MAX_SHOWN;
+    let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
