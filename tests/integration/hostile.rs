@@ -111,3 +111,27 @@ fn a_dockerignore_of_repeated_double_stars_is_fast() {
     env.build_ok(&ctx, &[]);
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{:?}", started.elapsed());
 }
+
+#[test]
+fn fsck_passes_a_step_that_hardlinks_a_symlink() {
+    let Some(env) = env("fsck_hardlinked_symlink") else { return };
+    let env = env.with_busybox();
+    let ctx = env.context(
+        "hardlink_symlink",
+        &[("Dockerfile", "FROM busybox\nRUN ln -s /etc/passwd /s && ln /s /h && test -L /h\n")],
+    );
+    env.build_ok(&ctx, &["-t", "links:1"]);
+    // Unpack the image's layers as a later build would, then judge them.
+    env.ok(&["save", "links:1", "-o", env.work.path().join("links.tar").to_str().unwrap()]);
+    env.ok(&["rmi", "links:1"]);
+    env.ok(&["prune", "-a"]);
+    env.ok(&["load", "-i", env.work.path().join("links.tar").to_str().unwrap()]);
+    env.ok(&["run", "--rm", "links:1", "test", "-L", "/h"]);
+    let out = env.run(&["fsck", "--snapshots"]);
+    assert!(
+        out.status.success(),
+        "fsck --snapshots: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
