@@ -18,6 +18,10 @@ use store::{HashReader, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Store};
 
 /// Small metadata files are kept in memory; everything else goes to the store.
 const SMALL_FILE: u64 = 16 << 20;
+/// At most this much of an archive is kept in memory in all: past it, metadata files
+/// go to the store like layers (an archive of a thousand 16 MiB `.json` files
+/// compresses to little).
+const MAX_IN_MEMORY: u64 = 64 << 20;
 
 /// What the archive held, by path inside it.
 #[derive(Default)]
@@ -48,6 +52,7 @@ pub fn load_from(store: &Store, reader: impl Read) -> Result<Vec<String>> {
 
 fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
     let mut contents = Contents::default();
+    let mut in_memory = 0u64;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().context("reading the archive")? {
         let mut entry = entry.context("reading the archive")?;
@@ -68,9 +73,10 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
         }
         let size = entry.size();
         let blob_digest = blob_digest_of(&path);
-        if blob_digest.is_none() && size <= SMALL_FILE && is_metadata(&path) {
+        if blob_digest.is_none() && size <= SMALL_FILE && in_memory + size <= MAX_IN_MEMORY && is_metadata(&path) {
+            in_memory += size;
             let mut bytes = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut bytes).with_context(|| format!("reading {shown}"))?;
+            (&mut entry).take(size).read_to_end(&mut bytes).with_context(|| format!("reading {shown}"))?;
             contents.small.insert(path, bytes);
             continue;
         }
@@ -305,6 +311,25 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_large_metadata_files_are_not_all_kept_in_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("store")).unwrap();
+        // 40 files of 8 MiB: 320 MiB if all were kept in memory.
+        let big = vec![b' '; 8 << 20];
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..40 {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(big.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("junk{i}.json"), big.as_slice()).unwrap();
+        }
+        let contents = read_contents(&store, std::io::Cursor::new(b.into_inner().unwrap())).unwrap();
+        let kept: usize = contents.small.values().map(Vec::len).sum();
+        assert!(kept as u64 <= MAX_IN_MEMORY, "{kept} bytes kept in memory");
+        assert!((0..40).all(|i| contents.has(Path::new(&format!("junk{i}.json")))));
+    }
 
     #[test]
     fn link_targets_stay_in_the_archive() {
