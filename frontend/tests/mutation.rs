@@ -133,7 +133,9 @@ fn mutated_dockerfiles_compile_or_fail_at_a_line() {
             let result = std::thread::Builder::new()
                 .stack_size(8 << 20)
                 .spawn(move || {
-                    std::panic::catch_unwind(|| compile(&text, &options(), &NoImages).map(|_| ()).map_err(|e| e.to_string()))
+                    std::panic::catch_unwind(|| {
+                        compile(&text, &options(), &NoImages).map(|_| ()).map_err(|e| e.to_string())
+                    })
                 })
                 .unwrap()
                 .join()
