@@ -135,3 +135,36 @@ fn fsck_passes_a_step_that_hardlinks_a_symlink() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_damaged_image_does_not_hide_the_others_from_images() {
+    let Some(env) = env("images_with_a_damaged_one") else { return };
+    let env = env.with_busybox();
+    let ctx = env.context("damaged", &[("Dockerfile", "FROM busybox\nENV DAMAGED=soon\n")]);
+    env.build_ok(&ctx, &["-t", "damaged:1"]);
+    let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "damaged:1"])).unwrap();
+    let id = inspect["Id"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
+    let config = walk(env.root.path()).into_iter().find(|p| p.file_name().is_some_and(|n| n == id.as_str())).unwrap();
+    std::fs::write(&config, "{\"rootfs\":\"nope\"}").unwrap();
+    let out = env.run(&["images"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("busybox"), "{stdout}");
+    assert!(stderr.contains("image docker.io/library/damaged:1 is damaged"), "{stderr}");
+    env.ok(&["rmi", "damaged:1"]);
+    let out = env.run(&["images"]);
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
