@@ -23,6 +23,13 @@ fn key_of(entry: &str) -> &str {
 }
 
 impl EnvIndex {
+    /// The index of `env` as it is.
+    pub fn of(env: &[String]) -> Self {
+        let mut index = EnvIndex::default();
+        index.sync(env);
+        index
+    }
+
     /// Indexes entries added since the last call (all of them after a shrink).
     fn sync(&mut self, env: &[String]) {
         if self.indexed > env.len() {

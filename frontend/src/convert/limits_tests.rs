@@ -94,3 +94,19 @@ fn forty_thousand_env_lines_convert_in_linear_time() {
     assert!(env.contains(&"R99=v19999".to_string()), "{:?}", &env[env.len() - 3..]);
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_stage_built_on_a_large_env_looks_it_up_in_linear_time() {
+    let mut text = String::from("FROM scratch AS base\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("ENV K{i}=v{i}\n"));
+    }
+    text.push_str("FROM base\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("LABEL l{}=$K{i}\n", i % 10));
+    }
+    let started = std::time::Instant::now();
+    let definition = compile(&text, &options(), &NoImages).unwrap();
+    assert_eq!(definition.image.config.labels.unwrap()["l9"], "v19999");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}

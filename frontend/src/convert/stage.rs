@@ -168,6 +168,8 @@ impl Converter<'_> {
         let ignore_cache = self.options.no_cache
             || self.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(&key) || *f == index.to_string());
         let from_step = usize::from(matches!(info.base, Base::Image(_) | Base::Named(_)));
+        let state_env_index = EnvIndex::of(&state_env);
+        let config_env_index = EnvIndex::of(image.config.env.as_deref().unwrap_or_default());
         let mut st = StageState {
             index,
             label,
@@ -176,8 +178,8 @@ impl Converter<'_> {
             image,
             args: base_args,
             state_env,
-            state_env_index: EnvIndex::default(),
-            config_env_index: EnvIndex::default(),
+            state_env_index,
+            config_env_index,
             onbuild: false,
             cmd_index: 0,
             cmd_total: instructions.iter().filter(|i| counts_as_step(i)).count() + from_step,
