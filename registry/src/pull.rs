@@ -129,7 +129,8 @@ pub struct Fetched {
 }
 
 /// GETs `/v2/<repository>/manifests/<reference>`; verifies the digest when the
-/// reference is one.
+/// reference is one. A body that does not hash to the digest asked for (or the one
+/// the registry names) is fetched once more before the mismatch fails the pull.
 pub async fn fetch_manifest(
     client: &Client,
     repository: &str,
@@ -137,6 +138,48 @@ pub async fn fetch_manifest(
     expected: Option<&Digest>,
     scopes: &[Scope],
 ) -> Result<Fetched> {
+    match fetch_manifest_once(client, repository, reference, expected, scopes).await {
+        Err(Mismatch::Digest(_)) => {
+            tracing::debug!("manifest {reference} of {repository}: digest mismatch, fetching it again");
+            fetch_manifest_once(client, repository, reference, expected, scopes).await.map_err(Error::from)
+        }
+        other => other.map_err(Error::from),
+    }
+}
+
+/// Why one fetch of a manifest failed: a digest mismatch is worth another try.
+enum Mismatch {
+    Digest(Error),
+    Other(Error),
+}
+
+impl From<Error> for Mismatch {
+    fn from(e: Error) -> Self {
+        Mismatch::Other(e)
+    }
+}
+
+impl From<crate::error::RegistryError> for Mismatch {
+    fn from(e: crate::error::RegistryError) -> Self {
+        Mismatch::Other(e.into())
+    }
+}
+
+impl From<Mismatch> for Error {
+    fn from(m: Mismatch) -> Self {
+        match m {
+            Mismatch::Digest(e) | Mismatch::Other(e) => e,
+        }
+    }
+}
+
+async fn fetch_manifest_once(
+    client: &Client,
+    repository: &str,
+    reference: &str,
+    expected: Option<&Digest>,
+    scopes: &[Scope],
+) -> Result<Fetched, Mismatch> {
     let op = client.op(repository, &format!("fetching manifest {reference} of"));
     let url = client.url(&format!("{repository}/manifests/{reference}"))?;
     let request = Request::new(Method::GET, url, scopes).header("accept", MANIFEST_ACCEPT)?.follow_redirects();
@@ -159,14 +202,14 @@ pub async fn fetch_manifest(
         && *expected != digest
     {
         let detail = format!("digest mismatch: expected {expected}, the registry sent content hashing to {digest}");
-        return Err(op.error(None, detail).into());
+        return Err(Mismatch::Digest(op.error(None, detail).into()));
     }
     if let Some(header) = header_digest
         && header.starts_with("sha256:")
         && header != digest.as_str()
     {
         let detail = format!("digest mismatch: the registry says {header}, the content hashes to {digest}");
-        return Err(op.error(None, detail).into());
+        return Err(Mismatch::Digest(op.error(None, detail).into()));
     }
     let media_type = media_type_of(content_type.as_deref(), &bytes).map_err(|e| op.error(None, e))?;
     Ok(Fetched { bytes, media_type, digest })

@@ -109,3 +109,33 @@ fn a_blob_corrupted_in_transit_is_downloaded_once_more() {
     assert_eq!(downloads, 2, "{:?}", proxy.seen());
     assert_eq!(third.get_ref(&target.to_string()).unwrap(), None);
 }
+
+#[test]
+fn a_manifest_corrupted_in_transit_is_fetched_once_more() {
+    let Some(registry) = Registry::start("manifest_corrupt", None) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(&dir.path().join("source")).unwrap();
+    let image = noisy_image(&source, 1000);
+    let config_dir = tempfile::tempdir().unwrap();
+    let opts = RegistryOptions { docker_config: Some(config_dir.path().to_path_buf()), ..RegistryOptions::default() };
+    let pushed = Reference::parse(&format!("{}/corrupt/manifest:1", registry.host())).unwrap();
+    push(&source, &image, &pushed, &opts, &|_| {}).unwrap();
+
+    let proxy = registry::testing::Proxy::start(registry.port);
+    proxy.add_fault("GET", "/manifests/", registry::testing::FaultKind::CorruptResponse(20), 1);
+    let target = Reference::parse(&format!("{}/corrupt/manifest:1", proxy.host())).unwrap();
+    let fresh = Store::open(&dir.path().join("fresh")).unwrap();
+    let pulled = pull(&fresh, &target, &host_platform(), &opts, &|_| {}).unwrap();
+    assert_eq!(pulled.manifest_digest, image.manifest_digest);
+    assert_eq!(proxy.pending_faults(), 0);
+
+    // By digest, corrupted every time: the mismatch fails the pull after two tries.
+    let proxy = registry::testing::Proxy::start(registry.port);
+    proxy.add_fault("GET", "/manifests/", registry::testing::FaultKind::CorruptResponse(20), 100);
+    let by_digest = Reference::parse(&format!("{}/corrupt/manifest@{}", proxy.host(), image.manifest_digest)).unwrap();
+    let third = Store::open(&dir.path().join("third")).unwrap();
+    let message = format!("{:#}", pull(&third, &by_digest, &host_platform(), &opts, &|_| {}).unwrap_err());
+    assert!(message.contains("digest mismatch"), "{message}");
+    let fetches = proxy.seen().iter().filter(|(m, p, _)| m == "GET" && p.contains("/manifests/")).count();
+    assert_eq!(fetches, 2, "{:?}", proxy.seen());
+}
