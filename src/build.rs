@@ -77,6 +77,11 @@ impl Request {
         if args.context.as_os_str() == "-" {
             bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
         }
+        // A bad `-t` is a usage error before anything is built, as with docker.
+        for tag in &args.tags {
+            image_spec::Reference::parse(tag)
+                .map_err(|e| usage_error(anyhow!("invalid tag {:?}: {e}", image_spec::shown(tag))))?;
+        }
         let context_dir = args
             .context
             .canonicalize()

@@ -136,7 +136,16 @@ fn images(store: &Store) -> Result<u8> {
     writeln!(out, "{:<40} {:<16} {:<14} {:<16} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
     let now = chrono::Utc::now();
     for (name, digest) in store.refs()? {
-        let image = store.load_image(digest.as_str())?;
+        // One damaged image (a store written before pulls validated) must not hide
+        // the others: it is named on stderr with how to remove it.
+        let image = match store.load_image(digest.as_str()) {
+            Ok(image) => image,
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                eprintln!("warning: image {name} is damaged: {e:#} (`builder rmi {name}` removes it)");
+                continue;
+            }
+        };
         let reference = Reference::parse(&name).map_err(anyhow::Error::msg)?;
         let mut familiar = reference.clone();
         familiar.tag = None;

@@ -87,11 +87,22 @@ pub fn main() -> ExitCode {
             };
             if let Some(error) = error {
                 let hint = hint.or_else(|| hint::for_error(&error)).or_else(|| hint::for_full_disk(&root));
-                progress::print_error(&format!("{error:#}"), hint.as_deref());
+                progress::print_error(&error_text(&error), hint.as_deref());
             }
             ExitCode::from(if is_run { run::FAILED } else { code })
         }
     }
+}
+
+/// Each cause of an error is printed cut to this many bytes: one may echo a hostile
+/// name (a path of a megabyte from a layer or a Dockerfile).
+const MAX_CAUSE: usize = 1024;
+
+/// The error and its causes, `: `-separated as `{:#}` prints them, each cut to
+/// [`MAX_CAUSE`] bytes.
+fn error_text(error: &anyhow::Error) -> String {
+    let causes: Vec<String> = error.chain().map(|c| image_spec::cut(&c.to_string(), MAX_CAUSE).into_owned()).collect();
+    causes.join(": ")
 }
 
 /// Whether a command line that failed to parse asks for `builder run` (read again,
@@ -116,7 +127,21 @@ fn init_logging(debug: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::asks_for_run;
+    use super::{MAX_CAUSE, asks_for_run, error_text};
+
+    #[test]
+    fn printed_errors_cut_each_long_cause() {
+        let name = "a".repeat(1_000_000);
+        let error = anyhow::anyhow!("File name too long").context(format!("stat /ctx/{name}")).context("[1/1] COPY");
+        let text = error_text(&error);
+        assert!(text.len() < 2 * MAX_CAUSE, "{} bytes", text.len());
+        assert!(
+            text.starts_with("[1/1] COPY: stat /ctx/aaa") && text.ends_with("more bytes): File name too long"),
+            "{text}"
+        );
+        let short = anyhow::anyhow!("b").context("a");
+        assert_eq!(error_text(&short), format!("{short:#}"));
+    }
 
     fn asks(line: &str) -> bool {
         asks_for_run(line.split_whitespace().map(Into::into))

@@ -17,10 +17,13 @@
 //! so callers (the CLI, the build) stay synchronous.
 
 mod auth;
+mod body;
 mod client;
 mod content;
 mod credentials;
 mod error;
+#[cfg(test)]
+mod hostile_tests;
 mod op;
 mod pull;
 mod push;
@@ -160,7 +163,7 @@ pub fn login(host: &str, username: &str, password: &str, opts: &RegistryOptions)
         let response = client.send(&op, &request).await?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            let body = response.bytes().await.unwrap_or_default();
+            let body = body::read_prefix(response, body::MAX_SMALL_BODY).await;
             let detail = op::describe_status(status, &body);
             return Err(op
                 .error(Some(status), format!("authentication failed for user {username:?}: {detail}"))

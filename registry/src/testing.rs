@@ -233,8 +233,8 @@ pub enum FaultKind {
     ServerError,
     /// Take the request and never answer (until the proxy is dropped).
     Stall,
-    /// Forward, flipping the response body's byte at this offset (in transit damage).
-    CorruptBody(usize),
+    /// Forward, flipping the body byte at this offset (corruption in transit).
+    CorruptResponse(usize),
 }
 
 #[derive(Default)]
@@ -543,13 +543,13 @@ async fn handle(
             to_upstream.abort();
             // Dropping the halves resets both connections mid-body.
         }
-        Some(FaultKind::CorruptBody(offset)) => {
+        Some(FaultKind::CorruptResponse(offset)) => {
             let mut received = Vec::new();
             up_read.read_to_end(&mut received).await?;
             if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
                 && let Some(byte) = received.get_mut(end + 4 + offset)
             {
-                *byte ^= 0xff;
+                *byte ^= 0x5a;
             }
             client_write.write_all(&received).await?;
             let _ = client_write.shutdown().await;

@@ -103,4 +103,6 @@ impl<R: Read, W: Write> Read for TeeReader<R, W> {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;

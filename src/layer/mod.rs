@@ -118,4 +118,6 @@ pub fn unpack_tar_to_dir(reader: impl std::io::Read, dir: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;

@@ -48,7 +48,7 @@ pub fn unpack(reader: impl Read, root: &Path, options: UnpackOptions) -> Result<
     for entry in archive.entries().context("reading tar")? {
         let mut entry = entry.context("reading tar entry")?;
         let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let shown = image_spec::shown(&String::from_utf8_lossy(&raw)).into_owned();
         unpacker.entry(&mut entry, &raw).with_context(|| format!("entry {shown}"))?;
     }
     // Consume the end-of-archive blocks so that a caller hashing the stream sees it all.
@@ -191,6 +191,10 @@ impl Unpacker<'_> {
             // aufs metadata (`.wh..wh.plnk`...): nothing for overlay.
             return Ok(());
         }
+        if hidden == b"." || hidden == b".." {
+            // `.wh..` and `.wh...` would hide the directory itself or its parent.
+            bail!("whiteout {} names no file", String::from_utf8_lossy(name));
+        }
         let path = dir.join(std::ffi::OsStr::from_bytes(hidden));
         self.clear(&path, false)?;
         let dev = rustix::fs::makedev(0, 0);
@@ -226,7 +230,8 @@ impl Unpacker<'_> {
             }
             let path: PathBuf =
                 self.root.iter().chain(real.iter().map(|p| p.as_os_str())).chain([part.as_os_str()]).collect();
-            let shown = || path.strip_prefix(self.root).unwrap_or(&path).display().to_string();
+            let shown =
+                || image_spec::shown(&path.strip_prefix(self.root).unwrap_or(&path).to_string_lossy()).into_owned();
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => real.push(part),
                 Ok(m) if m.file_type().is_symlink() => {

@@ -8,6 +8,7 @@ pub mod copy;
 mod exec;
 mod file;
 mod git;
+mod http;
 pub mod source;
 
 use crate::cache::RecordedLayers;

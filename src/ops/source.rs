@@ -8,9 +8,7 @@ use registry::RegistryOptions;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher, ProgressSink};
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 use std::sync::Mutex;
 use store::Store;
 
@@ -92,7 +90,9 @@ fn download(worker: &BuildWorker<'_>, url: &str, checksum: Option<&str>, filenam
     let store = worker.store;
     let dir = store.temp_dir("http")?;
     let path = dir.path().join(&filename);
-    let (digest, modified) = fetch(url, &path).with_context(|| format!("ADD {url}"))?;
+    let stall = resolver.registry.stall_timeout;
+    let (digest, modified) =
+        super::http::fetch(url, &path, stall, crate::signals::interrupted).with_context(|| format!("ADD {url}"))?;
     if let Some(want) = checksum
         && want != digest.as_str()
     {
@@ -108,37 +108,6 @@ fn download(worker: &BuildWorker<'_>, url: &str, checksum: Option<&str>, filenam
     let download = Download { digest, filename, output: Output::base(vec![layer]) };
     resolver.downloads.lock().unwrap().insert(url.to_string(), download.clone());
     Ok(download)
-}
-
-/// Streams `url` into `path`; returns the sha256 of the bytes and Last-Modified.
-fn fetch(url: &str, path: &Path) -> Result<(Digest, Option<i64>)> {
-    use sha2::Digest as _;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("builder/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let mut response = client.get(url).send().await?;
-        if !response.status().is_success() {
-            bail!("GET {url}: HTTP {}", response.status());
-        }
-        let modified = response
-            .headers()
-            .get(reqwest::header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.timestamp());
-        let mut file = std::fs::File::create(path)?;
-        let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = response.chunk().await? {
-            hasher.update(&chunk);
-            file.write_all(&chunk)?;
-        }
-        file.sync_all()?;
-        Ok((Digest::from_sha256(hasher.finalize().into()), modified))
-    })
 }
 
 /// Resolves a reference once per build through the build's [`ImageResolver`].

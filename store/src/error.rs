@@ -42,6 +42,8 @@ pub enum Error {
     Removed { digest: Digest },
     #[error("lease {}: unreadable line {line:?}", path.display())]
     Lease { path: PathBuf, line: String },
+    #[error("{what} {digest} is {size} bytes, more than the {max} allowed")]
+    TooLarge { what: &'static str, digest: Digest, size: u64, max: u64 },
     #[error("fetching blob {digest} from {from}")]
     Fetch {
         digest: Digest,

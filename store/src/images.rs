@@ -9,7 +9,10 @@ use image_spec::{
 use std::collections::BTreeMap;
 
 /// Manifests are small JSON documents; registries cap them at 4 MiB.
-const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// Configs are JSON too, but carry history and environment: a larger cap, still one
+/// that keeps a hostile archive or registry from making us read gigabytes.
+pub const MAX_CONFIG_SIZE: u64 = 32 << 20;
 
 /// How an image's manifest is written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,12 +92,12 @@ impl Store {
 
     /// Reads the image whose manifest is the blob `manifest_digest`.
     pub fn image_from_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
-        let bytes = self.read_blob(manifest_digest)?;
+        let bytes = self.read_metadata_blob("manifest", manifest_digest, MAX_MANIFEST_SIZE)?;
         let manifest = parse_manifest(&bytes)
             .map_err(|e| Error::Manifest { digest: manifest_digest.clone(), source: Box::new(e) })?;
         let config_digest = manifest.config.digest.clone();
         let in_config = |e: Error| Error::Config { digest: config_digest.clone(), source: Box::new(e) };
-        let config_bytes = self.read_blob(&config_digest).map_err(in_config)?;
+        let config_bytes = self.read_metadata_blob("config", &config_digest, MAX_CONFIG_SIZE).map_err(in_config)?;
         let config = parse_config(&config_bytes).map_err(in_config)?;
         if manifest.layers.len() != config.rootfs.diff_ids.len() {
             return Err(Error::ManifestLayers {

@@ -40,7 +40,7 @@ pub use error::{BoxError, Error, Result};
 pub use gc::{DiskUsage, FsckReport, Gc, PruneOptions, PruneReport, Usage, tree_size};
 pub use hash::{HashReader, HashWriter};
 pub use holders::{Hold, HoldKind, Holder};
-pub use images::{ImageFormat, parse_config, parse_manifest};
+pub use images::{ImageFormat, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config, parse_manifest};
 pub use lock::{LockMode, StoreLock};
 pub use owner::{OUTPUT_TEMP_PREFIXES, OutputRecord, create_locked_temp, remove_stale_outputs};
 pub use remote::BlobSource;

@@ -11,6 +11,7 @@ mod export;
 mod gc;
 mod git;
 mod git_http;
+mod hostile;
 mod hygiene;
 mod media_types;
 mod mounts;

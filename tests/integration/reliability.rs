@@ -347,7 +347,7 @@ fn registry_faults(env: &Env, registry: &Registry) -> Row {
         ("manifest 429 Retry-After", "GET", "/manifests/", FaultKind::TooManyRequests(1), 1),
         ("blob 500", "GET", "/blobs/sha256", FaultKind::ServerError, 1),
         ("blob stalled", "GET", "/blobs/sha256", FaultKind::Stall, 1),
-        ("blob corrupted in transit", "GET", "/blobs/sha256", FaultKind::CorruptBody(100), 1),
+        ("blob corrupted in transit", "GET", "/blobs/sha256", FaultKind::CorruptResponse(100), 1),
         ("manifest stalled every time", "GET", "/manifests/", FaultKind::Stall, 100),
         ("upload 503", "PUT", "/blobs/uploads", FaultKind::Unavailable, 1),
         ("upload cut", "PATCH", "/blobs/uploads", FaultKind::CutRequest(5000), 1),

@@ -5,6 +5,7 @@
 
 mod args;
 mod copy;
+mod env_index;
 mod metadata;
 mod print;
 mod run;
@@ -73,7 +74,14 @@ pub(crate) struct Converter<'a> {
     in_progress: Vec<bool>,
     used_args: BTreeSet<String>,
     warnings: Vec<String>,
+    /// Stage conversions open at once (see [`MAX_STAGE_DEPTH`]).
+    stage_depth: usize,
 }
+
+/// A stage converts the stages it uses first, recursively (`FROM` another stage,
+/// `COPY --from`, `RUN --mount=from=`): a chain deeper than this is refused with an
+/// error at the stage, where a hostile Dockerfile would overflow the stack.
+pub const MAX_STAGE_DEPTH: usize = 200;
 
 /// Parses and type-checks a Dockerfile without converting it.
 pub fn check(text: &str) -> Result<Dockerfile, ParseError> {
@@ -104,6 +112,7 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         used_args,
         // The parser's own warnings (empty continuation lines) are the lint's to report.
         warnings: Vec::new(),
+        stage_depth: 0,
     };
     converter.resolve_stage_bases().map_err(error)?;
     let target = converter.target_index().map_err(error)?;
@@ -151,6 +160,23 @@ impl<'a> Converter<'a> {
             self.stages.push(StageInfo { name: stage.name.clone(), base, platform, overridden });
         }
         Ok(())
+    }
+
+    /// Converts stage `index` (and what it uses) unless it is converted already.
+    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+        if self.done[index].is_some() {
+            return Ok(());
+        }
+        if self.stage_depth >= MAX_STAGE_DEPTH {
+            return Err(ParseError::invalid(
+                self.dockerfile.stages[index].location(),
+                format!("stages depend on each other more than {MAX_STAGE_DEPTH} deep"),
+            ));
+        }
+        self.stage_depth += 1;
+        let result = self.convert_stage_body(index);
+        self.stage_depth -= 1;
+        result
     }
 
     fn target_index(&self) -> Result<usize, ConvertError> {
@@ -355,5 +381,7 @@ impl<'a> Converter<'a> {
     }
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! base, and the walk over its instructions. Also the naming of its vertices the way
 //! BuildKit's progress shows them (`[build 2/5] RUN make`).
 
-use super::args::ScopeEnv;
+use super::env_index::{EnvIndex, IndexedEnv};
 use super::{Base, ConvertError, Converted, Converter};
 use crate::error::{Location, ParseError};
 use crate::instructions::{self, Command, Instruction};
@@ -28,6 +28,9 @@ pub(super) struct StageState {
     /// What RUN sees and words expand against: the image env plus ENV, with ARG
     /// values set in declaration order (BuildKit's state env).
     pub state_env: Vec<String>,
+    /// Where each key of `state_env` and of the image's env is.
+    pub state_env_index: EnvIndex,
+    pub config_env_index: EnvIndex,
     /// The instruction being converted is a base image's ONBUILD trigger.
     pub onbuild: bool,
     pub cmd_index: usize,
@@ -41,8 +44,8 @@ pub(super) struct StageState {
 }
 
 impl StageState {
-    pub fn scope(&self) -> ScopeEnv<'_> {
-        ScopeEnv { env: &self.state_env, args: &[] }
+    pub fn scope(&self) -> IndexedEnv<'_> {
+        IndexedEnv { env: &self.state_env, index: &self.state_env_index }
     }
 
     pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ConvertError> {
@@ -110,7 +113,7 @@ fn counts_as_step(instruction: &Instruction) -> bool {
 }
 
 impl Converter<'_> {
-    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+    pub(super) fn convert_stage_body(&mut self, index: usize) -> Result<(), ConvertError> {
         if self.done[index].is_some() {
             return Ok(());
         }
@@ -165,6 +168,8 @@ impl Converter<'_> {
         let ignore_cache = self.options.no_cache
             || self.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(&key) || *f == index.to_string());
         let from_step = usize::from(matches!(info.base, Base::Image(_) | Base::Named(_)));
+        let state_env_index = EnvIndex::of(&state_env);
+        let config_env_index = EnvIndex::of(image.config.env.as_deref().unwrap_or_default());
         let mut st = StageState {
             index,
             label,
@@ -173,6 +178,8 @@ impl Converter<'_> {
             image,
             args: base_args,
             state_env,
+            state_env_index,
+            config_env_index,
             onbuild: false,
             cmd_index: 0,
             cmd_total: instructions.iter().filter(|i| counts_as_step(i)).count() + from_step,
