@@ -47,7 +47,7 @@ pub fn for_full_disk(root: &std::path::Path) -> Option<String> {
         format!(
             "the filesystem of the store ({}) has {} free: `builder prune` removes build cache, `builder du` shows what holds the rest",
             root.display(),
-            crate::commands::human_size(free)
+            crate::size::human_size(free)
         )
     })
 }

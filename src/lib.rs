@@ -25,6 +25,7 @@ mod progress;
 mod run;
 mod sandbox;
 mod signals;
+mod size;
 mod ssh;
 mod transfer;
 
