@@ -22,6 +22,7 @@ mod run;
 mod sandbox;
 mod signals;
 mod transfer;
+mod userns;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -69,6 +70,17 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.debug);
+    // As an ordinary user, the store is worked on from a user namespace of builder's own.
+    match userns::enter(&cli) {
+        Ok(None) => {}
+        Ok(Some(code)) => return ExitCode::from(code),
+        Err(e) => {
+            let hint = hint::for_error(&e);
+            progress::print_error(&format!("{e:#}"), hint.as_deref());
+            let is_run = matches!(cli.command, cli::Command::Run(_));
+            return ExitCode::from(if is_run { run::FAILED } else { 1 });
+        }
+    }
     // The container's exit code is `run`'s answer, so its own errors must not be
     // mistaken for one: they all end with 125, as `docker run`'s do.
     let is_run = matches!(cli.command, cli::Command::Run(_));

@@ -319,11 +319,20 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Pl
         terminal,
         join_network,
         cgroup_procs: Vec::new(),
-        user_namespace: userns.map(|plan| InitUserNamespace {
-            mapping: plan.mapping.clone(),
-            setgroups: plan.setgroups(),
-            user: plan.user.clone(),
-        }),
+        user_namespace: match userns {
+            Some(plan) => Some(InitUserNamespace {
+                mapping: plan.mapping.clone(),
+                setgroups: plan.setgroups(),
+                user: plan.user.clone(),
+            }),
+            // Builder itself runs in a user namespace (rootless, see `userns/reexec.rs`):
+            // the sandbox is in it too, and its set-up is a rootless one.
+            None => userns::reexec::current().map(|mapping| InitUserNamespace {
+                mapping: mapping.clone(),
+                setgroups: userns::reexec::setgroups_allowed(),
+                user: userns::reexec::outside_user(mapping),
+            }),
+        },
     })
 }
 

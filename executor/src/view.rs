@@ -83,7 +83,8 @@ fn mount_all<'a>(
     mounted: &mut Vec<&'a Path>,
 ) -> Result<(), Error> {
     for (r, p) in rootfs.iter().zip(paths) {
-        rootfs::mount(sys, r, None, p, false, false)?;
+        // In builder's own user namespace (rootless), overlayfs takes `userxattr`.
+        rootfs::mount(sys, r, None, p, false, crate::userns::reexec::current().is_some())?;
         mounted.push(p);
         if r.readonly && r.upper.is_some() {
             rootfs::remount_readonly(sys, p)?;

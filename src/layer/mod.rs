@@ -12,6 +12,7 @@ pub mod compress;
 mod convert;
 pub mod tar_writer;
 pub mod unpack;
+mod userns;
 mod verify;
 mod zstd_par;
 

@@ -20,6 +20,7 @@
 
 mod mapping;
 mod probe;
+pub(crate) mod reexec;
 mod subid;
 
 use std::io;

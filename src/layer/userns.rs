@@ -1,0 +1,34 @@
+//! Unpacking in builder's own user namespace (rootless, see `src/userns.rs`): there
+//! builder is root, but of a namespace, and the kernel says so in three places.
+//! - overlayfs mounted with `userxattr` reads its markers from `user.overlay.*`, so
+//!   an opaque directory of a lowerdir must carry `user.overlay.opaque` (the tar's
+//!   own `*.overlay.*` xattrs are dropped, as ever: an image cannot forge one).
+//!   Whiteouts stay 0/0 character devices, which a user namespace may make.
+//! - Device nodes cannot be made: they are skipped with a warning, as rootless BuildKit
+//!   (containerd's and moby's archive code) skips them in a user namespace.
+//! - An owner outside the namespace's mapping cannot be given (EINVAL): the error
+//!   names the id and what maps it.
+
+/// Whether builder runs in a user namespace (rootless).
+pub(super) fn in_user_namespace() -> bool {
+    executor::current_user_namespace().is_some()
+}
+
+/// The xattr that makes a lowerdir's directory opaque for the overlays builder mounts.
+pub(super) fn opaque_xattr() -> &'static str {
+    if in_user_namespace() { "user.overlay.opaque" } else { super::tar_writer::OPAQUE_XATTR }
+}
+
+/// `lchown(path, uid, gid)`; in a user namespace, a refusal for an unmapped id says so.
+pub(super) fn chown(path: &std::path::Path, uid: u32, gid: u32) -> anyhow::Result<()> {
+    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+        Err(e) if e.raw_os_error() == Some(22) => match executor::current_user_namespace() {
+            Some(mapping) => Err(anyhow::anyhow!(
+                "chown {uid}:{gid}: invalid argument (builder's user namespace maps only {mapping}: the caller has too few \
+                 subordinate ids in /etc/subuid and /etc/subgid; see `builder doctor`)"
+            )),
+            None => Err(e.into()),
+        },
+        other => Ok(other?),
+    }
+}
