@@ -17,6 +17,7 @@ mod verify;
 mod zstd_par;
 
 pub use convert::{compress_layer, ensure_compression, stored_compression};
+pub(crate) use userns::unmapped_owner;
 pub use verify::verify_snapshot;
 
 use anyhow::{Context as _, Result, bail};

@@ -21,14 +21,18 @@ pub(super) fn opaque_xattr() -> &'static str {
 
 /// `lchown(path, uid, gid)`; in a user namespace, a refusal for an unmapped id says so.
 pub(super) fn chown(path: &std::path::Path, uid: u32, gid: u32) -> anyhow::Result<()> {
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-        Err(e) if e.raw_os_error() == Some(22) => match executor::current_user_namespace() {
-            Some(mapping) => Err(anyhow::anyhow!(
-                "chown {uid}:{gid}: invalid argument (builder's user namespace maps only {mapping}: the caller has too few \
-                 subordinate ids in /etc/subuid and /etc/subgid; see `builder doctor`)"
-            )),
-            None => Err(e.into()),
-        },
-        other => Ok(other?),
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .map_err(|e| unmapped_owner(e, uid, gid).context(format!("chown {uid}:{gid}")))
+}
+
+/// A chown's error; in builder's user namespace, EINVAL (an id it does not map) with
+/// its cause and fix.
+pub(crate) fn unmapped_owner(e: std::io::Error, uid: u32, gid: u32) -> anyhow::Error {
+    match executor::current_user_namespace() {
+        Some(mapping) if e.raw_os_error() == Some(22) => anyhow::anyhow!(
+            "invalid argument: {uid}:{gid} is not mapped in builder's user namespace, which maps only {mapping} \
+             (the caller has too few subordinate ids in /etc/subuid and /etc/subgid; see `builder doctor`)"
+        ),
+        _ => e.into(),
     }
 }

@@ -167,9 +167,10 @@ fn warn_single_id(caller: &Caller) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            "no subordinate ids for user {} in {SUBUID} and {SUBGID}: sandboxes map only their root (to uid {}, \
-             gid {}); files cannot be given other owners (chown fails with \"invalid argument\") and a USER other \
-             than root cannot run; {}",
+            "no subordinate ids for user {} in {SUBUID} and {SUBGID}: user namespaces (builder's and its \
+             sandboxes') map only root (to uid {}, gid {}); files cannot be given other owners: layers with \
+             such files, COPY --chown and RUN chown to other ids fail with an error, and a USER other than root \
+             cannot run; {}",
             caller.user(),
             caller.uid,
             caller.gid,
