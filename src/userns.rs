@@ -39,6 +39,14 @@ fn needs_store(command: &Command) -> bool {
     !matches!(command, Command::Doctor | Command::Login { .. } | Command::Logout { .. })
 }
 
+/// Why slirp4netns cannot give this rootless builder's sandboxes a network, if it
+/// cannot: its tap device is opened as the caller. `None` as real root.
+pub fn tun_unusable() -> Option<String> {
+    executor::current_user_namespace()?;
+    let tun = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun");
+    tun.err().map(|e| format!("/dev/net/tun cannot be opened ({})", e.kind().to_string().to_lowercase()))
+}
+
 /// `builder doctor`'s first lines: root or rootless, the namespace builder runs in,
 /// the store, and how snapshots are made.
 pub fn doctor(root: &Path) -> String {

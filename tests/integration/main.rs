@@ -11,6 +11,7 @@ mod media_types;
 mod mounts;
 mod progress;
 mod registry;
+mod rootless;
 mod run;
 mod sandbox;
 mod save;
