@@ -6,8 +6,8 @@
 //! files a layer gives other owners.
 //!
 //! The store is chosen before entering (`$XDG_DATA_HOME/builder`, else
-//! `~/.local/share/builder`, unless `--root`/`BUILDER_ROOT` say otherwise) and passed
-//! in as `BUILDER_ROOT`: inside, builder is root and would pick `/var/lib/builder`.
+//! `~/.local/share/builder`, unless `--root`/`BUILDER_ROOT` say otherwise) and kept
+//! in `cli.root`: inside, builder is root and would pick `/var/lib/builder`.
 
 use crate::cli::{Cli, Command};
 use anyhow::Result;
@@ -15,18 +15,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use store::Store;
 
-/// Enters builder's user namespace when `cli` needs one: `Some(code)` is the exit code
-/// of the builder that ran inside (this process only waited for it), `None` means go on
-/// (as root, or inside already). Call it before any thread starts.
-pub fn enter(cli: &Cli) -> Result<Option<u8>> {
+/// Enters builder's user namespace when `cli` needs one (as an ordinary user, for a
+/// command that touches the store). Call it before any thread starts.
+pub fn enter(cli: &mut Cli) -> Result<()> {
     if !needs_store(&cli.command) {
-        return Ok(None);
+        return Ok(());
     }
-    let root = store_root(cli);
-    match executor::enter_user_namespace(&[("BUILDER_ROOT".into(), root.into_os_string())])? {
-        executor::Entered::AlreadyRoot | executor::Entered::Inside => Ok(None),
-        executor::Entered::Exited(code) => Ok(Some(code)),
-    }
+    cli.root = Some(store_root(cli));
+    executor::enter_user_namespace()?;
+    Ok(())
 }
 
 /// The store `cli` uses.

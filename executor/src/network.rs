@@ -217,7 +217,7 @@ impl Nat {
                          as most distributions set it; see `builder doctor`)",
                         line.trim(),
                         // In builder's own user namespace, its root is the caller outside.
-                        crate::userns::reexec::current()
+                        crate::userns::enter::current()
                             .and_then(|m| m.uid.to_host(0))
                             .unwrap_or(nix::unistd::geteuid().as_raw())
                     ),

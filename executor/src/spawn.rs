@@ -325,12 +325,12 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Pl
                 setgroups: plan.setgroups(),
                 user: plan.user.clone(),
             }),
-            // Builder itself runs in a user namespace (rootless, see `userns/reexec.rs`):
+            // Builder itself runs in a user namespace (rootless, see `userns/enter.rs`):
             // the sandbox is in it too, and its set-up is a rootless one.
-            None => userns::reexec::current().map(|mapping| InitUserNamespace {
+            None => userns::enter::current().map(|mapping| InitUserNamespace {
                 mapping: mapping.clone(),
-                setgroups: userns::reexec::setgroups_allowed(),
-                user: userns::reexec::outside_user(mapping),
+                setgroups: userns::enter::setgroups_allowed(),
+                user: userns::enter::outside_user(mapping),
             }),
         },
     })

@@ -84,7 +84,7 @@ fn mount_all<'a>(
 ) -> Result<(), Error> {
     for (r, p) in rootfs.iter().zip(paths) {
         // In builder's own user namespace (rootless), overlayfs takes `userxattr`.
-        rootfs::mount(sys, r, None, p, false, crate::userns::reexec::current().is_some())?;
+        rootfs::mount(sys, r, None, p, false, crate::userns::enter::current().is_some())?;
         mounted.push(p);
         if r.readonly && r.upper.is_some() {
             rootfs::remount_readonly(sys, p)?;

@@ -126,6 +126,9 @@ struct Rootless {
     /// Root's, mode 0711: the user passes through it into `home`.
     dir: tempfile::TempDir,
     home: PathBuf,
+    /// One test at a time as the users: "no process of the user is left" must not
+    /// see another test's.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Rootless {
@@ -134,6 +137,8 @@ impl Rootless {
             eprintln!("SKIPPED {test}: {why}");
             return None;
         }
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let user = User::ensure(if subids { USER } else { USER_WITHOUT_SUBIDS }, subids);
         assert_eq!(user.subuid.is_some(), subids, "{}: /etc/subuid", user.name);
         let dir = tempfile::tempdir().unwrap();
@@ -145,7 +150,7 @@ impl Rootless {
         let tar = home.join("busybox.tar");
         fs::copy(busybox_tar(), &tar).unwrap();
         std::os::unix::fs::chown(&tar, Some(user.uid), Some(user.gid)).unwrap();
-        Some(Rootless { user, dir, home })
+        Some(Rootless { user, dir, home, _serial: serial })
     }
 
     /// The default store: `$XDG_DATA_HOME/builder` (XDG_DATA_HOME unset: ~/.local/share).
