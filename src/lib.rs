@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod export;
 mod hint;
+mod host;
 mod ignore;
 mod layer;
 mod ops;
