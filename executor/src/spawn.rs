@@ -72,6 +72,9 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     let terminal = matches!(stdio, Stdio::Terminal | Stdio::TerminalOutput);
     // Without root, the namespaces come with a user namespace of the sandbox's own.
     let userns = userns::plan(spec.security.user_namespace)?;
+    if userns.is_some() || userns::enter::current().is_some() {
+        userns::procfs::warn_once();
+    }
     let mut config = prepare_bundle(spec, bundle.path(), terminal, userns.as_ref())?;
     // The cgroup is made and configured before the clone, and the init joins it as
     // its first act, before it mounts or forks anything: all the sandbox runs is in

@@ -522,3 +522,28 @@ fn rootless_with_user_namespaces_disabled_says_what_is_missing() {
     assert!(err.contains("builder doctor"), "{err}");
     assert!(std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap().trim() != "0");
 }
+
+#[test]
+fn rootless_where_proc_is_partly_hidden_steps_get_it_read_only_and_say_so() {
+    let Some(r) = Rootless::new("rootless_where_proc_is_partly_hidden", true) else { return };
+    let tar = r.home.join("busybox.tar");
+    r.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+    // As an unprivileged container's masked paths do: a mount over part of /proc, in a
+    // mount namespace of the test's own. A fresh procfs is then refused in a user
+    // namespace.
+    let me = std::process::id();
+    let script = format!(
+        "mount --bind /dev/null /proc/uptime && exec setpriv --reuid={} --regid={} --clear-groups -- {} run --rm \
+         busybox sh -c 'kill -0 1 && echo own-init; kill -0 {me} 2>/dev/null || echo cannot-signal-host; \
+         test -e /proc/{me} && echo sees-host; touch /proc/x 2>/dev/null || echo read-only'",
+        r.user.uid,
+        r.user.gid,
+        exe().display()
+    );
+    let mut cmd = Command::new("unshare");
+    r.environment(&mut cmd);
+    let out = cmd.args(["-m", "--", "sh", "-c", &script]).stdin(Stdio::null()).output().unwrap();
+    let said = ok(&out, "run with a partly hidden /proc");
+    assert_eq!(said, "own-init\ncannot-signal-host\nsees-host\nread-only\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("no fresh /proc for sandboxes here") && stderr(&out).contains("/proc/uptime"));
+}

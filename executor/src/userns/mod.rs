@@ -21,6 +21,7 @@
 pub(crate) mod enter;
 mod mapping;
 mod probe;
+pub(crate) mod procfs;
 mod subid;
 
 use std::io;
