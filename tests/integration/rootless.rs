@@ -547,3 +547,43 @@ fn rootless_where_proc_is_partly_hidden_steps_get_it_read_only_and_say_so() {
     assert_eq!(said, "own-init\ncannot-signal-host\nsees-host\nread-only\n", "{}", stderr(&out));
     assert!(stderr(&out).contains("no fresh /proc for sandboxes here") && stderr(&out).contains("/proc/uptime"));
 }
+
+#[test]
+fn rootless_unpack_skips_device_nodes_and_drops_overlay_xattrs_of_a_layer() {
+    let Some(r) = Rootless::new("rootless_unpack_devices_and_overlay_xattrs", true) else { return };
+    // busybox plus what a hostile or foreign layer may hold: a device node, and
+    // overlayfs's own markers, which in a user namespace would make /keep a whiteout
+    // and /d opaque.
+    let tree = r.dir.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    sh("tar", &["-xf", busybox_tar().to_str().unwrap(), "-C", tree.to_str().unwrap()]).unwrap();
+    fs::write(tree.join("keep"), "kept\n").unwrap();
+    fs::create_dir(tree.join("d")).unwrap();
+    fs::write(tree.join("d/f"), "f\n").unwrap();
+    xattr::set(tree.join("keep"), "user.overlay.whiteout", b"").unwrap();
+    xattr::set(tree.join("d"), "user.overlay.opaque", b"y").unwrap();
+    xattr::set(tree.join("d/f"), "user.note", b"kept").unwrap();
+    sh("mknod", &[tree.join("node").to_str().unwrap(), "c", "1", "3"]).unwrap();
+    let tar = r.home.join("foreign.tar");
+    sh(
+        "tar",
+        &["--xattrs", "--xattrs-include=user.*", "-cf", tar.to_str().unwrap(), "-C", tree.to_str().unwrap(), "."],
+    )
+    .unwrap();
+    assert!(sh("tar", &["--xattrs", "-tvvf", tar.to_str().unwrap()]).unwrap().contains("node"));
+    std::os::unix::fs::chown(&tar, Some(r.user.uid), Some(r.user.gid)).unwrap();
+
+    r.ok(&["import", tar.to_str().unwrap(), "foreign:1"]);
+    let out = r.run(&["run", "--rm", "foreign:1", "sh", "-c", "cat /keep /d/f; test -e /node || echo no-node"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\nf\nno-node\n", "{}", stderr(&out));
+    assert!(stderr(&out).contains("skipping device node node (rootless"), "{}", stderr(&out));
+    // The layer's own xattrs stay; the snapshot holds no overlay marker from the tar.
+    let snapshot = fs::read_dir(r.store().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("keep").exists())
+        .expect("the layer's snapshot");
+    assert_eq!(xattr::get(snapshot.join("d/f"), "user.note").unwrap().as_deref(), Some(&b"kept"[..]));
+    assert_eq!(xattr::get(snapshot.join("keep"), "user.overlay.whiteout").unwrap(), None);
+    assert_eq!(xattr::get(snapshot.join("d"), "user.overlay.opaque").unwrap(), None);
+}
