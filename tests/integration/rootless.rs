@@ -265,10 +265,14 @@ RUN mkdir -p /out && echo built > /out/a && chown -R 1001:1001 /out
 RUN --mount=type=cache,target=/cache echo run >> /cache/log && cp /cache/log /out/cachelog
 RUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = s3cret && echo secret-ok > /out/secret
 RUN --network=none test \"$(ls /sys/class/net)\" = lo
+RUN --network=host ls /sys/class/net > /out/host-net
+RUN --mount=type=bind,source=file.txt,target=/bound cp /bound /out/bound
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test ! -e /out/x
 
 FROM busybox
 COPY --from=build /out /from-build
 COPY --chown=1001:1001 file.txt /owned.txt
+ADD --chown=nobody:nogroup file.txt /added.txt
 RUN mkdir /home/nobody && chown nobody /home/nobody
 USER nobody
 RUN id -u > /home/nobody/id && touch /home/nobody/made
@@ -292,6 +296,8 @@ fn rootless_build_export_push_pull_run_and_store_commands() {
         "--progress=plain",
         "--secret",
         &format!("id=token,src={}", secret.display()),
+        "--allow",
+        "network.host",
         "-t",
         "app:1",
         "-o",
@@ -311,6 +317,9 @@ fn rootless_build_export_push_pull_run_and_store_commands() {
         "0/0 from-build/cachelog",
         "65534/65534 home/nobody/made",
         "65534/65534 home/nobody/id",
+        "65534/65534 added.txt",
+        "0/0 from-build/bound",
+        "0/0 from-build/host-net",
     ] {
         assert!(owners.iter().any(|l| l == expected), "no {expected:?} in the layers:\n{}", owners.join("\n"));
     }
@@ -344,12 +353,18 @@ fn rootless_build_export_push_pull_run_and_store_commands() {
     let cache = r.home.join("cache");
     let secret_arg = format!("id=token,src={}", secret.display());
     let export = format!("type=local,dest={},mode=max,mounts=true", cache.display());
-    r.ok(&["build", "--progress=plain", "--secret", &secret_arg, "--cache-to", &export, ctx.to_str().unwrap()]);
+    let host = ["--allow", "network.host"];
+    r.ok(&[
+        &["build", "--progress=plain", "--secret", &secret_arg, "--cache-to", &export][..],
+        &host,
+        &[ctx.to_str().unwrap()],
+    ]
+    .concat());
     // Without its cache records (prune), the store takes them from the export.
     r.ok(&["prune", "-a"]);
     let import = format!("type=local,src={}", cache.display());
     let out = r
-        .cmd(&["build", "--progress=plain", "--secret", &secret_arg, "--cache-from", &import])
+        .cmd(&[&["build", "--progress=plain", "--secret", &secret_arg, "--cache-from", &import][..], &host].concat())
         .arg(&ctx)
         .output()
         .unwrap();
