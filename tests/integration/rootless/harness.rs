@@ -191,13 +191,31 @@ impl Rootless {
         dir
     }
 
-    /// Processes of the user still alive (`pgrep -u`), but for zombies being reaped.
+    /// Processes of the user still alive, from /proc (procps may not be installed):
+    /// "PID ARGS" lines, zombies being reaped left out.
     pub(super) fn processes(&self) -> Vec<String> {
-        let out = sh("ps", &["-u", &self.user.uid.to_string(), "-o", "pid=,stat=,args="]).unwrap_or_default();
-        out.lines()
-            .filter(|l| !l.split_whitespace().nth(1).is_some_and(|s| s.starts_with('Z')))
-            .map(String::from)
-            .collect()
+        let uid = self.user.uid.to_string();
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(status) = fs::read_to_string(entry.path().join("status")) else { continue };
+            let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("");
+            let real_uid = field("Uid:").split_whitespace().next().unwrap_or("");
+            if real_uid != uid || field("State:").starts_with('Z') {
+                continue;
+            }
+            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into())
+                .collect();
+            found.push(format!("{pid} {}", args.join(" ")));
+        }
+        found
     }
 
     /// Waits (up to 10 s) until the user has no process left.
