@@ -104,3 +104,28 @@ pub fn doctor(root: &Path) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from([&["builder"], args].concat()).unwrap()
+    }
+
+    #[test]
+    fn store_commands_enter_and_host_commands_do_not() {
+        for args in [&["build", "."][..], &["run", "busybox"], &["images"], &["prune"], &["fsck"], &["pull", "x"]] {
+            assert!(needs_store(&cli(args).command), "{args:?}");
+        }
+        for args in [&["doctor"][..], &["login", "reg"], &["logout", "reg"]] {
+            assert!(!needs_store(&cli(args).command), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_store_is_chosen_before_entering() {
+        assert_eq!(store_root(&cli(&["--root", "/s", "images"])), PathBuf::from("/s"));
+    }
+}
