@@ -14,7 +14,8 @@
 //! kernel), and the store's files are the caller's on the host. No process stays
 //! between the caller and builder: signals, the terminal and the exit code are as
 //! ever. (A re-exec, as rootlesskit does it, cost a second start of the binary and a
-//! waiting parent: twice a no-op build's time.)
+//! parent that waits and forwards signals.) What remains is the helpers' start: two
+//! setuid programs, a few milliseconds each, run at once.
 //!
 //! Inside, sandboxes need no user namespace of their own ([`crate::UserNamespace::Auto`]
 //! sees root), but the kernel still treats them as rootless: overlayfs with
