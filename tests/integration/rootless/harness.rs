@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 const USER: &str = "builder-rootless-test";
 const USER_WITHOUT_SUBIDS: &str = "builder-rootless-nosub";
@@ -99,27 +98,15 @@ impl User {
     }
 }
 
-/// A copy of the binary anyone may run, made once per test process (the build's own
-/// may sit under a directory only root may enter).
-pub(super) fn exe() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("builder-rootless-exe-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        let exe = dir.join("builder");
-        fs::copy(env!("CARGO_BIN_EXE_builder"), &exe).unwrap();
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-        exe
-    })
-}
-
 /// One test's world as `user`: a HOME of its own (the default store is under it).
 pub(super) struct Rootless {
     pub user: User,
     /// Root's, mode 0711: the user passes through it into `home`.
     pub dir: tempfile::TempDir,
     pub home: PathBuf,
+    /// A copy of the binary the user may run (the build's own may sit under a
+    /// directory only root may enter), in `dir`.
+    pub exe: PathBuf,
     /// One test at a time as the users: "no process of the user is left" must not
     /// see another test's.
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -144,7 +131,10 @@ impl Rootless {
         let tar = home.join("busybox.tar");
         fs::copy(busybox_tar(), &tar).unwrap();
         std::os::unix::fs::chown(&tar, Some(user.uid), Some(user.gid)).unwrap();
-        Some(Rootless { user, dir, home, _serial: serial })
+        let exe = dir.path().join("builder");
+        fs::copy(env!("CARGO_BIN_EXE_builder"), &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        Some(Rootless { user, dir, home, exe, _serial: serial })
     }
 
     /// The default store: `$XDG_DATA_HOME/builder` (XDG_DATA_HOME unset: ~/.local/share).
@@ -154,7 +144,7 @@ impl Rootless {
 
     /// `builder ARGS` as the user, with a clean environment and no `--root`.
     pub(super) fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(exe());
+        let mut cmd = Command::new(&self.exe);
         // std drops the supplementary groups too.
         cmd.uid(self.user.uid).gid(self.user.gid);
         self.environment(&mut cmd);

@@ -259,7 +259,7 @@ fn rootless_with_user_namespaces_disabled_says_what_is_missing() {
              exec setpriv --reuid={} --regid={} --clear-groups -- {} build .\n",
             r.user.uid,
             r.user.gid,
-            exe().display()
+            r.exe.display()
         ),
     )
     .unwrap();
@@ -310,7 +310,7 @@ fn rootless_where_proc_is_partly_hidden_steps_get_it_read_only_and_say_so() {
          test -e /proc/{me} && echo sees-host; touch /proc/x 2>/dev/null || echo read-only'",
         r.user.uid,
         r.user.gid,
-        exe().display()
+        r.exe.display()
     );
     let mut cmd = Command::new("unshare");
     r.environment(&mut cmd);
