@@ -64,7 +64,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Prune { all, keep_storage, filter } => prune(&store()?, all, keep_storage.as_deref(), &filter),
         Command::Du { json } => du(&store()?, json),
         Command::Doctor => {
-            print!("{}", crate::sandbox::doctor());
+            print!("{}{}{}", crate::userns::doctor(&root), crate::sandbox::doctor(), crate::host::doctor());
             Ok(0)
         }
         Command::Fsck { snapshots } => fsck(&store()?, snapshots),

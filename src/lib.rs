@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod export;
 mod hint;
+mod host;
 mod ignore;
 mod layer;
 mod oci_layout;
@@ -28,6 +29,7 @@ mod signals;
 mod size;
 mod ssh;
 mod transfer;
+mod userns;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -62,7 +64,7 @@ pub fn usage_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
 /// (with its hint) and returns the exit code.
 pub fn main() -> ExitCode {
     executor::maybe_run_init();
-    let cli = match cli::Cli::try_parse() {
+    let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -75,6 +77,13 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.debug);
+    // As an ordinary user, the store is worked on from a user namespace of builder's own.
+    if let Err(e) = userns::enter(&mut cli) {
+        let hint = hint::for_error(&e);
+        progress::print_error(&format!("{e:#}"), hint.as_deref());
+        let is_run = matches!(cli.command, cli::Command::Run(_));
+        return ExitCode::from(if is_run { run::FAILED } else { 1 });
+    }
     // The container's exit code is `run`'s answer, so its own errors must not be
     // mistaken for one: they all end with 125, as `docker run`'s do.
     let is_run = matches!(cli.command, cli::Command::Run(_));

@@ -72,7 +72,15 @@ impl Entitlements {
 pub fn private_network() -> executor::Network {
     static WARNED: OnceLock<()> = OnceLock::new();
     if executor::nat_helper().is_some() {
-        return executor::Network::Private;
+        let Some(why) = crate::userns::tun_unusable() else { return executor::Network::Private };
+        WARNED.get_or_init(|| {
+            crate::progress::message(&format!(
+                "WARNING: rootless, and {why}: RUN steps and containers get a network namespace without outside \
+                 access (fix: `chmod 0666 /dev/net/tun` as root, as most distributions have it; --network=none \
+                 silences this)"
+            ));
+        });
+        return executor::Network::None;
     }
     WARNED.get_or_init(|| {
         crate::progress::message(

@@ -136,7 +136,15 @@ impl Setup<'_> {
     fn proc_and_sys(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
         let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         let proc = self.stub(root, "proc", StubKind::Dir, upperdir)?;
-        self.mount("proc", &proc, "proc", hardened, None)?;
+        match self.sys.mount(Some(Path::new("proc")), &proc, Some("proc"), hardened, None) {
+            Ok(()) => {}
+            // Refused in a user namespace where mounts hide part of the host's /proc (an
+            // unprivileged container's): the host's, read-only (`userns/procfs.rs`).
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && self.userns => {
+                self.bind(&self.host_root.join("proc"), &proc, true)?
+            }
+            Err(e) => return Err(Error::sys(format!("mount proc on {}", proc.display()), e)),
+        }
         let sys_dir = self.stub(root, "sys", StubKind::Dir, upperdir)?;
         match self.sys.mount(Some(Path::new("sysfs")), &sys_dir, Some("sysfs"), hardened | MsFlags::MS_RDONLY, None) {
             Ok(()) => Ok(()),

@@ -12,10 +12,12 @@ pub mod compress;
 mod convert;
 pub mod tar_writer;
 pub mod unpack;
+mod userns;
 mod verify;
 mod zstd_par;
 
 pub use convert::{compress_layer, ensure_compression, stored_compression};
+pub(crate) use userns::unmapped_owner;
 pub use verify::verify_snapshot;
 
 use anyhow::{Context as _, Result, bail};

@@ -18,6 +18,7 @@ mod mounts;
 mod progress;
 mod registry;
 mod reliability;
+mod rootless;
 mod run;
 mod sandbox;
 mod save;
