@@ -151,7 +151,13 @@ pub fn exec(
     drop(proxies);
     let status = status?;
     if !status.success() {
-        bail!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
+        let failed =
+            format!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
+        // Measured now, while the step's files still take their space.
+        return Err(match crate::hint::low_space(&upperdir) {
+            Some(low) => anyhow::Error::new(low).context(failed),
+            None => anyhow::anyhow!(failed),
+        });
     }
     let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
     stack_layer(store, parent_output, upperdir, layer)

@@ -83,9 +83,11 @@ fn agent_for(paths: &[&str]) -> Result<Agent> {
         .context("starting ssh-agent for the key files (is openssh-client installed?)")?;
     let agent = Agent { socket: socket.clone(), own: Some((child, dir)) };
     let start = Instant::now();
-    while !socket.exists() {
+    // The socket exists from bind(2) on but refuses connections until listen(2):
+    // wait until one is accepted.
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         if start.elapsed() > Duration::from_secs(10) {
-            bail!("ssh-agent did not create {}", socket.display());
+            bail!("ssh-agent did not listen on {}", socket.display());
         }
         std::thread::sleep(Duration::from_millis(10));
     }

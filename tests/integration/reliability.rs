@@ -419,7 +419,7 @@ fn disk_full() -> Row {
     if let Some(out) = out {
         if out.status.success() {
             row.corrupt("an 80 MB layer fitted in 48 MB".into());
-        } else if !text(&out).contains("No space left on device") && !text(&out).contains("has 0 B free") {
+        } else if !text(&out).contains("No space left on device") && !text(&out).contains("hint: the disk is full") {
             row.problems.push(format!("the error does not say the disk is full: {}", text(&out)));
         }
     }
