@@ -266,10 +266,10 @@ fn security(args: &RunArgs) -> Result<executor::Security> {
 
 /// `--memory`, `--cpus`, `--pids-limit`, `--ulimit`.
 fn resources(args: &RunArgs) -> Result<executor::Resources> {
-    let usage = |e: String| crate::usage_error(anyhow::anyhow!(e));
+    let usage = crate::usage_error;
     let memory = args.memory.as_deref().map(crate::sandbox::parse_size).transpose().map_err(usage)?;
     if memory.is_some_and(|m| m < 6 << 20) {
-        bail!(usage("minimum memory limit allowed is 6MB".into()));
+        bail!(crate::usage_error(anyhow::anyhow!("minimum memory limit allowed is 6MB")));
     }
     let rlimits =
         args.ulimits.iter().map(|u| crate::sandbox::parse_ulimit(u)).collect::<Result<_, _>>().map_err(usage)?;

@@ -37,7 +37,7 @@ pub fn push(
         source,
     })?;
     let unsupported = |reason: String| Error::Manifest { digest: manifest_digest.clone(), reason };
-    let media_type = media_type_of(None, &manifest_bytes).map_err(unsupported)?;
+    let media_type = media_type_of(None, &manifest_bytes).map_err(|e| unsupported(e.to_string()))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| unsupported(e.to_string()))?;
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;

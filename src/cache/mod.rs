@@ -131,21 +131,40 @@ fn encode(record: &CacheRecord) -> Vec<u8> {
     out
 }
 
+/// Why a record file is unusable (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DamagedRecord {
+    #[error("no header")]
+    NoHeader,
+    #[error("header is not utf-8")]
+    HeaderNotUtf8,
+    #[error("malformed header")]
+    MalformedHeader,
+    #[error("unknown format {magic:?}")]
+    UnknownFormat { magic: String },
+    #[error("checksum mismatch")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("holds key {found}")]
+    WrongKey { found: CacheKey },
+}
+
 /// The record in a record file, or why it is unusable.
-fn decode(bytes: &[u8], key: &CacheKey) -> Result<CacheRecord, String> {
-    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header")?;
-    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not utf-8")?;
-    let (magic, checksum) = header.split_once(' ').ok_or("malformed header")?;
+fn decode(bytes: &[u8], key: &CacheKey) -> Result<CacheRecord, DamagedRecord> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or(DamagedRecord::NoHeader)?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| DamagedRecord::HeaderNotUtf8)?;
+    let (magic, checksum) = header.split_once(' ').ok_or(DamagedRecord::MalformedHeader)?;
     if magic != MAGIC {
-        return Err(format!("unknown format {magic:?}"));
+        return Err(DamagedRecord::UnknownFormat { magic: magic.to_string() });
     }
     let body = &bytes[newline + 1..];
     if blake3::hash(body).to_hex().as_str() != checksum {
-        return Err("checksum mismatch".into());
+        return Err(DamagedRecord::ChecksumMismatch);
     }
-    let record: CacheRecord = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let record: CacheRecord = serde_json::from_slice(body).map_err(DamagedRecord::Json)?;
     if record.key != *key {
-        return Err(format!("holds key {}", record.key));
+        return Err(DamagedRecord::WrongKey { found: record.key });
     }
     Ok(record)
 }
