@@ -278,6 +278,10 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
     }
+    // Before anything runs: the exporters name images only after the build.
+    for name in args.tags.iter().chain(outputs.iter().flat_map(|o| &o.names)) {
+        Reference::parse(name).map_err(|e| usage_error(anyhow!("invalid image name {name:?}: {e}")))?;
+    }
     for output in &outputs {
         if output.push && output.names.is_empty() && args.tags.is_empty() {
             bail!(usage_error(anyhow!("pushing needs a name: add -t REGISTRY/REPOSITORY[:TAG] or name=")));

@@ -78,6 +78,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let (code, error, hint) = match e.downcast::<ExitError>() {
                 Ok(exit) => (exit.code, exit.error, exit.hint),
+                Err(e) if is_usage(&e) => (2, Some(e), None),
                 Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
@@ -87,6 +88,13 @@ pub fn main() -> ExitCode {
             ExitCode::from(if is_run { run::FAILED } else { code })
         }
     }
+}
+
+/// The user's mistakes that can only be found while a command runs (a value read
+/// from the environment, a name that is checked against what a build made): typed
+/// where they are found, usage errors (exit code 2) here.
+fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.is::<archive::InvalidEpoch>() || cause.is::<export::InvalidName>())
 }
 
 /// Whether a command line that failed to parse asks for `builder run` (read again,
@@ -111,7 +119,7 @@ fn init_logging(debug: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::asks_for_run;
+    use super::{asks_for_run, is_usage};
 
     fn asks(line: &str) -> bool {
         asks_for_run(line.split_whitespace().map(Into::into))
@@ -127,5 +135,14 @@ mod tests {
         assert!(!asks("builder build --bogus ."));
         assert!(!asks("builder --bogus"));
         assert!(!asks("builder runn busybox"));
+    }
+
+    #[test]
+    fn mistakes_found_while_running_are_usage_errors() {
+        let epoch = crate::archive::parse_epoch("yesterday").unwrap_err();
+        assert!(is_usage(&anyhow::Error::from(epoch).context("importing x.tar")));
+        let name = crate::export::InvalidName { name: "A:b".into(), reason: "uppercase".into() };
+        assert!(is_usage(&name.into()));
+        assert!(!is_usage(&anyhow::anyhow!("pulling busybox: connection refused")));
     }
 }
