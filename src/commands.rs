@@ -9,10 +9,28 @@ use registry::{RegistryOptions, Transfer};
 use std::io::Write;
 use store::Store;
 
+/// What the user is told while the store makes this process wait for a lock.
+fn lock_wait_message(wait: &store::LockWait<'_>) -> String {
+    use store::{LockMode, StoreLockKind};
+    match (wait.kind, wait.mode) {
+        (StoreLockKind::Gate, LockMode::Shared) => {
+            format!("waiting for a prune to finish (store lock {})", wait.path.display())
+        }
+        (StoreLockKind::Gate, LockMode::Exclusive) => {
+            format!("waiting for another prune to finish (store lock {})", wait.path.display())
+        }
+        (StoreLockKind::Refs, _) => format!("waiting for another process to change the refs ({})", wait.path.display()),
+    }
+}
+
 /// Runs a command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let root = cli.root.clone().unwrap_or_else(Store::default_root);
-    let store = || Store::open(&root).with_context(|| format!("opening store {}", root.display()));
+    let store = || -> Result<Store> {
+        let store = Store::open(&root).with_context(|| format!("opening store {}", root.display()))?;
+        store.on_lock_wait(|wait| crate::progress::message(&lock_wait_message(wait)));
+        Ok(store)
+    };
     // Commands that add or use content take a lease, so that prune (which runs beside
     // them) never removes what they work with (store/src/lease.rs).
     let shared = || -> Result<Store> {
