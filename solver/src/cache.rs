@@ -77,9 +77,28 @@ pub struct CacheRecord {
     pub result: Vec<u8>,
 }
 
+/// A cache store's failure: what it was doing (`action`) on what (`subject`: a file,
+/// a record), and the store's own error as the source. The solver knows no store's
+/// error types, so the source is boxed; printed as a chain it reads
+/// `cache store: reading <path>: <cause>`.
 #[derive(Debug, thiserror::Error)]
-#[error("cache store: {0}")]
-pub struct CacheStoreError(pub String);
+#[error("cache store: {action} {subject}")]
+pub struct CacheStoreError {
+    pub action: &'static str,
+    pub subject: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CacheStoreError {
+    pub fn new(
+        action: &'static str,
+        subject: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CacheStoreError { action, subject: subject.to_string(), source: source.into() }
+    }
+}
 
 /// The right to compute one key among the processes sharing a cache store, held until
 /// dropped (see [`CacheStore::try_claim`]).

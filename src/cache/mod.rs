@@ -119,8 +119,12 @@ impl DiskCacheStore {
     }
 }
 
-fn store_error(what: &str, path: &Path, e: impl std::fmt::Display) -> CacheStoreError {
-    CacheStoreError(format!("{what} {}: {e}", path.display()))
+fn store_error(
+    action: &'static str,
+    path: &Path,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> CacheStoreError {
+    CacheStoreError::new(action, path.display(), e)
 }
 
 /// The bytes of a record file.
@@ -289,6 +293,23 @@ mod tests {
         store.set_last_for_step("s", &a.key).unwrap();
         assert_eq!(store.last_for_step("s").unwrap(), Some(a));
         assert_eq!(store.last_for_step("other").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        let r = record(1, "s");
+        // Not damage (that is a miss): the file cannot be read at all.
+        fs::create_dir_all(store.record_path(&r.key)).unwrap();
+        let err = store.get(&r.key).unwrap_err();
+        assert_eq!(err.action, "reading");
+        assert_eq!(err.subject, store.record_path(&r.key).display().to_string());
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            text.starts_with("cache store: reading ") && text.ends_with(": Is a directory (os error 21)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl CacheStore for UsageTracking<'_> {
         // through any prune that runs beside this build.
         self.store
             .lease_hold(&key.to_hex())
-            .map_err(|e| CacheStoreError(format!("leasing cache record {key}: {e:#}", e = anyhow::Error::from(e))))?;
+            .map_err(|e| CacheStoreError::new("leasing", format_args!("cache record {key}"), e))?;
         let record = self.inner.get(key)?;
         if record.is_some() {
             touch(&self.dir, key);
