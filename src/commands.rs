@@ -3,6 +3,7 @@
 use crate::archive::ArchiveFormat;
 use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
+use crate::units::{human_size, parse_size};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
 use registry::{RegistryOptions, Transfer};
@@ -179,17 +180,6 @@ fn images(store: &Store) -> Result<u8> {
     Ok(0)
 }
 
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n}B") } else { format!("{v:.3}{}", UNITS[unit]) }
-}
-
 fn inspect(store: &Store, name: &str) -> Result<u8> {
     let image = store.load_image(name)?;
     let names: Vec<String> = store
@@ -337,27 +327,6 @@ fn familiar(name: &str) -> String {
     Reference::parse(name).map(|r| r.familiar()).unwrap_or_else(|_| name.to_string())
 }
 
-/// `2GB` (1000-based), `2GiB` or `2g` (1024-based, as Docker), or bytes.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| crate::usage_error(anyhow::anyhow!("invalid size {s:?}")))?;
-    let scale: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "mb" => 1000_u64.pow(2),
-        "gb" => 1000_u64.pow(3),
-        "tb" => 1000_u64.pow(4),
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        other => bail!(crate::usage_error(anyhow::anyhow!("invalid size {s:?}: unknown unit {other:?}"))),
-    };
-    Ok((number * scale as f64) as u64)
-}
-
 /// `24h`, `1h30m`, `90s`, `7d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let bad = || crate::usage_error(anyhow::anyhow!("invalid duration {s:?}: want e.g. 24h, 30m, 1h30m, 7d"));
@@ -387,7 +356,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
 fn prune(store: &Store, all: bool, keep_storage: Option<&str>, filters: &[String]) -> Result<u8> {
     let mut options = store::PruneOptions { all, ..Default::default() };
     if let Some(size) = keep_storage {
-        options.keep_storage = Some(parse_size(size)?);
+        options.keep_storage = Some(parse_size(size).map_err(crate::usage_error)?);
     }
     for filter in filters {
         match filter.split_once('=') {

@@ -23,6 +23,7 @@ mod run;
 mod sandbox;
 mod signals;
 mod transfer;
+mod units;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -94,7 +95,9 @@ pub fn main() -> ExitCode {
 /// from the environment, a name that is checked against what a build made): typed
 /// where they are found, usage errors (exit code 2) here.
 fn is_usage(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| cause.is::<archive::InvalidEpoch>() || cause.is::<export::InvalidName>())
+    e.chain().any(|cause| {
+        cause.is::<archive::InvalidEpoch>() || cause.is::<export::InvalidName>() || cause.is::<units::InvalidSize>()
+    })
 }
 
 /// Whether a command line that failed to parse asks for `builder run` (read again,
@@ -143,6 +146,8 @@ mod tests {
         assert!(is_usage(&anyhow::Error::from(epoch).context("importing x.tar")));
         let name = crate::export::InvalidName { name: "A:b".into(), reason: "uppercase".into() };
         assert!(is_usage(&name.into()));
+        let size = crate::units::parse_size("3pb").unwrap_err();
+        assert!(is_usage(&anyhow::Error::from(size).context("BUILDER_GC_KEEP_STORAGE")));
         assert!(!is_usage(&anyhow::anyhow!("pulling busybox: connection refused")));
     }
 }
