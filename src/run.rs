@@ -17,6 +17,10 @@ pub const FAILED: u8 = 125;
 
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let stdio = stdio(args.interactive, args.tty, std::io::stdin().is_terminal())?;
+    // The flags first: their mistakes are found before any layer is unpacked.
+    let network = crate::sandbox::parse_run_network(&args.network)?;
+    let security = security(&args)?;
+    let resources = resources(&args)?;
     let image = store.load_image(&args.image)?;
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
@@ -51,9 +55,6 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         mounts.push(volume_mount(store, spec)?);
     }
 
-    let network = crate::sandbox::parse_run_network(&args.network)?;
-    let security = security(&args)?;
-    let resources = resources(&args)?;
     // Held while the container runs: a name is used by one container at a time.
     let _name = args.name.as_deref().map(|name| claim_name(store, name)).transpose()?;
 
