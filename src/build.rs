@@ -116,7 +116,7 @@ impl Request {
             epoch,
             cache_to: crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?,
             cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
-            default_network: crate::sandbox::parse_build_network(&args.network, entitlements)?,
+            default_network: crate::sandbox::parse_build_network(&args.network, entitlements).map_err(usage_error)?,
             entitlements,
             rlimits,
             secrets: read_secrets(&args.secrets)?,

@@ -18,7 +18,7 @@ pub const FAILED: u8 = 125;
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let stdio = stdio(args.interactive, args.tty, std::io::stdin().is_terminal())?;
     // The flags first: their mistakes are found before any layer is unpacked.
-    let network = crate::sandbox::parse_run_network(&args.network)?;
+    let network = crate::sandbox::parse_run_network(&args.network).map_err(crate::usage_error)?;
     let security = security(&args)?;
     let resources = resources(&args)?;
     let image = store.load_image(&args.image)?;

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use solver::ir::{NetworkMode, Op, SecurityMode};
 
 /// Tasks a build step may have at once unless told otherwise: enough for `make -j` and
@@ -29,6 +29,11 @@ pub enum SandboxError {
     CpusNotPositive { text: String },
     #[error("invalid --ulimit {text:?}: {why}")]
     Ulimit { text: String, why: UlimitProblem },
+    /// `want` lists the modes of the command (`build` and `run` differ).
+    #[error("unknown network mode {value:?} (want {want})")]
+    UnknownNetwork { value: String, want: &'static str },
+    #[error("--network=host needs the network.host entitlement: add --allow network.host")]
+    NetworkHostNotAllowed,
     /// A step (named by its instruction) needs an entitlement that was not granted.
     #[error("{step}: {denied}")]
     StepDenied { step: String, denied: Denied },
@@ -132,27 +137,23 @@ pub fn network(mode: NetworkMode) -> executor::Network {
 }
 
 /// `--network` of `builder build` (the default mode of RUN steps).
-pub fn parse_build_network(value: &str, granted: Entitlements) -> Result<NetworkMode> {
+pub fn parse_build_network(value: &str, granted: Entitlements) -> Result<NetworkMode, SandboxError> {
     match value {
         "default" | "sandbox" => Ok(NetworkMode::Default),
         "none" => Ok(NetworkMode::None),
         "host" if granted.network_host => Ok(NetworkMode::Host),
-        "host" => bail!(crate::usage_error(anyhow!(
-            "--network=host needs the network.host entitlement: add --allow network.host"
-        ))),
-        other => bail!(crate::usage_error(anyhow!("unknown network mode {other:?} (want default, none or host)"))),
+        "host" => Err(SandboxError::NetworkHostNotAllowed),
+        other => Err(SandboxError::UnknownNetwork { value: other.to_string(), want: "default, none or host" }),
     }
 }
 
 /// `--network` of `builder run` (Docker's `bridge` is the private network here).
-pub fn parse_run_network(value: &str) -> Result<executor::Network> {
+pub fn parse_run_network(value: &str) -> Result<executor::Network, SandboxError> {
     match value {
         "default" | "bridge" | "private" => Ok(private_network()),
         "none" => Ok(executor::Network::None),
         "host" => Ok(executor::Network::Host),
-        other => {
-            bail!(crate::usage_error(anyhow!("unknown network mode {other:?} (want default, bridge, none or host)")))
-        }
+        other => Err(SandboxError::UnknownNetwork { value: other.to_string(), want: "default, bridge, none or host" }),
     }
 }
 
@@ -316,7 +317,9 @@ mod tests {
     #[test]
     fn build_network_host_is_refused_without_allow() {
         let err = parse_build_network("host", Entitlements::default()).unwrap_err();
-        assert!(format!("{err:#}").contains("--allow network.host"), "{err:#}");
+        assert!(matches!(err, SandboxError::NetworkHostNotAllowed) && err.to_string().contains("--allow network.host"));
+        let err = parse_build_network("bridge", Entitlements::default()).unwrap_err();
+        assert_eq!(err.to_string(), "unknown network mode \"bridge\" (want default, none or host)");
         let granted = Entitlements { network_host: true, ..Default::default() };
         assert_eq!(parse_build_network("host", granted).unwrap(), NetworkMode::Host);
         assert_eq!(parse_build_network("default", Entitlements::default()).unwrap(), NetworkMode::Default);
