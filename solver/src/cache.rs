@@ -78,25 +78,26 @@ pub struct CacheRecord {
 }
 
 /// A cache store's failure: what it was doing (`action`) on what (`subject`: a file,
-/// a record), and the store's own error as the source. The solver knows no store's
-/// error types, so the source is boxed; printed as a chain it reads
-/// `cache store: reading <path>: <cause>`.
+/// a record), and the store's own error (boxed: the solver knows no store's error
+/// types). One message, `cache store: reading <path>: <cause>`, and no `source`: the
+/// solver logs some of these with `{}` alone, so the cause must be in the message
+/// (a caller whose error has a chain passes it whole, `{:#}`), and a chain printed
+/// whole would then repeat it.
 #[derive(Debug, thiserror::Error)]
-#[error("cache store: {action} {subject}")]
+#[error("cache store: {action} {subject}: {cause}")]
 pub struct CacheStoreError {
     pub action: &'static str,
     pub subject: String,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl CacheStoreError {
     pub fn new(
         action: &'static str,
         subject: impl std::fmt::Display,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        CacheStoreError { action, subject: subject.to_string(), source: source.into() }
+        CacheStoreError { action, subject: subject.to_string(), cause: cause.into() }
     }
 }
 

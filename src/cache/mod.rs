@@ -310,6 +310,8 @@ mod tests {
             text.starts_with("cache store: reading ") && text.ends_with(": Is a directory (os error 21)"),
             "{text}"
         );
+        // One message with the cause (the solver logs it with `{}`), not repeated by a chain.
+        assert_eq!(text.matches("Is a directory").count(), 1, "{text}");
     }
 
     #[test]
