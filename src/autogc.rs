@@ -36,7 +36,7 @@ fn budget_from(root: &Path, var: impl Fn(&str) -> Option<String>) -> Result<Opti
         }
     }
     if let Some(size) = var("BUILDER_GC_KEEP_STORAGE") {
-        let bytes = crate::size::parse_size(&size).context("BUILDER_GC_KEEP_STORAGE")?;
+        let bytes = crate::units::parse_size(&size).context("BUILDER_GC_KEEP_STORAGE")?;
         return Ok(Some(Budget { bytes, source: "BUILDER_GC_KEEP_STORAGE".to_string() }));
     }
     let fs = rustix::fs::statvfs(root).with_context(|| format!("statfs {}", root.display()))?;
@@ -67,7 +67,7 @@ pub fn after_build(store: &Store) -> Result<Option<String>> {
     if report.reclaimed == 0 {
         return Ok(None);
     }
-    let human = crate::size::human_size;
+    let human = crate::units::human_size;
     Ok(Some(format!(
         "automatic GC: build data {} was over {} ({}): removed {} cache records, reclaimed {}",
         human(used),

@@ -136,7 +136,7 @@ impl Request {
             epoch,
             cache_to: crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?,
             cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
-            default_network: crate::sandbox::parse_build_network(&args.network, entitlements)?,
+            default_network: crate::sandbox::parse_build_network(&args.network, entitlements).map_err(usage_error)?,
             entitlements,
             rlimits,
             secrets: read_secrets(&args.secrets)?,
@@ -313,6 +313,10 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     crate::build_flags::add_annotations(&args.more.annotations, &mut outputs).map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
+    }
+    // Before anything runs: the exporters name images only after the build.
+    for name in args.tags.iter().chain(outputs.iter().flat_map(|o| &o.names)) {
+        Reference::parse(name).map_err(|e| usage_error(anyhow!("invalid image name {name:?}: {e}")))?;
     }
     for output in &outputs {
         if output.push && output.names.is_empty() && args.tags.is_empty() {

@@ -3,17 +3,35 @@
 use crate::archive::ArchiveFormat;
 use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
-use crate::size::{human_size, parse_size};
+use crate::units::{human_size, parse_size};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
 use registry::{RegistryOptions, Transfer};
 use std::io::Write;
 use store::Store;
 
+/// What the user is told while the store makes this process wait for a lock.
+fn lock_wait_message(wait: &store::LockWait<'_>) -> String {
+    use store::{LockMode, StoreLockKind};
+    match (wait.kind, wait.mode) {
+        (StoreLockKind::Gate, LockMode::Shared) => {
+            format!("waiting for a prune to finish (store lock {})", wait.path.display())
+        }
+        (StoreLockKind::Gate, LockMode::Exclusive) => {
+            format!("waiting for another prune to finish (store lock {})", wait.path.display())
+        }
+        (StoreLockKind::Refs, _) => format!("waiting for another process to change the refs ({})", wait.path.display()),
+    }
+}
+
 /// Runs a command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let root = cli.root.clone().unwrap_or_else(Store::default_root);
-    let store = || Store::open(&root).with_context(|| format!("opening store {}", root.display()));
+    let store = || -> Result<Store> {
+        let store = Store::open(&root).with_context(|| format!("opening store {}", root.display()))?;
+        store.on_lock_wait(|wait| crate::progress::message(&lock_wait_message(wait)));
+        Ok(store)
+    };
     // Commands that add or use content take a lease, so that prune (which runs beside
     // them) never removes what they work with (store/src/lease.rs).
     let shared = || -> Result<Store> {
@@ -347,7 +365,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
 fn prune(store: &Store, all: bool, keep_storage: Option<&str>, filters: &[String]) -> Result<u8> {
     let mut options = store::PruneOptions { all, ..Default::default() };
     if let Some(size) = keep_storage {
-        options.keep_storage = Some(parse_size(size)?);
+        options.keep_storage = Some(parse_size(size).map_err(crate::usage_error)?);
     }
     for filter in filters {
         match filter.split_once('=') {

@@ -39,7 +39,7 @@ const LOW_SPACE: u64 = 64 << 20;
 /// that failed to write ("No space left on device", or a tool's vaguer "I/O error")
 /// is explained by a measurement, not by reading its message.
 #[derive(Debug, thiserror::Error)]
-#[error("the filesystem of {} had {} free", path.display(), crate::size::human_size(*free))]
+#[error("the filesystem of {} had {} free", path.display(), crate::units::human_size(*free))]
 pub struct LowSpace {
     pub path: std::path::PathBuf,
     pub free: u64,

@@ -26,10 +26,10 @@ mod progress;
 mod run;
 mod sandbox;
 mod signals;
-mod size;
 mod ssh;
 mod transfer;
 mod userns;
+mod units;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -93,6 +93,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let (code, error, hint) = match e.downcast::<ExitError>() {
                 Ok(exit) => (exit.code, exit.error, exit.hint),
+                Err(e) if is_usage(&e) => (2, Some(e), None),
                 Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
@@ -113,6 +114,15 @@ const MAX_CAUSE: usize = 1024;
 fn error_text(error: &anyhow::Error) -> String {
     let causes: Vec<String> = error.chain().map(|c| image_spec::cut(&c.to_string(), MAX_CAUSE).into_owned()).collect();
     causes.join(": ")
+}
+
+/// The user's mistakes that can only be found while a command runs (a value read
+/// from the environment, a name that is checked against what a build made): typed
+/// where they are found, usage errors (exit code 2) here.
+fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<archive::InvalidEpoch>() || cause.is::<export::InvalidName>() || cause.is::<units::InvalidSize>()
+    })
 }
 
 /// Whether a command line that failed to parse asks for `builder run` (read again,
@@ -137,7 +147,7 @@ fn init_logging(debug: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_CAUSE, asks_for_run, error_text};
+    use super::{MAX_CAUSE, asks_for_run, error_text, is_usage};
 
     #[test]
     fn printed_errors_cut_each_long_cause() {
@@ -167,5 +177,16 @@ mod tests {
         assert!(!asks("builder build --bogus ."));
         assert!(!asks("builder --bogus"));
         assert!(!asks("builder runn busybox"));
+    }
+
+    #[test]
+    fn mistakes_found_while_running_are_usage_errors() {
+        let epoch = crate::archive::parse_epoch("yesterday").unwrap_err();
+        assert!(is_usage(&anyhow::Error::from(epoch).context("importing x.tar")));
+        let name = crate::export::InvalidName { name: "A:b".into(), reason: "uppercase".into() };
+        assert!(is_usage(&name.into()));
+        let size = crate::units::parse_size("3pb").unwrap_err();
+        assert!(is_usage(&anyhow::Error::from(size).context("BUILDER_GC_KEEP_STORAGE")));
+        assert!(!is_usage(&anyhow::anyhow!("pulling busybox: connection refused")));
     }
 }

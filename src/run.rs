@@ -18,6 +18,10 @@ pub const FAILED: u8 = 125;
 
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let stdio = stdio(args.interactive, args.tty, std::io::stdin().is_terminal())?;
+    // The flags first: their mistakes are found before any layer is unpacked.
+    let network = crate::sandbox::parse_run_network(&args.network).map_err(crate::usage_error)?;
+    let security = security(&args)?;
+    let resources = resources(&args)?;
     let image = store.load_image(&args.image)?;
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
@@ -50,9 +54,6 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         mounts.push(volume_mount(store, spec)?);
     }
 
-    let network = crate::sandbox::parse_run_network(&args.network)?;
-    let security = security(&args)?;
-    let resources = resources(&args)?;
     // Held while the container runs: a name is used by one container at a time.
     let _name = args.name.as_deref().map(|name| claim_name(store, name)).transpose()?;
 
@@ -275,10 +276,10 @@ fn security(args: &RunArgs) -> Result<executor::Security> {
 
 /// `--memory`, `--cpus`, `--pids-limit`, `--ulimit`.
 fn resources(args: &RunArgs) -> Result<executor::Resources> {
-    let usage = |e: String| crate::usage_error(anyhow::anyhow!(e));
+    let usage = crate::usage_error;
     let memory = args.memory.as_deref().map(crate::sandbox::parse_size).transpose().map_err(usage)?;
     if memory.is_some_and(|m| m < 6 << 20) {
-        bail!(usage("minimum memory limit allowed is 6MB".into()));
+        bail!(crate::usage_error(anyhow::anyhow!("minimum memory limit allowed is 6MB")));
     }
     let rlimits =
         args.ulimits.iter().map(|u| crate::sandbox::parse_ulimit(u)).collect::<Result<_, _>>().map_err(usage)?;

@@ -179,6 +179,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+pub use cgroup::CgroupUnavailable;
 pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};

@@ -7,7 +7,7 @@ use crate::auth::Scope;
 use crate::body::{CappedError, read_capped};
 use crate::client::{Client, Request};
 use crate::content::Content;
-use crate::error::{Error, Result, chain};
+use crate::error::{Error, Result, UnsupportedManifest, chain};
 use crate::op::Op;
 use crate::retry::backoff;
 use crate::{RegistryOptions, Transfer, runtime};
@@ -211,33 +211,30 @@ async fn fetch_manifest_once(
         let detail = format!("digest mismatch: the registry says {header}, the content hashes to {digest}");
         return Err(Mismatch::Digest(op.error(None, detail).into()));
     }
-    let media_type = media_type_of(content_type.as_deref(), &bytes).map_err(|e| op.error(None, e))?;
+    let media_type = media_type_of(content_type.as_deref(), &bytes).map_err(|e| op.error(None, e.to_string()))?;
     Ok(Fetched { bytes, media_type, digest })
 }
 
 /// The media type of a manifest: its `Content-Type` when that is a known type, else
 /// its `mediaType` field, else guessed from its shape (OCI allows it to be absent).
-pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String, UnsupportedManifest> {
     let known = |t: &str| is_manifest_type(t) || is_index_type(t);
     if let Some(t) = content_type
         && known(t)
     {
         return Ok(t.to_string());
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(UnsupportedManifest::NotJson)?;
     if let Some(t) = value.get("mediaType").and_then(|v| v.as_str()) {
         if known(t) {
             return Ok(t.to_string());
         }
         if t.starts_with("application/vnd.docker.distribution.manifest.v1") {
-            return Err(
-                "Docker schema 1 manifests are not supported; push the image again with a current client".into()
-            );
+            return Err(UnsupportedManifest::SchemaV1);
         }
     }
     if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
-        return Err("Docker schema 1 manifests are not supported; push the image again with a current client".into());
+        return Err(UnsupportedManifest::SchemaV1);
     }
     if value.get("manifests").is_some() {
         return Ok(MEDIA_TYPE_OCI_INDEX.to_string());
@@ -245,7 +242,7 @@ pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String,
     if value.get("config").is_some() && value.get("layers").is_some() {
         return Ok(MEDIA_TYPE_OCI_MANIFEST.to_string());
     }
-    Err(format!("unsupported manifest type {}", content_type.unwrap_or("(none)")))
+    Err(UnsupportedManifest::UnknownType { content_type: content_type.map(String::from) })
 }
 
 /// The index entry for `want`: same OS and architecture; among those the exact
@@ -498,6 +495,7 @@ mod tests {
             media_type_of(None, format!(r#"{{"mediaType":"{MEDIA_TYPE_DOCKER_LIST}"}}"#).as_bytes()).unwrap(),
             MEDIA_TYPE_DOCKER_LIST
         );
-        assert!(media_type_of(None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
+        let err = media_type_of(None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err();
+        assert!(matches!(err, UnsupportedManifest::SchemaV1) && err.to_string().contains("schema 1"), "{err}");
     }
 }

@@ -77,9 +77,29 @@ pub struct CacheRecord {
     pub result: Vec<u8>,
 }
 
+/// A cache store's failure: what it was doing (`action`) on what (`subject`: a file,
+/// a record), and the store's own error (boxed: the solver knows no store's error
+/// types). One message, `cache store: reading <path>: <cause>`, and no `source`: the
+/// solver logs some of these with `{}` alone, so the cause must be in the message
+/// (a caller whose error has a chain passes it whole, `{:#}`), and a chain printed
+/// whole would then repeat it.
 #[derive(Debug, thiserror::Error)]
-#[error("cache store: {0}")]
-pub struct CacheStoreError(pub String);
+#[error("cache store: {action} {subject}: {cause}")]
+pub struct CacheStoreError {
+    pub action: &'static str,
+    pub subject: String,
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CacheStoreError {
+    pub fn new(
+        action: &'static str,
+        subject: impl std::fmt::Display,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CacheStoreError { action, subject: subject.to_string(), cause: cause.into() }
+    }
+}
 
 /// The right to compute one key among the processes sharing a cache store, held until
 /// dropped (see [`CacheStore::try_claim`]).

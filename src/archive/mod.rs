@@ -65,8 +65,16 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     Ok(image)
 }
 
-/// `SOURCE_DATE_EPOCH` from the environment, if set (a usage error if not a number).
-pub fn source_date_epoch() -> Result<Option<i64>> {
+/// A `SOURCE_DATE_EPOCH` (environment or build arg) that is not a time: the user's
+/// mistake, found where the value is read; `builder::main` makes it a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
+pub struct InvalidEpoch {
+    pub value: String,
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, if set.
+pub fn source_date_epoch() -> Result<Option<i64>, InvalidEpoch> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.trim().is_empty() => parse_epoch(&s).map(Some),
         _ => Ok(None),
@@ -74,12 +82,12 @@ pub fn source_date_epoch() -> Result<Option<i64>> {
 }
 
 /// A `SOURCE_DATE_EPOCH` value: seconds since 1970.
-pub fn parse_epoch(s: &str) -> Result<i64> {
+pub fn parse_epoch(s: &str) -> Result<i64, InvalidEpoch> {
     s.trim()
         .parse::<i64>()
         .ok()
         .filter(|&secs| chrono::DateTime::from_timestamp(secs, 0).is_some())
-        .ok_or_else(|| crate::usage_error(anyhow::anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds")))
+        .ok_or_else(|| InvalidEpoch { value: s.to_string() })
 }
 
 /// RFC 3339 `created` time: the epoch when given (reproducible builds), else now.

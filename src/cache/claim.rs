@@ -25,7 +25,7 @@ impl Drop for ClaimFile {
 pub fn try_claim(dir: &Path, key: &CacheKey) -> Result<ClaimAttempt, CacheStoreError> {
     let claims = dir.join("claims");
     let path = claims.join(key.to_hex());
-    let error = |what: &str, e: std::io::Error| CacheStoreError(format!("{what} {}: {e}", path.display()));
+    let error = |action, e: std::io::Error| CacheStoreError::new(action, path.display(), e);
     std::fs::create_dir_all(&claims).map_err(|e| error("creating", e))?;
     // A holder unlinks its file before it lets go: a lock taken on a file no longer at
     // `path` is no claim, so look again.

@@ -42,7 +42,15 @@ impl CacheHolder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let layers = std::fs::read(&path).ok().and_then(|bytes| decode(&bytes, key).ok()).and_then(|record| {
+        // A record that cannot be read is an error (GC must not free what it may hold);
+        // one that reads but does not decode is damaged: a miss for builds, released here.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // Released by another process since the metadata call.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let layers = decode(&bytes, key).ok().and_then(|record| {
             if record.result.is_empty() {
                 return Some(Vec::new());
             }

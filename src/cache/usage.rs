@@ -51,9 +51,10 @@ impl CacheStore for UsageTracking<'_> {
     fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError> {
         // Leased before it is looked up, a record found stays (with what it holds)
         // through any prune that runs beside this build.
-        self.store
-            .lease_hold(&key.to_hex())
-            .map_err(|e| CacheStoreError(format!("leasing cache record {key}: {e:#}", e = anyhow::Error::from(e))))?;
+        self.store.lease_hold(&key.to_hex()).map_err(|e| {
+            let cause = format!("{:#}", anyhow::Error::from(e));
+            CacheStoreError::new("leasing", format_args!("cache record {key}"), cause)
+        })?;
         let record = self.inner.get(key)?;
         if record.is_some() {
             touch(&self.dir, key);

@@ -22,6 +22,7 @@ mod spec;
 mod tar;
 
 pub use history::image_config;
+pub use image::InvalidName;
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
 use crate::progress::Task;

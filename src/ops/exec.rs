@@ -118,7 +118,7 @@ pub fn exec(
     };
     // Checked over the whole graph before the build started; again here, where it counts.
     let granted = worker.options.entitlements;
-    granted.check(network, op.security).map_err(|e| anyhow::anyhow!(e))?;
+    granted.check(network, op.security)?;
     let spec = executor::Spec {
         rootfs: executor::Rootfs {
             lowerdirs: lowers.into_iter().rev().collect(),

@@ -43,15 +43,22 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn parse(s: &str) -> Result<Mode, String> {
+    pub fn parse(s: &str) -> Result<Mode, UnknownMode> {
         match s {
             "auto" => Ok(Mode::Auto),
             "tty" => Ok(Mode::Tty),
             "plain" => Ok(Mode::Plain),
             "rawjson" => Ok(Mode::RawJson),
-            other => Err(format!("unknown --progress value {other:?} (want auto, tty, plain or rawjson)")),
+            other => Err(UnknownMode { value: other.to_string() }),
         }
     }
+}
+
+/// A `--progress` value that is none of the modes.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown --progress value {value:?} (want auto, tty, plain or rawjson)")]
+pub struct UnknownMode {
+    pub value: String,
 }
 
 /// A progress display for one build.

@@ -41,7 +41,7 @@ pub use gc::{DiskUsage, FsckReport, Gc, PruneOptions, PruneReport, Usage, tree_s
 pub use hash::{HashReader, HashWriter};
 pub use holders::{Hold, HoldKind, Holder};
 pub use images::{ImageFormat, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config, parse_manifest};
-pub use lock::{LockMode, StoreLock};
+pub use lock::{LockMode, LockWait, StoreLock, StoreLockKind};
 pub use owner::{OUTPUT_TEMP_PREFIXES, OutputRecord, create_locked_temp, remove_stale_outputs};
 pub use remote::BlobSource;
 pub use snapshots::LayerUnpacker;
@@ -57,6 +57,8 @@ pub struct Store {
     remote: remote::Remote,
     /// This process's lease, once taken (`lease.rs`).
     lease: std::sync::OnceLock<lease::Lease>,
+    /// What to do when a lock must be waited for (`lock.rs`); the store prints nothing.
+    on_lock_wait: std::sync::OnceLock<lock::WaitObserver>,
 }
 
 /// A directory under the store's `tmp/` that is removed when dropped unless kept.
@@ -110,7 +112,12 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at("creating", &path))?;
         }
-        let store = Store { root: root.to_path_buf(), remote: Default::default(), lease: Default::default() };
+        let store = Store {
+            root: root.to_path_buf(),
+            remote: Default::default(),
+            lease: Default::default(),
+            on_lock_wait: Default::default(),
+        };
         owner::open_store(&store.tmp());
         store.clean_stale_temps();
         Ok(store)

@@ -97,3 +97,36 @@ fn automatic_gc_keeps_build_data_under_the_budget() {
     }
     assert!(build_total(&env) > before + 8_000_000);
 }
+
+/// The store prints nothing; a command that waits on the gate a prune holds while it
+/// decides is told so by the CLI (`store::Store::on_lock_wait`).
+#[test]
+fn a_command_waiting_for_a_prune_says_so() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let Some(env) = env("gc_gate_wait") else { return };
+    // Held as prune holds it.
+    let gate = std::fs::File::create(env.root.path().join("lock")).unwrap();
+    gate.lock().unwrap();
+    let out = env.work.path().join("out.tar");
+    let mut child =
+        env.cmd(&["save", "-o", out.to_str().unwrap(), "nothing:here"]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        tx.send(line).unwrap();
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        rest
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30));
+    drop(gate);
+    let status = child.wait().unwrap();
+    let rest = reader.join().unwrap();
+    let first = first.expect("no line on stderr while the gate was held");
+    assert!(first.contains("waiting for a prune to finish") && first.contains("lock"), "{first}");
+    // Then it went on, and failed for its own reason.
+    assert!(!status.success());
+    assert!(rest.contains("nothing"), "{rest}");
+}
