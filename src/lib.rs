@@ -28,8 +28,8 @@ mod sandbox;
 mod signals;
 mod ssh;
 mod transfer;
-mod userns;
 mod units;
+mod userns;
 
 use clap::Parser;
 use std::process::ExitCode;
