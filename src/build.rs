@@ -89,6 +89,7 @@ impl Request {
             build_args,
             platform: host_platform(),
             build_platform: host_platform(),
+            multi_platform: false,
             dockerignore: read_dockerignore(&dockerfile_path, &context_dir)?,
             no_cache: args.no_cache,
             no_cache_filter: args.no_cache_filter.clone(),

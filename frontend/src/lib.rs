@@ -36,8 +36,14 @@ pub struct BuildOptions {
     pub dockerfile_name: String,
     pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
+    /// The target platform of this compile (`TARGETPLATFORM`, the platform of stages
+    /// without `FROM --platform`).
     pub platform: Platform,
+    /// The platform of the machine that builds (`BUILDPLATFORM`).
     pub build_platform: Platform,
+    /// The build is one of several target platforms: step names say their stage's
+    /// platform (`[linux/arm64 build 2/3] RUN make`), as BuildKit's do.
+    pub multi_platform: bool,
     /// `.dockerignore` patterns, already read by the caller.
     pub dockerignore: Vec<String>,
     /// `--no-cache`: no vertex may use the cache.

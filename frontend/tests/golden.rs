@@ -51,6 +51,7 @@ fn options_for(case: &Path) -> BuildOptions {
         build_args: BTreeMap::new(),
         platform: Platform::new("linux", "amd64"),
         build_platform: Platform::new("linux", "amd64"),
+        multi_platform: false,
         dockerignore: Vec::new(),
         no_cache: false,
         no_cache_filter: Vec::new(),

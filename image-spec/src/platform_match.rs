@@ -89,7 +89,8 @@ mod tests {
             annotations: None,
             platform: Some(p(platform)),
         };
-        let index = [entry("linux/amd64", 1), entry("linux/arm/v5", 2), entry("linux/arm/v6", 3), entry("linux/amd64/v2", 4)];
+        let index =
+            [entry("linux/amd64", 1), entry("linux/arm/v5", 2), entry("linux/arm/v6", 3), entry("linux/amd64/v2", 4)];
         let pick = |want: &str| select_manifest(&index, &p(want)).map(|d| d.digest.clone());
         assert_eq!(pick("linux/arm/v7"), Some(Digest::of(&[3])));
         assert_eq!(pick("linux/amd64/v3"), Some(Digest::of(&[4])));

@@ -35,6 +35,7 @@ fn options() -> BuildOptions {
         build_args: BTreeMap::new(),
         platform: Platform::new("linux", "amd64"),
         build_platform: Platform::new("linux", "amd64"),
+        multi_platform: false,
         dockerignore: Vec::new(),
         no_cache: false,
         no_cache_filter: Vec::new(),
