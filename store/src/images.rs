@@ -88,8 +88,13 @@ impl Store {
     }
 
     /// Reads the image whose manifest is the blob `manifest_digest`.
+    /// An index (a multi-platform build's) stands for its image for this machine's
+    /// platform ([`Store::image_for_platform`] chooses another).
     pub fn image_from_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
         let bytes = self.read_blob(manifest_digest)?;
+        if crate::index::parse_index(&bytes).is_some() {
+            return self.image_for_platform(manifest_digest, &image_spec::host_platform());
+        }
         let manifest = parse_manifest(&bytes)
             .map_err(|e| Error::Manifest { digest: manifest_digest.clone(), source: Box::new(e) })?;
         let config_digest = manifest.config.digest.clone();
