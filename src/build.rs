@@ -392,15 +392,15 @@ struct FrontendResolver<'a> {
 }
 
 impl frontend::ImageResolver for FrontendResolver<'_> {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, String> {
         let image = if self.offline {
-            match self.images.local(reference) {
+            match self.images.local(reference, platform) {
                 Ok(Some(image)) => image,
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(format!("{e:#}")),
             }
         } else {
-            match self.images.resolve(reference) {
+            match self.images.resolve_for(reference, platform) {
                 Ok(image) => image,
                 Err(e) => {
                     let text = format!("{e:#}");

@@ -12,6 +12,7 @@ mod build;
 mod cache;
 mod cli;
 mod commands;
+mod emulator;
 mod export;
 mod hint;
 mod ignore;

@@ -24,6 +24,7 @@ mod error;
 mod op;
 mod pull;
 mod push;
+mod push_index;
 mod repo;
 mod retry;
 
@@ -35,6 +36,7 @@ pub use credentials::CredentialsError;
 pub use error::{BoxError, Error, RegistryError, Result};
 pub use pull::{pull, select_platform};
 pub use push::push;
+pub use push_index::push_index;
 pub use repo::{PushStats, Repository};
 
 use image_spec::Digest;

@@ -68,7 +68,12 @@ impl Store {
             None => {
                 let image = self.image_from_manifest(digest)?;
                 let have = config_platform(&image);
-                if platform_matches(want, &have) { Ok(image) } else { Err(missing(vec![have.to_string()])) }
+                // A config that names no architecture says nothing to check.
+                if have.architecture.is_empty() || platform_matches(want, &have) {
+                    Ok(image)
+                } else {
+                    Err(missing(vec![have.to_string()]))
+                }
             }
         }
     }
