@@ -40,10 +40,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Rmi { images } => rmi(&store()?, &images),
-        Command::Import { tarball, name } => {
+        Command::Import { tarball, name, platform } => {
             let (store, _lock) = shared()?;
             let name = crate::cli::normalize(&name)?;
-            let image = crate::archive::import_rootfs(&store, &tarball, &name)
+            let image = match platform {
+                Some(p) => crate::archive::import_rootfs_for(&store, &tarball, &name, &parse_platform(&p)?),
+                None => crate::archive::import_rootfs(&store, &tarball, &name),
+            }
                 .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
             Ok(0)

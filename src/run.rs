@@ -17,7 +17,18 @@ pub const FAILED: u8 = 125;
 
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let stdio = stdio(args.interactive, args.tty, std::io::stdin().is_terminal())?;
-    let image = store.load_image(&args.image)?;
+    let image = match &args.platform {
+        None => store.load_image(&args.image)?,
+        Some(platform) => {
+            let platform = crate::commands::parse_platform(platform)?;
+            // As a build step: another architecture only through a registered emulator.
+            crate::emulator::check(&platform).map_err(crate::usage_error)?;
+            store.find_image_for(&args.image, &platform)?.ok_or_else(|| store::Error::NoSuchImage {
+                name: args.image.clone(),
+                source: None,
+            })?
+        }
+    };
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
 
