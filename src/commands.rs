@@ -47,7 +47,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
                 Some(p) => crate::archive::import_rootfs_for(&store, &tarball, &name, &parse_platform(&p)?),
                 None => crate::archive::import_rootfs(&store, &tarball, &name),
             }
-                .with_context(|| format!("importing {}", tarball.display()))?;
+            .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
             Ok(0)
         }

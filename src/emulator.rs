@@ -138,7 +138,8 @@ pub fn handlers_in(dir: &Path) -> Vec<Handler> {
 pub fn is_native(platform: &Platform) -> bool {
     let host = host_platform();
     platform.os == host.os
-        && (platform.architecture == host.architecture || (host.architecture == "amd64" && platform.architecture == "386"))
+        && (platform.architecture == host.architecture
+            || (host.architecture == "amd64" && platform.architecture == "386"))
 }
 
 /// Checks that steps for `platform` can run here, through a handler of `dir`.
@@ -175,8 +176,15 @@ pub fn check(platform: &Platform) -> Result<Option<Handler>, EmulatorError> {
 /// handler, for `builder doctor`.
 pub fn emulated_platforms() -> Vec<(String, Handler)> {
     let candidates = [
-        "linux/amd64", "linux/386", "linux/arm64", "linux/arm", "linux/riscv64", "linux/ppc64le", "linux/s390x",
-        "linux/mips64le", "linux/loong64",
+        "linux/amd64",
+        "linux/386",
+        "linux/arm64",
+        "linux/arm",
+        "linux/riscv64",
+        "linux/ppc64le",
+        "linux/s390x",
+        "linux/mips64le",
+        "linux/loong64",
     ];
     candidates
         .iter()
@@ -205,7 +213,11 @@ mod tests {
     }
 
     fn foreign() -> Platform {
-        if host_platform().architecture == "arm64" { Platform::new("linux", "amd64") } else { Platform::new("linux", "arm64") }
+        if host_platform().architecture == "arm64" {
+            Platform::new("linux", "amd64")
+        } else {
+            Platform::new("linux", "arm64")
+        }
     }
 
     #[test]

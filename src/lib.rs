@@ -18,6 +18,7 @@ mod hint;
 mod ignore;
 mod layer;
 mod ops;
+mod platforms;
 mod progress;
 mod run;
 mod sandbox;

@@ -23,10 +23,9 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
             let platform = crate::commands::parse_platform(platform)?;
             // As a build step: another architecture only through a registered emulator.
             crate::emulator::check(&platform).map_err(crate::usage_error)?;
-            store.find_image_for(&args.image, &platform)?.ok_or_else(|| store::Error::NoSuchImage {
-                name: args.image.clone(),
-                source: None,
-            })?
+            store
+                .find_image_for(&args.image, &platform)?
+                .ok_or_else(|| store::Error::NoSuchImage { name: args.image.clone(), source: None })?
         }
     };
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;

@@ -237,7 +237,11 @@ pub fn doctor() -> String {
         );
     }
     for (platform, handler) in emulated {
-        let _ = writeln!(out, "emulator: {platform} via {} ({}, flags {})", handler.name, handler.interpreter, handler.flags);
+        let _ = writeln!(
+            out,
+            "emulator: {platform} via {} ({}, flags {})",
+            handler.name, handler.interpreter, handler.flags
+        );
     }
     out
 }

@@ -17,6 +17,7 @@ mod docker;
 mod history;
 mod image;
 mod local;
+pub mod multi;
 mod oci;
 mod spec;
 mod tar;

@@ -62,7 +62,9 @@ impl Store {
                     index.manifests.iter().filter(|d| self.has_blob(&d.digest)).cloned().collect();
                 match image_spec::select_manifest(&held, want) {
                     Some(entry) => self.image_from_manifest(&entry.digest),
-                    None => Err(missing(held.iter().filter_map(|d| d.platform.as_ref()).map(|p| p.to_string()).collect())),
+                    None => {
+                        Err(missing(held.iter().filter_map(|d| d.platform.as_ref()).map(|p| p.to_string()).collect()))
+                    }
                 }
             }
             None => {
