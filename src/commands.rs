@@ -138,8 +138,8 @@ fn images(store: &Store) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<40} {:<16} {:<14} {:<16} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
     let now = chrono::Utc::now();
-    for (name, digest) in store.refs()? {
-        let image = store.load_image(digest.as_str())?;
+    for (name, digest, platform) in image_rows(store)? {
+        let image = store.image_from_manifest(&digest)?;
         let reference = Reference::parse(&name).map_err(anyhow::Error::msg)?;
         let mut familiar = reference.clone();
         familiar.tag = None;
@@ -151,7 +151,7 @@ fn images(store: &Store) -> Result<u8> {
             .as_deref()
             .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
             .map_or_else(|| "N/A".to_string(), |t| time_ago(now.signed_duration_since(t)));
-        writeln!(
+        write!(
             out,
             "{:<40} {:<16} {:<14} {:<16} {:>10}",
             familiar.familiar(),
@@ -160,8 +160,29 @@ fn images(store: &Store) -> Result<u8> {
             created,
             human_size(size)
         )?;
+        // A multi-platform name: one row per platform, each saying which.
+        match platform {
+            Some(platform) => writeln!(out, "  {platform}")?,
+            None => writeln!(out)?,
+        }
     }
     Ok(0)
+}
+
+/// What `builder images` lists: each name's image, or each platform's image of a
+/// name that is an index (with its platform).
+fn image_rows(store: &Store) -> Result<Vec<(String, image_spec::Digest, Option<String>)>> {
+    let mut rows = Vec::new();
+    for (name, digest) in store.refs()? {
+        if store.read_index(&digest)?.is_some() {
+            for (platform, manifest) in store.platforms_of(&digest)? {
+                rows.push((name.clone(), manifest, Some(platform.to_string())));
+            }
+        } else {
+            rows.push((name, digest, None));
+        }
+    }
+    Ok(rows)
 }
 
 pub fn human_size(n: u64) -> String {
@@ -177,13 +198,18 @@ pub fn human_size(n: u64) -> String {
 
 fn inspect(store: &Store, name: &str) -> Result<u8> {
     let image = store.load_image(name)?;
+    // A multi-platform name: the index, and the image for this machine's platform.
+    let index = match Reference::parse(name).ok().map(|r| store.get_ref(&r.to_string())).transpose()?.flatten() {
+        Some(digest) if store.read_index(&digest)?.is_some() => Some(digest),
+        _ => None,
+    };
     let names: Vec<String> = store
         .refs()?
         .into_iter()
-        .filter(|(_, d)| *d == image.manifest_digest)
+        .filter(|(_, d)| *d == image.manifest_digest || Some(d) == index.as_ref())
         .map(|(n, _)| Reference::parse(&n).map(|r| r.familiar()).unwrap_or(n))
         .collect();
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "Id": image.config_digest,
         "Digest": image.manifest_digest,
         "RepoTags": names,
@@ -195,6 +221,15 @@ fn inspect(store: &Store, name: &str) -> Result<u8> {
         "Layers": image.layers,
         "History": image.config.history,
     });
+    if let Some(index) = index {
+        let platforms: Vec<serde_json::Value> = store
+            .platforms_of(&index)?
+            .into_iter()
+            .map(|(platform, digest)| serde_json::json!({ "Platform": platform.to_string(), "Digest": digest }))
+            .collect();
+        value["Index"] = serde_json::json!(index);
+        value["Platforms"] = serde_json::json!(platforms);
+    }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(0)
 }

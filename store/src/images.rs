@@ -192,7 +192,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
 }
 
 fn is_manifest_blob(bytes: &[u8]) -> bool {
-    parse_manifest(bytes).is_ok()
+    parse_manifest(bytes).is_ok() || crate::index::parse_index(bytes).is_some()
 }
 
 fn check_layers(config: &ImageConfig, layers: &[LayerInfo]) -> Result<()> {
