@@ -5,6 +5,7 @@
 //! multi-platform build differ exactly where their platforms do (see
 //! `solver::Graph::merge`).
 
+use super::stage::StageState;
 use super::{ConvertError, Converter};
 use crate::error::{Location, ParseError};
 use image_spec::Platform;
@@ -21,6 +22,22 @@ impl Converter<'_> {
     /// `Some(platform)` when `platform` is not the build platform.
     pub(super) fn foreign_platform(&self, platform: &Platform) -> Option<String> {
         (platform.normalized() != self.options.build_platform.normalized()).then(|| platform.to_string())
+    }
+
+    /// `->arm64` after a stage's platform in step names, as BuildKit's
+    /// `formatTargetPlatform`: the stage runs on another platform than the target's
+    /// and has declared a `TARGET*` arg, so its steps differ per target.
+    pub(super) fn target_suffix(&self, st: &StageState) -> String {
+        let target = &self.options.platform;
+        let declared = st.state_env.iter().any(|e| e.starts_with("TARGET"));
+        if !declared || st.platform.normalized() == target.normalized() {
+            String::new()
+        } else if st.platform.os != target.os {
+            format!("->{target}")
+        } else {
+            let variant = target.variant.as_ref().map(|v| format!("/{v}")).unwrap_or_default();
+            format!("->{}{variant}", target.architecture)
+        }
     }
 
     /// The platform an image source names: what `FROM --platform` wrote, else the
@@ -122,7 +139,7 @@ mod tests {
         // and the target stage are per platform.
         assert!(names.iter().all(|n| !n.contains("/buildarch") && !n.contains("build 1/3")), "{names:?}");
         assert!(names.contains(&"[linux/arm64 stage-1 2/3] RUN uname -m > /arch"), "{names:?}");
-        assert!(names.contains(&"[linux/amd64 build 3/3] RUN echo arm64 > /targetarch"), "{names:?}");
+        assert!(names.contains(&"[linux/amd64->arm64 build 3/3] RUN echo arm64 > /targetarch"), "{names:?}");
         assert_eq!(names.len(), 4, "{names:?}");
     }
 }

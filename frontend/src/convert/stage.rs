@@ -265,7 +265,7 @@ impl Converter<'_> {
         let width = st.cmd_total.to_string().len();
         let mut label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
         if self.options.multi_platform {
-            label.insert_str(0, &format!("{} ", st.platform));
+            label.insert_str(0, &format!("{}{} ", st.platform, self.target_suffix(st)));
         }
         let onbuild = if st.onbuild { "ONBUILD " } else { "" };
         format!("[{label}{:>width$}/{}] {onbuild}{text}", st.cmd_index, st.cmd_total)
