@@ -9,6 +9,7 @@ mod export;
 mod hygiene;
 mod media_types;
 mod mounts;
+mod platform;
 mod progress;
 mod registry;
 mod run;
