@@ -6,17 +6,20 @@
 //! - `type=oci`: an OCI layout whose `index.json` lists each platform's manifest
 //!   with its platform;
 //! - `type=local`/`tar`: one subdirectory per platform, named as BuildKit names them
-//!   (`linux_amd64/`, `linux_arm_v7/`);
+//!   (`linux_amd64/`, `linux_arm_v7/`); the tar is made from such a directory in the
+//!   store's temp space, the platform directories dated 0 (or `SOURCE_DATE_EPOCH`);
 //! - `type=docker`: refused, as buildx refuses loading a manifest list into Docker:
 //!   build one platform for it, or use `type=oci`.
 
 use super::image::{names, prepare};
 use super::{BuildResult, Dest, OutputKind, OutputSpec};
 use crate::archive::{ArchiveFormat, ArchiveImage};
+use crate::layer::tar_writer::{TarOptions, write_tar};
 use crate::progress::Task;
 use anyhow::{Context as _, Result, anyhow, bail};
 use image_spec::{Digest, Image, MediaTypeFamily, Platform};
 use registry::{RegistryOptions, Transfer};
+use std::path::Path;
 use store::Store;
 
 /// One platform's result.
@@ -117,17 +120,36 @@ fn oci(store: &Store, spec: &OutputSpec, results: &[PlatformResult]) -> Result<D
 
 /// `type=local` into `dest/PLATFORM/`; `type=tar` as one tar with those directories.
 fn per_platform(store: &Store, spec: &OutputSpec, results: &[PlatformResult]) -> Result<()> {
-    let Some(Dest::Path(dest)) = &spec.dest else {
-        bail!(crate::usage_error(anyhow!("{:?} of several platforms needs dest=DIR", spec.kind)))
-    };
-    let dest = match spec.kind {
-        OutputKind::Local => dest.clone(),
-        _ => bail!(crate::usage_error(anyhow!(
-            "type=tar of several platforms is not supported yet (build them as type=local, one directory each)"
-        ))),
-    };
+    let dest = spec.dest.as_ref().expect("validated: a dest");
+    if spec.kind == OutputKind::Local {
+        let Dest::Path(dir) = dest else { bail!(crate::usage_error(anyhow!("type=local needs dest=DIR"))) };
+        return write_platform_dirs(store, spec, results, dir);
+    }
+    let temp = store.temp_dir("tar-platforms")?;
+    write_platform_dirs(store, spec, results, temp.path())?;
+    let epoch = results[0].1.epoch;
+    for (platform, _) in results {
+        let time = filetime::FileTime::from_unix_time(epoch.unwrap_or(0), 0);
+        filetime::set_file_mtime(temp.path().join(platform_dir(platform)), time)?;
+    }
+    let options = TarOptions { overlay: false, mtime_clamp: epoch };
+    match dest {
+        Dest::Stdout => {
+            let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let mut out = write_tar(temp.path(), out, &options)?;
+            std::io::Write::flush(&mut out).context("writing to stdout")?;
+        }
+        Dest::Path(file) => {
+            crate::archive::write_file_atomically(store, file, |out| write_tar(temp.path(), out, &options).map(drop))
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_platform_dirs(store: &Store, spec: &OutputSpec, results: &[PlatformResult], dir: &Path) -> Result<()> {
     for (platform, result) in results {
-        let sub = OutputSpec { dest: Some(Dest::Path(dest.join(platform_dir(platform)))), ..spec.clone() };
+        let sub = OutputSpec { dest: Some(Dest::Path(dir.join(platform_dir(platform)))), ..spec.clone() };
         super::local::export(store, &sub, result).with_context(|| format!("the files for {platform}"))?;
     }
     Ok(())

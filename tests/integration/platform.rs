@@ -241,3 +241,52 @@ fn wrong_platforms_are_errors_that_name_what_is_missing() {
         "the error names the platform and the fix:\n{log}"
     );
 }
+
+#[test]
+fn multi_platform_results_are_reproducible_and_a_tar_has_a_directory_per_platform() {
+    let test = "multi_platform_results_are_reproducible_and_a_tar_has_a_directory_per_platform";
+    let Some(first) = env(test) else { return };
+    let Some(arm64_tar) = arm64_busybox(test, first.work.path()) else { return };
+    let dockerfile = "ARG TARGETARCH\nFROM bb-$TARGETARCH:1\nCOPY hello.txt /\n";
+    let build = |env: &Env, extra: &[&str]| {
+        for (platform, tar, name) in [
+            ("linux/amd64", busybox_tar().to_path_buf(), "bb-amd64:1"),
+            ("linux/arm64", arm64_tar.clone(), "bb-arm64:1"),
+        ] {
+            let out = env
+                .cmd(&["import", "--platform", platform, tar.to_str().unwrap(), name])
+                .env("SOURCE_DATE_EPOCH", "0")
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        }
+        let ctx = env.context("repro", &[("Dockerfile", dockerfile), ("hello.txt", "hello\n")]);
+        let iid = env.work.path().join("iid");
+        let mut args = vec![
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--iidfile",
+            iid.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(ctx.to_str().unwrap());
+        let out = env.cmd(&args).env("SOURCE_DATE_EPOCH", "0").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        read(iid)
+    };
+    let tar = first.work.path().join("platforms.tar");
+    let dest = format!("type=tar,dest={}", tar.display());
+    let digest = build(&first, &["-o", &dest, "-o", "type=image"]);
+    let second = env(test).unwrap();
+    assert_eq!(build(&second, &[]), digest, "the same index from another store with SOURCE_DATE_EPOCH");
+
+    let listing = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for platform in ["linux_amd64", "linux_arm64"] {
+        assert!(listing.lines().any(|l| l.ends_with(&format!("{platform}/hello.txt"))), "{listing}");
+        assert!(listing.lines().any(|l| l.ends_with(&format!("{platform}/bin/busybox"))), "{listing}");
+    }
+    assert!(listing.lines().all(|l| l.contains("1970-01-01")), "dated SOURCE_DATE_EPOCH:\n{listing}");
+}
