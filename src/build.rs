@@ -6,7 +6,7 @@ use crate::ops::{BuildWorker, WorkerOptions};
 use crate::progress::Task;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::{BaseImage, BuildOptions};
+use frontend::{BaseImage, BuildOptions, ResolveError};
 use image_spec::Reference;
 use image_spec::{Platform, host_platform};
 use registry::RegistryOptions;
@@ -428,24 +428,34 @@ struct FrontendResolver<'a> {
 }
 
 impl frontend::ImageResolver for FrontendResolver<'_> {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         let image = if self.offline {
             match self.images.local(reference, platform) {
                 Ok(Some(image)) => image,
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(format!("{e:#}")),
+                Err(e) => return Err(resolve_error(&e)),
             }
         } else {
             match self.images.resolve_for(reference, platform) {
                 Ok(image) => image,
                 Err(e) => {
-                    let text = format!("{e:#}");
+                    let error = resolve_error(&e);
                     *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                    return Err(text);
+                    return Err(error);
                 }
             }
         };
         let reference = Reference::parse(reference).map(|r| r.to_string()).unwrap_or(reference.to_string());
         Ok(Some(BaseImage { reference, config: image.config.config, history: image.config.history }))
+    }
+}
+
+/// The frontend's word for a resolver's error: a missing platform is typed.
+fn resolve_error(error: &anyhow::Error) -> ResolveError {
+    match error.downcast_ref::<store::Error>() {
+        Some(store::Error::NoPlatform { image, wanted, available }) => {
+            ResolveError::NoPlatform { image: image.clone(), wanted: wanted.clone(), available: available.clone() }
+        }
+        _ => ResolveError::Failed(format!("{error:#}")),
     }
 }

@@ -86,12 +86,35 @@ pub struct BaseImage {
     pub history: Vec<History>,
 }
 
+/// Why a base image cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The image exists, but not for the platform the stage is for.
+    #[error("{image} has no image for platform {wanted} (it has: {})", available.join(", "))]
+    NoPlatform { image: String, wanted: String, available: Vec<String> },
+    /// Anything else (a registry, the store), as the resolver words it.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ResolveError {
+    fn from(text: String) -> Self {
+        ResolveError::Failed(text)
+    }
+}
+
+impl From<&str> for ResolveError {
+    fn from(text: &str) -> Self {
+        ResolveError::Failed(text.to_string())
+    }
+}
+
 /// Answers questions about base images. Implemented by the builder over its store
 /// (and registry); tests use a map.
 pub trait ImageResolver {
     /// The config of `reference`, or `Ok(None)` when it cannot be resolved offline
     /// (only allowed when printing the graph).
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, String>;
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError>;
 }
 
 /// One history entry the build adds. `layer` is the vertex whose result adds the

@@ -228,7 +228,7 @@ impl<'a> Converter<'a> {
         let written = self.stages[current].platform.clone();
         let resolve_platform = self.stage_platform(written.as_deref(), at)?;
         if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
-            return Err(ParseError::invalid(at, unusable(e)));
+            return Err(ParseError::invalid(at, unusable(e.to_string())));
         }
         let platform = self.source_platform(written.as_ref(), &resolve_platform);
         let op = Op::Source(SourceOp::Image { reference: reference.to_string(), platform });

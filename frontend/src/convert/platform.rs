@@ -49,7 +49,7 @@ impl Converter<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{BaseImage, BuildDefinition, BuildOptions, ImageResolver, compile};
+    use crate::{BaseImage, BuildDefinition, BuildOptions, ImageResolver, ResolveError, compile};
     use image_spec::Platform;
     use solver::ir::{ExecOp, Op, SourceOp};
     use std::collections::BTreeMap;
@@ -60,7 +60,7 @@ mod tests {
     struct Resolver(Mutex<Vec<String>>);
 
     impl ImageResolver for Resolver {
-        fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, String> {
+        fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
             self.0.lock().unwrap().push(format!("{reference} {platform}"));
             Ok(Some(BaseImage { reference: reference.into(), ..BaseImage::default() }))
         }
