@@ -14,22 +14,19 @@ fn identity(vertex: &Vertex) -> String {
 
 impl Graph {
     /// Adds the vertices of `other`, reusing any vertex of `self` that does the same
-    /// work on the same inputs (the first one's name and step id stay). Returns where
-    /// each vertex of `other` is now, by its index in `other`.
+    /// work on the same inputs (the first one's name and step id stay). Vertices of
+    /// `other` stay as many as they are: two identical steps of one Dockerfile are
+    /// shown as two, as before (the solver runs them once by key). Returns where each
+    /// vertex of `other` is now, by its index in `other`.
     pub fn merge(&mut self, other: &Graph) -> Vec<VertexId> {
-        let mut existing: HashMap<String, VertexId> = self.iter().map(|(id, v)| (identity(v), id)).collect();
+        let existing: HashMap<String, VertexId> = self.iter().map(|(id, v)| (identity(v), id)).collect();
         let mut moved = Vec::with_capacity(other.len());
         for (_, vertex) in other.iter() {
             let mut vertex = vertex.clone();
             vertex.inputs = vertex.inputs.iter().map(|input| moved[input.0]).collect();
-            let key = identity(&vertex);
-            let id = match existing.get(&key) {
+            let id = match existing.get(&identity(&vertex)) {
                 Some(&id) => id,
-                None => {
-                    let id = self.add(vertex);
-                    existing.insert(key, id);
-                    id
-                }
+                None => self.add(vertex),
             };
             moved.push(id);
         }
@@ -74,5 +71,11 @@ mod tests {
         let again = a.clone();
         assert_eq!(a.merge(&again).len(), 6);
         assert_eq!(a.len(), 6);
+        // Into an empty graph, identical vertices of one graph stay two.
+        let mut twice = Graph::new();
+        twice.add(Vertex::new(image("busybox", None), vec![], "FROM busybox"));
+        twice.add(Vertex::new(image("busybox", None), vec![], "FROM busybox"));
+        let mut empty = Graph::new();
+        assert_eq!(empty.merge(&twice), [crate::VertexId(0), crate::VertexId(1)]);
     }
 }
