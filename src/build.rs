@@ -32,6 +32,12 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     if let Some(digest) = result? {
         println!("{digest}");
     }
+    // The build succeeded whatever the collection of old cache does.
+    match crate::autogc::after_build(store) {
+        Ok(Some(message)) if mode != crate::progress::Mode::RawJson => eprintln!("{message}"),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: automatic GC: {e:#}"),
+    }
     Ok(0)
 }
 

@@ -7,33 +7,33 @@ use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
 use registry::{RegistryOptions, Transfer};
 use std::io::Write;
-use store::{LockMode, Store, StoreLock};
+use store::Store;
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let root = cli.root.clone().unwrap_or_else(Store::default_root);
     let store = || Store::open(&root).with_context(|| format!("opening store {}", root.display()));
-    // Commands that add or use content hold the store lock shared, so that prune (which
-    // takes it exclusively) never removes what they work with.
-    let shared = || -> Result<(Store, StoreLock)> {
+    // Commands that add or use content take a lease, so that prune (which runs beside
+    // them) never removes what they work with (store/src/lease.rs).
+    let shared = || -> Result<Store> {
         let store = store()?;
-        let lock = store.lock(LockMode::Shared)?;
-        Ok((store, lock))
+        store.take_lease()?;
+        Ok(store)
     };
     match cli.command {
         Command::Build(args) => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             crate::build::build(&store, args)
         }
         Command::Run(args) => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             crate::run::run(&store, args)
         }
         Command::Images => images(&store()?),
         Command::Inspect { image } => inspect(&store()?, &image),
         Command::History { image, no_trunc, human, quiet } => history(&store()?, &image, no_trunc, human, quiet),
         Command::Tag { source, target } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let image = store.load_image(&source)?;
             let name = crate::cli::normalize(&target)?;
             store.set_ref(&name, &image.manifest_digest)?;
@@ -41,7 +41,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Rmi { images } => rmi(&store()?, &images),
         Command::Import { tarball, name, platform } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let name = crate::cli::normalize(&name)?;
             let image = match platform {
                 Some(p) => crate::archive::import_rootfs_for(&store, &tarball, &name, &parse_platform(&p)?),
@@ -52,7 +52,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Save { output, format, images } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let mut list = Vec::new();
             for name in images {
                 let image = store.load_image(&name)?;
@@ -71,7 +71,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Fsck { snapshots } => fsck(&store()?, snapshots),
         Command::Load { input } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let names = crate::archive::load(&store, &input).with_context(|| format!("loading {}", input.display()))?;
             for name in names {
                 println!("Loaded image: {}", Reference::parse(&name).map(|r| r.familiar()).unwrap_or(name));
@@ -79,7 +79,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Pull { reference, platform } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let platform = match platform {
                 Some(p) => parse_platform(&p)?,
@@ -91,7 +91,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Push { reference } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let image = store.load_image(&reference)?;
             let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
@@ -456,7 +456,11 @@ fn du(store: &Store, json: bool) -> Result<u8> {
     row("cache mounts", "", &usage.cache_mounts)?;
     row("volumes", "", &usage.volumes)?;
     row("temp", "running", &usage.temp)?;
-    writeln!(out, "Build data: {} (bounded by prune --keep-storage)", human_size(usage.build_total()))?;
+    let bound = match crate::autogc::budget(store)? {
+        Some(budget) => format!("automatic GC keeps it under {} ({})", human_size(budget.bytes), budget.source),
+        None => "automatic GC is off (BUILDER_GC=false); prune --keep-storage bounds it".to_string(),
+    };
+    writeln!(out, "Build data: {} ({bound})", human_size(usage.build_total()))?;
     Ok(0)
 }
 

@@ -8,6 +8,7 @@
 //! [`main`], which alone turns errors into exit codes.
 
 mod archive;
+mod autogc;
 mod build;
 mod cache;
 mod cli;

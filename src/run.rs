@@ -70,6 +70,9 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     // The container's writable layer lives in the store while it runs and is removed
     // afterwards whatever happens: containers here never outlive their process.
     let container = store.temp_dir("container")?;
+    // From here the container needs only its image (held by the lease) and its own
+    // directories: a prune while it runs may take everything else.
+    store.close_lease_window()?;
     let upperdir = container.path().join("upper");
     let workdir = container.path().join("work");
     std::fs::create_dir_all(&upperdir)?;

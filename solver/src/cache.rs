@@ -81,6 +81,27 @@ pub struct CacheRecord {
 #[error("cache store: {0}")]
 pub struct CacheStoreError(pub String);
 
+/// The right to compute one key among the processes sharing a cache store, held until
+/// dropped (see [`CacheStore::try_claim`]).
+pub struct Claim(#[expect(dead_code, reason = "held for its Drop")] Box<dyn Send>);
+
+impl Claim {
+    /// A claim that lasts as long as `guard` (e.g. a locked file).
+    pub fn new(guard: Box<dyn Send>) -> Claim {
+        Claim(guard)
+    }
+}
+
+/// What [`CacheStore::try_claim`] says.
+pub enum ClaimAttempt {
+    /// This process computes the key until the claim is dropped.
+    Claimed(Claim),
+    /// Another process computes it now: wait, then look it up again.
+    Busy,
+    /// The store does not coordinate processes.
+    Unsupported,
+}
+
 /// Persistent map from keys to records. Implementations must be safe for
 /// concurrent use and must never expose a half-written record.
 pub trait CacheStore: Send + Sync {
@@ -103,6 +124,14 @@ pub trait CacheStore: Send + Sync {
     fn hit_source(&self, key: &CacheKey) -> Option<String> {
         let _ = key;
         None
+    }
+
+    /// Claims `key` for this process, without waiting: so that an identical step of
+    /// concurrent builds sharing the store runs once (the solver waits while another
+    /// process holds the claim, then finds its record). The default coordinates nothing.
+    fn try_claim(&self, key: &CacheKey) -> Result<ClaimAttempt, CacheStoreError> {
+        let _ = key;
+        Ok(ClaimAttempt::Unsupported)
     }
 }
 

@@ -140,7 +140,7 @@ fn remove_siblings(dir: &Path, prefix: &str) {
 /// GC with the cache as the holder of records and mounts.
 pub trait StoreExt {
     /// `cache` with the use of its records tracked in this store.
-    fn track_usage<'a>(&self, cache: &'a dyn CacheStore) -> UsageTracking<'a>;
+    fn track_usage<'a>(&'a self, cache: &'a dyn CacheStore) -> UsageTracking<'a>;
     /// `builder du`.
     fn disk_usage(&self) -> Result<DiskUsage>;
     /// `builder prune`: takes the store lock exclusively (waiting for running builds).
@@ -150,7 +150,7 @@ pub trait StoreExt {
 }
 
 impl StoreExt for Store {
-    fn track_usage<'a>(&self, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
+    fn track_usage<'a>(&'a self, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
         usage::track_usage(self, cache)
     }
 

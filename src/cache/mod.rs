@@ -16,6 +16,7 @@
 //! does not match is a miss, never an error: the step simply runs again and
 //! overwrites it.
 
+mod claim;
 pub mod export;
 pub mod format;
 pub mod holder;
@@ -187,6 +188,10 @@ impl CacheStore for DiskCacheStore {
             Some(key) => self.get(&key),
             None => Ok(None),
         }
+    }
+
+    fn try_claim(&self, key: &CacheKey) -> Result<solver::ClaimAttempt, CacheStoreError> {
+        claim::try_claim(&self.dir, key)
     }
 
     fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {

@@ -38,6 +38,10 @@ pub enum Error {
     },
     #[error("blob {digest} is corrupt: its content hashes to {found}")]
     CorruptBlob { digest: Digest, found: Digest },
+    #[error("image {digest} was removed by a prune before this process could hold it")]
+    Removed { digest: Digest },
+    #[error("lease {}: unreadable line {line:?}", path.display())]
+    Lease { path: PathBuf, line: String },
     #[error("fetching blob {digest} from {from}")]
     Fetch {
         digest: Digest,

@@ -135,7 +135,15 @@ impl Store {
         }
     }
 
+    /// The image `name_or_id` names (a name, a manifest digest or an id prefix), held by
+    /// this process's lease (if it took one) from now on.
     pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
+        let image = self.find_image_unleased(name_or_id)?;
+        self.lease_image(&image.manifest_digest)?;
+        Ok(image)
+    }
+
+    fn find_image_unleased(&self, name_or_id: &str) -> Result<Image> {
         if let Ok(digest) = Digest::parse(name_or_id)
             && self.has_blob(&digest)
             // A layer blob is no manifest, and too big to read whole.

@@ -9,7 +9,7 @@
 //! cache's records or registries: those are the caller's, behind the traits above.
 //!
 //! Layout under the root (see DESIGN.md): `blobs/sha256/<hex>`, `snapshots/<chainID>/`,
-//! `refs.json`, `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`, `lock`.
+//! `refs.json`, `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`, `leases/`, `lock`.
 //! Every write goes to a temp path on the same filesystem and is renamed into place,
 //! so nothing half-written is ever visible under its final name.
 //!
@@ -25,6 +25,7 @@ mod hash;
 mod holders;
 mod images;
 mod index;
+mod lease;
 mod lock;
 mod owner;
 mod refs;
@@ -55,6 +56,8 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     root: PathBuf,
     remote: remote::Remote,
+    /// This process's lease, once taken (`lease.rs`).
+    lease: std::sync::OnceLock<lease::Lease>,
 }
 
 /// A directory under the store's `tmp/` that is removed when dropped unless kept.
@@ -108,7 +111,7 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at("creating", &path))?;
         }
-        let store = Store { root: root.to_path_buf(), remote: Default::default() };
+        let store = Store { root: root.to_path_buf(), remote: Default::default(), lease: Default::default() };
         owner::open_store(&store.tmp());
         store.clean_stale_temps();
         Ok(store)

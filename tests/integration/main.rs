@@ -4,8 +4,10 @@
 mod build;
 mod cache;
 mod cache_export;
+mod concurrent;
 mod dockerfile;
 mod export;
+mod gc;
 mod hygiene;
 mod media_types;
 mod mounts;
