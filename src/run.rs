@@ -20,7 +20,7 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let image = match &args.platform {
         None => store.load_image(&args.image)?,
         Some(platform) => {
-            let platform = crate::commands::parse_platform(platform)?;
+            let platform = image_spec::Platform::parse(platform).map_err(crate::usage_error)?;
             // As a build step: another architecture only through a registered emulator.
             crate::emulator::check(&platform).map_err(crate::usage_error)?;
             store
