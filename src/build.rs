@@ -225,8 +225,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     // What --iidfile and --metadata-file name: the image, or the index of several.
     let (digest, config_digest, cache_layers) = if results.len() > 1 {
         let index = crate::platforms::export_all(store, &request.outputs, &results, progress)?;
-        // A min-mode cache export follows the first platform's image.
-        (index, None, results[0].1.layers.clone())
+        (index, None, results.iter().map(|(_, r)| r.layers.clone()).collect())
     } else {
         let result = results.pop().context("the solve returned no result")?.1;
         let mut image = None;
@@ -241,10 +240,11 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             // Filesystem outputs only: the image id is still worth reporting.
             None => store.write_image(&result.config, &result.layers)?,
         };
-        (image.manifest_digest, Some(image.config_digest), result.layers)
+        (image.manifest_digest, Some(image.config_digest), vec![result.layers])
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
     mount_keys.extend(worker.used_cache_mounts());
+    let cache_layers: Vec<&[image_spec::LayerInfo]> = cache_layers.iter().map(Vec::as_slice).collect();
     cache.export(&report, &cache_layers, &mount_keys, progress)?;
     if let Some(path) = &args.iidfile {
         std::fs::write(path, digest.as_str()).with_context(|| format!("writing {}", path.display()))?;

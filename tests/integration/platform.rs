@@ -56,7 +56,7 @@ fn steps(log: &str) -> Vec<(String, bool)> {
         if !id.starts_with('#') {
             continue;
         }
-        if rest == "CACHED" {
+        if rest.starts_with("CACHED") {
             cached.push(id.to_string());
         } else if rest.starts_with('[') && !names.contains_key(id) {
             names.insert(id.to_string(), rest.to_string());
@@ -243,8 +243,9 @@ fn wrong_platforms_are_errors_that_name_what_is_missing() {
 }
 
 #[test]
-fn multi_platform_results_are_reproducible_and_a_tar_has_a_directory_per_platform() {
-    let test = "multi_platform_results_are_reproducible_and_a_tar_has_a_directory_per_platform";
+fn multi_platform_results_are_reproducible_cached_for_every_platform_and_a_tar_has_a_directory_per_platform() {
+    let test =
+        "multi_platform_results_are_reproducible_cached_for_every_platform_and_a_tar_has_a_directory_per_platform";
     let Some(first) = env(test) else { return };
     let Some(arm64_tar) = arm64_busybox(test, first.work.path()) else { return };
     let dockerfile = "ARG TARGETARCH\nFROM bb-$TARGETARCH:1\nCOPY hello.txt /\n";
@@ -273,14 +274,23 @@ fn multi_platform_results_are_reproducible_and_a_tar_has_a_directory_per_platfor
         args.extend_from_slice(extra);
         args.push(ctx.to_str().unwrap());
         let out = env.cmd(&args).env("SOURCE_DATE_EPOCH", "0").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        read(iid)
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        (read(iid), log)
     };
     let tar = first.work.path().join("platforms.tar");
     let dest = format!("type=tar,dest={}", tar.display());
-    let digest = build(&first, &["-o", &dest, "-o", "type=image"]);
+    let cache = first.work.path().join("cache");
+    let cache_to = format!("type=local,dest={},mode=min", cache.display());
+    let (digest, log) = build(&first, &["-o", &dest, "-o", "type=image", "--cache-to", &cache_to]);
+    assert_eq!(ran(&log).len(), 2, "{log}");
+    // Another store: the same index, and the min-mode cache holds both platforms'
+    // records, so nothing runs.
     let second = env(test).unwrap();
-    assert_eq!(build(&second, &[]), digest, "the same index from another store with SOURCE_DATE_EPOCH");
+    let cache_from = format!("type=local,src={}", cache.display());
+    let (again, log) = build(&second, &["--cache-from", &cache_from]);
+    assert_eq!(again, digest, "the same index from another store with SOURCE_DATE_EPOCH");
+    assert_eq!(ran(&log), Vec::<String>::new(), "{log}");
 
     let listing = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
