@@ -19,6 +19,7 @@ mod image;
 mod local;
 pub mod multi;
 mod oci;
+mod oci_index;
 mod spec;
 mod tar;
 

@@ -3,8 +3,7 @@
 //! - `type=image`/`registry`: an image index (OCI, or a Docker manifest list with
 //!   `oci-mediatypes=false`) in the store under the names; a push sends every
 //!   manifest by digest, then the index under each name;
-//! - `type=oci`: an OCI layout whose `index.json` lists each platform's manifest
-//!   with its platform;
+//! - `type=oci`: an OCI layout whose `index.json` names the index (`oci_index.rs`);
 //! - `type=local`/`tar`: one subdirectory per platform, named as BuildKit names them
 //!   (`linux_amd64/`, `linux_arm_v7/`); the tar is made from such a directory in the
 //!   store's temp space, the platform directories dated 0 (or `SOURCE_DATE_EPOCH`);
@@ -12,8 +11,8 @@
 //!   build one platform for it, or use `type=oci`.
 
 use super::image::{names, prepare};
+use super::oci_index;
 use super::{BuildResult, Dest, OutputKind, OutputSpec};
-use crate::archive::{ArchiveFormat, ArchiveImage};
 use crate::layer::tar_writer::{TarOptions, write_tar};
 use crate::progress::Task;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -94,23 +93,18 @@ fn image_index(store: &Store, spec: &OutputSpec, results: &[PlatformResult], tas
 }
 
 fn oci(store: &Store, spec: &OutputSpec, results: &[PlatformResult]) -> Result<Digest> {
+    let names = names(spec, &results[0].1)?;
     let (images, index) = write_index(store, spec, results)?;
-    // Unnamed: a name on two manifests would be ambiguous to a reader of the layout.
-    let entries: Vec<ArchiveImage> =
-        images.into_iter().map(|image| ArchiveImage { image, names: Vec::new() }).collect();
     match spec.dest.as_ref().expect("validated: a dest") {
         Dest::Stdout => {
             let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            let mut out = crate::archive::write_archive(store, &entries, ArchiveFormat::Oci, out)?;
+            let mut out = oci_index::write_tar(store, &images, &index, &names, out)?;
             std::io::Write::flush(&mut out).context("writing to stdout")?;
         }
-        Dest::Path(dir) if !spec.tar => {
-            crate::archive::write_layout_dir(store, &entries, ArchiveFormat::Oci, dir)
-                .with_context(|| format!("writing {}", dir.display()))?;
-        }
+        Dest::Path(dir) if !spec.tar => oci_index::write_dir(store, &images, &index, &names, dir)?,
         Dest::Path(file) => {
             crate::archive::write_file_atomically(store, file, |out| {
-                crate::archive::write_archive(store, &entries, ArchiveFormat::Oci, out).map(drop)
+                oci_index::write_tar(store, &images, &index, &names, out).map(drop)
             })
             .with_context(|| format!("writing {}", file.display()))?;
         }

@@ -282,8 +282,15 @@ fn multi_platform_results_are_reproducible_cached_for_every_platform_and_a_tar_h
     let dest = format!("type=tar,dest={}", tar.display());
     let cache = first.work.path().join("cache");
     let cache_to = format!("type=local,dest={},mode=min", cache.display());
-    let (digest, log) = build(&first, &["-o", &dest, "-o", "type=image", "--cache-to", &cache_to]);
+    let oci = first.work.path().join("oci.tar");
+    let oci_dest = format!("type=oci,dest={}", oci.display());
+    let (digest, log) = build(&first, &["-o", &dest, "-o", "type=image", "-o", &oci_dest, "--cache-to", &cache_to]);
     assert_eq!(ran(&log).len(), 2, "{log}");
+    // The OCI layout names the index; skopeo picks each platform from it.
+    let oci_ref = format!("oci-archive:{}", oci.display());
+    for arch in ["amd64", "arm64"] {
+        assert_eq!(skopeo(&["inspect", "--override-arch", arch, &oci_ref])["Architecture"], arch);
+    }
     // Another store: the same index, and the min-mode cache holds both platforms'
     // records, so nothing runs.
     let second = env(test).unwrap();
