@@ -190,6 +190,16 @@ fn a_two_platform_build_makes_an_index_and_shares_the_build_stage() {
         "{log}"
     );
 
+    // A Docker manifest list on request.
+    let list = format!("{}/it/app:docker", registry.host());
+    let output = format!("type=registry,name={list},oci-mediatypes=false");
+    fresh.build_ok(&ctx, &["--platform", "linux/amd64,linux/arm64", "-o", &output]);
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{list}")]);
+    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json", "{raw}");
+    for entry in raw["manifests"].as_array().unwrap() {
+        assert_eq!(entry["mediaType"], "application/vnd.docker.distribution.manifest.v2+json", "{raw}");
+    }
+
     // One platform as a docker tarball that skopeo reads; several are refused.
     let tarball = fresh.work.path().join("arm64.tar");
     let docker = format!("type=docker,dest={}", tarball.display());
