@@ -36,7 +36,9 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let store = shared()?;
             let image = store.load_image(&source)?;
             let name = crate::cli::normalize(&target)?;
-            store.set_ref(&name, &image.manifest_digest)?;
+            // A multi-platform name: the new name is the index too.
+            let digest = index_of(&store, &source)?.unwrap_or(image.manifest_digest);
+            store.set_ref(&name, &digest)?;
             Ok(0)
         }
         Command::Rmi { images } => rmi(&store()?, &images),
@@ -93,9 +95,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Push { reference } => {
             let store = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
-            let image = store.load_image(&reference)?;
             let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
-            let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
+            // A multi-platform name goes as its index: every platform's image, then the index.
+            let digest = match index_of(&store, &reference)? {
+                Some(index) => {
+                    let content = crate::transfer::StoreContent(&store);
+                    registry::push_index(&content, &index, &parsed, &RegistryOptions::default(), &progress)?
+                }
+                None => {
+                    let image = store.load_image(&reference)?;
+                    crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?
+                }
+            };
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)
         }
@@ -169,6 +180,15 @@ fn images(store: &Store) -> Result<u8> {
     Ok(0)
 }
 
+/// The index a name stands for, when it is a multi-platform name.
+fn index_of(store: &Store, name: &str) -> Result<Option<image_spec::Digest>> {
+    let Ok(reference) = Reference::parse(name) else { return Ok(None) };
+    match store.get_ref(&reference.to_string())? {
+        Some(digest) if store.read_index(&digest)?.is_some() => Ok(Some(digest)),
+        _ => Ok(None),
+    }
+}
+
 /// What `builder images` lists: each name's image, or each platform's image of a
 /// name that is an index (with its platform).
 fn image_rows(store: &Store) -> Result<Vec<(String, image_spec::Digest, Option<String>)>> {
@@ -199,10 +219,7 @@ pub fn human_size(n: u64) -> String {
 fn inspect(store: &Store, name: &str) -> Result<u8> {
     let image = store.load_image(name)?;
     // A multi-platform name: the index, and the image for this machine's platform.
-    let index = match Reference::parse(name).ok().map(|r| store.get_ref(&r.to_string())).transpose()?.flatten() {
-        Some(digest) if store.read_index(&digest)?.is_some() => Some(digest),
-        _ => None,
-    };
+    let index = index_of(store, name)?;
     let names: Vec<String> = store
         .refs()?
         .into_iter()

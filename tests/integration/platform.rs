@@ -209,6 +209,13 @@ fn a_two_platform_build_makes_an_index_and_shares_the_build_stage() {
     let (ok, _, log) = fresh.build(&ctx, &["--platform", "linux/amd64,linux/arm64", "-o", &docker]);
     assert!(!ok && log.contains("type=docker holds one platform"), "{log}");
 
+    // `tag` and `push` of a multi-platform name carry the index.
+    let copy = format!("{}/it/copy:1", registry.host());
+    fresh.ok(&["tag", &app, &copy]);
+    fresh.ok(&["push", &copy]);
+    let pushed = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{copy}")]);
+    assert_eq!(pushed["manifests"].as_array().map(Vec::len), Some(2), "{pushed}");
+
     // The store's index: `images` lists both platforms, `run --platform` picks one.
     let images = fresh.ok(&["images"]);
     assert!(images.contains("linux/amd64") && images.contains("linux/arm64"), "{images}");
