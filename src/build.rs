@@ -18,13 +18,21 @@ use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let request = Request::new(&args)?;
+    let call =
+        crate::check::parse_call(args.more.call.as_deref(), args.more.check).map_err(|e| usage_error(anyhow!(e)))?;
+    if call.name != crate::check::CallName::Build {
+        let progress = solver::progress::NullProgress;
+        let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
+        let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
+        return crate::check::run(&call, &request.dockerfile, &request.options, &resolver);
+    }
     if let Some(print) = args.print.as_deref() {
         return print_graph(store, &request, print);
     }
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     // The display exists before anything is resolved or pulled: every line the build
     // writes on stderr is one of its steps.
-    let progress = crate::progress::new(mode, args.explain);
+    let progress = if args.more.quiet { crate::progress::quiet() } else { crate::progress::new(mode, args.explain) };
     let logs = crate::progress::route_logs(progress.clone());
     let result = run(store, &args, &request, progress.sink());
     drop(logs);
@@ -59,6 +67,11 @@ struct Request {
     secrets: std::collections::HashMap<String, Vec<u8>>,
     /// `--platform`: the target platforms, the machine's when none is given.
     platforms: Vec<Platform>,
+    /// `--add-host` and `--shm-size`, for every RUN step.
+    extra_hosts: Vec<(String, std::net::IpAddr)>,
+    shm_size: Option<u64>,
+    /// `oci-layout://` contexts, copied into the store before the build.
+    oci_layouts: Vec<crate::oci_layout::LayoutImage>,
 }
 
 impl Request {
@@ -76,6 +89,7 @@ impl Request {
         let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
         let dockerfile = std::fs::read_to_string(&dockerfile_path)
             .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
+        crate::build_flags::unsupported_flags(&args.more).map_err(|e| usage_error(anyhow!(e)))?;
         let outputs = output_specs(args)?;
         let platforms = crate::platforms::parse(&args.platforms)?;
         let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
@@ -105,7 +119,8 @@ impl Request {
             labels: parse_pairs(&args.labels, "--label", false)?,
             named_contexts: BTreeMap::new(),
         };
-        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
+        let mut oci_layouts = Vec::new();
+        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts, &mut oci_layouts)?;
         let entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
         let mut rlimits = Vec::new();
         for ulimit in &args.ulimits {
@@ -125,6 +140,11 @@ impl Request {
             rlimits,
             secrets: read_secrets(&args.secrets)?,
             platforms,
+            extra_hosts: crate::build_flags::parse_add_hosts(&args.more.add_hosts)
+                .map_err(|e| usage_error(anyhow!(e)))?,
+            shm_size: crate::build_flags::parse_shm_size(args.more.shm_size.as_deref())
+                .map_err(|e| usage_error(anyhow!(e)))?,
+            oci_layouts,
         })
     }
 }
@@ -149,6 +169,9 @@ fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
 fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn ProgressSink) -> Result<Option<String>> {
     let registry_opts = RegistryOptions::default();
     let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
+    for layout in &request.oci_layouts {
+        crate::oci_layout::load(store, layout)?;
+    }
     let definitions = load_definition(request, &images, progress)?;
     let definition = &definitions[0].1;
     let cache = crate::cache::Session::open(
@@ -173,7 +196,10 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             default_network: request.default_network,
             entitlements: request.entitlements,
             rlimits: request.rlimits.clone(),
+            extra_hosts: request.extra_hosts.clone(),
+            shm_size: request.shm_size,
             secrets: request.secrets.clone(),
+            ssh: crate::ssh::agents(&args.ssh).map_err(usage_error)?,
             layer_options: crate::layer::LayerOptions {
                 compression: first_image.map_or(Default::default(), |o| o.compression),
                 level: first_image.and_then(|o| o.level),
@@ -295,6 +321,9 @@ fn load_definition(
     for warning in &compiled[0].1.warnings {
         task.warn(warning.clone());
     }
+    if let Err(e) = crate::check::warn_during_build(&request.dockerfile, &request.options, &resolver, &task) {
+        return task.finish(Err(e));
+    }
     task.finish(Ok(crate::platforms::merge(compiled)))
 }
 
@@ -312,6 +341,7 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     if args.load || outputs.is_empty() {
         outputs.push(OutputSpec::new(OutputKind::Image));
     }
+    crate::build_flags::add_annotations(&args.more.annotations, &mut outputs).map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
     }
@@ -325,10 +355,12 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
 
 /// `--build-context NAME=VALUE`s into `named` (as the frontend sees them); returns the
 /// local directories by the name of their source. A VALUE is a directory (relative to
-/// the current directory) or `docker-image://REF`, as buildx takes them.
+/// the current directory), `docker-image://REF`, a git URL, an `http(s)://` file or
+/// `oci-layout://PATH[:TAG|@DIGEST]` (into `layouts`), as buildx takes them.
 fn named_contexts(
     specs: &[String],
     named: &mut BTreeMap<String, frontend::NamedContext>,
+    layouts: &mut Vec<crate::oci_layout::LayoutImage>,
 ) -> Result<BTreeMap<String, PathBuf>> {
     let mut dirs = BTreeMap::new();
     for spec in specs {
@@ -342,8 +374,19 @@ fn named_contexts(
             Reference::parse(reference)
                 .map_err(|e| invalid(format!("{reference:?} is not an image reference: {e}")))?;
             frontend::NamedContext::Image(reference.to_string())
+        } else if let Some(git) = frontend::parse_git_ref(value) {
+            frontend::NamedContext::Git(git.map_err(invalid)?.source(None, None))
+        } else if value.starts_with("https://") || value.starts_with("http://") {
+            frontend::NamedContext::Http { url: value.to_string() }
+        } else if let Some(spec) = value.strip_prefix("oci-layout://") {
+            let layout = crate::oci_layout::parse(&key, spec).map_err(|e| invalid(format!("{e:#}")))?;
+            let reference = layout.reference.clone();
+            layouts.push(layout);
+            frontend::NamedContext::Image(reference)
         } else if let Some((scheme, _)) = value.split_once("://") {
-            bail!(invalid(format!("{scheme}:// contexts are not supported (a directory or docker-image://REF)")));
+            bail!(invalid(format!(
+                "{scheme}:// contexts are not supported (a directory, docker-image://, oci-layout://, a git or http(s) URL)"
+            )));
         } else {
             let dir = Path::new(value).canonicalize().map_err(|e| invalid(format!("{value}: {e}")))?;
             if !dir.is_dir() {

@@ -22,7 +22,33 @@ pub fn for_error(error: &anyhow::Error) -> Option<String> {
         {
             return Some(format!("log in with `builder login {}`", registry.host));
         }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return Some(
+                "the disk is full: `builder prune` removes build cache, `builder du` shows what holds the rest".into(),
+            );
+        }
         None
+    })
+}
+
+/// Below this much free space, the filesystem of the store counts as full.
+const LOW_SPACE: u64 = 64 << 20;
+
+/// A hint when the filesystem holding the store at `root` is (nearly) full: a step that
+/// failed to write ("No space left on device", or a tool's vaguer "I/O error") is
+/// explained by a measurement, not by reading its message.
+pub fn for_full_disk(root: &std::path::Path) -> Option<String> {
+    let fs = rustix::fs::statvfs(root).ok()?;
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    let size = fs.f_blocks.saturating_mul(fs.f_frsize);
+    (free < LOW_SPACE.min(size / 100).max(1 << 20)).then(|| {
+        format!(
+            "the filesystem of the store ({}) has {} free: `builder prune` removes build cache, `builder du` shows what holds the rest",
+            root.display(),
+            crate::commands::human_size(free)
+        )
     })
 }
 

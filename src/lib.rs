@@ -10,7 +10,9 @@
 mod archive;
 mod autogc;
 mod build;
+mod build_flags;
 mod cache;
+mod check;
 mod cli;
 mod commands;
 mod emulator;
@@ -18,12 +20,14 @@ mod export;
 mod hint;
 mod ignore;
 mod layer;
+mod oci_layout;
 mod ops;
 mod platforms;
 mod progress;
 mod run;
 mod sandbox;
 mod signals;
+mod ssh;
 mod transfer;
 
 use clap::Parser;
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
     // The container's exit code is `run`'s answer, so its own errors must not be
     // mistaken for one: they all end with 125, as `docker run`'s do.
     let is_run = matches!(cli.command, cli::Command::Run(_));
+    let root = cli.root.clone().unwrap_or_else(store::Store::default_root);
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -83,7 +88,7 @@ pub fn main() -> ExitCode {
                 Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
-                let hint = hint.or_else(|| hint::for_error(&error));
+                let hint = hint.or_else(|| hint::for_error(&error)).or_else(|| hint::for_full_disk(&root));
                 progress::print_error(&format!("{error:#}"), hint.as_deref());
             }
             ExitCode::from(if is_run { run::FAILED } else { code })

@@ -97,6 +97,7 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         },
         network,
         hostname,
+        extra_hosts: Vec::new(),
         security,
         resources,
     };
@@ -289,6 +290,7 @@ fn resources(args: &RunArgs) -> Result<executor::Resources> {
         // As Docker: 0 or -1 is no limit.
         pids: args.pids_limit.filter(|p| *p > 0).map(|p| p as u64),
         rlimits,
+        shm_size: None,
     })
 }
 

@@ -421,6 +421,9 @@ pub struct Resources {
     /// How many tasks (processes and threads) may exist at once.
     pub pids: Option<u64>,
     pub rlimits: Vec<Rlimit>,
+    /// Size of the sandbox's `/dev/shm` in bytes (64 MiB when not given, as Docker).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
 }
 
 impl Resources {
@@ -464,6 +467,9 @@ pub struct Spec {
     pub process: Process,
     pub network: Network,
     pub hostname: String,
+    /// Lines added to the sandbox's `/etc/hosts` (`--add-host NAME:IP`).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     pub security: Security,
     pub resources: Resources,
 }

@@ -291,7 +291,10 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
 fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Plan>) -> Result<InitConfig, Error> {
     fs::create_dir(bundle.join("rootfs")).map_err(sys("create bundle rootfs"))?;
     let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
-    let hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (name, ip) in &spec.extra_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
     fs::write(bundle.join("hosts"), hosts).map_err(sys("write hosts"))?;
     let mut resolv = match fs::read("/etc/resolv.conf") {
         Ok(r) => r,
@@ -554,6 +557,7 @@ mod tests {
             },
             network: Network::None,
             hostname: String::new(),
+            extra_hosts: Vec::new(),
             security: Default::default(),
             resources: Default::default(),
         };

@@ -17,13 +17,16 @@
 
 mod convert;
 mod error;
+mod git_ref;
 mod instructions;
+pub mod lint;
 pub mod parser;
 pub mod shell;
 mod suggest;
 
 pub use convert::print_graph;
 pub use error::{Location, ParseError, ParseErrorKind};
+pub use git_ref::{GitRef, parse_git_ref, redact_remote, shown as show_git};
 
 use image_spec::{ContainerConfig, History, Platform};
 use solver::{Graph, VertexId};
@@ -65,8 +68,13 @@ pub enum NamedContext {
     /// A local directory, read through the local source of this name (the caller
     /// maps it to the directory).
     Local { source: String },
-    /// An image (`docker-image://REF`).
+    /// An image (`docker-image://REF`, or `oci-layout://` once the caller loaded it).
     Image(String),
+    /// A git repository (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, ...).
+    Git(solver::ir::GitSource),
+    /// A file over HTTP(S): a tar archive is extracted, anything else is the file
+    /// `/context`.
+    Http { url: String },
 }
 
 /// The key a reference has among named contexts: its short form, as BuildKit looks

@@ -94,6 +94,7 @@ impl Holder for CacheHolder {
             holds.extend(self.record(store, &key)?);
         }
         holds.extend(self.mounts(store)?);
+        holds.extend(super::git_repos::holds(store)?);
         Ok(holds)
     }
 
@@ -104,6 +105,7 @@ impl Holder for CacheHolder {
                 self.records.remove(&key)?;
                 let _ = std::fs::remove_file(usage::usage_dir(store).join(&hold.id));
             }
+            HoldKind::CacheMount if super::git_repos::release(store, hold)? => {}
             HoldKind::CacheMount => {
                 let dir = mounts_dir(store);
                 store.remove_dir_atomically(&dir.join(&hold.id))?;

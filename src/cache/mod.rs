@@ -19,6 +19,7 @@
 mod claim;
 pub mod export;
 pub mod format;
+pub mod git_repos;
 pub mod holder;
 pub mod import;
 pub mod local;

@@ -7,6 +7,7 @@ pub mod context;
 pub mod copy;
 mod exec;
 mod file;
+mod git;
 pub mod source;
 
 use crate::cache::RecordedLayers;
@@ -69,8 +70,15 @@ pub struct WorkerOptions {
     pub entitlements: crate::sandbox::Entitlements,
     /// `--ulimit`s of every `RUN` step.
     pub rlimits: Vec<executor::Rlimit>,
+    /// `--add-host`s: lines of every `RUN` step's `/etc/hosts`.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size`: the size of every `RUN` step's `/dev/shm`.
+    pub shm_size: Option<u64>,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// SSH agents by id (`--ssh`), forwarded into `RUN --mount=type=ssh` and used by
+    /// git over ssh (`default`).
+    pub ssh: HashMap<String, crate::ssh::Agent>,
     /// How exec and file ops write their layers: compression, and the
     /// `SOURCE_DATE_EPOCH` mtime clamp (which also counts in their cache keys).
     pub layer_options: LayerOptions,
@@ -92,12 +100,15 @@ pub struct BuildWorker<'a> {
     /// Cache key → id of every cache mount a step of this build used, for
     /// `--cache-to ...,mounts=true`.
     used_cache_mounts: Mutex<BTreeMap<String, String>>,
+    /// Git refs resolved in this build.
+    git: git::GitState,
 }
 
 impl<'a> BuildWorker<'a> {
     pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>, options: WorkerOptions) -> Self {
         let mut step_resources = crate::sandbox::step_resources();
         step_resources.rlimits.extend(options.rlimits.iter().copied());
+        step_resources.shm_size = options.shm_size;
         BuildWorker {
             store,
             options,
@@ -105,6 +116,7 @@ impl<'a> BuildWorker<'a> {
             contexts: Mutex::default(),
             images,
             used_cache_mounts: Mutex::default(),
+            git: git::GitState::default(),
         }
     }
 
@@ -241,8 +253,14 @@ impl solver::Worker for BuildWorker<'_> {
 
     fn cacheable(&self, vertex: &Vertex) -> bool {
         // Sources are resolved every build (cheaply); their identity goes into the keys
-        // of the vertices that use them.
-        !matches!(vertex.op, Op::Source(_))
+        // of the vertices that use them. A git checkout is not cheap: it is cached by
+        // the commit its ref resolved to, so an unchanged ref neither fetches nor
+        // checks out again.
+        match &vertex.op {
+            Op::Source(SourceOp::Git(git)) => git::cacheable(git),
+            Op::Source(_) => false,
+            _ => true,
+        }
     }
 
     fn encode_result(&self, output: &Output) -> Vec<u8> {

@@ -39,6 +39,17 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
             h.str(&download.filename);
             facts.push(("url".to_string(), format!("{url}@{}", download.digest)));
         }
+        SourceOp::Git(git) => {
+            // A repository counts by the commit its ref resolved to (not by the URL,
+            // which may carry credentials): a moved branch is a new key.
+            let commit = super::git::resolve(worker, git)?;
+            h.str("git");
+            h.str(&commit);
+            h.str(&git.subdir);
+            h.bool(git.keep_git_dir);
+            h.bool(git.submodules);
+            facts.push(("git".to_string(), format!("{}@{commit}", frontend::redact_remote(&git.remote))));
+        }
     }
     Ok(CacheMap { digest: h.finish(), facts, deps: Vec::new() })
 }
@@ -53,6 +64,10 @@ pub fn exec(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<Output> {
         SourceOp::Local { name, exclude } => Ok(Output::Context(worker.context(name, exclude)?)),
         SourceOp::Http { url, checksum, filename } => {
             Ok(download(worker, url, checksum.as_deref(), filename.as_deref())?.output)
+        }
+        SourceOp::Git(git) => {
+            let commit = super::git::resolve(worker, git)?;
+            super::git::checkout(worker, git, &commit)
         }
     }
 }

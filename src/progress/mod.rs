@@ -82,6 +82,11 @@ pub fn new(mode: Mode, explain: bool) -> Arc<dyn Progress> {
     }
 }
 
+/// No display at all (`build -q`): errors still reach stderr through the caller.
+pub fn quiet() -> Arc<dyn Progress> {
+    Arc::new(plain::Plain::new(std::io::sink(), false))
+}
+
 /// The last word of a cached step: `CACHED`, or `CACHED (from SOURCE)` when the hit
 /// came from an imported cache rather than the local one.
 fn cached_status(source: Option<&str>) -> String {

@@ -148,6 +148,7 @@ fn trial() -> Trial {
         },
         network: Network::None,
         hostname: String::new(),
+        extra_hosts: Vec::new(),
         security: Security { user_namespace: UserNamespace::Private, ..Security::build_step() },
         resources: Resources::default(),
     };

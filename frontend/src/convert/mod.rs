@@ -103,7 +103,8 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
         used_args,
-        warnings: ast.warnings.clone(),
+        // The parser's own warnings (empty continuation lines) are the lint's to report.
+        warnings: Vec::new(),
     };
     converter.resolve_stage_bases().map_err(error)?;
     let target = converter.target_index().map_err(error)?;
@@ -185,7 +186,9 @@ impl<'a> Converter<'a> {
     fn named_base(&self, key: String) -> Base {
         match &self.options.named_contexts[&key] {
             crate::NamedContext::Image(reference) => Base::Image(reference.clone()),
-            crate::NamedContext::Local { .. } => Base::Named(key),
+            crate::NamedContext::Local { .. } | crate::NamedContext::Git(_) | crate::NamedContext::Http { .. } => {
+                Base::Named(key)
+            }
         }
     }
 
@@ -211,6 +214,30 @@ impl<'a> Converter<'a> {
             crate::NamedContext::Image(reference) => self.image_vertex(&reference, current, at, |e| {
                 format!("build context {key}={reference} is not a usable image: {e}")
             })?,
+            crate::NamedContext::Git(git) => {
+                let name = format!("[context {key}] {}", crate::git_ref::shown(&git));
+                let mut vertex = Vertex::new(Op::Source(SourceOp::Git(git)), vec![], name);
+                vertex.ignore_cache = self.options.no_cache;
+                self.graph.add(vertex)
+            }
+            crate::NamedContext::Http { url } => {
+                // BuildKit's HTTP context is the file `context`; an archive is extracted
+                // (as `docker build URL` does with a tarball), onto scratch.
+                let op =
+                    Op::Source(SourceOp::Http { url: url.clone(), checksum: None, filename: Some("context".into()) });
+                let shown = crate::git_ref::redact_remote(&url);
+                let mut vertex = Vertex::new(op, vec![], format!("[context {key}] {shown}"));
+                vertex.ignore_cache = self.options.no_cache;
+                let http = self.graph.add(vertex);
+                let scratch = self.scratch_vertex();
+                let mut copy = solver::ir::CopyAction::new(1, vec!["context".into()], "/");
+                copy.unpack_archives = true;
+                copy.allow_wildcard = false;
+                let op = Op::File(solver::ir::FileOp { actions: vec![solver::ir::FileAction::Copy(copy)] });
+                let mut vertex = Vertex::new(op, vec![scratch, http], format!("[context {key}] extract {shown}"));
+                vertex.ignore_cache = self.options.no_cache;
+                self.graph.add(vertex)
+            }
         };
         self.named.insert(key.to_string(), id);
         Ok(id)
