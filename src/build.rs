@@ -6,7 +6,7 @@ use crate::ops::{BuildWorker, WorkerOptions};
 use crate::progress::Task;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::{BaseImage, BuildOptions};
+use frontend::{BaseImage, BuildOptions, ResolveError};
 use image_spec::Reference;
 use image_spec::{Platform, host_platform};
 use registry::RegistryOptions;
@@ -65,6 +65,8 @@ struct Request {
     default_network: solver::ir::NetworkMode,
     rlimits: Vec<executor::Rlimit>,
     secrets: std::collections::HashMap<String, Vec<u8>>,
+    /// `--platform`: the target platforms, the machine's when none is given.
+    platforms: Vec<Platform>,
     /// `--add-host` and `--shm-size`, for every RUN step.
     extra_hosts: Vec<(String, std::net::IpAddr)>,
     shm_size: Option<u64>,
@@ -94,6 +96,7 @@ impl Request {
             .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
         crate::build_flags::unsupported_flags(&args.more).map_err(|e| usage_error(anyhow!(e)))?;
         let outputs = output_specs(args)?;
+        let platforms = crate::platforms::parse(&args.platforms)?;
         let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
         // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
         if !build_args.contains_key("SOURCE_DATE_EPOCH")
@@ -112,8 +115,9 @@ impl Request {
                 .unwrap_or("Dockerfile".into()),
             target: args.target.clone(),
             build_args,
-            platform: host_platform(),
+            platform: platforms[0].clone(),
             build_platform: host_platform(),
+            multi_platform: platforms.len() > 1,
             dockerignore: read_dockerignore(&dockerfile_path, &context_dir)?,
             no_cache: args.no_cache,
             no_cache_filter: args.no_cache_filter.clone(),
@@ -140,6 +144,7 @@ impl Request {
             entitlements,
             rlimits,
             secrets: read_secrets(&args.secrets)?,
+            platforms,
             extra_hosts: crate::build_flags::parse_add_hosts(&args.more.add_hosts)
                 .map_err(|e| usage_error(anyhow!(e)))?,
             shm_size: crate::build_flags::parse_shm_size(args.more.shm_size.as_deref())
@@ -172,7 +177,8 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     for layout in &request.oci_layouts {
         crate::oci_layout::load(store, layout)?;
     }
-    let definition = load_definition(request, &images, progress)?;
+    let definitions = load_definition(request, &images, progress)?;
+    let definition = &definitions[0].1;
     let cache = crate::cache::Session::open(
         store,
         &request.cache_from,
@@ -209,9 +215,16 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     );
     let solver_cache = cache.solver_cache();
 
-    // The target, and every vertex that may add a layer (to mark empty history entries).
-    let mut targets = vec![definition.target];
-    targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+    // Per platform: the target, and every vertex that may add a layer (to mark empty
+    // history entries).
+    let mut targets = Vec::new();
+    let mut spans = Vec::new();
+    for (_, definition) in &definitions {
+        let start = targets.len();
+        targets.push(definition.target);
+        targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+        spans.push(start..targets.len());
+    }
     // Before anything runs: a step to be solved that needs what --allow did not grant.
     worker.entitlements().check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
     let solver = Solver::new(&worker, &solver_cache, progress, SolveOptions { jobs: args.jobs });
@@ -222,48 +235,65 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     };
     interrupt.finish()?;
 
-    // The target's result, then one per step that may add a layer (as `targets`).
-    let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
-    let layers = image_output.layers()?.to_vec();
-    let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
-    config.inline_cache = cache.inline(&report, &layers)?;
-    let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
         tags.push(crate::cli::normalize(tag)?);
     }
-    let base_layers = base_layers.min(layers.len());
-    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch: request.epoch };
-    let mut image = None;
-    for output in &request.outputs {
-        let task = Task::start(progress, crate::export::step_name(output));
-        let written = crate::export::export(store, output, &result, &task);
-        let written = task.finish(written)?;
-        image = image.or(written);
+    let mut results = Vec::with_capacity(definitions.len());
+    for ((platform, definition), span) in definitions.iter().zip(spans) {
+        // The target's result, then one per step that may add a layer (as `targets`).
+        let (image_output, step_outputs) = solved[span].split_first().context("the solve returned no result")?;
+        let layers = image_output.layers()?.to_vec();
+        let mut config = crate::export::image_config(definition, &layers, step_outputs, request.epoch)?;
+        crate::platforms::set_config_platform(&mut config, platform);
+        config.inline_cache = cache.inline(&report, &layers)?;
+        let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
+        let base_layers = base_layers.min(layers.len());
+        let result =
+            crate::export::BuildResult { config, layers, base_layers, tags: tags.clone(), epoch: request.epoch };
+        results.push((platform.clone(), result));
     }
-    let image = match image {
-        Some(image) => image,
-        // Filesystem outputs only: the image id is still worth reporting.
-        None => store.write_image(&result.config, &result.layers)?,
+    // What --iidfile and --metadata-file name: the image, or the index of several.
+    let (digest, config_digest, cache_layers) = if results.len() > 1 {
+        let index = crate::platforms::export_all(store, &request.outputs, &results, progress)?;
+        (index, None, results.iter().map(|(_, r)| r.layers.clone()).collect())
+    } else {
+        let result = results.pop().context("the solve returned no result")?.1;
+        let mut image = None;
+        for output in &request.outputs {
+            let task = Task::start(progress, crate::export::step_name(output));
+            let written = crate::export::export(store, output, &result, &task);
+            let written = task.finish(written)?;
+            image = image.or(written);
+        }
+        let image = match image {
+            Some(image) => image,
+            // Filesystem outputs only: the image id is still worth reporting.
+            None => store.write_image(&result.config, &result.layers)?,
+        };
+        (image.manifest_digest, Some(image.config_digest), vec![result.layers])
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
     mount_keys.extend(worker.used_cache_mounts());
-    cache.export(&report, &result.layers, &mount_keys, progress)?;
+    let cache_layers: Vec<&[image_spec::LayerInfo]> = cache_layers.iter().map(Vec::as_slice).collect();
+    cache.export(&report, &cache_layers, &mount_keys, progress)?;
     if let Some(path) = &args.iidfile {
-        std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.metadata_file {
-        let meta = serde_json::json!({
-            "containerimage.digest": image.manifest_digest,
-            "containerimage.config.digest": image.config_digest,
-            "image.name": result.tags.join(","),
+        let mut meta = serde_json::json!({
+            "containerimage.digest": digest,
+            "image.name": tags.join(","),
         });
+        if let Some(config_digest) = config_digest {
+            meta["containerimage.config.digest"] = serde_json::json!(config_digest);
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     // stdout may be an output's stream.
     let streamed = request.outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout));
-    Ok((!streamed).then(|| image.manifest_digest.to_string()))
+    Ok((!streamed).then(|| digest.to_string()))
 }
 
 /// The Dockerfile compiled into the build's graph: the step `[internal] load build
@@ -273,27 +303,33 @@ fn load_definition(
     request: &Request,
     images: &ImageResolver<'_>,
     progress: &dyn ProgressSink,
-) -> Result<frontend::BuildDefinition> {
+) -> Result<Vec<(Platform, frontend::BuildDefinition)>> {
     let name = format!("[internal] load build definition from {}", request.options.dockerfile_name);
     let task = Task::start(progress, name);
     let resolver = FrontendResolver { images, offline: false, failure: Mutex::default() };
-    let compiled = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(|e| {
-        // The frontend keeps only the text of a resolver's error; its hint (a registry
-        // that wants a login) comes from the error itself.
-        let failure = resolver.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let hint = failure.as_ref().and_then(crate::hint::for_error);
-        crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
-    });
-    if let Ok(definition) = &compiled {
-        for warning in &definition.warnings {
-            task.warn(warning.clone());
+    let mut compiled = Vec::with_capacity(request.platforms.len());
+    for platform in &request.platforms {
+        let options = BuildOptions { platform: platform.clone(), ..request.options.clone() };
+        let definition = frontend::compile(&request.dockerfile, &options, &resolver).map_err(|e| {
+            // The frontend keeps only the text of a resolver's error; its hint (a registry
+            // that wants a login) comes from the error itself.
+            let failure = resolver.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let hint = failure.as_ref().and_then(crate::hint::for_error);
+            crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
+        });
+        match definition {
+            Ok(definition) => compiled.push((platform.clone(), definition)),
+            Err(e) => return task.finish(Err(e)),
         }
     }
-    let compiled = compiled.and_then(|definition| {
-        crate::check::warn_during_build(&request.dockerfile, &request.options, &resolver, &task)?;
-        Ok(definition)
-    });
-    task.finish(compiled)
+    // Warnings are the Dockerfile's, the same for every platform.
+    for warning in &compiled[0].1.warnings {
+        task.warn(warning.clone());
+    }
+    if let Err(e) = crate::check::warn_during_build(&request.dockerfile, &request.options, &resolver, &task) {
+        return task.finish(Err(e));
+    }
+    task.finish(Ok(crate::platforms::merge(compiled)))
 }
 
 /// The `-o` outputs, with `--push` and `--load` added; `type=image` when none is given.
@@ -450,24 +486,34 @@ struct FrontendResolver<'a> {
 }
 
 impl frontend::ImageResolver for FrontendResolver<'_> {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         let image = if self.offline {
-            match self.images.local(reference) {
+            match self.images.local(reference, platform) {
                 Ok(Some(image)) => image,
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(format!("{e:#}")),
+                Err(e) => return Err(resolve_error(&e)),
             }
         } else {
-            match self.images.resolve(reference) {
+            match self.images.resolve_for(reference, platform) {
                 Ok(image) => image,
                 Err(e) => {
-                    let text = format!("{e:#}");
+                    let error = resolve_error(&e);
                     *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                    return Err(text);
+                    return Err(error);
                 }
             }
         };
         let reference = Reference::parse(reference).map(|r| r.to_string()).unwrap_or(reference.to_string());
         Ok(Some(BaseImage { reference, config: image.config.config, history: image.config.history }))
+    }
+}
+
+/// The frontend's word for a resolver's error: a missing platform is typed.
+fn resolve_error(error: &anyhow::Error) -> ResolveError {
+    match error.downcast_ref::<store::Error>() {
+        Some(store::Error::NoPlatform { image, wanted, available }) => {
+            ResolveError::NoPlatform { image: image.clone(), wanted: wanted.clone(), available: available.clone() }
+        }
+        _ => ResolveError::Failed(format!("{error:#}")),
     }
 }

@@ -51,7 +51,13 @@ pub enum Command {
     /// not enforced here
     Doctor,
     /// Import a root filesystem tarball as an image
-    Import { tarball: PathBuf, name: String },
+    Import {
+        tarball: PathBuf,
+        name: String,
+        /// The platform the files are for (os/arch[/variant]; default: this machine's)
+        #[arg(long)]
+        platform: Option<String>,
+    },
     /// Load images from a tarball (docker save, OCI archive)
     Load {
         #[arg(short, long)]
@@ -153,6 +159,10 @@ pub struct BuildArgs {
     /// Build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
+    /// Target platforms, comma-separated (linux/amd64,linux/arm64[,linux/arm/v7]; default: this machine's).
+    /// Several make an image index; RUN for another architecture needs QEMU in binfmt_misc (see builder doctor)
+    #[arg(long = "platform", value_delimiter = ',', value_name = "PLATFORMS")]
+    pub platforms: Vec<String>,
     /// Do not use the cache
     #[arg(long)]
     pub no_cache: bool,
@@ -326,6 +336,9 @@ pub struct RunArgs {
     /// Print help (-h is --hostname, as in `docker run`)
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+    /// The image of a multi-platform name to run (os/arch[/variant]; default: this machine's)
+    #[arg(long)]
+    pub platform: Option<String>,
     pub image: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -55,15 +55,20 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             let store = shared()?;
             let image = store.load_image(&source)?;
             let name = crate::cli::normalize(&target)?;
-            store.set_ref(&name, &image.manifest_digest)?;
+            // A multi-platform name: the new name is the index too.
+            let digest = index_of(&store, &source)?.unwrap_or(image.manifest_digest);
+            store.set_ref(&name, &digest)?;
             Ok(0)
         }
         Command::Rmi { images } => rmi(&store()?, &images),
-        Command::Import { tarball, name } => {
+        Command::Import { tarball, name, platform } => {
             let store = shared()?;
             let name = crate::cli::normalize(&name)?;
-            let image = crate::archive::import_rootfs(&store, &tarball, &name)
-                .with_context(|| format!("importing {}", tarball.display()))?;
+            let image = match platform {
+                Some(p) => crate::archive::import_rootfs_for(&store, &tarball, &name, &parse_platform(&p)?),
+                None => crate::archive::import_rootfs(&store, &tarball, &name),
+            }
+            .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
             Ok(0)
         }
@@ -109,9 +114,18 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Push { reference } => {
             let store = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
-            let image = store.load_image(&reference)?;
             let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
-            let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
+            // A multi-platform name goes as its index: every platform's image, then the index.
+            let digest = match index_of(&store, &reference)? {
+                Some(index) => {
+                    let content = crate::transfer::StoreContent(&store);
+                    registry::push_index(&content, &index, &parsed, &RegistryOptions::default(), &progress)?
+                }
+                None => {
+                    let image = store.load_image(&reference)?;
+                    crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?
+                }
+            };
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)
         }
@@ -154,10 +168,10 @@ fn images(store: &Store) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<40} {:<16} {:<14} {:<16} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
     let now = chrono::Utc::now();
-    for (name, digest) in store.refs()? {
+    for (name, digest, platform) in image_rows(store)? {
         // One damaged image (a store written before pulls validated) must not hide
         // the others: it is named on stderr with how to remove it.
-        let image = match store.load_image(digest.as_str()) {
+        let image = match store.image_from_manifest(&digest) {
             Ok(image) => image,
             Err(e) => {
                 let e = anyhow::Error::from(e);
@@ -176,7 +190,7 @@ fn images(store: &Store) -> Result<u8> {
             .as_deref()
             .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
             .map_or_else(|| "N/A".to_string(), |t| time_ago(now.signed_duration_since(t)));
-        writeln!(
+        write!(
             out,
             "{:<40} {:<16} {:<14} {:<16} {:>10}",
             familiar.familiar(),
@@ -185,19 +199,51 @@ fn images(store: &Store) -> Result<u8> {
             created,
             human_size(size)
         )?;
+        // A multi-platform name: one row per platform, each saying which.
+        match platform {
+            Some(platform) => writeln!(out, "  {platform}")?,
+            None => writeln!(out)?,
+        }
     }
     Ok(0)
 }
 
+/// The index a name stands for, when it is a multi-platform name.
+fn index_of(store: &Store, name: &str) -> Result<Option<image_spec::Digest>> {
+    let Ok(reference) = Reference::parse(name) else { return Ok(None) };
+    match store.get_ref(&reference.to_string())? {
+        Some(digest) if store.read_index(&digest)?.is_some() => Ok(Some(digest)),
+        _ => Ok(None),
+    }
+}
+
+/// What `builder images` lists: each name's image, or each platform's image of a
+/// name that is an index (with its platform).
+fn image_rows(store: &Store) -> Result<Vec<(String, image_spec::Digest, Option<String>)>> {
+    let mut rows = Vec::new();
+    for (name, digest) in store.refs()? {
+        if store.read_index(&digest)?.is_some() {
+            for (platform, manifest) in store.platforms_of(&digest)? {
+                rows.push((name.clone(), manifest, Some(platform.to_string())));
+            }
+        } else {
+            rows.push((name, digest, None));
+        }
+    }
+    Ok(rows)
+}
+
 fn inspect(store: &Store, name: &str) -> Result<u8> {
     let image = store.load_image(name)?;
+    // A multi-platform name: the index, and the image for this machine's platform.
+    let index = index_of(store, name)?;
     let names: Vec<String> = store
         .refs()?
         .into_iter()
-        .filter(|(_, d)| *d == image.manifest_digest)
+        .filter(|(_, d)| *d == image.manifest_digest || Some(d) == index.as_ref())
         .map(|(n, _)| Reference::parse(&n).map(|r| r.familiar()).unwrap_or(n))
         .collect();
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "Id": image.config_digest,
         "Digest": image.manifest_digest,
         "RepoTags": names,
@@ -209,6 +255,15 @@ fn inspect(store: &Store, name: &str) -> Result<u8> {
         "Layers": image.layers,
         "History": image.config.history,
     });
+    if let Some(index) = index {
+        let platforms: Vec<serde_json::Value> = store
+            .platforms_of(&index)?
+            .into_iter()
+            .map(|(platform, digest)| serde_json::json!({ "Platform": platform.to_string(), "Digest": digest }))
+            .collect();
+        value["Index"] = serde_json::json!(index);
+        value["Platforms"] = serde_json::json!(platforms);
+    }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(0)
 }

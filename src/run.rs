@@ -22,7 +22,17 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let network = crate::sandbox::parse_run_network(&args.network).map_err(crate::usage_error)?;
     let security = security(&args)?;
     let resources = resources(&args)?;
-    let image = store.load_image(&args.image)?;
+    let image = match &args.platform {
+        None => store.load_image(&args.image)?,
+        Some(platform) => {
+            let platform = image_spec::Platform::parse(platform).map_err(crate::usage_error)?;
+            // As a build step: another architecture only through a registered emulator.
+            crate::emulator::check(&platform).map_err(crate::usage_error)?;
+            store
+                .find_image_for(&args.image, &platform)?
+                .ok_or_else(|| store::Error::NoSuchImage { name: args.image.clone(), source: None })?
+        }
+    };
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
 

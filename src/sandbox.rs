@@ -278,6 +278,21 @@ pub fn doctor() -> String {
         "build step pids limit: {}",
         if isolation.pids.is_enforced() { STEP_PIDS_LIMIT.to_string() } else { "none (not enforced here)".into() }
     );
+    let emulated = crate::emulator::emulated_platforms();
+    if emulated.is_empty() {
+        let _ = writeln!(
+            out,
+            "emulators: none registered in {} (foreign --platform RUN steps fail; apt-get install qemu-user-static)",
+            crate::emulator::BINFMT_MISC
+        );
+    }
+    for (platform, handler) in emulated {
+        let _ = writeln!(
+            out,
+            "emulator: {platform} via {} ({}, flags {})",
+            handler.name, handler.interpreter, handler.flags
+        );
+    }
     out
 }
 

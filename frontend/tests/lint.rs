@@ -4,7 +4,7 @@
 //! `NAME.dockerignore` gives the ignore patterns.
 
 use frontend::lint::{self, Report};
-use frontend::{BaseImage, BuildOptions, ImageResolver};
+use frontend::{BaseImage, BuildOptions, ImageResolver, ResolveError};
 use image_spec::{ContainerConfig, Platform};
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 struct Alpine;
 
 impl ImageResolver for Alpine {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         if !reference.starts_with("alpine") {
-            return Err(format!("{reference}: not in this test's registry"));
+            return Err(format!("{reference}: not in this test's registry").into());
         }
         let env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
         let config = ContainerConfig { env: Some(env), ..ContainerConfig::default() };
@@ -34,6 +34,7 @@ fn options(dockerignore: Vec<String>) -> BuildOptions {
         build_args: BTreeMap::new(),
         platform: Platform::new("linux", "amd64"),
         build_platform: Platform::new("linux", "amd64"),
+        multi_platform: false,
         dockerignore,
         no_cache: false,
         no_cache_filter: Vec::new(),

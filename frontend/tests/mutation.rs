@@ -3,7 +3,7 @@
 //! escapes and deep stage references inserted), must compile or fail with an error at
 //! `Dockerfile:LINE` — never panic, overflow the stack or hang.
 
-use frontend::{BaseImage, BuildOptions, ImageResolver, compile};
+use frontend::{BaseImage, BuildOptions, ImageResolver, ResolveError, compile};
 use image_spec::Platform;
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 struct NoImages;
 
 impl ImageResolver for NoImages {
-    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         Ok(None)
     }
 }
@@ -30,6 +30,7 @@ fn options() -> BuildOptions {
         no_cache_filter: Vec::new(),
         labels: BTreeMap::new(),
         named_contexts: BTreeMap::new(),
+        multi_platform: false,
     }
 }
 

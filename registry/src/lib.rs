@@ -27,6 +27,7 @@ mod hostile_tests;
 mod op;
 mod pull;
 mod push;
+mod push_index;
 mod repo;
 mod retry;
 
@@ -38,6 +39,7 @@ pub use credentials::CredentialsError;
 pub use error::{BoxError, Error, RegistryError, Result};
 pub use pull::{pull, select_platform};
 pub use push::push;
+pub use push_index::push_index;
 pub use repo::{PushStats, Repository};
 
 use image_spec::Digest;

@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod explain;
 pub mod graph;
+mod graph_merge;
 pub mod ir;
 pub mod key;
 pub mod progress;

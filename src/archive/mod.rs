@@ -27,6 +27,11 @@ use store::Store;
 /// `name`. The tar bytes are kept as they are (gzip-compressed), after checking that
 /// they are a tar.
 pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image> {
+    import_rootfs_for(store, tarball, name, &host_platform())
+}
+
+/// [`import_rootfs`] of files for `platform` (`builder import --platform`).
+pub fn import_rootfs_for(store: &Store, tarball: &Path, name: &str, platform: &image_spec::Platform) -> Result<Image> {
     let file = File::open(tarball).with_context(|| format!("opening {}", tarball.display()))?;
     let reader = decompress(BufReader::new(file)).context("reading the tarball")?;
     let compression = Compression::Gzip;
@@ -46,13 +51,12 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     let (digest, size) = compressor.finish()?.commit(None)?;
     let layer = image_spec::LayerInfo { digest, diff_id, size, media_type: compression.media_type().into() };
 
-    let platform = host_platform();
     let created = created_time(source_date_epoch()?);
     let config = ImageConfig {
         created: Some(created.clone()),
-        architecture: platform.architecture,
-        os: platform.os,
-        variant: platform.variant,
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
         history: vec![History {
             created: Some(created),
             created_by: Some(format!("imported from {}", tarball.display())),

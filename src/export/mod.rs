@@ -17,7 +17,9 @@ mod docker;
 mod history;
 mod image;
 mod local;
+pub mod multi;
 mod oci;
+mod oci_index;
 mod spec;
 mod tar;
 

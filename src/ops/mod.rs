@@ -175,6 +175,15 @@ impl solver::Worker for BuildWorker<'_> {
             .collect();
         let mut digest = CacheKey::of("op", &vertex.op);
         let mut facts = Vec::new();
+        // A step for another platform than the machine's differs from the same step
+        // run natively (see solver::Vertex::platform); native steps keep their keys.
+        if let Some(platform) = &vertex.platform {
+            let mut h = solver::KeyHasher::new("op+platform");
+            h.key(&digest);
+            h.str(platform);
+            digest = h.finish();
+            facts.push(("platform".to_string(), platform.clone()));
+        }
         // A clamped layer differs from an unclamped one: the clamp is part of the key.
         if let Some(epoch) = self.options.layer_options.mtime_clamp {
             let mut h = solver::KeyHasher::new("op+source-date-epoch");
@@ -233,7 +242,10 @@ impl solver::Worker for BuildWorker<'_> {
         let vertex = graph.vertex(id);
         let result = match &vertex.op {
             Op::Source(source) => source::exec(self, source),
-            Op::Exec(op) => exec::exec(self, ctx, op, &vertex.proxy_env, inputs),
+            Op::Exec(op) => match foreign_platform(vertex) {
+                Ok(()) => exec::exec(self, ctx, op, &vertex.proxy_env, inputs),
+                Err(e) => Err(e),
+            },
             Op::File(op) => file::exec(self, op, inputs),
             Op::Merge => merge(inputs),
         };
@@ -302,4 +314,14 @@ fn stack_layer(store: &Store, parent: &Output, upperdir: PathBuf, layer: Option<
     let chain = image_spec::chain_ids(&diff_ids);
     store.commit_snapshot(upperdir, chain.last().expect("one layer at least"))?;
     Ok(Output::Layers(Arc::new(layers), Some(crate::archive::created_time(None).into())))
+}
+
+/// A step for another platform runs only through a registered emulator
+/// ([`crate::emulator`]); this fails it, naming the platform and the fix, otherwise.
+fn foreign_platform(vertex: &Vertex) -> Result<()> {
+    if let Some(platform) = &vertex.platform {
+        let platform = image_spec::Platform::parse(platform).map_err(|e| anyhow::anyhow!(e))?;
+        crate::emulator::check(&platform)?;
+    }
+    Ok(())
 }

@@ -57,6 +57,8 @@ pub enum Error {
         #[source]
         source: Option<Box<Error>>,
     },
+    #[error("image {image} has no image for platform {wanted} (it has: {})", available.join(", "))]
+    NoPlatform { image: String, wanted: String, available: Vec<String> },
     #[error("image id prefix {prefix} is ambiguous: {count} images match")]
     AmbiguousId { prefix: String, count: usize },
     #[error(transparent)]

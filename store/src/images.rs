@@ -91,8 +91,13 @@ impl Store {
     }
 
     /// Reads the image whose manifest is the blob `manifest_digest`.
+    /// An index (a multi-platform build's) stands for its image for this machine's
+    /// platform ([`Store::image_for_platform`] chooses another).
     pub fn image_from_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
         let bytes = self.read_metadata_blob("manifest", manifest_digest, MAX_MANIFEST_SIZE)?;
+        if crate::index::parse_index(&bytes).is_some() {
+            return self.image_for_platform(manifest_digest, &image_spec::host_platform());
+        }
         let manifest = parse_manifest(&bytes)
             .map_err(|e| Error::Manifest { digest: manifest_digest.clone(), source: Box::new(e) })?;
         let config_digest = manifest.config.digest.clone();
@@ -198,7 +203,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
 }
 
 fn is_manifest_blob(bytes: &[u8]) -> bool {
-    parse_manifest(bytes).is_ok()
+    parse_manifest(bytes).is_ok() || crate::index::parse_index(bytes).is_some()
 }
 
 fn check_layers(config: &ImageConfig, layers: &[LayerInfo]) -> Result<()> {

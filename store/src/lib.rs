@@ -24,6 +24,7 @@ mod gc;
 mod hash;
 mod holders;
 mod images;
+mod index;
 mod lease;
 mod lock;
 mod owner;

@@ -15,6 +15,7 @@ mod hostile;
 mod hygiene;
 mod media_types;
 mod mounts;
+mod platform;
 mod progress;
 mod registry;
 mod reliability;

@@ -2,14 +2,14 @@
 //! error at a line, never a stack overflow.
 
 use super::MAX_STAGE_DEPTH;
-use crate::{BaseImage, BuildOptions, ImageResolver, compile};
+use crate::{BaseImage, BuildOptions, ImageResolver, ResolveError, compile};
 use image_spec::Platform;
 use std::collections::BTreeMap;
 
 struct NoImages;
 
 impl ImageResolver for NoImages {
-    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, _: &str, _: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         Ok(None)
     }
 }
@@ -26,6 +26,7 @@ fn options() -> BuildOptions {
         no_cache_filter: Vec::new(),
         labels: BTreeMap::new(),
         named_contexts: BTreeMap::new(),
+        multi_platform: false,
     }
 }
 

@@ -7,6 +7,7 @@ mod args;
 mod copy;
 mod env_index;
 mod metadata;
+mod platform;
 mod print;
 mod run;
 mod run_mount;
@@ -277,14 +278,12 @@ impl<'a> Converter<'a> {
         at: Location,
         unusable: impl FnOnce(String) -> String,
     ) -> Result<VertexId, ConvertError> {
-        let platform = self.stages[current].platform.clone();
-        let resolve_platform = match &platform {
-            Some(p) => Platform::parse(p).map_err(|e| ParseError::invalid(at, e.to_string()))?,
-            None => self.options.platform.clone(),
-        };
+        let written = self.stages[current].platform.clone();
+        let resolve_platform = self.stage_platform(written.as_deref(), at)?;
         if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
-            return Err(ParseError::invalid(at, unusable(e)));
+            return Err(ParseError::invalid(at, unusable(e.to_string())));
         }
+        let platform = self.source_platform(written.as_ref(), &resolve_platform);
         let op = Op::Source(SourceOp::Image { reference: reference.to_string(), platform });
         let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(reference)));
         vertex.ignore_cache = self.options.no_cache;

@@ -152,6 +152,9 @@ pub fn print_graph(def: &BuildDefinition) -> String {
         if v.ignore_cache {
             labels.push_str(" ignore_cache");
         }
+        if let Some(p) = &v.platform {
+            labels.push_str(&format!(" platform={}", q(p)));
+        }
         let _ = writeln!(out, "{labels}");
         match &v.op {
             Op::Source(s) => {

@@ -41,6 +41,8 @@ pub(super) struct StageState {
     /// Index of the instruction being converted (FROM is 0).
     pub step: usize,
     pub location: Location,
+    /// The stage's platform: `FROM --platform`'s, else the target's.
+    pub platform: Platform,
 }
 
 impl StageState {
@@ -170,6 +172,7 @@ impl Converter<'_> {
         let from_step = usize::from(matches!(info.base, Base::Image(_) | Base::Named(_)));
         let state_env_index = EnvIndex::of(&state_env);
         let config_env_index = EnvIndex::of(image.config.env.as_deref().unwrap_or_default());
+        let platform = self.stage_platform(info.platform.as_deref(), at)?;
         let mut st = StageState {
             index,
             label,
@@ -187,11 +190,13 @@ impl Converter<'_> {
             cmd_set: false,
             step: 0,
             location: at,
+            platform,
         };
         st.vertex = match (&info.base, base_vertex) {
             (_, Some(v)) => v,
             (Base::Image(reference), None) => {
-                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform: info.platform.clone() });
+                let platform = self.source_platform(info.platform.as_ref(), &st.platform);
+                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
                 self.add_step(&mut st, op, vec![], &format!("FROM {}", display_reference(reference)), true)
             }
             (Base::Named(key), None) => {
@@ -223,10 +228,7 @@ impl Converter<'_> {
         platform: Option<&str>,
         at: Location,
     ) -> Result<ImageSpec, ConvertError> {
-        let platform = match platform {
-            Some(p) => Platform::parse(p).map_err(|e| ParseError::invalid(at, e.to_string()))?,
-            None => self.options.platform.clone(),
-        };
+        let platform = self.stage_platform(platform, at)?;
         match self.resolver.resolve(reference, &platform) {
             Ok(Some(base)) => Ok(ImageSpec { config: base.config, base_history: base.history, history: Vec::new() }),
             Ok(None) => Ok(ImageSpec { config: empty_config(), ..ImageSpec::default() }),
@@ -268,7 +270,10 @@ impl Converter<'_> {
         }
         st.cmd_index += 1;
         let width = st.cmd_total.to_string().len();
-        let label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
+        let mut label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
+        if self.options.multi_platform {
+            label.insert_str(0, &format!("{}{} ", st.platform, self.target_suffix(st)));
+        }
         let onbuild = if st.onbuild { "ONBUILD " } else { "" };
         format!("[{label}{:>width$}/{}] {onbuild}{text}", st.cmd_index, st.cmd_total)
     }
@@ -292,6 +297,9 @@ impl Converter<'_> {
         vertex.step_id = Some(format!("{}:{}:{}", self.options.dockerfile_name, st.key, st.step));
         vertex.group = Some(st.key.clone());
         vertex.ignore_cache = st.ignore_cache;
+        if matches!(vertex.op, Op::Exec(_)) {
+            vertex.platform = self.foreign_platform(&st.platform);
+        }
         self.graph.add(vertex)
     }
 

@@ -1,7 +1,7 @@
 //! Conversion behaviour the golden files do not pin one by one.
 
 use crate::Location;
-use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, compile};
+use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, ResolveError, compile};
 use image_spec::{ContainerConfig, Platform};
 use solver::ir::{ExecOp, FileAction, Op, SourceOp};
 use solver::{CacheKey, Vertex, VertexId};
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 struct Resolver;
 
 impl ImageResolver for Resolver {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         match reference {
             "base:1" => Ok(Some(BaseImage {
                 reference: "docker.io/library/base:1".into(),
@@ -35,6 +35,7 @@ fn options() -> BuildOptions {
         build_args: BTreeMap::new(),
         platform: Platform::new("linux", "amd64"),
         build_platform: Platform::new("linux", "amd64"),
+        multi_platform: false,
         dockerignore: Vec::new(),
         no_cache: false,
         no_cache_filter: Vec::new(),
