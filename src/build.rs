@@ -6,7 +6,7 @@ use crate::ops::{BuildWorker, WorkerOptions};
 use crate::progress::Task;
 use crate::usage_error;
 use anyhow::{Context as _, Result, anyhow, bail};
-use frontend::{BaseImage, BuildOptions};
+use frontend::{BaseImage, BuildOptions, ResolveError};
 use image_spec::Reference;
 use image_spec::{Platform, host_platform};
 use registry::RegistryOptions;
@@ -18,19 +18,33 @@ use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     let request = Request::new(&args)?;
+    let call =
+        crate::check::parse_call(args.more.call.as_deref(), args.more.check).map_err(|e| usage_error(anyhow!(e)))?;
+    if call.name != crate::check::CallName::Build {
+        let progress = solver::progress::NullProgress;
+        let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
+        let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
+        return crate::check::run(&call, &request.dockerfile, &request.options, &resolver);
+    }
     if let Some(print) = args.print.as_deref() {
         return print_graph(store, &request, print);
     }
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
     // The display exists before anything is resolved or pulled: every line the build
     // writes on stderr is one of its steps.
-    let progress = crate::progress::new(mode, args.explain);
+    let progress = if args.more.quiet { crate::progress::quiet() } else { crate::progress::new(mode, args.explain) };
     let logs = crate::progress::route_logs(progress.clone());
     let result = run(store, &args, &request, progress.sink());
     drop(logs);
     progress.finish(result.is_ok());
     if let Some(digest) = result? {
         println!("{digest}");
+    }
+    // The build succeeded whatever the collection of old cache does.
+    match crate::autogc::after_build(store) {
+        Ok(Some(message)) if mode != crate::progress::Mode::RawJson => eprintln!("{message}"),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: automatic GC: {e:#}"),
     }
     Ok(0)
 }
@@ -51,12 +65,24 @@ struct Request {
     default_network: solver::ir::NetworkMode,
     rlimits: Vec<executor::Rlimit>,
     secrets: std::collections::HashMap<String, Vec<u8>>,
+    /// `--platform`: the target platforms, the machine's when none is given.
+    platforms: Vec<Platform>,
+    /// `--add-host` and `--shm-size`, for every RUN step.
+    extra_hosts: Vec<(String, std::net::IpAddr)>,
+    shm_size: Option<u64>,
+    /// `oci-layout://` contexts, copied into the store before the build.
+    oci_layouts: Vec<crate::oci_layout::LayoutImage>,
 }
 
 impl Request {
     fn new(args: &BuildArgs) -> Result<Request> {
         if args.context.as_os_str() == "-" {
             bail!(usage_error(anyhow!("reading the Dockerfile from stdin is not supported yet")));
+        }
+        // A bad `-t` is a usage error before anything is built, as with docker.
+        for tag in &args.tags {
+            image_spec::Reference::parse(tag)
+                .map_err(|e| usage_error(anyhow!("invalid tag {:?}: {e}", image_spec::shown(tag))))?;
         }
         let context_dir = args
             .context
@@ -68,7 +94,9 @@ impl Request {
         let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
         let dockerfile = std::fs::read_to_string(&dockerfile_path)
             .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
+        crate::build_flags::unsupported_flags(&args.more).map_err(|e| usage_error(anyhow!(e)))?;
         let outputs = output_specs(args)?;
+        let platforms = crate::platforms::parse(&args.platforms)?;
         let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
         // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
         if !build_args.contains_key("SOURCE_DATE_EPOCH")
@@ -87,15 +115,17 @@ impl Request {
                 .unwrap_or("Dockerfile".into()),
             target: args.target.clone(),
             build_args,
-            platform: host_platform(),
+            platform: platforms[0].clone(),
             build_platform: host_platform(),
+            multi_platform: platforms.len() > 1,
             dockerignore: read_dockerignore(&dockerfile_path, &context_dir)?,
             no_cache: args.no_cache,
             no_cache_filter: args.no_cache_filter.clone(),
             labels: parse_pairs(&args.labels, "--label", false)?,
             named_contexts: BTreeMap::new(),
         };
-        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts)?;
+        let mut oci_layouts = Vec::new();
+        let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts, &mut oci_layouts)?;
         let entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
         let mut rlimits = Vec::new();
         for ulimit in &args.ulimits {
@@ -118,10 +148,16 @@ impl Request {
             epoch,
             cache_to,
             cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
-            default_network: crate::sandbox::parse_build_network(&args.network, entitlements)?,
+            default_network: crate::sandbox::parse_build_network(&args.network, entitlements).map_err(usage_error)?,
             entitlements,
             rlimits,
             secrets: read_secrets(&args.secrets)?,
+            platforms,
+            extra_hosts: crate::build_flags::parse_add_hosts(&args.more.add_hosts)
+                .map_err(|e| usage_error(anyhow!(e)))?,
+            shm_size: crate::build_flags::parse_shm_size(args.more.shm_size.as_deref())
+                .map_err(|e| usage_error(anyhow!(e)))?,
+            oci_layouts,
         })
     }
 }
@@ -146,7 +182,11 @@ fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
 fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn ProgressSink) -> Result<Option<String>> {
     let registry_opts = RegistryOptions::default();
     let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
-    let definition = load_definition(request, &images, progress)?;
+    for layout in &request.oci_layouts {
+        crate::oci_layout::load(store, layout)?;
+    }
+    let definitions = load_definition(request, &images, progress)?;
+    let definition = &definitions[0].1;
     let cache = crate::cache::Session::open(
         store,
         &request.cache_from,
@@ -179,16 +219,26 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             default_network: request.default_network,
             entitlements: request.entitlements,
             rlimits: request.rlimits.clone(),
+            extra_hosts: request.extra_hosts.clone(),
+            shm_size: request.shm_size,
             secrets: request.secrets.clone(),
+            ssh: crate::ssh::agents(&args.ssh).map_err(usage_error)?,
             layer_options: crate::layer::LayerOptions { compression, level, mtime_clamp: request.epoch },
             mount_seeds: cache.mount_seeds(),
         },
     );
     let solver_cache = cache.solver_cache();
 
-    // The target, and every vertex that may add a layer (to mark empty history entries).
-    let mut targets = vec![definition.target];
-    targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+    // Per platform: the target, and every vertex that may add a layer (to mark empty
+    // history entries).
+    let mut targets = Vec::new();
+    let mut spans = Vec::new();
+    for (_, definition) in &definitions {
+        let start = targets.len();
+        targets.push(definition.target);
+        targets.extend(definition.image.history.iter().filter_map(|h| h.layer));
+        spans.push(start..targets.len());
+    }
     // Before anything runs: a step to be solved that needs what --allow did not grant.
     worker.entitlements().check_graph(&definition.graph, &targets).map_err(|e| anyhow!(e))?;
     let solver = Solver::new(&worker, &solver_cache, progress, SolveOptions { jobs: args.jobs });
@@ -199,48 +249,65 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
     };
     interrupt.finish()?;
 
-    // The target's result, then one per step that may add a layer (as `targets`).
-    let (image_output, step_outputs) = solved.split_first().context("the solve returned no result")?;
-    let layers = image_output.layers()?.to_vec();
-    let mut config = crate::export::image_config(&definition, &layers, step_outputs, request.epoch)?;
-    config.inline_cache = cache.inline(&report, &layers)?;
-    let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
     let mut tags = Vec::new();
     for tag in &args.tags {
         tags.push(crate::cli::normalize(tag)?);
     }
-    let base_layers = base_layers.min(layers.len());
-    let result = crate::export::BuildResult { config, layers, base_layers, tags, epoch: request.epoch };
-    let mut image = None;
-    for output in &request.outputs {
-        let task = Task::start(progress, crate::export::step_name(output));
-        let written = crate::export::export(store, output, &result, &task);
-        let written = task.finish(written)?;
-        image = image.or(written);
+    let mut results = Vec::with_capacity(definitions.len());
+    for ((platform, definition), span) in definitions.iter().zip(spans) {
+        // The target's result, then one per step that may add a layer (as `targets`).
+        let (image_output, step_outputs) = solved[span].split_first().context("the solve returned no result")?;
+        let layers = image_output.layers()?.to_vec();
+        let mut config = crate::export::image_config(definition, &layers, step_outputs, request.epoch)?;
+        crate::platforms::set_config_platform(&mut config, platform);
+        config.inline_cache = cache.inline(&report, &layers)?;
+        let base_layers = definition.image.base_history.iter().filter(|h| h.empty_layer != Some(true)).count();
+        let base_layers = base_layers.min(layers.len());
+        let result =
+            crate::export::BuildResult { config, layers, base_layers, tags: tags.clone(), epoch: request.epoch };
+        results.push((platform.clone(), result));
     }
-    let image = match image {
-        Some(image) => image,
-        // Filesystem outputs only: the image id is still worth reporting.
-        None => store.write_image(&result.config, &result.layers)?,
+    // What --iidfile and --metadata-file name: the image, or the index of several.
+    let (digest, config_digest, cache_layers) = if results.len() > 1 {
+        let index = crate::platforms::export_all(store, &request.outputs, &results, progress)?;
+        (index, None, results.iter().map(|(_, r)| r.layers.clone()).collect())
+    } else {
+        let result = results.pop().context("the solve returned no result")?.1;
+        let mut image = None;
+        for output in &request.outputs {
+            let task = Task::start(progress, crate::export::step_name(output));
+            let written = crate::export::export(store, output, &result, &task);
+            let written = task.finish(written)?;
+            image = image.or(written);
+        }
+        let image = match image {
+            Some(image) => image,
+            // Filesystem outputs only: the image id is still worth reporting.
+            None => store.write_image(&result.config, &result.layers)?,
+        };
+        (image.manifest_digest, Some(image.config_digest), vec![result.layers])
     };
     let mut mount_keys = crate::cache::mounts::cache_mount_keys(&definition.graph);
     mount_keys.extend(worker.used_cache_mounts());
-    cache.export(&report, &result.layers, &mount_keys, progress)?;
+    let cache_layers: Vec<&[image_spec::LayerInfo]> = cache_layers.iter().map(Vec::as_slice).collect();
+    cache.export(&report, &cache_layers, &mount_keys, progress)?;
     if let Some(path) = &args.iidfile {
-        std::fs::write(path, image.manifest_digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, digest.as_str()).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.metadata_file {
-        let meta = serde_json::json!({
-            "containerimage.digest": image.manifest_digest,
-            "containerimage.config.digest": image.config_digest,
-            "image.name": result.tags.join(","),
+        let mut meta = serde_json::json!({
+            "containerimage.digest": digest,
+            "image.name": tags.join(","),
         });
+        if let Some(config_digest) = config_digest {
+            meta["containerimage.config.digest"] = serde_json::json!(config_digest);
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     // stdout may be an output's stream.
     let streamed = request.outputs.iter().any(|o| o.dest == Some(crate::export::Dest::Stdout));
-    Ok((!streamed).then(|| image.manifest_digest.to_string()))
+    Ok((!streamed).then(|| digest.to_string()))
 }
 
 /// The Dockerfile compiled into the build's graph: the step `[internal] load build
@@ -250,23 +317,33 @@ fn load_definition(
     request: &Request,
     images: &ImageResolver<'_>,
     progress: &dyn ProgressSink,
-) -> Result<frontend::BuildDefinition> {
+) -> Result<Vec<(Platform, frontend::BuildDefinition)>> {
     let name = format!("[internal] load build definition from {}", request.options.dockerfile_name);
     let task = Task::start(progress, name);
     let resolver = FrontendResolver { images, offline: false, failure: Mutex::default() };
-    let compiled = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(|e| {
-        // The frontend keeps only the text of a resolver's error; its hint (a registry
-        // that wants a login) comes from the error itself.
-        let failure = resolver.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let hint = failure.as_ref().and_then(crate::hint::for_error);
-        crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
-    });
-    if let Ok(definition) = &compiled {
-        for warning in &definition.warnings {
-            task.warn(warning.clone());
+    let mut compiled = Vec::with_capacity(request.platforms.len());
+    for platform in &request.platforms {
+        let options = BuildOptions { platform: platform.clone(), ..request.options.clone() };
+        let definition = frontend::compile(&request.dockerfile, &options, &resolver).map_err(|e| {
+            // The frontend keeps only the text of a resolver's error; its hint (a registry
+            // that wants a login) comes from the error itself.
+            let failure = resolver.failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let hint = failure.as_ref().and_then(crate::hint::for_error);
+            crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
+        });
+        match definition {
+            Ok(definition) => compiled.push((platform.clone(), definition)),
+            Err(e) => return task.finish(Err(e)),
         }
     }
-    task.finish(compiled)
+    // Warnings are the Dockerfile's, the same for every platform.
+    for warning in &compiled[0].1.warnings {
+        task.warn(warning.clone());
+    }
+    if let Err(e) = crate::check::warn_during_build(&request.dockerfile, &request.options, &resolver, &task) {
+        return task.finish(Err(e));
+    }
+    task.finish(Ok(crate::platforms::merge(compiled)))
 }
 
 /// The `-o` outputs, with `--push` and `--load` added; `type=image` when none is given.
@@ -283,8 +360,13 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     if args.load || outputs.is_empty() {
         outputs.push(OutputSpec::new(OutputKind::Image));
     }
+    crate::build_flags::add_annotations(&args.more.annotations, &mut outputs).map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
+    }
+    // Before anything runs: the exporters name images only after the build.
+    for name in args.tags.iter().chain(outputs.iter().flat_map(|o| &o.names)) {
+        Reference::parse(name).map_err(|e| usage_error(anyhow!("invalid image name {name:?}: {e}")))?;
     }
     for output in &outputs {
         if output.push && output.names.is_empty() && args.tags.is_empty() {
@@ -296,10 +378,12 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
 
 /// `--build-context NAME=VALUE`s into `named` (as the frontend sees them); returns the
 /// local directories by the name of their source. A VALUE is a directory (relative to
-/// the current directory) or `docker-image://REF`, as buildx takes them.
+/// the current directory), `docker-image://REF`, a git URL, an `http(s)://` file or
+/// `oci-layout://PATH[:TAG|@DIGEST]` (into `layouts`), as buildx takes them.
 fn named_contexts(
     specs: &[String],
     named: &mut BTreeMap<String, frontend::NamedContext>,
+    layouts: &mut Vec<crate::oci_layout::LayoutImage>,
 ) -> Result<BTreeMap<String, PathBuf>> {
     let mut dirs = BTreeMap::new();
     for spec in specs {
@@ -313,8 +397,19 @@ fn named_contexts(
             Reference::parse(reference)
                 .map_err(|e| invalid(format!("{reference:?} is not an image reference: {e}")))?;
             frontend::NamedContext::Image(reference.to_string())
+        } else if let Some(git) = frontend::parse_git_ref(value) {
+            frontend::NamedContext::Git(git.map_err(invalid)?.source(None, None))
+        } else if value.starts_with("https://") || value.starts_with("http://") {
+            frontend::NamedContext::Http { url: value.to_string() }
+        } else if let Some(spec) = value.strip_prefix("oci-layout://") {
+            let layout = crate::oci_layout::parse(&key, spec).map_err(|e| invalid(format!("{e:#}")))?;
+            let reference = layout.reference.clone();
+            layouts.push(layout);
+            frontend::NamedContext::Image(reference)
         } else if let Some((scheme, _)) = value.split_once("://") {
-            bail!(invalid(format!("{scheme}:// contexts are not supported (a directory or docker-image://REF)")));
+            bail!(invalid(format!(
+                "{scheme}:// contexts are not supported (a directory, docker-image://, oci-layout://, a git or http(s) URL)"
+            )));
         } else {
             let dir = Path::new(value).canonicalize().map_err(|e| invalid(format!("{value}: {e}")))?;
             if !dir.is_dir() {
@@ -405,24 +500,34 @@ struct FrontendResolver<'a> {
 }
 
 impl frontend::ImageResolver for FrontendResolver<'_> {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         let image = if self.offline {
-            match self.images.local(reference) {
+            match self.images.local(reference, platform) {
                 Ok(Some(image)) => image,
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(format!("{e:#}")),
+                Err(e) => return Err(resolve_error(&e)),
             }
         } else {
-            match self.images.resolve(reference) {
+            match self.images.resolve_for(reference, platform) {
                 Ok(image) => image,
                 Err(e) => {
-                    let text = format!("{e:#}");
+                    let error = resolve_error(&e);
                     *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                    return Err(text);
+                    return Err(error);
                 }
             }
         };
         let reference = Reference::parse(reference).map(|r| r.to_string()).unwrap_or(reference.to_string());
         Ok(Some(BaseImage { reference, config: image.config.config, history: image.config.history }))
+    }
+}
+
+/// The frontend's word for a resolver's error: a missing platform is typed.
+fn resolve_error(error: &anyhow::Error) -> ResolveError {
+    match error.downcast_ref::<store::Error>() {
+        Some(store::Error::NoPlatform { image, wanted, available }) => {
+            ResolveError::NoPlatform { image: image.clone(), wanted: wanted.clone(), available: available.clone() }
+        }
+        _ => ResolveError::Failed(format!("{error:#}")),
     }
 }

@@ -51,7 +51,13 @@ pub enum Command {
     /// not enforced here
     Doctor,
     /// Import a root filesystem tarball as an image
-    Import { tarball: PathBuf, name: String },
+    Import {
+        tarball: PathBuf,
+        name: String,
+        /// The platform the files are for (os/arch[/variant]; default: this machine's)
+        #[arg(long)]
+        platform: Option<String>,
+    },
     /// Load images from a tarball (docker save, OCI archive)
     Load {
         #[arg(short, long)]
@@ -153,6 +159,10 @@ pub struct BuildArgs {
     /// Build-time variables (KEY=VALUE, or KEY to take it from the environment)
     #[arg(long = "build-arg")]
     pub build_args: Vec<String>,
+    /// Target platforms, comma-separated (linux/amd64,linux/arm64[,linux/arm/v7]; default: this machine's).
+    /// Several make an image index; RUN for another architecture needs QEMU in binfmt_misc (see builder doctor)
+    #[arg(long = "platform", value_delimiter = ',', value_name = "PLATFORMS")]
+    pub platforms: Vec<String>,
     /// Do not use the cache
     #[arg(long)]
     pub no_cache: bool,
@@ -171,13 +181,17 @@ pub struct BuildArgs {
     /// Secrets for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// SSH agent for RUN --mount=type=ssh and git over ssh: default|ID[=SOCKET|KEYFILE[,KEYFILE]]
+    #[arg(long = "ssh")]
+    pub ssh: Vec<String>,
     /// Do not use the cache for these stages
     #[arg(long = "no-cache-filter")]
     pub no_cache_filter: Vec<String>,
     /// Image labels (KEY=VALUE)
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Additional build context (NAME=PATH or NAME=docker-image://REF), used by
+    /// Additional build context (NAME=PATH, NAME=docker-image://REF, a git URL, an
+    /// http(s) file or tarball, NAME=oci-layout://PATH[:TAG|@DIGEST]), used by
     /// `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME`
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
@@ -215,6 +229,43 @@ pub struct BuildArgs {
     /// Import a build cache (several are tried in order): type=local,src=DIR
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
+    /// `--call`, `--quiet`, `--annotation` and the attestation flags (boxed: the
+    /// command enum stays small).
+    #[command(flatten)]
+    pub more: Box<BuildMoreArgs>,
+}
+
+/// More `builder build` flags, as buildx's.
+#[derive(Args, Debug)]
+pub struct BuildMoreArgs {
+    /// Answer instead of building: check (build checks), outline (args, secrets, ssh the
+    /// target uses), targets (the stages); add ,format=json for JSON
+    #[arg(long, value_name = "NAME[,format=json]")]
+    pub call: Option<String>,
+    /// Shorthand for --call=check
+    #[arg(long)]
+    pub check: bool,
+    /// Print only the image id on stdout, no progress
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Add an annotation to the image manifest: [manifest:]KEY=VALUE
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Attestations (not supported yet)
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attest: Vec<String>,
+    /// SBOM attestation (not supported yet)
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "true")]
+    pub sbom: Option<String>,
+    /// Add a line to /etc/hosts of RUN steps: HOST:IP (or HOST=IP)
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Size of /dev/shm in RUN steps (e.g. 128m; default 64m)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Provenance attestation (not supported yet)
+    #[arg(long, value_name = "SPEC", num_args = 0..=1, default_missing_value = "true")]
+    pub provenance: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -285,6 +336,9 @@ pub struct RunArgs {
     /// Print help (-h is --hostname, as in `docker run`)
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
+    /// The image of a multi-platform name to run (os/arch[/variant]; default: this machine's)
+    #[arg(long)]
+    pub platform: Option<String>,
     pub image: String,
     /// Command and arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

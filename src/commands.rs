@@ -3,53 +3,77 @@
 use crate::archive::ArchiveFormat;
 use crate::cache::StoreExt as _;
 use crate::cli::{Cli, Command, VolumeCommand};
+use crate::units::{human_size, parse_size};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Reference;
 use registry::{RegistryOptions, Transfer};
 use std::io::Write;
-use store::{LockMode, Store, StoreLock};
+use store::Store;
+
+/// What the user is told while the store makes this process wait for a lock.
+fn lock_wait_message(wait: &store::LockWait<'_>) -> String {
+    use store::{LockMode, StoreLockKind};
+    match (wait.kind, wait.mode) {
+        (StoreLockKind::Gate, LockMode::Shared) => {
+            format!("waiting for a prune to finish (store lock {})", wait.path.display())
+        }
+        (StoreLockKind::Gate, LockMode::Exclusive) => {
+            format!("waiting for another prune to finish (store lock {})", wait.path.display())
+        }
+        (StoreLockKind::Refs, _) => format!("waiting for another process to change the refs ({})", wait.path.display()),
+    }
+}
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let root = cli.root.clone().unwrap_or_else(Store::default_root);
-    let store = || Store::open(&root).with_context(|| format!("opening store {}", root.display()));
-    // Commands that add or use content hold the store lock shared, so that prune (which
-    // takes it exclusively) never removes what they work with.
-    let shared = || -> Result<(Store, StoreLock)> {
+    let store = || -> Result<Store> {
+        let store = Store::open(&root).with_context(|| format!("opening store {}", root.display()))?;
+        store.on_lock_wait(|wait| crate::progress::message(&lock_wait_message(wait)));
+        Ok(store)
+    };
+    // Commands that add or use content take a lease, so that prune (which runs beside
+    // them) never removes what they work with (store/src/lease.rs).
+    let shared = || -> Result<Store> {
         let store = store()?;
-        let lock = store.lock(LockMode::Shared)?;
-        Ok((store, lock))
+        store.take_lease()?;
+        Ok(store)
     };
     match cli.command {
         Command::Build(args) => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             crate::build::build(&store, args)
         }
         Command::Run(args) => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             crate::run::run(&store, args)
         }
         Command::Images => images(&store()?),
         Command::Inspect { image } => inspect(&store()?, &image),
         Command::History { image, no_trunc, human, quiet } => history(&store()?, &image, no_trunc, human, quiet),
         Command::Tag { source, target } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let image = store.load_image(&source)?;
             let name = crate::cli::normalize(&target)?;
-            store.set_ref(&name, &image.manifest_digest)?;
+            // A multi-platform name: the new name is the index too.
+            let digest = index_of(&store, &source)?.unwrap_or(image.manifest_digest);
+            store.set_ref(&name, &digest)?;
             Ok(0)
         }
         Command::Rmi { images } => rmi(&store()?, &images),
-        Command::Import { tarball, name } => {
-            let (store, _lock) = shared()?;
+        Command::Import { tarball, name, platform } => {
+            let store = shared()?;
             let name = crate::cli::normalize(&name)?;
-            let image = crate::archive::import_rootfs(&store, &tarball, &name)
-                .with_context(|| format!("importing {}", tarball.display()))?;
+            let image = match platform {
+                Some(p) => crate::archive::import_rootfs_for(&store, &tarball, &name, &parse_platform(&p)?),
+                None => crate::archive::import_rootfs(&store, &tarball, &name),
+            }
+            .with_context(|| format!("importing {}", tarball.display()))?;
             println!("{}", image.config_digest);
             Ok(0)
         }
         Command::Save { output, format, images } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let mut list = Vec::new();
             for name in images {
                 let image = store.load_image(&name)?;
@@ -63,12 +87,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Prune { all, keep_storage, filter } => prune(&store()?, all, keep_storage.as_deref(), &filter),
         Command::Du { json } => du(&store()?, json),
         Command::Doctor => {
-            print!("{}", crate::sandbox::doctor());
+            print!("{}{}{}", crate::userns::doctor(&root), crate::sandbox::doctor(), crate::host::doctor());
             Ok(0)
         }
         Command::Fsck { snapshots } => fsck(&store()?, snapshots),
         Command::Load { input } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let names = crate::archive::load(&store, &input).with_context(|| format!("loading {}", input.display()))?;
             for name in names {
                 println!("Loaded image: {}", Reference::parse(&name).map(|r| r.familiar()).unwrap_or(name));
@@ -76,7 +100,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Pull { reference, platform } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
             let platform = match platform {
                 Some(p) => parse_platform(&p)?,
@@ -88,12 +112,23 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Push { reference } => {
-            let (store, _lock) = shared()?;
+            let store = shared()?;
             let parsed = Reference::parse(&reference).map_err(|e| crate::usage_error(anyhow::anyhow!(e)))?;
-            // A built image is stored with uncompressed layers: compressed now.
-            let image = crate::export::for_push(&store, &store.load_image(&reference)?)?;
             let progress = |t: Transfer<'_>| crate::progress::print_transfer(t, "uploading", "pushed");
-            let digest = crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?;
+            // A multi-platform name goes as its index: every platform's image, then the index.
+            let digest = match index_of(&store, &reference)? {
+                Some(index) => {
+                    // Built images are stored with uncompressed layers: compressed now.
+                    let index = crate::export::index_for_push(&store, &index)?;
+                    let content = crate::transfer::StoreContent(&store);
+                    registry::push_index(&content, &index, &parsed, &RegistryOptions::default(), &progress)?
+                }
+                None => {
+                    // A built image is stored with uncompressed layers: compressed now.
+                    let image = crate::export::for_push(&store, &store.load_image(&reference)?)?;
+                    crate::transfer::push(&store, &image, &parsed, &RegistryOptions::default(), &progress)?
+                }
+            };
             println!("{}: digest: {digest}", parsed.familiar());
             Ok(0)
         }
@@ -136,8 +171,17 @@ fn images(store: &Store) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<40} {:<16} {:<14} {:<16} {:>10}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")?;
     let now = chrono::Utc::now();
-    for (name, digest) in store.refs()? {
-        let image = store.load_image(digest.as_str())?;
+    for (name, digest, platform) in image_rows(store)? {
+        // One damaged image (a store written before pulls validated) must not hide
+        // the others: it is named on stderr with how to remove it.
+        let image = match store.image_from_manifest(&digest) {
+            Ok(image) => image,
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                eprintln!("warning: image {name} is damaged: {e:#} (`builder rmi {name}` removes it)");
+                continue;
+            }
+        };
         let reference = Reference::parse(&name).map_err(anyhow::Error::msg)?;
         let mut familiar = reference.clone();
         familiar.tag = None;
@@ -149,7 +193,7 @@ fn images(store: &Store) -> Result<u8> {
             .as_deref()
             .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
             .map_or_else(|| "N/A".to_string(), |t| time_ago(now.signed_duration_since(t)));
-        writeln!(
+        write!(
             out,
             "{:<40} {:<16} {:<14} {:<16} {:>10}",
             familiar.familiar(),
@@ -158,30 +202,51 @@ fn images(store: &Store) -> Result<u8> {
             created,
             human_size(size)
         )?;
+        // A multi-platform name: one row per platform, each saying which.
+        match platform {
+            Some(platform) => writeln!(out, "  {platform}")?,
+            None => writeln!(out)?,
+        }
     }
     Ok(0)
 }
 
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
+/// The index a name stands for, when it is a multi-platform name.
+fn index_of(store: &Store, name: &str) -> Result<Option<image_spec::Digest>> {
+    let Ok(reference) = Reference::parse(name) else { return Ok(None) };
+    match store.get_ref(&reference.to_string())? {
+        Some(digest) if store.read_index(&digest)?.is_some() => Ok(Some(digest)),
+        _ => Ok(None),
     }
-    if unit == 0 { format!("{n}B") } else { format!("{v:.3}{}", UNITS[unit]) }
+}
+
+/// What `builder images` lists: each name's image, or each platform's image of a
+/// name that is an index (with its platform).
+fn image_rows(store: &Store) -> Result<Vec<(String, image_spec::Digest, Option<String>)>> {
+    let mut rows = Vec::new();
+    for (name, digest) in store.refs()? {
+        if store.read_index(&digest)?.is_some() {
+            for (platform, manifest) in store.platforms_of(&digest)? {
+                rows.push((name.clone(), manifest, Some(platform.to_string())));
+            }
+        } else {
+            rows.push((name, digest, None));
+        }
+    }
+    Ok(rows)
 }
 
 fn inspect(store: &Store, name: &str) -> Result<u8> {
     let image = store.load_image(name)?;
+    // A multi-platform name: the index, and the image for this machine's platform.
+    let index = index_of(store, name)?;
     let names: Vec<String> = store
         .refs()?
         .into_iter()
-        .filter(|(_, d)| *d == image.manifest_digest)
+        .filter(|(_, d)| *d == image.manifest_digest || Some(d) == index.as_ref())
         .map(|(n, _)| Reference::parse(&n).map(|r| r.familiar()).unwrap_or(n))
         .collect();
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "Id": image.config_digest,
         "Digest": image.manifest_digest,
         "RepoTags": names,
@@ -193,6 +258,15 @@ fn inspect(store: &Store, name: &str) -> Result<u8> {
         "Layers": image.layers,
         "History": image.config.history,
     });
+    if let Some(index) = index {
+        let platforms: Vec<serde_json::Value> = store
+            .platforms_of(&index)?
+            .into_iter()
+            .map(|(platform, digest)| serde_json::json!({ "Platform": platform.to_string(), "Digest": digest }))
+            .collect();
+        value["Index"] = serde_json::json!(index);
+        value["Platforms"] = serde_json::json!(platforms);
+    }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(0)
 }
@@ -320,27 +394,6 @@ fn familiar(name: &str) -> String {
     Reference::parse(name).map(|r| r.familiar()).unwrap_or_else(|_| name.to_string())
 }
 
-/// `2GB` (1000-based), `2GiB` or `2g` (1024-based, as Docker), or bytes.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| crate::usage_error(anyhow::anyhow!("invalid size {s:?}")))?;
-    let scale: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "mb" => 1000_u64.pow(2),
-        "gb" => 1000_u64.pow(3),
-        "tb" => 1000_u64.pow(4),
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        other => bail!(crate::usage_error(anyhow::anyhow!("invalid size {s:?}: unknown unit {other:?}"))),
-    };
-    Ok((number * scale as f64) as u64)
-}
-
 /// `24h`, `1h30m`, `90s`, `7d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let bad = || crate::usage_error(anyhow::anyhow!("invalid duration {s:?}: want e.g. 24h, 30m, 1h30m, 7d"));
@@ -370,7 +423,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
 fn prune(store: &Store, all: bool, keep_storage: Option<&str>, filters: &[String]) -> Result<u8> {
     let mut options = store::PruneOptions { all, ..Default::default() };
     if let Some(size) = keep_storage {
-        options.keep_storage = Some(parse_size(size)?);
+        options.keep_storage = Some(parse_size(size).map_err(crate::usage_error)?);
     }
     for filter in filters {
         match filter.split_once('=') {
@@ -419,7 +472,11 @@ fn du(store: &Store, json: bool) -> Result<u8> {
     row("cache mounts", "", &usage.cache_mounts)?;
     row("volumes", "", &usage.volumes)?;
     row("temp", "running", &usage.temp)?;
-    writeln!(out, "Build data: {} (bounded by prune --keep-storage)", human_size(usage.build_total()))?;
+    let bound = match crate::autogc::budget(store)? {
+        Some(budget) => format!("automatic GC keeps it under {} ({})", human_size(budget.bytes), budget.source),
+        None => "automatic GC is off (BUILDER_GC=false); prune --keep-storage bounds it".to_string(),
+    };
+    writeln!(out, "Build data: {} ({bound})", human_size(usage.build_total()))?;
     Ok(0)
 }
 

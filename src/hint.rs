@@ -22,8 +22,44 @@ pub fn for_error(error: &anyhow::Error) -> Option<String> {
         {
             return Some(format!("log in with `builder login {}`", registry.host));
         }
+        if cause.downcast_ref::<LowSpace>().is_some()
+            || cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return Some(full_disk_hint());
+        }
         None
     })
+}
+
+/// Below this much free space, the filesystem of the store counts as full.
+const LOW_SPACE: u64 = 64 << 20;
+
+/// The store's filesystem was (nearly) full when something failed: measured where it
+/// happened (a step's upperdir is gone by the time the error is printed), so a step
+/// that failed to write ("No space left on device", or a tool's vaguer "I/O error")
+/// is explained by a measurement, not by reading its message.
+#[derive(Debug, thiserror::Error)]
+#[error("the filesystem of {} had {} free", path.display(), crate::units::human_size(*free))]
+pub struct LowSpace {
+    pub path: std::path::PathBuf,
+    pub free: u64,
+}
+
+/// [`LowSpace`] if the filesystem holding `path` is (nearly) full now.
+pub fn low_space(path: &std::path::Path) -> Option<LowSpace> {
+    let fs = rustix::fs::statvfs(path).ok()?;
+    let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+    let size = fs.f_blocks.saturating_mul(fs.f_frsize);
+    (free < LOW_SPACE.min(size / 100).max(1 << 20)).then(|| LowSpace { path: path.to_path_buf(), free })
+}
+
+fn full_disk_hint() -> String {
+    "the disk is full: `builder prune` removes build cache, `builder du` shows what holds the rest".to_string()
+}
+
+/// A hint when the filesystem holding the store at `root` is (nearly) full now.
+pub fn for_full_disk(root: &std::path::Path) -> Option<String> {
+    low_space(root).map(|_| full_disk_hint())
 }
 
 #[cfg(test)]

@@ -381,33 +381,60 @@ fn parse_class(chars: &[char], mut i: usize) -> Result<(Token, usize)> {
     Ok((Token::Class { negated, ranges }, i))
 }
 
+/// Runs the pattern as a Thompson NFA over the path: one pass over the characters
+/// with a set of live positions, so the time is linear in the path whatever the
+/// pattern (a backtracking matcher takes exponential time on repeated `**`/`*`, as
+/// BuildKit's compiled regexps do not).
+///
+/// State `2i` is "at token i"; state `2i + 1` is "inside the `(.*/)?` of token i,
+/// having consumed something that must end in `/`".
 fn match_tokens(tokens: &[Token], path: &[char]) -> bool {
-    let Some((token, rest)) = tokens.split_first() else { return path.is_empty() };
-    match token {
-        Token::Literal(c) => path.first() == Some(c) && match_tokens(rest, &path[1..]),
-        Token::AnyChar => path.first().is_some_and(|&c| c != '/') && match_tokens(rest, &path[1..]),
-        Token::Class { negated, ranges } => path.first().is_some_and(|&c| {
-            let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-            inside != *negated && match_tokens(rest, &path[1..])
-        }),
-        Token::Star => {
-            let mut i = 0;
-            loop {
-                if match_tokens(rest, &path[i..]) {
-                    return true;
+    let states = 2 * (tokens.len() + 1);
+    let mut current = vec![false; states];
+    let mut next = vec![false; states];
+    add_state(tokens, &mut current, 0);
+    for &c in path {
+        next.fill(false);
+        for (state, _) in current.iter().enumerate().filter(|(_, live)| **live) {
+            let i = state / 2;
+            let Some(token) = tokens.get(i) else { continue };
+            match token {
+                Token::Literal(l) if *l == c => add_state(tokens, &mut next, 2 * (i + 1)),
+                Token::AnyChar if c != '/' => add_state(tokens, &mut next, 2 * (i + 1)),
+                Token::Class { negated, ranges } if ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated => {
+                    add_state(tokens, &mut next, 2 * (i + 1));
                 }
-                if i >= path.len() || path[i] == '/' {
-                    return false;
+                Token::Star if c != '/' => add_state(tokens, &mut next, 2 * i),
+                Token::AnyDirs => {
+                    next[2 * i + 1] = true;
+                    if c == '/' {
+                        add_state(tokens, &mut next, 2 * (i + 1));
+                    }
                 }
-                i += 1;
+                Token::AnyRest => add_state(tokens, &mut next, 2 * i),
+                _ => {}
             }
         }
-        // `(.*/)?`: nothing, or anything up to and including some `/`.
-        Token::AnyDirs => {
-            match_tokens(rest, path)
-                || path.iter().enumerate().any(|(i, &c)| c == '/' && match_tokens(rest, &path[i + 1..]))
+        std::mem::swap(&mut current, &mut next);
+        if !current.iter().any(|&live| live) {
+            return false;
         }
-        Token::AnyRest => true,
+    }
+    current[2 * tokens.len()]
+}
+
+/// Adds the "at token" state `state` and what it reaches without consuming a
+/// character: past a `*`, `(.*/)?` or trailing `.*`, which may all match nothing.
+fn add_state(tokens: &[Token], set: &mut [bool], mut state: usize) {
+    loop {
+        if set[state] {
+            return;
+        }
+        set[state] = true;
+        match tokens.get(state / 2) {
+            Some(Token::Star | Token::AnyDirs | Token::AnyRest) => state += 2,
+            _ => return,
+        }
     }
 }
 
@@ -428,6 +455,68 @@ mod tests {
         for path in no {
             assert!(!matcher.matches(path), "{patterns:?} should not exclude {path}");
         }
+    }
+
+    /// The recursive matcher this module had: exponential on repeated stars, but
+    /// plainly right; the NFA must agree with it.
+    fn backtrack(tokens: &[Token], path: &[char]) -> bool {
+        let Some((token, rest)) = tokens.split_first() else { return path.is_empty() };
+        match token {
+            Token::Literal(c) => path.first() == Some(c) && backtrack(rest, &path[1..]),
+            Token::AnyChar => path.first().is_some_and(|&c| c != '/') && backtrack(rest, &path[1..]),
+            Token::Class { negated, ranges } => path.first().is_some_and(|&c| {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated && backtrack(rest, &path[1..])
+            }),
+            Token::Star => {
+                (0..=path.len()).take_while(|&i| i == 0 || path[i - 1] != '/').any(|i| backtrack(rest, &path[i..]))
+            }
+            Token::AnyDirs => {
+                backtrack(rest, path)
+                    || path.iter().enumerate().any(|(i, &c)| c == '/' && backtrack(rest, &path[i + 1..]))
+            }
+            Token::AnyRest => true,
+        }
+    }
+
+    #[test]
+    fn nfa_agrees_with_backtracking_on_generated_patterns() {
+        // A small deterministic generator: patterns and paths over a tiny alphabet,
+        // so that stars, `**` and classes meet many near misses.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n) as usize
+        };
+        let pattern_parts = ["a", "b", "/", "*", "**", "**/", "?", "[ab]", "[^a]", "\\*"];
+        let path_parts = ["a", "b", "/", "*", "c"];
+        let mut compared = 0;
+        for _ in 0..4000 {
+            let pattern: String = (0..1 + next(6)).map(|_| pattern_parts[next(pattern_parts.len() as u64)]).collect();
+            let Ok(Kind::Glob(tokens)) = compile(&pattern) else { continue };
+            for _ in 0..8 {
+                let path: String = (0..next(8)).map(|_| path_parts[next(path_parts.len() as u64)]).collect();
+                let chars: Vec<char> = path.chars().collect();
+                assert_eq!(match_tokens(&tokens, &chars), backtrack(&tokens, &chars), "{pattern:?} on {path:?}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 10_000, "{compared}");
+    }
+
+    #[test]
+    fn repeated_double_stars_match_in_linear_time() {
+        // 40 `**` took minutes with backtracking; the NFA does it at once.
+        let pattern = format!("{}x", "**/a".repeat(40));
+        let matcher = m(&[&pattern]);
+        let path = "a/".repeat(200) + "b";
+        let started = std::time::Instant::now();
+        assert!(!matcher.matches(&path));
+        let star_pattern = format!("{}x", "a*".repeat(40));
+        let stars = m(&[&star_pattern]);
+        assert!(!stars.matches(&"a".repeat(300)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]

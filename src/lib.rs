@@ -8,20 +8,30 @@
 //! [`main`], which alone turns errors into exit codes.
 
 mod archive;
+mod autogc;
 mod build;
+mod build_flags;
 mod cache;
+mod check;
 mod cli;
 mod commands;
+mod emulator;
 mod export;
 mod hint;
+mod host;
 mod ignore;
 mod layer;
+mod oci_layout;
 mod ops;
+mod platforms;
 mod progress;
 mod run;
 mod sandbox;
 mod signals;
+mod ssh;
 mod transfer;
+mod units;
+mod userns;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -56,7 +66,7 @@ pub fn usage_error(e: impl Into<anyhow::Error>) -> anyhow::Error {
 /// (with its hint) and returns the exit code.
 pub fn main() -> ExitCode {
     executor::maybe_run_init();
-    let cli = match cli::Cli::try_parse() {
+    let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -69,23 +79,52 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.debug);
+    // As an ordinary user, the store is worked on from a user namespace of builder's own.
+    if let Err(e) = userns::enter(&mut cli) {
+        let hint = hint::for_error(&e);
+        progress::print_error(&format!("{e:#}"), hint.as_deref());
+        let is_run = matches!(cli.command, cli::Command::Run(_));
+        return ExitCode::from(if is_run { run::FAILED } else { 1 });
+    }
     // The container's exit code is `run`'s answer, so its own errors must not be
     // mistaken for one: they all end with 125, as `docker run`'s do.
     let is_run = matches!(cli.command, cli::Command::Run(_));
+    let root = cli.root.clone().unwrap_or_else(store::Store::default_root);
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let (code, error, hint) = match e.downcast::<ExitError>() {
                 Ok(exit) => (exit.code, exit.error, exit.hint),
+                Err(e) if is_usage(&e) => (2, Some(e), None),
                 Err(e) => (1, Some(e), None),
             };
             if let Some(error) = error {
-                let hint = hint.or_else(|| hint::for_error(&error));
-                progress::print_error(&format!("{error:#}"), hint.as_deref());
+                let hint = hint.or_else(|| hint::for_error(&error)).or_else(|| hint::for_full_disk(&root));
+                progress::print_error(&error_text(&error), hint.as_deref());
             }
             ExitCode::from(if is_run { run::FAILED } else { code })
         }
     }
+}
+
+/// Each cause of an error is printed cut to this many bytes: one may echo a hostile
+/// name (a path of a megabyte from a layer or a Dockerfile).
+const MAX_CAUSE: usize = 1024;
+
+/// The error and its causes, `: `-separated as `{:#}` prints them, each cut to
+/// [`MAX_CAUSE`] bytes.
+fn error_text(error: &anyhow::Error) -> String {
+    let causes: Vec<String> = error.chain().map(|c| image_spec::cut(&c.to_string(), MAX_CAUSE).into_owned()).collect();
+    causes.join(": ")
+}
+
+/// The user's mistakes that can only be found while a command runs (a value read
+/// from the environment, a name that is checked against what a build made): typed
+/// where they are found, usage errors (exit code 2) here.
+fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<archive::InvalidEpoch>() || cause.is::<export::InvalidName>() || cause.is::<units::InvalidSize>()
+    })
 }
 
 /// Whether a command line that failed to parse asks for `builder run` (read again,
@@ -110,7 +149,21 @@ fn init_logging(debug: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::asks_for_run;
+    use super::{MAX_CAUSE, asks_for_run, error_text, is_usage};
+
+    #[test]
+    fn printed_errors_cut_each_long_cause() {
+        let name = "a".repeat(1_000_000);
+        let error = anyhow::anyhow!("File name too long").context(format!("stat /ctx/{name}")).context("[1/1] COPY");
+        let text = error_text(&error);
+        assert!(text.len() < 2 * MAX_CAUSE, "{} bytes", text.len());
+        assert!(
+            text.starts_with("[1/1] COPY: stat /ctx/aaa") && text.ends_with("more bytes): File name too long"),
+            "{text}"
+        );
+        let short = anyhow::anyhow!("b").context("a");
+        assert_eq!(error_text(&short), format!("{short:#}"));
+    }
 
     fn asks(line: &str) -> bool {
         asks_for_run(line.split_whitespace().map(Into::into))
@@ -126,5 +179,16 @@ mod tests {
         assert!(!asks("builder build --bogus ."));
         assert!(!asks("builder --bogus"));
         assert!(!asks("builder runn busybox"));
+    }
+
+    #[test]
+    fn mistakes_found_while_running_are_usage_errors() {
+        let epoch = crate::archive::parse_epoch("yesterday").unwrap_err();
+        assert!(is_usage(&anyhow::Error::from(epoch).context("importing x.tar")));
+        let name = crate::export::InvalidName { name: "A:b".into(), reason: "uppercase".into() };
+        assert!(is_usage(&name.into()));
+        let size = crate::units::parse_size("3pb").unwrap_err();
+        assert!(is_usage(&anyhow::Error::from(size).context("BUILDER_GC_KEEP_STORAGE")));
+        assert!(!is_usage(&anyhow::anyhow!("pulling busybox: connection refused")));
     }
 }

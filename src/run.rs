@@ -7,6 +7,7 @@
 
 use crate::cli::RunArgs;
 use anyhow::{Context as _, Result, bail};
+use std::collections::HashMap;
 use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 use store::Store;
@@ -17,7 +18,21 @@ pub const FAILED: u8 = 125;
 
 pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
     let stdio = stdio(args.interactive, args.tty, std::io::stdin().is_terminal())?;
-    let image = store.load_image(&args.image)?;
+    // The flags first: their mistakes are found before any layer is unpacked.
+    let network = crate::sandbox::parse_run_network(&args.network).map_err(crate::usage_error)?;
+    let security = security(&args)?;
+    let resources = resources(&args)?;
+    let image = match &args.platform {
+        None => store.load_image(&args.image)?,
+        Some(platform) => {
+            let platform = image_spec::Platform::parse(platform).map_err(crate::usage_error)?;
+            // As a build step: another architecture only through a registered emulator.
+            crate::emulator::check(&platform).map_err(crate::usage_error)?;
+            store
+                .find_image_for(&args.image, &platform)?
+                .ok_or_else(|| store::Error::NoSuchImage { name: args.image.clone(), source: None })?
+        }
+    };
     let lowers = crate::layer::ensure_snapshots(store, &image.layers)?;
     let config = &image.config.config;
 
@@ -42,24 +57,22 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         settings.extend(parse_env_file(&text));
     }
     settings.extend(args.env.iter().cloned());
-    for setting in &settings {
-        set_env(&mut env, setting);
-    }
+    set_envs(&mut env, &settings);
 
     let mut mounts = Vec::new();
     for spec in &args.volumes {
         mounts.push(volume_mount(store, spec)?);
     }
 
-    let network = crate::sandbox::parse_run_network(&args.network)?;
-    let security = security(&args)?;
-    let resources = resources(&args)?;
     // Held while the container runs: a name is used by one container at a time.
     let _name = args.name.as_deref().map(|name| claim_name(store, name)).transpose()?;
 
     // The container's writable layer lives in the store while it runs and is removed
     // afterwards whatever happens: containers here never outlive their process.
     let container = store.temp_dir("container")?;
+    // From here the container needs only its image (held by the lease) and its own
+    // directories: a prune while it runs may take everything else.
+    store.close_lease_window()?;
     let upperdir = container.path().join("upper");
     let workdir = container.path().join("work");
     std::fs::create_dir_all(&upperdir)?;
@@ -84,6 +97,7 @@ pub fn run(store: &Store, args: RunArgs) -> Result<u8> {
         },
         network,
         hostname,
+        extra_hosts: Vec::new(),
         security,
         resources,
     };
@@ -121,20 +135,24 @@ fn container_id() -> Result<String> {
 }
 
 /// The image's environment over Docker's defaults: `PATH` (first), `HOSTNAME`, and
-/// `TERM=xterm` with a pty.
+/// `TERM=xterm` with a pty. A later entry of a key replaces the earlier in place,
+/// found through a map: an image may carry a million entries.
 fn container_env(image_env: &[String], hostname: &str, tty: bool) -> Vec<String> {
     let mut env = vec![format!("PATH={}", crate::ops::DEFAULT_PATH), format!("HOSTNAME={hostname}")];
     if tty {
         env.push("TERM=xterm".to_string());
     }
+    let mut at: HashMap<String, usize> =
+        env.iter().enumerate().filter_map(|(i, e)| Some((e.split_once('=')?.0.to_string(), i))).collect();
     for setting in image_env {
-        match setting.split_once('=') {
-            Some((key, _)) => match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
-                Some(default) => *default = setting.clone(),
-                None => env.push(setting.clone()),
-            },
-            None => env.push(setting.clone()),
+        if let Some((key, _)) = setting.split_once('=') {
+            if let Some(&i) = at.get(key) {
+                env[i] = setting.clone();
+                continue;
+            }
+            at.insert(key.to_string(), env.len());
         }
+        env.push(setting.clone());
     }
     env
 }
@@ -149,18 +167,23 @@ fn parse_env_file(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Applies `KEY=VALUE`, or a bare `KEY` with its value from our environment (skipped
-/// when unset), as `docker run -e` does.
-fn set_env(env: &mut Vec<String>, setting: &str) {
-    let (key, value) = match setting.split_once('=') {
-        Some((k, v)) => (k.to_string(), v.to_string()),
-        None => match std::env::var(setting) {
-            Ok(v) => (setting.to_string(), v),
-            Err(_) => return,
-        },
-    };
-    env.retain(|x| x.split_once('=').map(|(k, _)| k) != Some(key.as_str()));
-    env.push(format!("{key}={value}"));
+/// Applies each `KEY=VALUE`, or bare `KEY` with its value from our environment
+/// (skipped when unset), as `docker run -e` does one after another: a key set moves
+/// to the end with its last value. Done in one pass with a map, not one scan of the
+/// environment per setting.
+fn set_envs(env: &mut Vec<String>, settings: &[String]) {
+    let resolved: Vec<(String, String)> = settings
+        .iter()
+        .filter_map(|setting| match setting.split_once('=') {
+            Some((k, v)) => Some((k.to_string(), v.to_string())),
+            None => std::env::var(setting).ok().map(|v| (setting.clone(), v)),
+        })
+        .collect();
+    let last: HashMap<&str, usize> = resolved.iter().enumerate().map(|(i, (k, _))| (k.as_str(), i)).collect();
+    env.retain(|x| x.split_once('=').is_none_or(|(k, _)| !last.contains_key(k)));
+    env.extend(
+        resolved.iter().enumerate().filter(|(i, (k, _))| last[k.as_str()] == *i).map(|(_, (k, v))| format!("{k}={v}")),
+    );
 }
 
 /// A lock on `containers/<name>.lock` while the container lives.
@@ -263,10 +286,10 @@ fn security(args: &RunArgs) -> Result<executor::Security> {
 
 /// `--memory`, `--cpus`, `--pids-limit`, `--ulimit`.
 fn resources(args: &RunArgs) -> Result<executor::Resources> {
-    let usage = |e: String| crate::usage_error(anyhow::anyhow!(e));
+    let usage = crate::usage_error;
     let memory = args.memory.as_deref().map(crate::sandbox::parse_size).transpose().map_err(usage)?;
     if memory.is_some_and(|m| m < 6 << 20) {
-        bail!(usage("minimum memory limit allowed is 6MB".into()));
+        bail!(crate::usage_error(anyhow::anyhow!("minimum memory limit allowed is 6MB")));
     }
     let rlimits =
         args.ulimits.iter().map(|u| crate::sandbox::parse_ulimit(u)).collect::<Result<_, _>>().map_err(usage)?;
@@ -276,6 +299,7 @@ fn resources(args: &RunArgs) -> Result<executor::Resources> {
         // As Docker: 0 or -1 is no limit.
         pids: args.pids_limit.filter(|p| *p > 0).map(|p| p as u64),
         rlimits,
+        shm_size: None,
     })
 }
 
@@ -315,7 +339,7 @@ fn is_volume_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{command_line, container_env, container_id, is_volume_name, parse_env_file, set_env, stdio};
+    use super::{command_line, container_env, container_id, is_volume_name, parse_env_file, set_envs, stdio};
 
     #[test]
     fn volume_names_as_docker_allows_them() {
@@ -357,10 +381,26 @@ mod tests {
         let parsed = parse_env_file("# comment\n\nA=1\n  B=two words \nC\n");
         assert_eq!(parsed, ["A=1", "B=two words ", "C"]);
         let mut env = vec!["A=0".to_string(), "PATH=/bin".to_string()];
-        for s in &parsed {
-            set_env(&mut env, s);
-        }
+        set_envs(&mut env, &parsed);
         assert_eq!(env, ["PATH=/bin", "A=1", "B=two words "]);
+        // A key set twice ends where its last setting puts it, with that value.
+        let mut env = vec!["X=0".to_string(), "Y=0".to_string()];
+        set_envs(&mut env, &v(&["Y=1", "X=1", "Y=2"]));
+        assert_eq!(env, ["X=1", "Y=2"]);
+    }
+
+    #[test]
+    fn a_million_entry_image_env_merges_in_linear_time() {
+        let image: Vec<String> = (0..1_000_000).map(|i| format!("K{}={i}", i % 600_000)).collect();
+        let settings: Vec<String> = (0..100_000).map(|i| format!("K{i}=set")).collect();
+        let started = std::time::Instant::now();
+        let mut env = container_env(&image, "abc", false);
+        assert_eq!(env.len(), 2 + 600_000);
+        assert_eq!(env[2 + 5], "K5=600005");
+        set_envs(&mut env, &settings);
+        assert_eq!(env.len(), 2 + 600_000);
+        assert_eq!(env.last().unwrap(), "K99999=set");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
     fn v(s: &[&str]) -> Vec<String> {

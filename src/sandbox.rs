@@ -5,12 +5,63 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use solver::ir::{NetworkMode, Op, SecurityMode};
 
 /// Tasks a build step may have at once unless told otherwise: enough for `make -j` and
 /// a JVM's threads, few enough that a fork bomb ends quickly (Podman's default is 2048).
 pub const STEP_PIDS_LIMIT: u64 = 4096;
+
+/// A flag of a sandbox's limits that cannot be read, or a step that needs what was
+/// not granted. The flag parsers' errors are usage errors (their callers parse the
+/// command line); [`Denied`] is one too, found in the graph before anything runs.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("invalid entitlement {name:?} in --allow (want network.host or security.insecure)")]
+    UnknownEntitlement { name: String },
+    #[error("invalid size {text:?} (want a number with an optional b, k, m, g or t)")]
+    SizeUnit { text: String },
+    #[error("invalid size {text:?}")]
+    Size { text: String },
+    #[error("invalid --cpus {text:?}: want a number such as 1.5")]
+    CpusNotNumber { text: String },
+    #[error("invalid --cpus {text:?}: must be more than 0")]
+    CpusNotPositive { text: String },
+    #[error("invalid --ulimit {text:?}: {why}")]
+    Ulimit { text: String, why: UlimitProblem },
+    /// `want` lists the modes of the command (`build` and `run` differ).
+    #[error("unknown network mode {value:?} (want {want})")]
+    UnknownNetwork { value: String, want: &'static str },
+    #[error("--network=host needs the network.host entitlement: add --allow network.host")]
+    NetworkHostNotAllowed,
+    /// A step (named by its instruction) needs an entitlement that was not granted.
+    #[error("{step}: {denied}")]
+    StepDenied { step: String, denied: Denied },
+}
+
+/// What is wrong with a `--ulimit` value.
+#[derive(Debug, thiserror::Error)]
+pub enum UlimitProblem {
+    #[error("want NAME=SOFT[:HARD]")]
+    Syntax,
+    #[error("unknown limit {0:?}")]
+    UnknownLimit(String),
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("the soft limit is above the hard one")]
+    SoftAboveHard,
+}
+
+/// An entitlement a step needs and was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("network mode \"host\" needs the network.host entitlement: run builder build with --allow network.host")]
+    NetworkHost,
+    #[error(
+        "security mode \"insecure\" needs the security.insecure entitlement: run builder build with --allow security.insecure"
+    )]
+    SecurityInsecure,
+}
 
 /// What `--allow` granted (buildx's entitlements).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,17 +74,13 @@ pub struct Entitlements {
 
 impl Entitlements {
     /// `--allow` values: each one or several comma-separated entitlements.
-    pub fn parse(values: &[String]) -> Result<Self, String> {
+    pub fn parse(values: &[String]) -> Result<Self, SandboxError> {
         let mut granted = Entitlements::default();
         for name in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "network.host" => granted.network_host = true,
                 "security.insecure" => granted.security_insecure = true,
-                other => {
-                    return Err(format!(
-                        "invalid entitlement {other:?} in --allow (want network.host or security.insecure)"
-                    ));
-                }
+                other => return Err(SandboxError::UnknownEntitlement { name: other.to_string() }),
             }
         }
         Ok(granted)
@@ -41,26 +88,23 @@ impl Entitlements {
 
     /// Refuses, before anything runs, a graph whose steps (those `targets` need) need
     /// what was not granted; the message names the step (its instruction).
-    pub fn check_graph(&self, graph: &solver::Graph, targets: &[solver::VertexId]) -> Result<(), String> {
+    pub fn check_graph(&self, graph: &solver::Graph, targets: &[solver::VertexId]) -> Result<(), SandboxError> {
         for vertex in graph.ancestors(targets).into_iter().map(|id| graph.vertex(id)) {
             if let Op::Exec(exec) = &vertex.op {
-                self.check(exec.network, exec.security).map_err(|e| format!("{}: {e}", vertex.name))?;
+                self.check(exec.network, exec.security)
+                    .map_err(|denied| SandboxError::StepDenied { step: vertex.name.clone(), denied })?;
             }
         }
         Ok(())
     }
 
     /// Whether a step's network and security modes were granted.
-    pub fn check(&self, network: NetworkMode, security: SecurityMode) -> Result<(), String> {
+    pub fn check(&self, network: NetworkMode, security: SecurityMode) -> Result<(), Denied> {
         if network == NetworkMode::Host && !self.network_host {
-            return Err("network mode \"host\" needs the network.host entitlement: \
-                        run builder build with --allow network.host"
-                .into());
+            return Err(Denied::NetworkHost);
         }
         if security == SecurityMode::Insecure && !self.security_insecure {
-            return Err("security mode \"insecure\" needs the security.insecure entitlement: \
-                        run builder build with --allow security.insecure"
-                .into());
+            return Err(Denied::SecurityInsecure);
         }
         Ok(())
     }
@@ -72,7 +116,15 @@ impl Entitlements {
 pub fn private_network() -> executor::Network {
     static WARNED: OnceLock<()> = OnceLock::new();
     if executor::nat_helper().is_some() {
-        return executor::Network::Private;
+        let Some(why) = crate::userns::tun_unusable() else { return executor::Network::Private };
+        WARNED.get_or_init(|| {
+            crate::progress::message(&format!(
+                "WARNING: rootless, and {why}: RUN steps and containers get a network namespace without outside \
+                 access (fix: `chmod 0666 /dev/net/tun` as root, as most distributions have it; --network=none \
+                 silences this)"
+            ));
+        });
+        return executor::Network::None;
     }
     WARNED.get_or_init(|| {
         crate::progress::message(
@@ -93,32 +145,28 @@ pub fn network(mode: NetworkMode) -> executor::Network {
 }
 
 /// `--network` of `builder build` (the default mode of RUN steps).
-pub fn parse_build_network(value: &str, granted: Entitlements) -> Result<NetworkMode> {
+pub fn parse_build_network(value: &str, granted: Entitlements) -> Result<NetworkMode, SandboxError> {
     match value {
         "default" | "sandbox" => Ok(NetworkMode::Default),
         "none" => Ok(NetworkMode::None),
         "host" if granted.network_host => Ok(NetworkMode::Host),
-        "host" => bail!(crate::usage_error(anyhow!(
-            "--network=host needs the network.host entitlement: add --allow network.host"
-        ))),
-        other => bail!(crate::usage_error(anyhow!("unknown network mode {other:?} (want default, none or host)"))),
+        "host" => Err(SandboxError::NetworkHostNotAllowed),
+        other => Err(SandboxError::UnknownNetwork { value: other.to_string(), want: "default, none or host" }),
     }
 }
 
 /// `--network` of `builder run` (Docker's `bridge` is the private network here).
-pub fn parse_run_network(value: &str) -> Result<executor::Network> {
+pub fn parse_run_network(value: &str) -> Result<executor::Network, SandboxError> {
     match value {
         "default" | "bridge" | "private" => Ok(private_network()),
         "none" => Ok(executor::Network::None),
         "host" => Ok(executor::Network::Host),
-        other => {
-            bail!(crate::usage_error(anyhow!("unknown network mode {other:?} (want default, bridge, none or host)")))
-        }
+        other => Err(SandboxError::UnknownNetwork { value: other.to_string(), want: "default, bridge, none or host" }),
     }
 }
 
 /// A size as Docker writes it: bytes, or a number with b, k, m, g (powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, SandboxError> {
     let t = text.trim().to_ascii_lowercase();
     let t = t.strip_suffix('b').filter(|s| !s.is_empty() && !s.ends_with('b')).unwrap_or(&t);
     let (number, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
@@ -131,33 +179,35 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "m" => 20,
         "g" => 30,
         "t" => 40,
-        _ => return Err(format!("invalid size {text:?} (want a number with an optional b, k, m, g or t)")),
+        _ => return Err(SandboxError::SizeUnit { text: text.to_string() }),
     };
-    let value: f64 = number.parse().map_err(|_| format!("invalid size {text:?}"))?;
+    let invalid = || SandboxError::Size { text: text.to_string() };
+    let value: f64 = number.parse().map_err(|_| invalid())?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("invalid size {text:?}"));
+        return Err(invalid());
     }
     Ok((value * (1u64 << shift) as f64) as u64)
 }
 
 /// `--cpus 1.5` in thousandths of a CPU.
-pub fn parse_cpus(text: &str) -> Result<u64, String> {
-    let cpus: f64 = text.trim().parse().map_err(|_| format!("invalid --cpus {text:?}: want a number such as 1.5"))?;
+pub fn parse_cpus(text: &str) -> Result<u64, SandboxError> {
+    let cpus: f64 = text.trim().parse().map_err(|_| SandboxError::CpusNotNumber { text: text.to_string() })?;
     if !cpus.is_finite() || cpus <= 0.0 {
-        return Err(format!("invalid --cpus {text:?}: must be more than 0"));
+        return Err(SandboxError::CpusNotPositive { text: text.to_string() });
     }
     Ok(((cpus * 1000.0).round() as u64).max(1))
 }
 
 /// `--ulimit NAME=SOFT[:HARD]` as Docker takes it (`-1`: unlimited).
-pub fn parse_ulimit(text: &str) -> Result<executor::Rlimit, String> {
-    let bad = |why: &str| format!("invalid --ulimit {text:?}: {why}");
-    let (name, values) = text.split_once('=').ok_or_else(|| bad("want NAME=SOFT[:HARD]"))?;
-    let resource = executor::rlimit_by_name(name).ok_or_else(|| bad(&format!("unknown limit {:?}", name.trim())))?;
-    let number = |v: &str| -> Result<u64, String> {
+pub fn parse_ulimit(text: &str) -> Result<executor::Rlimit, SandboxError> {
+    let bad = |why| SandboxError::Ulimit { text: text.to_string(), why };
+    let (name, values) = text.split_once('=').ok_or_else(|| bad(UlimitProblem::Syntax))?;
+    let resource =
+        executor::rlimit_by_name(name).ok_or_else(|| bad(UlimitProblem::UnknownLimit(name.trim().to_string())))?;
+    let number = |v: &str| -> Result<u64, SandboxError> {
         match v.trim() {
             "-1" | "unlimited" => Ok(u64::MAX),
-            v => v.parse().map_err(|_| bad(&format!("{v:?} is not a number"))),
+            v => v.parse().map_err(|_| bad(UlimitProblem::NotANumber(v.to_string()))),
         }
     };
     let (soft, hard) = match values.split_once(':') {
@@ -165,7 +215,7 @@ pub fn parse_ulimit(text: &str) -> Result<executor::Rlimit, String> {
         None => (number(values)?, number(values)?),
     };
     if soft > hard {
-        return Err(bad("the soft limit is above the hard one"));
+        return Err(bad(UlimitProblem::SoftAboveHard));
     }
     Ok(executor::Rlimit { resource, soft, hard })
 }
@@ -228,6 +278,21 @@ pub fn doctor() -> String {
         "build step pids limit: {}",
         if isolation.pids.is_enforced() { STEP_PIDS_LIMIT.to_string() } else { "none (not enforced here)".into() }
     );
+    let emulated = crate::emulator::emulated_platforms();
+    if emulated.is_empty() {
+        let _ = writeln!(
+            out,
+            "emulators: none registered in {} (foreign --platform RUN steps fail; apt-get install qemu-user-static)",
+            crate::emulator::BINFMT_MISC
+        );
+    }
+    for (platform, handler) in emulated {
+        let _ = writeln!(
+            out,
+            "emulator: {platform} via {} ({}, flags {})",
+            handler.name, handler.interpreter, handler.flags
+        );
+    }
     out
 }
 
@@ -255,7 +320,7 @@ mod tests {
         let e = Entitlements::parse(&["network.host,security.insecure".into()]).unwrap();
         assert!(e.network_host && e.security_insecure);
         assert_eq!(Entitlements::parse(&[]).unwrap(), Entitlements::default());
-        let err = Entitlements::parse(&["device".into()]).unwrap_err();
+        let err = Entitlements::parse(&["device".into()]).unwrap_err().to_string();
         assert!(err.contains("\"device\""), "{err}");
     }
 
@@ -263,18 +328,21 @@ mod tests {
     fn a_host_network_step_needs_the_entitlement() {
         let none = Entitlements::default();
         let err = none.check(NetworkMode::Host, SecurityMode::Sandbox).unwrap_err();
-        assert!(err.contains("--allow network.host"), "{err}");
+        assert_eq!(err, Denied::NetworkHost);
+        assert!(err.to_string().contains("--allow network.host"), "{err}");
         let host = Entitlements { network_host: true, ..Default::default() };
         assert!(host.check(NetworkMode::Host, SecurityMode::Sandbox).is_ok());
         let err = host.check(NetworkMode::Default, SecurityMode::Insecure).unwrap_err();
-        assert!(err.contains("--allow security.insecure"), "{err}");
+        assert!(err.to_string().contains("--allow security.insecure"), "{err}");
         assert!(none.check(NetworkMode::None, SecurityMode::Sandbox).is_ok());
     }
 
     #[test]
     fn build_network_host_is_refused_without_allow() {
         let err = parse_build_network("host", Entitlements::default()).unwrap_err();
-        assert!(format!("{err:#}").contains("--allow network.host"), "{err:#}");
+        assert!(matches!(err, SandboxError::NetworkHostNotAllowed) && err.to_string().contains("--allow network.host"));
+        let err = parse_build_network("bridge", Entitlements::default()).unwrap_err();
+        assert_eq!(err.to_string(), "unknown network mode \"bridge\" (want default, none or host)");
         let granted = Entitlements { network_host: true, ..Default::default() };
         assert_eq!(parse_build_network("host", granted).unwrap(), NetworkMode::Host);
         assert_eq!(parse_build_network("default", Entitlements::default()).unwrap(), NetworkMode::Default);
@@ -294,7 +362,14 @@ mod tests {
         assert_eq!((r.resource, r.soft, r.hard), (7, 1024, 2048));
         assert_eq!(parse_ulimit("nproc=-1").unwrap().hard, u64::MAX);
         assert!(parse_ulimit("nofile=10:5").is_err());
-        assert!(parse_ulimit("files=10").unwrap_err().contains("unknown limit"));
+        assert!(matches!(
+            parse_ulimit("files=10"),
+            Err(SandboxError::Ulimit { why: UlimitProblem::UnknownLimit(name), .. }) if name == "files"
+        ));
+        assert_eq!(
+            parse_ulimit("nofile").unwrap_err().to_string(),
+            "invalid --ulimit \"nofile\": want NAME=SOFT[:HARD]"
+        );
     }
 
     #[test]

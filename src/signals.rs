@@ -14,10 +14,22 @@ pub struct Interrupt {
     signal: Arc<AtomicUsize>,
 }
 
+/// Set by the first SIGINT/SIGTERM of a build, for work outside the solver's own
+/// cancellation (a download that the cache key needs).
+static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> = std::sync::LazyLock::new(Arc::default);
+
+/// Whether a SIGINT/SIGTERM came since [`cancel_on_interrupt`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Sets `cancel` on SIGINT or SIGTERM. A second one exits at once: the sandboxes die
 /// with us (parent-death signal) and the next `builder` removes our temp dirs.
 pub fn cancel_on_interrupt(cancel: Arc<AtomicBool>) -> Result<Interrupt> {
     let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        flag::register(sig, INTERRUPTED.clone())?;
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
         // Handlers run in the order registered: the exit checks the flag the first

@@ -196,7 +196,7 @@ fn check_mapped(userns: &InitUserNamespace, user: &User) -> Result<(), Error> {
 
 /// A set-up step the kernel refused in the sandbox's user namespace, with its likely
 /// cause.
-fn explain_in_user_namespace(e: Error) -> Error {
+pub(crate) fn explain_in_user_namespace(e: Error) -> Error {
     let Error::Sys { what, source } = e else { return e };
     let hint = match source.raw_os_error() {
         Some(libc::EPERM | libc::EACCES | libc::EINVAL) if what.starts_with("mount overlay") => {

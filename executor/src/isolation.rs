@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::CgroupUnavailable;
+
 /// The cgroup version sandbox cgroups are made with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupVersion {
@@ -16,7 +18,7 @@ pub enum CgroupVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Support {
     Enforced(String),
-    NotEnforced(String),
+    NotEnforced(CgroupUnavailable),
 }
 
 impl Support {
@@ -38,7 +40,7 @@ impl fmt::Display for Support {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Isolation {
     /// The cgroup version in use, or why builder can make no cgroups at all.
-    pub cgroup: Result<CgroupVersion, String>,
+    pub cgroup: Result<CgroupVersion, CgroupUnavailable>,
     /// [`crate::Resources::pids`]. A sandbox asking for a limit that is not enforced
     /// fails to start.
     pub pids: Support,

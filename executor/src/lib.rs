@@ -78,7 +78,11 @@
 //!   [`Devices::Default`] need none (the device filter is then the `nodev` mounts and
 //!   the missing CAP_MKNOD alone); a limit that cannot be enforced is an error, as ever.
 //! - [`with_rootfs_mounted`] needs root still (a thread cannot enter a user namespace
-//!   of its own in a multithreaded process).
+//!   of its own in a multithreaded process): builder gets it by entering a user
+//!   namespace of its own first ([`enter_user_namespace`], `userns/enter.rs`), where
+//!   it is root. Sandboxes started there share that namespace, and [`run`] sets them up
+//!   as rootless ones (the points above) since [`current_user_namespace`] is not the
+//!   host's.
 //!
 //! Every set-up step the kernel refuses says which and why, with `builder doctor` for
 //! more: user namespaces disabled (`user.max_user_namespaces=0`, which the kernel
@@ -175,10 +179,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+pub use cgroup::CgroupUnavailable;
 pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
+pub use userns::enter::{Entered, current as current_user_namespace, enter as enter_user_namespace};
 pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.
@@ -421,6 +427,9 @@ pub struct Resources {
     /// How many tasks (processes and threads) may exist at once.
     pub pids: Option<u64>,
     pub rlimits: Vec<Rlimit>,
+    /// Size of the sandbox's `/dev/shm` in bytes (64 MiB when not given, as Docker).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
 }
 
 impl Resources {
@@ -464,6 +473,9 @@ pub struct Spec {
     pub process: Process,
     pub network: Network,
     pub hostname: String,
+    /// Lines added to the sandbox's `/etc/hosts` (`--add-host NAME:IP`).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     pub security: Security,
     pub resources: Resources,
 }

@@ -216,7 +216,10 @@ impl Nat {
                         "{} (/dev/net/tun must be readable and writable by uid {}: `chmod 0666 /dev/net/tun`, \
                          as most distributions set it; see `builder doctor`)",
                         line.trim(),
-                        nix::unistd::geteuid()
+                        // In builder's own user namespace, its root is the caller outside.
+                        crate::userns::enter::current()
+                            .and_then(|m| m.uid.to_host(0))
+                            .unwrap_or(nix::unistd::geteuid().as_raw())
                     ),
                     None => said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string(),
                 };

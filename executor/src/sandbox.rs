@@ -69,7 +69,7 @@ impl Setup<'_> {
         let upperdir = upperdir.as_deref();
 
         self.proc_and_sys(&root, upperdir)?;
-        self.dev(&root, upperdir, tty_group)?;
+        self.dev(&root, upperdir, tty_group, spec.resources.shm_size)?;
         for (name, source) in
             [("etc/hosts", cfg.bundle.join("hosts")), ("etc/resolv.conf", cfg.bundle.join("resolv.conf"))]
         {
@@ -136,7 +136,15 @@ impl Setup<'_> {
     fn proc_and_sys(&mut self, root: &Path, upperdir: Option<&Path>) -> Result<(), Error> {
         let hardened = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
         let proc = self.stub(root, "proc", StubKind::Dir, upperdir)?;
-        self.mount("proc", &proc, "proc", hardened, None)?;
+        match self.sys.mount(Some(Path::new("proc")), &proc, Some("proc"), hardened, None) {
+            Ok(()) => {}
+            // Refused in a user namespace where mounts hide part of the host's /proc (an
+            // unprivileged container's): the host's, read-only (`userns/procfs.rs`).
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && self.userns => {
+                self.bind(&self.host_root.join("proc"), &proc, true)?
+            }
+            Err(e) => return Err(Error::sys(format!("mount proc on {}", proc.display()), e)),
+        }
         let sys_dir = self.stub(root, "sys", StubKind::Dir, upperdir)?;
         match self.sys.mount(Some(Path::new("sysfs")), &sys_dir, Some("sysfs"), hardened | MsFlags::MS_RDONLY, None) {
             Ok(()) => Ok(()),
@@ -146,7 +154,7 @@ impl Setup<'_> {
         }
     }
 
-    fn dev(&mut self, root: &Path, upperdir: Option<&Path>, tty_group: bool) -> Result<(), Error> {
+    fn dev(&mut self, root: &Path, upperdir: Option<&Path>, tty_group: bool, shm: Option<u64>) -> Result<(), Error> {
         let dev = self.stub(root, "dev", StubKind::Dir, upperdir)?;
         // nodev too: a node made here (with CAP_MKNOD) cannot be opened; the nodes
         // below are bind mounts of the host's, with the host mount's flags.
@@ -178,7 +186,8 @@ impl Setup<'_> {
             if tty_group { "newinstance,ptmxmode=0666,mode=0620,gid=5" } else { "newinstance,ptmxmode=0666,mode=0620" };
         self.mount("devpts", &dev.join("pts"), "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some(devpts))?;
         let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        self.mount("shm", &dev.join("shm"), "tmpfs", nosuid_nodev_noexec, Some("mode=1777,size=65536k"))?;
+        let shm = shm.map_or_else(|| "mode=1777,size=65536k".to_string(), |bytes| format!("mode=1777,size={bytes}"));
+        self.mount("shm", &dev.join("shm"), "tmpfs", nosuid_nodev_noexec, Some(&shm))?;
         // Best effort: some kernels are built without POSIX message queues.
         if let Err(e) = self.mount("mqueue", &dev.join("mqueue"), "mqueue", nosuid_nodev_noexec, None) {
             tracing::debug!(error = %e, "no mqueue in the sandbox");
@@ -351,6 +360,7 @@ mod tests {
             process: Process { args: vec!["true".into()], env: vec![], cwd: "/".into(), user: String::new() },
             network: Network::Host,
             hostname: "box".into(),
+            extra_hosts: Vec::new(),
             security: Default::default(),
             resources: Default::default(),
         };

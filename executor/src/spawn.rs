@@ -72,6 +72,9 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
     let terminal = matches!(stdio, Stdio::Terminal | Stdio::TerminalOutput);
     // Without root, the namespaces come with a user namespace of the sandbox's own.
     let userns = userns::plan(spec.security.user_namespace)?;
+    if userns.is_some() || userns::enter::current().is_some() {
+        userns::procfs::warn_once();
+    }
     let mut config = prepare_bundle(spec, bundle.path(), terminal, userns.as_ref())?;
     // The cgroup is made and configured before the clone, and the init joins it as
     // its first act, before it mounts or forks anything: all the sandbox runs is in
@@ -291,7 +294,10 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
 fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Plan>) -> Result<InitConfig, Error> {
     fs::create_dir(bundle.join("rootfs")).map_err(sys("create bundle rootfs"))?;
     let hostname = if spec.hostname.is_empty() { "sandbox" } else { &spec.hostname };
-    let hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (name, ip) in &spec.extra_hosts {
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
     fs::write(bundle.join("hosts"), hosts).map_err(sys("write hosts"))?;
     let mut resolv = match fs::read("/etc/resolv.conf") {
         Ok(r) => r,
@@ -319,11 +325,20 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Pl
         terminal,
         join_network,
         cgroup_procs: Vec::new(),
-        user_namespace: userns.map(|plan| InitUserNamespace {
-            mapping: plan.mapping.clone(),
-            setgroups: plan.setgroups(),
-            user: plan.user.clone(),
-        }),
+        user_namespace: match userns {
+            Some(plan) => Some(InitUserNamespace {
+                mapping: plan.mapping.clone(),
+                setgroups: plan.setgroups(),
+                user: plan.user.clone(),
+            }),
+            // Builder itself runs in a user namespace (rootless, see `userns/enter.rs`):
+            // the sandbox is in it too, and its set-up is a rootless one.
+            None => userns::enter::current().map(|mapping| InitUserNamespace {
+                mapping: mapping.clone(),
+                setgroups: userns::enter::setgroups_allowed(),
+                user: userns::enter::outside_user(mapping),
+            }),
+        },
     })
 }
 
@@ -554,6 +569,7 @@ mod tests {
             },
             network: Network::None,
             hostname: String::new(),
+            extra_hosts: Vec::new(),
             security: Default::default(),
             resources: Default::default(),
         };

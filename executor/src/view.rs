@@ -66,7 +66,13 @@ fn in_private_namespace<R>(
     sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .map_err(|e| Error::sys("make / private", e))?;
     let mut mounted: Vec<&Path> = Vec::new();
-    let result = mount_all(sys, rootfs, paths, &mut mounted).map(|()| catch_unwind(AssertUnwindSafe(|| f(paths))));
+    let result = mount_all(sys, rootfs, paths, &mut mounted)
+        .map_err(|e| {
+            // In builder's own user namespace (rootless), a refusal has the causes a
+            // rootless sandbox's has.
+            if crate::userns::enter::current().is_some() { crate::init::explain_in_user_namespace(e) } else { e }
+        })
+        .map(|()| catch_unwind(AssertUnwindSafe(|| f(paths))));
     for p in mounted.iter().rev() {
         if let Err(e) = sys.umount(p, MntFlags::MNT_DETACH) {
             // Harmless: the namespace, and with it the mount, ends with this thread.
@@ -83,7 +89,8 @@ fn mount_all<'a>(
     mounted: &mut Vec<&'a Path>,
 ) -> Result<(), Error> {
     for (r, p) in rootfs.iter().zip(paths) {
-        rootfs::mount(sys, r, None, p, false, false)?;
+        // In builder's own user namespace (rootless), overlayfs takes `userxattr`.
+        rootfs::mount(sys, r, None, p, false, crate::userns::enter::current().is_some())?;
         mounted.push(p);
         if r.readonly && r.upper.is_some() {
             rootfs::remount_readonly(sys, p)?;

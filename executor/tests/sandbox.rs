@@ -639,6 +639,7 @@ fn scratch_rootfs() {
         process: process(&["/busybox", "sh", "-c", "/busybox echo hi > /made; /busybox ls /"]),
         network: Network::Host,
         hostname: String::new(),
+        extra_hosts: Vec::new(),
         security: Default::default(),
         resources: Default::default(),
     };

@@ -17,13 +17,16 @@
 
 mod convert;
 mod error;
+mod git_ref;
 mod instructions;
+pub mod lint;
 pub mod parser;
 pub mod shell;
 mod suggest;
 
 pub use convert::print_graph;
 pub use error::{Location, ParseError, ParseErrorKind};
+pub use git_ref::{GitRef, parse_git_ref, redact_remote, shown as show_git};
 
 use image_spec::{ContainerConfig, History, Platform};
 use solver::{Graph, VertexId};
@@ -36,8 +39,14 @@ pub struct BuildOptions {
     pub dockerfile_name: String,
     pub target: Option<String>,
     pub build_args: BTreeMap<String, String>,
+    /// The target platform of this compile (`TARGETPLATFORM`, the platform of stages
+    /// without `FROM --platform`).
     pub platform: Platform,
+    /// The platform of the machine that builds (`BUILDPLATFORM`).
     pub build_platform: Platform,
+    /// The build is one of several target platforms: step names say their stage's
+    /// platform (`[linux/arm64 build 2/3] RUN make`), as BuildKit's do.
+    pub multi_platform: bool,
     /// `.dockerignore` patterns, already read by the caller.
     pub dockerignore: Vec<String>,
     /// `--no-cache`: no vertex may use the cache.
@@ -59,8 +68,13 @@ pub enum NamedContext {
     /// A local directory, read through the local source of this name (the caller
     /// maps it to the directory).
     Local { source: String },
-    /// An image (`docker-image://REF`).
+    /// An image (`docker-image://REF`, or `oci-layout://` once the caller loaded it).
     Image(String),
+    /// A git repository (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, ...).
+    Git(solver::ir::GitSource),
+    /// A file over HTTP(S): a tar archive is extracted, anything else is the file
+    /// `/context`.
+    Http { url: String },
 }
 
 /// The key a reference has among named contexts: its short form, as BuildKit looks
@@ -80,12 +94,35 @@ pub struct BaseImage {
     pub history: Vec<History>,
 }
 
+/// Why a base image cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The image exists, but not for the platform the stage is for.
+    #[error("{image} has no image for platform {wanted} (it has: {})", available.join(", "))]
+    NoPlatform { image: String, wanted: String, available: Vec<String> },
+    /// Anything else (a registry, the store), as the resolver words it.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ResolveError {
+    fn from(text: String) -> Self {
+        ResolveError::Failed(text)
+    }
+}
+
+impl From<&str> for ResolveError {
+    fn from(text: &str) -> Self {
+        ResolveError::Failed(text.to_string())
+    }
+}
+
 /// Answers questions about base images. Implemented by the builder over its store
 /// (and registry); tests use a map.
 pub trait ImageResolver {
     /// The config of `reference`, or `Ok(None)` when it cannot be resolved offline
     /// (only allowed when printing the graph).
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, String>;
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError>;
 }
 
 /// One history entry the build adds. `layer` is the vertex whose result adds the

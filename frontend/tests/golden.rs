@@ -4,7 +4,7 @@
 //! `label=K=V`, `platform=os/arch`, `no-cache`, `no-cache-filter=STAGE`,
 //! `dockerignore=PATTERN`. Run with `UPDATE_GOLDEN=1` to rewrite the expectations.
 
-use frontend::{BaseImage, BuildOptions, ImageResolver, compile, print_graph};
+use frontend::{BaseImage, BuildOptions, ImageResolver, ResolveError, compile, print_graph};
 use image_spec::{ContainerConfig, History, Platform};
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 struct FakeResolver;
 
 impl ImageResolver for FakeResolver {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         let env = |e: &[&str]| Some(e.iter().map(|s| s.to_string()).collect());
         let history = vec![History { created_by: Some(format!("base layer of {reference}")), ..History::default() }];
         let config = match reference {
@@ -51,6 +51,7 @@ fn options_for(case: &Path) -> BuildOptions {
         build_args: BTreeMap::new(),
         platform: Platform::new("linux", "amd64"),
         build_platform: Platform::new("linux", "amd64"),
+        multi_platform: false,
         dockerignore: Vec::new(),
         no_cache: false,
         no_cache_filter: Vec::new(),

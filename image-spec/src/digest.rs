@@ -11,9 +11,9 @@ pub struct Digest(String);
 /// Why a string is not a [`Digest`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
-    #[error("invalid digest {digest:?}: only sha256 is supported")]
+    #[error("invalid digest {:?}: only sha256 is supported", crate::shown(digest))]
     Algorithm { digest: String },
-    #[error("invalid digest {digest:?}")]
+    #[error("invalid digest {:?}", crate::shown(digest))]
     Encoded { digest: String },
 }
 

@@ -19,7 +19,9 @@ mod family;
 mod manifest;
 mod media_type;
 mod platform;
+mod platform_match;
 mod reference;
+mod shown;
 
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use descriptor::Descriptor;
@@ -28,4 +30,6 @@ pub use family::{MediaTypeFamily, UnrepresentableLayer, is_single_family};
 pub use manifest::{Image, Index, LayerInfo, Manifest, chain_ids};
 pub use media_type::*;
 pub use platform::{Platform, PlatformError, host_platform};
-pub use reference::{Reference, ReferenceError};
+pub use platform_match::{compatible_platforms, platform_matches, select_manifest};
+pub use reference::{MAX_NAME_LENGTH, Reference, ReferenceError};
+pub use shown::{MAX_SHOWN, cut, shown};

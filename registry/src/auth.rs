@@ -262,7 +262,7 @@ async fn fetch_token(
             }
         };
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = crate::body::read_prefix(response, crate::body::MAX_SMALL_BODY).await;
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             last_error = Some(
                 op.error(Some(status), format!("token server {realm_shown}: {}", describe_status(status, &body)))

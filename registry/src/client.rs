@@ -201,7 +201,7 @@ impl Client {
                 let tries = attempt + 1;
                 return match result {
                     Ok(r) => Ok(r),
-                    Err(e) => Err(op.caused(format!("giving up after {tries} attempts"), e).into()),
+                    Err(e) => Err(op.wrap(format!("giving up after {tries} attempts"), e)),
                 };
             }
             let delay = retry_after.unwrap_or_else(|| backoff(attempt));
@@ -243,7 +243,8 @@ impl Client {
                 builder = builder.header(reqwest::header::CONTENT_LENGTH, request.payload.len());
                 builder = builder.body(request.payload.body().await?);
             }
-            let response = builder.send().await.map_err(|e| op.caused(format!("{method} {}", safe_url(&url)), e))?;
+            let response =
+                builder.send().await.map_err(|e| op.caused(format!("{method} {}", safe_url(&url)), e.without_url()))?;
             let status = response.status();
             if request.follow_redirects && status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let Some(location) = response.headers().get(reqwest::header::LOCATION) else {

@@ -274,7 +274,12 @@ pub fn erase(registry: &str, opts: &RegistryOptions) -> Result<bool> {
     Ok(removed)
 }
 
-/// Replaces config.json atomically, readable by its owner only.
+/// Replaces config.json atomically, readable by its owner only: a temp file in the
+/// same directory (so the rename stays on one filesystem), mode 0600 before any secret
+/// is in it, fsynced, renamed over the old file, and the directory fsynced so the
+/// rename survives a crash too — what `store::replace` does with
+/// `Durability::Synced`. Not that function: the registry crate may not depend on the
+/// store (docs/architecture.md), and the file is Docker's, outside any store.
 fn write_config(opts: &RegistryOptions, config: &Map<String, Value>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let path = config_path(opts);
@@ -297,6 +302,7 @@ fn write_config(opts: &RegistryOptions, config: &Map<String, Value>) -> Result<(
         .and_then(|()| temp.as_file().sync_all());
     written.map_err(io("writing", temp.path()))?;
     temp.persist(&path).map_err(|e| io("replacing", &path)(e.error))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing", dir))?;
     Ok(())
 }
 
@@ -333,6 +339,9 @@ mod tests {
         let mode = std::fs::metadata(dir.path().join("config.json")).unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        // Every write renamed its temp file into place: nothing else is left.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["config.json"]);
     }
 
     #[test]

@@ -106,6 +106,17 @@ pub enum Error {
     WriterStopped { digest: Digest },
 }
 
+/// Why a manifest's media type cannot be told ([`crate::pull::media_type_of`]).
+#[derive(Debug, thiserror::Error)]
+pub enum UnsupportedManifest {
+    #[error("the manifest is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("Docker schema 1 manifests are not supported; push the image again with a current client")]
+    SchemaV1,
+    #[error("unsupported manifest type {}", content_type.as_deref().unwrap_or("(none)"))]
+    UnknownType { content_type: Option<String> },
+}
+
 impl Error {
     /// The HTTP status the registry answered, when that is what failed.
     pub fn status(&self) -> Option<u16> {
@@ -117,6 +128,11 @@ impl Error {
 }
 
 /// An error and its sources, `: `-separated (what `{:#}` of an `anyhow` error shows).
+///
+/// The same ten lines as `store::error::chain`, on purpose: neither crate may depend on the
+/// other, image-spec (the only crate below both) is the image format and not a home
+/// for error printing, and a crate of its own for ten lines would be a new arrow for
+/// nothing. When std's `Error::sources` is stable, both become that iterator.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();

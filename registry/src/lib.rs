@@ -17,13 +17,17 @@
 //! so callers (the CLI, the build) stay synchronous.
 
 mod auth;
+mod body;
 mod client;
 mod content;
 mod credentials;
 mod error;
+#[cfg(test)]
+mod hostile_tests;
 mod op;
 mod pull;
 mod push;
+mod push_index;
 mod repo;
 mod retry;
 
@@ -35,6 +39,7 @@ pub use credentials::CredentialsError;
 pub use error::{BoxError, Error, RegistryError, Result};
 pub use pull::{pull, select_platform};
 pub use push::push;
+pub use push_index::push_index;
 pub use repo::{PushStats, Repository};
 
 use image_spec::Digest;
@@ -160,7 +165,7 @@ pub fn login(host: &str, username: &str, password: &str, opts: &RegistryOptions)
         let response = client.send(&op, &request).await?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            let body = response.bytes().await.unwrap_or_default();
+            let body = body::read_prefix(response, body::MAX_SMALL_BODY).await;
             let detail = op::describe_status(status, &body);
             return Err(op
                 .error(Some(status), format!("authentication failed for user {username:?}: {detail}"))

@@ -30,10 +30,25 @@ impl Op {
         RegistryError { source: Some(source.into()), ..self.error(None, detail) }
     }
 
+    /// `error` with `detail` in front, said once: an error of this same op (a retry
+    /// giving up on its own last failure) gets the detail added to its own rather
+    /// than repeating host, repository and action as its cause.
+    pub fn wrap(&self, detail: impl Into<String>, error: crate::Error) -> crate::Error {
+        match error {
+            crate::Error::Registry(inner)
+                if inner.host == self.host && inner.repository == self.repository && inner.action == self.action =>
+            {
+                let detail = format!("{}: {}", detail.into(), inner.detail);
+                RegistryError { detail, ..inner }.into()
+            }
+            other => self.caused(detail, other).into(),
+        }
+    }
+
     /// The error for an unexpected response, with the registry's JSON error body.
     pub async fn status_error(&self, response: Response) -> RegistryError {
         let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
+        let body = crate::body::read_prefix(response, crate::body::MAX_SMALL_BODY).await;
         self.error(Some(status), describe_status(status, &body))
     }
 }
@@ -78,14 +93,42 @@ pub fn describe_status(status: StatusCode, body: &[u8]) -> String {
     out
 }
 
-/// The URL without its query, which may carry upload state or signatures.
+/// The URL without its query, which may carry upload state or signatures; with its
+/// port, which tells one local registry from another.
 pub fn safe_url(url: &Url) -> String {
-    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or(""), url.path())
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{}{port}{}", url.scheme(), url.host_str().unwrap_or(""), url.path())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_keep_their_port_and_drop_their_query() {
+        let url = Url::parse("http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=secret").unwrap();
+        assert_eq!(safe_url(&url), "http://127.0.0.1:5000/v2/a/blobs/uploads/x");
+        assert_eq!(safe_url(&Url::parse("https://example.com/v2/").unwrap()), "https://example.com/v2/");
+    }
+
+    #[test]
+    fn a_retry_giving_up_says_its_op_once() {
+        let op = Op { host: "127.0.0.1:5000".into(), repository: "app".into(), action: "uploading blob to".into() };
+        let last: crate::Error =
+            op.caused("PUT http://127.0.0.1:5000/v2/app/blobs/uploads/x", "connection reset").into();
+        let message = crate::error::chain(&op.wrap("giving up after 6 attempts", last));
+        assert_eq!(
+            message,
+            "uploading blob to 127.0.0.1:5000/app: giving up after 6 attempts: \
+             PUT http://127.0.0.1:5000/v2/app/blobs/uploads/x: connection reset"
+        );
+        let other = Op { action: "fetching a token for".into(), ..op.clone() };
+        let message = crate::error::chain(&op.wrap("giving up", other.error(None, "HTTP 500").into()));
+        assert_eq!(
+            message,
+            "uploading blob to 127.0.0.1:5000/app: giving up: fetching a token for 127.0.0.1:5000/app: HTTP 500"
+        );
+    }
 
     #[test]
     fn error_bodies_are_summarised() {

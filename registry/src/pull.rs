@@ -4,9 +4,10 @@
 //! byte-exact.
 
 use crate::auth::Scope;
+use crate::body::{CappedError, read_capped};
 use crate::client::{Client, Request};
 use crate::content::Content;
-use crate::error::{Error, Result, chain};
+use crate::error::{Error, Result, UnsupportedManifest, chain};
 use crate::op::Op;
 use crate::retry::backoff;
 use crate::{RegistryOptions, Transfer, runtime};
@@ -20,6 +21,9 @@ use std::io::{self, Read};
 
 /// Manifests and indexes larger than this are refused (the spec suggests 4 MiB).
 const MAX_MANIFEST: usize = 4 * 1024 * 1024;
+/// Configs larger than this are refused before they are downloaded (the store
+/// refuses to read larger ones).
+const MAX_CONFIG: u64 = 32 * 1024 * 1024;
 
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 application/vnd.oci.image.manifest.v1+json, \
@@ -81,6 +85,13 @@ async fn pull_async<'scope>(
     let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
         .map_err(|e| client.op(repository, "reading the manifest of").error(None, format!("{e}")))?;
     progress(Transfer::Manifest(&fetched.digest));
+    if manifest.config.size > MAX_CONFIG {
+        let detail = format!(
+            "config {} is {} bytes, more than the {MAX_CONFIG} allowed",
+            manifest.config.digest, manifest.config.size
+        );
+        return Err(client.op(repository, "pulling").error(None, detail).into());
+    }
 
     let mut blobs: Vec<&Descriptor> = vec![&manifest.config];
     blobs.extend(manifest.layers.iter());
@@ -118,7 +129,8 @@ pub struct Fetched {
 }
 
 /// GETs `/v2/<repository>/manifests/<reference>`; verifies the digest when the
-/// reference is one.
+/// reference is one. A body that does not hash to the digest asked for (or the one
+/// the registry names) is fetched once more before the mismatch fails the pull.
 pub async fn fetch_manifest(
     client: &Client,
     repository: &str,
@@ -126,6 +138,48 @@ pub async fn fetch_manifest(
     expected: Option<&Digest>,
     scopes: &[Scope],
 ) -> Result<Fetched> {
+    match fetch_manifest_once(client, repository, reference, expected, scopes).await {
+        Err(Mismatch::Digest(_)) => {
+            tracing::debug!("manifest {reference} of {repository}: digest mismatch, fetching it again");
+            fetch_manifest_once(client, repository, reference, expected, scopes).await.map_err(Error::from)
+        }
+        other => other.map_err(Error::from),
+    }
+}
+
+/// Why one fetch of a manifest failed: a digest mismatch is worth another try.
+enum Mismatch {
+    Digest(Error),
+    Other(Error),
+}
+
+impl From<Error> for Mismatch {
+    fn from(e: Error) -> Self {
+        Mismatch::Other(e)
+    }
+}
+
+impl From<crate::error::RegistryError> for Mismatch {
+    fn from(e: crate::error::RegistryError) -> Self {
+        Mismatch::Other(e.into())
+    }
+}
+
+impl From<Mismatch> for Error {
+    fn from(m: Mismatch) -> Self {
+        match m {
+            Mismatch::Digest(e) | Mismatch::Other(e) => e,
+        }
+    }
+}
+
+async fn fetch_manifest_once(
+    client: &Client,
+    repository: &str,
+    reference: &str,
+    expected: Option<&Digest>,
+    scopes: &[Scope],
+) -> Result<Fetched, Mismatch> {
     let op = client.op(repository, &format!("fetching manifest {reference} of"));
     let url = client.url(&format!("{repository}/manifests/{reference}"))?;
     let request = Request::new(Method::GET, url, scopes).header("accept", MANIFEST_ACCEPT)?.follow_redirects();
@@ -133,60 +187,54 @@ pub async fn fetch_manifest(
     if response.status() != StatusCode::OK {
         return Err(op.status_error(response).await.into());
     }
-    if response.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
-        return Err(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")).into());
-    }
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
     let header_digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(String::from);
-    let bytes = response.bytes().await.map_err(|e| op.caused("reading the body", e))?.to_vec();
-    if bytes.len() > MAX_MANIFEST {
-        return Err(op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")).into());
-    }
+    let bytes = read_capped(response, MAX_MANIFEST).await.map_err(|e| match e {
+        CappedError::TooLarge => op.error(None, format!("manifest larger than {MAX_MANIFEST} bytes")),
+        CappedError::Transport(e) => op.caused("reading the body", e),
+    })?;
     let digest = Digest::of(&bytes);
     if let Some(expected) = expected
         && *expected != digest
     {
         let detail = format!("digest mismatch: expected {expected}, the registry sent content hashing to {digest}");
-        return Err(op.error(None, detail).into());
+        return Err(Mismatch::Digest(op.error(None, detail).into()));
     }
     if let Some(header) = header_digest
         && header.starts_with("sha256:")
         && header != digest.as_str()
     {
         let detail = format!("digest mismatch: the registry says {header}, the content hashes to {digest}");
-        return Err(op.error(None, detail).into());
+        return Err(Mismatch::Digest(op.error(None, detail).into()));
     }
-    let media_type = media_type_of(content_type.as_deref(), &bytes).map_err(|e| op.error(None, e))?;
+    let media_type = media_type_of(content_type.as_deref(), &bytes).map_err(|e| op.error(None, e.to_string()))?;
     Ok(Fetched { bytes, media_type, digest })
 }
 
 /// The media type of a manifest: its `Content-Type` when that is a known type, else
 /// its `mediaType` field, else guessed from its shape (OCI allows it to be absent).
-pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String, String> {
+pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String, UnsupportedManifest> {
     let known = |t: &str| is_manifest_type(t) || is_index_type(t);
     if let Some(t) = content_type
         && known(t)
     {
         return Ok(t.to_string());
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(UnsupportedManifest::NotJson)?;
     if let Some(t) = value.get("mediaType").and_then(|v| v.as_str()) {
         if known(t) {
             return Ok(t.to_string());
         }
         if t.starts_with("application/vnd.docker.distribution.manifest.v1") {
-            return Err(
-                "Docker schema 1 manifests are not supported; push the image again with a current client".into()
-            );
+            return Err(UnsupportedManifest::SchemaV1);
         }
     }
     if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
-        return Err("Docker schema 1 manifests are not supported; push the image again with a current client".into());
+        return Err(UnsupportedManifest::SchemaV1);
     }
     if value.get("manifests").is_some() {
         return Ok(MEDIA_TYPE_OCI_INDEX.to_string());
@@ -194,7 +242,7 @@ pub fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> Result<String,
     if value.get("config").is_some() && value.get("layers").is_some() {
         return Ok(MEDIA_TYPE_OCI_MANIFEST.to_string());
     }
-    Err(format!("unsupported manifest type {}", content_type.unwrap_or("(none)")))
+    Err(UnsupportedManifest::UnknownType { content_type: content_type.map(String::from) })
 }
 
 /// The index entry for `want`: same OS and architecture; among those the exact
@@ -243,23 +291,35 @@ pub async fn download_blob<'scope>(
         progress(Transfer::Line(&format!("{}: already exists", digest.short())));
         return Ok(());
     }
-    progress(Transfer::Blob { digest: &digest, current: 0, total: descriptor.size });
-    let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(16);
-    let (done_sender, done) = tokio::sync::oneshot::channel();
-    let expected = digest.clone();
-    threads.spawn(move || {
-        let mut reader = ChannelReader { receiver, chunk: bytes::Bytes::new() };
-        let _ = done_sender.send(content.write_blob(&mut reader, &expected));
-    });
     let op = client.op(repository, &format!("downloading blob {digest} of"));
-    let fetched = fetch_blob(client, &op, repository, descriptor, scopes, &sender, progress).await;
-    if let Err(e) = &fetched {
-        let _ = sender.send(Err(io::Error::other(chain(e)))).await;
-    }
-    drop(sender);
-    let written = done.await.map_err(|_| Error::WriterStopped { digest: digest.clone() })?;
-    fetched?;
-    let size = written.map_err(|e| op.caused("storing", e))?;
+    // Content that arrives whole but does not hash to its digest was most likely
+    // damaged in transit: one fresh download, then the store's refusal stands.
+    let mut refused = false;
+    let size = loop {
+        progress(Transfer::Blob { digest: &digest, current: 0, total: descriptor.size });
+        let (sender, receiver) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(16);
+        let (done_sender, done) = tokio::sync::oneshot::channel();
+        let expected = digest.clone();
+        threads.spawn(move || {
+            let mut reader = ChannelReader { receiver, chunk: bytes::Bytes::new() };
+            let _ = done_sender.send(content.write_blob(&mut reader, &expected));
+        });
+        let fetched = fetch_blob(client, &op, repository, descriptor, scopes, &sender, progress).await;
+        if let Err(e) = &fetched {
+            let _ = sender.send(Err(io::Error::other(chain(e)))).await;
+        }
+        drop(sender);
+        let written = done.await.map_err(|_| Error::WriterStopped { digest: digest.clone() })?;
+        fetched?;
+        match written {
+            Ok(size) => break size,
+            Err(e) if !refused => {
+                refused = true;
+                progress(Transfer::Line(&format!("{}: {e}; downloading it again", digest.short())));
+            }
+            Err(e) => return Err(op.caused("storing", e).into()),
+        }
+    };
     if size != descriptor.size {
         let detail = format!("size mismatch: the manifest says {} bytes, got {size}", descriptor.size);
         return Err(op.error(None, detail).into());
@@ -435,6 +495,7 @@ mod tests {
             media_type_of(None, format!(r#"{{"mediaType":"{MEDIA_TYPE_DOCKER_LIST}"}}"#).as_bytes()).unwrap(),
             MEDIA_TYPE_DOCKER_LIST
         );
-        assert!(media_type_of(None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err().contains("schema 1"));
+        let err = media_type_of(None, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap_err();
+        assert!(matches!(err, UnsupportedManifest::SchemaV1) && err.to_string().contains("schema 1"), "{err}");
     }
 }

@@ -37,7 +37,7 @@ pub fn push(
         source,
     })?;
     let unsupported = |reason: String| Error::Manifest { digest: manifest_digest.clone(), reason };
-    let media_type = media_type_of(None, &manifest_bytes).map_err(unsupported)?;
+    let media_type = media_type_of(None, &manifest_bytes).map_err(|e| unsupported(e.to_string()))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| unsupported(e.to_string()))?;
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
@@ -202,7 +202,8 @@ pub async fn push_blob(
         return Err(Error::BlobSize { digest: digest.clone(), found: size, expected: descriptor.size });
     }
     progress(Transfer::Blob { digest, current: 0, total: size });
-    upload(client, repository, digest, &path, size, session, sessions, progress).await?;
+    let blob = Upload { client, repository, digest, path: &path, size, sessions, progress };
+    blob.upload(session).await?;
     progress(Transfer::Blob { digest, current: size, total: size });
     Ok(Pushed::Uploaded)
 }
@@ -372,53 +373,61 @@ enum Attempt {
     Restart(String),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn upload(
-    client: &Client,
-    repository: &str,
-    digest: &Digest,
-    path: &Path,
+/// One blob's upload: what is sent where, and the push it belongs to.
+struct Upload<'a> {
+    client: &'a Client,
+    repository: &'a str,
+    digest: &'a Digest,
+    /// The blob's bytes, `size` of them.
+    path: &'a Path,
     size: u64,
-    mut session: Option<Session>,
-    sessions: &Sessions,
-    progress: &dyn Fn(Transfer<'_>),
-) -> Result<()> {
-    let op = client.op(repository, &format!("uploading blob {digest} to"));
-    let mut restarts = 0;
-    loop {
-        if let Err(e) = sessions.check(&op) {
-            if let Some(s) = session {
-                sessions.cancel(client, repository, s.id).await;
-            }
-            return Err(e);
-        }
-        let current = match session.take() {
-            Some(s) => s,
-            None => start_upload(client, repository, digest, sessions).await?,
-        };
-        let id = current.id;
-        let attempt = if size <= client.opts.chunk_size {
-            upload_whole(client, &op, repository, digest, path, size, current).await
-        } else {
-            upload_chunked(client, &op, repository, digest, path, size, current, sessions, progress).await
-        };
-        match attempt {
-            Ok(Attempt::Done) => {
-                sessions.closed(id);
-                return Ok(());
-            }
-            Err(e) => {
-                sessions.cancel(client, repository, id).await;
+    /// The push's open sessions (to cancel them when it fails).
+    sessions: &'a Sessions,
+    progress: &'a dyn Fn(Transfer<'_>),
+}
+
+impl Upload<'_> {
+    /// Uploads through `session` (or a new one), restarting in a new session when one
+    /// goes wrong, at most `retries` times.
+    async fn upload(&self, mut session: Option<Session>) -> Result<()> {
+        let Upload { client, repository, digest, size, sessions, progress, .. } = *self;
+        let op = client.op(repository, &format!("uploading blob {digest} to"));
+        let mut restarts = 0;
+        loop {
+            if let Err(e) = sessions.check(&op) {
+                if let Some(s) = session {
+                    sessions.cancel(client, repository, s.id).await;
+                }
                 return Err(e);
             }
-            Ok(Attempt::Restart(reason)) => {
-                sessions.cancel(client, repository, id).await;
-                restarts += 1;
-                if restarts > client.opts.retries {
-                    return Err(op.error(None, format!("giving up after {restarts} attempts: {reason}")).into());
+            let current = match session.take() {
+                Some(s) => s,
+                None => start_upload(client, repository, digest, sessions).await?,
+            };
+            let id = current.id;
+            let attempt = if size <= client.opts.chunk_size {
+                self.upload_whole(&op, current).await
+            } else {
+                self.upload_chunked(&op, current).await
+            };
+            match attempt {
+                Ok(Attempt::Done) => {
+                    sessions.closed(id);
+                    return Ok(());
                 }
-                progress(Transfer::Line(&format!("{}: {reason}; restarting the upload", digest.short())));
-                tokio::time::sleep(backoff(restarts - 1)).await;
+                Err(e) => {
+                    sessions.cancel(client, repository, id).await;
+                    return Err(e);
+                }
+                Ok(Attempt::Restart(reason)) => {
+                    sessions.cancel(client, repository, id).await;
+                    restarts += 1;
+                    if restarts > client.opts.retries {
+                        return Err(op.error(None, format!("giving up after {restarts} attempts: {reason}")).into());
+                    }
+                    progress(Transfer::Line(&format!("{}: {reason}; restarting the upload", digest.short())));
+                    tokio::time::sleep(backoff(restarts - 1)).await;
+                }
             }
         }
     }
@@ -429,23 +438,18 @@ fn with_digest(mut location: Url, digest: &Digest) -> Url {
     location
 }
 
-/// One PUT with the whole blob. A failure midway leaves the session in an unknown
-/// state, so it is not retried in place.
-async fn upload_whole(
-    client: &Client,
-    op: &Op,
-    repository: &str,
-    digest: &Digest,
-    path: &Path,
-    size: u64,
-    session: Session,
-) -> Result<Attempt> {
-    let scopes = [Scope::push(repository)];
-    let request = Request::new(Method::PUT, with_digest(session.location, digest), &scopes)
-        .header("content-type", "application/octet-stream")?
-        .payload(Payload::File { path: path.to_path_buf(), offset: 0, len: size })
-        .no_retry();
-    finish(client, op, request, digest).await
+impl Upload<'_> {
+    /// One PUT with the whole blob. A failure midway leaves the session in an unknown
+    /// state, so it is not retried in place.
+    async fn upload_whole(&self, op: &Op, session: Session) -> Result<Attempt> {
+        let Upload { client, repository, digest, path, size, .. } = *self;
+        let scopes = [Scope::push(repository)];
+        let request = Request::new(Method::PUT, with_digest(session.location, digest), &scopes)
+            .header("content-type", "application/octet-stream")?
+            .payload(Payload::File { path: path.to_path_buf(), offset: 0, len: size })
+            .no_retry();
+        finish(client, op, request, digest).await
+    }
 }
 
 async fn finish(client: &Client, op: &Op, request: Request<'_>, digest: &Digest) -> Result<Attempt> {
@@ -468,76 +472,68 @@ async fn finish(client: &Client, op: &Op, request: Request<'_>, digest: &Digest)
     Err(error.into())
 }
 
-/// PATCH chunks, then a closing PUT. After a dropped connection, a 416 or a 5xx
-/// the registry is asked how much it has (`GET` on the session: `Range: 0-N`) and
-/// the upload goes on from there.
-#[allow(clippy::too_many_arguments)]
-async fn upload_chunked(
-    client: &Client,
-    op: &Op,
-    repository: &str,
-    digest: &Digest,
-    path: &Path,
-    size: u64,
-    session: Session,
-    sessions: &Sessions,
-    progress: &dyn Fn(Transfer<'_>),
-) -> Result<Attempt> {
-    let scopes = [Scope::push(repository)];
-    let chunk = client.opts.chunk_size.max(session.min_chunk).max(1);
-    let mut location = session.location;
-    let mut offset = 0u64;
-    let mut failures = 0u32;
-    while offset < size {
-        sessions.check(op)?;
-        let end = (offset + chunk).min(size);
-        let request = Request::new(Method::PATCH, location.clone(), &scopes)
-            .header("content-type", "application/octet-stream")?
-            .header("content-range", &format!("{offset}-{}", end - 1))?
-            .payload(Payload::File { path: path.to_path_buf(), offset, len: end - offset })
-            .no_retry();
-        let problem = match client.send(op, &request).await {
-            Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                location = location_of(client, op, &response).unwrap_or(location);
-                sessions.moved(session.id, &location);
-                offset = range_end(&response).unwrap_or(end);
-                failures = 0;
-                if offset < size {
-                    progress(Transfer::Blob { digest, current: offset, total: size });
+impl Upload<'_> {
+    /// PATCH chunks, then a closing PUT. After a dropped connection, a 416 or a 5xx
+    /// the registry is asked how much it has (`GET` on the session: `Range: 0-N`) and
+    /// the upload goes on from there.
+    async fn upload_chunked(&self, op: &Op, session: Session) -> Result<Attempt> {
+        let Upload { client, repository, digest, path, size, sessions, progress } = *self;
+        let scopes = [Scope::push(repository)];
+        let chunk = client.opts.chunk_size.max(session.min_chunk).max(1);
+        let mut location = session.location;
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        while offset < size {
+            sessions.check(op)?;
+            let end = (offset + chunk).min(size);
+            let request = Request::new(Method::PATCH, location.clone(), &scopes)
+                .header("content-type", "application/octet-stream")?
+                .header("content-range", &format!("{offset}-{}", end - 1))?
+                .payload(Payload::File { path: path.to_path_buf(), offset, len: end - offset })
+                .no_retry();
+            let problem = match client.send(op, &request).await {
+                Ok(response) if response.status() == StatusCode::ACCEPTED => {
+                    location = location_of(client, op, &response).unwrap_or(location);
+                    sessions.moved(session.id, &location);
+                    offset = range_end(&response).unwrap_or(end);
+                    failures = 0;
+                    if offset < size {
+                        progress(Transfer::Blob { digest, current: offset, total: size });
+                    }
+                    continue;
                 }
-                continue;
+                Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                    return Ok(Attempt::Restart(format!("{}", op.status_error(response).await)));
+                }
+                Ok(response)
+                    if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                        || response.status().is_server_error()
+                        || response.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    format!("{}", op.status_error(response).await)
+                }
+                Ok(response) => return Err(op.status_error(response).await.into()),
+                Err(e) => chain(&e),
+            };
+            failures += 1;
+            if failures > client.opts.retries {
+                return Ok(Attempt::Restart(problem));
             }
-            Ok(response) if response.status() == StatusCode::NOT_FOUND => {
-                return Ok(Attempt::Restart(format!("{}", op.status_error(response).await)));
+            tokio::time::sleep(backoff(failures - 1)).await;
+            match upload_status(client, op, &location, &scopes).await {
+                Some((at, new_location)) => {
+                    let line = format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short());
+                    progress(Transfer::Line(&line));
+                    offset = at;
+                    location = new_location.unwrap_or(location);
+                    sessions.moved(session.id, &location);
+                }
+                None => return Ok(Attempt::Restart(problem)),
             }
-            Ok(response)
-                if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
-                    || response.status().is_server_error()
-                    || response.status() == StatusCode::TOO_MANY_REQUESTS =>
-            {
-                format!("{}", op.status_error(response).await)
-            }
-            Ok(response) => return Err(op.status_error(response).await.into()),
-            Err(e) => chain(&e),
-        };
-        failures += 1;
-        if failures > client.opts.retries {
-            return Ok(Attempt::Restart(problem));
         }
-        tokio::time::sleep(backoff(failures - 1)).await;
-        match upload_status(client, op, &location, &scopes).await {
-            Some((at, new_location)) => {
-                let line = format!("{}: chunk failed ({problem}); resuming at {at}/{size} bytes", digest.short());
-                progress(Transfer::Line(&line));
-                offset = at;
-                location = new_location.unwrap_or(location);
-                sessions.moved(session.id, &location);
-            }
-            None => return Ok(Attempt::Restart(problem)),
-        }
+        let request = Request::new(Method::PUT, with_digest(location, digest), &scopes).payload(Payload::Empty);
+        finish(client, op, request, digest).await
     }
-    let request = Request::new(Method::PUT, with_digest(location, digest), &scopes).payload(Payload::Empty);
-    finish(client, op, request, digest).await
 }
 
 /// How many bytes an upload session holds and its new Location, if the registry

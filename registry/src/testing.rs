@@ -227,6 +227,14 @@ pub enum FaultKind {
     CutRequest(usize),
     /// Answer 307 to the same path on this port of `localhost`.
     Redirect(u16),
+    /// Answer 429 with `Retry-After` of this many seconds.
+    TooManyRequests(u32),
+    /// Answer 500 without forwarding.
+    ServerError,
+    /// Take the request and never answer (until the proxy is dropped).
+    Stall,
+    /// Forward, flipping the body byte at this offset (corruption in transit).
+    CorruptResponse(usize),
 }
 
 #[derive(Default)]
@@ -455,6 +463,19 @@ async fn handle(
             respond(&mut client, "503 Service Unavailable", &[("Retry-After", "0".into())], body).await;
             return Ok(());
         }
+        Some(FaultKind::TooManyRequests(seconds)) => {
+            let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the test proxy"}]}"#;
+            respond(&mut client, "429 Too Many Requests", &[("Retry-After", seconds.to_string())], body).await;
+            return Ok(());
+        }
+        Some(FaultKind::ServerError) => {
+            respond(&mut client, "500 Internal Server Error", &[], "injected by the test proxy").await;
+            return Ok(());
+        }
+        Some(FaultKind::Stall) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return Ok(());
+        }
         Some(FaultKind::Redirect(port)) => {
             respond(
                 &mut client,
@@ -521,6 +542,18 @@ async fn handle(
             client_write.write_all(&received).await?;
             to_upstream.abort();
             // Dropping the halves resets both connections mid-body.
+        }
+        Some(FaultKind::CorruptResponse(offset)) => {
+            let mut received = Vec::new();
+            up_read.read_to_end(&mut received).await?;
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
+                && let Some(byte) = received.get_mut(end + 4 + offset)
+            {
+                *byte ^= 0x5a;
+            }
+            client_write.write_all(&received).await?;
+            let _ = client_write.shutdown().await;
+            to_upstream.abort();
         }
         _ => {
             let _ = tokio::io::copy(&mut up_read, &mut client_write).await;

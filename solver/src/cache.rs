@@ -77,9 +77,50 @@ pub struct CacheRecord {
     pub result: Vec<u8>,
 }
 
+/// A cache store's failure: what it was doing (`action`) on what (`subject`: a file,
+/// a record), and the store's own error (boxed: the solver knows no store's error
+/// types). One message, `cache store: reading <path>: <cause>`, and no `source`: the
+/// solver logs some of these with `{}` alone, so the cause must be in the message
+/// (a caller whose error has a chain passes it whole, `{:#}`), and a chain printed
+/// whole would then repeat it.
 #[derive(Debug, thiserror::Error)]
-#[error("cache store: {0}")]
-pub struct CacheStoreError(pub String);
+#[error("cache store: {action} {subject}: {cause}")]
+pub struct CacheStoreError {
+    pub action: &'static str,
+    pub subject: String,
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl CacheStoreError {
+    pub fn new(
+        action: &'static str,
+        subject: impl std::fmt::Display,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CacheStoreError { action, subject: subject.to_string(), cause: cause.into() }
+    }
+}
+
+/// The right to compute one key among the processes sharing a cache store, held until
+/// dropped (see [`CacheStore::try_claim`]).
+pub struct Claim(#[expect(dead_code, reason = "held for its Drop")] Box<dyn Send>);
+
+impl Claim {
+    /// A claim that lasts as long as `guard` (e.g. a locked file).
+    pub fn new(guard: Box<dyn Send>) -> Claim {
+        Claim(guard)
+    }
+}
+
+/// What [`CacheStore::try_claim`] says.
+pub enum ClaimAttempt {
+    /// This process computes the key until the claim is dropped.
+    Claimed(Claim),
+    /// Another process computes it now: wait, then look it up again.
+    Busy,
+    /// The store does not coordinate processes.
+    Unsupported,
+}
 
 /// Persistent map from keys to records. Implementations must be safe for
 /// concurrent use and must never expose a half-written record.
@@ -103,6 +144,14 @@ pub trait CacheStore: Send + Sync {
     fn hit_source(&self, key: &CacheKey) -> Option<String> {
         let _ = key;
         None
+    }
+
+    /// Claims `key` for this process, without waiting: so that an identical step of
+    /// concurrent builds sharing the store runs once (the solver waits while another
+    /// process holds the claim, then finds its record). The default coordinates nothing.
+    fn try_claim(&self, key: &CacheKey) -> Result<ClaimAttempt, CacheStoreError> {
+        let _ = key;
+        Ok(ClaimAttempt::Unsupported)
     }
 }
 

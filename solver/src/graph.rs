@@ -29,11 +29,25 @@ pub struct Vertex {
     /// is not. The op's own env wins when both set a name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_env: Vec<(String, String)>,
+    /// The platform (`linux/arm64`) an exec op's process runs as, when it is not the
+    /// platform of the machine running the build; `None` for every other op. The
+    /// worker puts it in the op's cache key and checks that it can run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
 }
 
 impl Vertex {
     pub fn new(op: Op, inputs: Vec<VertexId>, name: impl Into<String>) -> Self {
-        Vertex { op, inputs, name: name.into(), step_id: None, group: None, ignore_cache: false, proxy_env: Vec::new() }
+        Vertex {
+            op,
+            inputs,
+            name: name.into(),
+            step_id: None,
+            group: None,
+            ignore_cache: false,
+            proxy_env: Vec::new(),
+            platform: None,
+        }
     }
 }
 

@@ -31,6 +31,28 @@ pub enum SourceOp {
     Local { name: String, exclude: Vec<String> },
     /// A file fetched over HTTP(S), placed at `/<filename>`.
     Http { url: String, checksum: Option<String>, filename: Option<String> },
+    /// A git repository at a ref (`ADD <git url>`, `--build-context NAME=<git url>`):
+    /// the builder resolves `reference` to a commit, which is what counts in the key,
+    /// and checks out `subdir` of it (the whole tree when empty) at the root.
+    Git(GitSource),
+}
+
+/// What `ADD https://host/repo.git#ref:subdir` names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitSource {
+    /// The remote as git takes it (`https://...`, `ssh://...`, `git@host:path`,
+    /// `git://...`, `file://...`), without the fragment.
+    pub remote: String,
+    /// A branch, tag, full ref or commit; empty means the remote's HEAD.
+    pub reference: String,
+    /// A directory of the repository, relative, without leading `/`; empty for all.
+    pub subdir: String,
+    /// Keep `.git` in the result (`ADD --keep-git-dir`).
+    pub keep_git_dir: bool,
+    /// Check out the commit's submodules too (BuildKit's default; `?submodules=false`).
+    pub submodules: bool,
+    /// The commit (or a prefix of it) `reference` must resolve to (`ADD --checksum`).
+    pub checksum: Option<String>,
 }
 
 /// Network mode of an exec.
@@ -114,9 +136,14 @@ pub enum MountKind {
         uid: u32,
         gid: u32,
     },
+    /// An SSH agent socket (`--ssh ID=...`) forwarded at the target; like a secret,
+    /// nothing of the agent reaches a key, a layer or a log.
     Ssh {
         id: String,
         required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
     },
 }
 

@@ -19,12 +19,15 @@
 pub mod cache;
 pub mod explain;
 pub mod graph;
+mod graph_merge;
 pub mod ir;
 pub mod key;
 pub mod progress;
 pub mod solve;
 
-pub use cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepSpec, MemoryCacheStore};
+pub use cache::{
+    CacheMap, CacheRecord, CacheStore, Claim, ClaimAttempt, ContentDigest, DepKind, DepSpec, MemoryCacheStore,
+};
 pub use graph::{Graph, Vertex, VertexId};
 pub use key::{CacheKey, KeyHasher, StableEncode};
 pub use progress::{Event, ProgressSink};

@@ -4,7 +4,9 @@
 
 mod schedule;
 
-use crate::cache::{CacheMap, CacheRecord, CacheStore, ContentDigest, DepKind, DepRecord, DepSpec};
+use crate::cache::{
+    CacheMap, CacheRecord, CacheStore, Claim, ClaimAttempt, ContentDigest, DepKind, DepRecord, DepSpec,
+};
 use crate::explain;
 use crate::graph::{Graph, Vertex, VertexId};
 use crate::key::{CacheKey, KeyHasher};
@@ -123,6 +125,14 @@ pub enum SolveError {
     Cache(#[from] crate::cache::CacheStoreError),
     #[error("build cancelled")]
     Cancelled,
+}
+
+/// What the cache holds for a key.
+enum Lookup<O> {
+    Hit(O, Outcome),
+    /// A record whose result the worker can no longer use.
+    Gone,
+    Miss,
 }
 
 pub struct Solver<'a, W: Worker> {
@@ -248,23 +258,22 @@ impl<'a, W: Worker> Solver<'a, W> {
         let vertex = graph.vertex(id);
         let op_err = |source: WorkerError| SolveError::Op { vertex: id, name: vertex.name.clone(), source };
         let cacheable = self.worker.cacheable(vertex);
+        let usable = cacheable && !vertex.ignore_cache;
         let mut gone = false;
-        if cacheable
-            && !vertex.ignore_cache
-            && let Some(record) = self.cache.get(&keyed.key)?
-        {
-            if let Some(output) = self.worker.decode_result(&record.result) {
-                if let Some(step) = &vertex.step_id
-                    && let Err(e) = self.cache.set_last_for_step(step, &keyed.key)
-                {
-                    tracing::warn!("{e}");
-                }
-                let source = self.cache.hit_source(&keyed.key);
-                let name = vertex.name.clone();
-                self.progress.event(Event::Cached { vertex: id.into(), name, source: source.clone() });
-                return Ok((output, Outcome::Cached { source }));
+        if usable {
+            match self.lookup(vertex, id, &keyed.key)? {
+                Lookup::Hit(output, outcome) => return Ok((output, outcome)),
+                Lookup::Gone => gone = true,
+                Lookup::Miss => {}
             }
-            gone = true;
+        }
+        // Another build on the same store may be computing this very key: wait for it
+        // and take its result rather than run the step a second time.
+        let _claim = if usable { self.claim(id, &keyed.key, cancel)? } else { None };
+        if let Some((_, true)) = &_claim
+            && let Lookup::Hit(output, outcome) = self.lookup(vertex, id, &keyed.key)?
+        {
+            return Ok((output, outcome));
         }
 
         let record = CacheRecord {
@@ -290,6 +299,64 @@ impl<'a, W: Worker> Solver<'a, W> {
         }
         self.progress.event(Event::Done { vertex: id.into(), duration: start.elapsed() });
         Ok((output, Outcome::Ran))
+    }
+
+    /// The cache's answer for `key`: a usable result (announced as cached), a record
+    /// whose result is gone, or nothing.
+    fn lookup(&self, vertex: &Vertex, id: VertexId, key: &CacheKey) -> Result<Lookup<W::Output>, SolveError> {
+        let Some(record) = self.cache.get(key)? else { return Ok(Lookup::Miss) };
+        let Some(output) = self.worker.decode_result(&record.result) else { return Ok(Lookup::Gone) };
+        if let Some(step) = &vertex.step_id
+            && let Err(e) = self.cache.set_last_for_step(step, key)
+        {
+            tracing::warn!("{e}");
+        }
+        let source = self.cache.hit_source(key);
+        self.progress.event(Event::Cached { vertex: id.into(), name: vertex.name.clone(), source: source.clone() });
+        Ok(Lookup::Hit(output, Outcome::Cached { source }))
+    }
+
+    /// Claims `key` in the cache store, waiting (and saying so) while another process
+    /// holds it. Returns the claim and whether it had to wait; `None` when the store
+    /// does not coordinate processes.
+    fn claim(&self, id: VertexId, key: &CacheKey, cancel: &CancelToken) -> Result<Option<(Claim, bool)>, SolveError> {
+        const WAITING: &str = "waiting for another build running the same step";
+        let mut waited = false;
+        loop {
+            match self.cache.try_claim(key)? {
+                ClaimAttempt::Unsupported => return Ok(None),
+                ClaimAttempt::Claimed(claim) => {
+                    if waited {
+                        let (current, total, completed) = (0, None, true);
+                        self.progress.event(Event::Progress {
+                            vertex: id.into(),
+                            id: WAITING.into(),
+                            current,
+                            total,
+                            completed,
+                        });
+                    }
+                    return Ok(Some((claim, waited)));
+                }
+                ClaimAttempt::Busy => {
+                    if !waited {
+                        let (current, total, completed) = (0, None, false);
+                        self.progress.event(Event::Progress {
+                            vertex: id.into(),
+                            id: WAITING.into(),
+                            current,
+                            total,
+                            completed,
+                        });
+                        waited = true;
+                    }
+                    if cancel.is_cancelled() {
+                        return Err(SolveError::Cancelled);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
     }
 
     fn explain_miss(&self, vertex: &Vertex, record: &CacheRecord, gone: bool) -> Vec<String> {

@@ -14,10 +14,14 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use store::Store;
+use store::{HashReader, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Store};
 
 /// Small metadata files are kept in memory; everything else goes to the store.
 const SMALL_FILE: u64 = 16 << 20;
+/// At most this much of an archive is kept in memory in all: past it, metadata files
+/// go to the store like layers (an archive of a thousand 16 MiB `.json` files
+/// compresses to little).
+const MAX_IN_MEMORY: u64 = 64 << 20;
 
 /// What the archive held, by path inside it.
 #[derive(Default)]
@@ -48,11 +52,12 @@ pub fn load_from(store: &Store, reader: impl Read) -> Result<Vec<String>> {
 
 fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
     let mut contents = Contents::default();
+    let mut in_memory = 0u64;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().context("reading the archive")? {
         let mut entry = entry.context("reading the archive")?;
         let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let shown = image_spec::shown(&String::from_utf8_lossy(&raw)).into_owned();
         let Some(path) = clean_path(&raw).with_context(|| format!("entry {shown}"))? else { continue };
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
@@ -68,9 +73,10 @@ fn read_contents(store: &Store, reader: impl Read) -> Result<Contents> {
         }
         let size = entry.size();
         let blob_digest = blob_digest_of(&path);
-        if blob_digest.is_none() && size <= SMALL_FILE && is_metadata(&path) {
+        if blob_digest.is_none() && size <= SMALL_FILE && in_memory + size <= MAX_IN_MEMORY && is_metadata(&path) {
+            in_memory += size;
             let mut bytes = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut bytes).with_context(|| format!("reading {shown}"))?;
+            (&mut entry).take(size).read_to_end(&mut bytes).with_context(|| format!("reading {shown}"))?;
             contents.small.insert(path, bytes);
             continue;
         }
@@ -128,13 +134,18 @@ impl Contents {
         self.small.contains_key(path) || self.blobs.contains_key(path)
     }
 
-    fn bytes(&self, store: &Store, path: &Path) -> Result<Vec<u8>> {
+    /// A metadata file's bytes, refused when larger than `max` (a small archive may
+    /// hold a compressed file of gigabytes; it is never read whole).
+    fn bytes(&self, store: &Store, path: &Path, max: u64) -> Result<Vec<u8>> {
         let resolved = self.resolve(path);
         if let Some(b) = self.small.get(resolved) {
+            if b.len() as u64 > max {
+                bail!("{} is {} bytes, more than the {max} allowed", path.display(), b.len());
+            }
             return Ok(b.clone());
         }
         match self.blobs.get(resolved) {
-            Some(d) => Ok(store.read_blob(d)?),
+            Some(d) => Ok(store.read_metadata_blob("file", d, max).with_context(|| format!("{}", path.display()))?),
             None => bail!("{} is missing from the archive", path.display()),
         }
     }
@@ -153,8 +164,8 @@ impl Contents {
 }
 
 fn load_oci(store: &Store, contents: &Contents) -> Result<Vec<String>> {
-    let index: Index =
-        serde_json::from_slice(&contents.bytes(store, Path::new("index.json"))?).context("parsing index.json")?;
+    let index: Index = serde_json::from_slice(&contents.bytes(store, Path::new("index.json"), MAX_MANIFEST_SIZE)?)
+        .context("parsing index.json")?;
     // Names that only manifest.json gives (by config), for archives whose index has none.
     let mut docker_tags: HashMap<Digest, Vec<String>> = HashMap::new();
     if contents.has(Path::new("manifest.json")) {
@@ -205,8 +216,8 @@ fn image_of(store: &Store, descriptor: &Descriptor, depth: usize) -> Result<Imag
         bail!("manifest {digest} is missing from the archive");
     }
     if is_index_type(&descriptor.media_type) {
-        let index: Index =
-            serde_json::from_slice(&store.read_blob(digest)?).with_context(|| format!("index {digest}"))?;
+        let index: Index = serde_json::from_slice(&store.read_metadata_blob("index", digest, MAX_MANIFEST_SIZE)?)
+            .with_context(|| format!("index {digest}"))?;
         let host = host_platform();
         let chosen = index
             .manifests
@@ -221,18 +232,44 @@ fn image_of(store: &Store, descriptor: &Descriptor, depth: usize) -> Result<Imag
         if !store.has_blob(&layer.digest) {
             bail!("layer {} of manifest {digest} is missing from the archive", layer.digest);
         }
+        verify_layer(store, layer).with_context(|| format!("manifest {digest}"))?;
     }
     Ok(image)
 }
 
+/// A loaded layer is what its manifest and config say: the size its descriptor
+/// gives and, uncompressed, the diff id its config gives. Checked now, as `docker
+/// load` does, rather than at the first build or run that unpacks it.
+fn verify_layer(store: &Store, layer: &LayerInfo) -> Result<()> {
+    let size = store.blob_size(&layer.digest)?;
+    if size != layer.size {
+        bail!("layer {} is {size} bytes, its descriptor says {}", layer.digest, layer.size);
+    }
+    if layer.digest == layer.diff_id {
+        // An uncompressed layer: the store verified that digest when writing it.
+        return Ok(());
+    }
+    let blob = store.open_blob(&layer.digest)?;
+    let reader =
+        decompress(BufReader::with_capacity(1 << 20, blob)).with_context(|| format!("layer {}", layer.digest))?;
+    let mut hashing = HashReader::new(reader);
+    std::io::copy(&mut hashing, &mut std::io::sink()).with_context(|| format!("reading layer {}", layer.digest))?;
+    let (diff_id, _) = hashing.finish().with_context(|| format!("reading layer {}", layer.digest))?;
+    if diff_id != layer.diff_id {
+        bail!("layer {} has diff id {diff_id}, the config says {}", layer.digest, layer.diff_id);
+    }
+    Ok(())
+}
+
 fn docker_manifest(store: &Store, contents: &Contents) -> Result<Vec<DockerManifestEntry>> {
-    serde_json::from_slice(&contents.bytes(store, Path::new("manifest.json"))?).context("parsing manifest.json")
+    serde_json::from_slice(&contents.bytes(store, Path::new("manifest.json"), MAX_MANIFEST_SIZE)?)
+        .context("parsing manifest.json")
 }
 
 fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
     let mut loaded = Vec::new();
     for entry in docker_manifest(store, contents)? {
-        let config_bytes = contents.bytes(store, Path::new(&entry.config))?;
+        let config_bytes = contents.bytes(store, Path::new(&entry.config), MAX_CONFIG_SIZE)?;
         let config = store::parse_config(&config_bytes).with_context(|| format!("config {}", entry.config))?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
             bail!(
@@ -252,12 +289,10 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
                 bail!("layer {path} is {digest} but the config says its diff id is {diff_id}");
             }
             let size = store.blob_size(&digest)?;
-            layers.push(LayerInfo {
-                digest,
-                diff_id: diff_id.clone(),
-                size,
-                media_type: compression.media_type().into(),
-            });
+            let layer =
+                LayerInfo { digest, diff_id: diff_id.clone(), size, media_type: compression.media_type().into() };
+            verify_layer(store, &layer).with_context(|| format!("layer {path}"))?;
+            layers.push(layer);
         }
         let image = store.write_image_raw(&config_bytes, &layers, None)?;
         let tags = entry.repo_tags.unwrap_or_default();
@@ -276,6 +311,25 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_large_metadata_files_are_not_all_kept_in_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("store")).unwrap();
+        // 40 files of 8 MiB: 320 MiB if all were kept in memory.
+        let big = vec![b' '; 8 << 20];
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..40 {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(big.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("junk{i}.json"), big.as_slice()).unwrap();
+        }
+        let contents = read_contents(&store, std::io::Cursor::new(b.into_inner().unwrap())).unwrap();
+        let kept: usize = contents.small.values().map(Vec::len).sum();
+        assert!(kept as u64 <= MAX_IN_MEMORY, "{kept} bytes kept in memory");
+        assert!((0..40).all(|i| contents.has(Path::new(&format!("junk{i}.json")))));
+    }
 
     #[test]
     fn link_targets_stay_in_the_archive() {

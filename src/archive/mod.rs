@@ -27,6 +27,11 @@ use store::Store;
 /// `name`. The tar bytes are kept as they are (gzip-compressed), after checking that
 /// they are a tar.
 pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image> {
+    import_rootfs_for(store, tarball, name, &host_platform())
+}
+
+/// [`import_rootfs`] of files for `platform` (`builder import --platform`).
+pub fn import_rootfs_for(store: &Store, tarball: &Path, name: &str, platform: &image_spec::Platform) -> Result<Image> {
     let file = File::open(tarball).with_context(|| format!("opening {}", tarball.display()))?;
     let reader = decompress(BufReader::new(file)).context("reading the tarball")?;
     let compression = Compression::Gzip;
@@ -46,13 +51,12 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     let (digest, size) = compressor.finish()?.commit(None)?;
     let layer = image_spec::LayerInfo { digest, diff_id, size, media_type: compression.media_type().into() };
 
-    let platform = host_platform();
     let created = created_time(source_date_epoch()?);
     let config = ImageConfig {
         created: Some(created.clone()),
-        architecture: platform.architecture,
-        os: platform.os,
-        variant: platform.variant,
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
         history: vec![History {
             created: Some(created),
             created_by: Some(format!("imported from {}", tarball.display())),
@@ -65,8 +69,16 @@ pub fn import_rootfs(store: &Store, tarball: &Path, name: &str) -> Result<Image>
     Ok(image)
 }
 
-/// `SOURCE_DATE_EPOCH` from the environment, if set (a usage error if not a number).
-pub fn source_date_epoch() -> Result<Option<i64>> {
+/// A `SOURCE_DATE_EPOCH` (environment or build arg) that is not a time: the user's
+/// mistake, found where the value is read; `builder::main` makes it a usage error.
+#[derive(Debug, thiserror::Error)]
+#[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds")]
+pub struct InvalidEpoch {
+    pub value: String,
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, if set.
+pub fn source_date_epoch() -> Result<Option<i64>, InvalidEpoch> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) if !s.trim().is_empty() => parse_epoch(&s).map(Some),
         _ => Ok(None),
@@ -74,12 +86,12 @@ pub fn source_date_epoch() -> Result<Option<i64>> {
 }
 
 /// A `SOURCE_DATE_EPOCH` value: seconds since 1970.
-pub fn parse_epoch(s: &str) -> Result<i64> {
+pub fn parse_epoch(s: &str) -> Result<i64, InvalidEpoch> {
     s.trim()
         .parse::<i64>()
         .ok()
         .filter(|&secs| chrono::DateTime::from_timestamp(secs, 0).is_some())
-        .ok_or_else(|| crate::usage_error(anyhow::anyhow!("SOURCE_DATE_EPOCH={s:?} is not a number of seconds")))
+        .ok_or_else(|| InvalidEpoch { value: s.to_string() })
 }
 
 /// RFC 3339 `created` time: the epoch when given (reproducible builds), else now.
@@ -102,5 +114,7 @@ impl<R: Read, W: Write> Read for TeeReader<R, W> {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

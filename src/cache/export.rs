@@ -97,19 +97,22 @@ pub(super) fn mount_seeds(store: &Store, cache: &ImportingCacheStore<'_>) -> Has
 }
 
 /// The records a `mode` export holds: with `Max` every cacheable vertex the build
-/// solved; with `Min` those whose layers begin the final image (its own chain).
+/// solved; with `Min` those whose layers begin a final image (its own chain; a
+/// multi-platform build has one image per platform).
 pub fn select(
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
-    image_layers: &[LayerInfo],
+    images: &[&[LayerInfo]],
     mode: Mode,
 ) -> Result<Vec<ExportedRecord>> {
     let mut out = Vec::new();
     for solved in &report.vertices {
         let Some(record) = cache.local().get(&solved.key)? else { continue };
         let Some(exported) = ExportedRecord::from_record(&record) else { continue };
-        let on_chain = exported.layers.len() <= image_layers.len()
-            && exported.layers.iter().zip(image_layers).all(|(a, b)| a.digest == b.digest);
+        let on_chain = images.iter().any(|image_layers| {
+            exported.layers.len() <= image_layers.len()
+                && exported.layers.iter().zip(image_layers.iter()).all(|(a, b)| a.digest == b.digest)
+        });
         if mode == Mode::Max || on_chain {
             out.push(exported);
         }
@@ -128,7 +131,7 @@ pub(super) fn inline_cache(
     if !to.iter().any(|s| s.location == Location::Inline) {
         return Ok(None);
     }
-    let config = CacheConfig::new(select(cache, report, image_layers, Mode::Min)?, Vec::new());
+    let config = CacheConfig::new(select(cache, report, &[image_layers], Mode::Min)?, Vec::new());
     Ok(Some(serde_json::to_value(&config)?))
 }
 
@@ -145,7 +148,7 @@ pub(super) fn export_all(
     store: &Store,
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
-    image_layers: &[LayerInfo],
+    images: &[&[LayerInfo]],
     to: &[CacheSpec],
     ctx: &ExportContext<'_>,
 ) -> Result<()> {
@@ -154,7 +157,7 @@ pub(super) fn export_all(
             continue;
         }
         let task = Task::start(ctx.progress, format!("exporting cache to {}", spec.describe()));
-        match export_one(store, cache, report, image_layers, spec, ctx, &task) {
+        match export_one(store, cache, report, images, spec, ctx, &task) {
             Ok(()) => task.finish(Ok(()))?,
             Err(e) if spec.ignore_error => {
                 task.warn(format!("exporting cache to {}: {e:#}", spec.describe()));
@@ -170,12 +173,12 @@ fn export_one(
     store: &Store,
     cache: &ImportingCacheStore<'_>,
     report: &SolveReport,
-    image_layers: &[LayerInfo],
+    images: &[&[LayerInfo]],
     spec: &CacheSpec,
     ctx: &ExportContext<'_>,
     task: &Task<'_>,
 ) -> Result<()> {
-    let records = select(cache, report, image_layers, spec.mode)?;
+    let records = select(cache, report, images, spec.mode)?;
     let mounts = if spec.mounts { mounts(store, cache, ctx.mount_keys, spec.compression)? } else { Vec::new() };
     let config = CacheConfig::new(records, mounts);
     let mounts =

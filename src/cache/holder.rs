@@ -42,7 +42,15 @@ impl CacheHolder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let layers = std::fs::read(&path).ok().and_then(|bytes| decode(&bytes, key).ok()).and_then(|record| {
+        // A record that cannot be read is an error (GC must not free what it may hold);
+        // one that reads but does not decode is damaged: a miss for builds, released here.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // Released by another process since the metadata call.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let layers = decode(&bytes, key).ok().and_then(|record| {
             if record.result.is_empty() {
                 return Some(Vec::new());
             }
@@ -94,6 +102,7 @@ impl Holder for CacheHolder {
             holds.extend(self.record(store, &key)?);
         }
         holds.extend(self.mounts(store)?);
+        holds.extend(super::git_repos::holds(store)?);
         Ok(holds)
     }
 
@@ -104,6 +113,7 @@ impl Holder for CacheHolder {
                 self.records.remove(&key)?;
                 let _ = std::fs::remove_file(usage::usage_dir(store).join(&hold.id));
             }
+            HoldKind::CacheMount if super::git_repos::release(store, hold)? => {}
             HoldKind::CacheMount => {
                 let dir = mounts_dir(store);
                 store.remove_dir_atomically(&dir.join(&hold.id))?;
@@ -140,7 +150,7 @@ fn remove_siblings(dir: &Path, prefix: &str) {
 /// GC with the cache as the holder of records and mounts.
 pub trait StoreExt {
     /// `cache` with the use of its records tracked in this store.
-    fn track_usage<'a>(&self, cache: &'a dyn CacheStore) -> UsageTracking<'a>;
+    fn track_usage<'a>(&'a self, cache: &'a dyn CacheStore) -> UsageTracking<'a>;
     /// `builder du`.
     fn disk_usage(&self) -> Result<DiskUsage>;
     /// `builder prune`: takes the store lock exclusively (waiting for running builds).
@@ -150,7 +160,7 @@ pub trait StoreExt {
 }
 
 impl StoreExt for Store {
-    fn track_usage<'a>(&self, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
+    fn track_usage<'a>(&'a self, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
         usage::track_usage(self, cache)
     }
 

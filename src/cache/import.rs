@@ -116,6 +116,10 @@ impl CacheStore for ImportingCacheStore<'_> {
         self.local.set_last_for_step(step_id, key)
     }
 
+    fn try_claim(&self, key: &CacheKey) -> Result<solver::ClaimAttempt, CacheStoreError> {
+        self.local.try_claim(key)
+    }
+
     /// The import a hit on `key` came from, if it came from one.
     fn hit_source(&self, key: &CacheKey) -> Option<String> {
         self.hits.lock().unwrap().get(key).cloned()

@@ -16,8 +16,10 @@
 //! does not match is a miss, never an error: the step simply runs again and
 //! overwrites it.
 
+mod claim;
 pub mod export;
 pub mod format;
+pub mod git_repos;
 pub mod holder;
 pub mod import;
 pub mod local;
@@ -118,8 +120,12 @@ impl DiskCacheStore {
     }
 }
 
-fn store_error(what: &str, path: &Path, e: impl std::fmt::Display) -> CacheStoreError {
-    CacheStoreError(format!("{what} {}: {e}", path.display()))
+fn store_error(
+    action: &'static str,
+    path: &Path,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> CacheStoreError {
+    CacheStoreError::new(action, path.display(), e)
 }
 
 /// The bytes of a record file.
@@ -130,21 +136,40 @@ fn encode(record: &CacheRecord) -> Vec<u8> {
     out
 }
 
+/// Why a record file is unusable (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DamagedRecord {
+    #[error("no header")]
+    NoHeader,
+    #[error("header is not utf-8")]
+    HeaderNotUtf8,
+    #[error("malformed header")]
+    MalformedHeader,
+    #[error("unknown format {magic:?}")]
+    UnknownFormat { magic: String },
+    #[error("checksum mismatch")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("holds key {found}")]
+    WrongKey { found: CacheKey },
+}
+
 /// The record in a record file, or why it is unusable.
-fn decode(bytes: &[u8], key: &CacheKey) -> Result<CacheRecord, String> {
-    let newline = bytes.iter().position(|&b| b == b'\n').ok_or("no header")?;
-    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| "header is not utf-8")?;
-    let (magic, checksum) = header.split_once(' ').ok_or("malformed header")?;
+fn decode(bytes: &[u8], key: &CacheKey) -> Result<CacheRecord, DamagedRecord> {
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or(DamagedRecord::NoHeader)?;
+    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| DamagedRecord::HeaderNotUtf8)?;
+    let (magic, checksum) = header.split_once(' ').ok_or(DamagedRecord::MalformedHeader)?;
     if magic != MAGIC {
-        return Err(format!("unknown format {magic:?}"));
+        return Err(DamagedRecord::UnknownFormat { magic: magic.to_string() });
     }
     let body = &bytes[newline + 1..];
     if blake3::hash(body).to_hex().as_str() != checksum {
-        return Err("checksum mismatch".into());
+        return Err(DamagedRecord::ChecksumMismatch);
     }
-    let record: CacheRecord = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let record: CacheRecord = serde_json::from_slice(body).map_err(DamagedRecord::Json)?;
     if record.key != *key {
-        return Err(format!("holds key {}", record.key));
+        return Err(DamagedRecord::WrongKey { found: record.key });
     }
     Ok(record)
 }
@@ -187,6 +212,10 @@ impl CacheStore for DiskCacheStore {
             Some(key) => self.get(&key),
             None => Ok(None),
         }
+    }
+
+    fn try_claim(&self, key: &CacheKey) -> Result<solver::ClaimAttempt, CacheStoreError> {
+        claim::try_claim(&self.dir, key)
     }
 
     fn set_last_for_step(&self, step_id: &str, key: &CacheKey) -> Result<(), CacheStoreError> {
@@ -265,6 +294,25 @@ mod tests {
         store.set_last_for_step("s", &a.key).unwrap();
         assert_eq!(store.last_for_step("s").unwrap(), Some(a));
         assert_eq!(store.last_for_step("other").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskCacheStore::open(dir.path()).unwrap();
+        let r = record(1, "s");
+        // Not damage (that is a miss): the file cannot be read at all.
+        fs::create_dir_all(store.record_path(&r.key)).unwrap();
+        let err = store.get(&r.key).unwrap_err();
+        assert_eq!(err.action, "reading");
+        assert_eq!(err.subject, store.record_path(&r.key).display().to_string());
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(
+            text.starts_with("cache store: reading ") && text.ends_with(": Is a directory (os error 21)"),
+            "{text}"
+        );
+        // One message with the cause (the solver logs it with `{}`), not repeated by a chain.
+        assert_eq!(text.matches("Is a directory").count(), 1, "{text}");
     }
 
     #[test]

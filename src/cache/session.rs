@@ -57,16 +57,17 @@ impl<'a> Session<'a> {
         export::inline_cache(&self.cache, report, image_layers, &self.to)
     }
 
-    /// Writes every `--cache-to`: the records `report` solved, and the cache mounts
-    /// the build used (`mount_keys`: cache key → id) where `mounts=true`.
+    /// Writes every `--cache-to`: the records `report` solved (`mode=min`: those of
+    /// the images' own layers, one image per platform), and the cache mounts the build
+    /// used (`mount_keys`: cache key → id) where `mounts=true`.
     pub fn export(
         &self,
         report: &SolveReport,
-        image_layers: &[LayerInfo],
+        images: &[&[LayerInfo]],
         mount_keys: &BTreeMap<String, String>,
         progress: &dyn ProgressSink,
     ) -> Result<()> {
         let ctx = ExportContext { mount_keys, opts: &self.opts, progress };
-        export::export_all(self.store, &self.cache, report, image_layers, &self.to, &ctx)
+        export::export_all(self.store, &self.cache, report, images, &self.to, &ctx)
     }
 }

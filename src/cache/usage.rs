@@ -1,6 +1,7 @@
 //! When each cache record was last used, for `builder prune --keep-storage` (least
 //! recently used first): `cache-usage/<key hex>`, an empty file whose mtime is the last
-//! hit or write. [`UsageTracking`] wraps the build's cache store to keep them.
+//! hit or write. [`UsageTracking`] wraps the build's cache store to keep them, and
+//! leases each record it looks up (`store::Store::lease_hold`).
 
 use solver::cache::CacheStoreError;
 use solver::{CacheKey, CacheRecord, CacheStore};
@@ -11,6 +12,7 @@ use store::Store;
 /// A cache store that notes every hit and write of a record.
 pub struct UsageTracking<'a> {
     inner: &'a dyn CacheStore,
+    store: &'a Store,
     dir: PathBuf,
 }
 
@@ -20,8 +22,8 @@ pub fn usage_dir(store: &Store) -> PathBuf {
 }
 
 /// `cache` with the use of its records tracked in `store`.
-pub fn track_usage<'a>(store: &Store, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
-    UsageTracking { inner: cache, dir: usage_dir(store) }
+pub fn track_usage<'a>(store: &'a Store, cache: &'a dyn CacheStore) -> UsageTracking<'a> {
+    UsageTracking { inner: cache, store, dir: usage_dir(store) }
 }
 
 /// When the record `key_hex` was last used, if that was tracked.
@@ -47,6 +49,12 @@ fn touch(dir: &Path, key: &CacheKey) {
 
 impl CacheStore for UsageTracking<'_> {
     fn get(&self, key: &CacheKey) -> Result<Option<CacheRecord>, CacheStoreError> {
+        // Leased before it is looked up, a record found stays (with what it holds)
+        // through any prune that runs beside this build.
+        self.store.lease_hold(&key.to_hex()).map_err(|e| {
+            let cause = format!("{:#}", anyhow::Error::from(e));
+            CacheStoreError::new("leasing", format_args!("cache record {key}"), cause)
+        })?;
         let record = self.inner.get(key)?;
         if record.is_some() {
             touch(&self.dir, key);
@@ -70,6 +78,10 @@ impl CacheStore for UsageTracking<'_> {
 
     fn hit_source(&self, key: &CacheKey) -> Option<String> {
         self.inner.hit_source(key)
+    }
+
+    fn try_claim(&self, key: &CacheKey) -> Result<solver::ClaimAttempt, CacheStoreError> {
+        self.inner.try_claim(key)
     }
 }
 

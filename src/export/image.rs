@@ -7,7 +7,7 @@
 use super::{BuildResult, OutputSpec};
 use crate::layer::ensure_compression;
 use crate::progress::Task;
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use image_spec::{Compression, Image, LayerInfo, MediaTypeFamily, Reference, compression_of};
 use registry::{RegistryOptions, Transfer};
 use store::{ImageFormat, Store};
@@ -68,19 +68,30 @@ fn wanted_compression(
     (!keep).then_some(wanted)
 }
 
+/// An image name (`name=` of `-o`, or `-t`) that is not a reference: a usage error
+/// (`builder::main`). `build::Request` checks `name=` before the build; `-t` is
+/// checked by the command line's parser.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid image name {name:?}: {reason}")]
+pub struct InvalidName {
+    pub name: String,
+    pub reason: String,
+}
+
 /// The names an output uses: its own `name=`, else the build's `-t`.
 pub fn names(spec: &OutputSpec, result: &BuildResult) -> Result<Vec<Reference>> {
     let names = if spec.names.is_empty() { &result.tags } else { &spec.names };
     names
         .iter()
-        .map(|n| Reference::parse(n).map_err(|e| crate::usage_error(anyhow!("invalid image name {n:?}: {e}"))))
+        .map(|n| Reference::parse(n).map_err(|e| InvalidName { name: n.clone(), reason: e.to_string() }.into()))
         .collect()
 }
 
 pub fn export(store: &Store, spec: &OutputSpec, result: &BuildResult, task: &Task<'_>) -> Result<Image> {
     let names = names(spec, result)?;
     if spec.push && names.is_empty() {
-        bail!(crate::usage_error(anyhow!("pushing needs a name: add -t REGISTRY/REPOSITORY[:TAG] or name=")));
+        // `build::Request` refuses this before anything runs; here for other callers.
+        bail!("pushing needs a name: add -t REGISTRY/REPOSITORY[:TAG] or name=");
     }
     task.part("exporting layers", false);
     let image = prepare(store, spec, result)?;

@@ -11,7 +11,7 @@
 
 use crate::layer::{ensure_compression, stored_compression};
 use anyhow::{Context as _, Result};
-use image_spec::{Compression, Image, LayerInfo, Manifest, MediaTypeFamily};
+use image_spec::{Compression, Digest, Image, LayerInfo, Manifest, MediaTypeFamily};
 use image_spec::{MEDIA_TYPE_DOCKER_LAYER, MEDIA_TYPE_OCI_LAYER};
 use std::sync::Mutex;
 use store::{ImageFormat, Store};
@@ -76,4 +76,24 @@ pub fn for_push(store: &Store, image: &Image) -> Result<Image> {
     let config = store.read_blob(&image.config_digest).with_context(|| format!("config {}", image.config_digest))?;
     let format = ImageFormat { media_types, annotations: manifest.annotations.unwrap_or_default() };
     Ok(store.write_image_in(&config, &layers, &format)?)
+}
+
+/// The index `digest` (a multi-platform image in the store) as a registry gets it:
+/// each platform's image as [`for_push`] gives it, in a new index of the same family
+/// when any of them changed; else `digest` itself.
+pub fn index_for_push(store: &Store, digest: &Digest) -> Result<Digest> {
+    let index = store.read_index(digest)?.with_context(|| format!("{digest} is not an index"))?;
+    let family = index.media_type.as_deref().and_then(MediaTypeFamily::of).unwrap_or(MediaTypeFamily::Oci);
+    let mut images = Vec::new();
+    let mut changed = false;
+    for (platform, manifest) in store.platforms_of(digest)? {
+        let image = store.image_from_manifest(&manifest)?;
+        let pushed = for_push(store, &image)?;
+        changed |= pushed.manifest_digest != image.manifest_digest;
+        images.push((platform, pushed));
+    }
+    if !changed || index.annotations.is_some() {
+        return Ok(digest.clone());
+    }
+    Ok(store.write_index(&images, family)?)
 }

@@ -18,12 +18,15 @@ mod history;
 mod image;
 mod lazy;
 mod local;
+pub mod multi;
 mod oci;
+mod oci_index;
 mod spec;
 mod tar;
 
 pub use history::image_config;
-pub use lazy::for_push;
+pub use image::InvalidName;
+pub use lazy::{for_push, index_for_push};
 pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
 
 use crate::progress::Task;

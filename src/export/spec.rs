@@ -84,8 +84,61 @@ impl OutputSpec {
     }
 }
 
+/// What is wrong with an `-o` value (the caller makes it a usage error naming the
+/// flag and the value).
+#[derive(Debug, thiserror::Error)]
+pub enum OutputSpecError {
+    #[error("empty output")]
+    Empty,
+    #[error("unterminated quote")]
+    UnterminatedQuote,
+    #[error("{field:?}: want KEY=VALUE")]
+    NotKeyValue { field: String },
+    #[error("unknown type {value:?} (want image, registry, oci, docker, local or tar)")]
+    UnknownType { value: String },
+    #[error("missing type= (image, registry, oci, docker, local or tar)")]
+    MissingType,
+    #[error("dest= is empty")]
+    EmptyDest,
+    #[error("{key}={value:?}: want true or false")]
+    NotBool { key: String, value: String },
+    #[error("unknown compression {value:?} (want gzip, zstd or uncompressed)")]
+    UnknownCompression { value: String },
+    #[error("compression-level={value:?} is not a number")]
+    LevelNotNumber { value: String },
+    #[error(transparent)]
+    Level(std::io::Error),
+    #[error("unknown option {key:?} for type={kind}")]
+    UnknownOption { key: String, kind: &'static str },
+    /// `what` is `FILE` or `DIR`.
+    #[error("type={kind} needs dest={what}")]
+    NeedsDest { kind: &'static str, what: &'static str },
+    #[error("type={kind} takes no dest= (use type=oci or type=docker for a file)")]
+    TakesNoDest { kind: &'static str },
+    #[error("type=registry always pushes: drop push=false")]
+    RegistryAlwaysPushes,
+    #[error("tar=false is for type=oci, not type={kind}")]
+    TarFalseNotOci { kind: &'static str },
+    #[error("tar=false writes a directory: dest=- is not one")]
+    TarFalseToStdout,
+    #[error(
+        "type={kind} writes a filesystem: compression, oci-mediatypes, name, annotation and push are for image outputs"
+    )]
+    ImageOnlyOptions { kind: &'static str },
+    #[error("push=true is for type=image or type=registry, not type={kind}")]
+    PushNotImage { kind: &'static str },
+    /// `defaulted`: oci-mediatypes=false was type=docker's default, not asked for.
+    #[error(
+        "compression=zstd conflicts with oci-mediatypes=false{}: zstd layers need OCI media types, add oci-mediatypes=true",
+        if *defaulted { " (type=docker's default)" } else { "" }
+    )]
+    ZstdNeedsOci { defaulted: bool },
+    #[error("manifest annotations need OCI media types: drop oci-mediatypes=false")]
+    AnnotationsNeedOci,
+}
+
 /// Splits on commas outside double quotes (buildx's CSV), unquoting.
-fn split_csv(s: &str) -> Result<Vec<String>, String> {
+fn split_csv(s: &str) -> Result<Vec<String>, OutputSpecError> {
     let mut fields = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
@@ -102,23 +155,23 @@ fn split_csv(s: &str) -> Result<Vec<String>, String> {
         }
     }
     if quoted {
-        return Err("unterminated quote".into());
+        return Err(OutputSpecError::UnterminatedQuote);
     }
     fields.push(current);
     Ok(fields)
 }
 
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, value: &str) -> Result<bool, OutputSpecError> {
     match value {
         "true" | "1" | "" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!("{key}={value:?}: want true or false")),
+        _ => Err(OutputSpecError::NotBool { key: key.to_string(), value: value.to_string() }),
     }
 }
 
 /// Parses one `-o` value. The error says what is wrong (the caller makes it a usage
 /// error naming the flag).
-pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
+pub fn parse_output(spec: &str) -> Result<OutputSpec, OutputSpecError> {
     if spec == "-" {
         let mut out = OutputSpec::new(OutputKind::Tar);
         out.dest = Some(Dest::Stdout);
@@ -126,7 +179,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
     }
     if !spec.contains('=') {
         if spec.is_empty() {
-            return Err("empty output".into());
+            return Err(OutputSpecError::Empty);
         }
         let mut out = OutputSpec::new(OutputKind::Local);
         out.dest = Some(Dest::Path(spec.into()));
@@ -134,7 +187,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
     }
     let mut pairs = Vec::new();
     for field in split_csv(spec)? {
-        let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?}: want KEY=VALUE"))?;
+        let (k, v) = field.split_once('=').ok_or_else(|| OutputSpecError::NotKeyValue { field: field.clone() })?;
         pairs.push((k.trim().to_string(), v.to_string()));
     }
     let kind = match pairs.iter().find(|(k, _)| k == "type").map(|(_, v)| v.as_str()) {
@@ -144,8 +197,8 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
         Some("docker") => OutputKind::Docker,
         Some("local") => OutputKind::Local,
         Some("tar") => OutputKind::Tar,
-        Some(other) => return Err(format!("unknown type {other:?} (want image, registry, oci, docker, local or tar)")),
-        None => return Err("missing type= (image, registry, oci, docker, local or tar)".into()),
+        Some(other) => return Err(OutputSpecError::UnknownType { value: other.to_string() }),
+        None => return Err(OutputSpecError::MissingType),
     };
     let mut out = OutputSpec::new(kind);
     let mut compression_set = false;
@@ -155,7 +208,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
             "type" => {}
             "dest" => {
                 if value.is_empty() {
-                    return Err("dest= is empty".into());
+                    return Err(OutputSpecError::EmptyDest);
                 }
                 out.dest = Some(if value == "-" { Dest::Stdout } else { Dest::Path(value.into()) });
             }
@@ -168,11 +221,11 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
                     "gzip" => Compression::Gzip,
                     "zstd" => Compression::Zstd,
                     "uncompressed" => Compression::Uncompressed,
-                    other => return Err(format!("unknown compression {other:?} (want gzip, zstd or uncompressed)")),
+                    other => return Err(OutputSpecError::UnknownCompression { value: other.to_string() }),
                 };
             }
             "compression-level" => {
-                out.level = Some(value.parse().map_err(|_| format!("compression-level={value:?} is not a number"))?);
+                out.level = Some(value.parse().map_err(|_| OutputSpecError::LevelNotNumber { value: value.clone() })?);
             }
             "force-compression" => out.force_compression = parse_bool(&key, &value)?,
             "oci-mediatypes" => {
@@ -185,7 +238,7 @@ pub fn parse_output(spec: &str) -> Result<OutputSpec, String> {
                     Some(name) if !name.is_empty() => {
                         out.annotations.insert(name.to_string(), value);
                     }
-                    _ => return Err(format!("unknown option {key:?} for type={}", kind_name(kind))),
+                    _ => return Err(OutputSpecError::UnknownOption { key, kind: kind_name(kind) }),
                 }
             }
         }
@@ -206,17 +259,17 @@ fn kind_name(kind: OutputKind) -> &'static str {
     }
 }
 
-fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) -> Result<(), String> {
+fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) -> Result<(), OutputSpecError> {
     let name = kind_name(out.kind);
     match out.kind {
         OutputKind::Oci | OutputKind::Docker | OutputKind::Local | OutputKind::Tar if out.dest.is_none() => {
             let what = if out.kind == OutputKind::Local { "DIR" } else { "FILE" };
-            return Err(format!("type={name} needs dest={what}"));
+            return Err(OutputSpecError::NeedsDest { kind: name, what });
         }
         OutputKind::Image | OutputKind::Registry if out.dest.is_some() => {
-            return Err(format!("type={name} takes no dest= (use type=oci or type=docker for a file)"));
+            return Err(OutputSpecError::TakesNoDest { kind: name });
         }
-        OutputKind::Registry if !out.push => return Err("type=registry always pushes: drop push=false".into()),
+        OutputKind::Registry if !out.push => return Err(OutputSpecError::RegistryAlwaysPushes),
         _ => {}
     }
     if out.kind == OutputKind::Local && out.dest == Some(Dest::Stdout) {
@@ -225,10 +278,10 @@ fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) 
     }
     if !out.tar {
         if out.kind != OutputKind::Oci {
-            return Err(format!("tar=false is for type=oci, not type={name}"));
+            return Err(OutputSpecError::TarFalseNotOci { kind: name });
         }
         if out.dest == Some(Dest::Stdout) {
-            return Err("tar=false writes a directory: dest=- is not one".into());
+            return Err(OutputSpecError::TarFalseToStdout);
         }
     }
     if !out.is_image() {
@@ -240,26 +293,21 @@ fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) 
             || !out.annotations.is_empty()
             || out.push;
         if image_only {
-            return Err(format!(
-                "type={name} writes a filesystem: compression, oci-mediatypes, name, annotation and push are for image outputs"
-            ));
+            return Err(OutputSpecError::ImageOnlyOptions { kind: name });
         }
     }
     if out.push && !matches!(out.kind, OutputKind::Image | OutputKind::Registry) {
-        return Err(format!("push=true is for type=image or type=registry, not type={name}"));
+        return Err(OutputSpecError::PushNotImage { kind: name });
     }
     if out.compression == Compression::Zstd && !out.oci_media_types {
         // zstd layers exist only as OCI media types. BuildKit used to turn OCI types on
         // quietly; since it made them its default it refuses the conflict, and so do we.
-        let whose = if media_types_set { "" } else { " (type=docker's default)" };
-        return Err(format!(
-            "compression=zstd conflicts with oci-mediatypes=false{whose}: zstd layers need OCI media types, add oci-mediatypes=true"
-        ));
+        return Err(OutputSpecError::ZstdNeedsOci { defaulted: !media_types_set });
     }
     if !out.annotations.is_empty() && !out.oci_media_types {
-        return Err("manifest annotations need OCI media types: drop oci-mediatypes=false".into());
+        return Err(OutputSpecError::AnnotationsNeedOci);
     }
-    check_level(out.compression, out.level).map_err(|e| e.to_string())?;
+    check_level(out.compression, out.level).map_err(OutputSpecError::Level)?;
     Ok(())
 }
 
@@ -299,8 +347,9 @@ mod tests {
 
     #[test]
     fn mistakes_are_explained() {
-        let err = |s: &str| parse_output(s).unwrap_err();
+        let err = |s: &str| parse_output(s).unwrap_err().to_string();
         assert!(err("type=zip").contains("unknown type \"zip\""));
+        assert!(matches!(parse_output("type=zip"), Err(OutputSpecError::UnknownType { value }) if value == "zip"));
         assert!(err("dest=x").contains("missing type="));
         assert!(err("type=oci").contains("needs dest=FILE"));
         assert!(err("type=local").contains("needs dest=DIR"));

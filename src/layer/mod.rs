@@ -14,10 +14,12 @@ pub mod compress;
 mod convert;
 pub mod tar_writer;
 pub mod unpack;
+mod userns;
 mod verify;
 mod zstd_par;
 
 pub use convert::{compress_layer, ensure_compression, stored_compression};
+pub(crate) use userns::unmapped_owner;
 pub use verify::verify_snapshot;
 
 use anyhow::{Context as _, Result, bail};
@@ -131,5 +133,7 @@ pub fn unpack_tar_to_dir(reader: impl std::io::Read, dir: &Path) -> Result<()> {
     unpack::unpack(reader, dir, UnpackOptions { overlay: false, follow_symlinks: true })
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -74,6 +74,14 @@ pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W
             device: None,
             xattrs: Vec::new(),
         };
+        if options.overlay && rel.file_name().is_some_and(|n| n.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes())) {
+            // In a layer such a name reads as a whiteout (or the opaque marker): what
+            // the step made would hide or delete files after a save/load or a push.
+            bail!(
+                "{}: names starting with {WHITEOUT_PREFIX} are reserved for whiteouts in layers",
+                image_spec::shown(&rel.to_string_lossy())
+            );
+        }
         if options.overlay && ft.is_char_device() && meta.rdev() == 0 {
             entry.path = whiteout_name(rel);
             entry.mode = 0o600;

@@ -13,7 +13,7 @@
 //! The checks are free of races because `root` is a fresh private directory that no
 //! other process writes while it is unpacked.
 
-use super::tar_writer::{OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr};
+use super::tar_writer::{OPAQUE_MARKER, WHITEOUT_PREFIX, is_overlay_xattr};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -48,7 +48,7 @@ pub fn unpack(reader: impl Read, root: &Path, options: UnpackOptions) -> Result<
     for entry in archive.entries().context("reading tar")? {
         let mut entry = entry.context("reading tar entry")?;
         let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let shown = image_spec::shown(&String::from_utf8_lossy(&raw)).into_owned();
         unpacker.entry(&mut entry, &raw).with_context(|| format!("entry {shown}"))?;
     }
     // Consume the end-of-archive blocks so that a caller hashing the stream sees it all.
@@ -158,6 +158,13 @@ impl Unpacker<'_> {
                     tracing::warn!("skipping device node {} (not running as root)", rel.display());
                     return Ok(());
                 }
+                if file_type != rustix::fs::FileType::Fifo && super::userns::in_user_namespace() {
+                    tracing::warn!(
+                        "skipping device node {} (rootless: a user namespace cannot make one)",
+                        rel.display()
+                    );
+                    return Ok(());
+                }
                 let dev = rustix::fs::makedev(header.device_major()?.unwrap_or(0), header.device_minor()?.unwrap_or(0));
                 let mode = rustix::fs::Mode::from_raw_mode(mode);
                 rustix::fs::mknodat(rustix::fs::CWD, &path, file_type, mode, dev).map_err(io::Error::from)?;
@@ -183,13 +190,17 @@ impl Unpacker<'_> {
         let parent = rel.parent().unwrap_or(Path::new(""));
         let dir = self.walk_dirs(parent, true)?;
         if name == OPAQUE_MARKER.as_bytes() {
-            return xattr::set(&dir, OPAQUE_XATTR, b"y")
+            return xattr::set(&dir, super::userns::opaque_xattr(), b"y")
                 .with_context(|| format!("marking {} opaque (needs root)", parent.display()));
         }
         let hidden = &name[WHITEOUT_PREFIX.len()..];
         if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden.is_empty() {
             // aufs metadata (`.wh..wh.plnk`...): nothing for overlay.
             return Ok(());
+        }
+        if hidden == b"." || hidden == b".." {
+            // `.wh..` and `.wh...` would hide the directory itself or its parent.
+            bail!("whiteout {} names no file", String::from_utf8_lossy(name));
         }
         let path = dir.join(std::ffi::OsStr::from_bytes(hidden));
         self.clear(&path, false)?;
@@ -201,7 +212,7 @@ impl Unpacker<'_> {
             let h = entry.header();
             let uid = numeric(h.uid(), &h.as_old().uid)?;
             let gid = numeric(h.gid(), &h.as_old().gid)?;
-            std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32))?;
+            super::userns::chown(&path, uid as u32, gid as u32)?;
         }
         Ok(())
     }
@@ -226,7 +237,8 @@ impl Unpacker<'_> {
             }
             let path: PathBuf =
                 self.root.iter().chain(real.iter().map(|p| p.as_os_str())).chain([part.as_os_str()]).collect();
-            let shown = || path.strip_prefix(self.root).unwrap_or(&path).display().to_string();
+            let shown =
+                || image_spec::shown(&path.strip_prefix(self.root).unwrap_or(&path).to_string_lossy()).into_owned();
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => real.push(part),
                 Ok(m) if m.file_type().is_symlink() => {
@@ -288,7 +300,7 @@ impl Unpacker<'_> {
         }
         if self.is_root {
             let (uid, gid) = (u32::try_from(uid).context("uid")?, u32::try_from(gid).context("gid")?);
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+            super::userns::chown(path, uid, gid)?;
         }
         for (name, value) in xattrs {
             let name = std::ffi::OsStr::from_bytes(&name);

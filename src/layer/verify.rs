@@ -31,9 +31,22 @@ pub fn verify_snapshot(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<V
             let mut entry = entry.context("reading tar entry")?;
             let raw = entry.path_bytes().into_owned();
             let Some(rel) = clean_path(&raw)? else { continue };
-            problems.remove(&rel);
+            // What the unpacker does with this entry replaces what earlier entries
+            // left at its path: a whiteout counts for the name it hides, and a file or
+            // whiteout where a directory was removes that directory's contents.
+            let target = whiteout_target(&rel);
+            let replaced = target.as_ref().unwrap_or(&rel).clone();
+            problems.remove(&replaced);
+            if target.is_some() || !entry.header().entry_type().is_dir() {
+                let below: Vec<PathBuf> = problems
+                    .range(replaced.clone()..)
+                    .map(|(p, _)| p.clone())
+                    .take_while(|p| p.starts_with(&replaced))
+                    .collect();
+                below.iter().for_each(|p| drop(problems.remove(p)));
+            }
             if let Some(problem) = check_entry(&mut entry, &rel, dir)? {
-                problems.insert(rel, problem);
+                problems.insert(replaced, problem);
             }
         }
     }
@@ -44,6 +57,17 @@ pub fn verify_snapshot(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<V
         out.push(format!("layer blob {} has diff id {diff_id}, expected {}", layer.digest, layer.diff_id));
     }
     Ok(out)
+}
+
+/// The path a `.wh.NAME` entry hides (`None` for other entries, the opaque marker
+/// and aufs metadata).
+fn whiteout_target(rel: &Path) -> Option<PathBuf> {
+    let name = rel.file_name()?.as_bytes();
+    let hidden = name.strip_prefix(WHITEOUT_PREFIX.as_bytes())?;
+    if hidden.is_empty() || hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || name == OPAQUE_MARKER.as_bytes() {
+        return None;
+    }
+    Some(rel.with_file_name(std::ffi::OsStr::from_bytes(hidden)))
 }
 
 fn check_entry<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path, dir: &Path) -> Result<Option<String>> {
@@ -73,7 +97,10 @@ fn check_entry<R: Read>(entry: &mut tar::Entry<'_, R>, rel: &Path, dir: &Path) -
     };
     let ft = meta.file_type();
     let ok_type = match kind {
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Link => ft.is_file(),
+        tar::EntryType::Regular | tar::EntryType::Continuous => ft.is_file(),
+        // The unpacker links to whatever the target is but a directory: a hardlink
+        // to a symlink is a symlink.
+        tar::EntryType::Link => !ft.is_dir(),
         tar::EntryType::Directory => ft.is_dir(),
         tar::EntryType::Symlink => ft.is_symlink(),
         tar::EntryType::Char => ft.is_char_device(),
@@ -150,5 +177,97 @@ mod tests {
         std::fs::remove_file(tree.join("g")).unwrap();
         let problems = verify_snapshot(&store, &layer, &tree).unwrap();
         assert_eq!(problems, ["g: missing", "sub/f: content differs from the layer"]);
+    }
+
+    /// A layer blob (plain tar) of the given entries: (path, type, link target or
+    /// content).
+    fn layer_of(store: &Store, entries: &[(&str, tar::EntryType, &str)]) -> LayerInfo {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            h.set_mtime(0);
+            match kind {
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    h.set_size(0);
+                    b.append_link(&mut h, path, data).unwrap();
+                }
+                _ if kind.is_dir() => {
+                    h.set_size(0);
+                    b.append_data(&mut h, path, io::empty()).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, path, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        let tar = b.into_inner().unwrap();
+        let digest = store.write_blob_bytes(&tar).unwrap();
+        LayerInfo { digest: digest.clone(), diff_id: digest, size: tar.len() as u64, media_type: String::new() }
+    }
+
+    #[test]
+    fn fsck_agrees_with_the_unpacker_on_valid_layers() {
+        if !rustix::process::geteuid().is_root() {
+            println!("SKIPPED fsck_agrees_with_the_unpacker_on_valid_layers: whiteouts need root");
+            return;
+        }
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        let (dir, store) = store::testing::test_store();
+        type Entries<'a> = Vec<(&'a str, tar::EntryType, &'a str)>;
+        let cases: [(&str, Entries<'_>); 3] = [
+            ("a hardlink to a symlink", vec![("target", Regular, "t"), ("s", Symlink, "target"), ("h", Link, "s")]),
+            (
+                "a parent later replaced by a file",
+                vec![
+                    ("d/", Directory, ""),
+                    ("d/x", Regular, "x"),
+                    ("d/e/", Directory, ""),
+                    ("d", Regular, "now a file"),
+                ],
+            ),
+            (
+                "a whiteout followed by an entry of the same name",
+                vec![
+                    ("sub/", Directory, ""),
+                    ("sub/.wh.w", Regular, ""),
+                    ("sub/w", Regular, "back"),
+                    (".wh.v", Regular, ""),
+                    ("v/", Directory, ""),
+                ],
+            ),
+        ];
+        for (i, (what, entries)) in cases.iter().enumerate() {
+            let layer = layer_of(&store, entries);
+            let snapshot = dir.path().join(format!("snap{i}"));
+            std::fs::create_dir(&snapshot).unwrap();
+            super::super::unpack_layer(&store, &layer, &snapshot).unwrap();
+            let problems = verify_snapshot(&store, &layer, &snapshot).unwrap();
+            assert!(problems.is_empty(), "{what}: {problems:?}");
+        }
+        // Real damage is still found: the file that replaced the directory removed.
+        let layer = layer_of(&store, &cases[1].1);
+        let snapshot = dir.path().join("snap1");
+        std::fs::remove_file(snapshot.join("d")).unwrap();
+        assert_eq!(verify_snapshot(&store, &layer, &snapshot).unwrap(), ["d: missing"]);
+    }
+
+    #[test]
+    fn whiteouts_of_dot_and_dot_dot_are_refused_and_delete_nothing() {
+        let (dir, store) = store::testing::test_store();
+        for name in [".wh..", ".wh...", "sub/.wh..", "sub/.wh..."] {
+            let layer =
+                layer_of(&store, &[("sub/", tar::EntryType::Directory, ""), (name, tar::EntryType::Regular, "")]);
+            let parent = dir.path().join("parent");
+            let snapshot = parent.join("snap");
+            std::fs::create_dir_all(&snapshot).unwrap();
+            std::fs::write(parent.join("sibling"), "keep").unwrap();
+            let error = format!("{:#}", super::super::unpack_layer(&store, &layer, &snapshot).unwrap_err());
+            assert!(error.contains("names no file"), "{name}: {error}");
+            assert!(snapshot.is_dir() && parent.join("sibling").exists(), "{name} deleted something");
+            std::fs::remove_dir_all(&parent).unwrap();
+        }
     }
 }

@@ -49,6 +49,8 @@ pub fn exec(
     let mut mounts = Vec::new();
     // Cache mounts in use (and their locks), released when the process has ended.
     let mut leases = Vec::new();
+    // SSH agent proxies, listening until the process has ended.
+    let mut proxies = Vec::new();
     for (n, mount) in op.mounts.iter().enumerate() {
         let source = match &mount.kind {
             MountKind::Bind { input, source, readonly } => {
@@ -86,7 +88,25 @@ pub fn exec(
                 }
                 MountSource::File { content: value.clone(), mode: *mode, uid: *uid, gid: *gid }
             }
-            MountKind::Ssh { .. } => bail!("RUN --mount=type=ssh is not supported yet"),
+            MountKind::Ssh { id, required, mode, uid, gid } => {
+                let Some(agent) = worker.options.ssh.get(id) else {
+                    if *required {
+                        bail!(
+                            "ssh agent {id:?} not found: pass it with --ssh {id}=SOCKET|KEYFILE (or --ssh {id} with SSH_AUTH_SOCK set)"
+                        );
+                    }
+                    continue;
+                };
+                let proxy = crate::ssh::proxy::Proxy::start(agent.socket(), *mode, *uid, *gid)
+                    .with_context(|| format!("RUN --mount=type=ssh,id={id}"))?;
+                // As BuildKit: the default agent is the one ssh and git find.
+                if id == "default" && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                    env.push(format!("SSH_AUTH_SOCK={}", mount.target));
+                }
+                let source = MountSource::Bind { source: proxy.path().to_path_buf(), readonly: false };
+                proxies.push(proxy);
+                source
+            }
         };
         mounts.push(executor::Mount { target: mount.target.clone(), source });
     }
@@ -98,7 +118,7 @@ pub fn exec(
     };
     // Checked over the whole graph before the build started; again here, where it counts.
     let granted = worker.options.entitlements;
-    granted.check(network, op.security).map_err(|e| anyhow::anyhow!(e))?;
+    granted.check(network, op.security)?;
     let spec = executor::Spec {
         rootfs: executor::Rootfs {
             lowerdirs: lowers.into_iter().rev().collect(),
@@ -114,6 +134,7 @@ pub fn exec(
         },
         network: crate::sandbox::network(network),
         hostname: "buildkitsandbox".into(),
+        extra_hosts: worker.options.extra_hosts.clone(),
         security: crate::sandbox::step_security(op.security),
         resources: worker.step_resources.clone(),
     };
@@ -127,9 +148,16 @@ pub fn exec(
     let status = executor::run(&spec, executor::Stdio::Capture(&mut forward), Some(ctx.cancel.flag()));
     drop(spec);
     drop(leases);
+    drop(proxies);
     let status = status?;
     if !status.success() {
-        bail!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
+        let failed =
+            format!("process {} did not complete successfully: exit code: {}", quote_args(&op.args), status.code());
+        // Measured now, while the step's files still take their space.
+        return Err(match crate::hint::low_space(&upperdir) {
+            Some(low) => anyhow::Error::new(low).context(failed),
+            None => anyhow::anyhow!(failed),
+        });
     }
     let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
     stack_layer(store, parent_output, upperdir, layer)

@@ -8,6 +8,8 @@ pub mod copy;
 mod copy_direct;
 mod exec;
 mod file;
+mod git;
+mod http;
 pub mod source;
 
 use crate::cache::RecordedLayers;
@@ -70,8 +72,15 @@ pub struct WorkerOptions {
     pub entitlements: crate::sandbox::Entitlements,
     /// `--ulimit`s of every `RUN` step.
     pub rlimits: Vec<executor::Rlimit>,
+    /// `--add-host`s: lines of every `RUN` step's `/etc/hosts`.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size`: the size of every `RUN` step's `/dev/shm`.
+    pub shm_size: Option<u64>,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// SSH agents by id (`--ssh`), forwarded into `RUN --mount=type=ssh` and used by
+    /// git over ssh (`default`).
+    pub ssh: HashMap<String, crate::ssh::Agent>,
     /// How exec and file ops write their layers: compression, and the
     /// `SOURCE_DATE_EPOCH` mtime clamp (which also counts in their cache keys).
     pub layer_options: LayerOptions,
@@ -93,12 +102,15 @@ pub struct BuildWorker<'a> {
     /// Cache key → id of every cache mount a step of this build used, for
     /// `--cache-to ...,mounts=true`.
     used_cache_mounts: Mutex<BTreeMap<String, String>>,
+    /// Git refs resolved in this build.
+    git: git::GitState,
 }
 
 impl<'a> BuildWorker<'a> {
     pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>, options: WorkerOptions) -> Self {
         let mut step_resources = crate::sandbox::step_resources();
         step_resources.rlimits.extend(options.rlimits.iter().copied());
+        step_resources.shm_size = options.shm_size;
         BuildWorker {
             store,
             options,
@@ -106,6 +118,7 @@ impl<'a> BuildWorker<'a> {
             contexts: Mutex::default(),
             images,
             used_cache_mounts: Mutex::default(),
+            git: git::GitState::default(),
         }
     }
 
@@ -163,6 +176,15 @@ impl solver::Worker for BuildWorker<'_> {
             .collect();
         let mut digest = CacheKey::of("op", &vertex.op);
         let mut facts = Vec::new();
+        // A step for another platform than the machine's differs from the same step
+        // run natively (see solver::Vertex::platform); native steps keep their keys.
+        if let Some(platform) = &vertex.platform {
+            let mut h = solver::KeyHasher::new("op+platform");
+            h.key(&digest);
+            h.str(platform);
+            digest = h.finish();
+            facts.push(("platform".to_string(), platform.clone()));
+        }
         // A clamped layer differs from an unclamped one: the clamp is part of the key.
         if let Some(epoch) = self.options.layer_options.mtime_clamp {
             let mut h = solver::KeyHasher::new("op+source-date-epoch");
@@ -221,7 +243,10 @@ impl solver::Worker for BuildWorker<'_> {
         let vertex = graph.vertex(id);
         let result = match &vertex.op {
             Op::Source(source) => source::exec(self, source),
-            Op::Exec(op) => exec::exec(self, ctx, op, &vertex.proxy_env, inputs),
+            Op::Exec(op) => match foreign_platform(vertex) {
+                Ok(()) => exec::exec(self, ctx, op, &vertex.proxy_env, inputs),
+                Err(e) => Err(e),
+            },
             Op::File(op) => file::exec(self, op, inputs),
             Op::Merge => merge(inputs),
         };
@@ -230,8 +255,14 @@ impl solver::Worker for BuildWorker<'_> {
 
     fn cacheable(&self, vertex: &Vertex) -> bool {
         // Sources are resolved every build (cheaply); their identity goes into the keys
-        // of the vertices that use them.
-        !matches!(vertex.op, Op::Source(_))
+        // of the vertices that use them. A git checkout is not cheap: it is cached by
+        // the commit its ref resolved to, so an unchanged ref neither fetches nor
+        // checks out again.
+        match &vertex.op {
+            Op::Source(SourceOp::Git(git)) => git::cacheable(git),
+            Op::Source(_) => false,
+            _ => true,
+        }
     }
 
     fn encode_result(&self, output: &Output) -> Vec<u8> {
@@ -284,4 +315,14 @@ fn stack_layer(store: &Store, parent: &Output, upperdir: PathBuf, layer: Option<
     let chain = image_spec::chain_ids(&diff_ids);
     store.commit_snapshot(upperdir, chain.last().expect("one layer at least"))?;
     Ok(Output::Layers(Arc::new(layers), Some(crate::archive::created_time(None).into())))
+}
+
+/// A step for another platform runs only through a registered emulator
+/// ([`crate::emulator`]); this fails it, naming the platform and the fix, otherwise.
+fn foreign_platform(vertex: &Vertex) -> Result<()> {
+    if let Some(platform) = &vertex.platform {
+        let platform = image_spec::Platform::parse(platform).map_err(|e| anyhow::anyhow!(e))?;
+        crate::emulator::check(&platform)?;
+    }
+    Ok(())
 }

@@ -8,9 +8,7 @@ use registry::RegistryOptions;
 use solver::ir::SourceOp;
 use solver::{CacheMap, KeyHasher, ProgressSink};
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
 use std::sync::Mutex;
 use store::Store;
 
@@ -19,9 +17,9 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
     let mut h = KeyHasher::new("source");
     match source {
         SourceOp::Scratch => h.str("scratch"),
-        SourceOp::Image { reference, .. } => {
+        SourceOp::Image { reference, platform } => {
             // An image counts by what it resolved to, not by its name.
-            let image = resolve_image(worker, reference)?;
+            let image = resolve_image(worker, reference, platform.as_deref())?;
             h.str("image");
             h.str(image.manifest_digest.as_str());
             facts.push(("image".to_string(), format!("{reference}@{}", image.manifest_digest)));
@@ -39,6 +37,17 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
             h.str(&download.filename);
             facts.push(("url".to_string(), format!("{url}@{}", download.digest)));
         }
+        SourceOp::Git(git) => {
+            // A repository counts by the commit its ref resolved to (not by the URL,
+            // which may carry credentials): a moved branch is a new key.
+            let commit = super::git::resolve(worker, git)?;
+            h.str("git");
+            h.str(&commit);
+            h.str(&git.subdir);
+            h.bool(git.keep_git_dir);
+            h.bool(git.submodules);
+            facts.push(("git".to_string(), format!("{}@{commit}", frontend::redact_remote(&git.remote))));
+        }
     }
     Ok(CacheMap { digest: h.finish(), facts, deps: Vec::new() })
 }
@@ -46,13 +55,17 @@ pub fn cache_map(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<CacheMap
 pub fn exec(worker: &BuildWorker<'_>, source: &SourceOp) -> Result<Output> {
     match source {
         SourceOp::Scratch => Ok(Output::base(Vec::new())),
-        SourceOp::Image { reference, .. } => {
-            let image = resolve_image(worker, reference)?;
+        SourceOp::Image { reference, platform } => {
+            let image = resolve_image(worker, reference, platform.as_deref())?;
             Ok(Output::base(image.layers))
         }
         SourceOp::Local { name, exclude } => Ok(Output::Context(worker.context(name, exclude)?)),
         SourceOp::Http { url, checksum, filename } => {
             Ok(download(worker, url, checksum.as_deref(), filename.as_deref())?.output)
+        }
+        SourceOp::Git(git) => {
+            let commit = super::git::resolve(worker, git)?;
+            super::git::checkout(worker, git, &commit)
         }
     }
 }
@@ -77,7 +90,9 @@ fn download(worker: &BuildWorker<'_>, url: &str, checksum: Option<&str>, filenam
     let store = worker.store;
     let dir = store.temp_dir("http")?;
     let path = dir.path().join(&filename);
-    let (digest, modified) = fetch(url, &path).with_context(|| format!("ADD {url}"))?;
+    let stall = resolver.registry.stall_timeout;
+    let (digest, modified) =
+        super::http::fetch(url, &path, stall, crate::signals::interrupted).with_context(|| format!("ADD {url}"))?;
     if let Some(want) = checksum
         && want != digest.as_str()
     {
@@ -95,40 +110,16 @@ fn download(worker: &BuildWorker<'_>, url: &str, checksum: Option<&str>, filenam
     Ok(download)
 }
 
-/// Streams `url` into `path`; returns the sha256 of the bytes and Last-Modified.
-fn fetch(url: &str, path: &Path) -> Result<(Digest, Option<i64>)> {
-    use sha2::Digest as _;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .user_agent(concat!("builder/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let mut response = client.get(url).send().await?;
-        if !response.status().is_success() {
-            bail!("GET {url}: HTTP {}", response.status());
+/// Resolves a reference once per build through the build's [`ImageResolver`], for
+/// the platform the source names (the resolver's own when none).
+fn resolve_image(worker: &BuildWorker<'_>, reference: &str, platform: Option<&str>) -> Result<Image> {
+    match platform {
+        Some(p) => {
+            let platform = Platform::parse(p).map_err(|e| anyhow!("FROM --platform={p} {reference}: {e}"))?;
+            worker.images.resolve_for(reference, &platform)
         }
-        let modified = response
-            .headers()
-            .get(reqwest::header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.timestamp());
-        let mut file = std::fs::File::create(path)?;
-        let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = response.chunk().await? {
-            hasher.update(&chunk);
-            file.write_all(&chunk)?;
-        }
-        file.sync_all()?;
-        Ok((Digest::from_sha256(hasher.finalize().into()), modified))
-    })
-}
-
-/// Resolves a reference once per build through the build's [`ImageResolver`].
-fn resolve_image(worker: &BuildWorker<'_>, reference: &str) -> Result<Image> {
-    worker.images.resolve(reference)
+        None => worker.images.resolve(reference),
+    }
 }
 
 /// Turns image references into images: the local store first, the registry when the
@@ -141,7 +132,8 @@ pub struct ImageResolver<'a> {
     platform: Platform,
     registry: RegistryOptions,
     progress: &'a dyn ProgressSink,
-    resolved: Mutex<HashMap<String, Image>>,
+    /// By reference and platform.
+    resolved: Mutex<HashMap<(String, String), Image>>,
     /// `ADD URL` downloads, fetched once per build.
     downloads: Mutex<HashMap<String, Download>>,
 }
@@ -159,27 +151,60 @@ impl<'a> ImageResolver<'a> {
     }
 
     /// The image only if the local store has it (no network); a damaged one is an error.
-    pub fn local(&self, reference: &str) -> Result<Option<Image>> {
+    pub fn local(&self, reference: &str, platform: &Platform) -> Result<Option<Image>> {
         let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
-        Ok(self.store.find_image(&parsed.to_string())?)
+        Ok(self.store.find_image_for(&parsed.to_string(), platform)?)
     }
 
+    /// The image for the build's default platform.
     pub fn resolve(&self, reference: &str) -> Result<Image> {
-        if let Some(image) = self.resolved.lock().unwrap().get(reference) {
+        self.resolve_for(reference, &self.platform.clone())
+    }
+
+    /// The image of `reference` for `platform`: the store's (an index's entry, or an
+    /// image whose config is for that platform), else pulled for that platform. An
+    /// image the store has only for other platforms is pulled too, and when that
+    /// fails the error says which platforms the store has.
+    pub fn resolve_for(&self, reference: &str, platform: &Platform) -> Result<Image> {
+        let key = (reference.to_string(), platform.to_string());
+        if let Some(image) = self.resolved.lock().unwrap().get(&key) {
             return Ok(image.clone());
         }
         let parsed = Reference::parse(reference).map_err(|e| anyhow!("FROM {reference}: {e}"))?;
+        let name = parsed.to_string();
         // A damaged local image is an error to fix, not a reason to pull another.
-        let local = if self.pull { None } else { self.store.find_image(&parsed.to_string())? };
+        let (local, elsewhere) = match self.pull {
+            true => (None, None),
+            false => match self.store.find_image_for(&name, platform) {
+                Ok(image) => (image, None),
+                Err(e @ store::Error::NoPlatform { .. }) => (None, Some(e)),
+                Err(e) => return Err(e.into()),
+            },
+        };
         let image = match local {
             Some(image) => image,
             // Whoever asked names the reference in the error (`failed to resolve base
             // image REF`, `FROM REF`); the registry's error names the request.
-            None => crate::progress::pull(self.progress, &parsed.to_string(), |progress| {
-                crate::transfer::pull(self.store, &parsed, &self.platform, &self.registry, progress)
-            })?,
+            None => {
+                let pulled = crate::progress::pull(self.progress, &name, |progress| {
+                    crate::transfer::pull(self.store, &parsed, platform, &self.registry, progress)
+                });
+                let pulled = match (pulled, elsewhere) {
+                    (Ok(image), _) => image,
+                    (Err(e), Some(local)) => return Err(anyhow!("{local}; pulling it failed: {e:#}")),
+                    (Err(e), None) => return Err(e),
+                };
+                // A registry that serves one manifest for the tag says nothing of its
+                // platform: its config does.
+                self.store.image_for_platform(&pulled.manifest_digest, platform).map_err(|e| match e {
+                    store::Error::NoPlatform { wanted, available, .. } => {
+                        anyhow!(store::Error::NoPlatform { image: name.clone(), wanted, available })
+                    }
+                    other => anyhow!(other),
+                })?
+            }
         };
-        self.resolved.lock().unwrap().insert(reference.to_string(), image.clone());
+        self.resolved.lock().unwrap().insert(key, image.clone());
         Ok(image)
     }
 }

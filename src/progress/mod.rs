@@ -43,15 +43,22 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn parse(s: &str) -> Result<Mode, String> {
+    pub fn parse(s: &str) -> Result<Mode, UnknownMode> {
         match s {
             "auto" => Ok(Mode::Auto),
             "tty" => Ok(Mode::Tty),
             "plain" => Ok(Mode::Plain),
             "rawjson" => Ok(Mode::RawJson),
-            other => Err(format!("unknown --progress value {other:?} (want auto, tty, plain or rawjson)")),
+            other => Err(UnknownMode { value: other.to_string() }),
         }
     }
+}
+
+/// A `--progress` value that is none of the modes.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown --progress value {value:?} (want auto, tty, plain or rawjson)")]
+pub struct UnknownMode {
+    pub value: String,
 }
 
 /// A progress display for one build.
@@ -80,6 +87,11 @@ pub fn new(mode: Mode, explain: bool) -> Arc<dyn Progress> {
         }
         _ => Arc::new(plain::Plain::new(std::io::stderr(), explain)),
     }
+}
+
+/// No display at all (`build -q`): errors still reach stderr through the caller.
+pub fn quiet() -> Arc<dyn Progress> {
+    Arc::new(plain::Plain::new(std::io::sink(), false))
 }
 
 /// The last word of a cached step: `CACHED`, or `CACHED (from SOURCE)` when the hit

@@ -20,7 +20,7 @@
 //!
 //! Parts of a step's work (`Progress` events) are shown as they begin and end, and
 //! in between when they moved 5% or 5s passed, as BuildKit does; a warning is
-//! `#N WARNING: message`.
+//! `#N WARN: message` (BuildKit's words).
 //!
 //! A failed step ends with `#N ERROR: message`; at the end its last output lines, if
 //! it had any, are shown again between `------` rules, as buildx does (the error
@@ -128,7 +128,7 @@ impl<W: Write> Renderer<W> {
             }
             Event::Warning { message, .. } => {
                 let n = self.steps.get(vertex, now).number;
-                writeln!(self.out, "#{n} WARNING: {message}")?;
+                writeln!(self.out, "#{n} WARN: {message}")?;
             }
             Event::Cancelled { .. } => self.end(vertex, "CANCELED".to_string(), now)?,
         }
@@ -280,7 +280,7 @@ mod tests {
              #1 sha256:3ed2 0B / 1.10MB\n\
              #1 sha256:3ed2 600.00kB / 1.10MB 0.2s\n\
              #1 sha256:3ed2 1.10MB / 1.10MB 0.3s done\n\
-             #1 WARNING: cache not imported\n\
+             #1 WARN: cache not imported\n\
              #1 naming to app:1 done\n\
              #1 DONE 0.4s\n\n"
         );

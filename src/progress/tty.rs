@@ -108,7 +108,7 @@ impl Tty {
             }
             Event::Warning { message, .. } => {
                 let n = state.steps.get(vertex, now).number;
-                self.println(&format!("#{n} WARNING: {message}"));
+                self.println(&format!("#{n} WARN: {message}"));
             }
             Event::Cached { source, .. } => {
                 state.steps.cached += 1;
@@ -340,7 +340,7 @@ mod tests {
         tty.event(Event::Done { vertex: b, duration: Duration::from_millis(5) });
         tty.event(Event::Error { vertex: a, message: long.clone() });
         let written = term.0.lock().unwrap().clone();
-        assert!(written.iter().any(|w| w.contains("WARNING")), "{written:?}");
+        assert!(written.iter().any(|w| w.contains("WARN: ")), "{written:?}");
         for line in written.iter().flat_map(|w| w.lines()) {
             assert!(console::measure_text_width(line) <= 30, "{line:?} is wider than 30 columns");
         }

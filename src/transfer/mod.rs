@@ -4,6 +4,8 @@
 //! manifest). `sources.rs` remembers which repositories a blob lives in, so that a
 //! push to another repository of the same registry can mount it.
 
+#[cfg(test)]
+mod hostile_tests;
 mod sources;
 #[cfg(test)]
 mod tests;
@@ -68,8 +70,13 @@ pub fn pull(
         return Ok(image);
     }
     let manifest_digest = registry::pull(&StoreContent(store), reference, platform, opts, progress)?;
+    // The name points at the image only once it reads whole (its config parses, its
+    // diff ids are digests, one per layer): a bad image must not break every
+    // command that lists the store's images.
+    let image =
+        store.image_from_manifest(&manifest_digest).with_context(|| format!("reading the pulled image {name}"))?;
     store.set_ref(&name, &manifest_digest).with_context(|| format!("tagging {name}"))?;
-    store.image_from_manifest(&manifest_digest).with_context(|| format!("reading the pulled image {name}"))
+    Ok(image)
 }
 
 /// Pushes `image` from the store to `reference` and returns the manifest digest.

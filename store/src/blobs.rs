@@ -139,6 +139,16 @@ impl Store {
         Ok(meta.len())
     }
 
+    /// Reads a metadata blob (a manifest, index or config: foreign JSON) whole,
+    /// refusing one larger than `max` before reading it.
+    pub fn read_metadata_blob(&self, what: &'static str, digest: &Digest, max: u64) -> Result<Vec<u8>> {
+        let size = self.blob_size(digest)?;
+        if size > max {
+            return Err(Error::TooLarge { what, digest: digest.clone(), size, max });
+        }
+        self.read_blob(digest)
+    }
+
     /// Reads a (small) blob whole and verifies its digest.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         self.ensure_blob(digest)?;

@@ -38,6 +38,12 @@ pub enum Error {
     },
     #[error("blob {digest} is corrupt: its content hashes to {found}")]
     CorruptBlob { digest: Digest, found: Digest },
+    #[error("image {digest} was removed by a prune before this process could hold it")]
+    Removed { digest: Digest },
+    #[error("lease {}: unreadable line {line:?}", path.display())]
+    Lease { path: PathBuf, line: String },
+    #[error("{what} {digest} is {size} bytes, more than the {max} allowed")]
+    TooLarge { what: &'static str, digest: Digest, size: u64, max: u64 },
     #[error("fetching blob {digest} from {from}")]
     Fetch {
         digest: Digest,
@@ -51,6 +57,8 @@ pub enum Error {
         #[source]
         source: Option<Box<Error>>,
     },
+    #[error("image {image} has no image for platform {wanted} (it has: {})", available.join(", "))]
+    NoPlatform { image: String, wanted: String, available: Vec<String> },
     #[error("image id prefix {prefix} is ambiguous: {count} images match")]
     AmbiguousId { prefix: String, count: usize },
     #[error(transparent)]
@@ -115,6 +123,11 @@ pub enum Error {
 }
 
 /// An error and its sources, `: `-separated (what `{:#}` of an `anyhow` error shows).
+///
+/// The same ten lines as `registry::error::chain`, on purpose: neither crate may depend on the
+/// other, image-spec (the only crate below both) is the image format and not a home
+/// for error printing, and a crate of its own for ten lines would be a new arrow for
+/// nothing. When std's `Error::sources` is stable, both become that iterator.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();

@@ -5,13 +5,17 @@
 //! result is a layer stack: its blobs and snapshots), or by nothing. A layer's
 //! other-compression blobs (the variant index) are held by whoever holds its diffID.
 //!
-//! Prune runs under the exclusive store lock, so no build (which holds it shared) can
-//! be using what it removes. It releases holds first, then removes what they held, so
-//! a `kill -9` at any point leaves records that at worst miss; snapshots are renamed
-//! into `tmp/` before they are emptied, so a half-removed one is never seen.
+//! Prune runs beside builds and containers: it holds the store lock exclusively only
+//! while it decides and removes (processes take it shared to register a lease, so
+//! none starts meanwhile), and it spares what their leases (`lease.rs`) cover: images
+//! held, and whatever changed or was used since the oldest open window. It releases
+//! holds first, then removes what they held, so a `kill -9` at any point leaves
+//! records that at worst miss; snapshots are renamed into `tmp/` before they are
+//! emptied, so a half-removed one is never seen.
 
 use crate::error::{Error, Result, chain, io_at};
 use crate::holders::{Hold, HoldKind, Holder};
+use crate::lease::LiveLeases;
 use crate::{LayerUnpacker, LockMode, Store, remove_tree};
 use image_spec::{Digest, LayerInfo, chain_ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -126,6 +130,9 @@ struct Item {
     path: PathBuf,
     size: u64,
     mtime: SystemTime,
+    /// When its inode last changed: made, renamed into place (a lease's window is
+    /// compared with this, which no `utimensat` of an unpacker or a clamp can move).
+    ctime: SystemTime,
 }
 
 /// What a ref or record holds.
@@ -171,6 +178,11 @@ fn mtime(meta: &std::fs::Metadata) -> SystemTime {
     meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+fn ctime(meta: &std::fs::Metadata) -> SystemTime {
+    let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
+    u64::try_from(meta.ctime()).map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + Duration::new(s, nanos))
+}
+
 /// Disk usage of a file or a tree, hardlinks once, not crossing into other
 /// filesystems.
 pub fn tree_size(path: &Path) -> u64 {
@@ -210,7 +222,7 @@ impl Store {
 }
 
 impl Gc<'_> {
-    fn inventory(&self, sizes: bool) -> Result<Inventory> {
+    fn inventory(&self, sizes: bool, leases: &LiveLeases) -> Result<Inventory> {
         let holds = self.holder.holds(self.store).map_err(|source| Error::Holds { source })?;
         let (records, mounts) = holds.into_iter().partition(|h| h.kind == HoldKind::CacheRecord);
         let mut inv = Inventory {
@@ -228,13 +240,14 @@ impl Gc<'_> {
             let name = entry.file_name();
             let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else { continue };
             let meta = entry.metadata().map_err(io_at("reading", entry.path()))?;
-            inv.blobs.insert(digest, Item { path: entry.path(), size: disk_size(&meta), mtime: mtime(&meta) });
+            let item = Item { path: entry.path(), size: disk_size(&meta), mtime: mtime(&meta), ctime: ctime(&meta) };
+            inv.blobs.insert(digest, item);
         }
         for entry in read_dir_sorted(&self.store.root.join("snapshots"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.metadata().map_err(io_at("reading", entry.path()))?;
             let size = if sizes { tree_size(&entry.path()) } else { 0 };
-            inv.snapshots.insert(name, Item { path: entry.path(), size, mtime: mtime(&meta) });
+            inv.snapshots.insert(name, Item { path: entry.path(), size, mtime: mtime(&meta), ctime: ctime(&meta) });
         }
         for record in inv.records.iter().filter(|r| !r.damaged) {
             if let Some(top) = record.layers.last() {
@@ -247,6 +260,12 @@ impl Gc<'_> {
             inv.ref_count += 1;
             if let Err(e) = self.store.hold_manifest(&manifest, &mut inv, 0) {
                 inv.ref_problems.push(format!("image {name}: {}", chain(&e)));
+            }
+        }
+        // Images that running processes hold count as refs.
+        for manifest in &leases.images {
+            if let Err(e) = self.store.hold_manifest(manifest, &mut inv, 0) {
+                tracing::debug!("leased image {manifest}: {}", chain(&e));
             }
         }
         Ok(inv)
@@ -294,7 +313,7 @@ impl Store {
 impl Gc<'_> {
     /// `builder du`.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
-        let inv = self.inventory(true)?;
+        let inv = self.inventory(true, &LiveLeases::default())?;
         let mut cache = Holdings::default();
         for r in inv.records.iter().filter(|r| r.is_live(self.store)) {
             cache.add_stack(&r.layers);
@@ -327,19 +346,26 @@ impl Gc<'_> {
         Ok(usage)
     }
 
-    /// `builder prune`: takes the store lock exclusively (waiting for running builds).
+    /// `builder prune`: holds the store lock exclusively while it decides and removes,
+    /// which waits only for processes registering their leases, never for running
+    /// builds or containers: what their leases cover is spared.
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
         let _lock = self.store.lock(LockMode::Exclusive)?;
         // Temp entries of killed processes (and the output temp files they recorded).
         self.store.clean_stale_temps();
-        let inv = self.inventory(true)?;
+        let leases = self.store.live_leases()?;
+        let inv = self.inventory(true, &leases)?;
         let now = SystemTime::now();
-        let old_enough = |t: SystemTime| options.until.is_none_or(|u| now.duration_since(t).is_ok_and(|age| age >= u));
+        let old = |t: SystemTime| options.until.is_none_or(|u| now.duration_since(t).is_ok_and(|age| age >= u));
+        // Used (a record or mount) or made (a blob or snapshot) in a running process's
+        // window: spared, whatever the options say.
+        let old_enough = |t: SystemTime| old(t) && !leases.spares(t);
+        let leased = |hold: &Hold| leases.holds.contains(&hold.id);
 
         // Records: dead ones (damaged, or their blobs gone) always go; with --all, all.
         let mut drop_record = vec![false; inv.records.len()];
         for (i, r) in inv.records.iter().enumerate() {
-            drop_record[i] = !r.is_live(self.store) || (options.all && old_enough(r.last_used));
+            drop_record[i] = !r.is_live(self.store) || (options.all && old_enough(r.last_used) && !leased(r));
         }
         // How many kept records hold each blob and snapshot.
         let mut counts: HashMap<ItemId, usize> = HashMap::new();
@@ -359,6 +385,13 @@ impl Gc<'_> {
             ItemId::Blob(d) => inv.blobs.get(d).map_or(0, |i| i.size),
             ItemId::Snapshot(s) => inv.snapshots.get(s).map_or(0, |i| i.size),
         };
+        let spared = |id: &ItemId| {
+            let item = match id {
+                ItemId::Blob(d) => inv.blobs.get(d),
+                ItemId::Snapshot(s) => inv.snapshots.get(s),
+            };
+            item.is_some_and(|i| leases.spares(i.ctime) || leases.spares(i.mtime))
+        };
         let mut doomed: HashSet<ItemId> = HashSet::new();
         let all_items = inv
             .blobs
@@ -366,7 +399,7 @@ impl Gc<'_> {
             .map(|(d, i)| (ItemId::Blob(d.clone()), i))
             .chain(inv.snapshots.iter().map(|(s, i)| (ItemId::Snapshot(s.clone()), i)));
         for (id, item) in all_items {
-            if !held_by_refs(&id) && counts.get(&id).copied().unwrap_or(0) == 0 && old_enough(item.mtime) {
+            if !held_by_refs(&id) && counts.get(&id).copied().unwrap_or(0) == 0 && old(item.mtime) && !spared(&id) {
                 doomed.insert(id);
             }
         }
@@ -376,7 +409,7 @@ impl Gc<'_> {
         let mut drop_mount = vec![false; mounts.len()];
         if options.all {
             for (i, m) in mounts.iter().enumerate() {
-                drop_mount[i] = old_enough(m.last_used);
+                drop_mount[i] = old_enough(m.last_used) && !leased(m);
             }
         }
 
@@ -396,7 +429,7 @@ impl Gc<'_> {
                 if size <= bound {
                     break;
                 }
-                if !old_enough(inv.records[i].last_used) {
+                if !old_enough(inv.records[i].last_used) || leased(&inv.records[i]) {
                     continue;
                 }
                 drop_record[i] = true;
@@ -404,7 +437,7 @@ impl Gc<'_> {
                 for item in &items_of[i] {
                     let count = counts.get_mut(item).expect("counted");
                     *count -= 1;
-                    if *count == 0 && !held_by_refs(item) && doomed.insert(item.clone()) {
+                    if *count == 0 && !held_by_refs(item) && !spared(item) && doomed.insert(item.clone()) {
                         size -= size_of(item);
                     }
                 }
@@ -413,7 +446,7 @@ impl Gc<'_> {
                 if size <= bound {
                     break;
                 }
-                if !drop_mount[i] && old_enough(m.last_used) {
+                if !drop_mount[i] && old_enough(m.last_used) && !leased(m) {
                     drop_mount[i] = true;
                     size -= m.size;
                 }
@@ -476,7 +509,7 @@ impl Store {
     }
 
     fn fsck_with(&self, holder: &dyn Holder, snapshots: Option<&dyn LayerUnpacker>) -> Result<FsckReport> {
-        let inv = self.gc(holder).inventory(false)?;
+        let inv = self.gc(holder).inventory(false, &LiveLeases::default())?;
         let mut report = FsckReport {
             blobs: inv.blobs.len(),
             refs: inv.ref_count,

@@ -9,7 +9,10 @@ use image_spec::{
 use std::collections::BTreeMap;
 
 /// Manifests are small JSON documents; registries cap them at 4 MiB.
-const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// Configs are JSON too, but carry history and environment: a larger cap, still one
+/// that keeps a hostile archive or registry from making us read gigabytes.
+pub const MAX_CONFIG_SIZE: u64 = 32 << 20;
 
 /// How an image's manifest is written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,13 +91,18 @@ impl Store {
     }
 
     /// Reads the image whose manifest is the blob `manifest_digest`.
+    /// An index (a multi-platform build's) stands for its image for this machine's
+    /// platform ([`Store::image_for_platform`] chooses another).
     pub fn image_from_manifest(&self, manifest_digest: &Digest) -> Result<Image> {
-        let bytes = self.read_blob(manifest_digest)?;
+        let bytes = self.read_metadata_blob("manifest", manifest_digest, MAX_MANIFEST_SIZE)?;
+        if crate::index::parse_index(&bytes).is_some() {
+            return self.image_for_platform(manifest_digest, &image_spec::host_platform());
+        }
         let manifest = parse_manifest(&bytes)
             .map_err(|e| Error::Manifest { digest: manifest_digest.clone(), source: Box::new(e) })?;
         let config_digest = manifest.config.digest.clone();
         let in_config = |e: Error| Error::Config { digest: config_digest.clone(), source: Box::new(e) };
-        let config_bytes = self.read_blob(&config_digest).map_err(in_config)?;
+        let config_bytes = self.read_metadata_blob("config", &config_digest, MAX_CONFIG_SIZE).map_err(in_config)?;
         let config = parse_config(&config_bytes).map_err(in_config)?;
         if manifest.layers.len() != config.rootfs.diff_ids.len() {
             return Err(Error::ManifestLayers {
@@ -130,7 +138,15 @@ impl Store {
         }
     }
 
+    /// The image `name_or_id` names (a name, a manifest digest or an id prefix), held by
+    /// this process's lease (if it took one) from now on.
     pub fn load_image(&self, name_or_id: &str) -> Result<Image> {
+        let image = self.find_image_unleased(name_or_id)?;
+        self.lease_image(&image.manifest_digest)?;
+        Ok(image)
+    }
+
+    fn find_image_unleased(&self, name_or_id: &str) -> Result<Image> {
         if let Ok(digest) = Digest::parse(name_or_id)
             && self.has_blob(&digest)
             // A layer blob is no manifest, and too big to read whole.
@@ -187,7 +203,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest> {
 }
 
 fn is_manifest_blob(bytes: &[u8]) -> bool {
-    parse_manifest(bytes).is_ok()
+    parse_manifest(bytes).is_ok() || crate::index::parse_index(bytes).is_some()
 }
 
 fn check_layers(config: &ImageConfig, layers: &[LayerInfo]) -> Result<()> {

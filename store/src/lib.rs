@@ -9,7 +9,7 @@
 //! cache's records or registries: those are the caller's, behind the traits above.
 //!
 //! Layout under the root (see DESIGN.md): `blobs/sha256/<hex>`, `snapshots/<chainID>/`,
-//! `refs.json`, `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`, `lock`.
+//! `refs.json`, `cache/`, `volumes/<name>/`, `containers/<id>/`, `tmp/`, `leases/`, `lock`.
 //! Every write goes to a temp path on the same filesystem and is renamed into place,
 //! so nothing half-written is ever visible under its final name.
 //!
@@ -24,6 +24,8 @@ mod gc;
 mod hash;
 mod holders;
 mod images;
+mod index;
+mod lease;
 mod lock;
 mod owner;
 mod refs;
@@ -39,8 +41,8 @@ pub use error::{BoxError, Error, Result};
 pub use gc::{DiskUsage, FsckReport, Gc, PruneOptions, PruneReport, Usage, tree_size};
 pub use hash::{HashReader, HashWriter};
 pub use holders::{Hold, HoldKind, Holder};
-pub use images::{ImageFormat, parse_config, parse_manifest};
-pub use lock::{LockMode, StoreLock};
+pub use images::{ImageFormat, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config, parse_manifest};
+pub use lock::{LockMode, LockWait, StoreLock, StoreLockKind};
 pub use owner::{OUTPUT_TEMP_PREFIXES, OutputRecord, create_locked_temp, remove_stale_outputs};
 pub use remote::BlobSource;
 pub use snapshots::LayerUnpacker;
@@ -54,6 +56,10 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     root: PathBuf,
     remote: remote::Remote,
+    /// This process's lease, once taken (`lease.rs`).
+    lease: std::sync::OnceLock<lease::Lease>,
+    /// What to do when a lock must be waited for (`lock.rs`); the store prints nothing.
+    on_lock_wait: std::sync::OnceLock<lock::WaitObserver>,
 }
 
 /// A directory under the store's `tmp/` that is removed when dropped unless kept.
@@ -107,7 +113,12 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_at("creating", &path))?;
         }
-        let store = Store { root: root.to_path_buf(), remote: Default::default() };
+        let store = Store {
+            root: root.to_path_buf(),
+            remote: Default::default(),
+            lease: Default::default(),
+            on_lock_wait: Default::default(),
+        };
         owner::open_store(&store.tmp());
         store.clean_stale_temps();
         Ok(store)

@@ -2,7 +2,7 @@
 //! under `refs.lock` so that concurrent tags do not lose each other's updates.
 
 use crate::error::{Error, Result, io_at};
-use crate::lock::{LockMode, lock_file};
+use crate::lock::{LockMode, StoreLockKind};
 use crate::{Durability, Store};
 use image_spec::{Digest, Reference};
 use std::collections::BTreeMap;
@@ -27,7 +27,7 @@ impl Store {
     }
 
     fn update_refs(&self, change: impl FnOnce(&mut Refs) -> Result<()>) -> Result<()> {
-        let _lock = lock_file(&self.root.join("refs.lock"), LockMode::Exclusive)?;
+        let _lock = self.lock_kind(StoreLockKind::Refs, &self.root.join("refs.lock"), LockMode::Exclusive)?;
         let mut refs = self.read_refs()?;
         change(&mut refs)?;
         let mut bytes = serde_json::to_vec_pretty(&refs).expect("refs serialize");

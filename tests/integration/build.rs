@@ -169,7 +169,7 @@ fn build_contexts_name_directories_and_images() {
     for (spec, message) in [
         ("assets", "want NAME=VALUE"),
         ("assets=/does/not/exist", "/does/not/exist"),
-        ("assets=https://example.com/x.tar", "not supported"),
+        ("assets=ftp://example.com/x.tar", "not supported"),
         ("alpine=docker-image://Not A Ref", "not an image reference"),
     ] {
         let out = env.run(&["build", "--build-context", spec, ctx.to_str().unwrap()]);

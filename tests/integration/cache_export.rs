@@ -96,7 +96,7 @@ fn local_cache_max_gives_a_fresh_store_full_hits_and_the_same_image() {
     let missing = format!("type=local,src={}", first.work.path().join("nothing-here").display());
     let (id3, stderr) = build(&second, &ctx, "p:3", &["--cache-from", &missing, "--cache-from", &from]);
     assert_ne!(id3, id1);
-    assert!(stderr.contains("WARNING: importing cache"), "{stderr}");
+    assert!(stderr.contains("WARN: importing cache"), "{stderr}");
     let (deps3, app3) = tokens(&second, "p:3");
     assert_eq!(deps3, tokens1.0, "the deps stage re-ran");
     assert_ne!(app3, tokens1.1, "the step after the changed COPY did not re-run");

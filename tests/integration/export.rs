@@ -334,3 +334,28 @@ fn bad_output_specs_are_usage_errors() {
         assert!(stderr.contains(message), "{spec}: {stderr}");
     }
 }
+
+/// Image names and `SOURCE_DATE_EPOCH` are the user's: a bad one is a usage error,
+/// found before any step runs (the RUN step would print its marker).
+#[test]
+fn bad_names_and_epochs_are_usage_errors_before_the_build() {
+    let Some(env) = env("export_usage_names") else { return };
+    let env = env.with_busybox();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN echo step-ran-$((40+2))\n")]);
+    let ctx = path_str(&ctx);
+    for (args, message) in [
+        (&["-o", "type=image,name=Not A Name"][..], "invalid image name \"Not A Name\""),
+        (&["-t", "UPPER/case"], "invalid image name \"UPPER/case\""),
+        (&["--build-arg", "SOURCE_DATE_EPOCH=soon"], "SOURCE_DATE_EPOCH=\"soon\" is not a number of seconds"),
+    ] {
+        let out = env.run(&[&["build", "--progress=plain"], args, &[ctx]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("step-ran-42"), "{args:?} ran the build: {stderr}");
+    }
+    let out = env.cmd(&["build", "--progress=plain", ctx]).env("SOURCE_DATE_EPOCH", "soon").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SOURCE_DATE_EPOCH=\"soon\""), "{stderr}");
+}

@@ -338,7 +338,8 @@ fn tmpfs_mount_with_size_and_ssh_is_refused() {
     env.build_ok(&ctx, &["-t", "tmpfs:1"]);
     assert_eq!(env.ok(&["run", "--rm", "tmpfs:1", "cat", "/size", "/gone"]), "size=1024k\ngone\n");
 
-    let ctx = env.context("ssh", &[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh true\n")]);
+    // Without `--ssh`, a required agent is refused, naming its id.
+    let ctx = env.context("ssh", &[("Dockerfile", "FROM busybox\nRUN --mount=type=ssh,required=true true\n")]);
     let (ok, _, stderr) = env.build(&ctx, &[]);
-    assert!(!ok && stderr.contains("type=ssh is not supported yet"), "{stderr}");
+    assert!(!ok && stderr.contains("ssh agent \"default\" not found"), "{stderr}");
 }

@@ -100,6 +100,10 @@ fn exit_125_when_builder_run_itself_fails() {
     expect_125(&["run", "-v", "/no/such/dir:/x", "busybox", "true"], "/no/such/dir");
     expect_125(&["run", "-u", "nosuchuser", "busybox", "true"], "unable to find user nosuchuser");
     expect_125(&["run", "-it", "busybox", "true"], "the input device is not a TTY");
+    // Flags are read before the image is looked up (or its layers unpacked).
+    expect_125(&["run", "--memory", "lots", "no-such-image", "true"], "invalid size \"lots\"");
+    expect_125(&["run", "--ulimit", "nofile", "no-such-image", "true"], "invalid --ulimit \"nofile\"");
+    expect_125(&["run", "--security-opt", "apparmor=x", "no-such-image", "true"], "unsupported --security-opt");
     // Only `run` answers with 125; the other commands keep their codes.
     assert_eq!(env.run(&["images", "--bogus"]).status.code(), Some(2));
     assert_eq!(env.run(&["inspect", "no-such-image"]).status.code(), Some(1));

@@ -198,12 +198,12 @@ pub(crate) fn attach(prog: &OwnedFd, cgroup: &OwnedFd) -> io::Result<()> {
 
 /// The default allow list's program, loaded once per process and attached to every
 /// sandbox's cgroup; or why it cannot be loaded (no BPF, not root...).
-pub(crate) fn default_program() -> Result<&'static OwnedFd, String> {
-    static PROGRAM: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
+pub(crate) fn default_program() -> Result<&'static OwnedFd, super::CgroupUnavailable> {
+    static PROGRAM: OnceLock<Result<OwnedFd, super::CgroupUnavailable>> = OnceLock::new();
     PROGRAM
         .get_or_init(|| {
             load(&assemble(&super::devices::DEFAULT_ALLOW))
-                .map_err(|e| format!("bpf(BPF_PROG_LOAD) of a cgroup device program: {}", crate::describe_io(&e)))
+                .map_err(|e| super::CgroupUnavailable::BpfLoad { reason: crate::describe_io(&e) })
         })
         .as_ref()
         .map_err(Clone::clone)

@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use super::Controller;
+use super::{CgroupUnavailable, Controller};
 
 /// The fields of a mountinfo line that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,33 +104,34 @@ pub(crate) struct OwnCgroup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Layout {
     /// For each of our controllers, our cgroup in its hierarchy, or why there is none.
-    V1(Vec<(Controller, Result<OwnCgroup, String>)>),
+    V1(Vec<(Controller, Result<OwnCgroup, CgroupUnavailable>)>),
     /// Our cgroup in the unified hierarchy, or why it cannot be used.
-    V2(Result<OwnCgroup, String>),
+    V2(Result<OwnCgroup, CgroupUnavailable>),
     /// No cgroup filesystem at all.
-    Missing(String),
+    Missing(CgroupUnavailable),
 }
 
 impl Layout {
     /// Reads this process's layout. `prefer_v2` picks a hybrid host's v2 mount.
     pub fn read(prefer_v2: bool) -> Layout {
-        let mountinfo = match std::fs::read_to_string("/proc/self/mountinfo") {
+        let read = |path: &str| std::fs::read_to_string(path).map_err(|e| CgroupUnavailable::unreadable(path, &e));
+        let mountinfo = match read("/proc/self/mountinfo") {
             Ok(t) => t,
-            Err(e) => return Layout::Missing(format!("read /proc/self/mountinfo: {}", crate::describe_io(&e))),
+            Err(why) => return Layout::Missing(why),
         };
-        let cgroup = match std::fs::read_to_string("/proc/self/cgroup") {
+        let cgroup = match read("/proc/self/cgroup") {
             Ok(t) => t,
-            Err(e) => return Layout::Missing(format!("read /proc/self/cgroup: {}", crate::describe_io(&e))),
+            Err(why) => return Layout::Missing(why),
         };
         layout(&parse_mountinfo(&mountinfo), &parse_proc_cgroup(&cgroup), prefer_v2)
     }
 
     /// Our cgroup in the hierarchy that has `controller` (v2: the one hierarchy).
-    pub fn own(&self, controller: Controller) -> Result<&OwnCgroup, String> {
+    pub fn own(&self, controller: Controller) -> Result<&OwnCgroup, CgroupUnavailable> {
         match self {
             Layout::V1(list) => match list.iter().find(|(c, _)| *c == controller) {
                 Some((_, own)) => own.as_ref().map_err(Clone::clone),
-                None => Err(format!("no cgroup v1 hierarchy with the {} controller", controller.name())),
+                None => Err(CgroupUnavailable::NotMounted { controller: controller.name() }),
             },
             Layout::V2(own) => own.as_ref().map_err(Clone::clone),
             Layout::Missing(why) => Err(why.clone()),
@@ -148,29 +149,29 @@ pub(crate) fn layout(mounts: &[MountEntry], memberships: &[Membership], prefer_v
                 .iter()
                 .map(|&c| {
                     let own = match memberships.iter().find(|m| m.controllers.iter().any(|n| n == c.name())) {
-                        None => Err(format!("/proc/self/cgroup lists no {} hierarchy", c.name())),
-                        Some(member) => {
-                            resolve(mounts.iter().filter(|m| has(m, c)), &member.path).unwrap_or_else(|| {
-                                Err(format!("no cgroup v1 hierarchy with the {} controller is mounted", c.name()))
-                            })
-                        }
+                        None => Err(CgroupUnavailable::NotListed { controller: c.name() }),
+                        Some(member) => resolve(mounts.iter().filter(|m| has(m, c)), &member.path)
+                            .unwrap_or(Err(CgroupUnavailable::NotMounted { controller: c.name() })),
                     };
                     (c, own)
                 })
                 .collect(),
         ),
         (_, Some(_)) => Layout::V2(match memberships.iter().find(|m| m.id == 0 && m.controllers.is_empty()) {
-            None => Err("/proc/self/cgroup has no cgroup v2 line (0::/...)".into()),
+            None => Err(CgroupUnavailable::NoV2Membership),
             Some(member) => resolve(mounts.iter().filter(|m| m.fstype == "cgroup2"), &member.path)
                 .expect("at least the one cgroup2 mount"),
         }),
-        _ => Layout::Missing("no cgroup filesystem is mounted (/proc/self/mountinfo)".into()),
+        _ => Layout::Missing(CgroupUnavailable::NoFilesystem),
     }
 }
 
 /// Our directory under the first of `mounts` (all of one hierarchy) that shows `path`;
 /// `None` if there is no mount at all.
-fn resolve<'a>(mounts: impl Iterator<Item = &'a MountEntry>, path: &str) -> Option<Result<OwnCgroup, String>> {
+fn resolve<'a>(
+    mounts: impl Iterator<Item = &'a MountEntry>,
+    path: &str,
+) -> Option<Result<OwnCgroup, CgroupUnavailable>> {
     let mut first_error = None;
     for m in mounts {
         match Path::new(path).strip_prefix(&m.root) {
@@ -184,12 +185,10 @@ fn resolve<'a>(mounts: impl Iterator<Item = &'a MountEntry>, path: &str) -> Opti
                 }));
             }
             Err(_) => {
-                first_error.get_or_insert_with(|| {
-                    format!(
-                        "this process's cgroup {path} is outside the part ({}) of the hierarchy mounted at {}",
-                        m.root,
-                        m.mountpoint.display()
-                    )
+                first_error.get_or_insert_with(|| CgroupUnavailable::OutsideMount {
+                    cgroup: path.to_string(),
+                    root: m.root.clone(),
+                    mountpoint: m.mountpoint.clone(),
                 });
             }
         }
@@ -222,7 +221,7 @@ mod tests {
 0::/
 ";
 
-    fn own(mountpoint: &str, dir: &str, is_root: bool) -> Result<OwnCgroup, String> {
+    fn own(mountpoint: &str, dir: &str, is_root: bool) -> Result<OwnCgroup, CgroupUnavailable> {
         Ok(OwnCgroup { mountpoint: mountpoint.into(), dir: dir.into(), readonly: false, is_root })
     }
 
@@ -275,7 +274,8 @@ mod tests {
         );
         let me = parse_proc_cgroup("3:cpu,cpuacct:/docker/abc\n2:memory:/docker/abc\n");
         let Layout::V1(list) = layout(&mounts, &me, false) else { panic!("v1 expected") };
-        assert_eq!(list[0], (Controller::Pids, Err("/proc/self/cgroup lists no pids hierarchy".into())));
+        assert_eq!(list[0], (Controller::Pids, Err(CgroupUnavailable::NotListed { controller: "pids" })));
+        assert_eq!(list[0].1.as_ref().unwrap_err().to_string(), "/proc/self/cgroup lists no pids hierarchy");
         let cpu = list[2].1.as_ref().unwrap();
         assert_eq!(cpu.dir, Path::new("/sys/fs/cgroup/cpu,cpuacct/docker/abc"));
         assert!(cpu.readonly);
@@ -288,7 +288,16 @@ mod tests {
         let Layout::V1(list) = layout(&mounts, &parse_proc_cgroup("8:pids:/docker/abc/sub\n"), false) else { panic!() };
         assert_eq!(list[0].1, own("/sys/fs/cgroup/pids", "/sys/fs/cgroup/pids/sub", false));
         let Layout::V1(list) = layout(&mounts, &parse_proc_cgroup("8:pids:/other\n"), false) else { panic!() };
-        assert!(list[0].1.as_ref().unwrap_err().contains("outside the part (/docker/abc)"), "{list:?}");
+        let why = list[0].1.as_ref().unwrap_err();
+        assert_eq!(
+            *why,
+            CgroupUnavailable::OutsideMount {
+                cgroup: "/other".into(),
+                root: "/docker/abc".into(),
+                mountpoint: "/sys/fs/cgroup/pids".into()
+            }
+        );
+        assert!(why.to_string().contains("/other is outside the part (/docker/abc)"), "{why}");
     }
 
     #[test]
@@ -301,7 +310,7 @@ mod tests {
             layout(&mounts, &me, false),
             Layout::V2(own("/sys/fs/cgroup", "/sys/fs/cgroup/system.slice/ci.service", false))
         );
-        assert!(matches!(layout(&[], &me, false), Layout::Missing(_)));
-        assert!(matches!(layout(&mounts, &[], false), Layout::V2(Err(_))));
+        assert_eq!(layout(&[], &me, false), Layout::Missing(CgroupUnavailable::NoFilesystem));
+        assert_eq!(layout(&mounts, &[], false), Layout::V2(Err(CgroupUnavailable::NoV2Membership)));
     }
 }

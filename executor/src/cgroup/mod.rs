@@ -32,6 +32,7 @@ mod discover;
 mod instance;
 mod plan;
 mod support;
+mod unavailable;
 mod v2;
 
 use std::fs;
@@ -40,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use instance::SandboxCgroup;
 pub(crate) use support::{isolation, pids};
+pub use unavailable::CgroupUnavailable;
 
 use crate::Error;
 
@@ -80,6 +82,12 @@ const BASE: &str = "builder";
 
 /// An error for a cgroup operation on `what`, with the likely cause spelled out.
 pub(crate) fn failure(what: String, e: io::Error) -> Error {
+    let text = explain(&e);
+    Error::sys(what, io::Error::new(e.kind(), text))
+}
+
+/// The OS error of a cgroup operation, described, with its likely cause.
+pub(crate) fn explain(e: &io::Error) -> String {
     let hint = match e.raw_os_error() {
         Some(libc::EACCES | libc::EPERM) => Some("not root, or the cgroup is not delegated to this user"),
         Some(libc::EROFS) => Some("the cgroup filesystem is mounted read-only"),
@@ -89,12 +97,11 @@ pub(crate) fn failure(what: String, e: io::Error) -> Error {
         Some(libc::ENOSPC) => Some("too many cgroups (cgroup.max.descendants or max depth)"),
         _ => None,
     };
-    let text = crate::describe_io(&e);
-    let text = match hint {
+    let text = crate::describe_io(e);
+    match hint {
         Some(hint) => format!("{text} ({hint})"),
         None => text,
-    };
-    Error::sys(what, io::Error::new(e.kind(), text))
+    }
 }
 
 /// `access(path, W_OK)`: may this process create cgroups in `path`? (The kernel

@@ -96,7 +96,7 @@ mod tests {
     }
 
     fn limits() -> Resources {
-        Resources { memory: Some(64 << 20), cpu_millis: Some(1500), pids: Some(64), rlimits: vec![] }
+        Resources { memory: Some(64 << 20), cpu_millis: Some(1500), pids: Some(64), rlimits: vec![], shm_size: None }
     }
 
     #[test]

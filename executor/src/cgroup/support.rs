@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use super::discover::{Layout, OwnCgroup};
-use super::{BASE, Controller, bpf, failure, v2, writable};
+use super::{BASE, CgroupUnavailable, Controller, bpf, explain, v2, writable};
 use crate::{CgroupVersion, Isolation, Support};
 
 /// Set to `v2`, makes builder use a hybrid host's cgroup2 mount rather than the v1
@@ -20,7 +20,7 @@ pub(crate) fn layout() -> &'static Layout {
     LAYOUT.get_or_init(|| Layout::read(std::env::var(PREFER_V2_ENV).is_ok_and(|v| v == "v2")))
 }
 
-pub(crate) fn version(layout: &Layout) -> Result<CgroupVersion, String> {
+pub(crate) fn version(layout: &Layout) -> Result<CgroupVersion, CgroupUnavailable> {
     match layout {
         Layout::V1(_) => Ok(CgroupVersion::V1),
         Layout::V2(Ok(_)) => Ok(CgroupVersion::V2),
@@ -57,13 +57,13 @@ pub(crate) fn check(layout: &Layout, controller: Controller) -> Support {
 }
 
 /// Mounted read-write, and ours to make cgroups in.
-fn usable(own: &OwnCgroup) -> Result<(), String> {
+fn usable(own: &OwnCgroup) -> Result<(), CgroupUnavailable> {
     if own.readonly {
-        return Err(format!("the cgroup filesystem at {} is mounted read-only", own.mountpoint.display()));
+        return Err(CgroupUnavailable::ReadOnly { mountpoint: own.mountpoint.clone() });
     }
     let base = own.dir.join(BASE);
     let dir = if base.is_dir() { base } else { own.dir.clone() };
-    writable(&dir).map_err(|e| failure(format!("create cgroups in {}", dir.display()), e).to_string())
+    writable(&dir).map_err(|e| CgroupUnavailable::NotWritable { reason: explain(&e), dir })
 }
 
 /// What cgroups give sandboxes here, with what [`crate::probe`] found of user

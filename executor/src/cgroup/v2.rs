@@ -16,20 +16,20 @@ use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use super::discover::OwnCgroup;
-use super::{BASE, Controller, failure, read_words};
+use super::{BASE, CgroupUnavailable, Controller, failure, read_words};
 use crate::Error;
 
 /// Where builder moves itself when its own cgroup must have no processes.
 const SELF_LEAF: &str = "builder-self";
 
 /// Whether `controller` can be had in sandbox cgroups, and how; changes nothing.
-pub(crate) fn readiness(own: &OwnCgroup, controller: Controller) -> Result<String, String> {
+pub(crate) fn readiness(own: &OwnCgroup, controller: Controller) -> Result<String, CgroupUnavailable> {
     let name = controller.name();
     let dir = own.dir.display();
-    let available = read_words(&own.dir.join("cgroup.controllers"))
-        .map_err(|e| format!("read {dir}/cgroup.controllers: {}", crate::describe_io(&e)))?;
+    let file = own.dir.join("cgroup.controllers");
+    let available = read_words(&file).map_err(|e| CgroupUnavailable::unreadable(file, &e))?;
     if !available.iter().any(|c| c == name) {
-        return Err(format!("the {name} controller is not delegated to {dir} (absent from its cgroup.controllers)"));
+        return Err(CgroupUnavailable::NotDelegated { controller: name, dir: own.dir.clone() });
     }
     let how = format!("cgroup v2, in {dir}/{BASE}");
     let enabled = read_words(&own.dir.join("cgroup.subtree_control")).unwrap_or_default();
@@ -38,17 +38,13 @@ pub(crate) fn readiness(own: &OwnCgroup, controller: Controller) -> Result<Strin
     }
     match other_processes(&own.dir) {
         Ok(0) => Ok(format!("{how}; builder moves itself into {dir}/{SELF_LEAF} first")),
-        Ok(n) => Err(busy_reason(own, n)),
-        Err(e) => Err(format!("read {dir}/cgroup.procs: {}", crate::describe_io(&e))),
+        Ok(n) => Err(busy(own, n)),
+        Err(e) => Err(CgroupUnavailable::unreadable(own.dir.join("cgroup.procs"), &e)),
     }
 }
 
-fn busy_reason(own: &OwnCgroup, others: usize) -> String {
-    format!(
-        "{} has {others} process(es) besides builder, and cgroup v2 enables no controller below a cgroup with \
-         processes; run builder in a cgroup of its own (a systemd service or `systemd-run --scope`, with Delegate=yes)",
-        own.dir.display()
-    )
+fn busy(own: &OwnCgroup, others: usize) -> CgroupUnavailable {
+    CgroupUnavailable::Busy { dir: own.dir.clone(), others }
 }
 
 /// Enables `wanted` below our own cgroup, moving builder into a leaf first if that is
@@ -65,7 +61,7 @@ pub(crate) fn enable_below_own(own: &OwnCgroup, wanted: &[Controller]) -> Result
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
             match other_processes(&own.dir) {
                 Ok(0) => {}
-                Ok(n) => return Err(Error::sys(what(), io::Error::new(e.kind(), busy_reason(own, n)))),
+                Ok(n) => return Err(Error::sys(what(), io::Error::new(e.kind(), busy(own, n).to_string()))),
                 Err(e) => return Err(failure(format!("read {}/cgroup.procs", own.dir.display()), e)),
             }
             let leaf = own.dir.join(SELF_LEAF);
@@ -130,7 +126,7 @@ mod tests {
         let (_d, own) = fake("cpu memory pids\n", "", "", false);
         assert!(readiness(&own, Controller::Pids).unwrap().starts_with("cgroup v2, in "));
         let (_d, own) = fake("cpu memory\n", "", "", false);
-        let why = readiness(&own, Controller::Pids).unwrap_err();
+        let why = readiness(&own, Controller::Pids).unwrap_err().to_string();
         assert!(why.contains("pids controller is not delegated"), "{why}");
         // Enabled already: fine whoever is in there.
         let (_d, own) = fake("memory pids\n", "pids\n", "1\n2\n", false);
@@ -140,7 +136,7 @@ mod tests {
         assert!(readiness(&own, Controller::Memory).unwrap().contains("builder-self"));
         // Not alone: not ours to move the others.
         let (_d, own) = fake("memory pids\n", "", &format!("1\n{me}"), false);
-        let why = readiness(&own, Controller::Memory).unwrap_err();
+        let why = readiness(&own, Controller::Memory).unwrap_err().to_string();
         assert!(why.contains("1 process(es) besides builder") && why.contains("Delegate=yes"), "{why}");
         // The root cgroup is exempt from the rule.
         let (_d, own) = fake("memory pids\n", "", "1\n", true);

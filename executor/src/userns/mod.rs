@@ -18,8 +18,10 @@
 //! keeps the supplementary groups it was started with (shown as 65534), since it may
 //! not change them.
 
+pub(crate) mod enter;
 mod mapping;
 mod probe;
+pub(crate) mod procfs;
 mod subid;
 
 use std::io;
@@ -166,9 +168,10 @@ fn warn_single_id(caller: &Caller) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
-            "no subordinate ids for user {} in {SUBUID} and {SUBGID}: sandboxes map only their root (to uid {}, \
-             gid {}); files cannot be given other owners (chown fails with \"invalid argument\") and a USER other \
-             than root cannot run; {}",
+            "no subordinate ids for user {} in {SUBUID} and {SUBGID}: user namespaces (builder's and its \
+             sandboxes') map only root (to uid {}, gid {}); files cannot be given other owners: layers with \
+             such files, COPY --chown and RUN chown to other ids fail with an error, and a USER other than root \
+             cannot run; {}",
             caller.user(),
             caller.uid,
             caller.gid,
@@ -204,30 +207,53 @@ pub(crate) fn write_maps(pid: libc::pid_t, plan: &Plan) -> Result<(), Error> {
             write("gid_map", &plan.mapping.gid.proc_text())
         }
         Writer::Helpers { newuidmap, newgidmap } => {
-            run_helper(newuidmap, pid, &plan.mapping.uid, &plan.user, SUBUID)?;
-            run_helper(newgidmap, pid, &plan.mapping.gid, &plan.user, SUBGID)
+            // Both at once: each is a setuid program that costs milliseconds to start.
+            let uid = start_helper(newuidmap, pid, &plan.mapping.uid);
+            let gid = start_helper(newgidmap, pid, &plan.mapping.gid);
+            let uid = finish_helper(uid, &plan.user, SUBUID);
+            let gid = finish_helper(gid, &plan.user, SUBGID);
+            uid.and(gid)
         }
     }
 }
 
-/// `newuidmap PID 0 UID 1 1 START COUNT...`, its complaint in the error if it fails.
-fn run_helper(helper: &Path, pid: libc::pid_t, map: &IdMap, user: &str, file: &str) -> Result<(), Error> {
+/// A helper started by [`start_helper`]: what it was asked, and the process or why it
+/// did not start.
+struct Helper {
+    helper: PathBuf,
+    what: String,
+    child: Result<std::process::Child, Error>,
+}
+
+/// Starts `newuidmap PID 0 UID 1 1 START COUNT...` (or `newgidmap`).
+fn start_helper(helper: &Path, pid: libc::pid_t, map: &IdMap) -> Helper {
     let name = helper.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let args = map.helper_args();
-    let what = || format!("{name} {pid} {}", args.join(" "));
-    let out = Command::new(helper)
+    let what = format!("{name} {pid} {}", args.join(" "));
+    let child = Command::new(helper)
         .arg(pid.to_string())
         .args(&args)
         .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| Error::sys(what(), io::Error::new(e.kind(), crate::describe_io(&e))))?;
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::sys(what.clone(), io::Error::new(e.kind(), crate::describe_io(&e))));
+    Helper { helper: helper.to_path_buf(), what, child }
+}
+
+/// Waits for a helper; its complaint in the error if it failed.
+fn finish_helper(started: Helper, user: &str, file: &str) -> Result<(), Error> {
+    let Helper { helper, what, child } = started;
+    let out = child?
+        .wait_with_output()
+        .map_err(|e| Error::sys(what.clone(), io::Error::new(e.kind(), crate::describe_io(&e))))?;
     if out.status.success() {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stderr);
     let said = said.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
     Err(Error::sys(
-        what(),
+        what,
         io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(

@@ -148,6 +148,7 @@ fn trial() -> Trial {
         },
         network: Network::None,
         hostname: String::new(),
+        extra_hosts: Vec::new(),
         security: Security { user_namespace: UserNamespace::Private, ..Security::build_step() },
         resources: Resources::default(),
     };
@@ -193,7 +194,11 @@ impl fmt::Display for UserNamespaces {
             writeln!(f, "user namespace: none (running as root; UserNamespace::Private asks for one)")?;
             return writeln!(f, "user namespaces allowed: {}", state(&self.allowed, "yes"));
         }
-        writeln!(f, "user namespace: one per sandbox (running as {}, not root)", self.user)?;
+        writeln!(
+            f,
+            "user namespace: yes (running as {}, not root; builder makes one at start, its sandboxes run in it)",
+            self.user
+        )?;
         writeln!(f, "user namespaces allowed: {}", state(&self.allowed, "yes"))?;
         for (what, file, r) in [("uids", super::SUBUID, &self.subuids), ("gids", super::SUBGID, &self.subgids)] {
             match r {

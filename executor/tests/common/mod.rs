@@ -76,6 +76,7 @@ impl Image {
             process: process(args),
             network: Network::Host,
             hostname: "test".into(),
+            extra_hosts: Vec::new(),
             security: Default::default(),
             resources: Default::default(),
         }

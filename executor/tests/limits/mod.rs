@@ -279,7 +279,7 @@ pub fn v2_child() -> i32 {
         spec.resources.pids = Some(10);
         let out = run_captured(&spec);
         let err = out.status.unwrap_err();
-        assert!(err.contains("pids limit") && err.contains(why.as_str()), "{err}");
+        assert!(err.contains("pids limit") && err.contains(&why.to_string()), "{err}");
         println!("refused as it should: {err}");
     }
     println!("v2 ok");

@@ -39,16 +39,6 @@ fn is_url(src: &str) -> bool {
     src.starts_with("http://") || src.starts_with("https://")
 }
 
-fn is_git(src: &str) -> bool {
-    src.starts_with("git@")
-        || src.starts_with("git://")
-        || src.starts_with("ssh://")
-        || (is_url(src) && {
-            let path = src.split(['?', '#']).next().unwrap_or(src);
-            path.ends_with(".git") || src.contains(".git#")
-        })
-}
-
 /// The file name an HTTP source is saved as: the last path segment of the URL.
 fn url_filename(url: &str) -> String {
     let without_query = url.split(['?', '#']).next().unwrap_or(url);
@@ -202,13 +192,15 @@ impl Converter<'_> {
     ) -> Result<(), ConvertError> {
         let plan = self.plan(st, ins, &a.files, &a.chown, &a.chmod, &a.exclude)?;
         let checksum = a.checksum.as_deref().map(|c| st.expand(&self.lex, c)).transpose()?;
-        let (urls, locals): (Vec<String>, Vec<String>) = plan.sources.iter().cloned().partition(|s| is_url(s));
-        if let Some(git) = plan.sources.iter().find(|s| is_git(s)) {
-            return Err(ParseError::invalid(
-                ins.location(),
-                format!("ADD of git repository {git:?} is not supported yet"),
-            ));
+        let mut gits = Vec::new();
+        let mut others = Vec::new();
+        for src in &plan.sources {
+            match crate::git_ref::parse_git_ref(src) {
+                Some(parsed) => gits.push(parsed.map_err(|e| ParseError::invalid(ins.location(), e))?),
+                None => others.push(src.clone()),
+            }
         }
+        let (urls, locals): (Vec<String>, Vec<String>) = others.into_iter().partition(|s| is_url(s));
         if checksum.is_some() && !locals.is_empty() {
             return Err(ParseError::invalid(ins.location(), "checksum can't be specified for non-HTTP(S) sources"));
         }
@@ -235,6 +227,18 @@ impl Converter<'_> {
             action.unpack_archives = a.unpack.unwrap_or(false);
             actions.push(FileAction::Copy(action));
         }
+        // A repository's checkout (its subdir, `.git` only if asked) goes into dest
+        // as a directory's contents, as BuildKit's `ADD <git url>` does.
+        for git in gits {
+            let checksum = checksum.clone().filter(|c| !c.is_empty());
+            let op = Op::Source(SourceOp::Git(git.source(a.keep_git_dir, checksum)));
+            let mut vertex = solver::Vertex::new(op, vec![], git.display());
+            vertex.ignore_cache = st.ignore_cache;
+            inputs.push(self.graph.add(vertex));
+            let mut action = Self::copy_action(&plan, inputs.len(), vec![".".into()]);
+            action.allow_wildcard = false;
+            actions.push(FileAction::Copy(action));
+        }
         self.finish_copy(st, ins, &plan, actions, inputs, a.link);
         Ok(())
     }
@@ -258,8 +262,5 @@ mod tests {
     fn urls() {
         assert_eq!(url_filename("https://example.com/a/b.tar.gz?x=1"), "b.tar.gz");
         assert_eq!(url_filename("https://example.com"), "__unnamed__");
-        assert!(is_git("https://github.com/moby/buildkit.git#v0.10.1"));
-        assert!(is_git("git@github.com:moby/buildkit.git"));
-        assert!(!is_git("https://example.com/x.tar.gz"));
     }
 }

@@ -20,16 +20,6 @@ pub(super) fn commit(st: &mut StageState, created_by: String, layer: Option<Vert
     st.image.history.push(HistoryStep { created_by, comment: Some(HISTORY_COMMENT.into()), layer });
 }
 
-/// Sets `key=value` in a Docker env list, replacing an earlier value in place.
-pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
-    let prefix = format!("{key}=");
-    let entry = format!("{key}={value}");
-    match env.iter_mut().find(|e| e.starts_with(&prefix) || e.as_str() == key) {
-        Some(slot) => *slot = entry,
-        None => env.push(entry),
-    }
-}
-
 /// `user:group` as an owner.
 pub fn owner(spec: &str) -> Owner {
     match spec.split_once(':') {
@@ -143,8 +133,8 @@ impl Converter<'_> {
                 let mut msg = String::from("ENV");
                 for (k, v) in self.expand_pairs(st, pairs)? {
                     msg.push_str(&format!(" {k}={v}"));
-                    set_env(st.image.config.env.get_or_insert_with(Vec::new), &k, &v);
-                    set_env(&mut st.state_env, &k, &v);
+                    st.config_env_index.set(st.image.config.env.get_or_insert_with(Vec::new), &k, &v);
+                    st.state_env_index.set(&mut st.state_env, &k, &v);
                 }
                 msg
             }
@@ -247,7 +237,7 @@ impl Converter<'_> {
                 None => def.key.clone(),
             });
             if let Some(v) = &value {
-                set_env(&mut st.state_env, &def.key, v);
+                st.state_env_index.set(&mut st.state_env, &def.key, v);
             }
             st.args.push((def.key.clone(), value));
         }
@@ -302,7 +292,7 @@ mod tests {
     #[test]
     fn env_replaces_in_place() {
         let mut env = vec!["A=1".to_string(), "B=2".to_string()];
-        set_env(&mut env, "A", "3");
+        super::super::env_index::EnvIndex::default().set(&mut env, "A", "3");
         assert_eq!(env, vec!["A=3", "B=2"]);
     }
 

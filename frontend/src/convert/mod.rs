@@ -5,7 +5,9 @@
 
 mod args;
 mod copy;
+mod env_index;
 mod metadata;
+mod platform;
 mod print;
 mod run;
 mod run_mount;
@@ -73,7 +75,14 @@ pub(crate) struct Converter<'a> {
     in_progress: Vec<bool>,
     used_args: BTreeSet<String>,
     warnings: Vec<String>,
+    /// Stage conversions open at once (see [`MAX_STAGE_DEPTH`]).
+    stage_depth: usize,
 }
+
+/// A stage converts the stages it uses first, recursively (`FROM` another stage,
+/// `COPY --from`, `RUN --mount=from=`): a chain deeper than this is refused with an
+/// error at the stage, where a hostile Dockerfile would overflow the stack.
+pub const MAX_STAGE_DEPTH: usize = 200;
 
 /// Parses and type-checks a Dockerfile without converting it.
 pub fn check(text: &str) -> Result<Dockerfile, ParseError> {
@@ -102,7 +111,9 @@ pub fn compile(text: &str, options: &BuildOptions, resolver: &dyn ImageResolver)
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
         used_args,
-        warnings: ast.warnings.clone(),
+        // The parser's own warnings (empty continuation lines) are the lint's to report.
+        warnings: Vec::new(),
+        stage_depth: 0,
     };
     converter.resolve_stage_bases().map_err(error)?;
     let target = converter.target_index().map_err(error)?;
@@ -152,6 +163,23 @@ impl<'a> Converter<'a> {
         Ok(())
     }
 
+    /// Converts stage `index` (and what it uses) unless it is converted already.
+    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+        if self.done[index].is_some() {
+            return Ok(());
+        }
+        if self.stage_depth >= MAX_STAGE_DEPTH {
+            return Err(ParseError::invalid(
+                self.dockerfile.stages[index].location(),
+                format!("stages depend on each other more than {MAX_STAGE_DEPTH} deep"),
+            ));
+        }
+        self.stage_depth += 1;
+        let result = self.convert_stage_body(index);
+        self.stage_depth -= 1;
+        result
+    }
+
     fn target_index(&self) -> Result<usize, ConvertError> {
         match &self.options.target {
             None => Ok(self.stages.len() - 1),
@@ -184,7 +212,9 @@ impl<'a> Converter<'a> {
     fn named_base(&self, key: String) -> Base {
         match &self.options.named_contexts[&key] {
             crate::NamedContext::Image(reference) => Base::Image(reference.clone()),
-            crate::NamedContext::Local { .. } => Base::Named(key),
+            crate::NamedContext::Local { .. } | crate::NamedContext::Git(_) | crate::NamedContext::Http { .. } => {
+                Base::Named(key)
+            }
         }
     }
 
@@ -210,6 +240,30 @@ impl<'a> Converter<'a> {
             crate::NamedContext::Image(reference) => self.image_vertex(&reference, current, at, |e| {
                 format!("build context {key}={reference} is not a usable image: {e}")
             })?,
+            crate::NamedContext::Git(git) => {
+                let name = format!("[context {key}] {}", crate::git_ref::shown(&git));
+                let mut vertex = Vertex::new(Op::Source(SourceOp::Git(git)), vec![], name);
+                vertex.ignore_cache = self.options.no_cache;
+                self.graph.add(vertex)
+            }
+            crate::NamedContext::Http { url } => {
+                // BuildKit's HTTP context is the file `context`; an archive is extracted
+                // (as `docker build URL` does with a tarball), onto scratch.
+                let op =
+                    Op::Source(SourceOp::Http { url: url.clone(), checksum: None, filename: Some("context".into()) });
+                let shown = crate::git_ref::redact_remote(&url);
+                let mut vertex = Vertex::new(op, vec![], format!("[context {key}] {shown}"));
+                vertex.ignore_cache = self.options.no_cache;
+                let http = self.graph.add(vertex);
+                let scratch = self.scratch_vertex();
+                let mut copy = solver::ir::CopyAction::new(1, vec!["context".into()], "/");
+                copy.unpack_archives = true;
+                copy.allow_wildcard = false;
+                let op = Op::File(solver::ir::FileOp { actions: vec![solver::ir::FileAction::Copy(copy)] });
+                let mut vertex = Vertex::new(op, vec![scratch, http], format!("[context {key}] extract {shown}"));
+                vertex.ignore_cache = self.options.no_cache;
+                self.graph.add(vertex)
+            }
         };
         self.named.insert(key.to_string(), id);
         Ok(id)
@@ -224,14 +278,12 @@ impl<'a> Converter<'a> {
         at: Location,
         unusable: impl FnOnce(String) -> String,
     ) -> Result<VertexId, ConvertError> {
-        let platform = self.stages[current].platform.clone();
-        let resolve_platform = match &platform {
-            Some(p) => Platform::parse(p).map_err(|e| ParseError::invalid(at, e.to_string()))?,
-            None => self.options.platform.clone(),
-        };
+        let written = self.stages[current].platform.clone();
+        let resolve_platform = self.stage_platform(written.as_deref(), at)?;
         if let Err(e) = self.resolver.resolve(reference, &resolve_platform) {
-            return Err(ParseError::invalid(at, unusable(e)));
+            return Err(ParseError::invalid(at, unusable(e.to_string())));
         }
+        let platform = self.source_platform(written.as_ref(), &resolve_platform);
         let op = Op::Source(SourceOp::Image { reference: reference.to_string(), platform });
         let mut vertex = Vertex::new(op, vec![], format!("FROM {}", stage::display_reference(reference)));
         vertex.ignore_cache = self.options.no_cache;
@@ -328,5 +380,7 @@ impl<'a> Converter<'a> {
     }
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

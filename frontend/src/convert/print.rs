@@ -37,6 +37,19 @@ fn source(op: &SourceOp) -> String {
             let f = filename.as_ref().map(|f| format!(" filename={}", q(f))).unwrap_or_default();
             format!("source http {}{c}{f}", q(url))
         }
+        SourceOp::Git(g) => {
+            let mut c = g.checksum.as_ref().map(|c| format!(" checksum={}", q(c))).unwrap_or_default();
+            if !g.submodules {
+                c.push_str(" submodules=false");
+            }
+            format!(
+                "source git {} ref={} subdir={} keep_git_dir={}{c}",
+                q(&g.remote),
+                q(&g.reference),
+                q(&g.subdir),
+                g.keep_git_dir
+            )
+        }
     }
 }
 
@@ -53,7 +66,9 @@ fn mount(m: &Mount) -> String {
         MountKind::Secret { id, env, required, mode, uid, gid } => {
             format!("secret id={} env={env:?} required={required} mode={mode:o} uid={uid} gid={gid}", q(id))
         }
-        MountKind::Ssh { id, required } => format!("ssh id={} required={required}", q(id)),
+        MountKind::Ssh { id, required, mode, uid, gid } => {
+            format!("ssh id={} required={required} mode={mode:o} uid={uid} gid={gid}", q(id))
+        }
     };
     format!("mount {} {kind}", q(&m.target))
 }
@@ -136,6 +151,9 @@ pub fn print_graph(def: &BuildDefinition) -> String {
         }
         if v.ignore_cache {
             labels.push_str(" ignore_cache");
+        }
+        if let Some(p) = &v.platform {
+            labels.push_str(&format!(" platform={}", q(p)));
         }
         let _ = writeln!(out, "{labels}");
         match &v.op {

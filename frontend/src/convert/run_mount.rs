@@ -91,7 +91,14 @@ impl Converter<'_> {
             MountType::Ssh => {
                 let id = if m.id.is_empty() { "default".to_string() } else { m.id.clone() };
                 let target = if target.is_empty() { format!("/run/buildkit/ssh_agent.{ssh_index}") } else { target };
-                return Ok(Mount { target, kind: MountKind::Ssh { id, required: m.required } });
+                let kind = MountKind::Ssh {
+                    id,
+                    required: m.required,
+                    mode: m.mode.unwrap_or(0o600),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                };
+                return Ok(Mount { target, kind });
             }
         };
         if target.is_empty() || target == "/" {

@@ -2,7 +2,7 @@
 //! base, and the walk over its instructions. Also the naming of its vertices the way
 //! BuildKit's progress shows them (`[build 2/5] RUN make`).
 
-use super::args::ScopeEnv;
+use super::env_index::{EnvIndex, IndexedEnv};
 use super::{Base, ConvertError, Converted, Converter};
 use crate::error::{Location, ParseError};
 use crate::instructions::{self, Command, Instruction};
@@ -28,6 +28,9 @@ pub(super) struct StageState {
     /// What RUN sees and words expand against: the image env plus ENV, with ARG
     /// values set in declaration order (BuildKit's state env).
     pub state_env: Vec<String>,
+    /// Where each key of `state_env` and of the image's env is.
+    pub state_env_index: EnvIndex,
+    pub config_env_index: EnvIndex,
     /// The instruction being converted is a base image's ONBUILD trigger.
     pub onbuild: bool,
     pub cmd_index: usize,
@@ -38,11 +41,13 @@ pub(super) struct StageState {
     /// Index of the instruction being converted (FROM is 0).
     pub step: usize,
     pub location: Location,
+    /// The stage's platform: `FROM --platform`'s, else the target's.
+    pub platform: Platform,
 }
 
 impl StageState {
-    pub fn scope(&self) -> ScopeEnv<'_> {
-        ScopeEnv { env: &self.state_env, args: &[] }
+    pub fn scope(&self) -> IndexedEnv<'_> {
+        IndexedEnv { env: &self.state_env, index: &self.state_env_index }
     }
 
     pub fn expand(&self, lex: &Lex, word: &str) -> Result<String, ConvertError> {
@@ -110,7 +115,7 @@ fn counts_as_step(instruction: &Instruction) -> bool {
 }
 
 impl Converter<'_> {
-    pub(super) fn convert_stage(&mut self, index: usize) -> Result<(), ConvertError> {
+    pub(super) fn convert_stage_body(&mut self, index: usize) -> Result<(), ConvertError> {
         if self.done[index].is_some() {
             return Ok(());
         }
@@ -165,6 +170,9 @@ impl Converter<'_> {
         let ignore_cache = self.options.no_cache
             || self.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(&key) || *f == index.to_string());
         let from_step = usize::from(matches!(info.base, Base::Image(_) | Base::Named(_)));
+        let state_env_index = EnvIndex::of(&state_env);
+        let config_env_index = EnvIndex::of(image.config.env.as_deref().unwrap_or_default());
+        let platform = self.stage_platform(info.platform.as_deref(), at)?;
         let mut st = StageState {
             index,
             label,
@@ -173,6 +181,8 @@ impl Converter<'_> {
             image,
             args: base_args,
             state_env,
+            state_env_index,
+            config_env_index,
             onbuild: false,
             cmd_index: 0,
             cmd_total: instructions.iter().filter(|i| counts_as_step(i)).count() + from_step,
@@ -180,11 +190,13 @@ impl Converter<'_> {
             cmd_set: false,
             step: 0,
             location: at,
+            platform,
         };
         st.vertex = match (&info.base, base_vertex) {
             (_, Some(v)) => v,
             (Base::Image(reference), None) => {
-                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform: info.platform.clone() });
+                let platform = self.source_platform(info.platform.as_ref(), &st.platform);
+                let op = Op::Source(SourceOp::Image { reference: reference.clone(), platform });
                 self.add_step(&mut st, op, vec![], &format!("FROM {}", display_reference(reference)), true)
             }
             (Base::Named(key), None) => {
@@ -216,10 +228,7 @@ impl Converter<'_> {
         platform: Option<&str>,
         at: Location,
     ) -> Result<ImageSpec, ConvertError> {
-        let platform = match platform {
-            Some(p) => Platform::parse(p).map_err(|e| ParseError::invalid(at, e.to_string()))?,
-            None => self.options.platform.clone(),
-        };
+        let platform = self.stage_platform(platform, at)?;
         match self.resolver.resolve(reference, &platform) {
             Ok(Some(base)) => Ok(ImageSpec { config: base.config, base_history: base.history, history: Vec::new() }),
             Ok(None) => Ok(ImageSpec { config: empty_config(), ..ImageSpec::default() }),
@@ -261,7 +270,10 @@ impl Converter<'_> {
         }
         st.cmd_index += 1;
         let width = st.cmd_total.to_string().len();
-        let label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
+        let mut label = st.label.as_ref().map(|l| format!("{l} ")).unwrap_or_default();
+        if self.options.multi_platform {
+            label.insert_str(0, &format!("{}{} ", st.platform, self.target_suffix(st)));
+        }
         let onbuild = if st.onbuild { "ONBUILD " } else { "" };
         format!("[{label}{:>width$}/{}] {onbuild}{text}", st.cmd_index, st.cmd_total)
     }
@@ -285,6 +297,9 @@ impl Converter<'_> {
         vertex.step_id = Some(format!("{}:{}:{}", self.options.dockerfile_name, st.key, st.step));
         vertex.group = Some(st.key.clone());
         vertex.ignore_cache = st.ignore_cache;
+        if matches!(vertex.op, Op::Exec(_)) {
+            vertex.platform = self.foreign_platform(&st.platform);
+        }
         self.graph.add(vertex)
     }
 

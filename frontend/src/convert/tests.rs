@@ -1,7 +1,7 @@
 //! Conversion behaviour the golden files do not pin one by one.
 
 use crate::Location;
-use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, compile};
+use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, ResolveError, compile};
 use image_spec::{ContainerConfig, Platform};
 use solver::ir::{ExecOp, FileAction, Op, SourceOp};
 use solver::{CacheKey, Vertex, VertexId};
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 struct Resolver;
 
 impl ImageResolver for Resolver {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, String> {
+    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<Option<BaseImage>, ResolveError> {
         match reference {
             "base:1" => Ok(Some(BaseImage {
                 reference: "docker.io/library/base:1".into(),
@@ -35,6 +35,7 @@ fn options() -> BuildOptions {
         build_args: BTreeMap::new(),
         platform: Platform::new("linux", "amd64"),
         build_platform: Platform::new("linux", "amd64"),
+        multi_platform: false,
         dockerignore: Vec::new(),
         no_cache: false,
         no_cache_filter: Vec::new(),
@@ -307,4 +308,53 @@ fn a_named_context_replaces_the_stage_of_its_name() {
     let options = with_contexts(&[("deps", local("context:deps"))]);
     let def = build(text, &options).unwrap();
     assert_eq!(local_sources(&def), vec!["context:deps"]);
+}
+
+fn git_sources(def: &BuildDefinition) -> Vec<solver::ir::GitSource> {
+    def.graph
+        .ancestors(&[def.target])
+        .into_iter()
+        .filter_map(|id| match &def.graph.vertex(id).op {
+            Op::Source(SourceOp::Git(git)) => Some(git.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn add_git_urls_become_git_sources_with_flags() {
+    let def = build(
+        "FROM scratch\n\
+         ADD --keep-git-dir=true --checksum=be1f38e https://h/r.git#v1:docs /d/\n\
+         ADD git@h:o/r.git /e/\n",
+        &options(),
+    )
+    .unwrap();
+    let mut got = git_sources(&def);
+    got.sort_by(|a, b| a.remote.cmp(&b.remote));
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].remote.as_str(), got[0].reference.as_str(), got[0].subdir.as_str()), ("git@h:o/r.git", "", ""));
+    assert!(!got[0].keep_git_dir && got[0].checksum.is_none());
+    assert_eq!((got[1].reference.as_str(), got[1].subdir.as_str()), ("v1", "docs"));
+    assert!(got[1].keep_git_dir);
+    assert_eq!(got[1].checksum.as_deref(), Some("be1f38e"));
+    // A bad query is an error at the ADD.
+    let err = build("FROM scratch\nADD https://h/r.git?colour=red /d/\n", &options()).unwrap_err();
+    assert!(err.to_string().contains("Dockerfile:2") && err.to_string().contains("unknown query"), "{err}");
+}
+
+#[test]
+fn git_and_http_named_contexts_are_filesystems() {
+    let git = crate::parse_git_ref("https://h/r.git#main").unwrap().unwrap().source(None, None);
+    let options = with_contexts(&[
+        ("src", crate::NamedContext::Git(git.clone())),
+        ("web", crate::NamedContext::Http { url: "https://h/c.tar.gz".into() }),
+    ]);
+    let def = build("FROM src\nCOPY --from=web / /web/\n", &options).unwrap();
+    assert_eq!(git_sources(&def), [git]);
+    let http = def.graph.ancestors(&[def.target]).into_iter().any(|id| {
+        matches!(&def.graph.vertex(id).op, Op::Source(SourceOp::Http { url, filename, .. })
+            if url == "https://h/c.tar.gz" && filename.as_deref() == Some("context"))
+    });
+    assert!(http);
 }

@@ -35,6 +35,9 @@ pub struct Node {
     pub end_line: usize,
     /// Comment lines right above the instruction.
     pub comments: Vec<String>,
+    /// The last line of an instruction that has an empty continuation line in it
+    /// (where BuildKit reports `NoEmptyContinuation`).
+    pub empty_continuation: Option<usize>,
     /// Where each physical line's part of `original` starts in the file.
     pub(crate) segments: Vec<Segment>,
 }
@@ -198,6 +201,7 @@ pub fn parse(text: &str) -> Result<Ast, ParseError> {
         }
         let mut child =
             line_parsers::node_from_line(&line, directives.escape_token).map_err(|e| ParseError::new(at, e))?;
+        child.empty_continuation = empty_continuation.then_some(current);
         if child.can_contain_heredoc() && line.contains("<<") {
             let docs = heredoc::heredocs_from_line(&line).map_err(|e| ParseError::new(at, e))?;
             for mut doc in docs {

@@ -10,6 +10,16 @@ use std::collections::BTreeSet;
 use std::iter::Peekable;
 use std::str::Chars;
 
+/// `${...}` nested deeper than this is refused: each level is a frame of a
+/// recursive descent, and a hostile Dockerfile must get an error, not a stack
+/// overflow.
+pub const MAX_NESTING: u32 = 128;
+
+/// An expanded word longer than this is refused (`ENV A=${A}${A}` repeated doubles
+/// it each time). Linux cannot pass an environment string over 128 KiB to a
+/// program anyway.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
 /// What a word is expanded against.
 pub trait Env {
     fn get(&self, name: &str) -> Option<String>;
@@ -52,7 +62,7 @@ pub struct Lex {
 
 /// A word that cannot be expanded (`${x`, a bad pattern, `${x:?unset}`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("failed to process {word:?}: {reason}")]
+#[error("failed to process {:?}: {reason}", image_spec::shown(word))]
 pub struct ExpansionError {
     pub word: String,
     pub reason: String,
@@ -84,7 +94,8 @@ impl Lex {
 
     /// Expands `word`, reporting both forms and the variables seen.
     pub fn process(&self, word: &str, env: &dyn Env) -> Result<Expansion, ExpansionError> {
-        let mut sw = ShellWord { lex: *self, env, chars: word.chars().peekable(), expansion: Expansion::default() };
+        let mut sw =
+            ShellWord { lex: *self, env, chars: word.chars().peekable(), expansion: Expansion::default(), depth: 0 };
         let raw = self.raw_escapes;
         let (result, words) =
             sw.process_stop_on(None, raw).map_err(|reason| ExpansionError { word: word.to_string(), reason })?;
@@ -100,6 +111,8 @@ struct ShellWord<'a> {
     env: &'a dyn Env,
     chars: Peekable<Chars<'a>>,
     expansion: Expansion,
+    /// How many `process_stop_on` calls are open (see [`MAX_NESTING`]).
+    depth: u32,
 }
 
 #[derive(Default)]
@@ -153,9 +166,14 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), String> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!("substitutions nested more than {MAX_NESTING} deep"));
+        }
         let saved = self.lex.raw_escapes;
         self.lex.raw_escapes = raw_escapes;
+        self.depth += 1;
         let out = self.process_stop_on_inner(stop);
+        self.depth -= 1;
         self.lex.raw_escapes = saved;
         out
     }
@@ -176,6 +194,7 @@ impl ShellWord<'_> {
                     _ => self.process_double_quote()?,
                 };
                 result.push_str(&tmp);
+                check_size(&result)?;
                 if ch == '$' {
                     words.add_string(&tmp);
                 } else {
@@ -244,6 +263,7 @@ impl ShellWord<'_> {
                 Some('$') => {
                     let value = self.process_dollar()?;
                     result.push_str(&value);
+                    check_size(&result)?;
                 }
                 Some(_) => {
                     let mut ch = self.chars.next().unwrap_or_default();
@@ -267,6 +287,14 @@ impl ShellWord<'_> {
     }
 }
 
+/// Fails once an expansion grows past [`MAX_EXPANSION`].
+fn check_size(text: &str) -> Result<(), String> {
+    if text.len() > MAX_EXPANSION {
+        return Err(format!("expansion larger than {MAX_EXPANSION} bytes"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +316,40 @@ mod tests {
         let mut lex = Lex::new('\\');
         lex.skip_unset_env = true;
         assert_eq!(lex.process_word("$NOPE ${NOPE:-d} $A", &env()).unwrap(), "$NOPE ${NOPE:-d} x y");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let lex = Lex::new('\\');
+        let depth = 20_000;
+        let word = format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+        // On a small stack, as a build's frontend might run.
+        let result = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || lex.process_word(&word, &env()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(result.unwrap_err().reason.contains("nested more than"));
+        let shallow = format!("{}x{}", "${a:-".repeat(50), "}".repeat(50));
+        assert_eq!(lex.process_word(&shallow, &env()).unwrap(), "x");
+    }
+
+    #[test]
+    fn doubling_expansions_stop_at_the_size_cap() {
+        let lex = Lex::new('\\');
+        let mut env = vec![("A".to_string(), "0123456789abcdef".to_string())];
+        let mut failed = None;
+        for round in 0..40 {
+            match lex.process_word("${A}${A}", &env) {
+                Ok(value) => env.push(("A".into(), value)),
+                Err(e) => {
+                    failed = Some((round, e));
+                    break;
+                }
+            }
+        }
+        let (round, error) = failed.expect("the doubling stops");
+        assert!(round < 20 && error.reason.contains("larger than"), "{round}: {error}");
     }
 }

@@ -44,6 +44,7 @@ fn owner_ids(root: &Path, owner: Option<&Owner>) -> Result<Option<Ids>> {
 fn set_owner(path: &Path, ids: Option<Ids>) -> Result<()> {
     if let Some(ids) = ids {
         lchown(path, Some(ids.uid), Some(ids.gid))
+            .map_err(|e| crate::layer::unmapped_owner(e, ids.uid, ids.gid))
             .with_context(|| format!("chown {}:{} {}", ids.uid, ids.gid, path.display()))?;
     }
     Ok(())

@@ -53,7 +53,8 @@ pub(crate) fn chown(path: &Path, ids: Ids, explicit: bool) -> Result<()> {
     match lchown(path, Some(ids.uid), Some(ids.gid)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !explicit => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("chown {}:{} {}", ids.uid, ids.gid, path.display())),
+        Err(e) => Err(crate::layer::unmapped_owner(e, ids.uid, ids.gid))
+            .with_context(|| format!("chown {}:{} {}", ids.uid, ids.gid, path.display())),
     }
 }
 

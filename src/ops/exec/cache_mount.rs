@@ -59,6 +59,10 @@ pub fn acquire(worker: &BuildWorker<'_>, cancel: &CancelToken, mount: &CacheMoun
     let key = cache_key(mount);
     worker.used_cache_mounts.lock().unwrap().insert(key.clone(), mount.id.to_string());
     let lease = lock_instance(&base, &key, mount.sharing, cancel)?;
+    // Held by this process's store lease from now on: a prune beside the build leaves it.
+    if let Some(name) = lease.dir.file_name() {
+        worker.store.lease_hold(&name.to_string_lossy())?;
+    }
     if !lease.dir.is_dir() {
         // Only the first instance starts from an imported cache: it is the one that
         // is exported, and `private` ones are extra copies for concurrent steps.

@@ -1,0 +1,8 @@
+ARG IMAGE
+ARG SFX="box:"
+ARG VARIANT=""
+ARG VERSION="latest"
+FROM $IMAGE
+FROM busy${SFX}
+FROM busybox:stable${VARIANT}
+FROM busybox:${VERSION}

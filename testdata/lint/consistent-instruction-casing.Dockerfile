@@ -1,0 +1,5 @@
+FROM alpine AS base
+run echo hi
+Copy a /a
+FROM base
+RUN echo ok

@@ -1,0 +1,3 @@
+FROM scratch
+EXPOSE 127.0.0.1:80:80
+EXPOSE 8080:80/tcp 443

@@ -1,0 +1,3 @@
+FROM alpine as build
+from alpine AS other
+from alpine as fine

@@ -1,0 +1,4 @@
+ARG TAG
+ARG IMAGE=alpine
+FROM alpine:${TAG}
+FROM ${IMAGE}

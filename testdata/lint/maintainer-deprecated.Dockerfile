@@ -1,0 +1,2 @@
+FROM scratch
+MAINTAINER me@example.com

@@ -1,0 +1,6 @@
+FROM scratch
+CMD ["a"]
+HEALTHCHECK NONE
+ENTRYPOINT ["b"]
+CMD ["c"]
+HEALTHCHECK CMD ["x"]

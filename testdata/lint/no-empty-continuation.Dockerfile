@@ -1,0 +1,4 @@
+FROM scratch
+ENV A=1 \
+
+    B=2

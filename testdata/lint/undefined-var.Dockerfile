@@ -1,0 +1,5 @@
+FROM alpine
+ARG NAME
+ENV PATH=$PAHT:/opt/bin
+COPY $NAME /app/$DEST
+WORKDIR /app
