@@ -95,8 +95,8 @@ impl Request {
         let dockerfile = std::fs::read_to_string(&dockerfile_path)
             .map_err(|e| usage_error(anyhow!("reading Dockerfile {}: {e}", dockerfile_path.display())))?;
         crate::build_flags::unsupported_flags(&args.more).map_err(|e| usage_error(anyhow!(e)))?;
-        let outputs = output_specs(args)?;
         let platforms = crate::platforms::parse(&args.platforms)?;
+        let outputs = output_specs(args, platforms.len() > 1)?;
         let mut build_args = parse_pairs(&args.build_args, "--build-arg", true)?;
         // As buildx: SOURCE_DATE_EPOCH from the environment is also a build arg.
         if !build_args.contains_key("SOURCE_DATE_EPOCH")
@@ -347,7 +347,7 @@ fn load_definition(
 }
 
 /// The `-o` outputs, with `--push` and `--load` added; `type=image` when none is given.
-fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
+fn output_specs(args: &BuildArgs, multi_platform: bool) -> Result<Vec<crate::export::OutputSpec>> {
     use crate::export::{Dest, OutputKind, OutputSpec, parse_output};
     let mut outputs = Vec::new();
     for spec in &args.outputs {
@@ -360,7 +360,8 @@ fn output_specs(args: &BuildArgs) -> Result<Vec<crate::export::OutputSpec>> {
     if args.load || outputs.is_empty() {
         outputs.push(OutputSpec::new(OutputKind::Image));
     }
-    crate::build_flags::add_annotations(&args.more.annotations, &mut outputs).map_err(|e| usage_error(anyhow!(e)))?;
+    crate::build_flags::add_annotations(&args.more.annotations, &mut outputs, multi_platform)
+        .map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));
     }

@@ -22,9 +22,14 @@ pub fn unsupported_flags(args: &crate::cli::BuildMoreArgs) -> Result<(), String>
 }
 
 /// `--annotation [TYPE:]KEY=VALUE` on every image output, as buildx: no type means
-/// the manifest. A single-platform image has no index, so `index:` and the descriptor
-/// types have nothing to go on.
-pub fn add_annotations(specs: &[String], outputs: &mut [crate::export::OutputSpec]) -> Result<(), String> {
+/// the manifest; `index:`, `manifest-descriptor:` (the index's entries) and
+/// `index-descriptor:` (the index's entry in an OCI layout) need a multi-platform
+/// build — a single-platform image has no index (BuildKit refuses them too).
+pub fn add_annotations(
+    specs: &[String],
+    outputs: &mut [crate::export::OutputSpec],
+    multi_platform: bool,
+) -> Result<(), String> {
     for spec in specs {
         let (key, value) =
             spec.split_once('=').ok_or_else(|| format!("invalid --annotation {spec:?}: want KEY=VALUE"))?;
@@ -37,11 +42,12 @@ pub fn add_annotations(specs: &[String], outputs: &mut [crate::export::OutputSpe
         }
         match kind {
             "manifest" => {}
-            "index" | "index-descriptor" | "manifest-descriptor" => {
+            "index" | "index-descriptor" | "manifest-descriptor" if !multi_platform => {
                 return Err(format!(
-                    "--annotation {spec:?}: {kind} annotations are not supported yet (a single-platform image has only a manifest)"
+                    "--annotation {spec:?}: {kind} annotations need a multi-platform build (--platform A,B): a single-platform image has no index"
                 ));
             }
+            "index" | "index-descriptor" | "manifest-descriptor" => {}
             other => {
                 return Err(format!(
                     "invalid --annotation {spec:?}: unknown type {other:?} (want manifest, index, manifest-descriptor or index-descriptor)"
@@ -49,7 +55,13 @@ pub fn add_annotations(specs: &[String], outputs: &mut [crate::export::OutputSpe
             }
         }
         for output in outputs.iter_mut().filter(|o| o.is_image()) {
-            output.annotations.insert(key.to_string(), value.to_string());
+            let (key, value) = (key.to_string(), value.to_string());
+            match kind {
+                "index" => output.index_annotations.index.insert(key, value),
+                "manifest-descriptor" => output.index_annotations.descriptors.insert(key, value),
+                "index-descriptor" => output.index_descriptor_annotations.insert(key, value),
+                _ => output.annotations.insert(key, value),
+            };
         }
     }
     Ok(())

@@ -55,7 +55,7 @@ pub fn write_index(store: &Store, spec: &OutputSpec, results: &[PlatformResult])
     }
     let family = if spec.oci_media_types { MediaTypeFamily::Oci } else { MediaTypeFamily::Docker };
     let entries: Vec<(Platform, Image)> = results.iter().map(|(p, _)| p.clone()).zip(images.iter().cloned()).collect();
-    let index = store.write_index(&entries, family)?;
+    let index = store.write_index(&entries, family, &spec.index_annotations)?;
     Ok((images, index))
 }
 
@@ -95,16 +95,17 @@ fn image_index(store: &Store, spec: &OutputSpec, results: &[PlatformResult], tas
 fn oci(store: &Store, spec: &OutputSpec, results: &[PlatformResult]) -> Result<Digest> {
     let names = names(spec, &results[0].1)?;
     let (images, index) = write_index(store, spec, results)?;
+    let named = oci_index::Named { index: &index, names: &names, annotations: &spec.index_descriptor_annotations };
     match spec.dest.as_ref().expect("validated: a dest") {
         Dest::Stdout => {
             let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            let mut out = oci_index::write_tar(store, &images, &index, &names, out)?;
+            let mut out = oci_index::write_tar(store, &images, &named, out)?;
             std::io::Write::flush(&mut out).context("writing to stdout")?;
         }
-        Dest::Path(dir) if !spec.tar => oci_index::write_dir(store, &images, &index, &names, dir)?,
+        Dest::Path(dir) if !spec.tar => oci_index::write_dir(store, &images, &named, dir)?,
         Dest::Path(file) => {
             crate::archive::write_file_atomically(store, file, |out| {
-                oci_index::write_tar(store, &images, &index, &names, out).map(drop)
+                oci_index::write_tar(store, &images, &named, out).map(drop)
             })
             .with_context(|| format!("writing {}", file.display()))?;
         }

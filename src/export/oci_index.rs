@@ -18,7 +18,16 @@ enum Content {
     Bytes(Vec<u8>),
 }
 
-fn layout(store: &Store, images: &[Image], index: &Digest, names: &[Reference]) -> Result<Vec<(String, Content)>> {
+/// The index as `index.json` names it: its descriptor's annotations
+/// (`--annotation index-descriptor:`) beside the names.
+pub struct Named<'a> {
+    pub index: &'a Digest,
+    pub names: &'a [Reference],
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+fn layout(store: &Store, images: &[Image], named: &Named<'_>) -> Result<Vec<(String, Content)>> {
+    let Named { index, names, annotations: descriptor_annotations } = *named;
     let mut blobs: Vec<Digest> = Vec::new();
     for image in images {
         for digest in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest, &image.manifest_digest]) {
@@ -32,7 +41,7 @@ fn layout(store: &Store, images: &[Image], index: &Digest, names: &[Reference]) 
         media_type: MEDIA_TYPE_OCI_INDEX.into(),
         digest: index.clone(),
         size: store.blob_size(index)?,
-        annotations: None,
+        annotations: (!descriptor_annotations.is_empty()).then(|| descriptor_annotations.clone()),
         platform: None,
     };
     let mut manifests = Vec::new();
@@ -40,7 +49,7 @@ fn layout(store: &Store, images: &[Image], index: &Digest, names: &[Reference]) 
         manifests.push(descriptor.clone());
     }
     for name in names {
-        let mut annotations = BTreeMap::new();
+        let mut annotations = descriptor_annotations.clone();
         annotations.insert("io.containerd.image.name".to_string(), name.to_string());
         if let Some(tag) = &name.tag {
             annotations.insert("org.opencontainers.image.ref.name".to_string(), tag.clone());
@@ -57,14 +66,14 @@ fn layout(store: &Store, images: &[Image], index: &Digest, names: &[Reference]) 
 }
 
 /// Writes the layout as a tar to `out`.
-pub fn write_tar<W: Write>(store: &Store, images: &[Image], index: &Digest, names: &[Reference], out: W) -> Result<W> {
+pub fn write_tar<W: Write>(store: &Store, images: &[Image], named: &Named<'_>, out: W) -> Result<W> {
     let mut tar = tar::Builder::new(out);
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut header = header(0, 0o755);
         header.set_entry_type(tar::EntryType::Directory);
         tar.append_data(&mut header, dir, std::io::empty())?;
     }
-    for (path, content) in layout(store, images, index, names)? {
+    for (path, content) in layout(store, images, named)? {
         match content {
             Content::Blob(digest) => {
                 let size = store.blob_size(&digest)?;
@@ -81,9 +90,9 @@ pub fn write_tar<W: Write>(store: &Store, images: &[Image], index: &Digest, name
 }
 
 /// Writes the layout into the directory `dir`.
-pub fn write_dir(store: &Store, images: &[Image], index: &Digest, names: &[Reference], dir: &Path) -> Result<()> {
+pub fn write_dir(store: &Store, images: &[Image], named: &Named<'_>, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir.join("blobs/sha256")).with_context(|| format!("creating {}", dir.display()))?;
-    for (path, content) in layout(store, images, index, names)? {
+    for (path, content) in layout(store, images, named)? {
         let target = dir.join(&path);
         match content {
             Content::Blob(digest) => {

@@ -50,6 +50,10 @@ pub struct OutputSpec {
     pub oci_media_types: bool,
     /// Manifest annotations.
     pub annotations: BTreeMap<String, String>,
+    /// `--annotation index:` / `manifest-descriptor:` / `index-descriptor:` (multi-platform
+    /// builds: the index, its entries, and the index's entry in an OCI layout).
+    pub index_annotations: store::IndexAnnotations,
+    pub index_descriptor_annotations: BTreeMap<String, String>,
 }
 
 impl OutputSpec {
@@ -67,6 +71,8 @@ impl OutputSpec {
             // BuildKit's docker exporter writes Docker media types, the others OCI's.
             oci_media_types: kind != OutputKind::Docker,
             annotations: BTreeMap::new(),
+            index_annotations: Default::default(),
+            index_descriptor_annotations: BTreeMap::new(),
         }
     }
 

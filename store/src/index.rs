@@ -6,6 +6,7 @@
 use crate::Store;
 use crate::error::{Error, Result};
 use image_spec::{Descriptor, Digest, Image, Index, MediaTypeFamily, Platform, Reference, platform_matches};
+use std::collections::BTreeMap;
 
 /// The index in `bytes`, if they are one (a JSON object with `manifests`).
 pub(crate) fn parse_index(bytes: &[u8]) -> Option<Index> {
@@ -22,22 +23,36 @@ pub fn config_platform(image: &Image) -> Platform {
     }
 }
 
+/// Annotations of an index (`--annotation index:`) and of each of its entries
+/// (`manifest-descriptor:`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexAnnotations {
+    pub index: BTreeMap<String, String>,
+    pub descriptors: BTreeMap<String, String>,
+}
+
 impl Store {
     /// Writes an index of `images` (each with its platform, in that order) in the
     /// media types of `family` and returns its digest.
-    pub fn write_index(&self, images: &[(Platform, Image)], family: MediaTypeFamily) -> Result<Digest> {
+    pub fn write_index(
+        &self,
+        images: &[(Platform, Image)],
+        family: MediaTypeFamily,
+        annotations: &IndexAnnotations,
+    ) -> Result<Digest> {
+        let some = |a: &BTreeMap<String, String>| (!a.is_empty()).then(|| a.clone());
         let mut manifests = Vec::with_capacity(images.len());
         for (platform, image) in images {
             manifests.push(Descriptor {
                 media_type: family.manifest_type().into(),
                 digest: image.manifest_digest.clone(),
                 size: self.blob_size(&image.manifest_digest)?,
-                annotations: None,
+                annotations: some(&annotations.descriptors),
                 platform: Some(platform.clone()),
             });
         }
-        let index =
-            Index { schema_version: 2, media_type: Some(family.index_type().into()), manifests, annotations: None };
+        let media_type = Some(family.index_type().into());
+        let index = Index { schema_version: 2, media_type, manifests, annotations: some(&annotations.index) };
         let bytes = serde_json::to_vec(&index).expect("indexes serialize");
         self.write_blob_bytes(&bytes)
     }
@@ -141,7 +156,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let (amd, arm) = (Platform::new("linux", "amd64"), Platform::parse("linux/arm/v6").unwrap());
         let images = [(amd.clone(), image(&store, &amd)), (arm.clone(), image(&store, &arm))];
-        let index = store.write_index(&images, MediaTypeFamily::Oci).unwrap();
+        let index = store.write_index(&images, MediaTypeFamily::Oci, &Default::default()).unwrap();
         store.set_ref("localhost/app:1", &index).unwrap();
 
         let for_arm = store.find_image_for("localhost/app:1", &Platform::parse("linux/arm/v7").unwrap()).unwrap();

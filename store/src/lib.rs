@@ -42,6 +42,7 @@ pub use gc::{DiskUsage, FsckReport, Gc, PruneOptions, PruneReport, Usage, tree_s
 pub use hash::{HashReader, HashWriter};
 pub use holders::{Hold, HoldKind, Holder};
 pub use images::{ImageFormat, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config, parse_manifest};
+pub use index::IndexAnnotations;
 pub use lock::{LockMode, LockWait, StoreLock, StoreLockKind};
 pub use owner::{OUTPUT_TEMP_PREFIXES, OutputRecord, create_locked_temp, remove_stale_outputs};
 pub use remote::BlobSource;

@@ -162,10 +162,47 @@ fn annotations_reach_the_manifest() {
     let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(manifest["annotations"]["org.opencontainers.image.title"], "hello");
     assert_eq!(manifest["annotations"]["com.example.team"], "ci");
-    // An index annotation has no index to go on: a usage error, not a silent drop.
+    // A single-platform image has no index: a usage error, not a silent drop.
     let out = env.run(&["build", "--annotation", "index:a=b", ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("index annotations are not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("index annotations need a multi-platform build"));
+
+    // A multi-platform build has one: `index:`, `manifest-descriptor:` (its entries) and
+    // `index-descriptor:` (its entry in the layout's index.json), checked with skopeo and
+    // in the layout itself. No RUN, so no emulator is needed.
+    let ctx = env.context("annotated-multi", &[("Dockerfile", "FROM scratch\nCOPY f /f\n"), ("f", "x")]);
+    let layout = env.work.path().join("layout");
+    env.build_ok(
+        &ctx,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--annotation",
+            "index:org.opencontainers.image.description=both",
+            "--annotation",
+            "manifest-descriptor:com.example.entry=yes",
+            "--annotation",
+            "index-descriptor:com.example.top=layout",
+            "--annotation",
+            "com.example.team=ci",
+            "-o",
+            &format!("type=oci,tar=false,dest={}", layout.display()),
+        ],
+    );
+    let out = Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}", layout.display())]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(index["annotations"]["org.opencontainers.image.description"], "both", "{index}");
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    for entry in entries {
+        assert_eq!(entry["annotations"]["com.example.entry"], "yes", "{entry}");
+        let blob = layout.join("blobs/sha256").join(entry["digest"].as_str().unwrap().trim_start_matches("sha256:"));
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+        assert_eq!(manifest["annotations"]["com.example.team"], "ci", "{manifest}");
+    }
+    let top: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(top["manifests"][0]["annotations"]["com.example.top"], "layout", "{top}");
 }
 
 #[test]

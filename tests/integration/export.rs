@@ -345,7 +345,7 @@ fn bad_names_and_epochs_are_usage_errors_before_the_build() {
     let ctx = path_str(&ctx);
     for (args, message) in [
         (&["-o", "type=image,name=Not A Name"][..], "invalid image name \"Not A Name\""),
-        (&["-t", "UPPER/case"], "invalid image name \"UPPER/case\""),
+        (&["-t", "UPPER/case"], "invalid tag \"UPPER/case\""),
         (&["--build-arg", "SOURCE_DATE_EPOCH=soon"], "SOURCE_DATE_EPOCH=\"soon\" is not a number of seconds"),
     ] {
         let out = env.run(&[&["build", "--progress=plain"], args, &[ctx]].concat());
