@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use image_spec::{Compression, Digest, Image, LayerInfo, Manifest, MediaTypeFamily};
 use image_spec::{MEDIA_TYPE_DOCKER_LAYER, MEDIA_TYPE_OCI_LAYER};
 use std::sync::Mutex;
-use store::{ImageFormat, Store};
+use store::{ImageFormat, IndexAnnotations, Store};
 
 /// A layer that is a plain uncompressed tar (not a foreign one, whose blob is
 /// elsewhere).
@@ -92,8 +92,13 @@ pub fn index_for_push(store: &Store, digest: &Digest) -> Result<Digest> {
         changed |= pushed.manifest_digest != image.manifest_digest;
         images.push((platform, pushed));
     }
-    if !changed || index.annotations.is_some() {
+    if !changed {
         return Ok(digest.clone());
     }
-    Ok(store.write_index(&images, family)?)
+    // The build gives every entry the same descriptor annotations.
+    let annotations = IndexAnnotations {
+        index: index.annotations.clone().unwrap_or_default(),
+        descriptors: index.manifests.first().and_then(|m| m.annotations.clone()).unwrap_or_default(),
+    };
+    Ok(store.write_index(&images, family, &annotations)?)
 }
