@@ -173,6 +173,11 @@ fn printed_digest(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").trim().to_string()
 }
 
+/// The digest `builder push` prints (`NAME: digest: DIGEST`).
+fn pushed_digest(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).split_whitespace().last().unwrap_or("").to_string()
+}
+
 fn epoch(cmd: &mut Command) -> &mut Command {
     cmd.env("SOURCE_DATE_EPOCH", "0")
 }
@@ -246,8 +251,11 @@ fn kill_nine(env: &Env, registry: &Registry) -> Row {
         ),
         ("prune", Box::new(|| env.cmd(&["prune", "--all"]))),
     ];
-    // The image must be in the registry for the pulls.
-    assert!(env.run(&["push", &name]).status.success());
+    // The image must be in the registry for the pulls. What is pushed is the image
+    // with compressed layers: its digest is not the stored image's (uncompressed).
+    let pushed = env.run(&["push", &name]);
+    assert!(pushed.status.success(), "{}", text(&pushed));
+    let pushed = pushed_digest(&pushed);
     let mut lcg = Lcg(14);
     for _ in 0..2 * rounds() {
         for (what, op) in &ops {
@@ -277,8 +285,8 @@ fn kill_nine(env: &Env, registry: &Registry) -> Row {
                 let pulled: serde_json::Value =
                     serde_json::from_str(&String::from_utf8_lossy(&puller.run(&["inspect", &name]).stdout))
                         .unwrap_or_default();
-                if pulled["Digest"].as_str() != Some(digest.as_str()) {
-                    row.corrupt(format!("{what}: pulled {:?}, pushed {digest}", pulled["Digest"]));
+                if pulled["Digest"].as_str() != Some(pushed.as_str()) {
+                    row.corrupt(format!("{what}: pulled {:?}, pushed {pushed}", pulled["Digest"]));
                 }
             }
         }
@@ -338,8 +346,9 @@ fn registry_faults(env: &Env, registry: &Registry) -> Row {
     let upstream: u16 = registry.host().rsplit(':').next().unwrap().parse().unwrap();
     let ctx = env.context("faults", &[("Dockerfile", "FROM busybox\nRUN head -c 300000 /dev/urandom > /r\n")]);
     let local = "faults:1";
-    let stdout = env.build_ok(&ctx, &["-t", local]);
-    let digest = stdout.lines().last().unwrap().trim().to_string();
+    env.build_ok(&ctx, &["-t", local]);
+    // A pull gets what was pushed (compressed layers), set by each push below.
+    let mut digest = String::new();
     let faults: Vec<(&str, &'static str, &'static str, FaultKind, u32)> = vec![
         ("manifest 503", "GET", "/manifests/", FaultKind::Unavailable, 2),
         ("blob 503", "GET", "/blobs/sha256", FaultKind::Unavailable, 2),
@@ -362,7 +371,7 @@ fn registry_faults(env: &Env, registry: &Registry) -> Row {
             // Put the image there directly, then pull it through the proxy.
             let direct = format!("{}/rel/f{i}:1", registry.host());
             env.ok(&["tag", local, &direct]);
-            env.ok(&["push", &direct]);
+            digest = env.ok(&["push", &direct]).split_whitespace().last().unwrap_or_default().to_string();
         } else {
             env.ok(&["tag", local, &name]);
         }
