@@ -153,7 +153,11 @@ fn trial() -> Trial {
         resources: Resources::default(),
     };
     let mut ignore = |_: OutputStream, _: &[u8]| {};
-    match crate::run(&spec, Stdio::Capture(&mut ignore), None) {
+    let ran = crate::run(&spec, Stdio::Capture(&mut ignore), None);
+    // overlayfs leaves `work/work` with mode 000: as an ordinary user the temp dir
+    // could not be listed, so not removed, and every probe left one in /tmp.
+    let _ = std::fs::set_permissions(p.join("work/work"), std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    match ran {
         Ok(ExitStatus::Code(127)) => Trial { allowed: Ok(()), overlay: Ok(()), procfs: Ok(()) },
         Ok(status) => {
             let why = format!("the trial sandbox ended with {status:?}, not 127");

@@ -235,6 +235,26 @@ fn rootless_steps_cannot_reach_the_users_files_or_processes_and_leave_nothing_be
     let fsck = r.run(&["fsck"]);
     ok(&fsck, "fsck");
     assert!(stderr(&fsck).contains(" 0 problems"), "{}", stderr(&fsck));
+
+    // The isolation probe (`doctor`, and every rootless start) leaves no temp dir: its
+    // overlay workdir is mode 000, which an ordinary user could not list to remove.
+    let _ = r.run(&["doctor"]);
+    let probes = || -> Vec<std::path::PathBuf> {
+        use std::os::unix::fs::MetadataExt as _;
+        fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".builder-probe-"))
+            .filter(|e| e.metadata().is_ok_and(|m| m.uid() == r.user.uid))
+            .map(|e| e.path())
+            .collect()
+    };
+    // Other rootless tests may be probing right now: only a dir that stays is a leak.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !probes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(probes().is_empty(), "probe dirs left: {:?}", probes());
 }
 
 #[test]
