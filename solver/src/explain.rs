@@ -75,8 +75,9 @@ fn exec_changes(a: &ExecOp, b: &ExecOp, out: &mut Vec<String>) {
 fn run_flag_changes(a: &ExecOp, b: &ExecOp, out: &mut Vec<String>) {
     let none = || "none".to_string();
     let hosts = |e: &ExecOp| e.extra_hosts.iter().map(|h| format!("{}:{}", h.host, h.ip)).collect::<Vec<_>>().join(",");
-    let limits =
-        |e: &ExecOp| e.ulimits.iter().map(|u| format!("{}={}:{}", u.name, u.soft, u.hard)).collect::<Vec<_>>().join(",");
+    let limits = |e: &ExecOp| {
+        e.ulimits.iter().map(|u| format!("{}={}:{}", u.name, u.soft, u.hard)).collect::<Vec<_>>().join(",")
+    };
     let or_none = |s: String| if s.is_empty() { none() } else { s };
     if a.extra_hosts != b.extra_hosts {
         out.push(format!("--add-host changed {} → {}", or_none(hosts(a)), or_none(hosts(b))));
