@@ -63,13 +63,11 @@ struct Request {
     entitlements: crate::sandbox::Entitlements,
     /// `--network`: the mode of RUN steps that do not say.
     default_network: solver::ir::NetworkMode,
-    rlimits: Vec<executor::Rlimit>,
     secrets: std::collections::HashMap<String, Vec<u8>>,
     /// `--platform`: the target platforms, the machine's when none is given.
     platforms: Vec<Platform>,
-    /// `--add-host` and `--shm-size`, for every RUN step.
-    extra_hosts: Vec<(String, std::net::IpAddr)>,
-    shm_size: Option<u64>,
+    /// `--add-host`, `--ulimit` and `--shm-size`, set on every RUN step.
+    step_flags: crate::step_flags::StepFlags,
     /// `oci-layout://` contexts, copied into the store before the build.
     oci_layouts: Vec<crate::oci_layout::LayoutImage>,
 }
@@ -127,10 +125,9 @@ impl Request {
         let mut oci_layouts = Vec::new();
         let named_dirs = named_contexts(&args.build_contexts, &mut options.named_contexts, &mut oci_layouts)?;
         let entitlements = crate::sandbox::Entitlements::parse(&args.allow).map_err(|e| usage_error(anyhow!(e)))?;
-        let mut rlimits = Vec::new();
-        for ulimit in &args.ulimits {
-            rlimits.push(crate::sandbox::parse_ulimit(ulimit).map_err(|e| usage_error(anyhow!(e)))?);
-        }
+        let step_flags =
+            crate::step_flags::StepFlags::parse(&args.more.add_hosts, &args.ulimits, args.more.shm_size.as_deref())
+                .map_err(|e| usage_error(anyhow!(e)))?;
         let cache_to = crate::cache::export::parse_specs(&args.cache_to, true).map_err(usage_error)?;
         let mut outputs = outputs;
         if cache_to.iter().any(|c| c.location == crate::cache::spec::Location::Inline) {
@@ -150,13 +147,9 @@ impl Request {
             cache_from: crate::cache::export::parse_specs(&args.cache_from, false).map_err(usage_error)?,
             default_network: crate::sandbox::parse_build_network(&args.network, entitlements).map_err(usage_error)?,
             entitlements,
-            rlimits,
             secrets: read_secrets(&args.secrets)?,
             platforms,
-            extra_hosts: crate::build_flags::parse_add_hosts(&args.more.add_hosts)
-                .map_err(|e| usage_error(anyhow!(e)))?,
-            shm_size: crate::build_flags::parse_shm_size(args.more.shm_size.as_deref())
-                .map_err(|e| usage_error(anyhow!(e)))?,
+            step_flags,
             oci_layouts,
         })
     }
@@ -168,7 +161,8 @@ fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
     let progress = solver::progress::NullProgress;
     let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
     let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
-    let definition = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(usage_error)?;
+    let mut definition = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(usage_error)?;
+    request.step_flags.set_on(&mut definition.graph);
     match print {
         "graph" => print!("{}", frontend::print_graph(&definition)),
         other => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
@@ -218,9 +212,6 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             local_dirs,
             default_network: request.default_network,
             entitlements: request.entitlements,
-            rlimits: request.rlimits.clone(),
-            extra_hosts: request.extra_hosts.clone(),
-            shm_size: request.shm_size,
             secrets: request.secrets.clone(),
             ssh: crate::ssh::agents(&args.ssh).map_err(usage_error)?,
             layer_options: crate::layer::LayerOptions { compression, level, mtime_clamp: request.epoch },
@@ -332,7 +323,10 @@ fn load_definition(
             crate::ExitError { code: 2, error: Some(anyhow!(e)), hint }.into()
         });
         match definition {
-            Ok(definition) => compiled.push((platform.clone(), definition)),
+            Ok(mut definition) => {
+                request.step_flags.set_on(&mut definition.graph);
+                compiled.push((platform.clone(), definition))
+            }
             Err(e) => return task.finish(Err(e)),
         }
     }

@@ -29,6 +29,7 @@ mod run;
 mod sandbox;
 mod signals;
 mod ssh;
+mod step_flags;
 mod transfer;
 mod units;
 mod userns;

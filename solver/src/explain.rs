@@ -68,6 +68,27 @@ fn exec_changes(a: &ExecOp, b: &ExecOp, out: &mut Vec<String>) {
         out.push(format!("security changed {:?} → {:?}", a.security, b.security).to_lowercase());
     }
     mount_changes(&a.mounts, &b.mounts, out);
+    run_flag_changes(a, b, out);
+}
+
+/// The build's `--add-host`, `--ulimit` and `--shm-size`, as written on the command line.
+fn run_flag_changes(a: &ExecOp, b: &ExecOp, out: &mut Vec<String>) {
+    let none = || "none".to_string();
+    let hosts = |e: &ExecOp| e.extra_hosts.iter().map(|h| format!("{}:{}", h.host, h.ip)).collect::<Vec<_>>().join(",");
+    let limits = |e: &ExecOp| {
+        e.ulimits.iter().map(|u| format!("{}={}:{}", u.name, u.soft, u.hard)).collect::<Vec<_>>().join(",")
+    };
+    let or_none = |s: String| if s.is_empty() { none() } else { s };
+    if a.extra_hosts != b.extra_hosts {
+        out.push(format!("--add-host changed {} → {}", or_none(hosts(a)), or_none(hosts(b))));
+    }
+    if a.ulimits != b.ulimits {
+        out.push(format!("--ulimit changed {} → {}", or_none(limits(a)), or_none(limits(b))));
+    }
+    if a.shm_size != b.shm_size {
+        let size = |s: Option<u64>| s.map_or_else(none, |s| s.to_string());
+        out.push(format!("--shm-size changed {} → {}", size(a.shm_size), size(b.shm_size)));
+    }
 }
 
 fn split_env(kv: &str) -> (String, String) {
@@ -316,6 +337,9 @@ mod tests {
             network: NetworkMode::Default,
             security: SecurityMode::Sandbox,
             mounts: vec![],
+            extra_hosts: vec![],
+            ulimits: vec![],
+            shm_size: None,
         })
     }
 
@@ -365,6 +389,20 @@ mod tests {
         assert_eq!(
             reasons(Some(&old), &now),
             ["env VERSION changed 1.2 → 1.3", "env NEW added (1)", "env GONE removed"]
+        );
+    }
+
+    #[test]
+    fn run_flags_changed() {
+        let old = record(exec(&[]), &[], vec![]);
+        let mut op = exec(&[]);
+        if let Op::Exec(e) = &mut op {
+            e.extra_hosts = vec![crate::ir::HostIp { host: "a".into(), ip: "10.0.0.2".parse().unwrap() }];
+            e.shm_size = Some(1 << 20);
+        }
+        assert_eq!(
+            reasons(Some(&old), &record(op, &[], vec![])),
+            ["--add-host changed none → a:10.0.0.2", "--shm-size changed none → 1048576"]
         );
     }
 

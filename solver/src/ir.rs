@@ -85,6 +85,33 @@ pub struct ExecOp {
     pub network: NetworkMode,
     pub security: SecurityMode,
     pub mounts: Vec<Mount>,
+    /// `--add-host`: lines added to the step's `/etc/hosts` (BuildKit's `Meta.extraHosts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<HostIp>,
+    /// `--ulimit`: limits set on the step's process (BuildKit's `Meta.ulimit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size`: bytes asked for the step's `/dev/shm` (BuildKit mounts a tmpfs of
+    /// that size there); the machine's cap applies when it runs, not in the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+}
+
+/// A line of `/etc/hosts`: `ip host`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostIp {
+    pub host: String,
+    pub ip: std::net::IpAddr,
+}
+
+/// A resource limit by Docker's name for it (`nofile`, `nproc`...), not by
+/// `RLIMIT_*` number: the numbers differ between architectures, the key must not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    /// `u64::MAX` for unlimited.
+    pub soft: u64,
+    pub hard: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -237,7 +237,7 @@ impl StableEncode for GitSource {
 
 impl StableEncode for ExecOp {
     fn encode(&self, h: &mut KeyHasher) {
-        let ExecOp { args, env, cwd, user, network, security, mounts } = self;
+        let ExecOp { args, env, cwd, user, network, security, mounts, extra_hosts, ulimits, shm_size } = self;
         args.encode(h);
         env.encode(h);
         cwd.encode(h);
@@ -252,6 +252,39 @@ impl StableEncode for ExecOp {
             SecurityMode::Insecure => 1,
         });
         mounts.encode(h);
+        // Added after keys were pinned: each is encoded only when set, behind a tag
+        // of its own (no op or mount starts with 0x10..), so that a step without
+        // them keeps exactly the key it had before they existed.
+        if !extra_hosts.is_empty() {
+            h.u8(0x10);
+            extra_hosts.encode(h);
+        }
+        if !ulimits.is_empty() {
+            h.u8(0x11);
+            ulimits.encode(h);
+        }
+        if let Some(size) = shm_size {
+            h.u8(0x12);
+            size.encode(h);
+        }
+    }
+}
+
+impl StableEncode for HostIp {
+    fn encode(&self, h: &mut KeyHasher) {
+        let HostIp { host, ip } = self;
+        host.encode(h);
+        // The canonical text form (`10.0.0.1`, `fe80::1`), as BuildKit keeps it.
+        ip.to_string().encode(h);
+    }
+}
+
+impl StableEncode for Ulimit {
+    fn encode(&self, h: &mut KeyHasher) {
+        let Ulimit { name, soft, hard } = self;
+        name.encode(h);
+        soft.encode(h);
+        hard.encode(h);
     }
 }
 
@@ -395,6 +428,9 @@ mod tests {
             network: NetworkMode::Default,
             security: SecurityMode::Sandbox,
             mounts: vec![],
+            extra_hosts: vec![],
+            ulimits: vec![],
+            shm_size: None,
         });
         let a = CacheKey::of("op", &op);
         assert_eq!(a, CacheKey::of("op", &op.clone()));
@@ -475,6 +511,10 @@ mod tests {
                         kind: MountKind::Ssh { id: "default".into(), required: false, mode: 0o600, uid: 0, gid: 0 },
                     },
                 ],
+                // Without these the key is the one pinned before they existed.
+                extra_hosts: vec![],
+                ulimits: vec![],
+                shm_size: None,
             }),
             Op::File(FileOp {
                 actions: vec![
@@ -499,5 +539,44 @@ mod tests {
             CacheKey::of("op", &ops).to_hex(),
             "eb9e9e47b16c1e1bcfdebdc8db50957e7477fbbd06b896f38efbef20861409a3"
         );
+    }
+
+    fn with_run_flags(ops: &mut [Op], f: impl Fn(&mut ExecOp)) {
+        for op in ops {
+            if let Op::Exec(e) = op {
+                f(e)
+            }
+        }
+    }
+
+    /// `--add-host`, `--ulimit` and `--shm-size` count in the key of every exec, as
+    /// in BuildKit's `Meta`; each value (and which flag carries it) makes its own key.
+    #[test]
+    fn run_flags_count_in_the_key() {
+        let host = |ip: &str| HostIp { host: "a".into(), ip: ip.parse().unwrap() };
+        let key = |f: &dyn Fn(&mut ExecOp)| {
+            let mut ops = representative_graph();
+            with_run_flags(&mut ops, f);
+            CacheKey::of("op", &ops)
+        };
+        let pinned = key(&|_| {});
+        let keys = [
+            pinned,
+            key(&|e| e.extra_hosts = vec![host("10.0.0.1")]),
+            key(&|e| e.extra_hosts = vec![host("10.0.0.2")]),
+            key(&|e| e.extra_hosts = vec![host("10.0.0.1"), host("10.0.0.2")]),
+            key(&|e| e.ulimits = vec![Ulimit { name: "nofile".into(), soft: 1024, hard: 2048 }]),
+            key(&|e| e.ulimits = vec![Ulimit { name: "nofile".into(), soft: 1024, hard: 4096 }]),
+            key(&|e| e.shm_size = Some(64 << 20)),
+            key(&|e| e.shm_size = Some(128 << 20)),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b, "two different run flags gave one key");
+            }
+        }
+        assert_eq!(keys[1], key(&|e| e.extra_hosts = vec![host("10.0.0.1")]), "not stable");
+        // Unset, the key is the one pinned above: caches made before still match.
+        assert_eq!(pinned.to_hex(), "eb9e9e47b16c1e1bcfdebdc8db50957e7477fbbd06b896f38efbef20861409a3");
     }
 }

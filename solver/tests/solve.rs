@@ -194,6 +194,9 @@ fn op(args: &[&str], env: &[&str]) -> Op {
         network: NetworkMode::Default,
         security: SecurityMode::Sandbox,
         mounts: vec![],
+        extra_hosts: vec![],
+        ulimits: vec![],
+        shm_size: None,
     })
 }
 

@@ -346,6 +346,9 @@ mod tests {
             network: NetworkMode::Host,
             security: SecurityMode::default(),
             mounts,
+            extra_hosts: vec![],
+            ulimits: vec![],
+            shm_size: None,
         };
         let ops =
             [run(vec![cache("apt", None), cache("seeded", Some(0))]), run(vec![cache("apt", None), cache("go", None)])];

@@ -134,9 +134,9 @@ pub fn exec(
         },
         network: crate::sandbox::network(network),
         hostname: "buildkitsandbox".into(),
-        extra_hosts: worker.options.extra_hosts.clone(),
+        extra_hosts: crate::step_flags::extra_hosts(op),
         security: crate::sandbox::step_security(op.security),
-        resources: worker.step_resources.clone(),
+        resources: crate::step_flags::resources(op, &worker.step_resources)?,
     };
     let mut forward = |stream: OutputStream, data: &[u8]| {
         let stream = match stream {

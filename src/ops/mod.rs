@@ -70,12 +70,6 @@ pub struct WorkerOptions {
     pub default_network: NetworkMode,
     /// What `--allow` granted (`RUN --network=host`, `RUN --security=insecure`).
     pub entitlements: crate::sandbox::Entitlements,
-    /// `--ulimit`s of every `RUN` step.
-    pub rlimits: Vec<executor::Rlimit>,
-    /// `--add-host`s: lines of every `RUN` step's `/etc/hosts`.
-    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
-    /// `--shm-size`: the size of every `RUN` step's `/dev/shm`.
-    pub shm_size: Option<u64>,
     /// Secrets by id (`--secret`); values never reach keys, layers or logs.
     pub secrets: HashMap<String, Vec<u8>>,
     /// SSH agents by id (`--ssh`), forwarded into `RUN --mount=type=ssh` and used by
@@ -93,7 +87,8 @@ pub struct WorkerOptions {
 pub struct BuildWorker<'a> {
     store: &'a Store,
     options: WorkerOptions,
-    /// Limits of every `RUN` step: a pids limit where the host enforces one, `--ulimit`.
+    /// Limits of every `RUN` step: a pids limit where the host enforces one (its
+    /// `--ulimit` and `--shm-size` are in its op, see `step_flags`).
     step_resources: executor::Resources,
     /// Contexts opened so far, by name, shared by all COPYs of the build.
     contexts: Mutex<HashMap<String, Arc<Context>>>,
@@ -108,9 +103,7 @@ pub struct BuildWorker<'a> {
 
 impl<'a> BuildWorker<'a> {
     pub fn new(store: &'a Store, images: &'a source::ImageResolver<'a>, options: WorkerOptions) -> Self {
-        let mut step_resources = crate::sandbox::step_resources();
-        step_resources.rlimits.extend(options.rlimits.iter().copied());
-        step_resources.shm_size = options.shm_size;
+        let step_resources = crate::sandbox::step_resources();
         BuildWorker {
             store,
             options,

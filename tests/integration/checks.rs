@@ -241,3 +241,54 @@ fn add_host_and_shm_size_reach_run_steps() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// `--add-host`, `--shm-size` and `--ulimit` are in the key of every RUN, as in
+/// BuildKit: another value runs the step again with it, the same one is a hit.
+#[test]
+fn add_host_shm_size_and_ulimit_are_in_the_run_key() {
+    let Some(env) = env("add_host_shm_size_and_ulimit_are_in_the_run_key") else { return };
+    let env = env.with_busybox();
+    let dockerfile =
+        "FROM busybox\nRUN cat /etc/hosts > /hosts && df -k /dev/shm | tail -n 1 > /shm && ulimit -n > /nofile\n";
+    let ctx = env.context("keyflags", &[("Dockerfile", dockerfile)]);
+    // Builds with these flags into `tag`; whether the RUN was a hit, and its stderr.
+    let build = |tag: &str, flags: &[&str]| {
+        let mut args = vec!["-t", tag, "--explain"];
+        args.extend_from_slice(flags);
+        let (ok, _, stderr) = env.build(&ctx, &args);
+        assert!(ok, "{flags:?}:\n{stderr}");
+        let run = stderr.lines().find(|l| l.contains("RUN cat")).and_then(|l| l.split(' ').next()).unwrap();
+        (stderr.contains(&format!("{run} CACHED")), stderr)
+    };
+    let file = |tag: &str, path: &str| env.ok(&["run", "--rm", tag, "cat", path]);
+
+    let (cached, _) = build("k:1", &["--add-host", "a:10.0.0.1"]);
+    assert!(!cached);
+    assert!(file("k:1", "/hosts").contains("10.0.0.1\ta\n"));
+    let (cached, stderr) = build("k:2", &["--add-host", "a:10.0.0.2"]);
+    assert!(!cached, "another --add-host hit the cache:\n{stderr}");
+    assert!(stderr.contains("--add-host changed a:10.0.0.1 → a:10.0.0.2"), "{stderr}");
+    let hosts = file("k:2", "/hosts");
+    assert!(hosts.contains("10.0.0.2\ta\n") && !hosts.contains("10.0.0.1"), "{hosts}");
+    let (cached, stderr) = build("k:3", &["--add-host", "a:10.0.0.2"]);
+    assert!(cached, "the same --add-host ran again:\n{stderr}");
+
+    let shm = ["--add-host", "a:10.0.0.2", "--shm-size", "64m"];
+    let (cached, stderr) = build("k:4", &shm);
+    assert!(!cached, "--shm-size hit the cache of a build without it:\n{stderr}");
+    assert_eq!(file("k:4", "/shm").split_whitespace().nth(1), Some("65536"));
+    let (cached, stderr) = build("k:5", &["--add-host", "a:10.0.0.2", "--shm-size", "32m"]);
+    assert!(!cached, "another --shm-size hit the cache:\n{stderr}");
+    assert_eq!(file("k:5", "/shm").split_whitespace().nth(1), Some("32768"));
+    assert!(build("k:6", &shm).0, "the same --shm-size ran again");
+
+    let (cached, stderr) = build("k:7", &["--ulimit", "nofile=512:1024"]);
+    assert!(!cached, "--ulimit hit the cache of a build without it:\n{stderr}");
+    assert_eq!(file("k:7", "/nofile"), "512\n");
+    let (cached, stderr) = build("k:8", &["--ulimit", "nofile=256:1024"]);
+    assert!(!cached, "another --ulimit hit the cache:\n{stderr}");
+    assert_eq!(file("k:8", "/nofile"), "256\n");
+    // The same limit, spelt as its RLIMIT_ name: one key.
+    let (cached, stderr) = build("k:9", &["--ulimit", "RLIMIT_NOFILE=256:1024"]);
+    assert!(cached, "the same --ulimit ran again:\n{stderr}");
+}

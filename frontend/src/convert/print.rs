@@ -85,6 +85,16 @@ fn exec(out: &mut String, e: &ExecOp, proxy_env: &[(String, String)]) {
     for m in &e.mounts {
         let _ = writeln!(out, "    {}", mount(m));
     }
+    // The build's `--add-host`, `--ulimit` and `--shm-size`, when given.
+    for h in &e.extra_hosts {
+        let _ = writeln!(out, "    add_host {}:{}", q(&h.host), h.ip);
+    }
+    for u in &e.ulimits {
+        let _ = writeln!(out, "    ulimit {}={}:{}", q(&u.name), u.soft, u.hard);
+    }
+    if let Some(size) = e.shm_size {
+        let _ = writeln!(out, "    shm_size={size}");
+    }
 }
 
 fn copy(c: &CopyAction) -> String {

@@ -163,7 +163,20 @@ impl Converter<'_> {
         };
         let env = self.run_env(st);
         let proxy_env = self.proxy_env(&env);
-        let exec = ExecOp { args: args.clone(), env, cwd: st.workdir(), user: st.user(), network, security, mounts };
+        // `--add-host`, `--ulimit` and `--shm-size` are the build's, set on every exec by
+        // the caller (`builder::step_flags`).
+        let exec = ExecOp {
+            args: args.clone(),
+            env,
+            cwd: st.workdir(),
+            user: st.user(),
+            network,
+            security,
+            mounts,
+            extra_hosts: Vec::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
+        };
         let mut text = ins.original.clone();
         if let Some(first) = run.command.files.first()
             && parse_heredoc(&run.command.cmd_line[0]).ok().flatten().is_some()
