@@ -163,16 +163,23 @@ impl Request {
 }
 
 /// `--print graph`: the graph on stdout, resolved offline (an image not in the store
-/// is shown by its reference), nothing built.
+/// is shown by its reference), nothing built. With several `--platform`s it is the
+/// merged graph the build solves: every platform's vertices, shared ones once.
 fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
+    if print != "graph" {
+        bail!(usage_error(anyhow!("unknown --print value {print:?} (want graph)")));
+    }
     let progress = solver::progress::NullProgress;
     let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
     let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
-    let definition = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(usage_error)?;
-    match print {
-        "graph" => print!("{}", frontend::print_graph(&definition)),
-        other => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
+    let mut compiled = Vec::with_capacity(request.platforms.len());
+    for platform in &request.platforms {
+        let options = BuildOptions { platform: platform.clone(), ..request.options.clone() };
+        let definition = frontend::compile(&request.dockerfile, &options, &resolver).map_err(usage_error)?;
+        compiled.push((platform.clone(), definition));
     }
+    let merged = crate::platforms::merge(compiled);
+    print!("{}", frontend::print_graph(&merged[0].1));
     Ok(0)
 }
 
