@@ -179,7 +179,12 @@ fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
         compiled.push((platform.clone(), definition));
     }
     let merged = crate::platforms::merge(compiled);
+    // The first platform's target and image config come with the graph; the others'
+    // targets follow, each named by its platform.
     print!("{}", frontend::print_graph(&merged[0].1));
+    for (platform, definition) in &merged[1..] {
+        println!("target {platform} #{}", definition.target.0);
+    }
     Ok(0)
 }
 

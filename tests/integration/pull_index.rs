@@ -117,6 +117,7 @@ fn a_pulled_index_stays_the_name_and_gains_platforms_one_pull_at_a_time() {
         assert!(graph.contains(&run), "{platform} missing from:\n{graph}");
     }
     assert!(graph.contains("platform=\"linux/arm64\""), "{graph}");
+    assert!(graph.contains("\ntarget linux/arm64 #3\n"), "{graph}");
 
     // Another store pulls arm64 only: tag, inspect and push read the index, and the
     // push sends the one platform it holds.
