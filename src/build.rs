@@ -156,16 +156,28 @@ impl Request {
 }
 
 /// `--print graph`: the graph on stdout, resolved offline (an image not in the store
-/// is shown by its reference), nothing built.
+/// is shown by its reference), nothing built. With several `--platform`s it is the
+/// merged graph the build solves: every platform's vertices, shared ones once.
 fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
+    if print != "graph" {
+        bail!(usage_error(anyhow!("unknown --print value {print:?} (want graph)")));
+    }
     let progress = solver::progress::NullProgress;
     let images = ImageResolver::new(store, false, host_platform(), RegistryOptions::default(), &progress);
     let resolver = FrontendResolver { images: &images, offline: true, failure: Mutex::default() };
-    let mut definition = frontend::compile(&request.dockerfile, &request.options, &resolver).map_err(usage_error)?;
-    request.step_flags.set_on(&mut definition.graph);
-    match print {
-        "graph" => print!("{}", frontend::print_graph(&definition)),
-        other => bail!(usage_error(anyhow!("unknown --print value {other:?} (want graph)"))),
+    let mut compiled = Vec::with_capacity(request.platforms.len());
+    for platform in &request.platforms {
+        let options = BuildOptions { platform: platform.clone(), ..request.options.clone() };
+        let mut definition = frontend::compile(&request.dockerfile, &options, &resolver).map_err(usage_error)?;
+        request.step_flags.set_on(&mut definition.graph);
+        compiled.push((platform.clone(), definition));
+    }
+    let merged = crate::platforms::merge(compiled);
+    // The first platform's target and image config come with the graph; the others'
+    // targets follow, each named by its platform.
+    print!("{}", frontend::print_graph(&merged[0].1));
+    for (platform, definition) in &merged[1..] {
+        println!("target {platform} #{}", definition.target.0);
     }
     Ok(0)
 }

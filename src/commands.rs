@@ -53,10 +53,13 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::History { image, no_trunc, human, quiet } => history(&store()?, &image, no_trunc, human, quiet),
         Command::Tag { source, target } => {
             let store = shared()?;
-            let image = store.load_image(&source)?;
             let name = crate::cli::normalize(&target)?;
-            // A multi-platform name: the new name is the index too.
-            let digest = index_of(&store, &source)?.unwrap_or(image.manifest_digest);
+            // A multi-platform name: the new name is the index too (which may hold
+            // other platforms than this machine's only).
+            let digest = match index_of(&store, &source)? {
+                Some(index) => index,
+                None => store.load_image(&source)?.manifest_digest,
+            };
             store.set_ref(&name, &digest)?;
             Ok(0)
         }
@@ -237,9 +240,19 @@ fn image_rows(store: &Store) -> Result<Vec<(String, image_spec::Digest, Option<S
 }
 
 fn inspect(store: &Store, name: &str) -> Result<u8> {
-    let image = store.load_image(name)?;
-    // A multi-platform name: the index, and the image for this machine's platform.
+    // A multi-platform name: the index, and the image for this machine's platform
+    // (or, when a pull brought other platforms only, the first it holds).
     let index = index_of(store, name)?;
+    let image = match &index {
+        Some(index) => match store.image_for_platform(index, &image_spec::host_platform()) {
+            Err(store::Error::NoPlatform { .. }) => match store.platforms_of(index)?.first() {
+                Some((_, manifest)) => store.image_from_manifest(manifest)?,
+                None => anyhow::bail!("image {name}: the store holds none of the images of index {index}"),
+            },
+            other => other?,
+        },
+        None => store.load_image(name)?,
+    };
     let names: Vec<String> = store
         .refs()?
         .into_iter()

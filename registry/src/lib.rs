@@ -37,7 +37,7 @@ pub mod testing;
 pub use content::Content;
 pub use credentials::CredentialsError;
 pub use error::{BoxError, Error, RegistryError, Result};
-pub use pull::{pull, select_platform};
+pub use pull::{Pulled, pull, select_platform};
 pub use push::push;
 pub use push_index::push_index;
 pub use repo::{PushStats, Repository};

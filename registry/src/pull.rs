@@ -30,15 +30,24 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
+/// What a pull stored: the image manifest for the platform asked for and, when the
+/// reference names an index, that index (byte-exact, its other platforms' images not
+/// fetched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    pub manifest: Digest,
+    pub index: Option<Digest>,
+}
+
 /// Pulls `reference` for `platform` into `content`: the config and layers, then the
-/// manifest (and the index it was chosen from). Returns the manifest's digest.
+/// manifest (and the index it was chosen from).
 pub fn pull(
     content: &dyn Content,
     reference: &Reference,
     platform: &Platform,
     opts: &RegistryOptions,
     progress: &dyn Fn(Transfer<'_>),
-) -> Result<Digest> {
+) -> Result<Pulled> {
     let runtime = runtime()?;
     let client = Client::new(&reference.registry, opts)?;
     std::thread::scope(|threads| runtime.block_on(pull_async(&client, content, reference, platform, progress, threads)))
@@ -51,7 +60,7 @@ async fn pull_async<'scope>(
     platform: &Platform,
     progress: &dyn Fn(Transfer<'_>),
     threads: &'scope std::thread::Scope<'scope, '_>,
-) -> Result<Digest> {
+) -> Result<Pulled> {
     let repository = &reference.repository;
     let scopes = [Scope::pull(repository)];
     let wanted = match (&reference.digest, &reference.tag) {
@@ -105,12 +114,14 @@ async fn pull_async<'scope>(
 
     let digests: Vec<Digest> = blobs.iter().map(|d| d.digest.clone()).collect();
     content.add_blob_sources(&digests, &format!("{}/{repository}", client.registry));
+    let mut index_digest = None;
     if let Some(index) = index_bytes {
         content.write_blob(&mut index.bytes.as_slice(), &index.digest).map_err(|source| Error::Content {
             action: "storing index",
             digest: index.digest.clone(),
             source,
         })?;
+        index_digest = Some(index.digest);
     }
     content.write_blob(&mut fetched.bytes.as_slice(), &fetched.digest).map_err(|source| Error::Content {
         action: "storing manifest",
@@ -118,7 +129,7 @@ async fn pull_async<'scope>(
         source,
     })?;
     progress(Transfer::Line(&format!("pulled {reference}: {}", fetched.digest)));
-    Ok(fetched.digest)
+    Ok(Pulled { manifest: fetched.digest, index: index_digest })
 }
 
 /// A manifest or index as fetched: raw bytes, media type and digest over the bytes.

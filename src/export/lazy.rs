@@ -85,8 +85,11 @@ pub fn index_for_push(store: &Store, digest: &Digest) -> Result<Digest> {
     let index = store.read_index(digest)?.with_context(|| format!("{digest} is not an index"))?;
     let family = index.media_type.as_deref().and_then(MediaTypeFamily::of).unwrap_or(MediaTypeFamily::Oci);
     let mut images = Vec::new();
-    let mut changed = false;
-    for (platform, manifest) in store.platforms_of(digest)? {
+    // A pulled index keeps the entries of platforms that were not pulled: the
+    // registry gets an index of the images the store holds.
+    let held = store.platforms_of(digest)?;
+    let mut changed = held.len() != index.manifests.len();
+    for (platform, manifest) in held {
         let image = store.image_from_manifest(&manifest)?;
         let pushed = for_push(store, &image)?;
         changed |= pushed.manifest_digest != image.manifest_digest;

@@ -50,7 +50,10 @@ impl Content for StoreContent<'_> {
 }
 
 /// Pulls `reference` for `platform` into the store, points the reference's name at
-/// the manifest and returns the image.
+/// what the registry serves for it and returns the platform's image. A multi-platform
+/// reference keeps its index under the name (as containerd does): only the wanted
+/// platform's manifest, config and layers are fetched, and a pull for another
+/// platform adds that platform's content beside them, under the same index.
 pub fn pull(
     store: &Store,
     reference: &Reference,
@@ -59,24 +62,35 @@ pub fn pull(
     progress: &dyn Fn(Transfer<'_>),
 ) -> Result<Image> {
     let name = reference.to_string();
-    // A digest names content: when the store has that image, the network has
-    // nothing to add (an index or an incomplete image falls through to it).
+    // A digest names content: when the store has that image (or an index holding
+    // the platform's image), the network has nothing to add (an incomplete image
+    // falls through to it).
     if let Some(digest) = &reference.digest
         && store.has_blob(digest)
-        && let Ok(image) = store.image_from_manifest(digest)
+        && let Some(image) = held_image(store, digest, platform)
     {
         progress(Transfer::Line(&format!("{reference}: already in the store")));
         store.set_ref(&name, digest).with_context(|| format!("tagging {name}"))?;
         return Ok(image);
     }
-    let manifest_digest = registry::pull(&StoreContent(store), reference, platform, opts, progress)?;
+    let pulled = registry::pull(&StoreContent(store), reference, platform, opts, progress)?;
     // The name points at the image only once it reads whole (its config parses, its
     // diff ids are digests, one per layer): a bad image must not break every
     // command that lists the store's images.
     let image =
-        store.image_from_manifest(&manifest_digest).with_context(|| format!("reading the pulled image {name}"))?;
-    store.set_ref(&name, &manifest_digest).with_context(|| format!("tagging {name}"))?;
+        store.image_from_manifest(&pulled.manifest).with_context(|| format!("reading the pulled image {name}"))?;
+    let named = pulled.index.as_ref().unwrap_or(&pulled.manifest);
+    store.set_ref(&name, named).with_context(|| format!("tagging {name}"))?;
     Ok(image)
+}
+
+/// The image `digest` has in the store for `platform`: the manifest itself, or the
+/// entry of an index for it when the store holds that entry.
+fn held_image(store: &Store, digest: &Digest, platform: &Platform) -> Option<Image> {
+    match store.read_index(digest).ok()? {
+        Some(_) => store.image_for_platform(digest, platform).ok(),
+        None => store.image_from_manifest(digest).ok(),
+    }
 }
 
 /// Pushes `image` from the store to `reference` and returns the manifest digest.

@@ -317,7 +317,22 @@ fn multi_platform_index_resolves_per_platform() {
     let got = pull(&fresh, &target, &host, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, native.manifest_digest);
     assert!(fresh.has_blob(&pushed), "the index is kept byte-exact too");
+    // The name is the index; a pull for the other platform fetches only its blobs
+    // and adds its image under the same index.
+    assert_eq!(fresh.get_ref(&target.to_string()).unwrap(), Some(pushed.clone()));
+    assert!(!fresh.has_blob(&foreign.manifest_digest), "only the wanted platform is fetched");
     let other = image_spec::Platform::new("linux", other_arch);
+    let before = registry.blob_downloads().len();
+    let got = pull(&fresh, &target, &other, &opts, &|_| {}).unwrap();
+    assert_eq!(got.manifest_digest, foreign.manifest_digest);
+    let mut fetched: Vec<String> = registry.blob_downloads().split_off(before);
+    fetched.sort();
+    let mut wanted = vec![foreign.config_digest.to_string(), foreign.layers[0].digest.to_string()];
+    wanted.sort();
+    assert_eq!(fetched, wanted, "the second pull fetches the other platform's config and layer only");
+    assert_eq!(fresh.get_ref(&target.to_string()).unwrap(), Some(pushed.clone()));
+    let held: Vec<Digest> = fresh.platforms_of(&pushed).unwrap().into_iter().map(|(_, d)| d).collect();
+    assert_eq!(held, [native.manifest_digest.clone(), foreign.manifest_digest.clone()]);
     let (_d3, third) = temp_store();
     let got = pull(&third, &target, &other, &opts, &|_| {}).unwrap();
     assert_eq!(got.manifest_digest, foreign.manifest_digest);

@@ -162,16 +162,25 @@ impl Store {
                     .map_err(|e| Error::NoSuchImage { name: name_or_id.to_string(), source: Some(Box::new(e)) });
             }
             if let Some(digest) = self.get_ref(&reference.to_string())? {
-                return self.image_from_manifest(&digest);
+                // An index (a pull keeps it) may hold other platforms only: say which name.
+                return self.image_from_manifest(&digest).map_err(|e| match e {
+                    Error::NoPlatform { wanted, available, .. } => {
+                        Error::NoPlatform { image: name_or_id.to_string(), wanted, available }
+                    }
+                    other => other,
+                });
             }
         }
         let id = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
         if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             let mut found: BTreeMap<Digest, Digest> = BTreeMap::new();
-            for (_, manifest) in self.refs()? {
-                let image = self.image_from_manifest(&manifest)?;
-                if image.config_digest.hex().starts_with(id) {
-                    found.entry(image.config_digest).or_insert(manifest);
+            // Every platform's image of a name that is an index, not only this machine's.
+            for (_, named) in self.refs()? {
+                for (_, manifest) in self.platforms_of(&named)? {
+                    let image = self.image_from_manifest(&manifest)?;
+                    if image.config_digest.hex().starts_with(id) {
+                        found.entry(image.config_digest).or_insert(manifest);
+                    }
                 }
             }
             match found.len() {

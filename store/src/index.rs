@@ -174,4 +174,27 @@ mod tests {
         assert!(store.find_image_for(&single, &arm).is_err());
         assert!(store.find_image_for(&single, &amd).unwrap().is_some());
     }
+
+    #[test]
+    fn an_index_holding_another_platform_only_is_found_by_id_and_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = image_spec::host_platform();
+        let other = if host.architecture == "s390x" {
+            Platform::new("linux", "riscv64")
+        } else {
+            Platform::new("linux", "s390x")
+        };
+        let (mine, theirs) = (image(&store, &host), image(&store, &other));
+        let images = [(host.clone(), mine.clone()), (other.clone(), theirs.clone())];
+        let index = store.write_index(&images, MediaTypeFamily::Oci, &Default::default()).unwrap();
+        // As a pull for the other platform leaves it: the host's entry is not held.
+        std::fs::remove_file(store.blob_path(&mine.manifest_digest)).unwrap();
+        store.set_ref("localhost/pulled:1", &index).unwrap();
+
+        let err = store.load_image("localhost/pulled:1").unwrap_err().to_string();
+        assert_eq!(err, format!("image localhost/pulled:1 has no image for platform {host} (it has: {other})"));
+        let by_id = store.load_image(&theirs.config_digest.hex()[..12]).unwrap();
+        assert_eq!(by_id.manifest_digest, theirs.manifest_digest);
+    }
 }

@@ -18,6 +18,7 @@ mod media_types;
 mod mounts;
 mod platform;
 mod progress;
+mod pull_index;
 mod registry;
 mod reliability;
 mod rootless;

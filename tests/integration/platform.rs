@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The arm64 busybox rootfs tarball, from the busybox-static arm64 package.
-fn arm64_busybox(test: &str, work: &Path) -> Option<PathBuf> {
+pub(crate) fn arm64_busybox(test: &str, work: &Path) -> Option<PathBuf> {
     let debs = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debs");
     let deb = std::fs::read_dir(&debs).ok().and_then(|entries| {
         entries.flatten().map(|e| e.path()).find(|p| {
