@@ -366,7 +366,7 @@ fn output_specs(args: &BuildArgs, multi_platform: bool) -> Result<Vec<crate::exp
     if args.load || outputs.is_empty() {
         outputs.push(OutputSpec::new(OutputKind::Image));
     }
-    crate::build_flags::add_annotations(&args.more.annotations, &mut outputs, multi_platform)
+    crate::export::add_annotations(&args.more.annotations, &mut outputs, multi_platform)
         .map_err(|e| usage_error(anyhow!(e)))?;
     if outputs.iter().filter(|o| o.dest == Some(Dest::Stdout)).count() > 1 {
         bail!(usage_error(anyhow!("only one output can go to stdout (dest=-)")));

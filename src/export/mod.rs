@@ -27,7 +27,7 @@ mod tar;
 pub use history::image_config;
 pub use image::InvalidName;
 pub use lazy::{for_push, index_for_push};
-pub use spec::{Dest, OutputKind, OutputSpec, parse_output};
+pub use spec::{Dest, OutputKind, OutputSpec, add_annotations, parse_output};
 
 use crate::progress::Task;
 use anyhow::Result;

@@ -317,6 +317,48 @@ fn validate(out: &mut OutputSpec, compression_set: bool, media_types_set: bool) 
     Ok(())
 }
 
+/// `--annotation [TYPE:]KEY=VALUE` on every image output, as buildx: no type means
+/// the manifest; `index:`, `manifest-descriptor:` (the index's entries) and
+/// `index-descriptor:` (the index's entry in an OCI layout) need a multi-platform
+/// build — a single-platform image has no index (BuildKit refuses them too).
+pub fn add_annotations(specs: &[String], outputs: &mut [OutputSpec], multi_platform: bool) -> Result<(), String> {
+    for spec in specs {
+        let (key, value) =
+            spec.split_once('=').ok_or_else(|| format!("invalid --annotation {spec:?}: want KEY=VALUE"))?;
+        let (kind, key) = match key.split_once(':') {
+            Some((kind, key)) if !kind.contains('.') && !kind.contains('/') => (kind, key),
+            _ => ("manifest", key),
+        };
+        if key.is_empty() {
+            return Err(format!("invalid --annotation {spec:?}: empty key"));
+        }
+        match kind {
+            "manifest" => {}
+            "index" | "index-descriptor" | "manifest-descriptor" if !multi_platform => {
+                return Err(format!(
+                    "--annotation {spec:?}: {kind} annotations need a multi-platform build (--platform A,B): a single-platform image has no index"
+                ));
+            }
+            "index" | "index-descriptor" | "manifest-descriptor" => {}
+            other => {
+                return Err(format!(
+                    "invalid --annotation {spec:?}: unknown type {other:?} (want manifest, index, manifest-descriptor or index-descriptor)"
+                ));
+            }
+        }
+        for output in outputs.iter_mut().filter(|o| o.is_image()) {
+            let (key, value) = (key.to_string(), value.to_string());
+            match kind {
+                "index" => output.index_annotations.index.insert(key, value),
+                "manifest-descriptor" => output.index_annotations.descriptors.insert(key, value),
+                "index-descriptor" => output.index_descriptor_annotations.insert(key, value),
+                _ => output.annotations.insert(key, value),
+            };
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
