@@ -320,34 +320,23 @@ impl<'a, W: Worker> Solver<'a, W> {
     /// holds it. Returns the claim and whether it had to wait; `None` when the store
     /// does not coordinate processes.
     fn claim(&self, id: VertexId, key: &CacheKey, cancel: &CancelToken) -> Result<Option<(Claim, bool)>, SolveError> {
-        const WAITING: &str = "waiting for another build running the same step";
+        let waiting = |completed: bool| {
+            let id_text = "waiting for another build running the same step".to_string();
+            self.progress.event(Event::Progress { vertex: id.into(), id: id_text, current: 0, total: None, completed });
+        };
         let mut waited = false;
         loop {
             match self.cache.try_claim(key)? {
                 ClaimAttempt::Unsupported => return Ok(None),
                 ClaimAttempt::Claimed(claim) => {
                     if waited {
-                        let (current, total, completed) = (0, None, true);
-                        self.progress.event(Event::Progress {
-                            vertex: id.into(),
-                            id: WAITING.into(),
-                            current,
-                            total,
-                            completed,
-                        });
+                        waiting(true);
                     }
                     return Ok(Some((claim, waited)));
                 }
                 ClaimAttempt::Busy => {
                     if !waited {
-                        let (current, total, completed) = (0, None, false);
-                        self.progress.event(Event::Progress {
-                            vertex: id.into(),
-                            id: WAITING.into(),
-                            current,
-                            total,
-                            completed,
-                        });
+                        waiting(false);
                         waited = true;
                     }
                     if cancel.is_cancelled() {
