@@ -192,7 +192,7 @@ fn reliability_suite_prints_its_figures() {
         concurrency(&env, &registry),
         registry_faults(&env, &registry),
         disk_full(),
-        hostile_archives(&env),
+        hostile_archives(&env, &registry),
         secrets(&env),
     ];
     let mut table = String::new();
@@ -495,10 +495,51 @@ fn archive(members: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Crafted archives through `builder import` and `ADD` (auto-extracted): each is
-/// refused clearly or unpacked without writing outside the image.
-fn hostile_archives(env: &Env) -> Row {
-    let mut row = Row::new("hostile archives (import, ADD)");
+/// An OCI layout (directory) of one image whose only layer is `layer` (an uncompressed
+/// tar, whatever it holds), named `name` in its index.
+fn oci_layout_of(dir: &Path, layer: &[u8], name: &str) {
+    use sha2::Digest as _;
+    let sha = |b: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)));
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = sha(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let (layer_digest, layer_size) = put(layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    });
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size }],
+    });
+    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest_size,
+            "annotations": { "org.opencontainers.image.ref.name": name, "io.containerd.image.name": name },
+        }],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Crafted archives through `builder import`, `ADD` (auto-extracted), `builder load`
+/// (as the layer of an OCI archive) and `builder pull` (the same image in the test
+/// registry, put there by skopeo, which does not look inside layers; then run, which
+/// unpacks it): each is refused clearly or unpacked without writing outside the image.
+fn hostile_archives(env: &Env, registry: &Registry) -> Row {
+    let mut row = Row::new("hostile archives (4 entry points)");
+    let skopeo = Command::new("skopeo").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !skopeo {
+        eprintln!("SKIPPED reliability hostile archives through pull: skopeo is not installed");
+    }
     let canary = env.work.path().join("canary");
     std::fs::create_dir_all(&canary).unwrap();
     let c = canary.to_str().unwrap().trim_start_matches('/').to_string();
@@ -570,6 +611,33 @@ fn hostile_archives(env: &Env) -> Row {
         std::fs::copy(&tar, ctx.join("x.tar")).unwrap();
         let mut add = env.cmd(&["build", "--progress=plain", "-t", &format!("hostile-add:{i}")]);
         classify(&mut row, &format!("ADD {what}"), run_limited(add.arg(&ctx), Duration::from_secs(120)));
+        // The same bytes as an image's layer (a compressed one as it came).
+        let layout = env.work.path().join(format!("hostile-layout-{i}"));
+        oci_layout_of(&layout, bytes, &format!("hostile-load:{i}"));
+        let archive = env.work.path().join(format!("hostile-layout-{i}.tar"));
+        let packed = Command::new("tar").arg("-cf").arg(&archive).arg("-C").arg(&layout).arg(".").status().unwrap();
+        assert!(packed.success());
+        let mut load = env.cmd(&["load", "-i", archive.to_str().unwrap()]);
+        if classify(&mut row, &format!("load {what}"), run_limited(&mut load, Duration::from_secs(120)))
+            .is_some_and(|o| o.status.success())
+        {
+            let mut run = env.cmd(&["run", "--rm", &format!("hostile-load:{i}"), "/bin/true"]);
+            classify(&mut row, &format!("run of loaded {what}"), run_limited(&mut run, Duration::from_secs(120)));
+        }
+        if skopeo {
+            let name = format!("{}/rel/hostile-{i}:1", registry.host());
+            let copied = Command::new("skopeo")
+                .args(["copy", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:hostile-load:{i}", layout.display()))
+                .arg(format!("docker://{name}"))
+                .output()
+                .unwrap();
+            assert!(copied.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&copied.stderr));
+            let puller = crate::util::env("reliability_hostile_pull").unwrap();
+            let mut pull = puller.cmd(&["run", "--rm", &name, "/bin/true"]);
+            classify(&mut row, &format!("pull and run {what}"), run_limited(&mut pull, Duration::from_secs(120)));
+            check_store(&mut row, &puller, &format!("pull of {what}"));
+        }
         let escaped: Vec<_> = walk(&canary);
         if !escaped.is_empty() {
             row.corrupt(format!("{what}: wrote outside the store: {escaped:?}"));
