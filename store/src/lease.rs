@@ -82,10 +82,13 @@ impl Store {
         let path = dir.join(&token);
         let file = File::options().read(true).append(true).create(true).truncate(false).open(&path);
         let file = file.map_err(io_at("creating", &path))?;
-        file.try_lock().map_err(|e| match e {
-            TryLockError::WouldBlock => io_at("locking", &path)(std::io::Error::other("held by another process")),
-            TryLockError::Error(e) => io_at("locking", &path)(e),
-        })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            // The token is this process's own: another `Store` of this process on the
+            // same root holds the lease already, and it lasts as long as that one.
+            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(io_at("locking", &path)(e)),
+        }
         file.set_len(0).map_err(io_at("truncating", &path))?;
         let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
         let mut state = LeaseFile { file, window_open: true, images: BTreeSet::new(), holds: BTreeSet::new() };
@@ -261,6 +264,17 @@ mod tests {
         assert_eq!(live.images.len(), 1);
         drop(store);
         assert!(other.live_leases().unwrap().images.is_empty());
+    }
+
+    #[test]
+    fn a_second_store_of_the_same_process_shares_the_first_one_s_lease() {
+        let (_d, store) = test_store();
+        store.take_lease().unwrap();
+        let other = Store::open(store.root()).unwrap();
+        other.take_lease().unwrap();
+        let manifest = store.write_blob_bytes(b"{}").unwrap();
+        store.lease_image(&manifest).unwrap();
+        assert_eq!(other.live_leases().unwrap().images.len(), 1);
     }
 
     #[test]
