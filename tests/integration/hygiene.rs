@@ -118,6 +118,17 @@ fn fifty_failing_cancelled_and_killed_builds_leave_nothing_behind() {
     for needle in ["sleep 86401", "sleep 86402", "sleep 86403"] {
         assert_eq!(processes_with(needle), Vec::<String>::new());
     }
+    assert_host_dev_null_intact();
+}
+
+/// The host's `/dev/null` is still the 1:3 character device. Once, on a machine running
+/// several test suites at once, it was found a regular file holding a step's stderr:
+/// the cause was never found, so every run of this test checks it.
+fn assert_host_dev_null_intact() {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let meta = std::fs::symlink_metadata("/dev/null").unwrap();
+    assert!(meta.file_type().is_char_device(), "the host's /dev/null is no longer a device: {meta:?}");
+    assert_eq!((meta.rdev() >> 8, meta.rdev() & 0xff), (1, 3), "the host's /dev/null is another device");
 }
 
 #[test]
