@@ -16,6 +16,7 @@
 use crate::error::{Error, Result, chain, io_at};
 use crate::holders::{Hold, HoldKind, Holder};
 use crate::lease::LiveLeases;
+use crate::sizes::{SizeMemo, disk_size, tree_size};
 use crate::{LayerUnpacker, LockMode, Store, remove_tree};
 use image_spec::{Digest, LayerInfo, chain_ids};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -170,10 +171,6 @@ struct Inventory {
     snapshot_layers: HashMap<String, LayerInfo>,
 }
 
-fn disk_size(meta: &std::fs::Metadata) -> u64 {
-    meta.blocks() * 512
-}
-
 fn mtime(meta: &std::fs::Metadata) -> SystemTime {
     meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)
 }
@@ -181,21 +178,6 @@ fn mtime(meta: &std::fs::Metadata) -> SystemTime {
 fn ctime(meta: &std::fs::Metadata) -> SystemTime {
     let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
     u64::try_from(meta.ctime()).map_or(SystemTime::UNIX_EPOCH, |s| SystemTime::UNIX_EPOCH + Duration::new(s, nanos))
-}
-
-/// Disk usage of a file or a tree, hardlinks once, not crossing into other
-/// filesystems.
-pub fn tree_size(path: &Path) -> u64 {
-    let mut seen = HashSet::new();
-    let mut total = 0;
-    for entry in walkdir::WalkDir::new(path).same_file_system(true).into_iter().flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
-            continue;
-        }
-        total += disk_size(&meta);
-    }
-    total
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
@@ -243,11 +225,15 @@ impl Gc<'_> {
             let item = Item { path: entry.path(), size: disk_size(&meta), mtime: mtime(&meta), ctime: ctime(&meta) };
             inv.blobs.insert(digest, item);
         }
+        let mut memo = sizes.then(|| SizeMemo::load(self.store));
         for entry in read_dir_sorted(&self.store.root.join("snapshots"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.metadata().map_err(io_at("reading", entry.path()))?;
-            let size = if sizes { tree_size(&entry.path()) } else { 0 };
+            let size = memo.as_mut().map_or(0, |m| m.size(&name, &entry.path(), ctime(&meta)));
             inv.snapshots.insert(name, Item { path: entry.path(), size, mtime: mtime(&meta), ctime: ctime(&meta) });
+        }
+        if let Some(memo) = memo {
+            memo.save(self.store);
         }
         for record in inv.records.iter().filter(|r| !r.damaged) {
             if let Some(top) = record.layers.last() {
