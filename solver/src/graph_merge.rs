@@ -1,7 +1,7 @@
-//! Merging graphs: a multi-platform build compiles the Dockerfile once per target
-//! platform and solves the union, in which a vertex that is the same in two graphs
-//! (the build context, a stage on `$BUILDPLATFORM`, a COPY of the same content onto
-//! the same input) is one vertex — shown once, run once.
+//! Merging graphs: a caller with several graphs of one build (a multi-platform build
+//! has one per target platform) solves their union, in which a vertex that is the
+//! same in two graphs (the same op on the same inputs: a shared source, a step every
+//! graph has alike) is one vertex — shown once, run once.
 
 use crate::graph::{Graph, Vertex, VertexId};
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ fn identity(vertex: &Vertex) -> String {
 impl Graph {
     /// Adds the vertices of `other`, reusing any vertex of `self` that does the same
     /// work on the same inputs (the first one's name and step id stay). Vertices of
-    /// `other` stay as many as they are: two identical steps of one Dockerfile are
+    /// `other` stay as many as they are: two identical vertices of one graph are
     /// shown as two, as before (the solver runs them once by key). Returns where each
     /// vertex of `other` is now, by its index in `other`.
     pub fn merge(&mut self, other: &Graph) -> Vec<VertexId> {
