@@ -49,13 +49,26 @@ fn interval() -> Duration {
     Duration::from_secs(seconds.unwrap_or(60))
 }
 
+/// Whether the store at `root` was measured less than the interval ago.
+fn measured_lately(root: &Path) -> bool {
+    let last = std::fs::metadata(root.join("gc-checked")).and_then(|m| m.modified()).ok();
+    last.is_some_and(|t| SystemTime::now().duration_since(t).is_ok_and(|age| age < interval()))
+}
+
+/// Whether [`after_build`] would measure the store at `root` now (it walks the new
+/// snapshots, which an ordinary user can do only in builder's user namespace): GC on,
+/// and not measured lately. A budget that cannot be read counts as due.
+pub fn due(root: &Path) -> bool {
+    let on = budget_from(root, |name| std::env::var(name).ok()).map_or(true, |budget| budget.is_some());
+    on && !measured_lately(root)
+}
+
 /// After a build: prunes the least recently used cache if the build data is over the
 /// budget. Returns what to tell the user, if anything was removed.
 pub fn after_build(store: &Store) -> Result<Option<String>> {
     let Some(budget) = budget(store)? else { return Ok(None) };
     let mark = store.root().join("gc-checked");
-    let last = std::fs::metadata(&mark).and_then(|m| m.modified()).ok();
-    if last.is_some_and(|t| SystemTime::now().duration_since(t).is_ok_and(|age| age < interval())) {
+    if measured_lately(store.root()) {
         return Ok(None);
     }
     std::fs::write(&mark, b"").with_context(|| format!("writing {}", mark.display()))?;
@@ -94,5 +107,18 @@ mod tests {
         assert_eq!(budget_from(dir.path(), set).unwrap().unwrap().bytes, 2_000_000);
         let bad = |name: &str| (name == "BUILDER_GC").then(|| "maybe".to_string());
         assert!(budget_from(dir.path(), bad).is_err());
+    }
+
+    #[test]
+    fn a_store_measured_lately_is_not_due() {
+        let dir = tempfile::tempdir().unwrap();
+        // Never measured (unless the environment turns GC off).
+        let off = std::env::var("BUILDER_GC").is_ok_and(|v| ["0", "false", "no", "off"].contains(&v.trim()));
+        assert_eq!(due(dir.path()), !off);
+        std::fs::write(dir.path().join("gc-checked"), b"").unwrap();
+        assert!(!measured_lately(&dir.path().join("elsewhere")));
+        if std::env::var("BUILDER_GC_INTERVAL").is_err() {
+            assert!(measured_lately(dir.path()) && !due(dir.path()));
+        }
     }
 }

@@ -13,10 +13,15 @@ use registry::RegistryOptions;
 use solver::{ProgressSink, SolveOptions, Solver};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
+    if crate::userns::gc_only() {
+        // The build succeeded outside builder's user namespace and showed its result.
+        collect(store, &args);
+        return Ok(0);
+    }
     let request = Request::new(&args)?;
     let call =
         crate::check::parse_call(args.more.call.as_deref(), args.more.check).map_err(|e| usage_error(anyhow!(e)))?;
@@ -30,6 +35,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
         return print_graph(store, &request, print);
     }
     let mode = crate::progress::Mode::parse(&args.progress).map_err(|e| usage_error(anyhow!(e)))?;
+    if crate::userns::attempting() {
+        return build_outside(store, &args, &request, mode);
+    }
     // The display exists before anything is resolved or pulled: every line the build
     // writes on stderr is one of its steps.
     let progress = if args.more.quiet { crate::progress::quiet() } else { crate::progress::new(mode, args.explain) };
@@ -40,13 +48,49 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
     if let Some(digest) = result? {
         println!("{digest}");
     }
-    // The build succeeded whatever the collection of old cache does.
+    collect(store, &args);
+    Ok(0)
+}
+
+/// The build as an ordinary user's attempt outside builder's user namespace
+/// (`crate::userns`): its display is recorded and shown only if it succeeds. Any
+/// error, or a warning logged, is returned for `main` to start over inside, where the
+/// build shows and reports everything itself.
+fn build_outside(store: &Store, args: &BuildArgs, request: &Request, mode: crate::progress::Mode) -> Result<u8> {
+    let recording = Arc::new(crate::progress::Recording::default());
+    let warnings = crate::progress::warnings_logged();
+    let logs = crate::progress::route_logs(recording.clone());
+    let result = run(store, args, request, &*recording);
+    drop(logs);
+    let digest = result?;
+    let count = crate::progress::warnings_logged() - warnings;
+    if count > 0 {
+        bail!(crate::userns::NeedsUserNamespace::Warned { count });
+    }
+    let start = recording.start();
+    let progress =
+        if args.more.quiet { crate::progress::quiet() } else { crate::progress::new_since(mode, args.explain, start) };
+    recording.replay(&*progress);
+    progress.finish(true);
+    if let Some(digest) = digest {
+        println!("{digest}");
+    }
+    tracing::debug!("user namespace: not needed: the build ran without it");
+    if crate::autogc::due(store.root()) {
+        // It walks new snapshots and removes old ones: inside. Only a failed exec returns.
+        let e = crate::userns::reexec_for_gc();
+        eprintln!("warning: automatic GC: {e:#}");
+    }
+    Ok(0)
+}
+
+/// The automatic GC after a build; the build succeeded whatever it does.
+fn collect(store: &Store, args: &BuildArgs) {
     match crate::autogc::after_build(store) {
-        Ok(Some(message)) if mode != crate::progress::Mode::RawJson => eprintln!("{message}"),
+        Ok(Some(message)) if args.progress != "rawjson" => eprintln!("{message}"),
         Ok(_) => {}
         Err(e) => eprintln!("warning: automatic GC: {e:#}"),
     }
-    Ok(0)
 }
 
 /// What the command line asks for, checked and read before the build starts (its
@@ -187,7 +231,12 @@ fn print_graph(store: &Store, request: &Request, print: &str) -> Result<u8> {
 /// image's digest, unless an output streams there.
 fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn ProgressSink) -> Result<Option<String>> {
     let registry_opts = RegistryOptions::default();
-    let images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
+    let mut images = ImageResolver::new(store, args.pull, host_platform(), registry_opts.clone(), progress);
+    // Outside builder's user namespace, a pull would be shown by this attempt only.
+    let outside_user_namespace = crate::userns::attempting();
+    if outside_user_namespace {
+        images.refuse_pulls();
+    }
     for layout in &request.oci_layouts {
         crate::oci_layout::load(store, layout)?;
     }
@@ -228,6 +277,7 @@ fn run(store: &Store, args: &BuildArgs, request: &Request, progress: &dyn Progre
             ssh: crate::ssh::agents(&args.ssh).map_err(usage_error)?,
             layer_options: crate::layer::LayerOptions { compression, level, mtime_clamp: request.epoch },
             mount_seeds: cache.mount_seeds(),
+            outside_user_namespace,
         },
     );
     let solver_cache = cache.solver_cache();

@@ -93,6 +93,13 @@ pub fn main() -> ExitCode {
     let root = cli.root.clone().unwrap_or_else(store::Store::default_root);
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
+        // A build outside builder's user namespace that needs it (or failed for any
+        // reason): builder starts over inside, which shows and reports everything.
+        Err(e) if userns::falls_back(&e) => {
+            let e = userns::reexec(&e);
+            progress::print_error(&error_text(&e), None);
+            ExitCode::from(1)
+        }
         Err(e) => {
             let (code, error, hint) = match e.downcast::<ExitError>() {
                 Ok(exit) => (exit.code, exit.error, exit.hint),
@@ -143,7 +150,7 @@ fn init_logging(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BUILDER_LOG").unwrap_or_else(|_| filter.into()))
         // While a build's display is up, log lines go through it.
-        .with_writer(progress::LogWriter::default)
+        .with_writer(progress::LogWriters)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -184,7 +184,10 @@ pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
-pub use userns::enter::{Entered, current as current_user_namespace, enter as enter_user_namespace};
+pub use userns::enter::{
+    Entered, current as current_user_namespace, enter as enter_user_namespace, mapping_to_enter, reexec_to_enter,
+    take_reexec_mark,
+};
 pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
 
 /// A filesystem assembled from layers: overlayfs lowerdirs and an optional upperdir.

@@ -155,8 +155,10 @@ impl Context {
         };
         h.update(&[tag]);
         h.update(&(meta.mode() & 0o7777).to_le_bytes());
-        h.update(&meta.uid().to_le_bytes());
-        h.update(&meta.gid().to_le_bytes());
+        // As builder sees them in its user namespace, also when a build runs outside.
+        let (uid, gid) = crate::userns::owner_seen_inside(meta.uid(), meta.gid());
+        h.update(&uid.to_le_bytes());
+        h.update(&gid.to_le_bytes());
         if kind.is_file() {
             h.update(&self.file_digest(host, meta)?);
         } else if kind.is_symlink() {

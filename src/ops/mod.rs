@@ -10,6 +10,7 @@ mod exec;
 mod file;
 mod git;
 mod http;
+mod outside;
 pub mod source;
 
 use crate::cache::RecordedLayers;
@@ -81,6 +82,9 @@ pub struct WorkerOptions {
     /// Imported cache mount contents by cache key (`--cache-from`): a cache's first
     /// instance, when this store has none yet, starts from its blob.
     pub mount_seeds: HashMap<String, LayerInfo>,
+    /// The build runs outside builder's user namespace: ops that need it are refused
+    /// (`outside.rs`).
+    pub outside_user_namespace: bool,
 }
 
 /// Everything ops need from the build.
@@ -156,6 +160,9 @@ impl solver::Worker for BuildWorker<'_> {
 
     fn cache_map(&self, graph: &Graph, id: VertexId) -> Result<CacheMap, WorkerError> {
         let vertex = graph.vertex(id);
+        if self.options.outside_user_namespace {
+            outside::check_key(vertex)?;
+        }
         if let Op::Source(source) = &vertex.op {
             return source::cache_map(self, source).map_err(boxed);
         }
@@ -234,6 +241,9 @@ impl solver::Worker for BuildWorker<'_> {
         inputs: &[Output],
     ) -> Result<Output, WorkerError> {
         let vertex = graph.vertex(id);
+        if self.options.outside_user_namespace {
+            outside::check_exec(vertex)?;
+        }
         let result = match &vertex.op {
             Op::Source(source) => source::exec(self, source),
             Op::Exec(op) => match foreign_platform(vertex) {

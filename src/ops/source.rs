@@ -136,6 +136,8 @@ pub struct ImageResolver<'a> {
     resolved: Mutex<HashMap<(String, String), Image>>,
     /// `ADD URL` downloads, fetched once per build.
     downloads: Mutex<HashMap<String, Download>>,
+    /// A pull is an error ([`ImageResolver::refuse_pulls`]).
+    no_pulls: bool,
 }
 
 impl<'a> ImageResolver<'a> {
@@ -147,7 +149,14 @@ impl<'a> ImageResolver<'a> {
         progress: &'a dyn ProgressSink,
     ) -> Self {
         let (resolved, downloads) = Default::default();
-        ImageResolver { store, pull, platform, registry, progress, resolved, downloads }
+        ImageResolver { store, pull, platform, registry, progress, resolved, downloads, no_pulls: false }
+    }
+
+    /// From now on an image that would be pulled is a [`crate::userns::NeedsUserNamespace`]
+    /// error instead: the build runs outside builder's user namespace and starts over
+    /// inside when it needs more than the store has.
+    pub fn refuse_pulls(&mut self) {
+        self.no_pulls = true;
     }
 
     /// The image only if the local store has it (no network); a damaged one is an error.
@@ -183,6 +192,9 @@ impl<'a> ImageResolver<'a> {
         };
         let image = match local {
             Some(image) => image,
+            None if self.no_pulls => {
+                return Err(crate::userns::NeedsUserNamespace::op(format!("pulling {name}")).into());
+            }
             // Whoever asked names the reference in the error (`failed to resolve base
             // image REF`, `FROM REF`); the registry's error names the request.
             None => {

@@ -19,17 +19,20 @@
 mod logs;
 mod plain;
 mod rawjson;
+mod recording;
 mod status;
 mod steps;
 mod task;
 mod tty;
 
-pub use logs::{LogWriter, message, print_error, route_logs};
+pub use logs::{LogWriters, message, print_error, route_logs, warnings_logged};
+pub use recording::Recording;
 pub use task::{Task, print_transfer, pull};
 
 use solver::{Event, ProgressSink};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// How many output lines of a failed step are shown with its error.
 const ERROR_TAIL: usize = 10;
@@ -69,9 +72,18 @@ pub trait Progress: ProgressSink {
     fn message(&self, line: &str);
     /// Ends the display: clears live lines, shows failed steps' output and a summary.
     fn finish(&self, ok: bool);
+    /// An event that came at `at` (a [`Recording`] replayed: times stay as they were).
+    fn event_at(&self, event: Event, at: Instant);
+    /// A [`Progress::message`] written at `at`.
+    fn message_at(&self, line: &str, at: Instant);
 }
 
 pub fn new(mode: Mode, explain: bool) -> Arc<dyn Progress> {
+    new_since(mode, explain, Instant::now())
+}
+
+/// A display whose time 0 is `start` (the start of the [`Recording`] it replays).
+pub fn new_since(mode: Mode, explain: bool, start: Instant) -> Arc<dyn Progress> {
     // A live display on something that is not a terminal would show nothing.
     let mode = match mode {
         Mode::Auto | Mode::Tty if std::io::stderr().is_terminal() => Mode::Tty,
@@ -79,9 +91,9 @@ pub fn new(mode: Mode, explain: bool) -> Arc<dyn Progress> {
         other => other,
     };
     match mode {
-        Mode::Tty => Arc::new(tty::Tty::new(explain)),
+        Mode::Tty => Arc::new(tty::Tty::new(explain, start)),
         Mode::RawJson => {
-            let display = rawjson::RawJson::new(std::io::stderr(), explain);
+            let display = rawjson::RawJson::new(std::io::stderr(), explain, start);
             logs::errors_as_json(display.start());
             Arc::new(display)
         }

@@ -63,6 +63,14 @@ impl<W: Write + Send> Progress for Plain<W> {
     fn finish(&self, _ok: bool) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).finish();
     }
+
+    fn event_at(&self, event: Event, at: Instant) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).render(&event, at);
+    }
+
+    fn message_at(&self, line: &str, _at: Instant) {
+        self.message(line);
+    }
 }
 
 pub struct Renderer<W: Write> {

@@ -40,8 +40,9 @@ pub struct RawJson<W: Write + Send> {
 }
 
 impl<W: Write + Send> RawJson<W> {
-    pub fn new(out: W, explain: bool) -> Self {
-        RawJson { state: Mutex::new(Renderer::new(out, explain, Instant::now())) }
+    /// A display whose `time` 0 is `start`.
+    pub fn new(out: W, explain: bool, start: Instant) -> Self {
+        RawJson { state: Mutex::new(Renderer::new(out, explain, start)) }
     }
 
     /// When the display started (its `time` 0).
@@ -62,13 +63,21 @@ impl<W: Write + Send> Progress for RawJson<W> {
     }
 
     fn message(&self, line: &str) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let object = json!({ "time": state.time(Instant::now()), "event": "message", "text": line });
-        state.line(&object);
+        self.message_at(line, Instant::now());
     }
 
     fn finish(&self, ok: bool) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).finish(ok, Instant::now());
+    }
+
+    fn event_at(&self, event: Event, at: Instant) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).render(&event, at);
+    }
+
+    fn message_at(&self, line: &str, at: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let object = json!({ "time": state.time(at), "event": "message", "text": line });
+        state.line(&object);
     }
 }
 
@@ -279,7 +288,7 @@ mod tests {
 
     #[test]
     fn messages_are_objects_too() {
-        let raw = RawJson::new(Vec::new(), false);
+        let raw = RawJson::new(Vec::new(), false, Instant::now());
         raw.message("WARN saving stat cache: disk full");
         let out = raw.state.into_inner().unwrap().out;
         let object: Value = serde_json::from_slice(&out).unwrap();

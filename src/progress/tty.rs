@@ -48,14 +48,20 @@ struct Live {
 }
 
 impl Tty {
-    pub fn new(explain: bool) -> Self {
+    /// A display whose summary counts from `start`.
+    pub fn new(explain: bool, start: Instant) -> Self {
         let width = || console::Term::stderr().size().1 as usize;
-        Self::with_target(ProgressDrawTarget::stderr(), explain, Box::new(width))
+        Self::with_target(ProgressDrawTarget::stderr(), explain, Box::new(width), start)
     }
 
-    fn with_target(target: ProgressDrawTarget, explain: bool, width: Box<dyn Fn() -> usize + Send + Sync>) -> Self {
+    fn with_target(
+        target: ProgressDrawTarget,
+        explain: bool,
+        width: Box<dyn Fn() -> usize + Send + Sync>,
+        start: Instant,
+    ) -> Self {
         let multi = MultiProgress::with_draw_target(target);
-        Tty { multi, explain, start: Instant::now(), width, state: Mutex::new(State::default()) }
+        Tty { multi, explain, start, width, state: Mutex::new(State::default()) }
     }
 
     /// Prints `text` above the live lines, each of its lines cut to the width.
@@ -171,10 +177,7 @@ impl Tty {
 
 impl ProgressSink for Tty {
     fn event(&self, event: Event) {
-        if shown(&event, self.explain) {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            self.render(&mut state, &event, Instant::now());
-        }
+        self.event_at(event, Instant::now());
     }
 }
 
@@ -205,6 +208,17 @@ impl Progress for Tty {
         };
         eprintln!("{}", cut(&summary, (self.width)()));
     }
+
+    fn event_at(&self, event: Event, at: Instant) {
+        if shown(&event, self.explain) {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            self.render(&mut state, &event, at);
+        }
+    }
+
+    fn message_at(&self, line: &str, _at: Instant) {
+        self.println(line);
+    }
 }
 
 /// `line` cut to `width` columns (escape sequences take none, wide characters two).
@@ -234,7 +248,12 @@ mod tests {
     impl Recording {
         fn tty(&self, explain: bool) -> Tty {
             let width = self.1 as usize;
-            Tty::with_target(ProgressDrawTarget::term_like(Box::new(self.clone())), explain, Box::new(move || width))
+            Tty::with_target(
+                ProgressDrawTarget::term_like(Box::new(self.clone())),
+                explain,
+                Box::new(move || width),
+                Instant::now(),
+            )
         }
     }
 
@@ -289,7 +308,7 @@ mod tests {
 
     #[test]
     fn any_event_order_is_drawn_without_panicking() {
-        let tty = Tty::with_target(ProgressDrawTarget::hidden(), true, Box::new(|| 80));
+        let tty = Tty::with_target(ProgressDrawTarget::hidden(), true, Box::new(|| 80), Instant::now());
         let (a, b) = (VertexId(1).into(), VertexId(2).into());
         let log = |v, text: &str| Event::Log { vertex: v, stream: Stream::Stderr, data: text.as_bytes().to_vec() };
         tty.event(log(a, "before start\n"));

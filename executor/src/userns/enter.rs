@@ -17,6 +17,13 @@
 //! parent that waits and forwards signals.) What remains is the helpers' start: two
 //! setuid programs, a few milliseconds each, run at once.
 //!
+//! Entering costs those milliseconds at every command, so a command that may not need
+//! the namespace (a no-op rebuild reads only the caller's own metadata) runs outside
+//! first, and one that finds it does need it replaces itself ([`reexec_to_enter`]: an
+//! exec, same pid, same arguments, marked to enter at start, [`take_reexec_mark`]).
+//! Still no process stays between the caller and builder. Outside, what builder
+//! reads of file owners must be what it would read inside: [`mapping_to_enter`].
+//!
 //! Inside, sandboxes need no user namespace of their own ([`crate::UserNamespace::Auto`]
 //! sees root), but the kernel still treats them as rootless: overlayfs with
 //! `userxattr`, no cgroups unless delegated, `/sys` bound where it cannot be mounted.
@@ -24,6 +31,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt as _;
 use std::sync::OnceLock;
 
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -94,6 +102,48 @@ pub fn enter() -> Result<Entered, Error> {
             }
         }
     }
+}
+
+/// In the environment of an image [`reexec_to_enter`] started: enter at start.
+const REEXEC_MARK: &str = "_BUILDER_ENTER_USER_NAMESPACE";
+
+/// Replaces this process's image with builder itself, with the same arguments and the
+/// mark `why` that [`take_reexec_mark`] finds: for a command that ran outside builder's
+/// user namespace and found it needs it. The pid, the terminal, open descriptors
+/// without close-on-exec and the signal mask stay; nothing stays between the caller
+/// and the new image. Returns only if the exec failed, with why.
+pub fn reexec_to_enter(why: &str) -> Error {
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "builder".into());
+    // The running binary itself, even if its file was replaced or removed meanwhile.
+    let e = std::process::Command::new("/proc/self/exe").arg0(arg0).args(args).env(REEXEC_MARK, why).exec();
+    Error::sys("re-execute builder to enter its user namespace (/proc/self/exe)", e)
+}
+
+/// The mark of [`reexec_to_enter`], if it started this image. The mark leaves the
+/// environment, so that no child inherits it. Call it before any thread is started.
+pub fn take_reexec_mark() -> Option<String> {
+    let mark = std::env::var_os(REEXEC_MARK)?;
+    // SAFETY: the caller promises a single thread: nothing reads the environment while
+    // it changes.
+    unsafe { std::env::remove_var(REEXEC_MARK) };
+    Some(mark.to_string_lossy().into_owned())
+}
+
+/// The maps [`enter`] would give builder's user namespace here (0 → the caller, 1... →
+/// its subordinate ids, or root alone); `None` as root, who enters none. A command
+/// that stays outside reads file owners through them, as it would see them inside.
+pub fn mapping_to_enter() -> Result<Option<IdMapping>, Error> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    // As `plan_for`, without its warning: nothing is mapped yet, nothing is lost.
+    let caller = Caller::current();
+    let ranges = |r: &Result<Vec<super::SubordinateRange>, String>| {
+        r.clone().map_err(|why| Error::sys("find subordinate ids", io::Error::other(why)))
+    };
+    let (subuids, subgids) = (ranges(&caller.subuids)?, ranges(&caller.subgids)?);
+    Ok(Some(IdMapping::new(caller.uid, caller.gid, &subuids, &subgids)))
 }
 
 /// The maps of the user namespace this process is in, as [`IdMapping`] (inside id →
