@@ -8,6 +8,7 @@
 //! Named `rootless_*`: `cargo test --test integration rootless_` runs this subset.
 
 mod harness;
+mod outside;
 
 use crate::registry::Registry;
 use crate::util::busybox_tar;
