@@ -74,7 +74,16 @@ fn steps(stderr: &str) -> (BTreeMap<String, String>, Vec<String>) {
             names.insert(n.to_string(), rest.to_string());
         }
     }
-    let steps = names.into_iter().map(|(n, name)| (name, ends.get(&n).cloned().unwrap_or_default())).collect();
+    let steps = names
+        .into_iter()
+        .map(|(n, name)| {
+            let end = ends.get(&n).cloned().unwrap_or_default();
+            // Two FROMs of one image are one vertex: which of them is shown as done and
+            // which as cached depends on which the scheduler took first.
+            let end = if name.contains("] FROM ") && end == "CACHED" { "DONE".to_string() } else { end };
+            (name, end)
+        })
+        .collect();
     (steps, warnings)
 }
 
