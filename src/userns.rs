@@ -30,8 +30,12 @@ pub fn enter(cli: &mut Cli) -> Result<()> {
         return Ok(());
     }
     let root = store_root(cli);
-    let facts =
-        Facts { root: rustix::process::geteuid().is_root(), reexecuted, temps_quiet: place::temps_quiet(&root) };
+    let facts = Facts {
+        root: rustix::process::geteuid().is_root(),
+        reexecuted,
+        temps_quiet: place::temps_quiet(&root),
+        cached: !crate::cache::DiskCacheStore::is_empty_at(&root.join("cache")),
+    };
     cli.root = Some(root);
     let why = match place::decide(&cli.command, &facts) {
         Place::Here(why) => {

@@ -63,6 +63,12 @@ impl DiskCacheStore {
         Ok(store)
     }
 
+    /// Whether the cache in `dir` holds no record (or does not exist yet): then no
+    /// step of a build can be a hit (`crate::userns` builds inside at once).
+    pub fn is_empty_at(dir: &Path) -> bool {
+        fs::read_dir(dir.join("records")).map_or(true, |mut entries| entries.next().is_none())
+    }
+
     /// The keys of every record, for GC ([`holder`]).
     pub fn keys(&self) -> Result<Vec<CacheKey>> {
         let dir = self.dir.join("records");

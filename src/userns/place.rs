@@ -76,6 +76,8 @@ pub struct Facts {
     pub reexecuted: bool,
     /// The store's `tmp/` is empty or missing: opening it removes nothing.
     pub temps_quiet: bool,
+    /// The store's build cache holds records: a build may be all hits.
+    pub cached: bool,
 }
 
 /// Where `command` runs, given `facts` (every command here touches the store).
@@ -102,6 +104,9 @@ pub fn decide(command: &Command, facts: &Facts) -> Place {
     }
     if !facts.temps_quiet {
         return Place::Inside("the store's tmp/ has entries to remove".into());
+    }
+    if !facts.cached {
+        return Place::Inside("the build cache is empty: every step runs".into());
     }
     Place::Attempt
 }
@@ -238,7 +243,7 @@ mod tests {
         Cli::try_parse_from([&["builder"], args].concat()).unwrap().command
     }
 
-    const QUIET: Facts = Facts { root: false, reexecuted: false, temps_quiet: true };
+    const QUIET: Facts = Facts { root: false, reexecuted: false, temps_quiet: true, cached: true };
 
     fn place(args: &[&str], facts: &Facts) -> Place {
         decide(&command(args), facts)
@@ -287,14 +292,18 @@ mod tests {
     }
 
     #[test]
-    fn a_store_to_clean_is_worked_on_inside() {
+    fn a_store_to_clean_or_without_cache_is_worked_on_inside() {
         let busy = Facts { temps_quiet: false, ..QUIET };
         assert_eq!(place(&["build", "."], &busy), Place::Inside("the store's tmp/ has entries to remove".into()));
+        let fresh = Facts { cached: false, ..QUIET };
+        assert_eq!(place(&["build", "."], &fresh), Place::Inside("the build cache is empty: every step runs".into()));
+        // Metadata is metadata, cache or not.
+        assert!(matches!(place(&["images"], &fresh), Place::Here(_)));
     }
 
     #[test]
     fn root_never_enters_and_a_reexecuted_build_always_does() {
-        let root = Facts { root: true, reexecuted: true, temps_quiet: false };
+        let root = Facts { root: true, reexecuted: true, temps_quiet: false, cached: false };
         assert_eq!(place(&["build", "."], &root), Place::Here("builder runs as root"));
         let again = Facts { reexecuted: true, ..QUIET };
         for args in [&["build", "."][..], &["images"]] {

@@ -7,7 +7,7 @@
 use super::harness::*;
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Two stages, a RUN and COPYs, and two build-check warnings (`as` in lowercase, CMD
@@ -103,19 +103,12 @@ fn rootless_noop_rebuild_and_images_run_outside_the_user_namespace() {
     let ctx = r.context("ctx", &[("Dockerfile", DOCKERFILE), ("f.txt", "f\n")]);
     let ctx = ctx.to_str().unwrap();
 
-    // Cold: the attempt outside meets the RUN, builder starts over inside. Every line
-    // of the display comes once, from the run inside.
+    // Cold: with no cache record yet, the build enters at once.
     let before = user.calls();
-    let out = user.run(&["build", "--progress=plain", "-t", "app", ctx]);
+    let out = user.run(&["--debug", "build", "--progress=plain", "-t", "app", ctx]);
     let cold = ok(&out, "cold build");
-    let err = stderr(&out);
     assert!(user.calls() > before, "the cold build entered the namespace");
-    assert_eq!(cold.lines().count(), 1, "one image id: {cold}");
-    assert_eq!(count(&err, |l| l == "#1 [internal] load build definition from Dockerfile"), 1, "{err}");
-    assert_eq!(count(&err, |l| l.contains("WARN: FromAsCasing")), 1, "{err}");
-    assert_eq!(count(&err, |l| l.contains("WARN: JSONArgsRecommended")), 1, "{err}");
-    assert_eq!(count(&err, |l| l.ends_with(" exporting to image")), 1, "{err}");
-    let (cold_steps, _) = steps(&err);
+    assert!(stderr(&out).contains("user namespace: entering (the build cache is empty"), "{}", stderr(&out));
     let made = |steps: &BTreeMap<String, String>| -> Vec<String> {
         steps
             .iter()
@@ -123,7 +116,7 @@ fn rootless_noop_rebuild_and_images_run_outside_the_user_namespace() {
             .map(|(_, end)| end.clone())
             .collect()
     };
-    assert_eq!(made(&cold_steps), ["DONE"; 3], "{err}");
+    assert_eq!(made(&steps(&stderr(&out)).0), ["DONE"; 3], "{}", stderr(&out));
 
     // No-op: outside, every step cached, as root's no-op rebuild shows it.
     let before = user.calls();
@@ -160,9 +153,30 @@ fn rootless_noop_rebuild_and_images_run_outside_the_user_namespace() {
     assert!(stderr(&out).contains("user namespace: not needed (the command reads"), "{}", stderr(&out));
     assert_eq!(user.calls(), before, "images entered the namespace");
 
+    // A changed file: the attempt outside meets the COPY's miss, builder starts over
+    // inside. Every line of the display comes once, from the run inside.
+    fs::write(Path::new(ctx).join("f.txt"), "changed\n").unwrap();
+    let out = user.run(&["--debug", "build", "--progress=plain", "-t", "app", ctx]);
+    let changed = ok(&out, "build after a change");
+    let err = stderr(&out);
+    assert!(user.calls() > before, "the build after a change did not enter the namespace");
+    assert!(err.contains("user namespace: not entered: the build runs without it unless it needs it"), "{err}");
+    assert!(err.contains("user namespace: needed after all ([stage-1 2/3] COPY f.txt /f.txt: "), "{err}");
+    assert!(err.contains("user namespace: entering (the build needed it outside)"), "{err}");
+    assert_eq!(changed.lines().count(), 1, "one image id: {changed}");
+    assert_ne!(changed, cold);
+    assert_eq!(count(&err, |l| l == "#1 [internal] load build definition from Dockerfile"), 1, "{err}");
+    assert_eq!(count(&err, |l| l.contains("WARN: FromAsCasing")), 1, "{err}");
+    assert_eq!(count(&err, |l| l.contains("WARN: JSONArgsRecommended")), 1, "{err}");
+    assert_eq!(count(&err, |l| l.ends_with(" exporting to image")), 1, "{err}");
+    assert_eq!(made(&steps(&err).0), ["CACHED", "DONE", "DONE"], "RUN, COPY f.txt, COPY --from:\n{err}");
+
     // A build that fails outside (a COPY of a missing file fails while its key is
     // made) starts over inside, which reports the error, once.
     let bad = r.context("bad", &[("Dockerfile", "FROM busybox\nCOPY missing.txt /m\n")]);
+    let out = user.run(&["--debug", "build", "--progress=plain", bad.to_str().unwrap()]);
+    assert!(stderr(&out).contains("user namespace: needed after all ([2/2] COPY missing.txt /m: "), "{}", stderr(&out));
+    let before = user.calls();
     let out = user.run(&["build", "--progress=plain", bad.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
