@@ -25,6 +25,7 @@ mod oci_layout;
 mod ops;
 mod platforms;
 mod progress;
+mod rootless;
 mod run;
 mod sandbox;
 mod signals;
@@ -81,7 +82,7 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.debug);
     // As an ordinary user, the store is worked on from a user namespace of builder's own.
-    if let Err(e) = userns::enter(&mut cli) {
+    if let Err(e) = rootless::enter(&mut cli) {
         let hint = hint::for_error(&e);
         progress::print_error(&format!("{e:#}"), hint.as_deref());
         let is_run = matches!(cli.command, cli::Command::Run(_));

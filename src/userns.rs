@@ -9,54 +9,19 @@
 //! `~/.local/share/builder`, unless `--root`/`BUILDER_ROOT` say otherwise) and kept
 //! in `cli.root`: inside, builder is root and would pick `/var/lib/builder`.
 //!
-//! Not every command enters, and a build tries outside first ([`place`]).
+//! Not every command enters, and a build tries outside first (`crate::rootless`;
+//! the attempt's state: [`outside`]).
 
-mod place;
+mod outside;
 
 use crate::cli::{Cli, Command};
-use anyhow::Result;
-use place::{Facts, Place};
-pub use place::{NeedsUserNamespace, attempting, falls_back, gc_only, owner_seen_inside, reexec, reexec_for_gc};
+pub use outside::{
+    NeedsUserNamespace, attempting, falls_back, gc_only, owner_seen_inside, reexec, reexec_for_gc, start_attempt,
+    take_mark,
+};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use store::Store;
-
-/// Enters builder's user namespace when `cli` needs one (as an ordinary user, for a
-/// command that touches the store and may need it, see [`place`]). Call it before
-/// any thread starts.
-pub fn enter(cli: &mut Cli) -> Result<()> {
-    let reexecuted = place::take_mark();
-    if !needs_store(&cli.command) {
-        return Ok(());
-    }
-    let root = store_root(cli);
-    let facts = Facts {
-        root: rustix::process::geteuid().is_root(),
-        reexecuted,
-        temps_quiet: place::temps_quiet(&root),
-        cached: !crate::cache::DiskCacheStore::is_empty_at(&root.join("cache")),
-    };
-    cli.root = Some(root);
-    let why = match place::decide(&cli.command, &facts) {
-        Place::Here(why) => {
-            tracing::debug!("user namespace: not needed ({why})");
-            return Ok(());
-        }
-        Place::Attempt => match executor::mapping_to_enter() {
-            Ok(Some(mapping)) => {
-                tracing::debug!("user namespace: not entered: the build runs without it unless it needs it");
-                place::start_attempt(mapping);
-                return Ok(());
-            }
-            // Entering says what is wrong with the ids, or enters none as root.
-            Ok(None) | Err(_) => "its mapping could not be read outside".to_string(),
-        },
-        Place::Inside(why) => why,
-    };
-    tracing::debug!("user namespace: entering ({why})");
-    executor::enter_user_namespace()?;
-    Ok(())
-}
 
 /// The store `cli` uses.
 pub fn store_root(cli: &Cli) -> PathBuf {
@@ -64,7 +29,7 @@ pub fn store_root(cli: &Cli) -> PathBuf {
 }
 
 /// Every command but those that only look at the host or the credentials.
-fn needs_store(command: &Command) -> bool {
+pub fn needs_store(command: &Command) -> bool {
     !matches!(command, Command::Doctor | Command::Login { .. } | Command::Logout { .. })
 }
 

@@ -14,46 +14,58 @@
 //!   pulled), and its display is recorded, not shown (`progress::Recording`). If the
 //!   attempt succeeds its display is replayed; if it fails in any way (a refused op,
 //!   any other error, a logged warning), builder re-executes itself to enter
-//!   ([`reexec`], the same pid and arguments), and that run shows and reports
+//!   (`userns::reexec`, the same pid and arguments), and that run shows and reports
 //!   everything once. The fast path can only save time.
 //! - everything else enters at start, as before.
 //!
 //! Outside, the caller reads its files as uid 1000 where builder inside reads uid 0:
 //! the context's owners (part of a COPY's cache key) are read through the mapping the
-//! namespace would have ([`owner_seen_inside`]), so both sides make the same keys. And
+//! namespace would have (`userns::owner_seen_inside`), so both sides make the same keys. And
 //! what opening the store does must not differ either: it removes stale temps, which
 //! may hold files of subordinate owners, so a store whose `tmp/` is not empty is
 //! worked on inside. The automatic GC after a build walks new snapshots and removes
 //! old ones: when it is due (at most once a minute) after a build that succeeded
-//! outside, builder re-executes itself to run only that, inside ([`reexec_for_gc`]).
+//! outside, builder re-executes itself to run only that, inside (`userns::reexec_for_gc`); the attempt's state is `userns/outside.rs`.
 
-use crate::cli::{BuildArgs, Command};
-use executor::IdMapping;
+use crate::cli::{BuildArgs, Cli, Command};
+use anyhow::Result;
 use std::path::Path;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The marks [`reexec`] and [`reexec_for_gc`] give the new image.
-const AGAIN_BUILD: &str = "build";
-const AGAIN_GC: &str = "gc";
-
-/// Something a build outside builder's user namespace was about to do and may not
-/// there; the build then runs again inside.
-#[derive(Debug, thiserror::Error)]
-pub enum NeedsUserNamespace {
-    /// An op or a step that needs root of the namespace (or must not run twice).
-    #[error("{what} needs builder's user namespace")]
-    Op { what: String },
-    /// A warning was logged: inside, the build may not log it (a stale temp there is
-    /// removed, not left with a warning).
-    #[error("{count} warning(s) logged outside builder's user namespace")]
-    Warned { count: usize },
-}
-
-impl NeedsUserNamespace {
-    pub fn op(what: impl Into<String>) -> NeedsUserNamespace {
-        NeedsUserNamespace::Op { what: what.into() }
+/// Enters builder's user namespace when `cli` needs one (as an ordinary user, for a
+/// command that touches the store and may need it), or makes this process a build's
+/// attempt outside. Call it before any thread starts.
+pub fn enter(cli: &mut Cli) -> Result<()> {
+    let reexecuted = crate::userns::take_mark();
+    if !crate::userns::needs_store(&cli.command) {
+        return Ok(());
     }
+    let root = crate::userns::store_root(cli);
+    let facts = Facts {
+        root: rustix::process::geteuid().is_root(),
+        reexecuted,
+        temps_quiet: temps_quiet(&root),
+        cached: !crate::cache::DiskCacheStore::is_empty_at(&root.join("cache")),
+    };
+    cli.root = Some(root);
+    let why = match decide(&cli.command, &facts) {
+        Place::Here(why) => {
+            tracing::debug!("user namespace: not needed ({why})");
+            return Ok(());
+        }
+        Place::Attempt => match executor::mapping_to_enter() {
+            Ok(Some(mapping)) => {
+                tracing::debug!("user namespace: not entered: the build runs without it unless it needs it");
+                crate::userns::start_attempt(mapping);
+                return Ok(());
+            }
+            // Entering says what is wrong with the ids, or enters none as root.
+            Ok(None) | Err(_) => "its mapping could not be read outside".to_string(),
+        },
+        Place::Inside(why) => why,
+    };
+    tracing::debug!("user namespace: entering ({why})");
+    executor::enter_user_namespace()?;
+    Ok(())
 }
 
 /// Where a command runs.
@@ -72,7 +84,7 @@ pub enum Place {
 pub struct Facts {
     /// builder runs as root (of the host, or of a namespace already): nothing to enter.
     pub root: bool,
-    /// This image was started by [`reexec`]: the attempt outside needed the namespace.
+    /// This image was started by `userns::reexec`: the attempt outside needed the namespace.
     pub reexecuted: bool,
     /// The store's `tmp/` is empty or missing: opening it removes nothing.
     pub temps_quiet: bool,
@@ -86,7 +98,7 @@ pub fn decide(command: &Command, facts: &Facts) -> Place {
         return Place::Here("builder runs as root");
     }
     if facts.reexecuted {
-        return Place::Inside("the build needed it outside".into());
+        return Place::Inside("builder re-executed itself to enter".into());
     }
     let metadata_only = matches!(
         command,
@@ -143,101 +155,11 @@ pub fn temps_quiet(root: &Path) -> bool {
     }
 }
 
-/// The attempt outside: the mapping the namespace would have, and the ids the kernel
-/// shows for unmapped ones.
-struct Outside {
-    mapping: IdMapping,
-    overflow: (u32, u32),
-}
-
-static OUTSIDE: OnceLock<Outside> = OnceLock::new();
-
-/// Makes this process the attempt outside, reading owners through `mapping`.
-pub fn start_attempt(mapping: IdMapping) {
-    let overflow = |file: &str| {
-        std::fs::read_to_string(format!("/proc/sys/kernel/{file}"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(65534)
-    };
-    let _ = OUTSIDE.set(Outside { mapping, overflow: (overflow("overflowuid"), overflow("overflowgid")) });
-}
-
-/// Whether this process is a build's attempt outside builder's user namespace.
-pub fn attempting() -> bool {
-    OUTSIDE.get().is_some()
-}
-
-/// The owner (`uid`, `gid`) of a host file as builder sees it in its user namespace:
-/// as it is, unless this is the attempt outside, where it goes through the mapping
-/// the namespace would have (the caller is 0, an unmapped id the overflow id).
-pub fn owner_seen_inside(uid: u32, gid: u32) -> (u32, u32) {
-    match OUTSIDE.get() {
-        None => (uid, gid),
-        Some(outside) => see(outside, uid, gid),
-    }
-}
-
-fn see(outside: &Outside, uid: u32, gid: u32) -> (u32, u32) {
-    (
-        outside.mapping.uid.to_container(uid).unwrap_or(outside.overflow.0),
-        outside.mapping.gid.to_container(gid).unwrap_or(outside.overflow.1),
-    )
-}
-
-/// After the attempt failed with `error`: whether builder starts over inside. Not
-/// after SIGINT or SIGTERM: the user stopped the build.
-pub fn falls_back(error: &anyhow::Error) -> bool {
-    let stopped = error.chain().any(|c| c.downcast_ref::<crate::ExitError>().is_some_and(|e| e.code >= 128));
-    attempting() && !stopped && !crate::signals::interrupted()
-}
-
-/// Replaces builder by itself, entering the namespace at start (same pid, same
-/// arguments). Returns only if that failed, with the error to report.
-pub fn reexec(why: &anyhow::Error) -> anyhow::Error {
-    tracing::debug!("user namespace: needed after all ({why:#}): builder re-executes itself to enter it");
-    flush();
-    anyhow::Error::new(executor::reexec_to_enter(AGAIN_BUILD)).context(format!("{why:#}"))
-}
-
-/// After a build that succeeded outside, when the automatic GC is due: replaces
-/// builder by itself, which enters and runs only that ([`gc_only`]). Returns only if
-/// that failed, with why.
-pub fn reexec_for_gc() -> anyhow::Error {
-    tracing::debug!("user namespace: needed for the automatic GC: builder re-executes itself to enter it");
-    flush();
-    executor::reexec_to_enter(AGAIN_GC).into()
-}
-
-/// What the replaced image printed must be out before the new one prints.
-fn flush() {
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-}
-
-static GC_ONLY: AtomicBool = AtomicBool::new(false);
-
-/// Reads the mark [`reexec`] or [`reexec_for_gc`] left (call it first, with one
-/// thread): whether this image was re-executed.
-pub fn take_mark() -> bool {
-    let mark = executor::take_reexec_mark();
-    GC_ONLY.store(mark.as_deref() == Some(AGAIN_GC), Ordering::Relaxed);
-    mark.is_some()
-}
-
-/// Whether this image is the build's automatic GC alone (the build succeeded before
-/// the re-exec, outside builder's user namespace, and showed its result).
-pub fn gc_only() -> bool {
-    GC_ONLY.load(Ordering::Relaxed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cli::Cli;
     use clap::Parser as _;
-    use executor::{IdMap, IdRange};
 
     fn command(args: &[&str]) -> Command {
         Cli::try_parse_from([&["builder"], args].concat()).unwrap().command
@@ -319,19 +241,5 @@ mod tests {
         assert!(temps_quiet(dir.path()));
         std::fs::write(dir.path().join("tmp/123-x"), "").unwrap();
         assert!(!temps_quiet(dir.path()));
-    }
-
-    #[test]
-    fn owners_are_read_as_the_namespace_shows_them() {
-        let map = |host: u32| IdMap {
-            ranges: vec![IdRange { container: 0, host, size: 1 }, IdRange { container: 1, host: 100000, size: 65536 }],
-        };
-        let outside = Outside { mapping: IdMapping { uid: map(1000), gid: map(1001) }, overflow: (65534, 65533) };
-        assert_eq!(see(&outside, 1000, 1001), (0, 0), "the caller is root");
-        assert_eq!(see(&outside, 101000, 101000), (1001, 1001), "a subordinate id");
-        assert_eq!(see(&outside, 0, 0), (65534, 65533), "host root is not mapped");
-        assert_eq!(see(&outside, 1001, 1000), (65534, 65533), "nor are other users");
-        // Not the attempt (tests never are): owners stay as they are.
-        assert_eq!(owner_seen_inside(1000, 1001), (1000, 1001));
     }
 }
