@@ -125,7 +125,9 @@ pub fn decide(command: &Command, facts: &Facts) -> Place {
 
 /// What of a build's command line needs the namespace whatever is cached, if any:
 /// outputs other than the store's image (they read snapshots or compress layers),
-/// pushes, pulls, cache imports and exports, ssh agents.
+/// pushes, pulls, cache imports and exports, ssh agents; and input that can be read
+/// once only (a Dockerfile or secret from a pipe, `<(...)`, stdin), which the attempt
+/// would take from the run inside.
 fn build_needs(args: &BuildArgs) -> Option<String> {
     let flags = [
         (args.push, "--push"),
@@ -144,7 +146,20 @@ fn build_needs(args: &BuildArgs) -> Option<String> {
             _ => return Some(format!("-o {spec} needs it")),
         }
     }
+    let secret_files = args.secrets.iter().flat_map(|spec| {
+        spec.split(',').filter_map(|field| field.strip_prefix("src=").or_else(|| field.strip_prefix("source=")))
+    });
+    for path in args.file.iter().map(|f| f.as_path()).chain(secret_files.map(Path::new)) {
+        if read_once(path) {
+            return Some(format!("{} can be read once only", path.display()));
+        }
+    }
     None
+}
+
+/// Whether `path` exists and is not a regular file (a pipe, a terminal, a device).
+fn read_once(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file())
 }
 
 /// Whether the store at `root` has nothing in `tmp/` (or no `tmp/` yet).
@@ -195,6 +210,9 @@ mod tests {
             (&["build", "-o", "type=image,compression=zstd", "."], "-o type=image,compression=zstd needs it"),
             (&["build", "-o", "type=image,push=true,name=r/a", "."], "-o type=image,push=true,name=r/a needs it"),
             (&["build", "-o", "bogus=1", "."], "-o bogus=1 needs it"),
+            (&["build", "-f", "/dev/null", "."], "/dev/null can be read once only"),
+            (&["build", "--secret", "id=s,src=/dev/null", "."], "/dev/null can be read once only"),
+            (&["build", "--secret", "type=file,id=s,source=/dev/zero", "."], "/dev/zero can be read once only"),
         ] {
             assert_eq!(place(args, &QUIET), Place::Inside(why.into()), "{args:?}");
         }
