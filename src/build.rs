@@ -13,7 +13,7 @@ use registry::RegistryOptions;
 use solver::{ProgressSink, SolveOptions, Solver};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use store::Store;
 
 pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
@@ -57,13 +57,13 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<u8> {
 /// error, or a warning logged, is returned for `main` to start over inside, where the
 /// build shows and reports everything itself.
 fn build_outside(store: &Store, args: &BuildArgs, request: &Request, mode: crate::progress::Mode) -> Result<u8> {
-    let recording = Arc::new(crate::progress::Recording::default());
-    let warnings = crate::progress::warnings_logged();
+    // Started by `main`, before the store was opened.
+    let recording = crate::progress::Recording::attempt();
     let logs = crate::progress::route_logs(recording.clone());
     let result = run(store, args, request, &*recording);
     drop(logs);
     let digest = result?;
-    let count = crate::progress::warnings_logged() - warnings;
+    let count = recording.warnings();
     if count > 0 {
         bail!(crate::userns::NeedsUserNamespace::Warned { count });
     }

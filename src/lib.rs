@@ -88,11 +88,17 @@ pub fn main() -> ExitCode {
         let is_run = matches!(cli.command, cli::Command::Run(_));
         return ExitCode::from(if is_run { run::FAILED } else { 1 });
     }
+    // A build's attempt outside builder's user namespace shows nothing unless it
+    // succeeds: from here on (opening the store, waiting for its lock) log lines and
+    // messages are recorded (`progress::Recording`).
+    let recorded = userns::attempting().then(|| progress::route_logs(progress::Recording::attempt()));
     // The container's exit code is `run`'s answer, so its own errors must not be
     // mistaken for one: they all end with 125, as `docker run`'s do.
     let is_run = matches!(cli.command, cli::Command::Run(_));
     let root = cli.root.clone().unwrap_or_else(store::Store::default_root);
-    match commands::dispatch(cli) {
+    let result = commands::dispatch(cli);
+    drop(recorded);
+    match result {
         Ok(code) => ExitCode::from(code),
         // A build outside builder's user namespace that needs it (or failed for any
         // reason): builder starts over inside, which shows and reports everything.

@@ -100,16 +100,22 @@ pub fn decide(command: &Command, facts: &Facts) -> Place {
     if facts.reexecuted {
         return Place::Inside("builder re-executed itself to enter".into());
     }
-    let metadata_only = matches!(
-        command,
-        Command::Images | Command::Inspect { .. } | Command::History { .. } | Command::Tag { .. } | Command::Rmi { .. }
-    );
-    let Command::Build(args) = command else {
-        return match metadata_only {
-            true if facts.temps_quiet => Place::Here("the command reads and writes the caller's metadata only"),
-            true => Place::Inside("the store's tmp/ has entries to remove".into()),
-            false => Place::Inside("the command works on snapshots, mounts or sandboxes".into()),
-        };
+    let metadata_only = match command {
+        Command::Images
+        | Command::Inspect { .. }
+        | Command::History { .. }
+        | Command::Tag { .. }
+        | Command::Rmi { .. } => true,
+        Command::Build(args) => builds_nothing(args),
+        _ => false,
+    };
+    let args = match command {
+        _ if metadata_only && facts.temps_quiet => {
+            return Place::Here("the command reads and writes the caller's metadata only");
+        }
+        _ if metadata_only => return Place::Inside("the store's tmp/ has entries to remove".into()),
+        Command::Build(args) => args,
+        _ => return Place::Inside("the command works on snapshots, mounts or sandboxes".into()),
     };
     if let Some(why) = build_needs(args) {
         return Place::Inside(why);
@@ -121,6 +127,13 @@ pub fn decide(command: &Command, facts: &Facts) -> Place {
         return Place::Inside("the build cache is empty: every step runs".into());
     }
     Place::Attempt
+}
+
+/// `build --print` and `build --call`/`--check` other than `build`: the Dockerfile is
+/// compiled against the store's images, nothing is built.
+fn builds_nothing(args: &BuildArgs) -> bool {
+    let call = args.more.call.as_deref().map(|c| c.split(',').next().unwrap_or(c));
+    args.print.is_some() || args.more.check || call.is_some_and(|c| c != "build")
 }
 
 /// What of a build's command line needs the namespace whatever is cached, if any:
@@ -193,6 +206,7 @@ mod tests {
             &["build", "-t", "a", "--iidfile", "i", "--metadata-file", "m", "."],
             &["build", "--load", "-o", "type=image,name=x", "."],
             &["build", "--secret", "id=s,src=f", "--progress=rawjson", "--platform", "linux/amd64,linux/arm64", "."],
+            &["build", "--call", "build", "."],
         ] {
             assert_eq!(place(args, &QUIET), Place::Attempt, "{args:?}");
         }
@@ -223,7 +237,16 @@ mod tests {
 
     #[test]
     fn metadata_commands_stay_where_they_are() {
-        for args in [&["images"][..], &["inspect", "a"], &["history", "a"], &["tag", "a", "b"], &["rmi", "a"]] {
+        for args in [
+            &["images"][..],
+            &["inspect", "a"],
+            &["history", "a"],
+            &["tag", "a", "b"],
+            &["rmi", "a"],
+            &["build", "--print", "graph", "."],
+            &["build", "--check", "."],
+            &["build", "--call", "outline,format=json", "."],
+        ] {
             assert!(matches!(place(args, &QUIET), Place::Here(_)), "{args:?}");
             // Opening the store would remove stale temps, maybe of subordinate owners.
             let busy = Facts { temps_quiet: false, ..QUIET };

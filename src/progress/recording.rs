@@ -5,10 +5,12 @@
 //! lines, a lock wait, a step's warnings) are recorded with when they came, and
 //! replayed on the real display ([`Recording::replay`]) only once it has succeeded,
 //! at their own times, so that a replay shows what the display would have shown.
+//! The attempt's recording ([`Recording::attempt`]) starts as soon as `main` knows it
+//! is one, before the store is opened: a wait for its lock is told there too.
 
 use super::Progress;
 use solver::{Event, ProgressSink};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// One thing a display was told.
@@ -22,15 +24,29 @@ enum Entry {
 pub struct Recording {
     start: Instant,
     entries: Mutex<Vec<Entry>>,
+    /// [`super::warnings_logged`] when it started.
+    warnings_before: usize,
 }
 
 impl Default for Recording {
     fn default() -> Self {
-        Recording { start: Instant::now(), entries: Mutex::default() }
+        Recording { start: Instant::now(), entries: Mutex::default(), warnings_before: super::warnings_logged() }
     }
 }
 
 impl Recording {
+    /// The recording of this process's attempt outside builder's user namespace,
+    /// started by the first call.
+    pub fn attempt() -> Arc<Recording> {
+        static ATTEMPT: OnceLock<Arc<Recording>> = OnceLock::new();
+        ATTEMPT.get_or_init(Arc::default).clone()
+    }
+
+    /// How many warnings and errors were logged since it started.
+    pub fn warnings(&self) -> usize {
+        super::warnings_logged().saturating_sub(self.warnings_before)
+    }
+
     /// When the recording started: the real display's time 0 ([`super::new_since`]).
     pub fn start(&self) -> Instant {
         self.start
