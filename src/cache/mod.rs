@@ -64,7 +64,7 @@ impl DiskCacheStore {
     }
 
     /// Whether the cache in `dir` holds no record (or does not exist yet): then no
-    /// step of a build can be a hit (`crate::userns` builds inside at once).
+    /// step of a build can be a hit (`crate::rootless` builds inside at once).
     pub fn is_empty_at(dir: &Path) -> bool {
         fs::read_dir(dir.join("records")).map_or(true, |mut entries| entries.next().is_none())
     }
