@@ -213,4 +213,23 @@ fn rootless_without_subordinate_ids_a_noop_rebuild_runs_outside_too() {
     let made: Vec<_> = steps.iter().filter(|(name, _)| name.contains("] RUN ") || name.contains("] COPY ")).collect();
     assert_eq!(made.len(), 2, "{err}");
     assert!(made.iter().all(|(_, end)| *end == "CACHED"), "{err}");
+
+    // The automatic GC due after a no-op rebuild (measured after every build, over a
+    // budget of 1 kB) runs in a re-exec of its own, inside, after the build showed its
+    // result once.
+    let gc = |cmd: &mut Command| {
+        cmd.env("BUILDER_GC_INTERVAL", "0").env("BUILDER_GC_KEEP_STORAGE", "1kB");
+    };
+    let mut cmd = r.cmd(&["--debug", "build", "--progress=plain", "-t", "app", ctx]);
+    gc(&mut cmd);
+    let out = cmd.output().unwrap();
+    let digest = ok(&out, "no-op build with the GC due");
+    let err = stderr(&out);
+    assert_eq!(digest.lines().count(), 1, "{digest}");
+    assert!(err.contains("user namespace: not needed: the build ran without it"), "{err}");
+    assert!(err.contains("user namespace: needed for the automatic GC"), "{err}");
+    assert_eq!(count(&err, |l| l == "#1 [internal] load build definition from Dockerfile"), 1, "{err}");
+    assert_eq!(count(&err, |l| l.starts_with("automatic GC: build data ")), 1, "{err}");
+    assert!(r.ok(&["images"]).lines().any(|l| l.starts_with("app ")));
+    r.assert_no_processes_left("the builds");
 }
