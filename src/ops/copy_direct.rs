@@ -69,7 +69,7 @@ pub fn exec(
     if reuse.linked > 0 {
         tracing::debug!("{} unchanged files linked from the previous result", reuse.linked);
     }
-    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
+    let layer = crate::layer::diff_to_step_layer(store, &upperdir, &worker.options.layer_options)?;
     let output = stack_layer(store, parent, upperdir, layer)?;
     if let Output::Layers(layers, _) = &output
         && layers.len() > parent_layers.len()
