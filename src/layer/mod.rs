@@ -21,8 +21,8 @@ mod verify;
 mod zstd_par;
 
 pub use convert::{compress_layer, ensure_compression, stored_compression};
-pub(crate) use userns::unmapped_owner;
 pub use packed::{open_blob_or_layer, open_layer};
+pub(crate) use userns::unmapped_owner;
 pub use verify::verify_snapshot;
 
 use anyhow::{Context as _, Result, bail};
@@ -96,7 +96,12 @@ pub fn diff_to_step_layer(store: &Store, upperdir: &Path, options: &LayerOptions
 /// Commits `upperdir` as snapshot `chain_id` of a step's new layer and, for a packed
 /// layer, records the snapshot as the way to its blob (after the snapshot: a record
 /// never names a missing one).
-pub fn commit_step_layer(store: &Store, upperdir: PathBuf, chain_id: &image_spec::Digest, step: &StepLayer) -> Result<()> {
+pub fn commit_step_layer(
+    store: &Store,
+    upperdir: PathBuf,
+    chain_id: &image_spec::Digest,
+    step: &StepLayer,
+) -> Result<()> {
     let layer = &step.layer;
     let Some(tar_options) = step.packed.filter(|_| !store.has_blob(&layer.digest)) else {
         store.commit_snapshot(upperdir, chain_id)?;

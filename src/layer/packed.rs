@@ -21,7 +21,8 @@ use store::{HashWriter, PackedLayer, Store};
 /// The digest and size of the tar of `dir`, written nowhere.
 pub fn hash_tar(dir: &Path, options: &TarOptions) -> Result<(Digest, u64)> {
     let hashing = HashWriter::new(io::sink());
-    let hashing = tar_writer::write_tar(dir, hashing, options).with_context(|| format!("archiving {}", dir.display()))?;
+    let hashing =
+        tar_writer::write_tar(dir, hashing, options).with_context(|| format!("archiving {}", dir.display()))?;
     let (_, digest, size) = hashing.finish();
     Ok((digest, size))
 }
@@ -161,5 +162,98 @@ impl Write for ChunkWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LayerOptions, commit_step_layer, diff_to_layer_with, diff_to_step_layer};
+    use super::*;
+    use image_spec::Compression;
+    use std::fs;
+
+    /// A tree of a few files, one of several MiB (more than the chunks in flight).
+    fn tree(dir: &Path) {
+        fs::create_dir_all(dir.join("data/sub")).unwrap();
+        let big: Vec<u8> = (0..6_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        fs::write(dir.join("data/big"), big).unwrap();
+        fs::write(dir.join("data/sub/small"), "small\n").unwrap();
+        fs::hard_link(dir.join("data/sub/small"), dir.join("data/linked")).unwrap();
+        std::os::unix::fs::symlink("big", dir.join("data/alias")).unwrap();
+    }
+
+    /// A step's layer committed as `chain` in `store`: packed, no blob file.
+    fn packed_step(store: &Store, clamp: Option<i64>) -> (LayerInfo, PackedLayer) {
+        let upper = store.temp_dir("t").unwrap().keep();
+        tree(&upper);
+        let options = LayerOptions { mtime_clamp: clamp, compression: Compression::Uncompressed, level: None };
+        let step = diff_to_step_layer(store, &upper, &options).unwrap().unwrap();
+        let chain = step.layer.diff_id.clone();
+        commit_step_layer(store, upper, &chain, &step).unwrap();
+        let packed = store.packed_layer(&step.layer.digest).expect("a packed record");
+        assert!(!store.has_blob_file(&step.layer.digest) && store.has_blob(&step.layer.digest));
+        (step.layer, packed)
+    }
+
+    #[test]
+    fn a_packed_layer_reads_as_the_blob_a_written_layer_has() {
+        let (_d, store) = store::testing::test_store();
+        for clamp in [None, Some(1_000)] {
+            let (layer, _) = packed_step(&store, clamp);
+            // The same tree written as a blob the way layers used to be.
+            let other = tempfile::tempdir().unwrap();
+            tree(other.path());
+            let options = LayerOptions { mtime_clamp: clamp, compression: Compression::Uncompressed, level: None };
+            let dir = store.snapshot_path(&layer.diff_id);
+            let mtime = |p: &Path| filetime::FileTime::from_last_modification_time(&fs::symlink_metadata(p).unwrap());
+            for rel in ["data", "data/big", "data/sub", "data/sub/small", "data/alias"] {
+                let t = mtime(&dir.join(rel));
+                filetime::set_symlink_file_times(other.path().join(rel), t, t).unwrap();
+            }
+            let (_o2, other_store) = store::testing::test_store();
+            let written = diff_to_layer_with(&other_store, other.path(), &options).unwrap().unwrap();
+            assert_eq!(written.diff_id, layer.diff_id, "clamp {clamp:?}");
+            let mut bytes = Vec::new();
+            open_layer(&store, &layer).unwrap().read_to_end(&mut bytes).unwrap();
+            assert_eq!(bytes, other_store.read_blob(&written.digest).unwrap());
+            assert_eq!(bytes.len() as u64, layer.size);
+            assert_eq!(store.blob_size(&layer.digest).unwrap(), layer.size);
+        }
+    }
+
+    #[test]
+    fn a_changed_snapshot_fails_the_reader_before_its_last_bytes() {
+        let (_d, store) = store::testing::test_store();
+        let (layer, packed) = packed_step(&store, None);
+        assert_eq!(packed_digest(&store, &packed).unwrap(), layer.diff_id);
+        let file = store.snapshot_path(&packed.snapshot).join("data/sub/small");
+        fs::write(&file, "SMALL\n").unwrap();
+        // A reader that stops at the layer's size still sees the error.
+        let mut taken = Vec::new();
+        let err = open_layer(&store, &layer).unwrap().take(layer.size).read_to_end(&mut taken).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(layer.diff_id.as_str()) && message.contains(packed.snapshot.as_str()), "{message}");
+        assert!((taken.len() as u64) < layer.size);
+        // Compressing it fails the same way and stores nothing.
+        let err = crate::layer::compress_layer(&store, &layer, Compression::Gzip, None, None).unwrap_err();
+        assert!(format!("{err:#}").contains(layer.diff_id.as_str()), "{err:#}");
+        assert!(store.layer_variant(&layer.diff_id, Compression::Gzip, None).is_none());
+        assert_ne!(packed_digest(&store, &packed).unwrap(), layer.diff_id);
+    }
+
+    #[test]
+    fn a_step_whose_snapshot_exists_without_a_blob_writes_the_blob() {
+        let (_d, store) = store::testing::test_store();
+        let upper = store.temp_dir("t").unwrap().keep();
+        tree(&upper);
+        let options = LayerOptions { compression: Compression::Uncompressed, ..Default::default() };
+        let step = diff_to_step_layer(&store, &upper, &options).unwrap().unwrap();
+        assert!(step.packed.is_some());
+        let chain = step.layer.diff_id.clone();
+        // Some other directory is already that snapshot (unpacked from a pruned blob).
+        let other = store.temp_dir("o").unwrap().keep();
+        store.commit_snapshot(other, &chain).unwrap();
+        commit_step_layer(&store, upper, &chain, &step).unwrap();
+        assert!(store.has_blob_file(&step.layer.digest) && store.packed_layer(&step.layer.digest).is_none());
     }
 }

@@ -858,4 +858,38 @@ mod tests {
         );
         assert!(problems.iter().any(|p| p.contains("docker.io/library/app:latest")), "{problems:?}");
     }
+
+    #[test]
+    fn a_packed_layer_holds_its_snapshot_and_goes_with_it() {
+        let (_d, store) = test_store();
+        // A step's layer made on one stack (its snapshot at `made_at`), then used by
+        // an image at another place: the ref holds the snapshot the record names.
+        let diff_id = Digest::of(b"tar");
+        let made_at = Digest::of(b"first chain");
+        let dir = store.temp_dir("t").unwrap().keep();
+        store.commit_snapshot(dir, &made_at).unwrap();
+        let packed =
+            crate::PackedLayer { diff_id: diff_id.clone(), snapshot: made_at.clone(), size: 3, mtime_clamp: None };
+        store.record_packed_layer(&packed).unwrap();
+        let layer = LayerInfo {
+            digest: diff_id.clone(),
+            diff_id: diff_id.clone(),
+            size: 3,
+            media_type: MEDIA_TYPE_OCI_LAYER.into(),
+        };
+        let config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
+        let image = store.write_image(&config, std::slice::from_ref(&layer)).unwrap();
+        store.set_ref("app", &image.manifest_digest).unwrap();
+        let holds = Holds::default();
+        let du = store.gc(&holds).disk_usage().unwrap();
+        assert_eq!(du.blobs.refs.count, 3, "manifest, config and the packed layer");
+        store.gc(&holds).prune(&PruneOptions::default()).unwrap();
+        assert!(store.has_snapshot(&made_at) && store.has_blob(&diff_id));
+
+        store.remove_ref("app").unwrap();
+        let report = store.gc(&holds).prune(&PruneOptions::default()).unwrap();
+        assert_eq!(report.blobs, 3);
+        assert!(!store.has_snapshot(&made_at) && !store.has_blob(&diff_id));
+        assert!(!store.packed_path(&diff_id).exists());
+    }
 }

@@ -356,9 +356,11 @@ fn a_store_only_image_saves_as_an_image_with_blob_files_does() {
     // there, the tarball is the same bytes.
     let Some(files) = store(test) else { return };
     files.ok(&["load", "-i", saved.to_str().unwrap()]);
-    assert!(built_diff_ids(&files, "app:1").iter().all(|d| {
-        files.root.path().join("blobs/sha256").join(d.trim_start_matches("sha256:")).is_file()
-    }));
+    assert!(
+        built_diff_ids(&files, "app:1")
+            .iter()
+            .all(|d| { files.root.path().join("blobs/sha256").join(d.trim_start_matches("sha256:")).is_file() })
+    );
     let again = w.join("again.tar");
     files.ok(&["save", "app:1", "-o", again.to_str().unwrap()]);
     assert!(std::fs::read(&saved).unwrap() == std::fs::read(&again).unwrap(), "the two saves differ");
@@ -391,7 +393,8 @@ fn a_snapshot_changed_behind_the_builders_back_fails_its_export_and_fsck() {
     assert!(stderr.contains(&copy_layer) && stderr.contains(snapshot.as_str()), "{stderr}");
     // An export that compresses the layer fails the same way and keeps no variant.
     let docker = env.work.path().join("docker.tar");
-    let out = env.cmd(&["build", "--progress=plain", "-o", &format!("type=docker,dest={}", docker.display())])
+    let out = env
+        .cmd(&["build", "--progress=plain", "-o", &format!("type=docker,dest={}", docker.display())])
         .arg(&ctx)
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .output()
@@ -399,7 +402,7 @@ fn a_snapshot_changed_behind_the_builders_back_fails_its_export_and_fsck() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains(&copy_layer), "{stderr}");
     assert!(!docker.exists());
-    assert_eq!(compressed_variants(&env, &[copy_layer.clone()]), Vec::<String>::new());
+    assert_eq!(compressed_variants(&env, std::slice::from_ref(&copy_layer)), Vec::<String>::new());
     // fsck re-hashes packed layers as it re-hashes blob files.
     let fsck = env.run(&["fsck"]);
     let report = String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
