@@ -87,7 +87,9 @@ pub fn diff_to_step_layer(store: &Store, upperdir: &Path, options: &LayerOptions
         return Ok(None);
     }
     let tar_options = TarOptions { overlay: true, mtime_clamp: options.mtime_clamp };
+    let started = std::time::Instant::now();
     let (diff_id, size) = packed::hash_tar(upperdir, &tar_options)?;
+    tracing::debug!("layer {diff_id}: {size} bytes of tar hashed in {:?}", started.elapsed());
     let media_type = Compression::Uncompressed.media_type().to_string();
     let layer = LayerInfo { digest: diff_id.clone(), diff_id, size, media_type };
     Ok(Some(StepLayer { layer, packed: Some(tar_options) }))
