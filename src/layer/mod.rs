@@ -14,6 +14,8 @@
 pub mod compress;
 mod convert;
 pub mod packed;
+mod resume;
+mod sha_resume;
 pub mod tar_writer;
 pub mod unpack;
 mod userns;
@@ -71,6 +73,8 @@ pub struct StepLayer {
     /// How its tar was made, when it is kept packed in its snapshot (only hashed);
     /// `None` when it was written as a blob (a compressed layer).
     packed: Option<TarOptions>,
+    /// Where a next layer's hash may resume ([`resume`]).
+    checkpoints: Vec<resume::Checkpoint>,
 }
 
 /// A step's upperdir as a new layer (`None`: no change at all). An uncompressed
@@ -78,9 +82,21 @@ pub struct StepLayer {
 /// only hashed: the snapshot is its blob ([`packed`]). Otherwise as
 /// [`diff_to_layer_with`].
 pub fn diff_to_step_layer(store: &Store, upperdir: &Path, options: &LayerOptions) -> Result<Option<StepLayer>> {
+    diff_to_step_layer_after(store, upperdir, options, None)
+}
+
+/// [`diff_to_step_layer`] for a step whose `previous` result (a packed layer whose
+/// snapshot the new one shares files with: the same COPY before) may let the new
+/// layer's hash resume where the two tars part ([`resume`]).
+pub fn diff_to_step_layer_after(
+    store: &Store,
+    upperdir: &Path,
+    options: &LayerOptions,
+    previous: Option<&PackedLayer>,
+) -> Result<Option<StepLayer>> {
     if options.compression != Compression::Uncompressed {
         let layer = diff_to_layer_with(store, upperdir, options)?;
-        return Ok(layer.map(|layer| StepLayer { layer, packed: None }));
+        return Ok(layer.map(|layer| StepLayer { layer, packed: None, checkpoints: Vec::new() }));
     }
     let mut entries = std::fs::read_dir(upperdir).with_context(|| format!("reading {}", upperdir.display()))?;
     if entries.next().is_none() {
@@ -88,11 +104,22 @@ pub fn diff_to_step_layer(store: &Store, upperdir: &Path, options: &LayerOptions
     }
     let tar_options = TarOptions { overlay: true, mtime_clamp: options.mtime_clamp };
     let started = std::time::Instant::now();
-    let (diff_id, size) = packed::hash_tar(upperdir, &tar_options)?;
-    tracing::debug!("layer {diff_id}: {size} bytes of tar hashed in {:?}", started.elapsed());
+    // Checkpoints of a layer made with other tar options describe another tar.
+    let checkpoints: Vec<resume::Checkpoint> = previous
+        .filter(|p| p.mtime_clamp == options.mtime_clamp)
+        .and_then(|p| p.resume.clone())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let hashed = resume::hash_tar_resuming(upperdir, &tar_options, &checkpoints)?;
+    let (diff_id, size) = (hashed.digest, hashed.size);
+    tracing::debug!(
+        "layer {diff_id}: {size} bytes of tar hashed in {:?}, resumed at {}",
+        started.elapsed(),
+        hashed.resumed_at
+    );
     let media_type = Compression::Uncompressed.media_type().to_string();
     let layer = LayerInfo { digest: diff_id.clone(), diff_id, size, media_type };
-    Ok(Some(StepLayer { layer, packed: Some(tar_options) }))
+    Ok(Some(StepLayer { layer, packed: Some(tar_options), checkpoints: hashed.checkpoints }))
 }
 
 /// Commits `upperdir` as snapshot `chain_id` of a step's new layer and, for a packed
@@ -126,6 +153,7 @@ pub fn commit_step_layer(
         snapshot: chain_id.clone(),
         size: layer.size,
         mtime_clamp: tar_options.mtime_clamp,
+        resume: Some(serde_json::to_value(&step.checkpoints).expect("checkpoints serialize")),
     };
     store.record_packed_layer(&packed).with_context(|| format!("recording layer {}", layer.diff_id))?;
     Ok(())

@@ -868,8 +868,13 @@ mod tests {
         let made_at = Digest::of(b"first chain");
         let dir = store.temp_dir("t").unwrap().keep();
         store.commit_snapshot(dir, &made_at).unwrap();
-        let packed =
-            crate::PackedLayer { diff_id: diff_id.clone(), snapshot: made_at.clone(), size: 3, mtime_clamp: None };
+        let packed = crate::PackedLayer {
+            diff_id: diff_id.clone(),
+            snapshot: made_at.clone(),
+            size: 3,
+            mtime_clamp: None,
+            resume: None,
+        };
         store.record_packed_layer(&packed).unwrap();
         let layer = LayerInfo {
             digest: diff_id.clone(),

@@ -28,6 +28,9 @@ pub struct PackedLayer {
     /// store keeps it for the packer and never reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime_clamp: Option<i64>,
+    /// The packer's checkpoints for hashing a next layer incrementally (opaque here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<serde_json::Value>,
 }
 
 impl Store {
@@ -98,7 +101,13 @@ mod tests {
         let (_d, store) = test_store();
         let diff_id = Digest::of(b"tar");
         let snapshot = Digest::of(b"chain");
-        let packed = PackedLayer { diff_id: diff_id.clone(), snapshot: snapshot.clone(), size: 3, mtime_clamp: None };
+        let packed = PackedLayer {
+            diff_id: diff_id.clone(),
+            snapshot: snapshot.clone(),
+            size: 3,
+            mtime_clamp: None,
+            resume: None,
+        };
         store.record_packed_layer(&packed).unwrap();
         assert!(!store.has_blob(&diff_id), "no snapshot, no blob");
         let dir = store.temp_dir("t").unwrap().keep();
