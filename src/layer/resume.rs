@@ -79,6 +79,9 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
     Ok(Hashed { digest: resumer.hasher.finalize(), size, checkpoints: resumer.checkpoints, resumed_at })
 }
 
+/// An entry walked while following: its headers and its file's path and size.
+type Pending = (Vec<u8>, Option<(PathBuf, u64)>);
+
 struct Resumer<'a> {
     /// Bytes between checkpoints (at least).
     every: u64,
@@ -90,7 +93,7 @@ struct Resumer<'a> {
     /// The last of `previous` that matched.
     matched: Option<Checkpoint>,
     /// The entries since `matched` while following: hashed only if the tars part.
-    pending: Vec<(Vec<u8>, Option<(PathBuf, u64)>)>,
+    pending: Vec<Pending>,
     proof: sha2::Sha256,
     hasher: ResumableSha256,
     checkpoints: Vec<Checkpoint>,
@@ -193,7 +196,7 @@ fn parse_state(c: &Checkpoint) -> Result<ShaState> {
     let words = (0..8)
         .map(|i| c.state.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok()))
         .collect::<Option<Vec<u32>>>()
-        .filter(|_| c.state.len() == 64 && c.offset % 64 == 0);
+        .filter(|_| c.state.len() == 64 && c.offset.is_multiple_of(64));
     let Some(words) = words else { bail!("checkpoint at {} is malformed", c.offset) };
     Ok(ShaState { h: words.try_into().expect("eight words"), len: c.offset })
 }

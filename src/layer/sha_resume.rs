@@ -38,7 +38,7 @@ impl Default for ResumableSha256 {
 
 impl ResumableSha256 {
     pub fn resume(state: ShaState) -> Self {
-        debug_assert!(state.len % 64 == 0);
+        debug_assert!(state.len.is_multiple_of(64));
         ResumableSha256 { h: state.h, len: state.len, buf: [0; 64], buf_len: 0 }
     }
 
