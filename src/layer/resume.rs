@@ -65,6 +65,7 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
         hasher: ResumableSha256::default(),
         checkpoints: Vec::new(),
         error: None,
+        buf: vec![0; 256 << 10],
     };
     write_tar_observed(dir, io::sink(), options, &mut resumer)
         .with_context(|| format!("archiving {}", dir.display()))?;
@@ -98,6 +99,7 @@ struct Resumer<'a> {
     hasher: ResumableSha256,
     checkpoints: Vec<Checkpoint>,
     error: Option<anyhow::Error>,
+    buf: Vec<u8>,
 }
 
 impl Resumer<'_> {
@@ -124,9 +126,17 @@ impl Resumer<'_> {
     fn hash_entry(&mut self, headers: &[u8], data: Option<(&Path, u64)>) -> Result<()> {
         self.hasher.update(headers);
         if let Some((path, size)) = data {
-            let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let copied = io::copy(&mut file.take(size), &mut self.hasher)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?.take(size);
+            // Large reads: the hash is the cost here, not the syscalls.
+            let mut copied = 0;
+            loop {
+                let n = file.read(&mut self.buf).with_context(|| format!("reading {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                self.hasher.update(&self.buf[..n]);
+                copied += n as u64;
+            }
             if copied != size {
                 bail!("{} shrank while it was archived", path.display());
             }
