@@ -249,7 +249,7 @@ fn verify_layer(store: &Store, layer: &LayerInfo) -> Result<()> {
         // An uncompressed layer: the store verified that digest when writing it.
         return Ok(());
     }
-    let blob = store.open_blob(&layer.digest)?;
+    let blob = crate::layer::open_layer(store, layer)?;
     let reader =
         decompress(BufReader::with_capacity(1 << 20, blob)).with_context(|| format!("layer {}", layer.digest))?;
     let mut hashing = HashReader::new(reader);
@@ -283,7 +283,7 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<String>> {
         for (path, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
             let digest = contents.digest(store, Path::new(path))?;
             let mut magic = [0u8; 4];
-            let n = store.open_blob(&digest)?.read(&mut magic)?;
+            let n = crate::layer::open_blob_or_layer(store, &digest)?.read(&mut magic)?;
             let compression = detect(&magic[..n]);
             if compression == Compression::Uncompressed && digest != *diff_id {
                 bail!("layer {path} is {digest} but the config says its diff id is {diff_id}");

@@ -134,6 +134,18 @@ fn copy_exactly(blob: &mut File, len: u64, out: &mut (impl Write + ?Sized)) -> s
     Ok(())
 }
 
+/// Copies `len` bytes of a stream (a packed layer's tar) to `out`, and checks that it
+/// ends there.
+fn copy_exactly_from(blob: &mut dyn Read, len: u64, out: &mut (impl Write + ?Sized)) -> std::io::Result<()> {
+    let copied = std::io::copy(&mut Read::take(&mut *blob, len), out)?;
+    let mut more = [0u8; 1];
+    if copied != len || blob.read(&mut more)? != 0 {
+        let message = format!("the layer gave {copied} bytes or more where {len} were expected");
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, message));
+    }
+    Ok(())
+}
+
 /// A file being written by [`write_file_atomically`].
 pub struct OutputFile(BufWriter<File>);
 
@@ -318,19 +330,23 @@ impl<W: ArchiveWrite> Sink for TarSink<W> {
         if !self.written.insert(digest.clone()) {
             return Ok(());
         }
-        let mut file = store.open_blob(digest)?;
-        let size = file.metadata()?.len();
+        let size = store.blob_size(digest)?;
         let mut h = header(size, 0o644);
         h.set_path(blob_name(digest)).with_context(|| format!("naming blob {digest}"))?;
         h.set_cksum();
         // The header through the builder's writer, the content appended by the output
         // itself (in the kernel for a file), then the padding to a 512-byte block.
         let out = self.tar.get_mut();
-        let written = (|| {
+        let written = (|| -> Result<()> {
             out.write_all(h.as_bytes())?;
-            out.append_blob(&mut file, size)?;
+            if store.has_blob_file(digest) {
+                out.append_blob(&mut store.open_blob(digest)?, size)?;
+            } else {
+                // A packed layer: its tar made again from its snapshot.
+                copy_exactly_from(&mut crate::layer::open_blob_or_layer(store, digest)?, size, out)?;
+            }
             let padding = (512 - size % 512) % 512;
-            out.write_all(&[0; 512][..padding as usize])
+            Ok(out.write_all(&[0; 512][..padding as usize])?)
         })();
         written.with_context(|| format!("writing blob {digest}"))
     }
@@ -361,8 +377,12 @@ impl Sink for DirSink<'_> {
             return Ok(());
         }
         self.put(&name, |w| {
-            w.append_blob(&mut store.open_blob(digest)?, size).with_context(|| format!("writing blob {digest}"))?;
-            Ok(())
+            if store.has_blob_file(digest) {
+                w.append_blob(&mut store.open_blob(digest)?, size)
+            } else {
+                copy_exactly_from(&mut crate::layer::open_blob_or_layer(store, digest)?, size, w)
+            }
+            .with_context(|| format!("writing blob {digest}"))
         })
     }
 }

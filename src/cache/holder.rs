@@ -173,7 +173,7 @@ impl StoreExt for Store {
     }
 
     fn fsck(&self, snapshots: bool) -> Result<FsckReport> {
-        Ok(self.gc(&CacheHolder::open(self)?).fsck(snapshots.then_some(&Unpacker))?)
+        Ok(self.gc(&CacheHolder::open(self)?).fsck_layers(&Unpacker, snapshots)?)
     }
 }
 

@@ -57,7 +57,7 @@ pub fn export(store: &Store, dir: &Path, config: &CacheConfig) -> Result<Written
     };
     for layer in config.blobs() {
         if !blob_path(dir, &layer.digest).is_file() {
-            put(&layer.digest, &mut store.open_blob(&layer.digest)?)?;
+            put(&layer.digest, &mut crate::layer::open_layer(store, &layer)?)?;
         }
     }
     let config_bytes = config.to_bytes();

@@ -77,7 +77,7 @@ pub fn write_tar<W: Write>(store: &Store, images: &[Image], named: &Named<'_>, o
         match content {
             Content::Blob(digest) => {
                 let size = store.blob_size(&digest)?;
-                let blob = store.open_blob(&digest)?;
+                let blob = crate::layer::open_blob_or_layer(store, &digest)?;
                 tar.append_data(&mut header(size, 0o644), &path, blob)
                     .with_context(|| format!("writing blob {digest}"))?;
             }
@@ -96,7 +96,7 @@ pub fn write_dir(store: &Store, images: &[Image], named: &Named<'_>, dir: &Path)
         let target = dir.join(&path);
         match content {
             Content::Blob(digest) => {
-                let mut blob = store.open_blob(&digest)?;
+                let mut blob = crate::layer::open_blob_or_layer(store, &digest)?;
                 let mut file =
                     std::fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
                 std::io::copy(&mut blob, &mut file).with_context(|| format!("writing {}", target.display()))?;

@@ -50,6 +50,16 @@ pub fn compress_layer(
     level: Option<i32>,
     copy: Option<File>,
 ) -> Result<LayerInfo> {
+    if !store.has_blob_file(&layer.digest)
+        && let Some(packed) = store.packed_layer(&layer.digest)
+    {
+        // A layer kept as its snapshot: its tar is made again straight into the
+        // compressor, checked against the diffID before the blob is committed.
+        let out = Tee { blob: store.blob_writer()?, copy };
+        let compressor = Compressor::with_level(compression, level, out)?;
+        let compressor = super::packed::write_packed(store, &packed, compressor)?;
+        return finish(store, layer, compressor, compression, level);
+    }
     let mut blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
     let mut magic = [0u8; 4];
     let magic_len = read_up_to(&mut blob, &mut magic).with_context(|| format!("reading layer {}", layer.digest))?;
@@ -71,6 +81,16 @@ pub fn compress_layer(
             bail!("layer {}: its content has diff id {diff_id}, expected {}", layer.digest, layer.diff_id);
         }
     }
+    finish(store, layer, compressor, compression, level)
+}
+
+fn finish(
+    store: &Store,
+    layer: &LayerInfo,
+    compressor: Compressor<Tee>,
+    compression: Compression,
+    level: Option<i32>,
+) -> Result<LayerInfo> {
     let (digest, size) = compressor.finish().context("finishing compression")?.blob.commit(None)?;
     let converted =
         LayerInfo { digest, diff_id: layer.diff_id.clone(), size, media_type: compression.media_type().to_string() };

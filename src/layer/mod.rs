@@ -5,13 +5,17 @@
 //! ([`tar_writer`]), a sha256 (the diffID) and a compressor ([`compress`]: the
 //! caller, the compression workers and the blob writer each on a thread) into a store
 //! blob, in bounded memory. A build's layers are uncompressed (compressed blobs are
-//! made when an output needs them, see `export::lazy`): the tar is the blob, hashed
-//! once, by the blob writer. [`ensure_snapshots`] has the store do the reverse for
+//! made when an output needs them, see `export::lazy`) and kept as their snapshot
+//! alone ([`diff_to_step_layer`], [`packed`]): the tar is hashed, not written, and made
+//! again from the snapshot when something reads it. [`ensure_snapshots`] has the store do the reverse for
 //! every missing layer of a stack, with [`Unpacker`] unpacking each blob and checking
 //! the diffID of what it unpacked ([`unpack`]).
 
 pub mod compress;
 mod convert;
+pub mod packed;
+mod resume;
+mod sha_resume;
 pub mod tar_writer;
 pub mod unpack;
 mod userns;
@@ -19,6 +23,7 @@ mod verify;
 mod zstd_par;
 
 pub use convert::{compress_layer, ensure_compression, stored_compression};
+pub use packed::{open_blob_or_layer, open_layer};
 pub(crate) use userns::unmapped_owner;
 pub use verify::verify_snapshot;
 
@@ -28,7 +33,7 @@ use image_spec::{Compression, LayerInfo};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use store::{HashReader, HashWriter};
-use store::{LayerUnpacker, Store};
+use store::{LayerUnpacker, PackedLayer, Store};
 use tar_writer::TarOptions;
 use unpack::UnpackOptions;
 
@@ -59,6 +64,99 @@ pub fn diff_to_layer_with(store: &Store, upperdir: &Path, options: &LayerOptions
     }
     let tar_options = TarOptions { overlay: true, mtime_clamp: options.mtime_clamp };
     dir_to_layer(store, upperdir, options, &tar_options).map(Some)
+}
+
+/// A step's new layer, before its snapshot is committed ([`commit_step_layer`]).
+#[derive(Debug, Clone)]
+pub struct StepLayer {
+    pub layer: LayerInfo,
+    /// How its tar was made, when it is kept packed in its snapshot (only hashed);
+    /// `None` when it was written as a blob (a compressed layer).
+    packed: Option<TarOptions>,
+    /// Where a next layer's hash may resume ([`resume`]).
+    checkpoints: Vec<resume::Checkpoint>,
+}
+
+/// A step's upperdir as a new layer (`None`: no change at all). An uncompressed
+/// layer (a build's, unless an output wants compressed layers made by the steps) is
+/// only hashed: the snapshot is its blob ([`packed`]). Otherwise as
+/// [`diff_to_layer_with`].
+pub fn diff_to_step_layer(store: &Store, upperdir: &Path, options: &LayerOptions) -> Result<Option<StepLayer>> {
+    diff_to_step_layer_after(store, upperdir, options, None)
+}
+
+/// [`diff_to_step_layer`] for a step whose `previous` result (a packed layer whose
+/// snapshot the new one shares files with: the same COPY before) may let the new
+/// layer's hash resume where the two tars part ([`resume`]).
+pub fn diff_to_step_layer_after(
+    store: &Store,
+    upperdir: &Path,
+    options: &LayerOptions,
+    previous: Option<&PackedLayer>,
+) -> Result<Option<StepLayer>> {
+    if options.compression != Compression::Uncompressed {
+        let layer = diff_to_layer_with(store, upperdir, options)?;
+        return Ok(layer.map(|layer| StepLayer { layer, packed: None, checkpoints: Vec::new() }));
+    }
+    let mut entries = std::fs::read_dir(upperdir).with_context(|| format!("reading {}", upperdir.display()))?;
+    if entries.next().is_none() {
+        return Ok(None);
+    }
+    let tar_options = TarOptions { overlay: true, mtime_clamp: options.mtime_clamp };
+    let started = std::time::Instant::now();
+    // Checkpoints of a layer made with other tar options describe another tar.
+    let checkpoints: Vec<resume::Checkpoint> = previous
+        .filter(|p| p.mtime_clamp == options.mtime_clamp)
+        .and_then(|p| p.resume.clone())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let hashed = resume::hash_tar_resuming(upperdir, &tar_options, &checkpoints)?;
+    let (diff_id, size) = (hashed.digest, hashed.size);
+    tracing::debug!(
+        "layer {diff_id}: {size} bytes of tar hashed in {:?}, resumed at {}",
+        started.elapsed(),
+        hashed.resumed_at
+    );
+    let media_type = Compression::Uncompressed.media_type().to_string();
+    let layer = LayerInfo { digest: diff_id.clone(), diff_id, size, media_type };
+    Ok(Some(StepLayer { layer, packed: Some(tar_options), checkpoints: hashed.checkpoints }))
+}
+
+/// Commits `upperdir` as snapshot `chain_id` of a step's new layer and, for a packed
+/// layer, records the snapshot as the way to its blob (after the snapshot: a record
+/// never names a missing one).
+pub fn commit_step_layer(
+    store: &Store,
+    upperdir: PathBuf,
+    chain_id: &image_spec::Digest,
+    step: &StepLayer,
+) -> Result<()> {
+    let layer = &step.layer;
+    let Some(tar_options) = step.packed.filter(|_| !store.has_blob(&layer.digest)) else {
+        store.commit_snapshot(upperdir, chain_id)?;
+        return Ok(());
+    };
+    if store.has_snapshot(chain_id) {
+        // Made before (by a build whose layer blob has gone since, or unpacked from a
+        // blob): that directory is not known to give this very tar, so the blob is
+        // written from this one, which gave it.
+        let blob = store.blob_writer()?;
+        let blob = tar_writer::write_tar(&upperdir, blob, &tar_options)
+            .with_context(|| format!("archiving {}", upperdir.display()))?;
+        blob.commit_sized(&layer.diff_id, layer.size).with_context(|| format!("layer {}", layer.diff_id))?;
+        store.commit_snapshot(upperdir, chain_id)?;
+        return Ok(());
+    }
+    store.commit_snapshot(upperdir, chain_id)?;
+    let packed = PackedLayer {
+        diff_id: layer.diff_id.clone(),
+        snapshot: chain_id.clone(),
+        size: layer.size,
+        mtime_clamp: tar_options.mtime_clamp,
+        resume: Some(serde_json::to_value(&step.checkpoints).expect("checkpoints serialize")),
+    };
+    store.record_packed_layer(&packed).with_context(|| format!("recording layer {}", layer.diff_id))?;
+    Ok(())
 }
 
 /// Tars any directory into a layer blob (`overlay` in `tar_options` says whether to
@@ -102,6 +200,10 @@ impl LayerUnpacker for Unpacker {
     fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>, store::BoxError> {
         Ok(verify_snapshot(store, layer, dir)?)
     }
+
+    fn packed_digest(&self, store: &Store, packed: &PackedLayer) -> Result<image_spec::Digest, store::BoxError> {
+        Ok(packed::packed_digest(store, packed)?)
+    }
 }
 
 /// Makes sure every layer of a stack has its snapshot and returns the snapshot
@@ -112,7 +214,7 @@ pub fn ensure_snapshots(store: &Store, layers: &[LayerInfo]) -> Result<Vec<PathB
 
 /// Unpacks the blob of `layer` into `dir` in overlay format and checks its diffID.
 pub fn unpack_layer(store: &Store, layer: &LayerInfo, dir: &Path) -> Result<()> {
-    let blob = store.open_blob(&layer.digest).with_context(|| format!("layer {}", layer.digest))?;
+    let blob = open_layer(store, layer).with_context(|| format!("layer {}", layer.digest))?;
     let reader = decompress(BufReader::new(blob)).with_context(|| format!("layer {}", layer.digest))?;
     let mut hashing = HashReader::new(reader);
     unpack::unpack(&mut hashing, dir, UnpackOptions { overlay: true, follow_symlinks: false })

@@ -48,11 +48,48 @@ struct Entry {
     link: Option<Vec<u8>>,
     device: Option<(u32, u32)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A regular file's (dev, inode): where its data comes from.
+    inode: Option<(u64, u64)>,
+}
+
+/// Sees each entry before it is written, and may leave it out (its bytes were
+/// accounted for before: [`super::resume`] resumes a hash after them).
+pub trait EntryObserver {
+    /// `offset`: where the entry starts in the tar; `headers`: the bytes it starts
+    /// with (PAX header and records, the ustar header); `data`: the path, (dev, inode)
+    /// and size of a regular file's data. Returns whether to write the entry.
+    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> bool;
+}
+
+/// Writes every entry.
+struct All;
+
+impl EntryObserver for All {
+    fn entry(&mut self, _: u64, _: &[u8], _: Option<(&Path, (u64, u64), u64)>) -> bool {
+        true
+    }
+}
+
+/// The writer of a tar: where the next entry starts.
+struct TarOut<'a, W> {
+    out: W,
+    offset: u64,
+    observer: &'a mut dyn EntryObserver,
 }
 
 /// Writes the tar of everything under `dir` (not `dir` itself) to `out`.
 pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W> {
-    let mut builder = tar::Builder::new(out);
+    write_tar_observed(dir, out, options, &mut All)
+}
+
+/// [`write_tar`], asking `observer` before each entry.
+pub fn write_tar_observed<W: Write>(
+    dir: &Path,
+    out: W,
+    options: &TarOptions,
+    observer: &mut dyn EntryObserver,
+) -> Result<W> {
+    let mut builder = TarOut { out, offset: 0, observer };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let walk = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false).sort_by_file_name();
     for item in walk {
@@ -73,6 +110,7 @@ pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W
             link: None,
             device: None,
             xattrs: Vec::new(),
+            inode: None,
         };
         if options.overlay && rel.file_name().is_some_and(|n| n.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes())) {
             // In a layer such a name reads as a whiteout (or the opaque marker): what
@@ -116,8 +154,8 @@ pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W
             }
         } else if ft.is_file() {
             entry.size = meta.len();
-            let file = File::open(item.path()).with_context(|| format!("opening {}", item.path().display()))?;
-            append(&mut builder, &entry, Some(file))?;
+            entry.inode = Some((meta.dev(), meta.ino()));
+            append(&mut builder, &entry, Some(item.path()))?;
         } else if ft.is_symlink() {
             entry.kind = tar::EntryType::Symlink;
             let target = std::fs::read_link(item.path())?;
@@ -132,7 +170,9 @@ pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W
             append(&mut builder, &entry, None)?;
         }
     }
-    builder.into_inner().context("finishing tar")
+    // Two zero blocks end a tar.
+    builder.out.write_all(&[0; 1024]).context("finishing tar")?;
+    Ok(builder.out)
 }
 
 fn clamp(mtime: i64, limit: Option<i64>) -> u64 {
@@ -213,7 +253,8 @@ pub fn split_dev(rdev: u64) -> (u32, u32) {
 const USTAR_ID_MAX: u64 = 0o7777777;
 const USTAR_SIZE_MAX: u64 = 0o77777777777;
 
-fn append<W: Write>(builder: &mut tar::Builder<W>, e: &Entry, data: Option<File>) -> Result<()> {
+fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<&Path>) -> Result<()> {
+    let mut headers = Vec::with_capacity(512);
     let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
     let needs_pax = |s: &[u8]| s.len() > 100 || !s.is_ascii() || s.contains(&0);
     if needs_pax(&e.path) {
@@ -253,7 +294,9 @@ fn append<W: Write>(builder: &mut tar::Builder<W>, e: &Entry, data: Option<File>
         h.set_mtime(0);
         h.set_size(records.len() as u64);
         h.set_cksum();
-        builder.append(&h, &records[..]).context("writing tar")?;
+        headers.extend_from_slice(h.as_bytes());
+        headers.extend_from_slice(&records);
+        headers.resize(headers.len().next_multiple_of(512), 0);
     }
 
     let mut h = tar::Header::new_ustar();
@@ -273,17 +316,25 @@ fn append<W: Write>(builder: &mut tar::Builder<W>, e: &Entry, data: Option<File>
         h.set_device_minor(minor).context("device minor")?;
     }
     h.set_cksum();
-    match data {
-        Some(file) => {
-            let mut exact = ExactReader { inner: file.take(e.size), left: e.size };
-            builder
-                .append(&h, &mut exact)
-                .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?;
-            if exact.left != 0 {
-                bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
-            }
+    headers.extend_from_slice(h.as_bytes());
+    let size = if data.is_some() { e.size } else { 0 };
+    let offset = builder.offset;
+    builder.offset += headers.len() as u64 + size.next_multiple_of(512);
+    let identity = data.map(|path| (path, e.inode.unwrap_or_default(), size));
+    if !builder.observer.entry(offset, &headers, identity) {
+        return Ok(());
+    }
+    builder.out.write_all(&headers).context("writing tar")?;
+    if let Some(path) = data {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut exact = ExactReader { inner: file.take(size), left: size };
+        io::copy(&mut exact, &mut builder.out)
+            .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?;
+        if exact.left != 0 {
+            bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
         }
-        None => builder.append(&h, io::empty()).context("writing tar")?,
+        let padding = (size.next_multiple_of(512) - size) as usize;
+        builder.out.write_all(&[0; 512][..padding]).context("writing tar")?;
     }
     Ok(())
 }

@@ -69,15 +69,20 @@ pub fn exec(
     if reuse.linked > 0 {
         tracing::debug!("{} unchanged files linked from the previous result", reuse.linked);
     }
-    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
+    // The previous result's layer, kept packed: the new one's hash resumes from its
+    // checkpoints where the two tars agree.
+    let previous = reuse.previous_layer().and_then(|d| store.packed_layer(d));
+    let layer =
+        crate::layer::diff_to_step_layer_after(store, &upperdir, &worker.options.layer_options, previous.as_ref())?;
     let output = stack_layer(store, parent, upperdir, layer)?;
     if let Output::Layers(layers, _) = &output
         && layers.len() > parent_layers.len()
     {
         let chain = image_spec::chain_ids(&layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>());
         let top = chain.last().expect("one layer at least");
+        let layer = &layers.last().expect("one layer at least").diff_id;
         // A lost memo only costs copying everything next time.
-        if let Err(e) = reuse.save(store, &key, top) {
+        if let Err(e) = reuse.save(store, &key, top, layer) {
             tracing::warn!("remembering the copy for the next build: {e:#}");
         }
     }

@@ -159,7 +159,7 @@ pub fn exec(
             None => anyhow::anyhow!(failed),
         });
     }
-    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
+    let layer = crate::layer::diff_to_step_layer(store, &upperdir, &worker.options.layer_options)?;
     stack_layer(store, parent_output, upperdir, layer)
 }
 

@@ -53,6 +53,6 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
         Ok(())
     })?;
     applied?;
-    let layer = crate::layer::diff_to_layer_with(store, &upperdir, &worker.options.layer_options)?;
+    let layer = crate::layer::diff_to_step_layer(store, &upperdir, &worker.options.layer_options)?;
     stack_layer(store, parent_output, upperdir, layer)
 }

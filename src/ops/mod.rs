@@ -307,16 +307,21 @@ fn merge(inputs: &[Output]) -> Result<Output> {
 
 /// Stacks a new layer (if any) on top of `parent` and commits its snapshot; the
 /// result was made now, or, without a new layer, when the parent was.
-fn stack_layer(store: &Store, parent: &Output, upperdir: PathBuf, layer: Option<LayerInfo>) -> Result<Output> {
-    let Some(layer) = layer else {
+fn stack_layer(
+    store: &Store,
+    parent: &Output,
+    upperdir: PathBuf,
+    layer: Option<crate::layer::StepLayer>,
+) -> Result<Output> {
+    let Some(step) = layer else {
         return Ok(parent.clone());
     };
     let parent = parent.layers()?;
     let mut layers = parent.to_vec();
-    layers.push(layer);
+    layers.push(step.layer.clone());
     let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let chain = image_spec::chain_ids(&diff_ids);
-    store.commit_snapshot(upperdir, chain.last().expect("one layer at least"))?;
+    crate::layer::commit_step_layer(store, upperdir, chain.last().expect("one layer at least"), &step)?;
     Ok(Output::Layers(Arc::new(layers), Some(crate::archive::created_time(None).into())))
 }
 

@@ -34,6 +34,13 @@ impl Content for StoreContent<'_> {
     }
 
     fn blob_file(&self, digest: &Digest) -> Result<(PathBuf, u64), BoxError> {
+        if !self.0.has_blob_file(digest)
+            && let Some(packed) = self.0.packed_layer(digest)
+        {
+            // An uncompressed layer kept as its snapshot, pushed as it is (rare:
+            // pushes compress): the registry client uploads files, so it becomes one.
+            crate::layer::packed::materialise(self.0, &packed)?;
+        }
         let size = self.0.blob_size(digest)?;
         Ok((self.0.blob_path(digest), size))
     }

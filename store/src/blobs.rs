@@ -116,7 +116,14 @@ impl Store {
         Ok(digest)
     }
 
+    /// Whether the store holds the blob: as a file, or as a packed layer whose
+    /// snapshot is there (see `packed.rs`).
     pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.has_blob_file(digest) || self.packed_layer(digest).is_some()
+    }
+
+    /// Whether the blob is a file under `blobs/` (not a packed layer).
+    pub fn has_blob_file(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }
 
@@ -128,12 +135,20 @@ impl Store {
     /// blob). Its content was verified when it was written.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         self.ensure_blob(digest)?;
-        File::open(self.blob_path(digest)).map_err(|source| Error::MissingBlob { digest: digest.clone(), source })
+        File::open(self.blob_path(digest)).map_err(|source| match self.packed_layer(digest) {
+            Some(packed) => Error::Packed { digest: digest.clone(), snapshot: packed.snapshot },
+            None => Error::MissingBlob { digest: digest.clone(), source },
+        })
     }
 
     /// The size of a stored (or fetchable) blob.
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         self.ensure_blob(digest)?;
+        if !self.has_blob_file(digest)
+            && let Some(packed) = self.packed_layer(digest)
+        {
+            return Ok(packed.size);
+        }
         let meta = std::fs::metadata(self.blob_path(digest))
             .map_err(|source| Error::MissingBlob { digest: digest.clone(), source })?;
         Ok(meta.len())

@@ -109,6 +109,8 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    #[error("blob {digest} is kept as snapshot {snapshot}, not as a file: it is read as a layer")]
+    Packed { digest: Digest, snapshot: Digest },
     #[error("asking what holds store content")]
     Holds {
         #[source]

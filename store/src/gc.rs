@@ -169,6 +169,16 @@ struct Inventory {
     variants: Vec<(PathBuf, Option<LayerInfo>)>,
     /// The layer (top of its stack) each known snapshot holds, for fsck.
     snapshot_layers: HashMap<String, LayerInfo>,
+    /// Packed layers (`packed.rs`): blobs whose record is the file and whose
+    /// snapshot (hex, `None` when the record is unreadable) is held with them.
+    packed: BTreeMap<Digest, (Item, Option<String>)>,
+}
+
+impl Inventory {
+    /// The snapshots that the packed layers among `blobs` are made from.
+    fn packed_snapshots<'a>(&'a self, blobs: impl Iterator<Item = &'a Digest>) -> Vec<String> {
+        blobs.filter_map(|d| self.packed.get(d).and_then(|(_, s)| s.clone())).collect()
+    }
 }
 
 fn mtime(meta: &std::fs::Metadata) -> SystemTime {
@@ -217,7 +227,13 @@ impl Gc<'_> {
             ref_count: 0,
             variants: self.store.layer_variants()?,
             snapshot_layers: HashMap::new(),
+            packed: BTreeMap::new(),
         };
+        for (digest, path, snapshot) in self.store.packed_records()? {
+            let meta = std::fs::metadata(&path).map_err(io_at("reading", &path))?;
+            let item = Item { path, size: disk_size(&meta), mtime: mtime(&meta), ctime: ctime(&meta) };
+            inv.packed.insert(digest, (item, snapshot));
+        }
         for entry in read_dir_sorted(&self.store.blobs_dir())? {
             let name = entry.file_name();
             let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else { continue };
@@ -254,6 +270,9 @@ impl Gc<'_> {
                 tracing::debug!("leased image {manifest}: {}", chain(&e));
             }
         }
+        // A packed layer the refs hold holds the snapshot it is made from.
+        let backing = inv.packed_snapshots(inv.refs.blobs.iter());
+        inv.refs.snapshots.extend(backing);
         Ok(inv)
     }
 }
@@ -304,9 +323,11 @@ impl Gc<'_> {
         for r in inv.records.iter().filter(|r| r.is_live(self.store)) {
             cache.add_stack(&r.layers);
         }
+        let backing = inv.packed_snapshots(cache.blobs.iter());
+        cache.snapshots.extend(backing);
         let holders = BlobHolders::new(&inv, &cache);
         let mut usage = DiskUsage::default();
-        for (digest, item) in &inv.blobs {
+        for (digest, item) in inv.blobs.iter().chain(inv.packed.iter().map(|(d, (i, _))| (d, i))) {
             usage.blobs.add(holders.blob(digest), item.size);
         }
         for (name, item) in &inv.snapshots {
@@ -367,21 +388,20 @@ impl Gc<'_> {
             ItemId::Blob(d) => BlobHolders::ref_held(&inv, d),
             ItemId::Snapshot(s) => inv.refs.snapshots.contains(s),
         };
-        let size_of = |id: &ItemId| match id {
-            ItemId::Blob(d) => inv.blobs.get(d).map_or(0, |i| i.size),
-            ItemId::Snapshot(s) => inv.snapshots.get(s).map_or(0, |i| i.size),
+        // A blob's items: its file and its packed record (either or both).
+        let items = |id: &ItemId| -> Vec<&Item> {
+            match id {
+                ItemId::Blob(d) => inv.blobs.get(d).into_iter().chain(inv.packed.get(d).map(|(i, _)| i)).collect(),
+                ItemId::Snapshot(s) => inv.snapshots.get(s).into_iter().collect(),
+            }
         };
-        let spared = |id: &ItemId| {
-            let item = match id {
-                ItemId::Blob(d) => inv.blobs.get(d),
-                ItemId::Snapshot(s) => inv.snapshots.get(s),
-            };
-            item.is_some_and(|i| leases.spares(i.ctime) || leases.spares(i.mtime))
-        };
+        let size_of = |id: &ItemId| items(id).iter().map(|i| i.size).sum::<u64>();
+        let spared = |id: &ItemId| items(id).iter().any(|i| leases.spares(i.ctime) || leases.spares(i.mtime));
         let mut doomed: HashSet<ItemId> = HashSet::new();
         let all_items = inv
             .blobs
             .iter()
+            .chain(inv.packed.iter().map(|(d, (i, _))| (d, i)))
             .map(|(d, i)| (ItemId::Blob(d.clone()), i))
             .chain(inv.snapshots.iter().map(|(s, i)| (ItemId::Snapshot(s.clone()), i)));
         for (id, item) in all_items {
@@ -400,6 +420,7 @@ impl Gc<'_> {
         }
 
         let total: u64 = inv.blobs.values().map(|i| i.size).sum::<u64>()
+            + inv.packed.values().map(|(i, _)| i.size).sum::<u64>()
             + inv.snapshots.values().map(|i| i.size).sum::<u64>()
             + inv.records.iter().map(|r| r.size).sum::<u64>()
             + mounts.iter().map(|m| m.size).sum::<u64>();
@@ -445,6 +466,18 @@ impl Gc<'_> {
             self.holder.release(self.store, r).map_err(|source| Error::Release { id: r.id.clone(), source })?;
             report.records += 1;
         }
+        // Packed records before their snapshots: a record never names a snapshot
+        // that is gone, whatever point a kill stops this at.
+        for id in &doomed {
+            if let ItemId::Blob(digest) = id
+                && let Some((item, _)) = inv.packed.get(digest)
+            {
+                remove_file(&item.path)?;
+                if !inv.blobs.contains_key(digest) {
+                    report.blobs += 1;
+                }
+            }
+        }
         // (A record may name snapshots that were never unpacked.)
         for id in &doomed {
             if let ItemId::Snapshot(name) = id
@@ -477,9 +510,16 @@ impl Gc<'_> {
     }
 
     /// `builder fsck`: every blob re-hashed, every ref's content present, snapshots
-    /// well-formed, and with `snapshots` given compared with their layers.
+    /// well-formed, and with `snapshots` given compared with their layers (packed
+    /// layers are re-hashed only when it is given: see [`Gc::fsck_layers`]).
     pub fn fsck(&self, snapshots: Option<&dyn LayerUnpacker>) -> Result<FsckReport> {
-        self.store.fsck_with(self.holder, snapshots)
+        self.store.fsck_with(self.holder, snapshots, snapshots.is_some())
+    }
+
+    /// `builder fsck` with the layer formats: packed layers re-hashed from their
+    /// snapshots, and with `compare_snapshots` every snapshot compared with its layer.
+    pub fn fsck_layers(&self, layers: &dyn LayerUnpacker, compare_snapshots: bool) -> Result<FsckReport> {
+        self.store.fsck_with(self.holder, Some(layers), compare_snapshots)
     }
 }
 
@@ -494,16 +534,41 @@ impl Store {
         remove_tree(&temp).map_err(io_at("removing", &temp))
     }
 
-    fn fsck_with(&self, holder: &dyn Holder, snapshots: Option<&dyn LayerUnpacker>) -> Result<FsckReport> {
+    fn fsck_with(&self, holder: &dyn Holder, layers: Option<&dyn LayerUnpacker>, compare: bool) -> Result<FsckReport> {
         let inv = self.gc(holder).inventory(false, &LiveLeases::default())?;
+        let snapshots = layers.filter(|_| compare);
         let mut report = FsckReport {
-            blobs: inv.blobs.len(),
+            blobs: inv.blobs.len() + inv.packed.keys().filter(|d| !inv.blobs.contains_key(d)).count(),
             refs: inv.ref_count,
             snapshots: inv.snapshots.len(),
             ..Default::default()
         };
         for digest in self.verify_blobs()? {
             report.problems.push(format!("blob {digest} is corrupt: its content does not hash to its name"));
+        }
+        for (digest, (item, snapshot)) in &inv.packed {
+            let Some(packed) = self.read_packed(digest) else {
+                report.problems.push(format!("packed layer {} is unreadable", item.path.display()));
+                continue;
+            };
+            if snapshot.is_none() || !self.has_snapshot(&packed.snapshot) {
+                // Only a ref or record that holds it makes this damage (reported there).
+                report.notes.push(format!("packed layer {digest}: its snapshot {} is gone", packed.snapshot));
+                continue;
+            }
+            let Some(layers) = layers else { continue };
+            match layers.packed_digest(self, &packed) {
+                Ok(found) if found == *digest => {}
+                Ok(found) => report.problems.push(format!(
+                    "blob {digest} (packed in snapshot {}) is corrupt: the snapshot's tar hashes to {found}",
+                    packed.snapshot
+                )),
+                Err(e) => report.problems.push(format!(
+                    "blob {digest} (packed in snapshot {}): {}",
+                    packed.snapshot,
+                    chain(e.as_ref())
+                )),
+            }
         }
         report.problems.extend(inv.ref_problems.iter().cloned());
         for (name, item) in &inv.snapshots {
@@ -548,6 +613,8 @@ fn record_items(record: &Hold, inv: &Inventory) -> Vec<ItemId> {
     if !record.damaged {
         holdings.add_stack(&record.layers);
     }
+    let backing = inv.packed_snapshots(holdings.blobs.iter());
+    holdings.snapshots.extend(backing);
     for (_, variant) in &inv.variants {
         if let Some(v) = variant
             && holdings.diff_ids.contains(&v.diff_id)
@@ -790,5 +857,44 @@ mod tests {
             "{problems:?}"
         );
         assert!(problems.iter().any(|p| p.contains("docker.io/library/app:latest")), "{problems:?}");
+    }
+
+    #[test]
+    fn a_packed_layer_holds_its_snapshot_and_goes_with_it() {
+        let (_d, store) = test_store();
+        // A step's layer made on one stack (its snapshot at `made_at`), then used by
+        // an image at another place: the ref holds the snapshot the record names.
+        let diff_id = Digest::of(b"tar");
+        let made_at = Digest::of(b"first chain");
+        let dir = store.temp_dir("t").unwrap().keep();
+        store.commit_snapshot(dir, &made_at).unwrap();
+        let packed = crate::PackedLayer {
+            diff_id: diff_id.clone(),
+            snapshot: made_at.clone(),
+            size: 3,
+            mtime_clamp: None,
+            resume: None,
+        };
+        store.record_packed_layer(&packed).unwrap();
+        let layer = LayerInfo {
+            digest: diff_id.clone(),
+            diff_id: diff_id.clone(),
+            size: 3,
+            media_type: MEDIA_TYPE_OCI_LAYER.into(),
+        };
+        let config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
+        let image = store.write_image(&config, std::slice::from_ref(&layer)).unwrap();
+        store.set_ref("app", &image.manifest_digest).unwrap();
+        let holds = Holds::default();
+        let du = store.gc(&holds).disk_usage().unwrap();
+        assert_eq!(du.blobs.refs.count, 3, "manifest, config and the packed layer");
+        store.gc(&holds).prune(&PruneOptions::default()).unwrap();
+        assert!(store.has_snapshot(&made_at) && store.has_blob(&diff_id));
+
+        store.remove_ref("app").unwrap();
+        let report = store.gc(&holds).prune(&PruneOptions::default()).unwrap();
+        assert_eq!(report.blobs, 3);
+        assert!(!store.has_snapshot(&made_at) && !store.has_blob(&diff_id));
+        assert!(!store.packed_path(&diff_id).exists());
     }
 }

@@ -28,6 +28,7 @@ mod index;
 mod lease;
 mod lock;
 mod owner;
+mod packed;
 mod refs;
 mod remote;
 mod sizes;
@@ -46,6 +47,7 @@ pub use images::{ImageFormat, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, parse_config, 
 pub use index::IndexAnnotations;
 pub use lock::{LockMode, LockWait, StoreLock, StoreLockKind};
 pub use owner::{OUTPUT_TEMP_PREFIXES, OutputRecord, create_locked_temp, remove_stale_outputs};
+pub use packed::PackedLayer;
 pub use remote::BlobSource;
 pub use sizes::tree_size;
 pub use snapshots::LayerUnpacker;

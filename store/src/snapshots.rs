@@ -22,6 +22,10 @@ pub trait LayerUnpacker: Sync {
     /// Compares the snapshot `dir` with the blob of `layer` (`fsck --snapshots`):
     /// what differs, empty when the snapshot is whole.
     fn compare(&self, store: &Store, layer: &LayerInfo, dir: &Path) -> Result<Vec<String>, BoxError>;
+
+    /// The digest of the tar a packed layer's snapshot gives now (`fsck` re-hashes
+    /// packed layers as it re-hashes blob files).
+    fn packed_digest(&self, store: &Store, packed: &crate::PackedLayer) -> Result<Digest, BoxError>;
 }
 
 impl Store {
@@ -68,8 +72,12 @@ impl Store {
         missing.par_iter().try_for_each(|(layer, chain_id)| {
             // A layer that also sits alone at the bottom of a stack (a `COPY --link` layer,
             // made on scratch) has that snapshot already: linked rather than unpacked.
-            let alone = store.snapshot_path(&layer.diff_id);
-            if **chain_id != layer.diff_id && alone.is_dir() {
+            // So does a layer a step made and keeps packed in its snapshot.
+            let alone = match store.packed_layer(&layer.digest) {
+                Some(packed) if !store.has_blob_file(&layer.digest) => store.snapshot_path(&packed.snapshot),
+                _ => store.snapshot_path(&layer.diff_id),
+            };
+            if store.snapshot_path(chain_id) != alone && alone.is_dir() {
                 match link_snapshot(store, &alone, chain_id) {
                     Ok(()) => return Ok(()),
                     Err(e) => {

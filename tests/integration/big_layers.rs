@@ -53,6 +53,21 @@ fn layers(env: &Env, image: &str) -> Vec<serde_json::Value> {
     inspect(env, image)["Layers"].as_array().unwrap().clone()
 }
 
+/// The store holds each of `diff_ids` as its snapshot alone: a packed record and no
+/// uncompressed tar blob.
+fn assert_packed(env: &Env, diff_ids: &[String]) {
+    for diff_id in diff_ids {
+        let hex = diff_id.trim_start_matches("sha256:");
+        assert!(!env.root.path().join("blobs/sha256").join(hex).exists(), "layer {diff_id} was written as a blob");
+        assert!(env.root.path().join("packed").join(format!("{hex}.json")).is_file(), "layer {diff_id} is not packed");
+    }
+}
+
+/// The diffIDs of an image's layers above busybox's.
+fn built_diff_ids(env: &Env, image: &str) -> Vec<String> {
+    layers(env, image)[1..].iter().map(|l| l["diff_id"].as_str().unwrap().to_string()).collect()
+}
+
 /// Every store file whose name says it is a compressed variant of one of `diff_ids`.
 fn compressed_variants(env: &Env, diff_ids: &[String]) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(env.root.path().join("variants")) else { return Vec::new() };
@@ -85,6 +100,7 @@ fn a_store_build_compresses_nothing_and_outputs_match_a_compressing_build() {
     }
     let diff_ids: Vec<String> = built.iter().map(|l| l["diff_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(compressed_variants(&lazy, &diff_ids), Vec::<String>::new());
+    assert_packed(&lazy, &diff_ids);
     assert_eq!(lazy.ok(&["run", "--rm", "app:1", "cat", "/copy"]), "alpha\n");
     // The printed id is the stored manifest's, and `images` lists the same image.
     let images = lazy.ok(&["images"]);
@@ -96,6 +112,8 @@ fn a_store_build_compresses_nothing_and_outputs_match_a_compressing_build() {
     build(&lazy, &ctx, &["-o", &format!("type=oci,dest={}", oci.display())]);
     build(&lazy, &ctx, &["-o", &format!("type=docker,dest={}", docker.display())]);
     assert!(!compressed_variants(&lazy, &diff_ids).is_empty(), "the export kept no variant");
+    // Compressing made the tars again from the snapshots and wrote none of them.
+    assert_packed(&lazy, &diff_ids);
     // ... are byte for byte those of a build whose steps compress as they go (an
     // inline cache asks for that), in a fresh store.
     let Some(eager) = store("big_layers_lazy") else { return };
@@ -132,7 +150,10 @@ fn push_of_a_store_image_compresses_and_gives_the_digest_build_push_gives() {
     let ctx = project(&first);
     let name = format!("{}/big/app:1", registry.host());
     build(&first, &ctx, &["-t", &name]);
+    let diff_ids = built_diff_ids(&first, &name);
+    assert_packed(&first, &diff_ids);
     let pushed = first.ok(&["push", &name]);
+    assert_packed(&first, &diff_ids);
     let pushed = pushed.trim().rsplit(' ').next().unwrap().to_string();
 
     let Some(second) = store(test) else { return };
@@ -165,10 +186,28 @@ fn push_of_a_store_image_compresses_and_gives_the_digest_build_push_gives() {
     assert_eq!(third.ok(&["run", "--rm", "x:1", "cat", "/copy"]), "alpha\n");
 }
 
-/// (path → content) of an uncompressed layer blob in the store.
-fn tar_entries(env: &Env, digest: &str) -> BTreeMap<String, Vec<u8>> {
-    let path = env.root.path().join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
-    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+/// The bytes of `blobs/sha256/<digest>` in a tarball (`builder save`'s, `type=oci`'s).
+fn blob_in(tarball: &Path, digest: &str) -> Vec<u8> {
+    let wanted = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let mut outer = tar::Archive::new(std::fs::File::open(tarball).unwrap());
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() == wanted {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            return bytes;
+        }
+    }
+    panic!("{} holds no {wanted}", tarball.display());
+}
+
+/// (path → content) of an image's uncompressed layer, as `builder save` writes it
+/// (the store keeps no tar of it: it is made from the snapshot).
+fn tar_entries(env: &Env, image: &str, digest: &str) -> BTreeMap<String, Vec<u8>> {
+    let saved = env.work.path().join(format!("{}.tar", image.replace(':', "-")));
+    env.ok(&["save", image, "-o", saved.to_str().unwrap()]);
+    let blob = blob_in(&saved, digest);
+    let mut archive = tar::Archive::new(&blob[..]);
     let mut out = BTreeMap::new();
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
@@ -188,8 +227,8 @@ fn a_one_file_change_gives_the_same_paths_with_only_that_file_changed() {
     std::fs::write(ctx.join("data/d1/f5.txt"), "changed\n").unwrap();
     build(&env, &ctx, &["-t", "app:2"]);
     let (a, b) = (layers(&env, "app:1"), layers(&env, "app:2"));
-    let before = tar_entries(&env, a[1]["digest"].as_str().unwrap());
-    let after = tar_entries(&env, b[1]["digest"].as_str().unwrap());
+    let before = tar_entries(&env, "app:1", a[1]["digest"].as_str().unwrap());
+    let after = tar_entries(&env, "app:2", b[1]["digest"].as_str().unwrap());
     assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
     let changed: Vec<_> = before.keys().filter(|k| before[*k] != after[*k]).collect();
     assert_eq!(changed, ["data/d1/f5.txt"]);
@@ -301,4 +340,72 @@ fn a_build_killed_in_the_middle_of_a_big_copy_leaves_a_store_fsck_passes() {
     assert_eq!(env.ok(&["run", "--rm", "big:2", "cat", "/data/d0/f0"]), "changed");
     assert!(env.run(&["fsck", "--snapshots"]).status.success());
     assert!(env.ok(&["run", "--rm", "big:1", "cat", "/data/d0/f0"]).starts_with("0012345"));
+}
+
+#[test]
+fn a_store_only_image_saves_as_an_image_with_blob_files_does() {
+    let test = "big_layers_save";
+    let Some(lazy) = store(test) else { return };
+    let ctx = project(&lazy);
+    build(&lazy, &ctx, &["-t", "app:1"]);
+    assert_packed(&lazy, &built_diff_ids(&lazy, "app:1"));
+    let w = lazy.work.path();
+    let saved = w.join("saved.tar");
+    lazy.ok(&["save", "app:1", "-o", saved.to_str().unwrap()]);
+    // Loaded into a fresh store, the layers are blob files there; saved again from
+    // there, the tarball is the same bytes.
+    let Some(files) = store(test) else { return };
+    files.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(
+        built_diff_ids(&files, "app:1")
+            .iter()
+            .all(|d| { files.root.path().join("blobs/sha256").join(d.trim_start_matches("sha256:")).is_file() })
+    );
+    let again = w.join("again.tar");
+    files.ok(&["save", "app:1", "-o", again.to_str().unwrap()]);
+    assert!(std::fs::read(&saved).unwrap() == std::fs::read(&again).unwrap(), "the two saves differ");
+    assert_eq!(files.ok(&["run", "--rm", "app:1", "cat", "/copy"]), "alpha\n");
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        eprintln!("SKIPPED {test} (skopeo): skopeo is not installed");
+        return;
+    }
+    tool("skopeo", &["inspect", &format!("docker-archive:{}", saved.display())]).unwrap();
+    tool("skopeo", &["inspect", &format!("oci-archive:{}", saved.display())]).unwrap();
+}
+
+#[test]
+fn a_snapshot_changed_behind_the_builders_back_fails_its_export_and_fsck() {
+    let Some(env) = store("big_layers_tamper") else { return };
+    let ctx = project(&env);
+    build(&env, &ctx, &["-t", "app:1"]);
+    let copy_layer = built_diff_ids(&env, "app:1")[0].clone();
+    let fsck = env.run(&["fsck"]);
+    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    // The COPY's snapshot is the only one holding data/a.txt.
+    let held = copies_of(&env, "data/a.txt");
+    assert_eq!(held.len(), 1, "{held:?}");
+    let snapshot = &held[0].0;
+    std::fs::write(env.root.path().join("snapshots").join(snapshot).join("data/a.txt"), "tampered\n").unwrap();
+
+    let out = env.run(&["save", "app:1", "-o", env.work.path().join("x.tar").to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "save of a tampered layer succeeded");
+    assert!(stderr.contains(&copy_layer) && stderr.contains(snapshot.as_str()), "{stderr}");
+    // An export that compresses the layer fails the same way and keeps no variant.
+    let docker = env.work.path().join("docker.tar");
+    let out = env
+        .cmd(&["build", "--progress=plain", "-o", &format!("type=docker,dest={}", docker.display())])
+        .arg(&ctx)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&copy_layer), "{stderr}");
+    assert!(!docker.exists());
+    assert_eq!(compressed_variants(&env, std::slice::from_ref(&copy_layer)), Vec::<String>::new());
+    // fsck re-hashes packed layers as it re-hashes blob files.
+    let fsck = env.run(&["fsck"]);
+    let report = String::from_utf8_lossy(&fsck.stdout).into_owned() + &String::from_utf8_lossy(&fsck.stderr);
+    assert!(!fsck.status.success(), "{report}");
+    assert!(report.contains(&copy_layer) && report.contains(snapshot.as_str()), "{report}");
 }

@@ -34,6 +34,8 @@ pub struct Reuse {
     root: PathBuf,
     /// The previous result's snapshot and its files' digests by destination path.
     previous: Option<(PathBuf, HashMap<PathBuf, String>)>,
+    /// The previous result's top layer (its diffID), while its snapshot is there.
+    previous_layer: Option<Digest>,
     /// Destination path → digest of every regular file this copy wrote.
     written: Vec<(String, String)>,
     pub linked: u64,
@@ -45,6 +47,10 @@ struct Memo {
     chain: Digest,
     /// (destination path relative to the layer root, content digest of its source).
     files: Vec<(String, String)>,
+    /// The diffID of the result's top layer: the layer's hash may resume from its
+    /// checkpoints (`layer::resume`).
+    #[serde(default)]
+    layer: Option<Digest>,
 }
 
 fn memo_path(store: &Store, key: &str) -> PathBuf {
@@ -54,24 +60,30 @@ fn memo_path(store: &Store, key: &str) -> PathBuf {
 impl Reuse {
     /// Reuse for a copy from `context` into `root`, with the memo stored under `key`.
     pub fn load(store: &Store, key: &str, context: Arc<Context>, root: &Path) -> Reuse {
-        let previous = fs::read(memo_path(store, key))
+        let memo = fs::read(memo_path(store, key))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Memo>(&bytes).ok())
-            .filter(|memo| store.has_snapshot(&memo.chain))
-            .map(|memo| {
-                let files = memo.files.into_iter().map(|(rel, digest)| (PathBuf::from(rel), digest)).collect();
-                (store.snapshot_path(&memo.chain), files)
-            });
-        Reuse { context, root: root.to_path_buf(), previous, written: Vec::new(), linked: 0 }
+            .filter(|memo| store.has_snapshot(&memo.chain));
+        let previous_layer = memo.as_ref().and_then(|m| m.layer.clone());
+        let previous = memo.map(|memo| {
+            let files = memo.files.into_iter().map(|(rel, digest)| (PathBuf::from(rel), digest)).collect();
+            (store.snapshot_path(&memo.chain), files)
+        });
+        Reuse { context, root: root.to_path_buf(), previous, previous_layer, written: Vec::new(), linked: 0 }
+    }
+
+    /// The previous result's top layer (its diffID).
+    pub fn previous_layer(&self) -> Option<&Digest> {
+        self.previous_layer.as_ref()
     }
 
     /// Records what this copy wrote as the memo for the next one, whose result is the
     /// snapshot of `chain`.
-    pub fn save(self, store: &Store, key: &str, chain: &Digest) -> Result<()> {
+    pub fn save(self, store: &Store, key: &str, chain: &Digest, layer: &Digest) -> Result<()> {
         let path = memo_path(store, key);
         let dir = path.parent().expect("a memo has a directory");
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let memo = Memo { chain: chain.clone(), files: self.written };
+        let memo = Memo { chain: chain.clone(), files: self.written, layer: Some(layer.clone()) };
         let bytes = serde_json::to_vec(&memo).context("serializing a copy memo")?;
         Ok(store.write_file(&path, "copy-memo", &bytes, Durability::Renamed)?)
     }
@@ -152,7 +164,7 @@ mod tests {
         assert_eq!(first.linked, 0);
         let chain = Digest::of(b"first result");
         let snapshot = store.commit_snapshot(dir.path().join("first"), &chain).unwrap();
-        first.save(&store, "k", &chain).unwrap();
+        first.save(&store, "k", &chain, &chain).unwrap();
 
         fs::write(ctx.join("sub/edited.txt"), "new content").unwrap();
         fs::set_permissions(ctx.join("sub/chmodded.txt"), fs::Permissions::from_mode(0o600)).unwrap();
