@@ -165,6 +165,7 @@ mod rlimits;
 mod rootfs;
 mod sandbox;
 mod seccomp;
+mod snapshotter;
 mod spawn;
 mod stubs;
 mod syscall;
@@ -184,6 +185,10 @@ pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
+pub use snapshotter::{
+    SNAPSHOTTER_ENV, Snapshotter, SnapshotterChoice, choose_snapshotter, refused as overlay_refused,
+    snapshotter_setting,
+};
 pub use userns::enter::{Entered, current as current_user_namespace, enter as enter_user_namespace};
 pub use userns::{IdMap, IdMapping, IdRange, SubordinateRange, UserNamespaces};
 

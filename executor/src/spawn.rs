@@ -23,7 +23,9 @@ use crate::network::{self, PrivateNet};
 use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, InitUserNamespace, Message, NETWORK_FD, STATUS_FD};
 use crate::userns::{self, Plan};
-use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, rlimits, stubs, tty};
+use crate::{
+    Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, rlimits, snapshotter, stubs, tty,
+};
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::sys(what, e)
@@ -42,7 +44,20 @@ enum Pipe {
     Input,
 }
 
-pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
+pub(crate) fn run(spec: &Spec, stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
+    // The native snapshotter: the sandbox runs on copies of the layers, whose changes
+    // go into the upperdir once it is gone (and its mountpoint stubs with it).
+    match snapshotter::prepare_spec(spec)? {
+        None => run_spec(spec, stdio, control),
+        Some((spec, copies)) => {
+            let status = run_spec(&spec, stdio, control)?;
+            copies.finish()?;
+            Ok(status)
+        }
+    }
+}
+
+fn run_spec(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
     // Keeps the before-main hook linked into every binary that can call `run`.
     std::hint::black_box(&init::RUN_BEFORE_MAIN);
     if !init::CHECKED.load(Ordering::SeqCst) {

@@ -16,6 +16,15 @@ pub(crate) fn with_rootfs_mounted<R: Send>(
     rootfs: &[Rootfs],
     f: impl FnOnce(&[PathBuf]) -> R + Send,
 ) -> Result<R, Error> {
+    // The native snapshotter: views of copies, whose changes go into the upperdirs
+    // once unmounted.
+    let (rootfs, copies) = crate::snapshotter::prepare_rootfs(rootfs)?;
+    let result = mounted(&rootfs, f)?;
+    copies.finish()?;
+    Ok(result)
+}
+
+fn mounted<R: Send>(rootfs: &[Rootfs], f: impl FnOnce(&[PathBuf]) -> R + Send) -> Result<R, Error> {
     // Beside the first upperdir when there is one, as the sandbox's bundle: should the
     // caller be killed, it stays among the caller's own temp dirs.
     let parent = rootfs.iter().find_map(|r| r.upper.as_ref()).and_then(|u| u.upperdir.parent());
