@@ -82,15 +82,30 @@ pub fn doctor(root: &Path) -> String {
             let _ = writeln!(out, "store: {} (not created yet)", root.display());
         }
     }
-    let snapshots = match (&isolation.overlay, uid.is_root()) {
-        (_, true) => "overlayfs".to_string(),
-        (Ok(()), false) => "overlayfs in the user namespace (userxattr: opaque directories as \
-                            user.overlay.opaque, whiteouts as 0/0 character devices)"
-            .to_string(),
-        (Err(why), false) => format!(
-            "none: overlayfs does not work in a user namespace here ({why}); builds fail (no fuse-overlayfs \
-             or copying fallback yet; Linux 5.11 or later is needed)"
-        ),
+    let native = "native (each step copies the layers below it and diffs them afterwards: slower than overlayfs, \
+                  same layers)";
+    let snapshots = match executor::snapshotter_setting() {
+        Err(e) => format!("{e}"),
+        Ok(Some(chosen)) => {
+            let what = if chosen == executor::Snapshotter::Native { native } else { "overlayfs" };
+            format!("{what}, chosen by {}={chosen}", executor::SNAPSHOTTER_ENV)
+        }
+        Ok(None) if uid.is_root() => match executor::choose_snapshotter(root) {
+            Ok(executor::SnapshotterChoice { snapshotter: executor::Snapshotter::Overlayfs, .. }) => {
+                "overlayfs".to_string()
+            }
+            Ok(choice) => format!("{native}: {}", choice.why.unwrap_or_default()),
+            Err(e) => format!("{e}"),
+        },
+        Ok(None) => match &isolation.overlay {
+            Ok(()) => "overlayfs in the user namespace (userxattr: opaque directories as user.overlay.opaque, \
+                       whiteouts as 0/0 character devices)"
+                .to_string(),
+            Err(why) => format!(
+                "{native}: {}; fix: Linux 5.11 or later, and a store on a filesystem with user xattrs",
+                executor::overlay_refused(why)
+            ),
+        },
     };
     let _ = writeln!(out, "snapshotter: {snapshots}");
     let _ = writeln!(

@@ -94,7 +94,11 @@ pub fn choose_snapshotter(dir: &Path) -> Result<SnapshotterChoice, Error> {
     if let Some(snapshotter) = snapshotter_setting()? {
         return Ok(SnapshotterChoice { snapshotter, why: Some(format!("{SNAPSHOTTER_ENV}={snapshotter}")) });
     }
-    Ok(match probe(dir) {
+    // Not root, and not in builder's own user namespace: sandboxes mount their overlays
+    // in user namespaces of their own, which the trial sandbox tries.
+    let outside = !nix::unistd::geteuid().is_root() && crate::userns::enter::current().is_none();
+    let tried = if outside { crate::userns::probe::user_namespaces().overlay } else { probe(dir) };
+    Ok(match tried {
         Ok(()) => SnapshotterChoice { snapshotter: Snapshotter::Overlayfs, why: None },
         Err(why) => SnapshotterChoice { snapshotter: Snapshotter::Native, why: Some(refused(&why)) },
     })
@@ -159,6 +163,11 @@ fn probe(dir: &Path) -> Result<(), String> {
             Real.mount_overlay(&target, &overlay)
                 .map_err(|e| format!("mount overlay on {}: {}", existing.display(), crate::describe_io(&e)))?;
             let _ = Real.umount(&target, MntFlags::MNT_DETACH);
+            // overlayfs leaves `work/work` mode 000: removable again once searchable.
+            let _ = std::fs::set_permissions(
+                t.path().join("work/work"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            );
             Ok(())
         })
         .join()
