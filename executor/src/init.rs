@@ -121,6 +121,9 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true, userns: false }
         .run(config)
         .map_err(|e| if config.user_namespace.is_some() { explain_in_user_namespace(e) } else { e })?;
+    if config.terminal {
+        crate::console::open_in_sandbox()?;
+    }
 
     let process = &config.spec.process;
     let passwd = read_optional("/etc/passwd")?;

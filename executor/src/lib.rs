@@ -155,6 +155,7 @@
 
 mod caps;
 mod cgroup;
+mod console;
 mod fds;
 mod init;
 mod isolation;

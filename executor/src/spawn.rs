@@ -24,7 +24,8 @@ use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, InitUserNamespace, Message, NETWORK_FD, STATUS_FD};
 use crate::userns::{self, Plan};
 use crate::{
-    Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, rlimits, snapshotter, stubs, tty,
+    Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, console, init, rlimits, snapshotter, stubs,
+    tty,
 };
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
@@ -42,6 +43,8 @@ enum Pipe {
     Terminal,
     /// Our stdin, for the pty master.
     Input,
+    /// The socket the init sends the pty master on.
+    Console,
 }
 
 pub(crate) fn run(spec: &Spec, stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
@@ -137,13 +140,16 @@ pub(crate) fn run_as_given(spec: &Spec, mut stdio: Stdio<'_>, control: Control) 
         }
         Stdio::Inherit => {}
         Stdio::Terminal | Stdio::TerminalOutput => {
-            let pty = tty::open()?;
+            // The init makes the pty in the sandbox's devpts and sends us its master
+            // (`console.rs`); until then its stdio is /dev/null.
+            let null = fs::File::options().read(true).write(true).open("/dev/null").map_err(sys("open /dev/null"))?;
             for fd in 0..3 {
-                fds.push((pty.slave.try_clone().map_err(sys("duplicate pty"))?, fd));
+                fds.push((OwnedFd::from(null.try_clone().map_err(sys("duplicate /dev/null"))?), fd));
             }
-            pipes.push((pty.master, Pipe::Terminal));
+            let (ours, theirs) = console::socketpair()?;
+            fds.push((theirs, console::CONSOLE_FD));
+            pipes.push((ours, Pipe::Console));
             if let Stdio::Terminal = stdio {
-                pipes.push((tty::dup_stdin()?, Pipe::Input));
                 _raw_mode = tty::RawMode::enable();
             }
         }
@@ -228,11 +234,24 @@ pub(crate) fn run_as_given(spec: &Spec, mut stdio: Stdio<'_>, control: Control) 
             return Err(Error::sys("poll sandbox output", e));
         }
         let mut closed = Vec::new();
+        let mut received = Vec::new();
         for (i, p) in pollfds.iter().enumerate() {
             if p.revents == 0 {
                 continue;
             }
             let (fd, kind) = &pipes[i];
+            if *kind == Pipe::Console {
+                closed.push(i);
+                let master = console::recv_fd(fd).map_err(sys("receive the sandbox's pty"))?;
+                if let Some(master) = master {
+                    tty::copy_size(&master);
+                    received.push((master, Pipe::Terminal));
+                    if let Stdio::Terminal = stdio {
+                        received.push((tty::dup_stdin()?, Pipe::Input));
+                    }
+                }
+                continue;
+            }
             // SAFETY: reading into a buffer of the given length from a descriptor we own.
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
@@ -254,7 +273,7 @@ pub(crate) fn run_as_given(spec: &Spec, mut stdio: Stdio<'_>, control: Control) 
             let chunk = &buf[..n as usize];
             match (kind, &mut stdio) {
                 (Pipe::Output(stream), Stdio::Capture(cb)) => cb(*stream, chunk),
-                (Pipe::Output(_), _) => {}
+                (Pipe::Output(_), _) | (Pipe::Console, _) => {}
                 (Pipe::Terminal, _) => {
                     let mut out = io::stdout().lock();
                     // Our stdout gone (a closed pipe) must not stop the sandbox's end.
@@ -281,6 +300,7 @@ pub(crate) fn run_as_given(spec: &Spec, mut stdio: Stdio<'_>, control: Control) 
         for i in closed.into_iter().rev() {
             pipes.remove(i);
         }
+        pipes.extend(received);
     }
     drop(_raw_mode);
     let wait = sandbox.wait()?;
