@@ -1,0 +1,168 @@
+//! The native snapshotter (`BUILDER_SNAPSHOTTER=native`, the fallback where overlayfs
+//! is refused): the same build gives the same image, byte for byte, as with overlayfs;
+//! `builder run` works on it; `builder doctor` names it; a build says so once.
+
+use crate::util::env;
+use std::path::Path;
+use std::process::Output;
+
+/// Deletions of lower-layer files, a directory removed and made again (opaque), mode
+/// and owner changes, hard links, COPY into and from stages, bind and cache mounts.
+pub(crate) const DOCKERFILE: &str = "\
+FROM busybox AS base
+RUN mkdir -p /data/sub /opq/inner && echo a > /data/sub/a && ln /data/sub/a /data/sub/hard && echo b > /data/b \
+    && echo o > /opq/inner/o && echo k > /opq/k && chown 1001:1002 /data/b
+COPY file.txt /data/file.txt
+
+FROM base
+RUN rm /data/b /bin/true && rm -rf /opq && mkdir -p /opq/new && echo n > /opq/new/n && chmod 700 /data/sub \
+    && chown 7:8 /data/sub/a && rm -rf /usr/sbin && mkdir /usr/sbin
+RUN --mount=type=bind,from=base,source=/data,target=/mnt,rw echo scribbled > /mnt/file.txt && cp /mnt/sub/a /from-mount
+RUN --mount=type=cache,target=/cache touch /cache/c && ls /cache > /cached
+COPY --from=base /data/file.txt /copied.txt
+COPY --chown=1001:1001 file.txt /opq/new/owned.txt
+RUN test ! -e /data/b && test ! -e /opq/k && test \"$(cat /data/file.txt)\" = hello && mkdir /newdir && touch /newdir/f
+";
+
+/// What `builder run` checks in the image the Dockerfile makes (exit code 3).
+pub(crate) const RUN_CHECK: &str = "ls /opq; cat /opq/new/n /copied.txt /from-mount; stat -c %u:%g /data/sub/a \
+     /opq/new/owned.txt; test -e /data/b || test -e /bin/true || exit 3";
+pub(crate) const RUN_OUTPUT: &str = "new\nn\nhello\na\n7:8\n1001:1001\n";
+
+/// How many times a build's stderr says it uses the native snapshotter.
+pub(crate) fn native_warnings(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.contains("snapshotter: native")).count()
+}
+
+/// The whiteouts and opaque markers in `layers` of an OCI archive, by name.
+pub(crate) fn markers(oci: &Path) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar").arg("-xf").arg(oci).arg("-C").arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let mut found = Vec::new();
+    for blob in std::fs::read_dir(dir.path().join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap().path();
+        let out = std::process::Command::new("tar").arg("-tzf").arg(&blob).output().unwrap();
+        if out.status.success() {
+            let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+            found.extend(listing.lines().filter(|l| l.contains(".wh.")).map(String::from));
+        }
+    }
+    found.sort();
+    found
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it() {
+    let Some(env) = env("native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it") else { return };
+    let env = env.with_busybox();
+    let ctx = env.context("ctx", &[("Dockerfile", DOCKERFILE), ("file.txt", "hello\n")]);
+    let build = |snapshotter: &str| -> (String, String, Vec<String>) {
+        let iid = env.work.path().join(format!("{snapshotter}.iid"));
+        let oci = env.work.path().join(format!("{snapshotter}.tar"));
+        let out = env
+            .cmd(&[
+                "build",
+                "--progress=plain",
+                "--no-cache",
+                "-t",
+                &format!("app:{snapshotter}"),
+                "--iidfile",
+                iid.to_str().unwrap(),
+                "-o",
+                "type=image",
+                "-o",
+                &format!("type=oci,dest={}", oci.display()),
+                ctx.to_str().unwrap(),
+            ])
+            .env("SOURCE_DATE_EPOCH", "0")
+            .env("BUILDER_SNAPSHOTTER", snapshotter)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{snapshotter} build failed:\n{}", stderr(&out));
+        (std::fs::read_to_string(iid).unwrap(), stderr(&out), markers(&oci))
+    };
+    let (overlay_id, overlay_err, overlay_markers) = build("overlayfs");
+    let (native_id, native_err, native_markers) = build("native");
+    assert_eq!(native_id, overlay_id, "the native snapshotter made another image");
+    assert_eq!(native_markers, overlay_markers);
+    for marker in ["data/.wh.b", "bin/.wh.true", "opq/.wh..wh..opq", "usr/sbin/.wh..wh..opq"] {
+        assert!(native_markers.iter().any(|m| m.trim_start_matches("./") == marker), "{marker}: {native_markers:?}");
+    }
+    assert_eq!(native_warnings(&overlay_err), 0, "{overlay_err}");
+    assert_eq!(native_warnings(&native_err), 1, "said once per build:\n{native_err}");
+    assert!(native_err.contains("BUILDER_SNAPSHOTTER=native"), "{native_err}");
+
+    let out = env
+        .cmd(&["run", "--rm", "app:native", "sh", "-c", RUN_CHECK])
+        .env("BUILDER_SNAPSHOTTER", "native")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), RUN_OUTPUT);
+    // A container's changes are its own: the image is as it was.
+    let out = env
+        .cmd(&["run", "--rm", "app:native", "sh", "-c", "rm /copied.txt"])
+        .env("BUILDER_SNAPSHOTTER", "native")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .cmd(&["run", "--rm", "app:native", "cat", "/copied.txt"])
+        .env("BUILDER_SNAPSHOTTER", "native")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    // Nothing of the copies is left in the store.
+    let leftovers: Vec<_> = walkdir(env.root.path()).into_iter().filter(|p| p.contains(".builder-native-")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        out.push(path.display().to_string());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walkdir(&path));
+        }
+    }
+    out
+}
+
+#[test]
+fn doctor_names_the_snapshotter_and_a_bad_setting_fails_by_name() {
+    let Some(env) = env("doctor_names_the_snapshotter") else { return };
+    let line = |value: Option<&str>| -> String {
+        let mut cmd = env.cmd(&["doctor"]);
+        match value {
+            Some(v) => cmd.env("BUILDER_SNAPSHOTTER", v),
+            None => cmd.env_remove("BUILDER_SNAPSHOTTER"),
+        };
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().find(|l| l.starts_with("snapshotter: ")).unwrap_or_else(|| panic!("{text}")).to_string()
+    };
+    assert_eq!(line(None), "snapshotter: overlayfs");
+    let native = line(Some("native"));
+    assert!(
+        native.starts_with("snapshotter: native (") && native.ends_with("chosen by BUILDER_SNAPSHOTTER=native"),
+        "{native}"
+    );
+    let bad = line(Some("vfs"));
+    assert!(bad.contains("BUILDER_SNAPSHOTTER=vfs: unknown snapshotter"), "{bad}");
+    // A build fails on it the same way, naming it.
+    let env = env.with_busybox();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN true\n")]);
+    let out = env
+        .cmd(&["build", "--progress=plain", ctx.to_str().unwrap()])
+        .env("BUILDER_SNAPSHOTTER", "vfs")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("BUILDER_SNAPSHOTTER=vfs: unknown snapshotter"), "{}", stderr(&out));
+}
