@@ -77,11 +77,12 @@ pub(crate) fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     }
     // SAFETY: recvmsg filled msg; CMSG_FIRSTHDR checks msg_controllen before reading.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if n == 0 || cmsg.is_null() {
+        return Ok(None);
+    }
     // SAFETY: a non-null header lies within the control buffer.
-    if n == 0
-        || cmsg.is_null()
-        || unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) } != (libc::SOL_SOCKET, libc::SCM_RIGHTS)
-    {
+    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+    if (level, kind) != (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
         return Ok(None);
     }
     // SAFETY: an SCM_RIGHTS message carries the descriptor right after its header; it
