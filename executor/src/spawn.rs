@@ -22,6 +22,7 @@ use crate::network::Nat;
 use crate::network::{self, PrivateNet};
 use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, InitUserNamespace, Message, NETWORK_FD, STATUS_FD};
+use crate::snapshotter::Prepared;
 use crate::userns::{self, Plan};
 use crate::{
     Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, console, init, rlimits, snapshotter, stubs,
@@ -50,10 +51,17 @@ enum Pipe {
 pub(crate) fn run(spec: &Spec, stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
     // The native snapshotter: the sandbox runs on copies of the layers, whose changes
     // go into the upperdir once it is gone (and its mountpoint stubs with it).
+    // With fuse-overlayfs, the init mounts it, and the upperdir gets overlayfs's
+    // markers afterwards.
     match snapshotter::prepare_spec(spec)? {
-        None => run_as_given(spec, stdio, control),
-        Some((spec, copies)) => {
-            let status = run_as_given(&spec, stdio, control)?;
+        Prepared::AsGiven => run_as_given(spec, stdio, control, None),
+        Prepared::Fuse(program) => {
+            let status = run_as_given(spec, stdio, control, Some(program))?;
+            snapshotter::normalize_fuse_upper(&spec.rootfs)?;
+            Ok(status)
+        }
+        Prepared::Native(spec, copies) => {
+            let status = run_as_given(&spec, stdio, control, None)?;
             copies.finish()?;
             Ok(status)
         }
@@ -62,7 +70,12 @@ pub(crate) fn run(spec: &Spec, stdio: Stdio<'_>, control: Control) -> Result<Exi
 
 /// [`run`] with the rootfs mounted as `spec` says, whatever the snapshotter (the
 /// trial sandbox that tries overlayfs).
-pub(crate) fn run_as_given(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
+pub(crate) fn run_as_given(
+    spec: &Spec,
+    mut stdio: Stdio<'_>,
+    control: Control,
+    fuse: Option<std::path::PathBuf>,
+) -> Result<ExitStatus, Error> {
     // Keeps the before-main hook linked into every binary that can call `run`.
     std::hint::black_box(&init::RUN_BEFORE_MAIN);
     if !init::CHECKED.load(Ordering::SeqCst) {
@@ -96,6 +109,7 @@ pub(crate) fn run_as_given(spec: &Spec, mut stdio: Stdio<'_>, control: Control) 
         userns::procfs::warn_once();
     }
     let mut config = prepare_bundle(spec, bundle.path(), terminal, userns.as_ref())?;
+    config.fuse_overlayfs = fuse;
     // The cgroup is made and configured before the clone, and the init joins it as
     // its first act, before it mounts or forks anything: all the sandbox runs is in
     // it, and no handshake is needed (the parent moving the init in after the clone
@@ -361,6 +375,7 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Pl
         scratch_upper,
         terminal,
         join_network,
+        fuse_overlayfs: None,
         cgroup_procs: Vec::new(),
         user_namespace: match userns {
             Some(plan) => Some(InitUserNamespace {

@@ -73,6 +73,12 @@ pub(crate) fn set_xattr(path: &Path, name: &std::ffi::CStr, value: &[u8]) -> io:
     check(unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
 }
 
+pub(crate) fn remove_xattr(path: &Path, name: &std::ffi::CStr) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: NUL-terminated strings.
+    check(unsafe { libc::lremovexattr(c.as_ptr(), name.as_ptr()) })
+}
+
 /// Gives `to` the owner, mode, xattrs (but overlayfs's) and times of `from` (`meta`).
 /// Owner first: a chown clears set-id bits and file capabilities.
 pub(crate) fn copy_metadata(from: &Path, meta: &fs::Metadata, to: &Path) -> io::Result<()> {

@@ -1,17 +1,19 @@
 //! How a rootfs with layers is put together: overlayfs where the kernel allows it,
-//! else the native snapshotter (buildah's vfs driver, BuildKit's `native`): the
+//! else fuse-overlayfs where it is installed and works (`fuse.rs`: its upperdirs are
+//! rewritten into overlayfs's form afterwards), else the native snapshotter (buildah's vfs driver, BuildKit's `native`): the
 //! layers copied into a plain directory the step uses as its root, and its changes
 //! written afterwards into the upperdir the caller gave, in overlayfs's form
 //! (`merge.rs`, `diff.rs`), so callers never know which one ran and the layers, and
 //! the image digests, come out the same.
 //!
-//! `BUILDER_SNAPSHOTTER=overlayfs|native` chooses; unset, overlayfs is tried once per
-//! process where the upperdirs live (`probe`), and the native snapshotter is the
-//! fallback where it is refused (a kernel before 5.11 in a user namespace, an
+//! `BUILDER_SNAPSHOTTER=overlayfs|fuse-overlayfs|native` chooses; unset, overlayfs is
+//! tried once per process where the upperdirs live (`probe`), then fuse-overlayfs, and
+//! the native snapshotter is the last fallback where overlayfs is refused (a kernel before 5.11 in a user namespace, an
 //! upperdir filesystem overlayfs does not take, such as overlayfs itself). A process
-//! that uses the native snapshotter says so once, with why.
+//! that uses a fallback says so once, with why.
 
 mod diff;
+pub(crate) mod fuse;
 mod merge;
 mod meta;
 mod native;
@@ -24,7 +26,7 @@ use std::sync::OnceLock;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
-pub(crate) use native::{prepare_rootfs, prepare_spec};
+pub(crate) use native::{Prepared, prepare_rootfs, prepare_spec};
 
 use crate::Error;
 use crate::syscall::{Overlay, Real, Syscall};
@@ -36,6 +38,8 @@ pub const SNAPSHOTTER_ENV: &str = "BUILDER_SNAPSHOTTER";
 pub enum Snapshotter {
     /// Overlayfs mounts: a step's changes land in its upperdir as it runs.
     Overlayfs,
+    /// fuse-overlayfs mounts, the same way.
+    FuseOverlayfs,
     /// Copies of the layers, diffed after the step.
     Native,
 }
@@ -44,6 +48,7 @@ impl fmt::Display for Snapshotter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Snapshotter::Overlayfs => "overlayfs",
+            Snapshotter::FuseOverlayfs => "fuse-overlayfs",
             Snapshotter::Native => "native",
         })
     }
@@ -78,11 +83,21 @@ fn parse_setting(value: &str) -> Result<Option<Snapshotter>, Error> {
         "" | "auto" => Ok(None),
         "overlayfs" | "overlay" => Ok(Some(Snapshotter::Overlayfs)),
         "native" => Ok(Some(Snapshotter::Native)),
+        "fuse-overlayfs" => match fuse::program() {
+            Some(_) => Ok(Some(Snapshotter::FuseOverlayfs)),
+            None => Err(Error::sys(
+                format!("{SNAPSHOTTER_ENV}={value}"),
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "fuse-overlayfs is not installed (apt-get install fuse-overlayfs)",
+                ),
+            )),
+        },
         other => Err(Error::sys(
             format!("{SNAPSHOTTER_ENV}={other}"),
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "unknown snapshotter: overlayfs, native or auto (fuse-overlayfs is not supported yet)",
+                "unknown snapshotter: overlayfs, fuse-overlayfs, native or auto",
             ),
         )),
     }
@@ -98,9 +113,21 @@ pub fn choose_snapshotter(dir: &Path) -> Result<SnapshotterChoice, Error> {
     // in user namespaces of their own, which the trial sandbox tries.
     let outside = !nix::unistd::geteuid().is_root() && crate::userns::enter::current().is_none();
     let tried = if outside { crate::userns::probe::user_namespaces().overlay } else { probe(dir) };
-    Ok(match tried {
-        Ok(()) => SnapshotterChoice { snapshotter: Snapshotter::Overlayfs, why: None },
-        Err(why) => SnapshotterChoice { snapshotter: Snapshotter::Native, why: Some(refused(&why)) },
+    let why = match tried {
+        Ok(()) => return Ok(SnapshotterChoice { snapshotter: Snapshotter::Overlayfs, why: None }),
+        Err(why) => refused(&why),
+    };
+    let fuse = match fuse::program() {
+        None => Err("not installed".to_string()),
+        // Its trial needs a mount namespace of a thread's own, as the overlay's did.
+        Some(_) if outside => Err("not tried outside builder's user namespace".to_string()),
+        Some(program) => probe_fuse(dir, &program),
+    };
+    Ok(match fuse {
+        Ok(()) => SnapshotterChoice { snapshotter: Snapshotter::FuseOverlayfs, why: Some(why) },
+        Err(e) => {
+            SnapshotterChoice { snapshotter: Snapshotter::Native, why: Some(format!("{why}; fuse-overlayfs: {e}")) }
+        }
     })
 }
 
@@ -122,12 +149,18 @@ pub(crate) fn current(dir: &Path) -> Result<Snapshotter, Error> {
         first = true;
         choice
     });
-    if first && choice.snapshotter == Snapshotter::Native {
-        tracing::warn!(
-            "snapshotter: native, {}: each step copies the layers below it and diffs them afterwards, slower than \
-             overlayfs (see `builder doctor`)",
-            choice.why.as_deref().unwrap_or_default()
-        );
+    let why = choice.why.as_deref().unwrap_or_default();
+    match choice.snapshotter {
+        Snapshotter::Overlayfs => {}
+        _ if !first => {}
+        Snapshotter::FuseOverlayfs => tracing::warn!(
+            "snapshotter: fuse-overlayfs, {why}: each step's filesystem is served by a FUSE daemon, slower than \
+             overlayfs (see `builder doctor`)"
+        ),
+        Snapshotter::Native => tracing::warn!(
+            "snapshotter: native, {why}: each step copies the layers below it and diffs them afterwards, slower than \
+             overlayfs (see `builder doctor`)"
+        ),
     }
     Ok(choice.snapshotter)
 }
@@ -136,6 +169,15 @@ pub(crate) fn current(dir: &Path) -> Result<Snapshotter, Error> {
 /// thread with a mount namespace of its own (nothing stays mounted), with `userxattr`
 /// in a user namespace as the real ones are.
 fn probe(dir: &Path) -> Result<(), String> {
+    trial_mount(dir, None)
+}
+
+/// [`probe`] with fuse-overlayfs.
+fn probe_fuse(dir: &Path, program: &Path) -> Result<(), String> {
+    trial_mount(dir, Some(program))
+}
+
+fn trial_mount(dir: &Path, fuse: Option<&Path>) -> Result<(), String> {
     let existing = dir.ancestors().find(|d| d.is_dir()).unwrap_or(Path::new("/"));
     let t = tempfile::Builder::new()
         .prefix(".builder-probe-")
@@ -152,6 +194,7 @@ fn probe(dir: &Path) -> Result<(), String> {
         readonly: false,
         nodev: true,
         userxattr,
+        fuse: fuse.map(Path::to_path_buf),
     };
     let target = t.path().join("mnt");
     std::thread::scope(|s| {
@@ -163,6 +206,7 @@ fn probe(dir: &Path) -> Result<(), String> {
             Real.mount_overlay(&target, &overlay)
                 .map_err(|e| format!("mount overlay on {}: {}", existing.display(), crate::describe_io(&e)))?;
             let _ = Real.umount(&target, MntFlags::MNT_DETACH);
+            fuse::wait_all();
             // overlayfs leaves `work/work` mode 000: removable again once searchable.
             let _ = std::fs::set_permissions(
                 t.path().join("work/work"),
@@ -173,6 +217,18 @@ fn probe(dir: &Path) -> Result<(), String> {
         .join()
         .unwrap_or_else(|_| Err("the trial mount panicked".into()))
     })
+}
+
+/// Rewrites the upperdir of `rootfs`, if it has one, as fuse-overlayfs left it into
+/// overlayfs's form.
+pub(crate) fn normalize_fuse_upper(rootfs: &crate::Rootfs) -> Result<(), Error> {
+    match &rootfs.upper {
+        Some(upper) if !rootfs.lowerdirs.is_empty() => {
+            fuse::normalize(&upper.upperdir, &rootfs.lowerdirs, opaque_xattr())
+                .map_err(|e| Error::sys(format!("read fuse-overlayfs's changes in {}", upper.upperdir.display()), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The opaque marker overlayfs would write here: `user.overlay.opaque` in a user

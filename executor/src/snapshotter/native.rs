@@ -63,13 +63,28 @@ impl Copies {
     }
 }
 
-/// `spec` for the snapshotter in use: unchanged (`None`) with overlayfs.
-pub(crate) fn prepare_spec(spec: &Spec) -> Result<Option<(Spec, Copies)>, Error> {
+/// How a sandbox's spec is run with the snapshotter in use.
+pub(crate) enum Prepared {
+    /// As it is: overlayfs, or nothing to mount.
+    AsGiven,
+    /// Its overlays mounted by this fuse-overlayfs.
+    Fuse(PathBuf),
+    /// This spec instead, on these copies.
+    Native(Spec, Copies),
+}
+
+/// `spec` for the snapshotter in use.
+pub(crate) fn prepare_spec(spec: &Spec) -> Result<Prepared, Error> {
     let beside = spec.rootfs.upper.as_ref().and_then(|u| u.upperdir.parent());
     let overlays = !spec.rootfs.lowerdirs.is_empty()
         || spec.mounts.iter().any(|m| matches!(m.source, MountSource::Overlay { .. }));
-    if !overlays || super::current(beside.unwrap_or(&std::env::temp_dir()))? != Snapshotter::Native {
-        return Ok(None);
+    if !overlays {
+        return Ok(Prepared::AsGiven);
+    }
+    match super::current(beside.unwrap_or(&std::env::temp_dir()))? {
+        Snapshotter::Overlayfs => return Ok(Prepared::AsGiven),
+        Snapshotter::FuseOverlayfs => return Ok(super::fuse::program().map_or(Prepared::AsGiven, Prepared::Fuse)),
+        Snapshotter::Native => {}
     }
     let mut copies = Copies::default();
     let mut spec = spec.clone();
@@ -88,22 +103,25 @@ pub(crate) fn prepare_spec(spec: &Spec) -> Result<Option<(Spec, Copies)>, Error>
             copies.0.push(copy);
         }
     }
-    Ok(Some((spec, copies)))
+    Ok(Prepared::Native(spec, copies))
 }
 
-/// `rootfs` for the snapshotter in use, with the copies it needs (for
-/// [`crate::with_rootfs_mounted`]).
-pub(crate) fn prepare_rootfs(rootfs: &[Rootfs]) -> Result<(Vec<Rootfs>, Copies), Error> {
+/// `rootfs` for the snapshotter in use, with the copies it needs, or the
+/// fuse-overlayfs to mount them with (for [`crate::with_rootfs_mounted`]).
+pub(crate) fn prepare_rootfs(rootfs: &[Rootfs]) -> Result<(Vec<Rootfs>, Copies, Option<PathBuf>), Error> {
     let mut copies = Copies::default();
     if rootfs.iter().all(|r| r.lowerdirs.is_empty()) {
-        return Ok((rootfs.to_vec(), copies));
+        return Ok((rootfs.to_vec(), copies, None));
     }
     let beside = rootfs.iter().find_map(|r| r.upper.as_ref()).and_then(|u| u.upperdir.parent());
-    if super::current(beside.unwrap_or(&std::env::temp_dir()))? != Snapshotter::Native {
-        return Ok((rootfs.to_vec(), copies));
+    match super::current(beside.unwrap_or(&std::env::temp_dir()))? {
+        Snapshotter::Overlayfs => Ok((rootfs.to_vec(), copies, None)),
+        Snapshotter::FuseOverlayfs => Ok((rootfs.to_vec(), copies, super::fuse::program())),
+        Snapshotter::Native => {
+            let rewritten = rootfs.iter().map(|r| rewrite(r, &mut copies, false)).collect::<Result<_, _>>()?;
+            Ok((rewritten, copies, None))
+        }
     }
-    let rewritten = rootfs.iter().map(|r| rewrite(r, &mut copies, false)).collect::<Result<_, _>>()?;
-    Ok((rewritten, copies))
 }
 
 /// A rootfs with layers as a copy of them. `writable_view`: a rootfs without upper is
