@@ -31,8 +31,6 @@ use std::time::{Duration, Instant};
 use super::meta;
 use crate::syscall::Overlay;
 
-/// `statfs`'s `f_type` of a FUSE mount.
-const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 const OPAQUE_FILE: &str = ".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 
@@ -149,7 +147,7 @@ pub(crate) fn mount(program: &Path, target: &Path, overlay: &Overlay) -> io::Res
 }
 
 fn is_fuse(target: &Path) -> bool {
-    nix::sys::statfs::statfs(target).is_ok_and(|s| s.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
+    nix::sys::statfs::statfs(target).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::FUSE_SUPER_MAGIC)
 }
 
 /// Waits for the daemons this thread started, once their mounts are gone (each ends

@@ -70,7 +70,7 @@ pub(crate) enum Prepared {
     /// Its overlays mounted by this fuse-overlayfs.
     Fuse(PathBuf),
     /// This spec instead, on these copies.
-    Native(Spec, Copies),
+    Native(Box<Spec>, Copies),
 }
 
 /// `spec` for the snapshotter in use.
@@ -103,7 +103,7 @@ pub(crate) fn prepare_spec(spec: &Spec) -> Result<Prepared, Error> {
             copies.0.push(copy);
         }
     }
-    Ok(Prepared::Native(spec, copies))
+    Ok(Prepared::Native(Box::new(spec), copies))
 }
 
 /// `rootfs` for the snapshotter in use, with the copies it needs, or the
