@@ -186,6 +186,7 @@ pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
+pub use snapshotter::fuse::program as fuse_overlayfs_program;
 pub use snapshotter::{
     SNAPSHOTTER_ENV, Snapshotter, SnapshotterChoice, choose_snapshotter, refused as overlay_refused,
     snapshotter_setting,

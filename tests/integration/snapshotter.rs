@@ -1,6 +1,7 @@
-//! The native snapshotter (`BUILDER_SNAPSHOTTER=native`, the fallback where overlayfs
-//! is refused): the same build gives the same image, byte for byte, as with overlayfs;
-//! `builder run` works on it; `builder doctor` names it; a build says so once.
+//! The fallback snapshotters (`BUILDER_SNAPSHOTTER=fuse-overlayfs|native`, used where
+//! overlayfs is refused): the same build gives the same image, byte for byte, as with
+//! overlayfs; `builder run` works on them; `builder doctor` names them; a build says
+//! so once.
 
 use crate::util::env;
 use std::path::Path;
@@ -29,9 +30,29 @@ pub(crate) const RUN_CHECK: &str = "ls /opq; cat /opq/new/n /copied.txt /from-mo
      /opq/new/owned.txt; test -e /data/b || test -e /bin/true || exit 3";
 pub(crate) const RUN_OUTPUT: &str = "new\nn\nhello\na\n7:8\n1001:1001\n";
 
-/// How many times a build's stderr says it uses the native snapshotter.
-pub(crate) fn native_warnings(stderr: &str) -> usize {
-    stderr.lines().filter(|l| l.contains("snapshotter: native")).count()
+/// How many times a build's stderr says it uses a fallback snapshotter.
+pub(crate) fn fallback_warnings(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.contains("snapshotter: native") || l.contains("snapshotter: fuse-overlayfs")).count()
+}
+
+/// The fallbacks to test: native, and fuse-overlayfs where it is installed and
+/// /dev/fuse is usable (by `user`, uid and gid, if given), else that part is skipped
+/// and said so.
+pub(crate) fn fallbacks(test: &str, user: Option<(u32, u32)>) -> Vec<&'static str> {
+    use std::os::unix::process::CommandExt;
+    let mut check = std::process::Command::new("sh");
+    check.args(["-c", "command -v fuse-overlayfs && test -c /dev/fuse -a -r /dev/fuse -a -w /dev/fuse"]);
+    if let Some((uid, gid)) = user {
+        check.uid(uid).gid(gid);
+    }
+    if !check.output().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED {test} with fuse-overlayfs: not installed (apt-get install fuse-overlayfs), or /dev/fuse not \
+             usable here (chmod 0666 /dev/fuse)"
+        );
+        return vec!["native"];
+    }
+    vec!["native", "fuse-overlayfs"]
 }
 
 /// The whiteouts and opaque markers in `layers` of an OCI archive, by name.
@@ -57,8 +78,9 @@ fn stderr(out: &Output) -> String {
 }
 
 #[test]
-fn native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it() {
-    let Some(env) = env("native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it") else { return };
+fn fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it() {
+    let test = "fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it";
+    let Some(env) = env(test) else { return };
     let env = env.with_busybox();
     let ctx = env.context("ctx", &[("Dockerfile", DOCKERFILE), ("file.txt", "hello\n")]);
     let build = |snapshotter: &str| -> (String, String, Vec<String>) {
@@ -87,39 +109,35 @@ fn native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it() {
         (std::fs::read_to_string(iid).unwrap(), stderr(&out), markers(&oci))
     };
     let (overlay_id, overlay_err, overlay_markers) = build("overlayfs");
-    let (native_id, native_err, native_markers) = build("native");
-    assert_eq!(native_id, overlay_id, "the native snapshotter made another image");
-    assert_eq!(native_markers, overlay_markers);
+    assert_eq!(fallback_warnings(&overlay_err), 0, "{overlay_err}");
     for marker in ["data/.wh.b", "bin/.wh.true", "opq/.wh..wh..opq", "usr/sbin/.wh..wh..opq"] {
-        assert!(native_markers.iter().any(|m| m.trim_start_matches("./") == marker), "{marker}: {native_markers:?}");
+        assert!(overlay_markers.iter().any(|m| m.trim_start_matches("./") == marker), "{marker}: {overlay_markers:?}");
     }
-    assert_eq!(native_warnings(&overlay_err), 0, "{overlay_err}");
-    assert_eq!(native_warnings(&native_err), 1, "said once per build:\n{native_err}");
-    assert!(native_err.contains("BUILDER_SNAPSHOTTER=native"), "{native_err}");
+    for snapshotter in fallbacks(test, None) {
+        let (id, err, markers) = build(snapshotter);
+        assert_eq!(id, overlay_id, "{snapshotter} made another image");
+        assert_eq!(markers, overlay_markers, "{snapshotter}");
+        assert_eq!(fallback_warnings(&err), 1, "said once per build:\n{err}");
+        assert!(err.contains(&format!("snapshotter: {snapshotter}, BUILDER_SNAPSHOTTER={snapshotter}")), "{err}");
 
-    let out = env
-        .cmd(&["run", "--rm", "app:native", "sh", "-c", RUN_CHECK])
-        .env("BUILDER_SNAPSHOTTER", "native")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), RUN_OUTPUT);
-    // A container's changes are its own: the image is as it was.
-    let out = env
-        .cmd(&["run", "--rm", "app:native", "sh", "-c", "rm /copied.txt"])
-        .env("BUILDER_SNAPSHOTTER", "native")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = env
-        .cmd(&["run", "--rm", "app:native", "cat", "/copied.txt"])
-        .env("BUILDER_SNAPSHOTTER", "native")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
-    // Nothing of the copies is left in the store.
+        let run = |script: &str| {
+            env.cmd(&["run", "--rm", &format!("app:{snapshotter}"), "sh", "-c", script])
+                .env("BUILDER_SNAPSHOTTER", snapshotter)
+                .output()
+                .unwrap()
+        };
+        let out = run(RUN_CHECK);
+        assert_eq!(out.status.code(), Some(3), "{snapshotter}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), RUN_OUTPUT, "{snapshotter}");
+        // A container's changes are its own: the image is as it was.
+        assert!(run("rm /copied.txt").status.success());
+        assert_eq!(String::from_utf8_lossy(&run("cat /copied.txt").stdout), "hello\n", "{snapshotter}");
+    }
+    // Nothing of the copies, and no mount, is left.
     let leftovers: Vec<_> = walkdir(env.root.path()).into_iter().filter(|p| p.contains(".builder-native-")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    let mounts: Vec<_> = crate::util::mount_table().into_iter().filter(|m| m.contains("fuse-overlayfs")).collect();
+    assert!(mounts.is_empty(), "{mounts:?}");
 }
 
 fn walkdir(dir: &Path) -> Vec<String> {

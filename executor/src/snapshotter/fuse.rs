@@ -35,7 +35,7 @@ const OPAQUE_FILE: &str = ".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 
 /// The fuse-overlayfs program, if installed.
-pub(crate) fn program() -> Option<PathBuf> {
+pub fn program() -> Option<PathBuf> {
     crate::find_program("fuse-overlayfs")
 }
 
@@ -50,10 +50,22 @@ thread_local! {
 /// init, before it joins a cgroup whose device filter denies it).
 pub(crate) fn preopen(n: usize) -> io::Result<()> {
     for _ in 0..n {
-        let fd: OwnedFd = fs::OpenOptions::new().read(true).write(true).open("/dev/fuse")?.into();
+        let fd = open_dev_fuse()?;
         PREOPENED.with(|p| p.borrow_mut().push(fd));
     }
     Ok(())
+}
+
+/// `/dev/fuse`, or why it cannot be opened, with the fix where it is its mode.
+pub(crate) fn open_dev_fuse() -> io::Result<OwnedFd> {
+    match fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(f) => Ok(f.into()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(io::Error::new(
+            e.kind(),
+            "cannot open /dev/fuse: permission denied (fix: chmod 0666 /dev/fuse, as most distributions set it)",
+        )),
+        Err(e) => Err(io::Error::new(e.kind(), format!("cannot open /dev/fuse: {}", crate::describe_io(&e)))),
+    }
 }
 
 /// Closes the descriptors [`preopen`] left unused: the process must not inherit one.
@@ -108,11 +120,15 @@ pub(crate) fn mount(program: &Path, target: &Path, overlay: &Overlay) -> io::Res
             mount_on(fd, target, overlay)?;
             let raw = fd.as_raw_fd();
             command.arg(format!("/dev/fd/{raw}"));
-            // SAFETY: between fork and exec, fcntl on a descriptor this process owns:
-            // the daemon inherits it (it is close-on-exec for anything else).
+            // SAFETY: between fork and exec, plain syscalls: fcntl on a descriptor
+            // this process owns (the daemon inherits it; it is close-on-exec for
+            // anything else), and unshare. The daemon gets a mount namespace of its
+            // own: the init's `pivot_root` would otherwise make the daemon's root its
+            // own mount, and every path it opens (`/proc/self/fd/N`) a request to
+            // itself.
             unsafe {
                 command.pre_exec(move || {
-                    if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                    if libc::fcntl(raw, libc::F_SETFD, 0) < 0 || libc::unshare(libc::CLONE_NEWNS) < 0 {
                         return Err(io::Error::last_os_error());
                     }
                     Ok(())

@@ -83,15 +83,16 @@ fn parse_setting(value: &str) -> Result<Option<Snapshotter>, Error> {
         "" | "auto" => Ok(None),
         "overlayfs" | "overlay" => Ok(Some(Snapshotter::Overlayfs)),
         "native" => Ok(Some(Snapshotter::Native)),
-        "fuse-overlayfs" => match fuse::program() {
-            Some(_) => Ok(Some(Snapshotter::FuseOverlayfs)),
-            None => Err(Error::sys(
+        "fuse-overlayfs" => match (fuse::program(), fuse::open_dev_fuse()) {
+            (Some(_), Ok(_)) => Ok(Some(Snapshotter::FuseOverlayfs)),
+            (None, _) => Err(Error::sys(
                 format!("{SNAPSHOTTER_ENV}={value}"),
                 io::Error::new(
                     io::ErrorKind::NotFound,
                     "fuse-overlayfs is not installed (apt-get install fuse-overlayfs)",
                 ),
             )),
+            (Some(_), Err(e)) => Err(Error::sys(format!("{SNAPSHOTTER_ENV}={value}"), e)),
         },
         other => Err(Error::sys(
             format!("{SNAPSHOTTER_ENV}={other}"),

@@ -1,16 +1,17 @@
-//! Rootless, the native snapshotter (`BUILDER_SNAPSHOTTER=native`: what builder falls
-//! back to where overlayfs is refused in a user namespace) and `builder run -it` in a
-//! real terminal, as the test user with subordinate ids.
+//! Rootless, the fallback snapshotters (`BUILDER_SNAPSHOTTER=fuse-overlayfs|native`:
+//! what builder falls back to where overlayfs is refused in a user namespace) and
+//! `builder run -it` in a real terminal, as the test user with subordinate ids.
 
 use super::harness::*;
-use crate::snapshotter::{DOCKERFILE, RUN_CHECK, RUN_OUTPUT, markers, native_warnings};
+use crate::snapshotter::{DOCKERFILE, RUN_CHECK, RUN_OUTPUT, fallback_warnings, fallbacks, markers};
 use crate::tty::{TYPED, check_terminal_output, typed_into_pty};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 #[test]
-fn rootless_native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it() {
-    let Some(r) = Rootless::new("rootless_native_snapshotter", true) else { return };
+fn rootless_fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it() {
+    let test = "rootless_fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it";
+    let Some(r) = Rootless::new(test, true) else { return };
     let tar = r.home.join("busybox.tar");
     r.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
     let ctx = r.context("ctx", &[("Dockerfile", DOCKERFILE), ("file.txt", "hello\n")]);
@@ -40,23 +41,25 @@ fn rootless_native_snapshotter_builds_the_image_overlayfs_builds_and_runs_it() {
         (std::fs::read_to_string(iid).unwrap(), err, markers(&oci))
     };
     let (overlay_id, overlay_err, overlay_markers) = build("overlayfs");
-    let (native_id, native_err, native_markers) = build("native");
-    assert_eq!(native_id, overlay_id, "the native snapshotter made another image");
-    assert_eq!(native_markers, overlay_markers);
-    assert!(native_markers.iter().any(|m| m.ends_with("opq/.wh..wh..opq")), "{native_markers:?}");
-    assert_eq!(native_warnings(&overlay_err), 0, "{overlay_err}");
-    assert_eq!(native_warnings(&native_err), 1, "said once per build:\n{native_err}");
+    assert_eq!(fallback_warnings(&overlay_err), 0, "{overlay_err}");
+    assert!(overlay_markers.iter().any(|m| m.ends_with("opq/.wh..wh..opq")), "{overlay_markers:?}");
+    for snapshotter in fallbacks(test, Some((r.user.uid, r.user.gid))) {
+        let (id, err, markers) = build(snapshotter);
+        assert_eq!(id, overlay_id, "{snapshotter} made another image");
+        assert_eq!(markers, overlay_markers, "{snapshotter}");
+        assert_eq!(fallback_warnings(&err), 1, "said once per build:\n{err}");
 
-    let out = r
-        .cmd(&["run", "--rm", "app:native", "sh", "-c", RUN_CHECK])
-        .env("BUILDER_SNAPSHOTTER", "native")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), RUN_OUTPUT);
-    let doctor = r.cmd(&["doctor"]).env("BUILDER_SNAPSHOTTER", "native").output().unwrap();
-    let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
-    assert!(doctor.lines().any(|l| l.starts_with("snapshotter: native (")), "{doctor}");
+        let out = r
+            .cmd(&["run", "--rm", &format!("app:{snapshotter}"), "sh", "-c", RUN_CHECK])
+            .env("BUILDER_SNAPSHOTTER", snapshotter)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{snapshotter}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), RUN_OUTPUT, "{snapshotter}");
+        let doctor = r.cmd(&["doctor"]).env("BUILDER_SNAPSHOTTER", snapshotter).output().unwrap();
+        let doctor = String::from_utf8_lossy(&doctor.stdout).into_owned();
+        assert!(doctor.lines().any(|l| l.starts_with(&format!("snapshotter: {snapshotter} ("))), "{doctor}");
+    }
     r.assert_no_processes_left("the builds");
 }
 
