@@ -90,6 +90,14 @@
 //! subordinate ids... [`probe`] tells what a rootless sandbox gets here
 //! ([`UserNamespaces`]), trying overlayfs and `/proc` in a user namespace once.
 //!
+//! # Snapshotters
+//!
+//! Where overlayfs is refused, the overlays of a [`Spec`] and of
+//! [`with_rootfs_mounted`] are fuse-overlayfs mounts, or copies of the lowerdirs
+//! (the native snapshotter), as [`choose_snapshotter`] decides
+//! (`BUILDER_SNAPSHOTTER`, else trial mounts); either way the upperdir ends up as
+//! overlayfs would have left it (`snapshotter/`), so callers see no difference.
+//!
 //! # Limits
 //!
 //! [`Resources`] and the device allow list of [`Devices::Default`] are enforced by a
