@@ -3,7 +3,8 @@
 //! so that everything after a step (the layer's tar, the snapshot) is the same
 //! whichever snapshotter ran it:
 //! - an entry the copy did not have, or has under another inode (deleted and made
-//!   again, renamed over), is moved into the upperdir whole; a directory made where
+//!   again, renamed over; an inode number the filesystem reused has another birth
+//!   time), is moved into the upperdir whole; a directory made where
 //!   the lowers had an entry is opaque, as overlayfs makes a directory created over a
 //!   whiteout;
 //! - a non-directory whose ctime moved (written, chmod, chown, xattr, link) is moved
@@ -58,8 +59,9 @@ impl Differ<'_> {
             let to = upper.join(name);
             let m = fs::symlink_metadata(&from).map_err(|e| at(&from, e))?;
             let old = before.get(name);
+            let same = old.is_some_and(|old| old.ino == m.ino() && old.btime == meta::birth_time(&from));
             match old {
-                Some(old) if old.ino == m.ino() && old.dir && m.is_dir() => {
+                Some(old) if same && old.dir && m.is_dir() => {
                     fs::DirBuilder::new().mode(0o700).create(&to).map_err(|e| at(&to, e))?;
                     let below = self.dir(&from, &rel.join(name), &to)?;
                     if below || own_metadata_changed(old, &m) {
@@ -69,7 +71,7 @@ impl Differ<'_> {
                         fs::remove_dir(&to).map_err(|e| at(&to, e))?;
                     }
                 }
-                Some(old) if old.ino == m.ino() && !old.dir && old.ctime == (m.ctime(), m.ctime_nsec()) => {}
+                Some(old) if same && !old.dir && old.ctime == (m.ctime(), m.ctime_nsec()) => {}
                 _ => {
                     fs::rename(&from, &to).map_err(|e| at(&from, e))?;
                     if m.is_dir() && old.is_some() {

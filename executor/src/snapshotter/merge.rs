@@ -19,6 +19,9 @@ use super::meta;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
     pub ino: u64,
+    /// With `ino`, the entry's identity (`meta::birth_time`), where the filesystem
+    /// keeps it.
+    pub btime: Option<(i64, u32)>,
     pub ctime: (i64, i64),
     pub dir: bool,
     /// Mode and owner, compared for directories (whose ctime also moves with their
@@ -29,9 +32,10 @@ pub(crate) struct Stat {
 }
 
 impl Stat {
-    pub fn of(m: &fs::Metadata) -> Self {
+    pub fn of(path: &Path, m: &fs::Metadata) -> Self {
         Stat {
             ino: m.ino(),
+            btime: meta::birth_time(path),
             ctime: (m.ctime(), m.ctime_nsec()),
             dir: m.is_dir(),
             mode: m.mode(),
@@ -119,7 +123,7 @@ fn merge_dir(stack: &[PathBuf], dest: &Path, rel: &Path, record: &mut Record) ->
                 continue;
             }
             let copied = fs::symlink_metadata(&target).map_err(|e| at(&target, e))?;
-            entries.insert(name, Stat::of(&copied));
+            entries.insert(name, Stat::of(&target, &copied));
         }
     }
     record.dirs.insert(rel.to_path_buf(), entries);

@@ -143,6 +143,18 @@ pub(crate) fn copy_entry(from: &Path, meta: &fs::Metadata, to: &Path) -> io::Res
     Ok(true)
 }
 
+/// When `path` (not followed) was made, where the filesystem keeps it: with the
+/// inode number, what tells an entry from a new one the filesystem gave a freed
+/// inode's number (ext4 does at once: `rm -rf d && mkdir d`).
+pub(crate) fn birth_time(path: &Path) -> Option<(i64, u32)> {
+    let c = cpath(path).ok()?;
+    // SAFETY: a zeroed statx is a valid buffer for the kernel to fill.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a buffer of the right type.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_BTIME, &mut st) };
+    (rc == 0 && st.stx_mask & libc::STATX_BTIME != 0).then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec))
+}
+
 /// A 0/0 character device at `path`: overlayfs's whiteout.
 pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
     let c = cpath(path)?;
