@@ -75,7 +75,7 @@ impl Differ<'_> {
                 _ => {
                     fs::rename(&from, &to).map_err(|e| at(&from, e))?;
                     if m.is_dir() && old.is_some() {
-                        meta::set_xattr(&to, self.opaque_xattr, b"y").map_err(|e| at(&to, e))?;
+                        meta::mark_opaque(&to, self.opaque_xattr).map_err(|e| at(&to, e))?;
                     }
                     wrote = true;
                 }
@@ -85,7 +85,7 @@ impl Differ<'_> {
         gone.sort();
         for name in gone {
             let to = upper.join(name);
-            meta::make_whiteout(&to).map_err(|e| at(&to, e))?;
+            meta::make_whiteout(&to)?;
             wrote = true;
         }
         Ok(wrote)

@@ -232,7 +232,7 @@ fn normalize_dir(upper: &Path, rel: &Path, lowers: &[PathBuf], opaque_xattr: &CS
         }
     }
     if opaque && visible_in(lowers, rel) {
-        meta::set_xattr(upper, opaque_xattr, b"y")?;
+        meta::mark_opaque(upper, opaque_xattr)?;
     }
     Ok(())
 }

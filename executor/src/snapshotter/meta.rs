@@ -155,11 +155,37 @@ pub(crate) fn birth_time(path: &Path) -> Option<(i64, u32)> {
     (rc == 0 && st.stx_mask & libc::STATX_BTIME != 0).then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec))
 }
 
-/// A 0/0 character device at `path`: overlayfs's whiteout.
+/// A 0/0 character device at `path`: overlayfs's whiteout. Refused, the error says
+/// where they can be made.
 pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: a NUL-terminated path; mode and device number are plain integers.
-    check(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, 0) })
+    check(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, 0) }).map_err(|e| {
+        if e.raw_os_error() != Some(libc::EPERM) {
+            return e;
+        }
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot record a deletion as a whiteout (a 0/0 character device) at {}: operation not permitted \
+                 (the store's filesystem refuses them, as overlayfs does, or a user namespace before Linux 5.8 \
+                 does; put the store, --root or BUILDER_ROOT, on another filesystem)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Marks the directory `path` opaque with `xattr`, or with `user.overlay.opaque`
+/// where the filesystem refuses `trusted.overlay.*` (an upperdir that is itself on
+/// overlayfs, as a store inside a container is). Both are read as opaque.
+pub(crate) fn mark_opaque(path: &Path, xattr: &std::ffi::CStr) -> io::Result<()> {
+    match set_xattr(path, xattr, b"y") {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) && xattr != c"user.overlay.opaque" => {
+            set_xattr(path, c"user.overlay.opaque", b"y")
+        }
+        other => other,
+    }
 }
 
 /// A 0/0 character device: a deletion, in a snapshot or an upperdir.
