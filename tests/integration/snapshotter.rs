@@ -184,3 +184,74 @@ fn doctor_names_the_snapshotter_and_a_bad_setting_fails_by_name() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("BUILDER_SNAPSHOTTER=vfs: unknown snapshotter"), "{}", stderr(&out));
 }
+
+/// Only additions: a store on overlayfs takes neither whiteouts nor overlayfs's
+/// xattrs, whichever snapshotter writes them.
+const ADDITIONS: &str = "\
+FROM busybox
+RUN mkdir -p /app/sub && echo built > /app/sub/f && chown -R 1001:1001 /app
+COPY file.txt /app/file.txt
+RUN --mount=type=bind,source=file.txt,target=/in cp /in /app/copied
+";
+
+/// The diff ids in `builder inspect`'s output.
+fn diff_ids(inspect: &str) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(inspect).unwrap_or_else(|e| panic!("{e}: {inspect}"));
+    let ids = json["RootFS"]["diff_ids"].as_array().unwrap_or_else(|| panic!("no diff_ids in {inspect}"));
+    ids.iter().map(|d| d.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn where_overlayfs_is_refused_a_fallback_is_chosen_and_said() {
+    let test = "where_overlayfs_is_refused_a_fallback_is_chosen_and_said";
+    let Some(env) = env(test) else { return };
+    let has_unshare = std::process::Command::new("sh").args(["-c", "command -v unshare"]).output();
+    if !has_unshare.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED {test}: unshare (util-linux) is not installed");
+        return;
+    }
+    let env = env.with_busybox();
+    let ctx = env.context("ctx", &[("Dockerfile", ADDITIONS), ("file.txt", "hello\n")]);
+    let out = env
+        .cmd(&["build", "--progress=plain", "-t", "app:1", ctx.to_str().unwrap()])
+        .env("SOURCE_DATE_EPOCH", "0")
+        .env_remove("BUILDER_SNAPSHOTTER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fallback_warnings(&stderr(&out)), 0, "{}", stderr(&out));
+    let builder = Path::new(env!("CARGO_BIN_EXE_builder"));
+    let expected = diff_ids(&env.ok(&["inspect", "app:1"]));
+
+    // The store on an overlayfs (as in a container without a volume): overlayfs
+    // refuses an upperdir there.
+    let w = env.work.path();
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir_all(w.join(d)).unwrap();
+    }
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={w}/l,upperdir={w}/u,workdir={w}/w {w}/m && \
+         B={b} && S={w}/m/store && $B --root $S import {tar} busybox:latest >/dev/null && \
+         $B --root $S build --progress=plain -t app:1 {ctx} && \
+         $B --root $S inspect app:1 > {w}/inspect.json && $B --root $S doctor > {w}/doctor.txt",
+        w = w.display(),
+        b = builder.display(),
+        tar = crate::util::busybox_tar().display(),
+        ctx = ctx.display(),
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("SOURCE_DATE_EPOCH", "0")
+        .env_remove("BUILDER_SNAPSHOTTER")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(fallback_warnings(&err), 1, "said once:\n{err}");
+    assert!(err.contains("overlayfs refused here: mount overlay on"), "{err}");
+    let doctor = std::fs::read_to_string(w.join("doctor.txt")).unwrap();
+    let line = doctor.lines().find(|l| l.starts_with("snapshotter: ")).unwrap_or_default();
+    assert!(line.contains("overlayfs refused here"), "{doctor}");
+    let got = diff_ids(&std::fs::read_to_string(w.join("inspect.json")).unwrap());
+    assert_eq!(got, expected, "the fallback made other layers");
+}
