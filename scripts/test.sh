@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 need=""
-for pkg in busybox-static docker-registry skopeo umoci runc podman slirp4netns iproute2 keyutils uidmap git openssh-client qemu-user-static; do
+for pkg in busybox-static docker-registry skopeo umoci runc podman slirp4netns iproute2 keyutils uidmap fuse-overlayfs git openssh-client qemu-user-static; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

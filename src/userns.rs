@@ -79,15 +79,44 @@ pub fn doctor(root: &Path) -> String {
             let _ = writeln!(out, "store: {} (not created yet)", root.display());
         }
     }
-    let snapshots = match (&isolation.overlay, uid.is_root()) {
-        (_, true) => "overlayfs".to_string(),
-        (Ok(()), false) => "overlayfs in the user namespace (userxattr: opaque directories as \
-                            user.overlay.opaque, whiteouts as 0/0 character devices)"
-            .to_string(),
-        (Err(why), false) => format!(
-            "none: overlayfs does not work in a user namespace here ({why}); builds fail (no fuse-overlayfs \
-             or copying fallback yet; Linux 5.11 or later is needed)"
-        ),
+    let native = "native (each step copies the layers below it and diffs them afterwards: slower than overlayfs, \
+                  same layers)";
+    let fuse = "fuse-overlayfs (a FUSE daemon serves each step's filesystem: slower than overlayfs, same layers)";
+    let snapshots = match executor::snapshotter_setting() {
+        Err(e) => format!("{e}"),
+        Ok(Some(chosen)) => {
+            let what = match chosen {
+                executor::Snapshotter::Native => native,
+                executor::Snapshotter::FuseOverlayfs => fuse,
+                executor::Snapshotter::Overlayfs => "overlayfs",
+            };
+            format!("{what}, chosen by {}={chosen}", executor::SNAPSHOTTER_ENV)
+        }
+        Ok(None) if uid.is_root() => match executor::choose_snapshotter(root) {
+            Ok(executor::SnapshotterChoice { snapshotter: executor::Snapshotter::Overlayfs, .. }) => {
+                "overlayfs".to_string()
+            }
+            Ok(choice) => {
+                let what = if choice.snapshotter == executor::Snapshotter::Native { native } else { fuse };
+                format!("{what}: {}", choice.why.unwrap_or_default())
+            }
+            Err(e) => format!("{e}"),
+        },
+        Ok(None) => match &isolation.overlay {
+            Ok(()) => "overlayfs in the user namespace (userxattr: opaque directories as user.overlay.opaque, \
+                       whiteouts as 0/0 character devices)"
+                .to_string(),
+            // builder tries fuse-overlayfs in its own user namespace, where it is root.
+            Err(why) => format!(
+                "{}: {}; fix: Linux 5.11 or later, and a store on a filesystem with user xattrs",
+                if executor::fuse_overlayfs_program().is_some() {
+                    "fuse-overlayfs where it mounts in builder's user namespace, else native"
+                } else {
+                    native
+                },
+                executor::overlay_refused(why)
+            ),
+        },
     };
     let _ = writeln!(out, "snapshotter: {snapshots}");
     let _ = writeln!(

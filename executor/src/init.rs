@@ -66,7 +66,8 @@ impl Reporter {
 fn init_main() -> i32 {
     // SAFETY: fds 3 and 4 were placed by the parent for this process alone.
     let (mut config_file, status_file) = unsafe { (File::from_raw_fd(CONFIG_FD), File::from_raw_fd(STATUS_FD)) };
-    for fd in [CONFIG_FD, STATUS_FD] {
+    // (The console socket, when there is one: nor does a fuse-overlayfs daemon.)
+    for fd in [CONFIG_FD, STATUS_FD, crate::console::CONSOLE_FD] {
         // SAFETY: sets FD_CLOEXEC on a descriptor we own, so the process never sees it.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
@@ -112,15 +113,25 @@ fn parent_is_gone() -> bool {
 }
 
 fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, Error> {
+    if config.fuse_overlayfs.is_some() {
+        // Before the device cgroup, which denies /dev/fuse (`snapshotter/fuse.rs`).
+        let overlays = config.spec.mounts.iter().filter(|m| matches!(m.source, crate::MountSource::Overlay { .. }));
+        crate::snapshotter::fuse::preopen(1 + overlays.count())
+            .map_err(|e| Error::sys("open /dev/fuse for fuse-overlayfs", e))?;
+    }
     // First: all that follows, the process included, is under the sandbox's limits.
     cgroup::join(&config.cgroup_procs)?;
     if config.join_network {
         join_network()?;
     }
     let mut report = |c| reporter.send(&Message::Created(c));
-    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true, userns: false }
+    Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true, userns: false, fuse: None }
         .run(config)
         .map_err(|e| if config.user_namespace.is_some() { explain_in_user_namespace(e) } else { e })?;
+    crate::snapshotter::fuse::close_preopened();
+    if config.terminal {
+        crate::console::open_in_sandbox()?;
+    }
 
     let process = &config.spec.process;
     let passwd = read_optional("/etc/passwd")?;

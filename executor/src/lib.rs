@@ -90,6 +90,14 @@
 //! subordinate ids... [`probe`] tells what a rootless sandbox gets here
 //! ([`UserNamespaces`]), trying overlayfs and `/proc` in a user namespace once.
 //!
+//! # Snapshotters
+//!
+//! Where overlayfs is refused, the overlays of a [`Spec`] and of
+//! [`with_rootfs_mounted`] are fuse-overlayfs mounts, or copies of the lowerdirs
+//! (the native snapshotter), as [`choose_snapshotter`] decides
+//! (`BUILDER_SNAPSHOTTER`, else trial mounts); either way the upperdir ends up as
+//! overlayfs would have left it (`snapshotter/`), so callers see no difference.
+//!
 //! # Limits
 //!
 //! [`Resources`] and the device allow list of [`Devices::Default`] are enforced by a
@@ -155,6 +163,7 @@
 
 mod caps;
 mod cgroup;
+mod console;
 mod fds;
 mod init;
 mod isolation;
@@ -165,6 +174,7 @@ mod rlimits;
 mod rootfs;
 mod sandbox;
 mod seccomp;
+mod snapshotter;
 mod spawn;
 mod stubs;
 mod syscall;
@@ -184,6 +194,11 @@ pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
+pub use snapshotter::fuse::program as fuse_overlayfs_program;
+pub use snapshotter::{
+    SNAPSHOTTER_ENV, Snapshotter, SnapshotterChoice, choose_snapshotter, refused as overlay_refused,
+    snapshotter_setting,
+};
 pub use userns::enter::{
     Entered, current as current_user_namespace, enter as enter_user_namespace, mapping_to_enter, reexec_to_enter,
     take_reexec_mark,

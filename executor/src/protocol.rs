@@ -27,8 +27,12 @@ pub(crate) struct InitConfig {
     /// A throwaway upper for a rootfs that has none (so stubs can be created), on a
     /// tmpfs the init mounts at their common parent.
     pub scratch_upper: Option<Upper>,
-    /// fds 0-2 are a pty slave, to become the process's controlling terminal.
+    /// The init opens a pty in the sandbox, sends its master on `console::CONSOLE_FD`
+    /// and makes the slave fds 0-2 and the process's controlling terminal.
     pub terminal: bool,
+    /// Mount overlays with this fuse-overlayfs program (the snapshotter in use).
+    #[serde(default)]
+    pub fuse_overlayfs: Option<PathBuf>,
     /// Join the network namespace on [`NETWORK_FD`] (one behind a NAT) first.
     pub join_network: bool,
     /// The sandbox cgroup's `cgroup.procs` files (one per v1 hierarchy), for the init

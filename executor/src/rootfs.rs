@@ -12,7 +12,8 @@ use crate::{Error, Rootfs, Upper};
 /// has none); `rootfs.readonly` is left to the caller, who may need to create
 /// mountpoints first ([`remount`]). With `nodev`, device nodes on it (a layer may carry
 /// any) cannot be opened. `userns`: we are in a user namespace (overlayfs must keep its
-/// xattrs as `user.overlay.*`).
+/// xattrs as `user.overlay.*`). `fuse`: the fuse-overlayfs program to mount with
+/// instead of overlayfs.
 pub(crate) fn mount(
     sys: &dyn Syscall,
     rootfs: &Rootfs,
@@ -20,6 +21,7 @@ pub(crate) fn mount(
     target: &Path,
     nodev: bool,
     userns: bool,
+    fuse: Option<&Path>,
 ) -> Result<(), Error> {
     let upper = rootfs.upper.as_ref().or(scratch);
     let on = |what: &str| format!("mount {what} on {}", target.display());
@@ -46,6 +48,7 @@ pub(crate) fn mount(
                 readonly: upper.is_none(),
                 nodev,
                 userxattr: userns,
+                fuse: fuse.map(Path::to_path_buf),
             };
             sys.mount_overlay(target, &overlay).map_err(|e| Error::sys(on("overlay"), e))
         }
@@ -129,8 +132,8 @@ mod tests {
             upper: Some(Upper { upperdir: "/u".into(), workdir: "/w".into() }),
             readonly: false,
         };
-        mount(&sys, &rootfs, None, Path::new("/t"), true, true).unwrap();
-        mount(&sys, &rootfs, None, Path::new("/t"), true, false).unwrap();
+        mount(&sys, &rootfs, None, Path::new("/t"), true, true, None).unwrap();
+        mount(&sys, &rootfs, None, Path::new("/t"), true, false, None).unwrap();
         let userxattr: Vec<bool> = sys
             .take()
             .into_iter()

@@ -44,6 +44,8 @@ pub(crate) struct Setup<'a> {
     pub nodev: bool,
     /// In a user namespace of the sandbox's own; set by [`Setup::run`].
     pub userns: bool,
+    /// Overlays are fuse-overlayfs mounts (this program); set by [`Setup::run`].
+    pub fuse: Option<PathBuf>,
 }
 
 impl Setup<'_> {
@@ -55,6 +57,7 @@ impl Setup<'_> {
         // allows every device.
         self.nodev = cfg.spec.security.devices == Devices::Default;
         self.userns = cfg.user_namespace.is_some();
+        self.fuse = cfg.fuse_overlayfs.clone();
         // devpts gives new ptys the group tty (5), which a user namespace may not map.
         let tty_group = cfg.user_namespace.as_ref().is_none_or(|u| u.mapping.gid.to_host(5).is_some());
         sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
@@ -64,7 +67,8 @@ impl Setup<'_> {
         if let Some(scratch) = &cfg.scratch_upper {
             self.scratch(scratch)?;
         }
-        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root, self.nodev, self.userns)?;
+        let fuse = self.fuse.as_deref();
+        rootfs::mount(sys, &spec.rootfs, cfg.scratch_upper.as_ref(), &root, self.nodev, self.userns, fuse)?;
         let upperdir = spec.rootfs.upper.as_ref().map(|u| u.upperdir.clone());
         let upperdir = upperdir.as_deref();
 
@@ -214,6 +218,7 @@ impl Setup<'_> {
                 readonly: false,
                 nodev: self.nodev,
                 userxattr: self.userns,
+                fuse: self.fuse.clone(),
             };
             return self.overlay_subpath(root, upperdir, &m.target, &overlay, subpath, *readonly, staging);
         }
@@ -236,6 +241,7 @@ impl Setup<'_> {
                     readonly: false,
                     nodev: self.nodev,
                     userxattr: self.userns,
+                    fuse: self.fuse.clone(),
                 };
                 self.sys
                     .mount_overlay(&target, &overlay)
@@ -371,6 +377,7 @@ mod tests {
                 scratch_upper: None,
                 terminal: false,
                 join_network: false,
+                fuse_overlayfs: None,
                 cgroup_procs: vec![],
                 user_namespace: None,
             },
@@ -386,7 +393,7 @@ mod tests {
             Ok(())
         };
         let host_root = f.dir.path().join("host");
-        Setup { sys, host_root, report: &mut report, nodev: false, userns: false }.run(&f.config).unwrap();
+        Setup { sys, host_root, report: &mut report, nodev: false, userns: false, fuse: None }.run(&f.config).unwrap();
         let rel = |p: &Path| p.strip_prefix(f.dir.path()).unwrap_or(p).display().to_string();
         let lines = sys
             .take()
@@ -562,9 +569,9 @@ mod tests {
             upper: None,
             readonly: true,
         };
-        rootfs::mount(&sys, &view(&[]), None, t, false, false).unwrap();
-        rootfs::mount(&sys, &view(&["/a"]), None, t, false, false).unwrap();
-        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t, false, false).unwrap();
+        rootfs::mount(&sys, &view(&[]), None, t, false, false, None).unwrap();
+        rootfs::mount(&sys, &view(&["/a"]), None, t, false, false, None).unwrap();
+        rootfs::mount(&sys, &view(&["/a", "/b"]), None, t, false, false, None).unwrap();
         let calls = sys.take();
         assert!(
             matches!(&calls[0], Call::Mount { fstype: Some(t), flags, .. } if t == "tmpfs" && flags.contains(MsFlags::MS_RDONLY))

@@ -22,8 +22,12 @@ use crate::network::Nat;
 use crate::network::{self, PrivateNet};
 use crate::paths::Created;
 use crate::protocol::{CONFIG_FD, INIT_ENV, InitConfig, InitError, InitUserNamespace, Message, NETWORK_FD, STATUS_FD};
+use crate::snapshotter::Prepared;
 use crate::userns::{self, Plan};
-use crate::{Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, init, rlimits, stubs, tty};
+use crate::{
+    Control, Error, ExitStatus, Network, OutputStream, Spec, Stdio, Upper, console, init, rlimits, snapshotter, stubs,
+    tty,
+};
 
 fn sys(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::sys(what, e)
@@ -40,9 +44,38 @@ enum Pipe {
     Terminal,
     /// Our stdin, for the pty master.
     Input,
+    /// The socket the init sends the pty master on.
+    Console,
 }
 
-pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
+pub(crate) fn run(spec: &Spec, stdio: Stdio<'_>, control: Control) -> Result<ExitStatus, Error> {
+    // The native snapshotter: the sandbox runs on copies of the layers, whose changes
+    // go into the upperdir once it is gone (and its mountpoint stubs with it).
+    // With fuse-overlayfs, the init mounts it, and the upperdir gets overlayfs's
+    // markers afterwards.
+    match snapshotter::prepare_spec(spec)? {
+        Prepared::AsGiven => run_as_given(spec, stdio, control, None),
+        Prepared::Fuse(program) => {
+            let status = run_as_given(spec, stdio, control, Some(program))?;
+            snapshotter::normalize_fuse_upper(&spec.rootfs)?;
+            Ok(status)
+        }
+        Prepared::Native(spec, copies) => {
+            let status = run_as_given(&spec, stdio, control, None)?;
+            copies.finish()?;
+            Ok(status)
+        }
+    }
+}
+
+/// [`run`] with the rootfs mounted as `spec` says, whatever the snapshotter (the
+/// trial sandbox that tries overlayfs).
+pub(crate) fn run_as_given(
+    spec: &Spec,
+    mut stdio: Stdio<'_>,
+    control: Control,
+    fuse: Option<std::path::PathBuf>,
+) -> Result<ExitStatus, Error> {
     // Keeps the before-main hook linked into every binary that can call `run`.
     std::hint::black_box(&init::RUN_BEFORE_MAIN);
     if !init::CHECKED.load(Ordering::SeqCst) {
@@ -76,6 +109,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         userns::procfs::warn_once();
     }
     let mut config = prepare_bundle(spec, bundle.path(), terminal, userns.as_ref())?;
+    config.fuse_overlayfs = fuse;
     // The cgroup is made and configured before the clone, and the init joins it as
     // its first act, before it mounts or forks anything: all the sandbox runs is in
     // it, and no handshake is needed (the parent moving the init in after the clone
@@ -120,13 +154,16 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         }
         Stdio::Inherit => {}
         Stdio::Terminal | Stdio::TerminalOutput => {
-            let pty = tty::open()?;
+            // The init makes the pty in the sandbox's devpts and sends us its master
+            // (`console.rs`); until then its stdio is /dev/null.
+            let null = fs::File::options().read(true).write(true).open("/dev/null").map_err(sys("open /dev/null"))?;
             for fd in 0..3 {
-                fds.push((pty.slave.try_clone().map_err(sys("duplicate pty"))?, fd));
+                fds.push((OwnedFd::from(null.try_clone().map_err(sys("duplicate /dev/null"))?), fd));
             }
-            pipes.push((pty.master, Pipe::Terminal));
+            let (ours, theirs) = console::socketpair()?;
+            fds.push((theirs, console::CONSOLE_FD));
+            pipes.push((ours, Pipe::Console));
             if let Stdio::Terminal = stdio {
-                pipes.push((tty::dup_stdin()?, Pipe::Input));
                 _raw_mode = tty::RawMode::enable();
             }
         }
@@ -211,11 +248,24 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
             return Err(Error::sys("poll sandbox output", e));
         }
         let mut closed = Vec::new();
+        let mut received = Vec::new();
         for (i, p) in pollfds.iter().enumerate() {
             if p.revents == 0 {
                 continue;
             }
             let (fd, kind) = &pipes[i];
+            if *kind == Pipe::Console {
+                closed.push(i);
+                let master = console::recv_fd(fd).map_err(sys("receive the sandbox's pty"))?;
+                if let Some(master) = master {
+                    tty::copy_size(&master);
+                    received.push((master, Pipe::Terminal));
+                    if let Stdio::Terminal = stdio {
+                        received.push((tty::dup_stdin()?, Pipe::Input));
+                    }
+                }
+                continue;
+            }
             // SAFETY: reading into a buffer of the given length from a descriptor we own.
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
@@ -237,7 +287,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
             let chunk = &buf[..n as usize];
             match (kind, &mut stdio) {
                 (Pipe::Output(stream), Stdio::Capture(cb)) => cb(*stream, chunk),
-                (Pipe::Output(_), _) => {}
+                (Pipe::Output(_), _) | (Pipe::Console, _) => {}
                 (Pipe::Terminal, _) => {
                     let mut out = io::stdout().lock();
                     // Our stdout gone (a closed pipe) must not stop the sandbox's end.
@@ -264,6 +314,7 @@ pub(crate) fn run(spec: &Spec, mut stdio: Stdio<'_>, control: Control) -> Result
         for i in closed.into_iter().rev() {
             pipes.remove(i);
         }
+        pipes.extend(received);
     }
     drop(_raw_mode);
     let wait = sandbox.wait()?;
@@ -324,6 +375,7 @@ fn prepare_bundle(spec: &Spec, bundle: &Path, terminal: bool, userns: Option<&Pl
         scratch_upper,
         terminal,
         join_network,
+        fuse_overlayfs: None,
         cgroup_procs: Vec::new(),
         user_namespace: match userns {
             Some(plan) => Some(InitUserNamespace {

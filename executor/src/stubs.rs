@@ -39,6 +39,9 @@ pub(crate) fn remove(upperdir: &Path, created: &[Created]) {
 fn remove_if_untouched(path: &Path) {
     let Ok(m) = fs::symlink_metadata(path) else { return };
     let result = if m.is_dir() {
+        // fuse-overlayfs marks every directory it makes (an empty `.wh..wh..opq`, a
+        // 0/0 device `.wh..opq`): a stub with only such markers is untouched still.
+        remove_fuse_markers(path);
         fs::remove_dir(path)
     } else if m.is_file() && m.len() == 0 {
         fs::remove_file(path)
@@ -49,6 +52,28 @@ fn remove_if_untouched(path: &Path) {
         && e.kind() != io::ErrorKind::DirectoryNotEmpty
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot remove mountpoint stub");
+    }
+}
+
+/// Empties `dir` if it holds nothing but fuse-overlayfs's markers: names under the
+/// whiteout prefix (which no layer may hold otherwise), each an empty file or a 0/0
+/// character device.
+fn remove_fuse_markers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut markers = Vec::new();
+    for entry in entries {
+        let Ok(entry) = entry else { return };
+        let Ok(m) = fs::symlink_metadata(entry.path()) else { return };
+        let marker = entry.file_name().as_bytes().starts_with(b".wh.")
+            && ((m.is_file() && m.len() == 0)
+                || (std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()) && m.rdev() == 0));
+        if !marker {
+            return;
+        }
+        markers.push(entry.path());
+    }
+    for marker in markers {
+        let _ = fs::remove_file(marker);
     }
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct Overlay {
     /// Mounted in a user namespace: overlayfs keeps its own xattrs (opaque, origin...)
     /// as `user.overlay.*`, since `trusted.*` needs CAP_SYS_ADMIN on the host.
     pub userxattr: bool,
+    /// Mounted by this fuse-overlayfs program instead of the kernel's overlayfs.
+    pub fuse: Option<PathBuf>,
 }
 
 impl Overlay {
@@ -267,6 +269,9 @@ impl Syscall for Real {
     }
 
     fn mount_overlay(&self, target: &Path, overlay: &Overlay) -> io::Result<()> {
+        if let Some(program) = &overlay.fuse {
+            return crate::snapshotter::fuse::mount(program, target, overlay);
+        }
         match self.mount_overlay_fd(target, overlay) {
             // No fd-based mount API, or no `lowerdir+`: the classic call, which works
             // while the options fit in a page.
@@ -456,6 +461,7 @@ mod tests {
             readonly: false,
             nodev: false,
             userxattr: false,
+            fuse: None,
         };
         assert_eq!(
             o.legacy_options(),
@@ -471,6 +477,7 @@ mod tests {
             readonly: false,
             nodev: true,
             userxattr: true,
+            fuse: None,
         };
         assert_eq!(
             o.legacy_options(),

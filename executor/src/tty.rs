@@ -4,9 +4,8 @@
 //! [`crate::Stdio::TerminalOutput`] relays only the output and touches no terminal
 //! mode: the caller's ^C stays its own, and is forwarded as a signal.
 //!
-//! The pty comes from the host's `/dev/ptmx`: the process gets the slave as its
-//! stdin/stdout/stderr (and, through the init, as its controlling terminal), so it
-//! works whatever `/dev/pts` the sandbox has.
+//! The pty is the sandbox's own (`console.rs`): its master reaches the parent over a
+//! socket, its slave is the process's stdin/stdout/stderr and controlling terminal.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,23 +13,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use nix::sys::termios::{self, SetArg, Termios};
 
 use crate::Error;
-
-pub(crate) struct Pty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
-}
-
-/// A new pty, sized like the caller's terminal if it has one.
-pub(crate) fn open() -> Result<Pty, Error> {
-    let pty =
-        nix::pty::openpty(caller_size().as_ref(), None).map_err(|e| Error::sys("open a pseudo-terminal", e.into()))?;
-    for fd in [&pty.master, &pty.slave] {
-        // SAFETY: sets FD_CLOEXEC on a descriptor we own: other sandboxes started
-        // meanwhile must not inherit it (the master's EOF depends on it).
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok(Pty { master: pty.master, slave: pty.slave })
-}
 
 /// Our stdin as a descriptor of its own (closing it leaves fd 0 alone).
 pub(crate) fn dup_stdin() -> Result<OwnedFd, Error> {

@@ -16,6 +16,25 @@ pub(crate) fn with_rootfs_mounted<R: Send>(
     rootfs: &[Rootfs],
     f: impl FnOnce(&[PathBuf]) -> R + Send,
 ) -> Result<R, Error> {
+    // The native snapshotter: views of copies, whose changes go into the upperdirs
+    // once unmounted.
+    let (rootfs, copies, fuse) = crate::snapshotter::prepare_rootfs(rootfs)?;
+    let result = mounted(&rootfs, fuse.as_deref(), f)?;
+    copies.finish()?;
+    if fuse.is_some() {
+        for r in &rootfs {
+            crate::snapshotter::normalize_fuse_upper(r)?;
+        }
+    }
+    Ok(result)
+}
+
+/// `fuse`: mount with this fuse-overlayfs program rather than overlayfs.
+fn mounted<R: Send>(
+    rootfs: &[Rootfs],
+    fuse: Option<&Path>,
+    f: impl FnOnce(&[PathBuf]) -> R + Send,
+) -> Result<R, Error> {
     // Beside the first upperdir when there is one, as the sandbox's bundle: should the
     // caller be killed, it stays among the caller's own temp dirs.
     let parent = rootfs.iter().find_map(|r| r.upper.as_ref()).and_then(|u| u.upperdir.parent());
@@ -32,7 +51,7 @@ pub(crate) fn with_rootfs_mounted<R: Send>(
     let outcome = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("rootfs-mount".into())
-            .spawn_scoped(s, || in_private_namespace(&Real, rootfs, &paths, f))
+            .spawn_scoped(s, || in_private_namespace(&Real, rootfs, fuse, &paths, f))
             .map_err(|e| Error::sys("spawn mount thread", e))?
             .join()
             .unwrap_or_else(|panic| resume_unwind(panic))
@@ -50,6 +69,7 @@ type Caught<R> = Result<R, Box<dyn std::any::Any + Send>>;
 fn in_private_namespace<R>(
     sys: &dyn Syscall,
     rootfs: &[Rootfs],
+    fuse: Option<&Path>,
     paths: &[PathBuf],
     f: impl FnOnce(&[PathBuf]) -> R,
 ) -> Result<Caught<R>, Error> {
@@ -66,7 +86,7 @@ fn in_private_namespace<R>(
     sys.mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
         .map_err(|e| Error::sys("make / private", e))?;
     let mut mounted: Vec<&Path> = Vec::new();
-    let result = mount_all(sys, rootfs, paths, &mut mounted)
+    let result = mount_all(sys, rootfs, fuse, paths, &mut mounted)
         .map_err(|e| {
             // In builder's own user namespace (rootless), a refusal has the causes a
             // rootless sandbox's has.
@@ -79,18 +99,21 @@ fn in_private_namespace<R>(
             tracing::warn!(path = %p.display(), error = %e, "cannot unmount rootfs view");
         }
     }
+    // fuse-overlayfs daemons end with their mounts: all their writes are done then.
+    crate::snapshotter::fuse::wait_all();
     result
 }
 
 fn mount_all<'a>(
     sys: &dyn Syscall,
     rootfs: &[Rootfs],
+    fuse: Option<&Path>,
     paths: &'a [PathBuf],
     mounted: &mut Vec<&'a Path>,
 ) -> Result<(), Error> {
     for (r, p) in rootfs.iter().zip(paths) {
         // In builder's own user namespace (rootless), overlayfs takes `userxattr`.
-        rootfs::mount(sys, r, None, p, false, crate::userns::enter::current().is_some())?;
+        rootfs::mount(sys, r, None, p, false, crate::userns::enter::current().is_some(), fuse)?;
         mounted.push(p);
         if r.readonly && r.upper.is_some() {
             rootfs::remount_readonly(sys, p)?;

@@ -25,6 +25,8 @@ mod rootless;
 mod run;
 mod sandbox;
 mod save;
+mod snapshotter;
 mod ssh;
 mod store;
+mod tty;
 mod util;

@@ -20,7 +20,7 @@
 
 pub(crate) mod enter;
 mod mapping;
-mod probe;
+pub(crate) mod probe;
 pub(crate) mod procfs;
 mod subid;
 
