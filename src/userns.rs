@@ -54,8 +54,9 @@ pub fn doctor(root: &Path) -> String {
     } else {
         let _ = writeln!(
             out,
-            "mode: rootless (user {}): builder re-executes itself in a user namespace of its own with the \
-             mapping below, and its sandboxes run in it",
+            "mode: rootless (user {}): builder enters a user namespace of its own with the mapping below \
+             when a command needs one, and its sandboxes run in it (metadata commands and builds that are all \
+             cache hits run without)",
             isolation.user
         );
         if let Ok(mapping) = &isolation.mapping

@@ -116,7 +116,7 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     if config.fuse_overlayfs.is_some() {
         // Before the device cgroup, which denies /dev/fuse (`snapshotter/fuse.rs`).
         let overlays = config.spec.mounts.iter().filter(|m| matches!(m.source, crate::MountSource::Overlay { .. }));
-        crate::snapshotter::fuse::preopen(1 + overlays.count())
+        crate::fuse_overlay::preopen(1 + overlays.count())
             .map_err(|e| Error::sys("open /dev/fuse for fuse-overlayfs", e))?;
     }
     // First: all that follows, the process included, is under the sandbox's limits.
@@ -128,7 +128,7 @@ fn run_init(config: &InitConfig, reporter: &mut Reporter) -> Result<ExitStatus, 
     Setup { sys: &Real, host_root: PathBuf::from("/"), report: &mut report, nodev: true, userns: false, fuse: None }
         .run(config)
         .map_err(|e| if config.user_namespace.is_some() { explain_in_user_namespace(e) } else { e })?;
-    crate::snapshotter::fuse::close_preopened();
+    crate::fuse_overlay::close_preopened();
     if config.terminal {
         crate::console::open_in_sandbox()?;
     }

@@ -165,9 +165,11 @@ mod caps;
 mod cgroup;
 mod console;
 mod fds;
+mod fuse_overlay;
 mod init;
 mod isolation;
 mod network;
+mod overlay_meta;
 mod paths;
 mod protocol;
 mod rlimits;
@@ -190,11 +192,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 pub use cgroup::CgroupUnavailable;
+pub use fuse_overlay::program as fuse_overlayfs_program;
 pub use init::maybe_run_init;
 pub use isolation::{CgroupVersion, Isolation, Support, probe, probe_pids};
 pub use network::{close_networks, nat_helper};
 pub use rlimits::resource_by_name as rlimit_by_name;
-pub use snapshotter::fuse::program as fuse_overlayfs_program;
 pub use snapshotter::{
     SNAPSHOTTER_ENV, Snapshotter, SnapshotterChoice, choose_snapshotter, refused as overlay_refused,
     snapshotter_setting,
@@ -575,6 +577,12 @@ impl std::error::Error for Error {}
 /// up, or [`Error::Cancelled`].
 pub fn run(spec: &Spec, stdio: Stdio<'_>, cancel: Option<Arc<AtomicBool>>) -> Result<ExitStatus, Error> {
     spawn::run(spec, stdio, Control { cancel, signals: None })
+}
+
+/// [`run`] with the rootfs mounted by the kernel's overlayfs, whatever snapshotter
+/// builds use: the trial sandbox of `userns::probe`, which asks whether overlayfs works.
+pub(crate) fn run_with_overlayfs(spec: &Spec, stdio: Stdio<'_>) -> Result<ExitStatus, Error> {
+    spawn::run_as_given(spec, stdio, Control::default(), None)
 }
 
 /// [`run`] with more control over the running sandbox.

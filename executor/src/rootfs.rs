@@ -50,7 +50,7 @@ pub(crate) fn mount(
                 userxattr: userns,
                 fuse: fuse.map(Path::to_path_buf),
             };
-            sys.mount_overlay(target, &overlay).map_err(|e| Error::sys(on("overlay"), e))
+            crate::fuse_overlay::mount_overlay(sys, target, &overlay).map_err(|e| Error::sys(on("overlay"), e))
         }
     }
 }

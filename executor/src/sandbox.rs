@@ -243,8 +243,7 @@ impl Setup<'_> {
                     userxattr: self.userns,
                     fuse: self.fuse.clone(),
                 };
-                self.sys
-                    .mount_overlay(&target, &overlay)
+                crate::fuse_overlay::mount_overlay(self.sys, &target, &overlay)
                     .map_err(|e| Error::sys(format!("mount overlay on {}", target.display()), e))?;
                 if *readonly { rootfs::remount(self.sys, &target, true, self.nodev) } else { Ok(()) }
             }
@@ -270,8 +269,7 @@ impl Setup<'_> {
     ) -> Result<(), Error> {
         let io_err = |what: &'static str| move |e| Error::sys(format!("{what} {}", staging.display()), e);
         fs::DirBuilder::new().mode(0o700).create(staging).map_err(io_err("create"))?;
-        self.sys
-            .mount_overlay(staging, overlay)
+        crate::fuse_overlay::mount_overlay(self.sys, staging, overlay)
             .map_err(|e| Error::sys(format!("mount overlay on {}", staging.display()), e))?;
         let source = resolve_in_root(staging, Path::new(subpath))
             .map(|rel| staging.join(rel))

@@ -269,9 +269,6 @@ impl Syscall for Real {
     }
 
     fn mount_overlay(&self, target: &Path, overlay: &Overlay) -> io::Result<()> {
-        if let Some(program) = &overlay.fuse {
-            return crate::snapshotter::fuse::mount(program, target, overlay);
-        }
         match self.mount_overlay_fd(target, overlay) {
             // No fd-based mount API, or no `lowerdir+`: the classic call, which works
             // while the options fit in a page.

@@ -100,7 +100,7 @@ fn in_private_namespace<R>(
         }
     }
     // fuse-overlayfs daemons end with their mounts: all their writes are done then.
-    crate::snapshotter::fuse::wait_all();
+    crate::fuse_overlay::wait_all();
     result
 }
 

@@ -89,7 +89,10 @@ pub(crate) fn failure(what: String, e: io::Error) -> Error {
 /// The OS error of a cgroup operation, described, with its likely cause.
 pub(crate) fn explain(e: &io::Error) -> String {
     let hint = match e.raw_os_error() {
-        Some(libc::EACCES | libc::EPERM) => Some("not root, or the cgroup is not delegated to this user"),
+        Some(libc::EACCES | libc::EPERM) => Some(
+            "not root, or the cgroup is not delegated to this user; fix: delegate one (cgroup v2: \
+             `Delegate=yes` for user@.service, as rootless Docker and Podman document) or run builder as root",
+        ),
         Some(libc::EROFS) => Some("the cgroup filesystem is mounted read-only"),
         Some(libc::ENOENT) => Some("the cgroup is gone, or the controller is not enabled for it"),
         Some(libc::EBUSY) => Some("the cgroup has processes, or children with controllers"),

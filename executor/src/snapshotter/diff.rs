@@ -24,7 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
 use super::merge::{Record, Stat};
-use super::meta;
+use crate::overlay_meta as meta;
 
 /// Writes the changes of `merged` since `record` into the (empty) `upper`, marking
 /// opaque directories with `opaque_xattr`. Entries are moved out of `merged`, which is

@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::meta;
+use crate::overlay_meta as meta;
 
 /// What one entry of the merged copy was just after the copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,9 +13,7 @@
 //! that uses a fallback says so once, with why.
 
 mod diff;
-pub(crate) mod fuse;
 mod merge;
-mod meta;
 mod native;
 
 use std::fmt;
@@ -83,7 +81,7 @@ fn parse_setting(value: &str) -> Result<Option<Snapshotter>, Error> {
         "" | "auto" => Ok(None),
         "overlayfs" | "overlay" => Ok(Some(Snapshotter::Overlayfs)),
         "native" => Ok(Some(Snapshotter::Native)),
-        "fuse-overlayfs" => match (fuse::program(), fuse::open_dev_fuse()) {
+        "fuse-overlayfs" => match (crate::fuse_overlay::program(), crate::fuse_overlay::open_dev_fuse()) {
             (Some(_), Ok(_)) => Ok(Some(Snapshotter::FuseOverlayfs)),
             (None, _) => Err(Error::sys(
                 format!("{SNAPSHOTTER_ENV}={value}"),
@@ -118,7 +116,7 @@ pub fn choose_snapshotter(dir: &Path) -> Result<SnapshotterChoice, Error> {
         Ok(()) => return Ok(SnapshotterChoice { snapshotter: Snapshotter::Overlayfs, why: None }),
         Err(why) => refused(&why),
     };
-    let fuse = match fuse::program() {
+    let fuse = match crate::fuse_overlay::program() {
         None => Err("not installed".to_string()),
         // Its trial needs a mount namespace of a thread's own, as the overlay's did.
         Some(_) if outside => Err("not tried outside builder's user namespace".to_string()),
@@ -207,7 +205,7 @@ fn trial_mount(dir: &Path, fuse: Option<&Path>) -> Result<(), String> {
             Real.mount_overlay(&target, &overlay)
                 .map_err(|e| format!("mount overlay on {}: {}", existing.display(), crate::describe_io(&e)))?;
             let _ = Real.umount(&target, MntFlags::MNT_DETACH);
-            fuse::wait_all();
+            crate::fuse_overlay::wait_all();
             // overlayfs leaves `work/work` mode 000: removable again once searchable.
             let _ = std::fs::set_permissions(
                 t.path().join("work/work"),
@@ -225,7 +223,7 @@ fn trial_mount(dir: &Path, fuse: Option<&Path>) -> Result<(), String> {
 pub(crate) fn normalize_fuse_upper(rootfs: &crate::Rootfs) -> Result<(), Error> {
     match &rootfs.upper {
         Some(upper) if !rootfs.lowerdirs.is_empty() => {
-            fuse::normalize(&upper.upperdir, &rootfs.lowerdirs, opaque_xattr())
+            crate::fuse_overlay::normalize(&upper.upperdir, &rootfs.lowerdirs, opaque_xattr())
                 .map_err(|e| Error::sys(format!("read fuse-overlayfs's changes in {}", upper.upperdir.display()), e))
         }
         _ => Ok(()),

@@ -83,7 +83,9 @@ pub(crate) fn prepare_spec(spec: &Spec) -> Result<Prepared, Error> {
     }
     match super::current(beside.unwrap_or(&std::env::temp_dir()))? {
         Snapshotter::Overlayfs => return Ok(Prepared::AsGiven),
-        Snapshotter::FuseOverlayfs => return Ok(super::fuse::program().map_or(Prepared::AsGiven, Prepared::Fuse)),
+        Snapshotter::FuseOverlayfs => {
+            return Ok(crate::fuse_overlay::program().map_or(Prepared::AsGiven, Prepared::Fuse));
+        }
         Snapshotter::Native => {}
     }
     let mut copies = Copies::default();
@@ -116,7 +118,7 @@ pub(crate) fn prepare_rootfs(rootfs: &[Rootfs]) -> Result<(Vec<Rootfs>, Copies, 
     let beside = rootfs.iter().find_map(|r| r.upper.as_ref()).and_then(|u| u.upperdir.parent());
     match super::current(beside.unwrap_or(&std::env::temp_dir()))? {
         Snapshotter::Overlayfs => Ok((rootfs.to_vec(), copies, None)),
-        Snapshotter::FuseOverlayfs => Ok((rootfs.to_vec(), copies, super::fuse::program())),
+        Snapshotter::FuseOverlayfs => Ok((rootfs.to_vec(), copies, crate::fuse_overlay::program())),
         Snapshotter::Native => {
             let rewritten = rootfs.iter().map(|r| rewrite(r, &mut copies, false)).collect::<Result<_, _>>()?;
             Ok((rewritten, copies, None))

@@ -154,7 +154,7 @@ fn trial() -> Trial {
     };
     let mut ignore = |_: OutputStream, _: &[u8]| {};
     // overlayfs is what is tried, whichever snapshotter builds use.
-    let ran = crate::spawn::run_as_given(&spec, Stdio::Capture(&mut ignore), crate::Control::default(), None);
+    let ran = crate::run_with_overlayfs(&spec, Stdio::Capture(&mut ignore));
     // overlayfs leaves `work/work` with mode 000: as an ordinary user the temp dir
     // could not be listed, so not removed, and every probe left one in /tmp.
     let _ = std::fs::set_permissions(p.join("work/work"), std::os::unix::fs::PermissionsExt::from_mode(0o700));

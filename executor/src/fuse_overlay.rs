@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::meta;
-use crate::syscall::Overlay;
+use crate::overlay_meta as meta;
+use crate::syscall::{Overlay, Syscall};
 
 const OPAQUE_FILE: &str = ".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -249,6 +249,16 @@ fn drop_own_xattrs(path: &Path, opaque: &mut bool) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Mounts `overlay` on `target`: through fuse-overlayfs where the snapshotter chose it
+/// (`Overlay::fuse`), else the kernel's overlayfs through `sys`. (Here, not in
+/// `Syscall::mount_overlay`: the syscall layer knows no snapshotters.)
+pub(crate) fn mount_overlay(sys: &dyn Syscall, target: &Path, overlay: &Overlay) -> io::Result<()> {
+    match &overlay.fuse {
+        Some(program) => mount(program, target, overlay),
+        None => sys.mount_overlay(target, overlay),
+    }
 }
 
 #[cfg(test)]
