@@ -15,6 +15,7 @@ pub mod compress;
 mod convert;
 pub mod packed;
 mod resume;
+mod sha_pipe;
 mod sha_resume;
 pub mod tar_writer;
 pub mod unpack;

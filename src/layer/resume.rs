@@ -14,6 +14,7 @@
 //! while their proofs match, reading no data, and hashes from the last one that
 //! matched.
 
+use super::sha_pipe::PipedSha256;
 use super::sha_resume::{ResumableSha256, ShaState};
 use super::tar_writer::{EntryObserver, TarOptions, write_tar_observed};
 use anyhow::{Context as _, Result, bail};
@@ -21,7 +22,7 @@ use image_spec::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Bytes of tar between checkpoints (at least).
@@ -62,8 +63,9 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
         matched: None,
         pending: Vec::new(),
         proof: sha2::Sha256::new(),
-        hasher: ResumableSha256::default(),
+        hasher: PipedSha256::new(ResumableSha256::default()),
         checkpoints: Vec::new(),
+        marked: Vec::new(),
         error: None,
         buf: vec![0; 256 << 10],
     };
@@ -77,7 +79,17 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
     resumer.hasher.update(&[0; 1024]);
     let resumed_at = resumer.matched.as_ref().map_or(0, |c| c.offset);
     let size = resumer.hasher.total();
-    Ok(Hashed { digest: resumer.hasher.finalize(), size, checkpoints: resumer.checkpoints, resumed_at })
+    let (digest, states) = resumer.hasher.finish();
+    let mut checkpoints = resumer.checkpoints;
+    // The checkpoints this walk made wait for their states from the hashing thread.
+    for (i, state) in resumer.marked.into_iter().zip(states) {
+        let c = &mut checkpoints[i];
+        match state {
+            Some(state) if state.len == c.offset => c.state = format_state(&state),
+            _ => bail!("the layer's hash has no state at entry boundary {} (a tar entry not 512-aligned?)", c.offset),
+        }
+    }
+    Ok(Hashed { digest, size, checkpoints, resumed_at })
 }
 
 /// An entry walked while following: its headers and its file's path and size.
@@ -96,8 +108,10 @@ struct Resumer<'a> {
     /// The entries since `matched` while following: hashed only if the tars part.
     pending: Vec<Pending>,
     proof: sha2::Sha256,
-    hasher: ResumableSha256,
+    hasher: PipedSha256,
     checkpoints: Vec<Checkpoint>,
+    /// Which of `checkpoints` this walk made: their states come when hashing ends.
+    marked: Vec<usize>,
     error: Option<anyhow::Error>,
     buf: Vec<u8>,
 }
@@ -115,7 +129,7 @@ impl Resumer<'_> {
         }
         self.following = false;
         if let Some(c) = &self.matched {
-            self.hasher = ResumableSha256::resume(parse_state(c)?);
+            self.hasher = PipedSha256::new(ResumableSha256::resume(parse_state(c)?));
         }
         for (headers, data) in std::mem::take(&mut self.pending) {
             self.hash_entry(&headers, data.as_ref().map(|(p, s)| (p.as_path(), *s)))?;
@@ -141,7 +155,7 @@ impl Resumer<'_> {
                 bail!("{} shrank while it was archived", path.display());
             }
             let padding = (size.next_multiple_of(512) - size) as usize;
-            self.hasher.write_all(&[0; 512][..padding])?;
+            self.hasher.update(&[0; 512][..padding]);
         }
         Ok(())
     }
@@ -164,12 +178,11 @@ impl Resumer<'_> {
                 self.diverge()?;
             }
         }
-        if !self.following
-            && offset >= self.checkpoints.last().map_or(0, |c| c.offset) + self.every
-            && let Some(state) = self.hasher.state()
-        {
-            debug_assert_eq!(state.len, offset);
-            self.checkpoints.push(Checkpoint { offset, state: format_state(&state), proof: self.proof_now() });
+        if !self.following && offset >= self.checkpoints.last().map_or(0, |c| c.offset) + self.every {
+            debug_assert_eq!(self.hasher.total(), offset);
+            self.hasher.mark();
+            self.marked.push(self.checkpoints.len());
+            self.checkpoints.push(Checkpoint { offset, state: String::new(), proof: self.proof_now() });
         }
         self.proof.update(headers);
         if let Some((_, (dev, ino), size)) = data {
