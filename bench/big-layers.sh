@@ -15,6 +15,9 @@
 # and the peak RSS of every builder run, also for a context a tenth the size, which
 # must be flat. Every run starts from a synced disk; each figure is the best of
 # RUNS rounds (default 3), each round with a fresh store.
+# BENCH_TMPFS=1 runs everything on a tmpfs of its own: the page cache's speed, without
+# the state of the disk's filesystem (on an ext4 whose free space churned, `cp -a` of
+# the same tree took 0.8 s or 5 s from one minute to the next).
 # Needs root. Usage: sh bench/big-layers.sh [MB] [FILES]   (BUILDER_BIN=path skips the build)
 set -eu
 cd "$(dirname "$0")/.."
@@ -30,7 +33,14 @@ else
 fi
 case $bin in /*) ;; *) bin=$PWD/$bin ;; esac
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ "${BENCH_TMPFS:-}" = 1 ]; then
+    mount -t tmpfs -o size=$((mb * 16 + 2048))m bench-big-layers "$work"
+    trap 'umount "$work"; rmdir "$work"' EXIT
+    where="a tmpfs"
+else
+    trap 'rm -rf "$work"' EXIT
+    where="$(df --output=fstype "$work" | tail -1) ($(df --output=source "$work" | tail -1))"
+fi
 # Every round writes into a directory of its own and nothing is removed until the end:
 # on ext4 (here mounted with `discard`) the first large write after a large removal
 # can take ten times as long, which would weigh on whichever run came next.
@@ -144,7 +154,7 @@ rm -f "$work/out.tar"
 
 ratio() { echo "$1 / $2" | bc -l | awk '{ printf "%.2f", $1 }'; }
 row() { printf '%-34s %8.2f %12s %s\n' "$1" "$2" "$3" "${4:-}"; }
-echo "context: $files files, $tar_mb MB of tar ($(nproc) cores, best of $runs rounds, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "context: $files files, $tar_mb MB of tar on $where ($(nproc) cores, best of $runs rounds, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-34s %8s %12s\n' "" "seconds" "max RSS kB"
 row "cp -a" "$ref_cp" ""
 row "tar | sha256sum" "$ref_sha" ""

@@ -10,17 +10,18 @@
 //! a snapshot changed behind the builder's back fails the reader, naming the layer and
 //! the snapshot, before its last bytes are handed out.
 
+use super::sha_pipe::PipedHashWriter;
 use super::tar_writer::{self, TarOptions};
 use anyhow::{Context as _, Result, bail};
 use image_spec::{Digest, LayerInfo};
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::mpsc;
-use store::{HashWriter, PackedLayer, Store};
+use store::{PackedLayer, Store};
 
 /// The digest and size of the tar of `dir`, written nowhere.
 pub fn hash_tar(dir: &Path, options: &TarOptions) -> Result<(Digest, u64)> {
-    let hashing = HashWriter::new(io::sink());
+    let hashing = PipedHashWriter::new(io::sink());
     let hashing =
         tar_writer::write_tar(dir, hashing, options).with_context(|| format!("archiving {}", dir.display()))?;
     let (_, digest, size) = hashing.finish();
@@ -40,7 +41,7 @@ pub fn packed_digest(store: &Store, packed: &PackedLayer) -> Result<Digest> {
 /// snapshot) when it is not the tar that was hashed when the layer was made.
 pub fn write_packed<W: Write>(store: &Store, packed: &PackedLayer, out: W) -> Result<W> {
     let dir = store.snapshot_path(&packed.snapshot);
-    let hashing = HashWriter::new(out);
+    let hashing = PipedHashWriter::new(out);
     let hashing = tar_writer::write_tar(&dir, hashing, &tar_options(packed))
         .with_context(|| format!("layer {}: archiving snapshot {}", packed.diff_id, dir.display()))?;
     let (out, found, size) = hashing.finish();
@@ -110,7 +111,7 @@ impl PackedReader {
             .name("layer-tar".into())
             .spawn(move || {
                 let out = ChunkWriter { tx: tx.clone(), pending: Vec::with_capacity(CHUNK) };
-                let hashing = HashWriter::new(out);
+                let hashing = PipedHashWriter::new(out);
                 let written = tar_writer::write_tar(&dir, hashing, &tar_options(&packed))
                     .with_context(|| format!("layer {}: archiving snapshot {}", packed.diff_id, dir.display()));
                 let last = written.and_then(|hashing| {

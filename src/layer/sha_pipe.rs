@@ -11,6 +11,7 @@
 
 use super::sha_resume::{ResumableSha256, ShaState};
 use image_spec::Digest;
+use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -133,6 +134,38 @@ impl Drop for PipedSha256 {
     }
 }
 
+/// Writes through to `inner` and hashes what was written on the hashing thread (a
+/// packed layer's tar checked while an export compresses it).
+pub struct PipedHashWriter<W> {
+    inner: W,
+    sha: PipedSha256,
+}
+
+impl<W: Write> PipedHashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        PipedHashWriter { inner, sha: PipedSha256::new(ResumableSha256::default()) }
+    }
+
+    /// The writer, and the digest and size of what went through.
+    pub fn finish(self) -> (W, Digest, u64) {
+        let size = self.sha.total();
+        let (digest, _) = self.sha.finish();
+        (self.inner, digest, size)
+    }
+}
+
+impl<W: Write> Write for PipedHashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +211,18 @@ mod tests {
         piped.update(&data[4096..]);
         assert_eq!(piped.total(), data.len() as u64);
         assert_eq!(piped.finish().0, Digest::of(&data));
+    }
+
+    #[test]
+    fn a_hashing_writer_passes_everything_on_and_hashes_it() {
+        let data = bytes(2 * CHUNK + 5);
+        let mut w = PipedHashWriter::new(Vec::new());
+        for piece in data.chunks(70_001) {
+            w.write_all(piece).unwrap();
+        }
+        let (out, digest, size) = w.finish();
+        assert_eq!(out, data);
+        assert_eq!((digest, size), (Digest::of(&data), data.len() as u64));
     }
 
     #[test]
