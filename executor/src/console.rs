@@ -7,8 +7,10 @@
 //! (`/proc/self/fd/0`) points outside the sandbox, so `tty` says "not a tty" and
 //! programs that reopen their terminal fail.
 
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{self, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType};
 
 use crate::Error;
 
@@ -17,44 +19,14 @@ pub(crate) const CONSOLE_FD: i32 = 6;
 
 /// A connected pair of unix sockets, close-on-exec.
 pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), Error> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two descriptors into the array we pass.
-    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } < 0 {
-        return Err(Error::sys("create the console socket", io::Error::last_os_error()));
-    }
-    // SAFETY: both descriptors are fresh and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Room for one descriptor's control message.
-fn cmsg_space() -> usize {
-    // SAFETY: CMSG_SPACE is arithmetic on its argument.
-    unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize }
+    socket::socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| Error::sys("create the console socket", e.into()))
 }
 
 fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    let mut control = vec![0u8; cmsg_space()];
-    // SAFETY: a zeroed msghdr is valid; its pointers are set to live buffers below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    // SAFETY: the control buffer has room for one header and one descriptor
-    // (CMSG_SPACE), so CMSG_FIRSTHDR is non-null and CMSG_DATA points inside it.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    }
-    // SAFETY: msg points at live buffers for the whole call.
-    if unsafe { libc::sendmsg(sock, &msg, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let byte = [0u8; 1];
+    let fds = [fd];
+    socket::sendmsg::<()>(sock, &[IoSlice::new(&byte)], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)?;
     Ok(())
 }
 
@@ -62,32 +34,15 @@ fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
 /// sending one (it failed before it got that far).
 pub(crate) fn recv_fd(sock: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-    let mut control = vec![0u8; cmsg_space()];
-    // SAFETY: a zeroed msghdr is valid; its pointers are set to live buffers below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    // SAFETY: msg points at live buffers for the whole call.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: recvmsg filled msg; CMSG_FIRSTHDR checks msg_controllen before reading.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    if n == 0 || cmsg.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: a non-null header lies within the control buffer.
-    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-    if (level, kind) != (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
-        return Ok(None);
-    }
-    // SAFETY: an SCM_RIGHTS message carries the descriptor right after its header; it
-    // is ours now.
-    Ok(Some(unsafe { OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>())) }))
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = socket::recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = msg.cmsgs()?.filter_map(|c| match c {
+        ControlMessageOwned::ScmRights(fds) => Some(fds),
+        _ => None,
+    });
+    // SAFETY: an SCM_RIGHTS message hands us new descriptors; the first is ours now.
+    Ok(fds.next().and_then(|fds| fds.first().copied()).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// In the init, after `pivot_root`: a pty of the sandbox's devpts, its slave on fds
