@@ -8,6 +8,7 @@ use crate::credentials::Credential;
 use crate::error::{Error, Result};
 use crate::op::{Op, safe_url};
 use crate::retry::{backoff, is_retriable, is_retriable_error, retry_after};
+use crate::stream::BlobStream;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 /// A request body that can be sent again on a retry.
 #[derive(Clone)]
-pub enum Payload {
+pub enum Payload<'a> {
     Empty,
     Bytes(Vec<u8>),
     /// `len` bytes of a file from `offset`.
@@ -24,14 +25,20 @@ pub enum Payload {
         offset: u64,
         len: u64,
     },
+    /// `len` bytes from `offset` of a blob the caller's store makes as it is read.
+    Made {
+        blob: BlobStream<'a>,
+        offset: u64,
+        len: u64,
+    },
 }
 
-impl Payload {
+impl Payload<'_> {
     fn len(&self) -> u64 {
         match self {
             Payload::Empty => 0,
             Payload::Bytes(b) => b.len() as u64,
-            Payload::File { len, .. } => *len,
+            Payload::File { len, .. } | Payload::Made { len, .. } => *len,
         }
     }
 
@@ -47,6 +54,7 @@ impl Payload {
                 let stream = tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 * 1024);
                 reqwest::Body::wrap_stream(stream)
             }
+            Payload::Made { blob, offset, len } => reqwest::Body::wrap_stream(blob.body(*offset, *len)),
         })
     }
 }
@@ -56,7 +64,7 @@ pub struct Request<'a> {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
-    pub payload: Payload,
+    pub payload: Payload<'a>,
     pub scopes: &'a [Scope],
     /// Follow redirects (blob downloads may be sent to a storage host).
     pub follow_redirects: bool,
@@ -84,7 +92,7 @@ impl<'a> Request<'a> {
         Ok(self)
     }
 
-    pub fn payload(mut self, payload: Payload) -> Self {
+    pub fn payload(mut self, payload: Payload<'a>) -> Self {
         self.payload = payload;
         self
     }

@@ -5,7 +5,6 @@ use crate::{Content, RegistryOptions, pull};
 use image_spec::{Digest, Platform, Reference};
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,7 +21,10 @@ impl Content for NoContent {
     fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, crate::BoxError> {
         Err(format!("no blob {digest}").into())
     }
-    fn blob_file(&self, digest: &Digest) -> Result<(PathBuf, u64), crate::BoxError> {
+    fn blob_upload(&self, digest: &Digest) -> Result<(crate::UploadFrom, u64), crate::BoxError> {
+        Err(format!("no blob {digest}").into())
+    }
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, crate::BoxError> {
         Err(format!("no blob {digest}").into())
     }
     fn blob_sources(&self, _: &Digest) -> Vec<String> {

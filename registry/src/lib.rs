@@ -30,11 +30,12 @@ mod push;
 mod push_index;
 mod repo;
 mod retry;
+mod stream;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use content::Content;
+pub use content::{Content, UploadFrom};
 pub use credentials::CredentialsError;
 pub use error::{BoxError, Error, RegistryError, Result};
 pub use pull::{Pulled, pull, select_platform};

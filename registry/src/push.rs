@@ -8,17 +8,18 @@
 
 use crate::auth::Scope;
 use crate::client::{Client, Payload, Request};
-use crate::content::Content;
+use crate::content::{Content, UploadFrom};
 use crate::error::{Error, Result, chain};
 use crate::op::Op;
 use crate::pull::media_type_of;
 use crate::retry::backoff;
+use crate::stream::BlobStream;
 use crate::{RegistryOptions, Transfer, runtime};
 use futures_util::StreamExt as _;
 use image_spec::{Descriptor, Digest, Manifest, Reference};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -193,7 +194,7 @@ pub async fn push_blob(
             Mount::Refused => {}
         }
     }
-    let (path, size) = content.blob_file(digest).map_err(|source| Error::Content {
+    let (from, size) = content.blob_upload(digest).map_err(|source| Error::Content {
         action: "reading",
         digest: digest.clone(),
         source,
@@ -202,7 +203,11 @@ pub async fn push_blob(
         return Err(Error::BlobSize { digest: digest.clone(), found: size, expected: descriptor.size });
     }
     progress(Transfer::Blob { digest, current: 0, total: size });
-    let blob = Upload { client, repository, digest, path: &path, size, sessions, progress };
+    let bytes = match from {
+        UploadFrom::File(path) => Bytes::File(path),
+        UploadFrom::Made => Bytes::Made(BlobStream::new(content, digest)),
+    };
+    let blob = Upload { client, repository, digest, bytes, size, sessions, progress };
     blob.upload(session).await?;
     progress(Transfer::Blob { digest, current: size, total: size });
     Ok(Pushed::Uploaded)
@@ -373,13 +378,20 @@ enum Attempt {
     Restart(String),
 }
 
+/// Where an upload's bytes come from.
+enum Bytes<'a> {
+    File(PathBuf),
+    /// Made by the store as they are read; one reader goes on from chunk to chunk.
+    Made(BlobStream<'a>),
+}
+
 /// One blob's upload: what is sent where, and the push it belongs to.
 struct Upload<'a> {
     client: &'a Client,
     repository: &'a str,
     digest: &'a Digest,
     /// The blob's bytes, `size` of them.
-    path: &'a Path,
+    bytes: Bytes<'a>,
     size: u64,
     /// The push's open sessions (to cancel them when it fails).
     sessions: &'a Sessions,
@@ -410,6 +422,7 @@ impl Upload<'_> {
             } else {
                 self.upload_chunked(&op, current).await
             };
+            let attempt = attempt.and_then(|a| self.unless_broken().map(|()| a));
             match attempt {
                 Ok(Attempt::Done) => {
                     sessions.closed(id);
@@ -433,6 +446,30 @@ impl Upload<'_> {
     }
 }
 
+impl<'a> Upload<'a> {
+    /// The request body for `len` bytes from `offset`.
+    fn payload(&self, offset: u64, len: u64) -> Payload<'a> {
+        match &self.bytes {
+            Bytes::File(path) => Payload::File { path: path.clone(), offset, len },
+            Bytes::Made(blob) => Payload::Made { blob: blob.clone(), offset, len },
+        }
+    }
+
+    /// An error when the store failed to make the blob's bytes (a layer whose
+    /// snapshot changed): a retry would fail the same way.
+    fn unless_broken(&self) -> Result<()> {
+        match &self.bytes {
+            Bytes::Made(blob) => match blob.failure() {
+                Some(failure) => {
+                    Err(Error::Content { action: "uploading", digest: self.digest.clone(), source: failure.into() })
+                }
+                None => Ok(()),
+            },
+            Bytes::File(_) => Ok(()),
+        }
+    }
+}
+
 fn with_digest(mut location: Url, digest: &Digest) -> Url {
     location.query_pairs_mut().append_pair("digest", digest.as_str());
     location
@@ -442,11 +479,11 @@ impl Upload<'_> {
     /// One PUT with the whole blob. A failure midway leaves the session in an unknown
     /// state, so it is not retried in place.
     async fn upload_whole(&self, op: &Op, session: Session) -> Result<Attempt> {
-        let Upload { client, repository, digest, path, size, .. } = *self;
+        let Upload { client, repository, digest, size, .. } = *self;
         let scopes = [Scope::push(repository)];
         let request = Request::new(Method::PUT, with_digest(session.location, digest), &scopes)
             .header("content-type", "application/octet-stream")?
-            .payload(Payload::File { path: path.to_path_buf(), offset: 0, len: size })
+            .payload(self.payload(0, size))
             .no_retry();
         finish(client, op, request, digest).await
     }
@@ -477,7 +514,7 @@ impl Upload<'_> {
     /// the registry is asked how much it has (`GET` on the session: `Range: 0-N`) and
     /// the upload goes on from there.
     async fn upload_chunked(&self, op: &Op, session: Session) -> Result<Attempt> {
-        let Upload { client, repository, digest, path, size, sessions, progress } = *self;
+        let Upload { client, repository, digest, size, sessions, progress, .. } = *self;
         let scopes = [Scope::push(repository)];
         let chunk = client.opts.chunk_size.max(session.min_chunk).max(1);
         let mut location = session.location;
@@ -489,7 +526,7 @@ impl Upload<'_> {
             let request = Request::new(Method::PATCH, location.clone(), &scopes)
                 .header("content-type", "application/octet-stream")?
                 .header("content-range", &format!("{offset}-{}", end - 1))?
-                .payload(Payload::File { path: path.to_path_buf(), offset, len: end - offset })
+                .payload(self.payload(offset, end - offset))
                 .no_retry();
             let problem = match client.send(op, &request).await {
                 Ok(response) if response.status() == StatusCode::ACCEPTED => {
@@ -513,7 +550,10 @@ impl Upload<'_> {
                     format!("{}", op.status_error(response).await)
                 }
                 Ok(response) => return Err(op.status_error(response).await.into()),
-                Err(e) => chain(&e),
+                Err(e) => {
+                    self.unless_broken()?;
+                    chain(&e)
+                }
             };
             failures += 1;
             if failures > client.opts.retries {

@@ -49,14 +49,6 @@ pub fn write_packed<W: Write>(store: &Store, packed: &PackedLayer, out: W) -> Re
     Ok(out)
 }
 
-/// Writes a packed layer's blob as a file in the store (for a reader that needs a
-/// file: the registry client's uploads).
-pub fn materialise(store: &Store, packed: &PackedLayer) -> Result<()> {
-    let blob = write_packed(store, packed, store.blob_writer()?)?;
-    blob.commit_sized(&packed.diff_id, packed.size).with_context(|| format!("layer {}", packed.diff_id))?;
-    Ok(())
-}
-
 fn check(packed: &PackedLayer, found: &Digest, size: u64) -> Result<()> {
     if *found != packed.diff_id || size != packed.size {
         bail!(

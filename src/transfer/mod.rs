@@ -12,9 +12,8 @@ mod tests;
 
 use anyhow::{Context as _, Result};
 use image_spec::{Digest, Image, Platform, Reference};
-use registry::{BoxError, Content, RegistryOptions, Transfer};
+use registry::{BoxError, Content, RegistryOptions, Transfer, UploadFrom};
 use std::io::Read;
-use std::path::PathBuf;
 use store::Store;
 
 /// The store as the registry client reads and writes it.
@@ -33,16 +32,20 @@ impl Content for StoreContent<'_> {
         Ok(self.0.read_blob(digest)?)
     }
 
-    fn blob_file(&self, digest: &Digest) -> Result<(PathBuf, u64), BoxError> {
+    fn blob_upload(&self, digest: &Digest) -> Result<(UploadFrom, u64), BoxError> {
         if !self.0.has_blob_file(digest)
             && let Some(packed) = self.0.packed_layer(digest)
         {
-            // An uncompressed layer kept as its snapshot, pushed as it is (rare:
-            // pushes compress): the registry client uploads files, so it becomes one.
-            crate::layer::packed::materialise(self.0, &packed)?;
+            // A layer kept as its snapshot (a cache export, a push of uncompressed
+            // layers): its tar is made again as it is sent, never a second copy on disk.
+            return Ok((UploadFrom::Made, packed.size));
         }
         let size = self.0.blob_size(digest)?;
-        Ok((self.0.blob_path(digest), size))
+        Ok((UploadFrom::File(self.0.blob_path(digest)), size))
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BoxError> {
+        Ok(crate::layer::open_blob_or_layer(self.0, digest)?)
     }
 
     fn blob_sources(&self, digest: &Digest) -> Vec<String> {

@@ -15,7 +15,7 @@ use image_spec::{
     MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_CONFIG, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_LAYER,
     MEDIA_TYPE_OCI_LAYER_GZIP, MEDIA_TYPE_OCI_MANIFEST, Reference,
 };
-use registry::{BoxError, Content, RegistryOptions, Repository};
+use registry::{BoxError, Content, RegistryOptions, Repository, UploadFrom};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::io::{Read, Write as _};
@@ -43,10 +43,13 @@ impl Content for BlobDir {
     fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, BoxError> {
         Ok(std::fs::read(self.0.join(digest.hex()))?)
     }
-    fn blob_file(&self, digest: &Digest) -> Result<(PathBuf, u64), BoxError> {
+    fn blob_upload(&self, digest: &Digest) -> Result<(UploadFrom, u64), BoxError> {
         let path = self.0.join(digest.hex());
         let size = std::fs::metadata(&path)?.len();
-        Ok((path, size))
+        Ok((UploadFrom::File(path), size))
+    }
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BoxError> {
+        Ok(Box::new(std::fs::File::open(self.0.join(digest.hex()))?))
     }
     fn blob_sources(&self, _: &Digest) -> Vec<String> {
         Vec::new()
