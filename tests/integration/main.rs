@@ -19,6 +19,7 @@ mod mounts;
 mod platform;
 mod progress;
 mod pull_index;
+mod push_packed;
 mod registry;
 mod reliability;
 mod rootless;
