@@ -2,7 +2,7 @@
 //! gets full hits and the same image.
 
 use crate::registry::Registry;
-use crate::util::{Env, busybox_tar, env};
+use crate::util::{Env, env};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -21,14 +21,7 @@ RUN head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' > /app.token
 
 /// A store with busybox imported reproducibly (the same image id in every store).
 fn store(test: &str) -> Option<Env> {
-    let env = env(test)?;
-    let out = env
-        .cmd(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"])
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some(env)
+    Some(env(test)?.with_busybox_at(EPOCH))
 }
 
 fn project(env: &Env) -> PathBuf {

@@ -4,7 +4,7 @@
 //! push naming the layer.
 
 use crate::registry::Registry;
-use crate::util::{Env, busybox_tar, env};
+use crate::util::{Env, env};
 use ::registry::testing::{FaultKind, Proxy};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -15,14 +15,7 @@ const DOCKERFILE: &str = "FROM busybox\nCOPY data/ /data/\nRUN echo ran > /ran &
 const BIG: usize = 20 << 20;
 
 fn store(test: &str) -> Option<Env> {
-    let env = env(test)?;
-    let out = env
-        .cmd(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"])
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Some(env)
+    Some(env(test)?.with_busybox_at(EPOCH))
 }
 
 fn project(env: &Env) -> PathBuf {

@@ -75,6 +75,18 @@ impl Env {
         self
     }
 
+    /// Imports busybox as `busybox:latest` under SOURCE_DATE_EPOCH=`epoch`: the same
+    /// image id in every store, so stores can share cache and compare digests.
+    pub fn with_busybox_at(self, epoch: &str) -> Self {
+        let out = self
+            .cmd(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"])
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        self
+    }
+
     /// A context directory with these files (path, content); returns its path.
     pub fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.work.path().join(name);
