@@ -62,6 +62,27 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
+impl BuildOptions {
+    /// The options of a plain build of `Dockerfile` for `platform` on a machine of
+    /// `build_platform`: no target, build args, ignore patterns, labels or named
+    /// contexts, the cache allowed.
+    pub fn new(platform: Platform, build_platform: Platform) -> Self {
+        BuildOptions {
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: BTreeMap::new(),
+            platform,
+            build_platform,
+            multi_platform: false,
+            dockerignore: Vec::new(),
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            labels: BTreeMap::new(),
+            named_contexts: BTreeMap::new(),
+        }
+    }
+}
+
 /// What a named build context stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NamedContext {

@@ -6,7 +6,6 @@
 
 use frontend::{BaseImage, BuildOptions, ImageResolver, ResolveError, compile, print_graph};
 use image_spec::{ContainerConfig, History, Platform};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -45,19 +44,7 @@ impl ImageResolver for FakeResolver {
 }
 
 fn options_for(case: &Path) -> BuildOptions {
-    let mut options = BuildOptions {
-        dockerfile_name: "Dockerfile".into(),
-        target: None,
-        build_args: BTreeMap::new(),
-        platform: Platform::new("linux", "amd64"),
-        build_platform: Platform::new("linux", "amd64"),
-        multi_platform: false,
-        dockerignore: Vec::new(),
-        no_cache: false,
-        no_cache_filter: Vec::new(),
-        labels: BTreeMap::new(),
-        named_contexts: BTreeMap::new(),
-    };
+    let mut options = BuildOptions::new(Platform::new("linux", "amd64"), Platform::new("linux", "amd64"));
     let Ok(text) = fs::read_to_string(case.join("options")) else { return options };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (key, value) = line.split_once('=').unwrap_or((line, ""));

@@ -6,7 +6,6 @@
 use frontend::lint::{self, Report};
 use frontend::{BaseImage, BuildOptions, ImageResolver, ResolveError};
 use image_spec::{ContainerConfig, Platform};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,19 +27,7 @@ fn dir() -> PathBuf {
 }
 
 fn options(dockerignore: Vec<String>) -> BuildOptions {
-    BuildOptions {
-        dockerfile_name: "Dockerfile".into(),
-        target: None,
-        build_args: BTreeMap::new(),
-        platform: Platform::new("linux", "amd64"),
-        build_platform: Platform::new("linux", "amd64"),
-        multi_platform: false,
-        dockerignore,
-        no_cache: false,
-        no_cache_filter: Vec::new(),
-        labels: BTreeMap::new(),
-        named_contexts: BTreeMap::new(),
-    }
+    BuildOptions { dockerignore, ..BuildOptions::new(Platform::new("linux", "amd64"), Platform::new("linux", "amd64")) }
 }
 
 fn check(path: &Path) -> Report {

@@ -5,7 +5,6 @@
 
 use frontend::{BaseImage, BuildOptions, ImageResolver, ResolveError, compile};
 use image_spec::Platform;
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,19 +18,7 @@ impl ImageResolver for NoImages {
 }
 
 fn options() -> BuildOptions {
-    BuildOptions {
-        dockerfile_name: "Dockerfile".into(),
-        target: None,
-        build_args: BTreeMap::new(),
-        platform: Platform::new("linux", "amd64"),
-        build_platform: Platform::new("linux", "amd64"),
-        dockerignore: Vec::new(),
-        no_cache: false,
-        no_cache_filter: Vec::new(),
-        labels: BTreeMap::new(),
-        named_contexts: BTreeMap::new(),
-        multi_platform: false,
-    }
+    BuildOptions::new(Platform::new("linux", "amd64"), Platform::new("linux", "amd64"))
 }
 
 /// What a mutation may insert: the pieces hostile Dockerfiles are made of.

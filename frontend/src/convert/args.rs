@@ -123,19 +123,7 @@ mod tests {
         assert_eq!(p.to_string(), "linux/arm/v7");
         assert!(Platform::parse("linux").is_err());
         assert!(is_builtin("TARGETARCH"));
-        let options = crate::BuildOptions {
-            dockerfile_name: "Dockerfile".into(),
-            target: None,
-            build_args: Default::default(),
-            platform: p.clone(),
-            build_platform: Platform::new("linux", "amd64"),
-            multi_platform: false,
-            dockerignore: Vec::new(),
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            labels: Default::default(),
-            named_contexts: Default::default(),
-        };
+        let options = crate::BuildOptions::new(p.clone(), Platform::new("linux", "amd64"));
         let declared = [(ArgDef { key: "TARGETARCH".into(), value: None }, Location::line(1))];
         let meta = MetaArgs::evaluate(&declared, &options, &Lex::new('\\'), &mut BTreeSet::new()).unwrap();
         assert_eq!(meta.get("TARGETARCH"), Some(&Some("arm".to_string())), "a bare ARG keeps the predefined value");

@@ -4,7 +4,6 @@
 use super::MAX_STAGE_DEPTH;
 use crate::{BaseImage, BuildOptions, ImageResolver, ResolveError, compile};
 use image_spec::Platform;
-use std::collections::BTreeMap;
 
 struct NoImages;
 
@@ -15,19 +14,7 @@ impl ImageResolver for NoImages {
 }
 
 fn options() -> BuildOptions {
-    BuildOptions {
-        dockerfile_name: "Dockerfile".into(),
-        target: None,
-        build_args: BTreeMap::new(),
-        platform: Platform::new("linux", "amd64"),
-        build_platform: Platform::new("linux", "amd64"),
-        dockerignore: Vec::new(),
-        no_cache: false,
-        no_cache_filter: Vec::new(),
-        labels: BTreeMap::new(),
-        named_contexts: BTreeMap::new(),
-        multi_platform: false,
-    }
+    BuildOptions::new(Platform::new("linux", "amd64"), Platform::new("linux", "amd64"))
 }
 
 /// Compiles on a thread with the stack a program's main thread has (8 MiB).

@@ -52,7 +52,6 @@ mod tests {
     use crate::{BaseImage, BuildDefinition, BuildOptions, ImageResolver, ResolveError, compile};
     use image_spec::Platform;
     use solver::ir::{ExecOp, Op, SourceOp};
-    use std::collections::BTreeMap;
     use std::sync::Mutex;
 
     /// Remembers which platform each base was asked for.
@@ -76,17 +75,8 @@ mod tests {
 
     fn compile_for(target: &str, resolver: &Resolver) -> BuildDefinition {
         let options = BuildOptions {
-            dockerfile_name: "Dockerfile".into(),
-            target: None,
-            build_args: BTreeMap::new(),
-            platform: Platform::parse(target).unwrap(),
-            build_platform: Platform::new("linux", "amd64"),
             multi_platform: true,
-            dockerignore: Vec::new(),
-            no_cache: false,
-            no_cache_filter: Vec::new(),
-            labels: BTreeMap::new(),
-            named_contexts: BTreeMap::new(),
+            ..BuildOptions::new(Platform::parse(target).unwrap(), Platform::new("linux", "amd64"))
         };
         compile(CROSS, &options, resolver).unwrap()
     }

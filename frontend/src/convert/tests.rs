@@ -5,7 +5,6 @@ use crate::{BaseImage, BuildDefinition, BuildOptions, Error, ImageResolver, Reso
 use image_spec::{ContainerConfig, Platform};
 use solver::ir::{ExecOp, FileAction, Op, SourceOp};
 use solver::{CacheKey, Vertex, VertexId};
-use std::collections::BTreeMap;
 
 struct Resolver;
 
@@ -29,19 +28,7 @@ impl ImageResolver for Resolver {
 }
 
 fn options() -> BuildOptions {
-    BuildOptions {
-        dockerfile_name: "Dockerfile".into(),
-        target: None,
-        build_args: BTreeMap::new(),
-        platform: Platform::new("linux", "amd64"),
-        build_platform: Platform::new("linux", "amd64"),
-        multi_platform: false,
-        dockerignore: Vec::new(),
-        no_cache: false,
-        no_cache_filter: Vec::new(),
-        labels: BTreeMap::new(),
-        named_contexts: BTreeMap::new(),
-    }
+    BuildOptions::new(Platform::new("linux", "amd64"), Platform::new("linux", "amd64"))
 }
 
 fn build(text: &str, options: &BuildOptions) -> Result<BuildDefinition, Error> {
