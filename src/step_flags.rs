@@ -75,21 +75,10 @@ pub fn resources(op: &ExecOp, base: &executor::Resources) -> Result<executor::Re
 mod tests {
     use super::*;
     use solver::Vertex;
-    use solver::ir::{NetworkMode, SecurityMode, SourceOp};
+    use solver::ir::SourceOp;
 
     fn exec() -> ExecOp {
-        ExecOp {
-            args: vec!["true".into()],
-            env: vec![],
-            cwd: "/".into(),
-            user: String::new(),
-            network: NetworkMode::Default,
-            security: SecurityMode::Sandbox,
-            mounts: vec![],
-            extra_hosts: vec![],
-            ulimits: vec![],
-            shm_size: None,
-        }
+        ExecOp::new(vec!["true".into()])
     }
 
     #[test]

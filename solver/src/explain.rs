@@ -325,21 +325,14 @@ fn difference(a: &str, b: &str) -> (String, String) {
 mod tests {
     use super::*;
     use crate::cache::ContentDigest;
-    use crate::ir::{CopyAction, FileOp, NetworkMode, SecurityMode};
+    use crate::ir::{CopyAction, FileOp, NetworkMode};
     use crate::key::CacheKey;
 
     fn exec(env: &[&str]) -> Op {
         Op::Exec(ExecOp {
-            args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
             env: env.iter().map(|s| s.to_string()).collect(),
             cwd: "/src".into(),
-            user: String::new(),
-            network: NetworkMode::Default,
-            security: SecurityMode::Sandbox,
-            mounts: vec![],
-            extra_hosts: vec![],
-            ulimits: vec![],
-            shm_size: None,
+            ..ExecOp::new(vec!["/bin/sh".into(), "-c".into(), "make".into()])
         })
     }
 

@@ -97,6 +97,25 @@ pub struct ExecOp {
     pub shm_size: Option<u64>,
 }
 
+impl ExecOp {
+    /// `args` run as root in `/`, with no environment, mounts or step flags, on the
+    /// default network and in the sandbox.
+    pub fn new(args: Vec<String>) -> Self {
+        ExecOp {
+            args,
+            env: Vec::new(),
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::default(),
+            security: SecurityMode::default(),
+            mounts: Vec::new(),
+            extra_hosts: Vec::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
+        }
+    }
+}
+
 /// A line of `/etc/hosts`: `ip host`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostIp {

@@ -421,16 +421,8 @@ mod tests {
     #[test]
     fn key_is_stable_and_sensitive() {
         let op = Op::Exec(ExecOp {
-            args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
             env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
-            user: String::new(),
-            network: NetworkMode::Default,
-            security: SecurityMode::Sandbox,
-            mounts: vec![],
-            extra_hosts: vec![],
-            ulimits: vec![],
-            shm_size: None,
+            ..ExecOp::new(vec!["/bin/sh".into(), "-c".into(), "make".into()])
         });
         let a = CacheKey::of("op", &op);
         assert_eq!(a, CacheKey::of("op", &op.clone()));

@@ -3,7 +3,7 @@
 //! `barrier`, `sleep`, `panic`). Overlap is shown with barriers, never wall-clock
 //! thresholds.
 
-use solver::ir::{ExecOp, NetworkMode, Op, SecurityMode};
+use solver::ir::{ExecOp, Op};
 use solver::progress::Event;
 use solver::{
     CacheMap, CacheStore, ContentDigest, DepKind, DepSpec, ExecContext, Graph, MemoryCacheStore, ProgressSink,
@@ -187,16 +187,8 @@ impl Recorder {
 
 fn op(args: &[&str], env: &[&str]) -> Op {
     Op::Exec(ExecOp {
-        args: args.iter().map(|s| s.to_string()).collect(),
         env: env.iter().map(|s| s.to_string()).collect(),
-        cwd: "/".into(),
-        user: String::new(),
-        network: NetworkMode::Default,
-        security: SecurityMode::Sandbox,
-        mounts: vec![],
-        extra_hosts: vec![],
-        ulimits: vec![],
-        shm_size: None,
+        ..ExecOp::new(args.iter().map(|s| s.to_string()).collect())
     })
 }
 

@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn keys_of_a_graph_are_its_cache_mounts_without_from() {
-        use solver::ir::{CacheSharing, ExecOp, Mount, NetworkMode, SecurityMode, SourceOp};
+        use solver::ir::{CacheSharing, ExecOp, Mount, NetworkMode, SourceOp};
         use solver::{Graph, Vertex};
         let cache = |id: &str, from| Mount {
             target: format!("/{id}"),
@@ -338,18 +338,7 @@ mod tests {
         };
         let mut graph = Graph::new();
         let root = graph.add(Vertex::new(Op::Source(SourceOp::Scratch), vec![], "scratch"));
-        let run = |mounts| ExecOp {
-            args: vec!["true".into()],
-            env: vec![],
-            cwd: "/".into(),
-            user: String::new(),
-            network: NetworkMode::Host,
-            security: SecurityMode::default(),
-            mounts,
-            extra_hosts: vec![],
-            ulimits: vec![],
-            shm_size: None,
-        };
+        let run = |mounts| ExecOp { network: NetworkMode::Host, mounts, ..ExecOp::new(vec!["true".into()]) };
         let ops =
             [run(vec![cache("apt", None), cache("seeded", Some(0))]), run(vec![cache("apt", None), cache("go", None)])];
         for op in ops {

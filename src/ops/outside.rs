@@ -36,7 +36,7 @@ fn refused() -> NeedsUserNamespace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use solver::ir::{ExecOp, FileOp, NetworkMode, SecurityMode};
+    use solver::ir::{ExecOp, FileOp};
 
     fn vertex(op: Op) -> Vertex {
         Vertex {
@@ -63,18 +63,7 @@ mod tests {
         let e = check_key(&vertex(url.clone())).unwrap_err();
         assert_eq!(e.to_string(), "the step needs builder's user namespace");
         assert!(check_exec(&vertex(url)).is_err());
-        let exec = ExecOp {
-            args: vec!["make".into()],
-            env: Vec::new(),
-            cwd: "/".into(),
-            user: String::new(),
-            network: NetworkMode::default(),
-            security: SecurityMode::default(),
-            mounts: Vec::new(),
-            extra_hosts: Vec::new(),
-            ulimits: Vec::new(),
-            shm_size: None,
-        };
+        let exec = ExecOp::new(vec!["make".into()]);
         for op in [Op::Exec(exec), Op::File(FileOp { actions: Vec::new() })] {
             let v = vertex(op);
             assert!(check_key(&v).is_ok(), "its key is the op's: {:?}", v.op);
