@@ -1,43 +1,89 @@
-//! A COPY from the build context into a top-level directory the parent filesystem
-//! does not have (`COPY . /app/`, the usual way a project gets into an image) is
-//! written straight into the new layer's directory, without an overlay mount: nothing
-//! below can show through a path that does not exist there, so the upperdir an
-//! overlay would leave holds exactly the same entries. Written that way, a file the
-//! previous result of the same COPY already holds unchanged is hard-linked from that
-//! result's snapshot instead of copied ([`Reuse`]), so a one-file change in a large
-//! COPY copies one file; the layer's diffID is then hashed over the new snapshot.
+//! A COPY from the build context is written straight into the new layer's
+//! directory, without an overlay mount, whenever the upperdir an overlay would leave
+//! is known without one: the destination's path is made of plain directories in the
+//! parent's merged view (or leads where the parent has nothing), and what the copy
+//! writes meets nothing there but files it replaces ([`collide`]). The destination's
+//! directories the parent has are first copied up as overlayfs does ([`copy_up`]),
+//! looked up in the parent's snapshots with overlayfs's rules ([`merged`]); then the
+//! layer's tar is the overlay path's, byte for byte.
+//!
+//! Written that way, a file the previous result of the same COPY already holds
+//! unchanged is hard-linked from that result's snapshot instead of copied ([`Reuse`]),
+//! so a one-file change in a large COPY copies one file; the layer's diffID is then
+//! hashed over the new snapshot.
+//!
+//! `BUILDER_DIRECT_COPY=0` sends every COPY through the overlay (a debugging switch:
+//! both ways must give the same layers).
+
+mod collide;
+mod copy_up;
+mod merged;
 
 use super::context::Context;
 use super::copy::{CopySource, Reuse, apply_copy_reusing};
 use super::{BuildWorker, Output, stack_layer};
 use anyhow::Result;
+use collide::DestView;
+use copy_up::CopiedUp;
+use merged::{Found, MergedDir};
 use solver::ir::{CopyAction, FileAction, FileOp, Owner};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The copy and its context when `op` is a single COPY from the context whose
-/// destination's first path component exists in none of `lowers` (and that needs
-/// nothing from the parent filesystem: no `--chown` by name, no `--parents`, no
-/// archive to unpack).
-pub fn direct_copy<'a>(
-    op: &'a FileOp,
-    inputs: &[Output],
-    lowers: &[PathBuf],
-) -> Option<(&'a CopyAction, Arc<Context>)> {
+/// A copy that is written directly, its destination's directories copied up.
+pub struct Direct<'a> {
+    copy: &'a CopyAction,
+    context: Arc<Context>,
+    copied_up: CopiedUp,
+}
+
+/// Whether direct copies are allowed (`BUILDER_DIRECT_COPY=0` says no).
+fn enabled() -> bool {
+    std::env::var_os("BUILDER_DIRECT_COPY").is_none_or(|v| v != "0")
+}
+
+/// When `op` is a single COPY from the context that needs nothing from the parent
+/// filesystem (no `--chown` by name, no `--parents`, no archive to unpack) and whose
+/// upperdir is known without an overlay (see the module's doc): the copy, with the
+/// destination's existing directories copied up into `upperdir`. `lowers`: the
+/// parent's snapshots, bottom first. `None` leaves `upperdir` as it was.
+pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], upperdir: &Path) -> Option<Direct<'a>> {
     let [FileAction::Copy(copy)] = op.actions.as_slice() else { return None };
     let Some(Output::Context(context)) = inputs.get(copy.input) else { return None };
-    if copy.parents || copy.unpack_archives || !copy.owner.as_ref().is_none_or(is_numeric) {
+    if copy.parents || copy.unpack_archives || !copy.owner.as_ref().is_none_or(is_numeric) || !enabled() {
         return None;
     }
-    let cleaned = crate::ignore::clean_path(&format!("/{}", copy.dest));
-    let top = match Path::new(cleaned.trim_start_matches('/')).components().next() {
-        Some(Component::Normal(name)) => name.to_owned(),
-        _ => return None,
+    let dest = &copy.dest;
+    let rel = PathBuf::from(crate::ignore::clean_path(&format!("/{dest}")).trim_start_matches('/'));
+    let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || rel.as_os_str().is_empty();
+    // Any error reading the parent or the context: the overlay path decides.
+    let root = MergedDir::root(lowers);
+    let (dirs, last) = merged::walk(&root, &rel).inspect_err(|e| tracing::debug!("COPY to {dest}: {e}")).ok()?;
+    let view = match last {
+        None => DestView::Dir(dirs.last().map_or(root, |(_, dir)| dir.clone())),
+        Some(Found::Absent) => DestView::Absent,
+        // A file at the destination itself is replaced; a symlink anywhere on the
+        // way, or a file before its end, is for the overlay to resolve or refuse.
+        Some(Found::NonDir(meta)) if dirs.len() + 1 == rel.iter().count() && !meta.is_symlink() => DestView::File,
+        Some(_) => {
+            tracing::debug!("COPY to {dest}: a non-directory on the way, through the overlay");
+            return None;
+        }
     };
-    // Anything there (a directory, a file, a symlink, a whiteout) or an error reading
-    // it: the overlay decides.
-    let absent = |lower: &PathBuf| matches!(std::fs::symlink_metadata(lower.join(&top)), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-    lowers.iter().all(absent).then(|| (copy, context.clone()))
+    match collide::first_collision(copy, context, &view, dest_is_dir) {
+        Ok(None) => {}
+        Ok(Some(name)) => {
+            tracing::debug!("COPY to {dest}: {:?} meets the parent's files, through the overlay", name);
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!("COPY to {dest}: {e:#}");
+            return None;
+        }
+    }
+    let copied_up = CopiedUp::make(upperdir, &dirs).inspect_err(|e| tracing::debug!("COPY to {dest}: {e:#}")).ok()?;
+    tracing::debug!("COPY to {dest}: written directly, {} directories copied up", dirs.len());
+    Some(Direct { copy, context: context.clone(), copied_up })
 }
 
 /// An owner given by numbers, resolved without the parent's /etc/passwd.
@@ -47,18 +93,14 @@ fn is_numeric(owner: &Owner) -> bool {
 
 /// Runs the copy into `upperdir`, taking unchanged files from the previous result of
 /// the same copy from the same context directory, and stacks the layer on `parent`.
-pub fn exec(
-    worker: &BuildWorker<'_>,
-    copy: &CopyAction,
-    context: Arc<Context>,
-    parent: &Output,
-    upperdir: PathBuf,
-) -> Result<Output> {
+pub fn exec(worker: &BuildWorker<'_>, direct: Direct<'_>, parent: &Output, upperdir: PathBuf) -> Result<Output> {
+    let Direct { copy, context, copied_up } = direct;
     let store = worker.store;
     let parent_layers = parent.layers()?;
-    // What a direct copy writes depends on the op and the context's files alone (the
-    // parent only decides that it may be direct): the memo is the op's, from this
-    // context directory, whatever the parent, so a new base image still links.
+    // The files a direct copy writes depend on the op and the context's files alone
+    // (the parent decides that it may be direct, and the copied-up directories, which
+    // are never linked): the memo is the op's, from this context directory, whatever
+    // the parent, so a new base image still links.
     let mut h = solver::KeyHasher::new("copy-reuse");
     h.key(&solver::CacheKey::of("copy", copy));
     h.bytes(context.root().as_os_str().as_encoded_bytes());
@@ -66,6 +108,7 @@ pub fn exec(
 
     let reuse = Reuse::load(store, &key, context.clone(), &upperdir);
     let reuse = apply_copy_reusing(copy, &CopySource::Context(&context), &upperdir, reuse)?;
+    copied_up.prune()?;
     if reuse.linked > 0 {
         tracing::debug!("{} unchanged files linked from the previous result", reuse.linked);
     }

@@ -16,8 +16,8 @@ pub fn exec(worker: &BuildWorker<'_>, op: &FileOp, inputs: &[Output]) -> Result<
     let workdir = scratch.path().join("work");
     std::fs::create_dir_all(&upperdir)?;
     std::fs::create_dir_all(&workdir)?;
-    if let Some((copy, context)) = super::copy_direct::direct_copy(op, inputs, &lowers) {
-        return super::copy_direct::exec(worker, copy, context, parent_output, upperdir);
+    if let Some(direct) = super::copy_direct::direct_copy(op, inputs, &lowers, &upperdir) {
+        return super::copy_direct::exec(worker, direct, parent_output, upperdir);
     }
 
     let mut roots = vec![executor::Rootfs {
