@@ -7,6 +7,7 @@ mod cache;
 mod cache_export;
 mod checks;
 mod concurrent;
+mod direct_copy;
 mod dockerfile;
 mod export;
 mod gc;
