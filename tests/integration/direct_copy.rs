@@ -132,6 +132,15 @@ fn colliding_directories_and_symlinks_on_the_way_go_through_the_overlay() {
     }
 }
 
+#[test]
+fn copies_that_write_nothing_leave_no_copied_up_directories() {
+    let setup = |ctx: &Path| std::fs::create_dir_all(ctx.join("empty")).unwrap();
+    let Some((env, _)) = same_both_ways("direct_copy_empty", "empty-source", 2, setup) else { return };
+    // Neither copy made a layer: busybox's, the WORKDIR's and the RUN's are all.
+    let layers = diff_ids(&env, "empty-source");
+    assert_eq!(layers.len(), 3, "{layers:?}");
+}
+
 /// (snapshot, inode) of every snapshot that holds `rel`.
 fn copies_of(env: &Env, rel: &str) -> Vec<(String, u64)> {
     let mut out = Vec::new();
