@@ -7,6 +7,7 @@
 //! the user's to remove), and runs a copy of the binary the user may execute.
 //! Named `rootless_*`: `cargo test --test integration rootless_` runs this subset.
 
+mod direct_copy;
 mod fallback;
 mod harness;
 mod outside;
