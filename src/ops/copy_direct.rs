@@ -58,8 +58,9 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
     let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || rel.as_os_str().is_empty();
     // Any error reading the parent or the context: the overlay path decides.
     let root = MergedDir::root(lowers);
-    let (dirs, last) = merged::walk(&root, &rel).inspect_err(|e| tracing::debug!("COPY to {dest}: {e}")).ok()?;
-    let view = match last {
+    let merged::Walk { dirs, end } =
+        merged::walk(&root, &rel).inspect_err(|e| tracing::debug!("COPY to {dest}: {e}")).ok()?;
+    let view = match end {
         None => DestView::Dir(dirs.last().map_or(root, |(_, dir)| dir.clone())),
         Some(Found::Absent) => DestView::Absent,
         // A file at the destination itself is replaced; a symlink anywhere on the

@@ -100,8 +100,9 @@ mod tests {
             filetime::set_file_times(lower.join(dir), old, old).unwrap();
         }
         let root = MergedDir::root(&[lower]);
-        let (dirs, last) = super::super::merged::walk(&root, Path::new("a/b")).unwrap();
-        assert!(last.is_none());
+        let walk = super::super::merged::walk(&root, Path::new("a/b")).unwrap();
+        let dirs = walk.dirs;
+        assert!(walk.end.is_none());
         let upper = t.path().join("upper");
         fs::create_dir(&upper).unwrap();
         let made = CopiedUp::make(&upper, &dirs).unwrap();

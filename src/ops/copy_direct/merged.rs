@@ -75,10 +75,17 @@ impl MergedDir {
     }
 }
 
-/// The directories the merged view has along `rel` (relative to `root`), each as
-/// (its path, its merged directory), and what it shows at the first component that is
-/// not a directory (`None` when every component is one).
-pub fn walk(root: &MergedDir, rel: &Path) -> io::Result<(Vec<(PathBuf, MergedDir)>, Option<Found>)> {
+/// What the merged view has along a path.
+pub struct Walk {
+    /// The directories, each as (its path, its merged directory), shallowest first.
+    pub dirs: Vec<(PathBuf, MergedDir)>,
+    /// What it shows at the first component that is not a directory (`None` when
+    /// every component is one).
+    pub end: Option<Found>,
+}
+
+/// What the merged view has along `rel` (relative to `root`).
+pub fn walk(root: &MergedDir, rel: &Path) -> io::Result<Walk> {
     let mut dirs: Vec<(PathBuf, MergedDir)> = Vec::new();
     let mut current = root.clone();
     let mut path = PathBuf::new();
@@ -89,10 +96,10 @@ pub fn walk(root: &MergedDir, rel: &Path) -> io::Result<(Vec<(PathBuf, MergedDir
                 dirs.push((path.clone(), dir.clone()));
                 current = dir;
             }
-            other => return Ok((dirs, Some(other))),
+            other => return Ok(Walk { dirs, end: Some(other) }),
         }
     }
-    Ok((dirs, None))
+    Ok(Walk { dirs, end: None })
 }
 
 /// `lstat`, `None` when nothing is there.
@@ -121,8 +128,8 @@ mod tests {
     use super::*;
 
     fn found(root: &MergedDir, rel: &str) -> String {
-        let (dirs, last) = walk(root, Path::new(rel)).unwrap();
-        match last {
+        let Walk { dirs, end } = walk(root, Path::new(rel)).unwrap();
+        match end {
             None => format!("dir of {}", dirs.last().unwrap().1.layers.len()),
             Some(Found::Absent) => format!("absent after {}", dirs.len()),
             Some(Found::NonDir(_)) => format!("file after {}", dirs.len()),
