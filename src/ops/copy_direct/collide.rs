@@ -55,6 +55,10 @@ pub fn first_collision(
         DestView::Dir(dir) => dir,
     };
     let names = Names::new(copy, context)?;
+    // Only names the parent's directory has can meet anything: one listing of each of
+    // its layers rather than a lookup per source entry (a flat context may hold
+    // thousands).
+    let parent_names = dir.names().context("listing the destination in the parent")?;
     for top in &tops {
         let top_is_dir = top.meta.is_dir();
         if !(top_is_dir && copy.dir_contents_only) {
@@ -67,6 +71,9 @@ pub fn first_collision(
         for entry in listing {
             let entry = entry.with_context(|| format!("reading {}", top.host.display()))?;
             let name = entry.file_name();
+            if !parent_names.contains(&name) {
+                continue;
+            }
             let is_dir = entry.file_type().with_context(|| format!("stat {}", entry.path().display()))?.is_dir();
             if meets(dir, &name, is_dir)? && names.may_write(&top.rel.join(&name), &name, is_dir) {
                 return Ok(Some(name));

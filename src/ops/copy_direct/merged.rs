@@ -5,7 +5,8 @@
 //! opaque one (`trusted.overlay.opaque` or `user.overlay.opaque`) or the first lower
 //! that has a non-directory there (overlayfs stops at it, as it stops at a whiteout).
 
-use std::ffi::OsStr;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -37,6 +38,18 @@ impl MergedDir {
     /// The host path of the merged directory's own metadata: the topmost lower's.
     pub fn top(&self) -> &Path {
         &self.layers[0]
+    }
+
+    /// Every name any of the directory's layers has (whiteouts included): a superset
+    /// of what the merged directory shows, read without a stat each.
+    pub fn names(&self) -> io::Result<HashSet<OsString>> {
+        let mut names = HashSet::new();
+        for layer in &self.layers {
+            for entry in fs::read_dir(layer)? {
+                names.insert(entry?.file_name());
+            }
+        }
+        Ok(names)
     }
 
     /// What the merged view shows at `name` in this directory.
