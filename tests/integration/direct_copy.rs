@@ -106,9 +106,12 @@ fn parents_with_odd_modes_owners_xattrs_and_times_are_copied_up_as_overlayfs_doe
 
 #[test]
 fn files_replacing_the_parents_files_and_symlinks_are_direct() {
-    let Some((env, _)) = same_both_ways("direct_copy_replace", "replace-file", 4, |_| {}) else { return };
+    let Some((env, _)) = same_both_ways("direct_copy_replace", "replace-file", 5, |_| {}) else { return };
     let out = env.ok(&["run", "--rm", "replace-file", "cat", "/srv/link.txt", "/srv/renamed", "/usr/bin/one.txt"]);
     assert_eq!(out, "not a link\none\none\n");
+    let out =
+        env.ok(&["run", "--rm", "replace-file", "stat", "-c", "%a %u:%g", "/srv", "/srv/owned", "/srv/owned/one.txt"]);
+    assert_eq!(out, "755 0:0\n755 7:8\n600 7:8\n");
 }
 
 #[test]
