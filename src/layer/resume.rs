@@ -85,7 +85,7 @@ pub fn hash_tar_resuming(dir: &Path, options: &TarOptions, previous: &[Checkpoin
     hash_tar_every(dir, options, previous, EVERY)
 }
 
-fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], every: u64) -> Result<Hashed> {
+pub(super) fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], every: u64) -> Result<Hashed> {
     let mut resumer = Resumer {
         every,
         previous,
