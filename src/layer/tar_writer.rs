@@ -75,7 +75,14 @@ struct TarOut<'a, W> {
     out: W,
     offset: u64,
     observer: &'a mut dyn EntryObserver,
+    /// Files are read through this, up to [`READ`] bytes at a time.
+    buf: Vec<u8>,
 }
+
+/// The most of a file read at once: most files in one read (`io::copy` would take
+/// 8 KiB at a time, four reads for a 25 kB file and one more to see its end), and
+/// small enough to be still in the cache when the output copies and hashes it.
+const READ: usize = 128 << 10;
 
 /// Writes the tar of everything under `dir` (not `dir` itself) to `out`.
 pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W> {
@@ -89,7 +96,7 @@ pub fn write_tar_observed<W: Write>(
     options: &TarOptions,
     observer: &mut dyn EntryObserver,
 ) -> Result<W> {
-    let mut builder = TarOut { out, offset: 0, observer };
+    let mut builder = TarOut { out, offset: 0, observer, buf: Vec::new() };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let walk = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false).sort_by_file_name();
     for item in walk {
@@ -326,12 +333,25 @@ fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<&Path>)
     }
     builder.out.write_all(&headers).context("writing tar")?;
     if let Some(path) = data {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut exact = ExactReader { inner: file.take(size), left: size };
-        io::copy(&mut exact, &mut builder.out)
-            .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?;
-        if exact.left != 0 {
-            bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
+        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        if builder.buf.is_empty() {
+            builder.buf = vec![0; READ];
+        }
+        // Exactly the size in the header: a file that grew since is cut there (as
+        // tar does), one that shrank fails (the tar would be corrupt).
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(READ as u64) as usize;
+            let n = match file.read(&mut builder.buf[..want]) {
+                Ok(0) => bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path)),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)));
+                }
+            };
+            builder.out.write_all(&builder.buf[..n]).context("writing tar")?;
+            left -= n as u64;
         }
         let padding = (size.next_multiple_of(512) - size) as usize;
         builder.out.write_all(&[0; 512][..padding]).context("writing tar")?;
@@ -360,20 +380,6 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(b'\n');
-}
-
-/// Fails when a file grew shorter than its header said (a corrupt tar otherwise).
-struct ExactReader<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 /// Whether metadata says "whiteout" in overlay's format.
