@@ -76,14 +76,15 @@ fn changed(packed: &PackedLayer, what: &str) -> String {
 /// Passes a packed layer's tar on to `W` and checks it as it goes: by segments where
 /// the record has their checks, else by its SHA-256.
 pub enum LayerCheck<W: Write> {
-    Segments(SegmentChecker<W>),
+    /// Boxed: the xxh3 state is half a kilobyte.
+    Segments(Box<SegmentChecker<W>>),
     Digest(PipedHashWriter<W>, PackedLayer),
 }
 
 impl<W: Write> LayerCheck<W> {
     pub fn new(packed: &PackedLayer, inner: W) -> Self {
         match expected(packed) {
-            Some(segments) => LayerCheck::Segments(SegmentChecker {
+            Some(segments) => LayerCheck::Segments(Box::new(SegmentChecker {
                 inner,
                 packed: packed.clone(),
                 segments,
@@ -91,7 +92,7 @@ impl<W: Write> LayerCheck<W> {
                 offset: 0,
                 hasher: Segment::new(),
                 failed: None,
-            }),
+            })),
             None => LayerCheck::Digest(PipedHashWriter::new(inner), packed.clone()),
         }
     }

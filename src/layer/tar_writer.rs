@@ -6,7 +6,9 @@
 //! `.wh.NAME` whiteout, an opaque directory gets a `.wh..wh..opq` entry, and overlay's
 //! own xattrs are dropped.
 
+use super::tar_walk;
 use anyhow::{Context as _, Result, bail};
+use rustix::fs::FileType;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
@@ -98,12 +100,10 @@ pub fn write_tar_observed<W: Write>(
 ) -> Result<W> {
     let mut builder = TarOut { out, offset: 0, observer, buf: Vec::new() };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let walk = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false).sort_by_file_name();
-    for item in walk {
-        let item = item.with_context(|| format!("walking {}", dir.display()))?;
-        let rel = item.path().strip_prefix(dir).expect("walk stays under its root");
+    tar_walk::walk(dir, &mut |item| {
+        let rel = item.rel;
         let rel_bytes = rel.as_os_str().as_bytes().to_vec();
-        let meta = item.metadata().with_context(|| format!("reading {}", item.path().display()))?;
+        let meta = item.meta;
         let mtime = clamp(meta.mtime(), options.mtime_clamp);
         let ft = meta.file_type();
         let mut entry = Entry {
@@ -127,31 +127,33 @@ pub fn write_tar_observed<W: Write>(
                 image_spec::shown(&rel.to_string_lossy())
             );
         }
-        if options.overlay && ft.is_char_device() && meta.rdev() == 0 {
+        if options.overlay && ft == FileType::CharacterDevice && meta.rdev() == 0 {
             entry.path = whiteout_name(rel);
             entry.mode = 0o600;
-            append(&mut builder, &entry, None)?;
-            continue;
+            return append(&mut builder, &entry, None);
         }
-        if ft.is_socket() {
-            continue;
+        if ft == FileType::Socket {
+            return Ok(());
         }
-        entry.xattrs = read_xattrs(item.path())?;
-        if !ft.is_dir() && meta.nlink() > 1 {
-            if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+        let xattrs_of = match item.open {
+            Some(file) => XattrsOf::File(file, item.path),
+            None => XattrsOf::Path(item.path),
+        };
+        entry.xattrs = read_xattrs(xattrs_of)?;
+        if ft != FileType::Directory && meta.nlink() > 1 {
+            if let Some(first) = links.get(&meta.inode()) {
                 entry.kind = tar::EntryType::Link;
                 entry.link = Some(first.clone());
                 entry.xattrs.clear();
-                append(&mut builder, &entry, None)?;
-                continue;
+                return append(&mut builder, &entry, None);
             }
-            links.insert((meta.dev(), meta.ino()), rel_bytes.clone());
+            links.insert(meta.inode(), rel_bytes.clone());
         }
-        if ft.is_dir() {
+        if ft == FileType::Directory {
             entry.kind = tar::EntryType::Directory;
             entry.path.push(b'/');
             append(&mut builder, &entry, None)?;
-            if options.overlay && is_opaque(item.path())? {
+            if options.overlay && is_opaque(xattrs_of)? {
                 let mode = entry.mode & 0o777;
                 let mut marker =
                     Entry { path: rel_bytes, kind: tar::EntryType::Regular, mode, xattrs: Vec::new(), ..entry };
@@ -159,24 +161,25 @@ pub fn write_tar_observed<W: Write>(
                 marker.path.extend_from_slice(OPAQUE_MARKER.as_bytes());
                 append(&mut builder, &marker, None)?;
             }
-        } else if ft.is_file() {
+        } else if let (FileType::RegularFile, Some(file)) = (ft, item.open) {
             entry.size = meta.len();
-            entry.inode = Some((meta.dev(), meta.ino()));
-            append(&mut builder, &entry, Some(item.path()))?;
-        } else if ft.is_symlink() {
+            entry.inode = Some(meta.inode());
+            append(&mut builder, &entry, Some((item.path, file)))?;
+        } else if ft == FileType::Symlink {
             entry.kind = tar::EntryType::Symlink;
-            let target = std::fs::read_link(item.path())?;
+            let target = item.read_link()?;
             entry.link = Some(target.as_os_str().as_bytes().to_vec());
             append(&mut builder, &entry, None)?;
-        } else if ft.is_char_device() || ft.is_block_device() {
-            entry.kind = if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block };
+        } else if ft == FileType::CharacterDevice || ft == FileType::BlockDevice {
+            entry.kind = if ft == FileType::CharacterDevice { tar::EntryType::Char } else { tar::EntryType::Block };
             entry.device = Some(split_dev(meta.rdev()));
             append(&mut builder, &entry, None)?;
-        } else if ft.is_fifo() {
+        } else if ft == FileType::Fifo {
             entry.kind = tar::EntryType::Fifo;
             append(&mut builder, &entry, None)?;
         }
-    }
+        Ok(())
+    })?;
     // Two zero blocks end a tar.
     builder.out.write_all(&[0; 1024]).context("finishing tar")?;
     Ok(builder.out)
@@ -201,13 +204,43 @@ fn whiteout_name(rel: &Path) -> Vec<u8> {
     out
 }
 
-fn is_opaque(path: &Path) -> Result<bool> {
+/// Where an entry's xattrs are read: its open file (a directory or regular file), or
+/// its path (no path walk for the former, see [`tar_walk`]).
+#[derive(Clone, Copy)]
+enum XattrsOf<'a> {
+    File(&'a File, &'a Path),
+    Path(&'a Path),
+}
+
+impl XattrsOf<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            XattrsOf::File(_, path) | XattrsOf::Path(path) => path,
+        }
+    }
+
+    fn list(&self) -> io::Result<xattr::XAttrs> {
+        match self {
+            XattrsOf::File(file, _) => xattr::FileExt::list_xattr(*file),
+            XattrsOf::Path(path) => xattr::list(path),
+        }
+    }
+
+    fn get(&self, name: &std::ffi::OsStr) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            XattrsOf::File(file, _) => xattr::FileExt::get_xattr(*file, name),
+            XattrsOf::Path(path) => xattr::get(path, name),
+        }
+    }
+}
+
+fn is_opaque(of: XattrsOf<'_>) -> Result<bool> {
     for name in [OPAQUE_XATTR, "user.overlay.opaque"] {
-        match xattr::get(path, name) {
+        match of.get(name.as_ref()) {
             Ok(Some(v)) if v == b"y" => return Ok(true),
             Ok(_) => {}
             Err(e) if unsupported(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("reading xattr {name} of {}", path.display())),
+            Err(e) => return Err(e).with_context(|| format!("reading xattr {name} of {}", of.path().display())),
         }
     }
     Ok(false)
@@ -218,8 +251,9 @@ fn unsupported(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(95 | 1 | 61))
 }
 
-fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = match xattr::list(path) {
+fn read_xattrs(of: XattrsOf<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let path = of.path();
+    let names = match of.list() {
         Ok(names) => names,
         Err(e) if unsupported(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
@@ -239,7 +273,7 @@ fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if skip_xattr(bytes) {
             continue;
         }
-        match xattr::get(path, &name) {
+        match of.get(&name) {
             Ok(Some(value)) => out.push((name.as_bytes().to_vec(), value)),
             Ok(None) => {}
             Err(e) if unsupported(&e) => {}
@@ -260,7 +294,7 @@ pub fn split_dev(rdev: u64) -> (u32, u32) {
 const USTAR_ID_MAX: u64 = 0o7777777;
 const USTAR_SIZE_MAX: u64 = 0o77777777777;
 
-fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<&Path>) -> Result<()> {
+fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<(&Path, &File)>) -> Result<()> {
     let mut headers = Vec::with_capacity(512);
     let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
     let needs_pax = |s: &[u8]| s.len() > 100 || !s.is_ascii() || s.contains(&0);
@@ -327,13 +361,12 @@ fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<&Path>)
     let size = if data.is_some() { e.size } else { 0 };
     let offset = builder.offset;
     builder.offset += headers.len() as u64 + size.next_multiple_of(512);
-    let identity = data.map(|path| (path, e.inode.unwrap_or_default(), size));
+    let identity = data.map(|(path, _)| (path, e.inode.unwrap_or_default(), size));
     if !builder.observer.entry(offset, &headers, identity) {
         return Ok(());
     }
     builder.out.write_all(&headers).context("writing tar")?;
-    if let Some(path) = data {
-        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    if let Some((_, mut file)) = data {
         if builder.buf.is_empty() {
             builder.buf = vec![0; READ];
         }
