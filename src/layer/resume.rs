@@ -22,7 +22,7 @@
 use super::segment_check::{Segment, format_check};
 use super::sha_pipe::PipedSha256;
 use super::sha_resume::{ResumableSha256, ShaState};
-use super::tar_writer::{EntryObserver, TarOptions, write_tar_observed};
+use super::tar_writer::{EntryObserver, FileData, TarOptions, write_tar_observed};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Digest;
 use serde::{Deserialize, Serialize};
@@ -168,16 +168,26 @@ impl Resumer<'_> {
             self.hasher = PipedSha256::new(ResumableSha256::resume(parse_state(c)?));
         }
         for (headers, data) in std::mem::take(&mut self.pending) {
-            self.hash_entry(&headers, data.as_ref().map(|(p, s)| (p.as_path(), *s)))?;
+            self.hash_entry(&headers, data.as_ref().map(|(p, s)| (p.as_path(), None, *s)))?;
         }
         Ok(())
     }
 
-    fn hash_entry(&mut self, headers: &[u8], data: Option<(&Path, u64)>) -> Result<()> {
+    /// Hashes an entry: its headers and a file's data, from the file the walk opened
+    /// or (an entry walked while following) opened again by its path.
+    fn hash_entry(&mut self, headers: &[u8], data: Option<(&Path, Option<&File>, u64)>) -> Result<()> {
         self.hasher.update(headers);
         self.segment.update(headers);
-        if let Some((path, size)) = data {
-            let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?.take(size);
+        if let Some((path, open, size)) = data {
+            let opened;
+            let file = match open {
+                Some(file) => file,
+                None => {
+                    opened = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                    &opened
+                }
+            };
+            let mut file = file.take(size);
             // Large reads: the hash is the cost here, not the syscalls.
             let mut copied = 0;
             loop {
@@ -199,7 +209,7 @@ impl Resumer<'_> {
         Ok(())
     }
 
-    fn step(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> Result<()> {
+    fn step(&mut self, offset: u64, headers: &[u8], data: Option<FileData<'_>>) -> Result<()> {
         // Past the previous layer's last checkpoint, or past one without a boundary
         // there: the tars part (or may have), hashing starts.
         if self.following && self.previous.get(self.next).is_none_or(|c| c.offset < offset) {
@@ -226,22 +236,22 @@ impl Resumer<'_> {
             self.checkpoints.push(Checkpoint { offset, state: String::new(), proof: self.proof_now(), check });
         }
         self.proof.update(headers);
-        if let Some((_, (dev, ino), size)) = data {
+        if let Some(FileData { inode: (dev, ino), size, .. }) = data {
             self.proof.update(dev.to_le_bytes());
             self.proof.update(ino.to_le_bytes());
             self.proof.update(size.to_le_bytes());
         }
         if self.following {
-            self.pending.push((headers.to_vec(), data.map(|(p, _, s)| (p.to_path_buf(), s))));
+            self.pending.push((headers.to_vec(), data.map(|d| (d.path.to_path_buf(), d.size))));
             Ok(())
         } else {
-            self.hash_entry(headers, data.map(|(p, _, s)| (p, s)))
+            self.hash_entry(headers, data.map(|d| (d.path, Some(d.file), d.size)))
         }
     }
 }
 
 impl EntryObserver for Resumer<'_> {
-    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> bool {
+    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<FileData<'_>>) -> bool {
         if self.error.is_none()
             && let Err(e) = self.step(offset, headers, data)
         {

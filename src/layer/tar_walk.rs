@@ -94,7 +94,9 @@ struct Level {
 /// Calls `visit` for every entry under `root`, in tar order.
 pub fn walk(root: &Path, visit: &mut dyn FnMut(&Item<'_>) -> Result<()>) -> Result<()> {
     let walking = || format!("walking {}", root.display());
-    let fd = open_dir(rustix::fs::CWD, root).with_context(walking)?;
+    // The root is followed if it is a symlink, as walkdir follows it.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(rustix::fs::CWD, root, flags, Mode::empty()).with_context(walking)?;
     let names = read_names(&fd).with_context(walking)?;
     let mut stack = vec![Level { fd: Some(fd), path: root.to_path_buf(), rel: PathBuf::new(), names, next: 0 }];
     while let Some(level) = stack.last_mut() {
@@ -219,6 +221,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(target, Some(PathBuf::from("a")));
+        // A root that is a symlink is followed (as walkdir follows it).
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(root, outside.path().join("root")).unwrap();
+        assert_eq!(walked(&outside.path().join("root")), found);
     }
 
     /// Deeper than the directories kept open, entries are found by their paths.

@@ -54,20 +54,30 @@ struct Entry {
     inode: Option<(u64, u64)>,
 }
 
+/// A regular file's data, as an [`EntryObserver`] sees it.
+pub struct FileData<'a> {
+    pub path: &'a Path,
+    /// The file, open and not read yet (the tar reads it only if the entry is written).
+    pub file: &'a File,
+    /// (dev, inode): where the data comes from.
+    pub inode: (u64, u64),
+    pub size: u64,
+}
+
 /// Sees each entry before it is written, and may leave it out (its bytes were
 /// accounted for before: [`super::resume`] resumes a hash after them).
 pub trait EntryObserver {
     /// `offset`: where the entry starts in the tar; `headers`: the bytes it starts
-    /// with (PAX header and records, the ustar header); `data`: the path, (dev, inode)
-    /// and size of a regular file's data. Returns whether to write the entry.
-    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> bool;
+    /// with (PAX header and records, the ustar header); `data`: a regular file's data.
+    /// Returns whether to write the entry.
+    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<FileData<'_>>) -> bool;
 }
 
 /// Writes every entry.
 struct All;
 
 impl EntryObserver for All {
-    fn entry(&mut self, _: u64, _: &[u8], _: Option<(&Path, (u64, u64), u64)>) -> bool {
+    fn entry(&mut self, _: u64, _: &[u8], _: Option<FileData<'_>>) -> bool {
         true
     }
 }
@@ -361,7 +371,7 @@ fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<(&Path,
     let size = if data.is_some() { e.size } else { 0 };
     let offset = builder.offset;
     builder.offset += headers.len() as u64 + size.next_multiple_of(512);
-    let identity = data.map(|(path, _)| (path, e.inode.unwrap_or_default(), size));
+    let identity = data.map(|(path, file)| FileData { path, file, inode: e.inode.unwrap_or_default(), size });
     if !builder.observer.entry(offset, &headers, identity) {
         return Ok(());
     }
