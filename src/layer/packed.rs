@@ -13,7 +13,7 @@
 
 use super::segment_check::LayerCheck;
 use super::sha_pipe::PipedHashWriter;
-use super::tar_writer::{self, TarOptions};
+use super::tar_writer::{self, TarOptions, TarSink};
 use anyhow::{Context as _, Result};
 use image_spec::{Digest, LayerInfo};
 use std::io::{self, Read, Write};
@@ -41,10 +41,10 @@ pub fn packed_digest(store: &Store, packed: &PackedLayer) -> Result<Digest> {
 
 /// Writes the tar of a packed layer to `out`, failing (naming the layer and the
 /// snapshot) when it is not the tar that was hashed when the layer was made.
-pub fn write_packed<W: Write>(store: &Store, packed: &PackedLayer, out: W) -> Result<W> {
+pub fn write_packed<W: TarSink>(store: &Store, packed: &PackedLayer, out: W) -> Result<W> {
     let dir = store.snapshot_path(&packed.snapshot);
     let checking = LayerCheck::new(packed, out);
-    let checking = tar_writer::write_tar(&dir, checking, &tar_options(packed))
+    let checking = tar_writer::write_tar_to(&dir, checking, &tar_options(packed))
         .with_context(|| format!("layer {}: archiving snapshot {}", packed.diff_id, dir.display()))?;
     checking.finish()
 }
@@ -91,7 +91,7 @@ impl PackedReader {
             .spawn(move || {
                 let out = ChunkWriter { tx: tx.clone(), pending: Vec::with_capacity(CHUNK) };
                 let checking = LayerCheck::new(&packed, out);
-                let written = tar_writer::write_tar(&dir, checking, &tar_options(&packed))
+                let written = tar_writer::write_tar_to(&dir, checking, &tar_options(&packed))
                     .with_context(|| format!("layer {}: archiving snapshot {}", packed.diff_id, dir.display()));
                 let last = written.and_then(|checking| checking.finish().map(|out| out.pending));
                 // Nobody reading any more is no error of ours.
@@ -125,6 +125,8 @@ struct ChunkWriter {
     tx: mpsc::SyncSender<Chunk>,
     pending: Vec<u8>,
 }
+
+impl TarSink for ChunkWriter {}
 
 impl Write for ChunkWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

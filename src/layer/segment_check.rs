@@ -17,8 +17,9 @@
 //! its SHA-256, computed when the layer was made, and `fsck` re-hashes that in full.
 
 use super::sha_pipe::PipedHashWriter;
+use super::tar_writer::TarSink;
 use anyhow::{Result, bail};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use store::PackedLayer;
 use xxhash_rust::xxh3::Xxh3Default;
 
@@ -86,12 +87,14 @@ impl<W: Write> LayerCheck<W> {
         match expected(packed) {
             Some(segments) => LayerCheck::Segments(Box::new(SegmentChecker {
                 inner,
-                packed: packed.clone(),
-                segments,
-                next: 0,
-                offset: 0,
-                hasher: Segment::new(),
-                failed: None,
+                checking: Checking {
+                    packed: packed.clone(),
+                    segments,
+                    next: 0,
+                    offset: 0,
+                    hasher: Segment::new(),
+                    failed: None,
+                },
             })),
             None => LayerCheck::Digest(PipedHashWriter::new(inner), packed.clone()),
         }
@@ -110,6 +113,15 @@ impl<W: Write> LayerCheck<W> {
                 }
                 Ok(out)
             }
+        }
+    }
+}
+
+impl<W: TarSink> TarSink for LayerCheck<W> {
+    fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        match self {
+            LayerCheck::Segments(checker) => checker.write_from(file, scratch),
+            LayerCheck::Digest(hashing, _) => hashing.write_from(file, scratch),
         }
     }
 }
@@ -133,6 +145,11 @@ impl<W: Write> Write for LayerCheck<W> {
 /// [`LayerCheck`] by segments.
 pub struct SegmentChecker<W> {
     inner: W,
+    checking: Checking,
+}
+
+/// Where a [`SegmentChecker`] is in the tar.
+struct Checking {
     packed: PackedLayer,
     segments: Vec<Expected>,
     /// The segment being passed.
@@ -144,8 +161,20 @@ pub struct SegmentChecker<W> {
     failed: Option<String>,
 }
 
-impl<W: Write> SegmentChecker<W> {
-    fn pass(&mut self, mut bytes: &[u8]) -> std::result::Result<(), String> {
+impl Checking {
+    /// Counts and hashes bytes passed on, comparing each segment as its end passes.
+    fn pass(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(message) = &self.failed {
+            return Err(io::Error::other(message.clone()));
+        }
+        if let Err(message) = self.segments_of(bytes) {
+            self.failed = Some(message.clone());
+            return Err(io::Error::other(message));
+        }
+        Ok(())
+    }
+
+    fn segments_of(&mut self, mut bytes: &[u8]) -> std::result::Result<(), String> {
         while !bytes.is_empty() {
             let Some(segment) = self.segments.get(self.next).copied() else {
                 let what = format!("it is longer than the layer's {} bytes", self.packed.size);
@@ -167,7 +196,7 @@ impl<W: Write> SegmentChecker<W> {
         Ok(())
     }
 
-    fn finish(self) -> Result<W> {
+    fn finish(self) -> Result<()> {
         if let Some(message) = self.failed {
             bail!(message);
         }
@@ -178,25 +207,40 @@ impl<W: Write> SegmentChecker<W> {
             );
             bail!(changed(&self.packed, &what));
         }
+        Ok(())
+    }
+}
+
+impl<W: Write> SegmentChecker<W> {
+    fn finish(self) -> Result<W> {
+        self.checking.finish()?;
         Ok(self.inner)
     }
 }
 
 impl<W: Write> Write for SegmentChecker<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(message) = &self.failed {
+        if let Some(message) = &self.checking.failed {
             return Err(io::Error::other(message.clone()));
         }
         let n = self.inner.write(buf)?;
-        if let Err(message) = self.pass(&buf[..n]) {
-            self.failed = Some(message.clone());
-            return Err(io::Error::other(message));
-        }
+        self.checking.pass(&buf[..n])?;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+impl<W: TarSink> TarSink for SegmentChecker<W> {
+    fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        if let Some(message) = &self.checking.failed {
+            return Err(io::Error::other(message.clone()));
+        }
+        let bytes = self.inner.write_from(file, scratch)?;
+        self.checking.pass(bytes)?;
+        Ok(bytes)
     }
 }
 

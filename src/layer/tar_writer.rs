@@ -82,6 +82,53 @@ impl EntryObserver for All {
     }
 }
 
+/// Where a tar goes: a writer that may take a file's bytes straight into a buffer of
+/// its own (a compressor's job) rather than have them copied there from the tar
+/// writer's.
+pub trait TarSink: Write {
+    /// Reads at most `scratch.len()` bytes of `file` and takes them as `write` would;
+    /// returns them (empty: the file ended), in `scratch` or in a buffer of its own.
+    fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        copy_through(self, file, scratch)
+    }
+}
+
+/// [`TarSink::write_from`] through `scratch`: read, then written.
+pub fn copy_through<'a, W: Write + ?Sized>(
+    out: &mut W,
+    file: &mut dyn Read,
+    scratch: &'a mut [u8],
+) -> io::Result<&'a [u8]> {
+    let n = read_some(file, scratch)?;
+    out.write_all(&scratch[..n])?;
+    Ok(&scratch[..n])
+}
+
+/// One `read`, retried when interrupted.
+pub fn read_some(file: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            read => return read,
+        }
+    }
+}
+
+/// Any writer, as a sink that copies files through the tar writer's buffer.
+struct Copying<W>(W);
+
+impl<W: Write> Write for Copying<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> TarSink for Copying<W> {}
+
 /// The writer of a tar: where the next entry starts.
 struct TarOut<'a, W> {
     out: W,
@@ -98,7 +145,13 @@ const READ: usize = 128 << 10;
 
 /// Writes the tar of everything under `dir` (not `dir` itself) to `out`.
 pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W> {
-    write_tar_observed(dir, out, options, &mut All)
+    Ok(write_tar_with(dir, Copying(out), options, &mut All)?.0)
+}
+
+/// [`write_tar`] into a [`TarSink`], which may read the files' bytes straight into
+/// its own buffers.
+pub fn write_tar_to<S: TarSink>(dir: &Path, out: S, options: &TarOptions) -> Result<S> {
+    write_tar_with(dir, out, options, &mut All)
 }
 
 /// [`write_tar`], asking `observer` before each entry.
@@ -108,6 +161,10 @@ pub fn write_tar_observed<W: Write>(
     options: &TarOptions,
     observer: &mut dyn EntryObserver,
 ) -> Result<W> {
+    Ok(write_tar_with(dir, Copying(out), options, observer)?.0)
+}
+
+fn write_tar_with<S: TarSink>(dir: &Path, out: S, options: &TarOptions, observer: &mut dyn EntryObserver) -> Result<S> {
     let mut builder = TarOut { out, offset: 0, observer, buf: Vec::new() };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     tar_walk::walk(dir, &mut |item| {
@@ -304,7 +361,7 @@ pub fn split_dev(rdev: u64) -> (u32, u32) {
 const USTAR_ID_MAX: u64 = 0o7777777;
 const USTAR_SIZE_MAX: u64 = 0o77777777777;
 
-fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<(&Path, &File)>) -> Result<()> {
+fn append<S: TarSink>(builder: &mut TarOut<'_, S>, e: &Entry, data: Option<(&Path, &File)>) -> Result<()> {
     let mut headers = Vec::with_capacity(512);
     let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
     let needs_pax = |s: &[u8]| s.len() > 100 || !s.is_ascii() || s.contains(&0);
@@ -385,15 +442,14 @@ fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<(&Path,
         let mut left = size;
         while left > 0 {
             let want = left.min(READ as u64) as usize;
-            let n = match file.read(&mut builder.buf[..want]) {
-                Ok(0) => bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path)),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    return Err(err).with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)));
-                }
-            };
-            builder.out.write_all(&builder.buf[..n]).context("writing tar")?;
+            let n = builder
+                .out
+                .write_from(&mut file, &mut builder.buf[..want])
+                .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?
+                .len();
+            if n == 0 {
+                bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
+            }
             left -= n as u64;
         }
         let padding = (size.next_multiple_of(512) - size) as usize;
