@@ -12,7 +12,7 @@
 //! Why xxh3 is enough: the check guards against a snapshot changed behind the
 //! builder's back (an accident, a stray tool writing into the store), not against an
 //! attacker — whoever can write a snapshot can rewrite its record too. Against
-//! accidents a 128-bit hash misses one change in 2^128, at about twenty times the
+//! accidents a 128-bit hash misses one change in 2^128, at over ten times the
 //! speed of SHA-256 (which took a fifth of an export's CPU). The layer's identity stays
 //! its SHA-256, computed when the layer was made, and `fsck` re-hashes that in full.
 
