@@ -158,12 +158,12 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
     }
 }
 
-impl<W: Write + Send + 'static> super::tar_writer::TarSink for Compressor<W> {
+impl<W: Write + Send + 'static> super::tar_sink::TarSink for Compressor<W> {
     /// zstd reads the file straight into its job buffers; the others copy it through
     /// `scratch`.
     fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
         if !matches!(self.encoder, Some(Encoder::Zstd(_))) {
-            return super::tar_writer::copy_through(self, file, scratch);
+            return super::tar_sink::copy_through(self, file, scratch);
         }
         match self.encoder.as_mut() {
             Some(Encoder::Zstd(e)) => e.fill_from(file, scratch.len()),

@@ -18,6 +18,7 @@ mod resume;
 mod segment_check;
 mod sha_pipe;
 mod sha_resume;
+mod tar_sink;
 mod tar_walk;
 pub mod tar_writer;
 pub mod unpack;

@@ -17,7 +17,7 @@
 //! its SHA-256, computed when the layer was made, and `fsck` re-hashes that in full.
 
 use super::sha_pipe::PipedHashWriter;
-use super::tar_writer::TarSink;
+use super::tar_sink::TarSink;
 use anyhow::{Result, bail};
 use std::io::{self, Read, Write};
 use store::PackedLayer;

@@ -10,7 +10,7 @@
 //! digest and those states, in order.
 
 use super::sha_resume::{ResumableSha256, ShaState};
-use super::tar_writer::TarSink;
+use super::tar_sink::TarSink;
 use image_spec::Digest;
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};

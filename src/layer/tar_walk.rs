@@ -9,10 +9,12 @@
 //! and its entries are found in it; a regular file is opened once, its xattrs read
 //! from that descriptor and its bytes from it.
 
-use anyhow::{Context as _, Result};
+use super::tar_writer::{OPAQUE_XATTR, is_overlay_xattr, skip_xattr};
+use anyhow::{Context as _, Result, bail};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -165,6 +167,86 @@ fn read_names(dir: impl AsFd) -> Result<Vec<CString>> {
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names)
+}
+
+/// Where an entry's xattrs are read: its open file (a directory or regular file), or
+/// its path (no path walk for the former, see [`tar_walk`]).
+#[derive(Clone, Copy)]
+pub enum XattrsOf<'a> {
+    File(&'a File, &'a Path),
+    Path(&'a Path),
+}
+
+impl XattrsOf<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            XattrsOf::File(_, path) | XattrsOf::Path(path) => path,
+        }
+    }
+
+    fn list(&self) -> io::Result<xattr::XAttrs> {
+        match self {
+            XattrsOf::File(file, _) => xattr::FileExt::list_xattr(*file),
+            XattrsOf::Path(path) => xattr::list(path),
+        }
+    }
+
+    fn get(&self, name: &std::ffi::OsStr) -> io::Result<Option<Vec<u8>>> {
+        match self {
+            XattrsOf::File(file, _) => xattr::FileExt::get_xattr(*file, name),
+            XattrsOf::Path(path) => xattr::get(path, name),
+        }
+    }
+}
+
+pub fn is_opaque(of: XattrsOf<'_>) -> Result<bool> {
+    for name in [OPAQUE_XATTR, "user.overlay.opaque"] {
+        match of.get(name.as_ref()) {
+            Ok(Some(v)) if v == b"y" => return Ok(true),
+            Ok(_) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading xattr {name} of {}", of.path().display())),
+        }
+    }
+    Ok(false)
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    // ENOTSUP / EOPNOTSUPP (95), EPERM for trusted.* when not root.
+    matches!(e.raw_os_error(), Some(95 | 1 | 61))
+}
+
+pub fn read_xattrs(of: XattrsOf<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let path = of.path();
+    let names = match of.list() {
+        Ok(names) => names,
+        Err(e) if unsupported(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let bytes = name.as_bytes();
+        if is_overlay_xattr(bytes) && (bytes.ends_with(b".redirect") || bytes.ends_with(b".metacopy")) {
+            // The upper file or dir alone is not the change: its data or children
+            // live in a lower layer. A tar of it would silently lose them.
+            bail!(
+                "{} carries overlay xattr {}: overlays must be mounted with redirect_dir=off,metacopy=off",
+                path.display(),
+                name.to_string_lossy()
+            );
+        }
+        if skip_xattr(bytes) {
+            continue;
+        }
+        match of.get(&name) {
+            Ok(Some(value)) => out.push((name.as_bytes().to_vec(), value)),
+            Ok(None) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading xattrs of {}", path.display())),
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 //! `.wh.NAME` whiteout, an opaque directory gets a `.wh..wh..opq` entry, and overlay's
 //! own xattrs are dropped.
 
-use super::tar_walk;
+use super::tar_sink::Copying;
+pub use super::tar_sink::TarSink;
+use super::tar_walk::{self, XattrsOf, is_opaque, read_xattrs};
 use anyhow::{Context as _, Result, bail};
 use rustix::fs::FileType;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -34,7 +36,7 @@ pub fn is_overlay_xattr(name: &[u8]) -> bool {
 }
 
 /// Whether an xattr should not travel in a layer (host-specific labels).
-fn skip_xattr(name: &[u8]) -> bool {
+pub(super) fn skip_xattr(name: &[u8]) -> bool {
     is_overlay_xattr(name) || name == b"security.selinux"
 }
 
@@ -81,53 +83,6 @@ impl EntryObserver for All {
         true
     }
 }
-
-/// Where a tar goes: a writer that may take a file's bytes straight into a buffer of
-/// its own (a compressor's job) rather than have them copied there from the tar
-/// writer's.
-pub trait TarSink: Write {
-    /// Reads at most `scratch.len()` bytes of `file` and takes them as `write` would;
-    /// returns them (empty: the file ended), in `scratch` or in a buffer of its own.
-    fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
-        copy_through(self, file, scratch)
-    }
-}
-
-/// [`TarSink::write_from`] through `scratch`: read, then written.
-pub fn copy_through<'a, W: Write + ?Sized>(
-    out: &mut W,
-    file: &mut dyn Read,
-    scratch: &'a mut [u8],
-) -> io::Result<&'a [u8]> {
-    let n = read_some(file, scratch)?;
-    out.write_all(&scratch[..n])?;
-    Ok(&scratch[..n])
-}
-
-/// One `read`, retried when interrupted.
-pub fn read_some(file: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match file.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            read => return read,
-        }
-    }
-}
-
-/// Any writer, as a sink that copies files through the tar writer's buffer.
-struct Copying<W>(W);
-
-impl<W: Write> Write for Copying<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl<W: Write> TarSink for Copying<W> {}
 
 /// The writer of a tar: where the next entry starts.
 struct TarOut<'a, W> {
@@ -269,86 +224,6 @@ fn whiteout_name(rel: &Path) -> Vec<u8> {
     out.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
     out.extend_from_slice(rel.file_name().expect("entry has a name").as_bytes());
     out
-}
-
-/// Where an entry's xattrs are read: its open file (a directory or regular file), or
-/// its path (no path walk for the former, see [`tar_walk`]).
-#[derive(Clone, Copy)]
-enum XattrsOf<'a> {
-    File(&'a File, &'a Path),
-    Path(&'a Path),
-}
-
-impl XattrsOf<'_> {
-    fn path(&self) -> &Path {
-        match self {
-            XattrsOf::File(_, path) | XattrsOf::Path(path) => path,
-        }
-    }
-
-    fn list(&self) -> io::Result<xattr::XAttrs> {
-        match self {
-            XattrsOf::File(file, _) => xattr::FileExt::list_xattr(*file),
-            XattrsOf::Path(path) => xattr::list(path),
-        }
-    }
-
-    fn get(&self, name: &std::ffi::OsStr) -> io::Result<Option<Vec<u8>>> {
-        match self {
-            XattrsOf::File(file, _) => xattr::FileExt::get_xattr(*file, name),
-            XattrsOf::Path(path) => xattr::get(path, name),
-        }
-    }
-}
-
-fn is_opaque(of: XattrsOf<'_>) -> Result<bool> {
-    for name in [OPAQUE_XATTR, "user.overlay.opaque"] {
-        match of.get(name.as_ref()) {
-            Ok(Some(v)) if v == b"y" => return Ok(true),
-            Ok(_) => {}
-            Err(e) if unsupported(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("reading xattr {name} of {}", of.path().display())),
-        }
-    }
-    Ok(false)
-}
-
-fn unsupported(e: &io::Error) -> bool {
-    // ENOTSUP / EOPNOTSUPP (95), EPERM for trusted.* when not root.
-    matches!(e.raw_os_error(), Some(95 | 1 | 61))
-}
-
-fn read_xattrs(of: XattrsOf<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let path = of.path();
-    let names = match of.list() {
-        Ok(names) => names,
-        Err(e) if unsupported(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
-    };
-    let mut out = Vec::new();
-    for name in names {
-        let bytes = name.as_bytes();
-        if is_overlay_xattr(bytes) && (bytes.ends_with(b".redirect") || bytes.ends_with(b".metacopy")) {
-            // The upper file or dir alone is not the change: its data or children
-            // live in a lower layer. A tar of it would silently lose them.
-            bail!(
-                "{} carries overlay xattr {}: overlays must be mounted with redirect_dir=off,metacopy=off",
-                path.display(),
-                name.to_string_lossy()
-            );
-        }
-        if skip_xattr(bytes) {
-            continue;
-        }
-        match of.get(&name) {
-            Ok(Some(value)) => out.push((name.as_bytes().to_vec(), value)),
-            Ok(None) => {}
-            Err(e) if unsupported(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("reading xattrs of {}", path.display())),
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// Linux `dev_t` → (major, minor).

@@ -142,7 +142,7 @@ impl<W: Write + Send + 'static> ParZstd<W> {
         }
         let start = self.filled;
         let end = start + max.min(JOB - start);
-        let n = crate::layer::tar_writer::read_some(reader, &mut self.job[start..end])?;
+        let n = super::tar_sink::read_some(reader, &mut self.job[start..end])?;
         self.filled += n;
         Ok(&self.job[start..start + n])
     }
