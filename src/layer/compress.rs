@@ -158,6 +158,20 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
     }
 }
 
+impl<W: Write + Send + 'static> super::tar_sink::TarSink for Compressor<W> {
+    /// zstd reads the file straight into its job buffers; the others copy it through
+    /// `scratch`.
+    fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        if !matches!(self.encoder, Some(Encoder::Zstd(_))) {
+            return super::tar_sink::copy_through(self, file, scratch);
+        }
+        match self.encoder.as_mut() {
+            Some(Encoder::Zstd(e)) => e.fill_from(file, scratch.len()),
+            _ => Err(io::Error::other("compressor failed before")),
+        }
+    }
+}
+
 /// `io::copy` through a 256 KiB buffer: between two trait objects it would take 8 KiB
 /// at a time, a read call and an encoder call for each; much more than 256 KiB and
 /// the encoder reads the buffer back from memory rather than from the cache.

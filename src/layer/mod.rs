@@ -15,8 +15,11 @@ pub mod compress;
 mod convert;
 pub mod packed;
 mod resume;
+mod segment_check;
 mod sha_pipe;
 mod sha_resume;
+mod tar_sink;
+mod tar_walk;
 pub mod tar_writer;
 pub mod unpack;
 mod userns;
@@ -74,8 +77,9 @@ pub struct StepLayer {
     /// How its tar was made, when it is kept packed in its snapshot (only hashed);
     /// `None` when it was written as a blob (a compressed layer).
     packed: Option<TarOptions>,
-    /// Where a next layer's hash may resume ([`resume`]).
-    checkpoints: Vec<resume::Checkpoint>,
+    /// Where a next layer's hash may resume ([`resume`]), and the checks its readers
+    /// verify the tar by ([`segment_check`]).
+    recorded: resume::Recorded,
 }
 
 /// A step's upperdir as a new layer (`None`: no change at all). An uncompressed
@@ -97,7 +101,8 @@ pub fn diff_to_step_layer_after(
 ) -> Result<Option<StepLayer>> {
     if options.compression != Compression::Uncompressed {
         let layer = diff_to_layer_with(store, upperdir, options)?;
-        return Ok(layer.map(|layer| StepLayer { layer, packed: None, checkpoints: Vec::new() }));
+        let recorded = resume::Recorded { checkpoints: Vec::new(), last_check: None };
+        return Ok(layer.map(|layer| StepLayer { layer, packed: None, recorded }));
     }
     let mut entries = std::fs::read_dir(upperdir).with_context(|| format!("reading {}", upperdir.display()))?;
     if entries.next().is_none() {
@@ -108,8 +113,9 @@ pub fn diff_to_step_layer_after(
     // Checkpoints of a layer made with other tar options describe another tar.
     let checkpoints: Vec<resume::Checkpoint> = previous
         .filter(|p| p.mtime_clamp == options.mtime_clamp)
-        .and_then(|p| p.resume.clone())
-        .and_then(|v| serde_json::from_value(v).ok())
+        .and_then(|p| p.resume.as_ref())
+        .and_then(resume::Recorded::from_value)
+        .map(|r| r.checkpoints)
         .unwrap_or_default();
     let hashed = resume::hash_tar_resuming(upperdir, &tar_options, &checkpoints)?;
     let (diff_id, size) = (hashed.digest, hashed.size);
@@ -120,7 +126,7 @@ pub fn diff_to_step_layer_after(
     );
     let media_type = Compression::Uncompressed.media_type().to_string();
     let layer = LayerInfo { digest: diff_id.clone(), diff_id, size, media_type };
-    Ok(Some(StepLayer { layer, packed: Some(tar_options), checkpoints: hashed.checkpoints }))
+    Ok(Some(StepLayer { layer, packed: Some(tar_options), recorded: hashed.recorded }))
 }
 
 /// Commits `upperdir` as snapshot `chain_id` of a step's new layer and, for a packed
@@ -154,7 +160,7 @@ pub fn commit_step_layer(
         snapshot: chain_id.clone(),
         size: layer.size,
         mtime_clamp: tar_options.mtime_clamp,
-        resume: Some(serde_json::to_value(&step.checkpoints).expect("checkpoints serialize")),
+        resume: Some(serde_json::to_value(&step.recorded).expect("checkpoints serialize")),
     };
     store.record_packed_layer(&packed).with_context(|| format!("recording layer {}", layer.diff_id))?;
     Ok(())

@@ -6,13 +6,15 @@
 //! The tar writer is deterministic (sorted entries, numeric ids, no atime/ctime, the
 //! clamp recorded with the layer), and snapshots are never written to (files reused by
 //! hard link are replaced, never written through; a RUN copies a lower file up), so the
-//! tar made again is the one that was hashed. It is checked anyway, while it is made:
+//! tar made again is the one that was hashed. It is checked anyway, while it is made
+//! (by the xxh3 of its segments where the record has them, [`super::segment_check`]):
 //! a snapshot changed behind the builder's back fails the reader, naming the layer and
 //! the snapshot, before its last bytes are handed out.
 
+use super::segment_check::LayerCheck;
 use super::sha_pipe::PipedHashWriter;
-use super::tar_writer::{self, TarOptions};
-use anyhow::{Context as _, Result, bail};
+use super::tar_writer::{self, TarOptions, TarSink};
+use anyhow::{Context as _, Result};
 use image_spec::{Digest, LayerInfo};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -39,31 +41,16 @@ pub fn packed_digest(store: &Store, packed: &PackedLayer) -> Result<Digest> {
 
 /// Writes the tar of a packed layer to `out`, failing (naming the layer and the
 /// snapshot) when it is not the tar that was hashed when the layer was made.
-pub fn write_packed<W: Write>(store: &Store, packed: &PackedLayer, out: W) -> Result<W> {
+pub fn write_packed<W: TarSink>(store: &Store, packed: &PackedLayer, out: W) -> Result<W> {
     let dir = store.snapshot_path(&packed.snapshot);
-    let hashing = PipedHashWriter::new(out);
-    let hashing = tar_writer::write_tar(&dir, hashing, &tar_options(packed))
+    let checking = LayerCheck::new(packed, out);
+    let checking = tar_writer::write_tar_to(&dir, checking, &tar_options(packed))
         .with_context(|| format!("layer {}: archiving snapshot {}", packed.diff_id, dir.display()))?;
-    let (out, found, size) = hashing.finish();
-    check(packed, &found, size)?;
-    Ok(out)
-}
-
-fn check(packed: &PackedLayer, found: &Digest, size: u64) -> Result<()> {
-    if *found != packed.diff_id || size != packed.size {
-        bail!(
-            "layer {}: snapshot {} no longer gives the layer's tar (it hashes to {found}, {size} bytes; \
-             the layer has {} bytes): the snapshot was changed behind the builder's back",
-            packed.diff_id,
-            packed.snapshot,
-            packed.size
-        );
-    }
-    Ok(())
+    checking.finish()
 }
 
 /// The bytes of a layer's blob: the file, or the tar of a packed layer's snapshot
-/// made on a thread as it is read (its digest checked before the last bytes are
+/// made on a thread as it is read (its check passed before the last bytes are
 /// given out, so a reader that stops at the layer's size still sees a mismatch).
 pub fn open_layer(store: &Store, layer: &LayerInfo) -> Result<Box<dyn Read + Send>> {
     open_blob_or_layer(store, &layer.digest)
@@ -103,13 +90,10 @@ impl PackedReader {
             .name("layer-tar".into())
             .spawn(move || {
                 let out = ChunkWriter { tx: tx.clone(), pending: Vec::with_capacity(CHUNK) };
-                let hashing = PipedHashWriter::new(out);
-                let written = tar_writer::write_tar(&dir, hashing, &tar_options(&packed))
+                let checking = LayerCheck::new(&packed, out);
+                let written = tar_writer::write_tar_to(&dir, checking, &tar_options(&packed))
                     .with_context(|| format!("layer {}: archiving snapshot {}", packed.diff_id, dir.display()));
-                let last = written.and_then(|hashing| {
-                    let (out, found, size) = hashing.finish();
-                    check(&packed, &found, size).map(|()| out.pending)
-                });
+                let last = written.and_then(|checking| checking.finish().map(|out| out.pending));
                 // Nobody reading any more is no error of ours.
                 let _ = tx.send(last.map_err(|e| format!("{e:#}")));
             })
@@ -136,11 +120,13 @@ impl Read for PackedReader {
 }
 
 /// Sends full chunks, always keeping the last bytes back: they go only once the
-/// digest is checked (a tar ends with two zero blocks, so something is always kept).
+/// tar is checked (a tar ends with two zero blocks, so something is always kept).
 struct ChunkWriter {
     tx: mpsc::SyncSender<Chunk>,
     pending: Vec<u8>,
 }
+
+impl TarSink for ChunkWriter {}
 
 impl Write for ChunkWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -226,6 +212,8 @@ mod tests {
         let err = open_layer(&store, &layer).unwrap().take(layer.size).read_to_end(&mut taken).unwrap_err();
         let message = err.to_string();
         assert!(message.contains(layer.diff_id.as_str()) && message.contains(packed.snapshot.as_str()), "{message}");
+        // Checked by the xxh3 of its last segment (the file is near the end).
+        assert!(message.contains(&format!("..{} differ from the layer's", layer.size)), "{message}");
         assert!((taken.len() as u64) < layer.size);
         // Compressing it fails the same way and stores nothing.
         let err = crate::layer::compress_layer(&store, &layer, Compression::Gzip, None, None).unwrap_err();

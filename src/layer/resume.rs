@@ -13,10 +13,16 @@
 //! be given to one). So the new layer's walk follows the previous layer's checkpoints
 //! while their proofs match, reading no data, and hashes from the last one that
 //! matched.
+//!
+//! Each checkpoint also keeps the xxh3 of the tar from the checkpoint before it (and
+//! the record that of the tar after the last one): the cheap checks readers verify
+//! the tar by ([`super::segment_check`]). A resumed hash takes the checkpoints it
+//! follows with their checks, proven the same bytes, and computes the rest.
 
+use super::segment_check::{Segment, format_check};
 use super::sha_pipe::PipedSha256;
 use super::sha_resume::{ResumableSha256, ShaState};
-use super::tar_writer::{EntryObserver, TarOptions, write_tar_observed};
+use super::tar_writer::{EntryObserver, FileData, TarOptions, write_tar_observed};
 use anyhow::{Context as _, Result, bail};
 use image_spec::Digest;
 use serde::{Deserialize, Serialize};
@@ -37,14 +43,39 @@ pub struct Checkpoint {
     pub state: String,
     /// The proof of the tar before it (see the module docs), hex.
     pub proof: String,
+    /// xxh3-128 of the tar from the checkpoint before (or the start) to this one, hex
+    /// (`None` in checkpoints made before the checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
-/// A hashed tar: its digest and size, its checkpoints, and the offset its hash was
-/// resumed from (0: from the start).
+/// What a packed layer's record keeps for the packer (`store::PackedLayer::resume`):
+/// the checkpoints, and the check of the tar after the last of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub checkpoints: Vec<Checkpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
+}
+
+impl Recorded {
+    /// A record's value, in this form or the one before the checks (the checkpoints
+    /// alone).
+    pub fn from_value(value: &serde_json::Value) -> Option<Recorded> {
+        if value.is_array() {
+            let checkpoints = serde_json::from_value(value.clone()).ok()?;
+            return Some(Recorded { checkpoints, last_check: None });
+        }
+        serde_json::from_value(value.clone()).ok()
+    }
+}
+
+/// A hashed tar: its digest and size, its checkpoints and the check of its last
+/// segment, and the offset its hash was resumed from (0: from the start).
 pub struct Hashed {
     pub digest: Digest,
     pub size: u64,
-    pub checkpoints: Vec<Checkpoint>,
+    pub recorded: Recorded,
     pub resumed_at: u64,
 }
 
@@ -54,7 +85,7 @@ pub fn hash_tar_resuming(dir: &Path, options: &TarOptions, previous: &[Checkpoin
     hash_tar_every(dir, options, previous, EVERY)
 }
 
-fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], every: u64) -> Result<Hashed> {
+pub(super) fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], every: u64) -> Result<Hashed> {
     let mut resumer = Resumer {
         every,
         previous,
@@ -64,6 +95,7 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
         pending: Vec::new(),
         proof: sha2::Sha256::new(),
         hasher: PipedSha256::new(ResumableSha256::default()),
+        segment: Segment::new(),
         checkpoints: Vec::new(),
         marked: Vec::new(),
         error: None,
@@ -77,6 +109,8 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
     resumer.diverge()?;
     // Two zero blocks end a tar.
     resumer.hasher.update(&[0; 1024]);
+    resumer.segment.update(&[0; 1024]);
+    let last_check = Some(format_check(&resumer.segment));
     let resumed_at = resumer.matched.as_ref().map_or(0, |c| c.offset);
     let size = resumer.hasher.total();
     let (digest, states) = resumer.hasher.finish();
@@ -89,7 +123,7 @@ fn hash_tar_every(dir: &Path, options: &TarOptions, previous: &[Checkpoint], eve
             _ => bail!("the layer's hash has no state at entry boundary {} (a tar entry not 512-aligned?)", c.offset),
         }
     }
-    Ok(Hashed { digest, size, checkpoints, resumed_at })
+    Ok(Hashed { digest, size, recorded: Recorded { checkpoints, last_check }, resumed_at })
 }
 
 /// An entry walked while following: its headers and its file's path and size.
@@ -109,6 +143,8 @@ struct Resumer<'a> {
     pending: Vec<Pending>,
     proof: sha2::Sha256,
     hasher: PipedSha256,
+    /// The xxh3 of the tar since the last checkpoint.
+    segment: Segment,
     checkpoints: Vec<Checkpoint>,
     /// Which of `checkpoints` this walk made: their states come when hashing ends.
     marked: Vec<usize>,
@@ -132,15 +168,26 @@ impl Resumer<'_> {
             self.hasher = PipedSha256::new(ResumableSha256::resume(parse_state(c)?));
         }
         for (headers, data) in std::mem::take(&mut self.pending) {
-            self.hash_entry(&headers, data.as_ref().map(|(p, s)| (p.as_path(), *s)))?;
+            self.hash_entry(&headers, data.as_ref().map(|(p, s)| (p.as_path(), None, *s)))?;
         }
         Ok(())
     }
 
-    fn hash_entry(&mut self, headers: &[u8], data: Option<(&Path, u64)>) -> Result<()> {
+    /// Hashes an entry: its headers and a file's data, from the file the walk opened
+    /// or (an entry walked while following) opened again by its path.
+    fn hash_entry(&mut self, headers: &[u8], data: Option<(&Path, Option<&File>, u64)>) -> Result<()> {
         self.hasher.update(headers);
-        if let Some((path, size)) = data {
-            let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?.take(size);
+        self.segment.update(headers);
+        if let Some((path, open, size)) = data {
+            let opened;
+            let file = match open {
+                Some(file) => file,
+                None => {
+                    opened = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                    &opened
+                }
+            };
+            let mut file = file.take(size);
             // Large reads: the hash is the cost here, not the syscalls.
             let mut copied = 0;
             loop {
@@ -149,6 +196,7 @@ impl Resumer<'_> {
                     break;
                 }
                 self.hasher.update(&self.buf[..n]);
+                self.segment.update(&self.buf[..n]);
                 copied += n as u64;
             }
             if copied != size {
@@ -156,11 +204,12 @@ impl Resumer<'_> {
             }
             let padding = (size.next_multiple_of(512) - size) as usize;
             self.hasher.update(&[0; 512][..padding]);
+            self.segment.update(&[0; 512][..padding]);
         }
         Ok(())
     }
 
-    fn step(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> Result<()> {
+    fn step(&mut self, offset: u64, headers: &[u8], data: Option<FileData<'_>>) -> Result<()> {
         // Past the previous layer's last checkpoint, or past one without a boundary
         // there: the tars part (or may have), hashing starts.
         if self.following && self.previous.get(self.next).is_none_or(|c| c.offset < offset) {
@@ -182,25 +231,27 @@ impl Resumer<'_> {
             debug_assert_eq!(self.hasher.total(), offset);
             self.hasher.mark();
             self.marked.push(self.checkpoints.len());
-            self.checkpoints.push(Checkpoint { offset, state: String::new(), proof: self.proof_now() });
+            let check = Some(format_check(&self.segment));
+            self.segment.reset();
+            self.checkpoints.push(Checkpoint { offset, state: String::new(), proof: self.proof_now(), check });
         }
         self.proof.update(headers);
-        if let Some((_, (dev, ino), size)) = data {
+        if let Some(FileData { inode: (dev, ino), size, .. }) = data {
             self.proof.update(dev.to_le_bytes());
             self.proof.update(ino.to_le_bytes());
             self.proof.update(size.to_le_bytes());
         }
         if self.following {
-            self.pending.push((headers.to_vec(), data.map(|(p, _, s)| (p.to_path_buf(), s))));
+            self.pending.push((headers.to_vec(), data.map(|d| (d.path.to_path_buf(), d.size))));
             Ok(())
         } else {
-            self.hash_entry(headers, data.map(|(p, _, s)| (p, s)))
+            self.hash_entry(headers, data.map(|d| (d.path, Some(d.file), d.size)))
         }
     }
 }
 
 impl EntryObserver for Resumer<'_> {
-    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> bool {
+    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<FileData<'_>>) -> bool {
         if self.error.is_none()
             && let Err(e) = self.step(offset, headers, data)
         {
@@ -277,8 +328,8 @@ mod tests {
         let hashed = hash(dir.path(), &[]);
         assert_eq!((hashed.digest.clone(), hashed.size), plain(dir.path()));
         assert_eq!(hashed.resumed_at, 0);
-        assert!(hashed.checkpoints.len() >= 5, "{}", hashed.checkpoints.len());
-        assert!(hashed.checkpoints.windows(2).all(|w| w[1].offset >= w[0].offset + EVERY_TEST));
+        assert!(hashed.recorded.checkpoints.len() >= 5, "{}", hashed.recorded.checkpoints.len());
+        assert!(hashed.recorded.checkpoints.windows(2).all(|w| w[1].offset >= w[0].offset + EVERY_TEST));
     }
 
     #[test]
@@ -290,9 +341,9 @@ mod tests {
 
         // Unchanged: everything up to the last checkpoint is taken as it was.
         linked_copy(&old, &new);
-        let same = hash(&new, &first.checkpoints);
+        let same = hash(&new, &first.recorded.checkpoints);
         assert_eq!(same.digest, first.digest);
-        assert_eq!(same.resumed_at, first.checkpoints.last().unwrap().offset);
+        assert_eq!(same.resumed_at, first.recorded.checkpoints.last().unwrap().offset);
 
         // One file of the last directory replaced (a new inode): resumed past d0 and d1.
         fs::remove_file(new.join("d2/f32")).unwrap();
@@ -300,7 +351,7 @@ mod tests {
         let t = filetime::FileTime::from_unix_time(1_700_000_000, 0);
         filetime::set_file_times(new.join("d2/f32"), t, t).unwrap();
         filetime::set_file_times(new.join("d2"), t, t).unwrap();
-        let changed = hash(&new, &first.checkpoints);
+        let changed = hash(&new, &first.recorded.checkpoints);
         assert_eq!((changed.digest.clone(), changed.size), plain(&new));
         assert_ne!(changed.digest, first.digest);
         assert!(changed.resumed_at > first.size / 2, "resumed at {} of {}", changed.resumed_at, first.size);
@@ -310,14 +361,14 @@ mod tests {
         fs::copy(old.join("d0/f03"), new.join("d0/f03")).unwrap();
         filetime::set_file_times(new.join("d0/f03"), t, t).unwrap();
         filetime::set_file_times(new.join("d0"), t, t).unwrap();
-        let copied = hash(&new, &first.checkpoints);
+        let copied = hash(&new, &first.recorded.checkpoints);
         assert_eq!((copied.digest.clone(), copied.size), plain(&new));
         assert!(copied.resumed_at < changed.resumed_at);
 
         // The new layer's checkpoints serve the next one.
-        let next = hash(&new, &copied.checkpoints);
+        let next = hash(&new, &copied.recorded.checkpoints);
         assert_eq!(next.digest, copied.digest);
-        assert_eq!(next.resumed_at, copied.checkpoints.last().unwrap().offset);
+        assert_eq!(next.resumed_at, copied.recorded.checkpoints.last().unwrap().offset);
     }
 
     #[test]
@@ -328,11 +379,11 @@ mod tests {
         let first = hash(&old, &[]);
         linked_copy(&old, &new);
         fs::write(new.join("zz-last"), "more").unwrap();
-        let added = hash(&new, &first.checkpoints);
+        let added = hash(&new, &first.recorded.checkpoints);
         assert_eq!((added.digest.clone(), added.size), plain(&new));
         assert!(added.resumed_at > 0);
         fs::remove_dir_all(new.join("d0")).unwrap();
-        let removed = hash(&new, &first.checkpoints);
+        let removed = hash(&new, &first.recorded.checkpoints);
         assert_eq!((removed.digest, removed.size), plain(&new));
         assert_eq!(removed.resumed_at, 0);
     }

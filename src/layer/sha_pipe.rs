@@ -10,8 +10,9 @@
 //! digest and those states, in order.
 
 use super::sha_resume::{ResumableSha256, ShaState};
+use super::tar_sink::TarSink;
 use image_spec::Digest;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -151,6 +152,14 @@ impl<W: Write> PipedHashWriter<W> {
         let size = self.sha.total();
         let (digest, _) = self.sha.finish();
         (self.inner, digest, size)
+    }
+}
+
+impl<W: TarSink> TarSink for PipedHashWriter<W> {
+    fn write_from<'a>(&'a mut self, file: &mut dyn Read, scratch: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        let bytes = self.inner.write_from(file, scratch)?;
+        self.sha.update(bytes);
+        Ok(bytes)
     }
 }
 

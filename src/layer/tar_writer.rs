@@ -6,10 +6,14 @@
 //! `.wh.NAME` whiteout, an opaque directory gets a `.wh..wh..opq` entry, and overlay's
 //! own xattrs are dropped.
 
+use super::tar_sink::Copying;
+pub use super::tar_sink::TarSink;
+use super::tar_walk::{self, XattrsOf, is_opaque, read_xattrs};
 use anyhow::{Context as _, Result, bail};
+use rustix::fs::FileType;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -32,7 +36,7 @@ pub fn is_overlay_xattr(name: &[u8]) -> bool {
 }
 
 /// Whether an xattr should not travel in a layer (host-specific labels).
-fn skip_xattr(name: &[u8]) -> bool {
+pub(super) fn skip_xattr(name: &[u8]) -> bool {
     is_overlay_xattr(name) || name == b"security.selinux"
 }
 
@@ -52,20 +56,30 @@ struct Entry {
     inode: Option<(u64, u64)>,
 }
 
+/// A regular file's data, as an [`EntryObserver`] sees it.
+pub struct FileData<'a> {
+    pub path: &'a Path,
+    /// The file, open and not read yet (the tar reads it only if the entry is written).
+    pub file: &'a File,
+    /// (dev, inode): where the data comes from.
+    pub inode: (u64, u64),
+    pub size: u64,
+}
+
 /// Sees each entry before it is written, and may leave it out (its bytes were
 /// accounted for before: [`super::resume`] resumes a hash after them).
 pub trait EntryObserver {
     /// `offset`: where the entry starts in the tar; `headers`: the bytes it starts
-    /// with (PAX header and records, the ustar header); `data`: the path, (dev, inode)
-    /// and size of a regular file's data. Returns whether to write the entry.
-    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<(&Path, (u64, u64), u64)>) -> bool;
+    /// with (PAX header and records, the ustar header); `data`: a regular file's data.
+    /// Returns whether to write the entry.
+    fn entry(&mut self, offset: u64, headers: &[u8], data: Option<FileData<'_>>) -> bool;
 }
 
 /// Writes every entry.
 struct All;
 
 impl EntryObserver for All {
-    fn entry(&mut self, _: u64, _: &[u8], _: Option<(&Path, (u64, u64), u64)>) -> bool {
+    fn entry(&mut self, _: u64, _: &[u8], _: Option<FileData<'_>>) -> bool {
         true
     }
 }
@@ -75,11 +89,24 @@ struct TarOut<'a, W> {
     out: W,
     offset: u64,
     observer: &'a mut dyn EntryObserver,
+    /// Files are read through this, up to [`READ`] bytes at a time.
+    buf: Vec<u8>,
 }
+
+/// The most of a file read at once: most files in one read (`io::copy` would take
+/// 8 KiB at a time, four reads for a 25 kB file and one more to see its end), and
+/// small enough to be still in the cache when the output copies and hashes it.
+const READ: usize = 128 << 10;
 
 /// Writes the tar of everything under `dir` (not `dir` itself) to `out`.
 pub fn write_tar<W: Write>(dir: &Path, out: W, options: &TarOptions) -> Result<W> {
-    write_tar_observed(dir, out, options, &mut All)
+    Ok(write_tar_with(dir, Copying(out), options, &mut All)?.0)
+}
+
+/// [`write_tar`] into a [`TarSink`], which may read the files' bytes straight into
+/// its own buffers.
+pub fn write_tar_to<S: TarSink>(dir: &Path, out: S, options: &TarOptions) -> Result<S> {
+    write_tar_with(dir, out, options, &mut All)
 }
 
 /// [`write_tar`], asking `observer` before each entry.
@@ -89,14 +116,16 @@ pub fn write_tar_observed<W: Write>(
     options: &TarOptions,
     observer: &mut dyn EntryObserver,
 ) -> Result<W> {
-    let mut builder = TarOut { out, offset: 0, observer };
+    Ok(write_tar_with(dir, Copying(out), options, observer)?.0)
+}
+
+fn write_tar_with<S: TarSink>(dir: &Path, out: S, options: &TarOptions, observer: &mut dyn EntryObserver) -> Result<S> {
+    let mut builder = TarOut { out, offset: 0, observer, buf: Vec::new() };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let walk = walkdir::WalkDir::new(dir).min_depth(1).follow_links(false).sort_by_file_name();
-    for item in walk {
-        let item = item.with_context(|| format!("walking {}", dir.display()))?;
-        let rel = item.path().strip_prefix(dir).expect("walk stays under its root");
+    tar_walk::walk(dir, &mut |item| {
+        let rel = item.rel;
         let rel_bytes = rel.as_os_str().as_bytes().to_vec();
-        let meta = item.metadata().with_context(|| format!("reading {}", item.path().display()))?;
+        let meta = item.meta;
         let mtime = clamp(meta.mtime(), options.mtime_clamp);
         let ft = meta.file_type();
         let mut entry = Entry {
@@ -120,31 +149,33 @@ pub fn write_tar_observed<W: Write>(
                 image_spec::shown(&rel.to_string_lossy())
             );
         }
-        if options.overlay && ft.is_char_device() && meta.rdev() == 0 {
+        if options.overlay && ft == FileType::CharacterDevice && meta.rdev() == 0 {
             entry.path = whiteout_name(rel);
             entry.mode = 0o600;
-            append(&mut builder, &entry, None)?;
-            continue;
+            return append(&mut builder, &entry, None);
         }
-        if ft.is_socket() {
-            continue;
+        if ft == FileType::Socket {
+            return Ok(());
         }
-        entry.xattrs = read_xattrs(item.path())?;
-        if !ft.is_dir() && meta.nlink() > 1 {
-            if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+        let xattrs_of = match item.open {
+            Some(file) => XattrsOf::File(file, item.path),
+            None => XattrsOf::Path(item.path),
+        };
+        entry.xattrs = read_xattrs(xattrs_of)?;
+        if ft != FileType::Directory && meta.nlink() > 1 {
+            if let Some(first) = links.get(&meta.inode()) {
                 entry.kind = tar::EntryType::Link;
                 entry.link = Some(first.clone());
                 entry.xattrs.clear();
-                append(&mut builder, &entry, None)?;
-                continue;
+                return append(&mut builder, &entry, None);
             }
-            links.insert((meta.dev(), meta.ino()), rel_bytes.clone());
+            links.insert(meta.inode(), rel_bytes.clone());
         }
-        if ft.is_dir() {
+        if ft == FileType::Directory {
             entry.kind = tar::EntryType::Directory;
             entry.path.push(b'/');
             append(&mut builder, &entry, None)?;
-            if options.overlay && is_opaque(item.path())? {
+            if options.overlay && is_opaque(xattrs_of)? {
                 let mode = entry.mode & 0o777;
                 let mut marker =
                     Entry { path: rel_bytes, kind: tar::EntryType::Regular, mode, xattrs: Vec::new(), ..entry };
@@ -152,24 +183,25 @@ pub fn write_tar_observed<W: Write>(
                 marker.path.extend_from_slice(OPAQUE_MARKER.as_bytes());
                 append(&mut builder, &marker, None)?;
             }
-        } else if ft.is_file() {
+        } else if let (FileType::RegularFile, Some(file)) = (ft, item.open) {
             entry.size = meta.len();
-            entry.inode = Some((meta.dev(), meta.ino()));
-            append(&mut builder, &entry, Some(item.path()))?;
-        } else if ft.is_symlink() {
+            entry.inode = Some(meta.inode());
+            append(&mut builder, &entry, Some((item.path, file)))?;
+        } else if ft == FileType::Symlink {
             entry.kind = tar::EntryType::Symlink;
-            let target = std::fs::read_link(item.path())?;
+            let target = item.read_link()?;
             entry.link = Some(target.as_os_str().as_bytes().to_vec());
             append(&mut builder, &entry, None)?;
-        } else if ft.is_char_device() || ft.is_block_device() {
-            entry.kind = if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block };
+        } else if ft == FileType::CharacterDevice || ft == FileType::BlockDevice {
+            entry.kind = if ft == FileType::CharacterDevice { tar::EntryType::Char } else { tar::EntryType::Block };
             entry.device = Some(split_dev(meta.rdev()));
             append(&mut builder, &entry, None)?;
-        } else if ft.is_fifo() {
+        } else if ft == FileType::Fifo {
             entry.kind = tar::EntryType::Fifo;
             append(&mut builder, &entry, None)?;
         }
-    }
+        Ok(())
+    })?;
     // Two zero blocks end a tar.
     builder.out.write_all(&[0; 1024]).context("finishing tar")?;
     Ok(builder.out)
@@ -194,55 +226,6 @@ fn whiteout_name(rel: &Path) -> Vec<u8> {
     out
 }
 
-fn is_opaque(path: &Path) -> Result<bool> {
-    for name in [OPAQUE_XATTR, "user.overlay.opaque"] {
-        match xattr::get(path, name) {
-            Ok(Some(v)) if v == b"y" => return Ok(true),
-            Ok(_) => {}
-            Err(e) if unsupported(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("reading xattr {name} of {}", path.display())),
-        }
-    }
-    Ok(false)
-}
-
-fn unsupported(e: &io::Error) -> bool {
-    // ENOTSUP / EOPNOTSUPP (95), EPERM for trusted.* when not root.
-    matches!(e.raw_os_error(), Some(95 | 1 | 61))
-}
-
-fn read_xattrs(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = match xattr::list(path) {
-        Ok(names) => names,
-        Err(e) if unsupported(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
-    };
-    let mut out = Vec::new();
-    for name in names {
-        let bytes = name.as_bytes();
-        if is_overlay_xattr(bytes) && (bytes.ends_with(b".redirect") || bytes.ends_with(b".metacopy")) {
-            // The upper file or dir alone is not the change: its data or children
-            // live in a lower layer. A tar of it would silently lose them.
-            bail!(
-                "{} carries overlay xattr {}: overlays must be mounted with redirect_dir=off,metacopy=off",
-                path.display(),
-                name.to_string_lossy()
-            );
-        }
-        if skip_xattr(bytes) {
-            continue;
-        }
-        match xattr::get(path, &name) {
-            Ok(Some(value)) => out.push((name.as_bytes().to_vec(), value)),
-            Ok(None) => {}
-            Err(e) if unsupported(&e) => {}
-            Err(e) => return Err(e).with_context(|| format!("reading xattrs of {}", path.display())),
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Linux `dev_t` → (major, minor).
 pub fn split_dev(rdev: u64) -> (u32, u32) {
     let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
@@ -253,7 +236,7 @@ pub fn split_dev(rdev: u64) -> (u32, u32) {
 const USTAR_ID_MAX: u64 = 0o7777777;
 const USTAR_SIZE_MAX: u64 = 0o77777777777;
 
-fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<&Path>) -> Result<()> {
+fn append<S: TarSink>(builder: &mut TarOut<'_, S>, e: &Entry, data: Option<(&Path, &File)>) -> Result<()> {
     let mut headers = Vec::with_capacity(512);
     let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
     let needs_pax = |s: &[u8]| s.len() > 100 || !s.is_ascii() || s.contains(&0);
@@ -320,18 +303,29 @@ fn append<W: Write>(builder: &mut TarOut<'_, W>, e: &Entry, data: Option<&Path>)
     let size = if data.is_some() { e.size } else { 0 };
     let offset = builder.offset;
     builder.offset += headers.len() as u64 + size.next_multiple_of(512);
-    let identity = data.map(|path| (path, e.inode.unwrap_or_default(), size));
+    let identity = data.map(|(path, file)| FileData { path, file, inode: e.inode.unwrap_or_default(), size });
     if !builder.observer.entry(offset, &headers, identity) {
         return Ok(());
     }
     builder.out.write_all(&headers).context("writing tar")?;
-    if let Some(path) = data {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut exact = ExactReader { inner: file.take(size), left: size };
-        io::copy(&mut exact, &mut builder.out)
-            .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?;
-        if exact.left != 0 {
-            bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
+    if let Some((_, mut file)) = data {
+        if builder.buf.is_empty() {
+            builder.buf = vec![0; READ];
+        }
+        // Exactly the size in the header: a file that grew since is cut there (as
+        // tar does), one that shrank fails (the tar would be corrupt).
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(READ as u64) as usize;
+            let n = builder
+                .out
+                .write_from(&mut file, &mut builder.buf[..want])
+                .with_context(|| format!("archiving {}", String::from_utf8_lossy(&e.path)))?
+                .len();
+            if n == 0 {
+                bail!("{} shrank while it was archived", String::from_utf8_lossy(&e.path));
+            }
+            left -= n as u64;
         }
         let padding = (size.next_multiple_of(512) - size) as usize;
         builder.out.write_all(&[0; 512][..padding]).context("writing tar")?;
@@ -360,20 +354,6 @@ fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(b'\n');
-}
-
-/// Fails when a file grew shorter than its header said (a corrupt tar otherwise).
-struct ExactReader<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 /// Whether metadata says "whiteout" in overlay's format.

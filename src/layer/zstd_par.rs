@@ -118,6 +118,9 @@ impl<W: Write + Send + 'static> ParZstd<W> {
     pub fn read_from(&mut self, reader: &mut dyn Read) -> io::Result<u64> {
         let mut total = 0;
         loop {
+            if self.filled == JOB {
+                self.send_job()?;
+            }
             let n = match reader.read(&mut self.job[self.filled..]) {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
@@ -126,10 +129,22 @@ impl<W: Write + Send + 'static> ParZstd<W> {
             };
             self.filled += n;
             total += n as u64;
-            if self.filled == JOB {
-                self.send_job()?;
-            }
         }
+    }
+
+    /// Reads at most `max` bytes of `reader` (one read) straight into the job being
+    /// filled; returns them (empty: the reader ended). A job filled so is handed out
+    /// when more input comes, or at the end: the bytes returned are still there to be
+    /// looked at (a packed layer's check hashes them).
+    pub fn fill_from(&mut self, reader: &mut dyn Read, max: usize) -> io::Result<&[u8]> {
+        if self.filled == JOB {
+            self.send_job()?;
+        }
+        let start = self.filled;
+        let end = start + max.min(JOB - start);
+        let n = super::tar_sink::read_some(reader, &mut self.job[start..end])?;
+        self.filled += n;
+        Ok(&self.job[start..start + n])
     }
 
     /// Compresses the whole of `file` (from its start, whatever its offset), each
@@ -224,6 +239,9 @@ impl<W: Write + Send + 'static> ParZstd<W> {
 
 impl<W: Write + Send + 'static> Write for ParZstd<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.filled == JOB {
+            self.send_job()?;
+        }
         let n = buf.len().min(JOB - self.filled);
         self.job[self.filled..self.filled + n].copy_from_slice(&buf[..n]);
         self.filled += n;
@@ -381,6 +399,25 @@ mod tests {
         let mut z = ParZstd::new(Vec::new(), 3, 2).unwrap();
         assert_eq!(z.read_from(&mut &input[..]).unwrap(), input.len() as u64);
         assert_eq!(z.finish().unwrap(), reference);
+
+        // Read straight into the jobs (a job filled to its end is sent when more
+        // comes), mixed with writes.
+        let mut z = ParZstd::new(Vec::new(), 3, 2).unwrap();
+        let (mut rest, mut turn) = (&input[..], 0);
+        while !rest.is_empty() {
+            turn += 1;
+            if turn % 3 == 0 {
+                let n = rest.len().min(50_000);
+                z.write_all(&rest[..n]).unwrap();
+                rest = &rest[n..];
+            } else {
+                let before = rest;
+                let got = z.fill_from(&mut rest, 1 << 20).unwrap().to_vec();
+                assert_eq!(got, before[..got.len()]);
+            }
+        }
+        assert!(z.fill_from(&mut rest, 1000).unwrap().is_empty());
+        assert!(z.finish().unwrap() == reference);
 
         let dir = tempfile::tempdir().unwrap();
         for split in [0, 1000, JOB, JOB + 1] {

@@ -2,8 +2,8 @@
 //! uncompressed tar blob beside its snapshot. `packed/<diffID hex>.json` records that
 //! the uncompressed blob of diffID D (the tar whose digest is D) is materialisable
 //! from snapshot S: the builder's layer code writes the tar of S again when something
-//! reads the blob (an export compressing it, `save`, a cache export), checking the
-//! digest while it writes.
+//! reads the blob (an export compressing it, `save`, a cache export), checking it
+//! while it writes (by checks recorded with the record's checkpoints).
 //!
 //! For the store such a layer is a blob like any other ([`Store::has_blob`],
 //! [`Store::blob_size`]) except that it cannot be opened as a file
@@ -28,7 +28,8 @@ pub struct PackedLayer {
     /// store keeps it for the packer and never reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime_clamp: Option<i64>,
-    /// The packer's checkpoints for hashing a next layer incrementally (opaque here).
+    /// The packer's checkpoints for hashing a next layer incrementally, and the cheap
+    /// checks its readers verify the tar by (opaque here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<serde_json::Value>,
 }
