@@ -3,23 +3,34 @@
 //! hard-linked from its snapshot into the new one instead of being copied again.
 //!
 //! Only files are linked, and only when the new file would be the old one exactly:
-//! the source's content digest (from the context's stat cache: bytes, type, mode,
-//! owner) is the one the previous copy recorded for that destination, the linked
-//! inode already has the owner, mode and mtime this copy gives it, and neither side
-//! has extended attributes. Nothing is ever written through a link (the writer
-//! replaces files by unlinking them), so snapshots stay immutable: a later RUN that
-//! changes such a file copies it up into its own upperdir, as overlayfs does for any
-//! lower file.
+//! the source is the one the previous copy read (same stat identity: device, inode,
+//! size, mtime and ctime, as the context's stat cache knows a file), or has the
+//! content digest it had (bytes, type, mode, owner); the old file was given the
+//! owner, mode and mtime this copy gives it; and neither side has extended
+//! attributes. Nothing is ever written through a link (the writer replaces files by
+//! unlinking them), so snapshots stay immutable: a later RUN that changes such a file
+//! copies it up into its own upperdir, as overlayfs does for any lower file.
 //!
-//! The memo (`cache/copy-reuse/<key>.json` in the store, key = the op and the context
+//! The memo (`cache/copy-reuse/<key>.memo` in the store, key = the op and the context
 //! directory, so one per COPY instruction, replaced by each run) names the result's
-//! snapshot and each copied file's digest. It is a hint: a missing snapshot or memo
-//! only means copying everything.
+//! snapshot and, for each copied file, what the copy gave it. It is a hint: a missing
+//! snapshot or memo only means copying everything.
+//!
+//! What a link costs is the `linkat` alone: the old file is neither stat'ed nor
+//! listed for extended attributes. The memo says what it is, and the memo is bound
+//! to the snapshot by its chain ID, which is a hash of the layer tars below and at
+//! it: every snapshot of that chain holds the same entries with the same owner, mode,
+//! mtime and extended attributes as the tar the memo's copy produced (a snapshot is
+//! never changed in place, see above). Should the snapshot or a file in it be gone
+//! (a GC between the memo's check and the link), the link fails and the file is
+//! copied.
 
-use crate::ops::context::Context;
+mod memo;
+
+use crate::ops::context::{Context, StatKey};
 use anyhow::{Context as _, Result};
 use image_spec::Digest;
-use serde::{Deserialize, Serialize};
+use memo::Memo;
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
@@ -32,43 +43,69 @@ pub struct Reuse {
     context: Arc<Context>,
     /// The directory the copy writes into (the new layer's upperdir).
     root: PathBuf,
-    /// The previous result's snapshot and its files' digests by destination path.
-    previous: Option<(PathBuf, HashMap<PathBuf, String>)>,
+    /// The previous result's snapshot and what the copy wrote by destination path.
+    previous: Option<(PathBuf, HashMap<String, Written>)>,
     /// The previous result's top layer (its diffID), while its snapshot is there.
     previous_layer: Option<Digest>,
-    /// Destination path → digest of every regular file this copy wrote.
-    written: Vec<(String, String)>,
+    /// Destination path → what this copy wrote there, for every regular file.
+    written: Vec<(String, Written)>,
     pub linked: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Memo {
-    /// The chain ID of the result's top layer: its snapshot.
-    chain: Digest,
-    /// (destination path relative to the layer root, content digest of its source).
-    files: Vec<(String, String)>,
-    /// The diffID of the result's top layer: the layer's hash may resume from its
-    /// checkpoints (`layer::resume`).
-    #[serde(default)]
-    layer: Option<Digest>,
+/// One regular file a copy wrote.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) struct Written {
+    /// Content digest of its source (`Context::entry_digest`).
+    digest: [u8; 32],
+    /// The owner, permission bits and mtime (seconds, nanoseconds) the copy gave it.
+    ids: (u32, u32),
+    mode: u32,
+    mtime: (i64, i64),
+    /// The source's stat identity, when the source had no extended attributes then
+    /// (and so neither has the copy). Any change to a file's bytes, owner, mode or
+    /// extended attributes changes its ctime, so while the identity is the same the
+    /// source still has none and still has `digest`.
+    plain_source: Option<StatKey>,
+}
+
+/// How the writer is to make one regular file.
+pub(crate) enum Plan {
+    /// Hard-link the previous result's file at this host path.
+    Link(PathBuf),
+    Copy,
+}
+
+/// One regular file this copy writes, for the next copy's memo.
+pub(crate) struct Record {
+    rel: String,
+    written: Written,
+}
+
+impl Record {
+    /// The file was copied (not linked) from a source with `meta`'s stat identity;
+    /// `plain` says the source had no extended attributes.
+    pub fn copied(&mut self, meta: &Metadata, plain: bool) {
+        self.written.plain_source = plain.then(|| StatKey::of(meta));
+    }
 }
 
 fn memo_path(store: &Store, key: &str) -> PathBuf {
-    store.root().join("cache").join("copy-reuse").join(format!("{key}.json"))
+    store.root().join("cache").join("copy-reuse").join(format!("{key}.memo"))
 }
 
 impl Reuse {
     /// Reuse for a copy from `context` into `root`, with the memo stored under `key`.
     pub fn load(store: &Store, key: &str, context: Arc<Context>, root: &Path) -> Reuse {
-        let memo = fs::read(memo_path(store, key))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Memo>(&bytes).ok())
-            .filter(|memo| store.has_snapshot(&memo.chain));
+        let path = memo_path(store, key);
+        let memo = match fs::read(&path) {
+            Ok(bytes) => Memo::decode(&bytes)
+                .inspect_err(|e| tracing::debug!("ignoring copy memo {}: {e:#}", path.display()))
+                .ok(),
+            Err(_) => None,
+        };
+        let memo = memo.filter(|memo| store.has_snapshot(&memo.chain));
         let previous_layer = memo.as_ref().and_then(|m| m.layer.clone());
-        let previous = memo.map(|memo| {
-            let files = memo.files.into_iter().map(|(rel, digest)| (PathBuf::from(rel), digest)).collect();
-            (store.snapshot_path(&memo.chain), files)
-        });
+        let previous = memo.map(|memo| (store.snapshot_path(&memo.chain), memo.files.into_iter().collect()));
         Reuse { context, root: root.to_path_buf(), previous, previous_layer, written: Vec::new(), linked: 0 }
     }
 
@@ -83,46 +120,51 @@ impl Reuse {
         let path = memo_path(store, key);
         let dir = path.parent().expect("a memo has a directory");
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let memo = Memo { chain: chain.clone(), files: self.written, layer: Some(layer.clone()) };
-        let bytes = serde_json::to_vec(&memo).context("serializing a copy memo")?;
-        Ok(store.write_file(&path, "copy-memo", &bytes, Durability::Renamed)?)
+        let memo = Memo { chain: chain.clone(), layer: Some(layer.clone()), files: self.written };
+        Ok(store.write_file(&path, "copy-memo", &memo.encode()?, Durability::Renamed)?)
     }
 
-    /// Before a regular file `src` (metadata `meta`) is copied to `dst`: links the
-    /// previous result's identical file there instead, if there is one whose inode
-    /// already has `ids`, `mode` and `meta`'s mtime. Returns whether it did; either
-    /// way the file is recorded for the next copy.
-    pub fn try_link(&mut self, src: &Path, meta: &Metadata, dst: &Path, ids: (u32, u32), mode: u32) -> Result<bool> {
-        let Ok(rel) = dst.strip_prefix(&self.root) else { return Ok(false) };
-        if meta.nlink() > 1 {
-            return Ok(false);
-        }
-        let digest = hex::encode(self.context.entry_digest_of(src, meta)?);
-        if let Some(rel_str) = rel.to_str() {
-            self.written.push((rel_str.to_string(), digest.clone()));
-        }
-        let Some((snapshot, files)) = &self.previous else { return Ok(false) };
-        if files.get(rel) != Some(&digest) || has_xattrs(src) {
-            return Ok(false);
-        }
-        let old = snapshot.join(rel);
-        let Ok(old_meta) = fs::symlink_metadata(&old) else { return Ok(false) };
-        let same = old_meta.is_file()
-            && old_meta.size() == meta.size()
-            && (old_meta.uid(), old_meta.gid()) == ids
-            && old_meta.mode() & 0o7777 == mode
-            && (old_meta.mtime(), old_meta.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec())
-            && !has_xattrs(&old);
-        if !same {
-            return Ok(false);
-        }
-        // The previous snapshot is a hint: if it cannot be linked from, copy.
-        if let Err(e) = fs::hard_link(&old, dst) {
-            tracing::debug!("linking {} to {}: {e}", old.display(), dst.display());
-            return Ok(false);
-        }
-        self.linked += 1;
-        Ok(true)
+    /// Before a regular file `src` (metadata `meta`) is written to `dst` with owner
+    /// `ids` and permission bits `mode`: whether the previous result has it already,
+    /// and what to record of it for the next copy (see [`Reuse::add`]).
+    pub(crate) fn plan(
+        &self,
+        src: &Path,
+        meta: &Metadata,
+        dst: &Path,
+        ids: (u32, u32),
+        mode: u32,
+    ) -> Result<(Plan, Option<Record>)> {
+        // A file with several names is copied once and linked to itself (the writer's
+        // link groups); one outside the copy must not become part of the group.
+        let Some(rel) = dst.strip_prefix(&self.root).ok().and_then(Path::to_str).filter(|_| meta.nlink() == 1) else {
+            return Ok((Plan::Copy, None));
+        };
+        let key = StatKey::of(meta);
+        let mtime = (meta.mtime(), meta.mtime_nsec());
+        let old = self.previous.as_ref().and_then(|(_, files)| files.get(rel));
+        let gives = |w: &Written| w.ids == ids && w.mode == mode && w.mtime == mtime;
+        let (written, link) = match old {
+            // The very file the previous copy read, without extended attributes: its
+            // digest is the one recorded, and listing its attributes would find none.
+            Some(old) if old.plain_source == Some(key) && gives(old) => (*old, true),
+            old => {
+                let digest = self.context.entry_digest_of(src, meta)?;
+                let link = old.is_some_and(|old| old.digest == digest && gives(old)) && !has_xattrs(src);
+                (Written { digest, ids, mode, mtime, plain_source: link.then_some(key) }, link)
+            }
+        };
+        let plan = match &self.previous {
+            Some((snapshot, _)) if link => Plan::Link(snapshot.join(rel)),
+            _ => Plan::Copy,
+        };
+        Ok((plan, Some(Record { rel: rel.to_string(), written })))
+    }
+
+    /// Notes files written as [`Reuse::plan`] said, `linked` of them linked.
+    pub(crate) fn add(&mut self, records: impl IntoIterator<Item = Record>, linked: u64) {
+        self.written.extend(records.into_iter().map(|r| (r.rel, r.written)));
+        self.linked += linked;
     }
 }
 
