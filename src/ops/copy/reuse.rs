@@ -222,10 +222,138 @@ mod tests {
         assert_eq!(fs::read_to_string(old.join("edited.txt")).unwrap(), "edited.txt");
         assert_eq!(fs::symlink_metadata(old.join("chmodded.txt")).unwrap().mode() & 0o7777, 0o644);
         assert_eq!(fs::symlink_metadata(new.join("chmodded.txt")).unwrap().mode() & 0o7777, 0o600);
+        // The two names of a file stay one file.
+        assert_eq!(ino(&new.join("linked-twice.txt")), ino(&second_dir.join("app/other-name.txt")));
 
         // A memo whose snapshot is gone is no memo.
         std::fs::remove_dir_all(&snapshot).unwrap();
         let third = run(&dir.path().join("third"));
         assert_eq!(third.linked, 0);
+    }
+
+    #[test]
+    fn a_source_is_linked_by_its_identity_or_its_digest_and_copied_once_it_has_xattrs() {
+        let (dir, store) = store::testing::test_store();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(&ctx).unwrap();
+        for name in ["untouched", "chmodded-back", "gains-xattr"] {
+            fs::write(ctx.join(name), name).unwrap();
+        }
+        let copy = CopyAction::new(1, vec![".".into()], "/app/");
+        let mut round = 0;
+        let mut run = |touch: &dyn Fn()| {
+            touch();
+            round += 1;
+            let upper = dir.path().join(format!("round-{round}"));
+            let context = Arc::new(Context::new(&ctx, &[]).unwrap());
+            context.digest_selection(&copy).unwrap();
+            fs::create_dir_all(&upper).unwrap();
+            let reuse = Reuse::load(&store, "k", context.clone(), &upper);
+            let reuse = apply_copy_reusing(&copy, &CopySource::Context(&context), &upper, reuse).unwrap();
+            let chain = Digest::of(format!("round {round}").as_bytes());
+            let snapshot = store.commit_snapshot(upper, &chain).unwrap();
+            let linked = reuse.linked;
+            reuse.save(&store, "k", &chain, &chain).unwrap();
+            (snapshot.join("app"), linked)
+        };
+        let (first, _) = run(&|| {});
+        let (second, linked) = run(&|| {
+            // Same bytes, mode and mtime, but a new ctime: found by its digest.
+            let path = ctx.join("chmodded-back");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        });
+        assert_eq!(linked, 3);
+        for name in ["untouched", "chmodded-back", "gains-xattr"] {
+            assert_eq!(ino(&first.join(name)), ino(&second.join(name)), "{name}");
+        }
+        if let Err(e) = xattr::set(ctx.join("gains-xattr"), "user.builder-test", b"1") {
+            println!("SKIPPED {}: no user xattrs here ({e})", "a_source_is_linked..._copied_once_it_has_xattrs");
+            return;
+        }
+        for expected_links in [2, 2] {
+            let (third, linked) = run(&|| {});
+            assert_eq!(linked, expected_links, "the file with an xattr is copied, every time");
+            assert_ne!(ino(&second.join("gains-xattr")), ino(&third.join("gains-xattr")));
+            assert_eq!(xattr::get(third.join("gains-xattr"), "user.builder-test").unwrap(), Some(b"1".to_vec()));
+            assert_eq!(ino(&first.join("untouched")), ino(&third.join("untouched")));
+        }
+    }
+
+    /// Everything a layer's tar says of a tree, by path.
+    fn listing(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut groups: HashMap<u64, String> = HashMap::new();
+        for entry in walk(root) {
+            let meta = fs::symlink_metadata(&entry).unwrap();
+            let rel = entry.strip_prefix(root).unwrap().display().to_string();
+            let content = if meta.is_file() {
+                let first = groups.entry(meta.ino()).or_insert_with(|| rel.clone());
+                format!("{:?} first name {first}", fs::read(&entry).unwrap())
+            } else if meta.is_symlink() {
+                format!("-> {}", fs::read_link(&entry).unwrap().display())
+            } else {
+                String::new()
+            };
+            let xattrs: Vec<_> = xattr::list(&entry).map(|l| l.collect()).unwrap_or_default();
+            out.push(format!(
+                "{rel} {:o} {}:{} {}.{} {content} {xattrs:?}",
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.mtime(),
+                meta.mtime_nsec()
+            ));
+        }
+        out
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        names.sort();
+        for path in names {
+            out.push(path.clone());
+            if fs::symlink_metadata(&path).unwrap().is_dir() {
+                out.extend(walk(&path));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_thread_pool_writes_what_one_thread_writes() {
+        let (dir, store) = store::testing::test_store();
+        let ctx = dir.path().join("ctx");
+        for (i, rel) in ["a/x", "a/only-a", "a/deep/er/file", "b/x", "b/y", "b/deep/other"].iter().enumerate() {
+            let path = ctx.join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, rel).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600 + i as u32)).unwrap();
+            filetime::set_file_mtime(&path, filetime::FileTime::from_unix_time(1_600_000_000 + i as i64, 7)).unwrap();
+        }
+        std::os::unix::fs::symlink("x", ctx.join("b/link")).unwrap();
+        fs::hard_link(ctx.join("b/y"), ctx.join("b/deep/y-again")).unwrap();
+        fs::set_permissions(ctx.join("a/deep"), fs::Permissions::from_mode(0o555)).unwrap();
+        for d in ["a/deep/er", "a/deep", "a", "b/deep", "b"] {
+            filetime::set_file_mtime(ctx.join(d), filetime::FileTime::from_unix_time(1_500_000_000, 3)).unwrap();
+        }
+        // Two sources writing the same names: the second replaces the first's.
+        let copy = CopyAction::new(1, vec!["a".into(), "b".into()], "/app/");
+        let context = Arc::new(Context::new(&ctx, &[]).unwrap());
+        context.digest_selection(&copy).unwrap();
+
+        let (one, pool) = (dir.path().join("one"), dir.path().join("pool"));
+        fs::create_dir_all(&one).unwrap();
+        fs::create_dir_all(&pool).unwrap();
+        crate::ops::copy::apply_copy(&copy, &CopySource::Context(&context), &one).unwrap();
+        let reuse = Reuse::load(&store, "k", context.clone(), &pool);
+        let reuse = apply_copy_reusing(&copy, &CopySource::Context(&context), &pool, reuse).unwrap();
+        // Both x, and every other singly linked file once.
+        assert_eq!(reuse.written.len(), 5, "{:?}", reuse.written.iter().map(|w| &w.0).collect::<Vec<_>>());
+        let listed = listing(&one);
+        assert!(listed.iter().any(|l| l.starts_with("app/x 100603 ")), "b's x won: {listed:#?}");
+        // But for /app itself, made now by both.
+        assert_eq!(listed[1..], listing(&pool)[1..]);
     }
 }
