@@ -92,6 +92,10 @@ fn copy_with(
 
     let mut copier = Copier {
         fs: &fs,
+        context: match source {
+            CopySource::Context(context) => Some(context),
+            CopySource::Root(_) => None,
+        },
         filter: &filter,
         action,
         dest_root,
@@ -142,6 +146,8 @@ impl Dest {
 
 struct Copier<'a> {
     fs: &'a SourceFs<'a>,
+    /// The build context the copy reads, whose last digest may have walked it already.
+    context: Option<&'a Context>,
     filter: &'a CopyFilter,
     action: &'a CopyAction,
     dest_root: &'a Path,
@@ -210,7 +216,11 @@ impl Copier<'_> {
     }
 
     fn copy_tree(&mut self, top: &Selected, target: &Path) -> Result<()> {
-        let entries = self.fs.collect(top, self.filter)?;
+        let kept = self.context.and_then(|context| context.take_listing(self.action, top));
+        let entries = match kept {
+            Some(entries) => entries,
+            None => self.fs.collect(top, self.filter)?,
+        };
         self.writer.write_tree(&entries, target)
     }
 }
