@@ -39,11 +39,9 @@ impl StatKey {
             ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
         }
     }
-}
 
-impl StatKey {
     /// The five numbers, little-endian, as the cache file stores them.
-    pub fn to_bytes(&self) -> [u8; 40] {
+    pub fn to_bytes(self) -> [u8; 40] {
         let mut out = [0; 40];
         let words = [self.dev.to_le_bytes(), self.ino.to_le_bytes(), self.size.to_le_bytes()];
         let times = [self.mtime_ns.to_le_bytes(), self.ctime_ns.to_le_bytes()];

@@ -268,7 +268,9 @@ mod tests {
             assert_eq!(ino(&first.join(name)), ino(&second.join(name)), "{name}");
         }
         if let Err(e) = xattr::set(ctx.join("gains-xattr"), "user.builder-test", b"1") {
-            println!("SKIPPED {}: no user xattrs here ({e})", "a_source_is_linked..._copied_once_it_has_xattrs");
+            println!(
+                "SKIPPED a_source_is_linked_by_its_identity_or_its_digest_and_copied_once_it_has_xattrs: no user xattrs here ({e})"
+            );
             return;
         }
         for expected_links in [2, 2] {
