@@ -47,8 +47,10 @@ pub struct Reuse {
     previous: Option<(PathBuf, HashMap<String, Written>)>,
     /// The previous result's top layer (its diffID), while its snapshot is there.
     previous_layer: Option<Digest>,
-    /// Destination path → what this copy wrote there, for every regular file.
-    written: Vec<(String, Written)>,
+    /// Destination path → what this copy wrote there, for every regular file, in the
+    /// batches the writer hands over (not copied into one list: it holds a record per
+    /// file of the context).
+    written: Vec<Vec<(String, Written)>>,
     pub linked: u64,
 }
 
@@ -105,7 +107,7 @@ impl Reuse {
         };
         let memo = memo.filter(|memo| store.has_snapshot(&memo.chain));
         let previous_layer = memo.as_ref().and_then(|m| m.layer.clone());
-        let previous = memo.map(|memo| (store.snapshot_path(&memo.chain), memo.files.into_iter().collect()));
+        let previous = memo.map(|memo| (store.snapshot_path(&memo.chain), memo.files.into_iter().flatten().collect()));
         Reuse { context, root: root.to_path_buf(), previous, previous_layer, written: Vec::new(), linked: 0 }
     }
 
@@ -162,8 +164,14 @@ impl Reuse {
     }
 
     /// Notes files written as [`Reuse::plan`] said, `linked` of them linked.
-    pub(crate) fn add(&mut self, records: impl IntoIterator<Item = Record>, linked: u64) {
-        self.written.extend(records.into_iter().map(|r| (r.rel, r.written)));
+    pub(crate) fn add(&mut self, records: Vec<Record>, linked: u64) {
+        let few = records.len() < 64;
+        let batch = records.into_iter().map(|r| (r.rel, r.written));
+        // A copy on one thread hands over one file at a time: onto the last batch.
+        match self.written.last_mut() {
+            Some(last) if few && last.len() < 4096 => last.extend(batch),
+            _ => self.written.push(batch.collect()),
+        }
         self.linked += linked;
     }
 }
@@ -352,7 +360,8 @@ mod tests {
         let reuse = Reuse::load(&store, "k", context.clone(), &pool);
         let reuse = apply_copy_reusing(&copy, &CopySource::Context(&context), &pool, reuse).unwrap();
         // Both x, and every other singly linked file once.
-        assert_eq!(reuse.written.len(), 5, "{:?}", reuse.written.iter().map(|w| &w.0).collect::<Vec<_>>());
+        let written: Vec<_> = reuse.written.iter().flatten().map(|w| &w.0).collect();
+        assert_eq!(written.len(), 5, "{written:?}");
         let listed = listing(&one);
         assert!(listed.iter().any(|l| l.starts_with("app/x 100603 ")), "b's x won: {listed:#?}");
         // But for /app itself, made now by both.

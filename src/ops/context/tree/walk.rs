@@ -65,6 +65,8 @@ impl SourceFs<'_> {
         } else {
             items.iter().map(walk).collect::<Result<_>>()?
         };
+        // Once: a large context's walk is one long list.
+        out.reserve(items.len() + subtrees.iter().map(Vec::len).sum::<usize>());
         for (item, below) in items.into_iter().zip(subtrees) {
             if item.below.as_ref().is_some_and(|b| b.only_as_parent) && below.is_empty() {
                 continue;

@@ -22,18 +22,20 @@ pub(super) struct Memo {
     /// The diffID of the result's top layer: the layer's hash may resume from its
     /// checkpoints (`layer::resume`).
     pub layer: Option<Digest>,
-    /// (destination path relative to the layer root, what the copy wrote there).
-    pub files: Vec<(String, Written)>,
+    /// (destination path relative to the layer root, what the copy wrote there), in
+    /// the batches the copy wrote them in (one when read back).
+    pub files: Vec<Vec<(String, Written)>>,
 }
 
 impl Memo {
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(64 + self.files.len() * 128);
+        let count: usize = self.files.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(64 + count * 128);
         out.extend_from_slice(MAGIC);
         put_text(&mut out, self.chain.as_str())?;
         put_text(&mut out, self.layer.as_ref().map_or("", Digest::as_str))?;
-        out.extend_from_slice(&(self.files.len() as u64).to_le_bytes());
-        for (path, w) in &self.files {
+        out.extend_from_slice(&(count as u64).to_le_bytes());
+        for (path, w) in self.files.iter().flatten() {
             put_text(&mut out, path)?;
             out.extend_from_slice(&w.digest);
             for n in [w.ids.0, w.ids.1, w.mode] {
@@ -80,7 +82,7 @@ impl Memo {
         if !r.0.is_empty() {
             bail!("{} bytes after the last record", r.0.len());
         }
-        Ok(Memo { chain, layer, files })
+        Ok(Memo { chain, layer, files: vec![files] })
     }
 }
 
@@ -126,11 +128,12 @@ mod tests {
         let memo = Memo {
             chain: Digest::of(b"chain"),
             layer: None,
-            files: vec![("app/a".into(), written(Some(key))), ("app/b c".into(), written(None))],
+            files: vec![vec![("app/a".into(), written(Some(key)))], vec![("app/b c".into(), written(None))]],
         };
         let bytes = memo.encode().unwrap();
         let back = Memo::decode(&bytes).unwrap();
-        assert_eq!((back.chain, back.layer, back.files), (memo.chain.clone(), None, memo.files.clone()));
+        let flat = |files: Vec<Vec<(String, Written)>>| files.into_iter().flatten().collect::<Vec<_>>();
+        assert_eq!((back.chain, back.layer, flat(back.files)), (memo.chain.clone(), None, flat(memo.files.clone())));
         let with_layer = Memo { layer: Some(Digest::of(b"layer")), files: vec![], ..memo };
         assert_eq!(Memo::decode(&with_layer.encode().unwrap()).unwrap().layer, with_layer.layer);
         for cut in [0, 8, bytes.len() - 1] {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What writing one non-directory did, for the memo of the next copy.
 pub(super) struct Leaf {
@@ -64,16 +64,10 @@ impl Writer<'_> {
 
     /// Notes what leaves wrote.
     pub(super) fn note(&mut self, leaves: impl IntoIterator<Item = Leaf>) {
-        let Some(reuse) = &mut self.reuse else { return };
-        let mut linked = 0;
-        let records: Vec<Record> = leaves
-            .into_iter()
-            .filter_map(|leaf| {
-                linked += u64::from(leaf.linked);
-                leaf.record
-            })
-            .collect();
-        reuse.add(records, linked);
+        let (records, linked) = records_of(leaves);
+        if let Some(reuse) = &mut self.reuse {
+            reuse.add(records, linked);
+        }
     }
 
     /// Writes `entries` (a selected path and what is below it, in pre-order as
@@ -91,21 +85,45 @@ impl Writer<'_> {
             }
             return Ok(());
         }
-        let mut leaves: Vec<(&Entry, PathBuf)> = Vec::new();
+        let mut leaves: Vec<&Entry> = Vec::new();
         for entry in entries {
             let is_top = entry.rel.as_os_str().is_empty();
             let grouped = entry.meta.is_file() && entry.meta.nlink() > 1;
             if is_top || entry.meta.is_dir() || grouped {
                 self.write(entry, &dst_of(entry), is_top)?;
             } else {
-                leaves.push((entry, dst_of(entry)));
+                leaves.push(entry);
             }
         }
-        let written: Vec<Leaf> =
-            leaves.par_iter().map(|(entry, dst)| self.write_leaf(entry, dst)).collect::<Result<_>>()?;
-        self.note(written);
+        // In batches, each handing its records over as one list.
+        let batches: Vec<(Vec<Record>, u64)> = leaves
+            .par_chunks(256)
+            .map(|batch| {
+                let leaves: Vec<Leaf> =
+                    batch.iter().map(|entry| self.write_leaf(entry, &dst_of(entry))).collect::<Result<_>>()?;
+                Ok(records_of(leaves))
+            })
+            .collect::<Result<_>>()?;
+        if let Some(reuse) = &mut self.reuse {
+            for (records, linked) in batches {
+                reuse.add(records, linked);
+            }
+        }
         Ok(())
     }
+}
+
+/// The records of `leaves` for the memo, and how many of them were linked.
+fn records_of(leaves: impl IntoIterator<Item = Leaf>) -> (Vec<Record>, u64) {
+    let mut linked = 0;
+    let records = leaves
+        .into_iter()
+        .filter_map(|leaf| {
+            linked += u64::from(leaf.linked);
+            leaf.record
+        })
+        .collect();
+    (records, linked)
 }
 
 /// Whether every thread of the pool sees `dir` as this thread does: a directory
