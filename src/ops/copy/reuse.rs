@@ -17,13 +17,22 @@
 //! snapshot or memo only means copying everything.
 //!
 //! What a link costs is the `linkat` alone: the old file is neither stat'ed nor
-//! listed for extended attributes. The memo says what it is, and the memo is bound
-//! to the snapshot by its chain ID, which is a hash of the layer tars below and at
-//! it: every snapshot of that chain holds the same entries with the same owner, mode,
-//! mtime and extended attributes as the tar the memo's copy produced (a snapshot is
-//! never changed in place, see above). Should the snapshot or a file in it be gone
-//! (a GC between the memo's check and the link), the link fails and the file is
-//! copied.
+//! listed for extended attributes, and a source whose stat identity is the recorded
+//! one is neither hashed nor listed either. Skipping those checks is safe because:
+//! - the memo says what the old file was given, and it is bound to the snapshot by
+//!   its chain ID, a hash of the layer tars up to it: any snapshot of that chain
+//!   holds the entries the memo's copy wrote with the owner, mode, mtime (to the
+//!   second, as the tar has it) and extended attributes it gave them, and snapshots
+//!   are never changed in place (above), so the layer made with the link is the one
+//!   a copy would make. (Only a snapshot of the same chain made another way, say by
+//!   a pull of an identical layer, can differ below the second of an mtime; that
+//!   reaches no tar, only a later RUN's `stat`, as after any cache hit.)
+//! - a source's ctime changes with any change to its bytes, owner, mode or extended
+//!   attributes, and cannot be set back; with the same stat identity it has the
+//!   recorded digest and still no extended attributes.
+//! - should the snapshot or a file in it be gone (a GC since the memo was read), the
+//!   link fails and the file is copied; should something be at the destination, the
+//!   link fails with `EEXIST` and the writer replaces it as it would for a copy.
 
 mod memo;
 
