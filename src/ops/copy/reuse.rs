@@ -132,7 +132,10 @@ impl Reuse {
         let dir = path.parent().expect("a memo has a directory");
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let memo = Memo { chain: chain.clone(), layer: Some(layer.clone()), files: self.written };
-        Ok(store.write_file(&path, "copy-memo", &memo.encode()?, Durability::Renamed)?)
+        store.write_file(&path, "copy-memo", &memo.encode()?, Durability::Renamed)?;
+        // An older builder's memo of the same COPY (JSON), which this one never reads.
+        let _ = fs::remove_file(path.with_extension("json"));
+        Ok(())
     }
 
     /// Before a regular file `src` (metadata `meta`) is written to `dst` with owner

@@ -1,29 +1,18 @@
-//! The walk below a selected directory, in sorted pre-order. A build context's
-//! subdirectories are walked by the thread pool: the context is a host directory
-//! every thread sees, where a stage's root may be an overlay mounted in the calling
-//! thread's mount namespace alone.
+//! The walk below a selected directory, in sorted pre-order.
+//!
+//! On one thread, straight into one list. (Walked by the thread pool, subtrees are
+//! lists of their own joined at each level, which held a 20k-file walk twice at its
+//! peak, +5 MB of RSS, for no time measurable on two busy cores.)
 
 use super::{CopyFilter, Entry, SourceFs, slash_path, sorted_entries};
 use anyhow::Result;
-use rayon::prelude::*;
-use std::path::{Path, PathBuf};
-
-/// An entry of a directory that is kept, and how to go below it.
-struct Item {
-    entry: Entry,
-    below: Option<Below>,
-}
-
-struct Below {
-    /// Its path relative to the source root (what `.dockerignore` matches).
-    rel: PathBuf,
-    /// Filtered out itself: kept only as the parent of something re-included below.
-    only_as_parent: bool,
-}
+use std::path::Path;
 
 impl SourceFs<'_> {
     /// Appends what is visible and passes `filter` below `dir_host` (`dir_rel` from the
-    /// source root, `dir_top_rel` from the selected path) to `out`.
+    /// source root, `dir_top_rel` from the selected path) to `out`. A directory that
+    /// is filtered out itself but holds entries re-included by an exception is kept as
+    /// their parent.
     pub(super) fn walk_dir(
         &self,
         dir_host: &Path,
@@ -32,7 +21,6 @@ impl SourceFs<'_> {
         filter: &CopyFilter,
         out: &mut Vec<Entry>,
     ) -> Result<()> {
-        let mut items = Vec::new();
         for (name, meta) in sorted_entries(dir_host)? {
             let rel = dir_rel.join(&name);
             let top_rel = dir_top_rel.join(&name);
@@ -49,30 +37,17 @@ impl SourceFs<'_> {
                     continue;
                 }
             }
-            let below = is_dir.then_some(Below { rel, only_as_parent });
-            items.push(Item { entry: Entry { rel: top_rel, host: dir_host.join(&name), meta }, below });
-        }
-        let walk = |item: &Item| -> Result<Vec<Entry>> {
-            let mut below = Vec::new();
-            if let Some(b) = &item.below {
-                self.walk_dir(&item.entry.host, &b.rel, &item.entry.rel, filter, &mut below)?;
-            }
-            Ok(below)
-        };
-        let dirs = items.iter().filter(|item| item.below.is_some()).count();
-        let subtrees: Vec<Vec<Entry>> = if self.context && dirs > 1 {
-            items.par_iter().map(walk).collect::<Result<_>>()?
-        } else {
-            items.iter().map(walk).collect::<Result<_>>()?
-        };
-        // Once: a large context's walk is one long list.
-        out.reserve(items.len() + subtrees.iter().map(Vec::len).sum::<usize>());
-        for (item, below) in items.into_iter().zip(subtrees) {
-            if item.below.as_ref().is_some_and(|b| b.only_as_parent) && below.is_empty() {
+            let host = dir_host.join(&name);
+            if !is_dir {
+                out.push(Entry { rel: top_rel, host, meta });
                 continue;
             }
-            out.push(item.entry);
-            out.extend(below);
+            let mark = out.len();
+            out.push(Entry { rel: top_rel.clone(), host: host.clone(), meta });
+            self.walk_dir(&host, &rel, &top_rel, filter, out)?;
+            if only_as_parent && out.len() == mark + 1 {
+                out.pop();
+            }
         }
         Ok(())
     }
