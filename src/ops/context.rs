@@ -4,8 +4,8 @@
 //! COPY selects (its sources, wildcards expanded, directories walked, ignored and
 //! `--exclude`d paths left out): per path its type, mode, owner, symlink target and
 //! content, never its mtime. File contents are read in parallel and remembered in a
-//! [`stat_cache`] keyed by stat identity; directories are walked in parallel, and the
-//! walk is kept for the copy of the same selection ([`listings`]).
+//! [`stat_cache`] keyed by stat identity; the walk is kept for the copy of the same
+//! selection ([`listings`]).
 
 mod listings;
 mod stat_cache;

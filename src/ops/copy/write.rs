@@ -133,9 +133,8 @@ impl<'a> Writer<'a> {
         let ids = self.ids_for(meta);
         chown(dst, ids, self.owner.is_some())?;
         let plain = leaf::copy_xattrs(src, dst);
-        if meta.file_type().is_symlink() {
-            // No mode of its own.
-        } else {
+        // A symlink has no mode of its own.
+        if !meta.file_type().is_symlink() {
             let mode = self.mode_for(meta);
             fs::set_permissions(dst, fs::Permissions::from_mode(mode))
                 .with_context(|| format!("chmod {:o} {}", mode, dst.display()))?;
