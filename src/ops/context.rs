@@ -4,8 +4,10 @@
 //! COPY selects (its sources, wildcards expanded, directories walked, ignored and
 //! `--exclude`d paths left out): per path its type, mode, owner, symlink target and
 //! content, never its mtime. File contents are read in parallel and remembered in a
-//! [`stat_cache`] keyed by stat identity.
+//! [`stat_cache`] keyed by stat identity; the walk is kept for the copy of the same
+//! selection ([`listings`]).
 
+mod listings;
 mod stat_cache;
 #[cfg(test)]
 mod tests;
@@ -13,10 +15,12 @@ pub(crate) mod tree;
 
 use crate::ignore::Matcher;
 use anyhow::{Context as _, Result, bail};
+use listings::Listings;
 use rayon::prelude::*;
 use solver::ir::CopyAction;
 use solver::{ContentDigest, KeyHasher};
-use stat_cache::{StatCache, StatKey};
+use stat_cache::StatCache;
+pub(crate) use stat_cache::StatKey;
 use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -28,6 +32,8 @@ pub struct Context {
     root: PathBuf,
     matcher: Matcher,
     stat_cache: StatCache,
+    /// The last digest's walks, for the copy that follows.
+    listings: Listings,
     /// Files whose bytes were read (stat-cache misses), for tests and progress.
     files_read: AtomicU64,
 }
@@ -59,7 +65,13 @@ impl Context {
         if !meta.is_dir() {
             bail!("build context {} is not a directory", root.display());
         }
-        Ok(Context { root: root.to_path_buf(), matcher, stat_cache, files_read: AtomicU64::new(0) })
+        Ok(Context {
+            root: root.to_path_buf(),
+            matcher,
+            stat_cache,
+            listings: Listings::default(),
+            files_read: AtomicU64::new(0),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -93,7 +105,7 @@ impl Context {
         let fs = SourceFs::new(&self.root, Some(&self.matcher));
         let filter = CopyFilter::new(&copy.include, &copy.exclude)?;
         let mut hasher = KeyHasher::new("builder.context.selection");
-        let mut selected: Vec<(PathBuf, PathBuf, Metadata)> = Vec::new();
+        let mut all_tops = Vec::new();
         for source in &copy.sources {
             let tops = fs.resolve_source(source, copy.allow_wildcard, copy.follow_symlinks)?;
             if tops.is_empty() && !copy.allow_empty_wildcard {
@@ -102,15 +114,20 @@ impl Context {
             hasher.str(source);
             let tops: Vec<_> = tops.into_iter().filter(|top| SourceFs::passes(top, &filter)).collect();
             hasher.u64(tops.len() as u64);
-            for top in tops {
+            for top in &tops {
                 // Where each selected path lands depends on its name and resolved path.
                 hasher.bytes(top.rel.as_os_str().as_bytes());
                 hasher.bytes(top.name.as_bytes());
                 hasher.bytes(top.parents_rel.as_os_str().as_bytes());
-                for entry in fs.collect(&top, &filter)? {
-                    let rel = if entry.rel.as_os_str().is_empty() { top.rel.clone() } else { top.rel.join(&entry.rel) };
-                    selected.push((rel, entry.host, entry.meta));
-                }
+            }
+            all_tops.extend(tops);
+        }
+        let walks = Listings::walk(&fs, &all_tops, &filter)?;
+        let mut selected: Vec<(PathBuf, &Path, &Metadata)> = Vec::new();
+        for (top, walk) in all_tops.iter().zip(&walks) {
+            for entry in walk {
+                let rel = if entry.rel.as_os_str().is_empty() { top.rel.clone() } else { top.rel.join(&entry.rel) };
+                selected.push((rel, &entry.host, &entry.meta));
             }
         }
         selected.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
@@ -123,7 +140,15 @@ impl Context {
             hasher.bytes(&digest);
             entries.push((slash_path(rel), hex::encode(digest)));
         }
+        drop(selected);
+        self.listings.keep(copy, all_tops, walks);
         Ok(ContentDigest { digest: hasher.finish(), entries })
+    }
+
+    /// The walk of `top` the last [`Context::digest_selection`] made for `copy`, for
+    /// the copy to write exactly what the key was computed over (see [`listings`]).
+    pub(crate) fn take_listing(&self, copy: &CopyAction, top: &tree::Selected) -> Option<Vec<tree::Entry>> {
+        self.listings.take(copy, top)
     }
 
     /// [`Context::entry_digest`] of a context path (a stat-cache hit after

@@ -8,6 +8,9 @@
 //!
 //! Everything here runs on the caller's thread: the destination may be an overlay
 //! mounted only in that thread's mount namespace, so no thread pool may touch it.
+//! The exception is a copy into a plain directory that reuses a previous result
+//! ([`apply_copy_reusing`]), whose files the thread pool writes once it has checked
+//! that it sees the same directory.
 
 mod chmod;
 mod fileop;
@@ -89,6 +92,10 @@ fn copy_with(
 
     let mut copier = Copier {
         fs: &fs,
+        context: match source {
+            CopySource::Context(context) => Some(context),
+            CopySource::Root(_) => None,
+        },
         filter: &filter,
         action,
         dest_root,
@@ -96,6 +103,9 @@ fn copy_with(
         owner,
         writer: Writer::new(owner, reset_owner, mode.as_ref()),
     };
+    // A copy that reuses a previous result writes into a plain directory (a new
+    // layer's), which the thread pool may write too if it sees the same directory.
+    copier.writer.parallel = reuse.is_some() && write::pool_sees(dest_root);
     copier.writer.reuse = reuse;
     for source in &action.sources {
         let tops = fs.resolve_source(source, action.allow_wildcard, action.follow_symlinks)?;
@@ -136,6 +146,8 @@ impl Dest {
 
 struct Copier<'a> {
     fs: &'a SourceFs<'a>,
+    /// The build context the copy reads, whose last digest may have walked it already.
+    context: Option<&'a Context>,
     filter: &'a CopyFilter,
     action: &'a CopyAction,
     dest_root: &'a Path,
@@ -204,11 +216,11 @@ impl Copier<'_> {
     }
 
     fn copy_tree(&mut self, top: &Selected, target: &Path) -> Result<()> {
-        for entry in self.fs.collect(top, self.filter)? {
-            let is_top = entry.rel.as_os_str().is_empty();
-            let dst = if is_top { target.to_path_buf() } else { target.join(&entry.rel) };
-            self.writer.write(&entry, &dst, is_top)?;
-        }
-        Ok(())
+        let kept = self.context.and_then(|context| context.take_listing(self.action, top));
+        let entries = match kept {
+            Some(entries) => entries,
+            None => self.fs.collect(top, self.filter)?,
+        };
+        self.writer.write_tree(&entries, target)
     }
 }

@@ -19,6 +19,7 @@ const RECORD_LEN: usize = 5 * 8 + 32;
 /// Past this many records only the ones used by this process are written back.
 const MAX_RECORDS: usize = 1 << 21;
 
+/// Also what a copy's memo remembers of each source it read.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct StatKey {
     dev: u64,
@@ -36,6 +37,28 @@ impl StatKey {
             size: meta.size(),
             mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
             ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+        }
+    }
+
+    /// The five numbers, little-endian, as the cache file stores them.
+    pub fn to_bytes(self) -> [u8; 40] {
+        let mut out = [0; 40];
+        let words = [self.dev.to_le_bytes(), self.ino.to_le_bytes(), self.size.to_le_bytes()];
+        let times = [self.mtime_ns.to_le_bytes(), self.ctime_ns.to_le_bytes()];
+        for (slot, word) in out.chunks_exact_mut(8).zip(words.iter().chain(&times)) {
+            slot.copy_from_slice(word);
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: [u8; 40]) -> Self {
+        let word = |i: usize| -> [u8; 8] { bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default() };
+        StatKey {
+            dev: u64::from_le_bytes(word(0)),
+            ino: u64::from_le_bytes(word(1)),
+            size: u64::from_le_bytes(word(2)),
+            mtime_ns: i64::from_le_bytes(word(3)),
+            ctime_ns: i64::from_le_bytes(word(4)),
         }
     }
 }
@@ -114,11 +137,7 @@ fn encode(entries: &HashMap<StatKey, Slot>) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(kept.len() as u64).to_le_bytes());
     for (key, slot) in kept {
-        out.extend_from_slice(&key.dev.to_le_bytes());
-        out.extend_from_slice(&key.ino.to_le_bytes());
-        out.extend_from_slice(&key.size.to_le_bytes());
-        out.extend_from_slice(&key.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&key.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&key.to_bytes());
         out.extend_from_slice(&slot.digest);
     }
     out
@@ -133,16 +152,9 @@ fn decode(bytes: &[u8]) -> Result<HashMap<StatKey, Slot>> {
     if body.len() != count.saturating_mul(RECORD_LEN) {
         bail!("truncated stat cache: {count} records, {} bytes", body.len());
     }
-    let word = |record: &[u8], i: usize| -> [u8; 8] { record[i * 8..i * 8 + 8].try_into().unwrap_or_default() };
     let mut entries = HashMap::with_capacity(count);
     for record in body.chunks_exact(RECORD_LEN) {
-        let key = StatKey {
-            dev: u64::from_le_bytes(word(record, 0)),
-            ino: u64::from_le_bytes(word(record, 1)),
-            size: u64::from_le_bytes(word(record, 2)),
-            mtime_ns: i64::from_le_bytes(word(record, 3)),
-            ctime_ns: i64::from_le_bytes(word(record, 4)),
-        };
+        let key = StatKey::from_bytes(record[..40].try_into()?);
         let digest: [u8; 32] = record[40..72].try_into()?;
         entries.insert(key, Slot { digest, used: false });
     }

@@ -181,3 +181,30 @@ fn stat_cache_avoids_rereading_unchanged_files() {
     assert_eq!(context.files_read(), 1);
     assert_ne!(changed.digest, first.digest);
 }
+
+#[test]
+fn a_copy_writes_the_paths_its_key_was_computed_over_and_walks_again_after() {
+    use crate::ops::copy::{CopySource, apply_copy};
+    let dir = sample();
+    let context = Context::new(dir.path(), &excludes()).unwrap();
+    let mut copy = copy(&["."]);
+    copy.exclude = vec!["docs".into()];
+    context.digest_selection(&copy).unwrap();
+    // Added after the key was computed: not what the key describes.
+    write(dir.path(), "late.txt", "late");
+    let out = tempfile::tempdir().unwrap();
+    let (first, second) = (out.path().join("first"), out.path().join("second"));
+    for dest in [&first, &second] {
+        fs::create_dir_all(dest).unwrap();
+        apply_copy(&copy, &CopySource::Context(&context), dest).unwrap();
+    }
+    let dest = copy.dest.trim_start_matches('/');
+    assert!(first.join(dest).join("src/lib/util.rs").exists());
+    assert!(first.join(dest).join("node_modules/keep/keep.js").exists());
+    for left_out in ["late.txt", "docs", "secret.env", "node_modules/dep"] {
+        assert!(!first.join(dest).join(left_out).exists(), "{left_out}");
+    }
+    // The walk is the digest's once: the next copy walks the context itself.
+    assert!(second.join(dest).join("late.txt").exists());
+    assert!(!second.join(dest).join("docs").exists());
+}

@@ -11,6 +11,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+mod walk;
+
 /// Symlinks followed while resolving one path before giving up, like Linux's ELOOP.
 const MAX_SYMLINKS: usize = 255;
 
@@ -129,6 +131,11 @@ impl CopyFilter {
             include: build(include).context("invalid include pattern")?,
             exclude: build(exclude).context("invalid exclude pattern")?,
         })
+    }
+
+    /// Whether the copy has no patterns of its own.
+    fn is_empty(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
     }
 
     fn excluded(&self, rel: &str) -> bool {
@@ -302,45 +309,6 @@ impl<'a> SourceFs<'a> {
             self.walk_dir(&selected.host, &selected.rel, Path::new(""), filter, &mut out)?;
         }
         Ok(out)
-    }
-
-    fn walk_dir(
-        &self,
-        dir_host: &Path,
-        dir_rel: &Path,
-        dir_top_rel: &Path,
-        filter: &CopyFilter,
-        out: &mut Vec<Entry>,
-    ) -> Result<()> {
-        for (name, meta) in sorted_entries(dir_host)? {
-            let host = dir_host.join(&name);
-            let rel = dir_rel.join(&name);
-            let top_rel = dir_top_rel.join(&name);
-            let rel_text = slash_path(&rel);
-            let top_text = slash_path(&top_rel);
-            let ignored = self.ignored(&rel_text);
-            let filtered = filter.excluded(&top_text);
-            let is_dir = meta.is_dir();
-            if !ignored && !filtered {
-                out.push(Entry { rel: top_rel.clone(), host: host.clone(), meta });
-                if is_dir {
-                    self.walk_dir(&host, &rel, &top_rel, filter, out)?;
-                }
-                continue;
-            }
-            let may_pass = is_dir
-                && (!ignored || self.ignore.is_some_and(|m| m.may_include_below(&rel_text)))
-                && (!filtered || filter.may_pass_below(&top_text));
-            if may_pass {
-                let mark = out.len();
-                out.push(Entry { rel: top_rel.clone(), host: host.clone(), meta });
-                self.walk_dir(&host, &rel, &top_rel, filter, out)?;
-                if out.len() == mark + 1 {
-                    out.pop();
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Whether a wildcard match passes the copy's filter (its name is what counts).

@@ -11,8 +11,12 @@ use filetime::FileTime;
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown, symlink};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, lchown};
 use std::path::{Path, PathBuf};
+
+mod leaf;
+
+pub(crate) use leaf::pool_sees;
 
 /// Creates the missing directories of `rel` inside `root` (resolving existing
 /// symlinks within the root, chroot-like) with `mode`, owned by `owner` when given;
@@ -69,91 +73,79 @@ pub(crate) struct Writer<'a> {
     links: HashMap<(u64, u64), PathBuf>,
     /// Files to take from the previous result of the same COPY (see [`Reuse`]).
     pub reuse: Option<Reuse>,
+    /// Whether the thread pool may write files (see [`Writer::write_tree`]).
+    pub parallel: bool,
     /// Directory times, applied last so writing their children does not change them.
     dir_times: Vec<(PathBuf, FileTime, FileTime)>,
 }
 
 impl<'a> Writer<'a> {
     pub fn new(owner: Option<Ids>, reset_owner: bool, mode: Option<&'a ModeSpec>) -> Self {
-        Writer { owner, reset_owner, mode, links: HashMap::new(), reuse: None, dir_times: Vec::new() }
+        Writer { owner, reset_owner, mode, links: HashMap::new(), reuse: None, parallel: false, dir_times: Vec::new() }
     }
 
     /// Recreates `entry` at `dst`. An existing directory is reused (its metadata is
     /// replaced unless it is the copy's own target, `keep_existing_dir`); an existing
     /// non-directory is replaced by a file or symlink, but a directory is never
     /// written over a non-directory.
+    ///
+    /// Entries are created first and `dst` looked at only when that fails because
+    /// something is there: a direct copy writes into an empty directory, where
+    /// nothing ever is, unless several sources of one COPY name the same path.
     pub fn write(&mut self, entry: &Entry, dst: &Path, keep_existing_dir: bool) -> Result<()> {
         let kind = entry.meta.file_type();
-        let existing = match fs::symlink_metadata(dst) {
-            Ok(meta) => Some(meta),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("stat {}", dst.display())),
-        };
         if kind.is_dir() {
-            match existing {
-                Some(meta) if meta.is_dir() => {
+            match fs::create_dir(dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let meta = fs::symlink_metadata(dst).with_context(|| format!("stat {}", dst.display()))?;
+                    if !meta.is_dir() {
+                        bail!("cannot copy to non-directory: {}", dst.display());
+                    }
                     if keep_existing_dir {
                         return Ok(());
                     }
                 }
-                Some(_) => bail!("cannot copy to non-directory: {}", dst.display()),
-                None => fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", dst.display())),
             }
-            return self.apply_metadata(&entry.host, &entry.meta, dst);
-        }
-        if let Some(meta) = existing {
-            if meta.is_dir() {
-                bail!("cannot overwrite directory {} with non-directory {}", dst.display(), entry.host.display());
-            }
-            fs::remove_file(dst).with_context(|| format!("replacing {}", dst.display()))?;
+            self.set_metadata(&entry.host, &entry.meta, dst)?;
+            let atime = FileTime::from_last_access_time(&entry.meta);
+            let mtime = FileTime::from_last_modification_time(&entry.meta);
+            self.dir_times.push((dst.to_path_buf(), atime, mtime));
+            return Ok(());
         }
         if kind.is_file() && entry.meta.nlink() > 1 {
             let id = (entry.meta.dev(), entry.meta.ino());
             if let Some(first) = self.links.get(&id) {
-                return fs::hard_link(first, dst).with_context(|| format!("linking {}", dst.display()));
+                return leaf::create_replacing(dst, &entry.host, || fs::hard_link(first, dst))?
+                    .with_context(|| format!("linking {}", dst.display()));
             }
             self.links.insert(id, dst.to_path_buf());
         }
-        if kind.is_file() {
-            let (ids, mode) = (self.ids_for(&entry.meta), self.mode_for(&entry.meta));
-            if let Some(reuse) = &mut self.reuse
-                && reuse.try_link(&entry.host, &entry.meta, dst, (ids.uid, ids.gid), mode)?
-            {
-                return Ok(());
-            }
-            copy_file(&entry.host, dst)?;
-        } else if kind.is_symlink() {
-            let target =
-                fs::read_link(&entry.host).with_context(|| format!("reading link {}", entry.host.display()))?;
-            symlink(&target, dst).with_context(|| format!("creating symlink {}", dst.display()))?;
-        } else {
-            // Device nodes, fifos and sockets need mknod, which only the executor may
-            // call; they are rare in build contexts and stages alike.
-            tracing::warn!("skipping special file {}", entry.host.display());
-            return Ok(());
-        }
-        self.apply_metadata(&entry.host, &entry.meta, dst)
+        let leaf = self.write_leaf(entry, dst)?;
+        self.note([leaf]);
+        Ok(())
     }
 
-    fn apply_metadata(&mut self, src: &Path, meta: &Metadata, dst: &Path) -> Result<()> {
-        let is_symlink = meta.file_type().is_symlink();
+    /// Owner, extended attributes, mode and (but for a directory's) times of `src`
+    /// (`meta`) onto `dst`; returns whether `src` had no extended attributes.
+    fn set_metadata(&self, src: &Path, meta: &Metadata, dst: &Path) -> Result<bool> {
         let ids = self.ids_for(meta);
         chown(dst, ids, self.owner.is_some())?;
-        copy_xattrs(src, dst);
-        if !is_symlink {
+        let plain = leaf::copy_xattrs(src, dst);
+        // A symlink has no mode of its own.
+        if !meta.file_type().is_symlink() {
             let mode = self.mode_for(meta);
             fs::set_permissions(dst, fs::Permissions::from_mode(mode))
                 .with_context(|| format!("chmod {:o} {}", mode, dst.display()))?;
         }
-        let atime = FileTime::from_last_access_time(meta);
-        let mtime = FileTime::from_last_modification_time(meta);
-        if meta.is_dir() {
-            self.dir_times.push((dst.to_path_buf(), atime, mtime));
-            Ok(())
-        } else {
+        if !meta.is_dir() {
+            let atime = FileTime::from_last_access_time(meta);
+            let mtime = FileTime::from_last_modification_time(meta);
             filetime::set_symlink_file_times(dst, atime, mtime)
-                .with_context(|| format!("setting times of {}", dst.display()))
+                .with_context(|| format!("setting times of {}", dst.display()))?;
         }
+        Ok(plain)
     }
 
     /// The owner a copy of an entry with `meta` gets.
@@ -180,30 +172,5 @@ impl<'a> Writer<'a> {
                 .with_context(|| format!("setting times of {}", dir.display()))?;
         }
         Ok(())
-    }
-}
-
-fn copy_file(src: &Path, dst: &Path) -> Result<()> {
-    let mut input = fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    // `create_new` (O_EXCL) never follows a symlink that appeared at `dst`.
-    let mut output = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dst)
-        .with_context(|| format!("creating {}", dst.display()))?;
-    io::copy(&mut input, &mut output).with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
-    Ok(())
-}
-
-/// Extended attributes, best effort: a filesystem without xattr support, or a
-/// namespace (`security.*`) we may not write, must not fail the copy.
-fn copy_xattrs(src: &Path, dst: &Path) {
-    let Ok(names) = xattr::list(src) else { return };
-    for name in names {
-        if let Ok(Some(value)) = xattr::get(src, &name)
-            && let Err(e) = xattr::set(dst, &name, &value)
-        {
-            tracing::debug!("xattr {:?} on {}: {e}", name, dst.display());
-        }
     }
 }
