@@ -23,22 +23,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 sh testdata/make-busybox-rootfs.sh "$work/busybox.tar"
 ctx=$work/ctx
-python3 - "$ctx" "$mb" "$files" <<'PY'
-import os, random, sys
-root, mb, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(19)
-size = mb * 1_000_000 // files
-line = b"INFO request served in 12ms status=200 path=/api/v1/items/"
-for i in range(files):
-    d = os.path.join(root, "data", f"d{i % 100:02}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i:05}.bin"), "wb") as f:
-        if i % 3 == 0:
-            f.write(rng.randbytes(size))
-        else:
-            text = b"".join(b"%d " % (i * 1000 + n) + line + b"\n" for n in range(size // len(line) + 1))
-            f.write(text[:size])
-PY
+python3 bench/make-context.py "$ctx" "$mb" "$files"
 echo '{"name": "app"}' > "$ctx/package.json"
 printf 'FROM busybox\nWORKDIR /app\nCOPY package.json .\nRUN echo deps > deps.txt\nCOPY . .\n' > "$ctx/Dockerfile"
 

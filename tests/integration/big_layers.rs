@@ -4,7 +4,7 @@
 //! changes an earlier step's snapshot.
 
 use crate::registry::Registry;
-use crate::util::{Env, env};
+use crate::util::{Env, copies_of, env};
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::Path;
@@ -233,19 +233,6 @@ fn a_one_file_change_gives_the_same_paths_with_only_that_file_changed() {
     let changed = copies_of(&env, "data/d1/f5.txt");
     assert_ne!(changed[0].1, changed[1].1, "the changed file shares its inode: {changed:?}");
     assert!(env.run(&["fsck", "--snapshots"]).status.success());
-}
-
-/// (snapshot, inode) of every snapshot that holds `rel`.
-fn copies_of(env: &Env, rel: &str) -> Vec<(String, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(env.root.path().join("snapshots")).unwrap() {
-        let entry = entry.unwrap();
-        if let Ok(meta) = std::fs::symlink_metadata(entry.path().join(rel)) {
-            out.push((entry.file_name().to_string_lossy().into_owned(), meta.ino()));
-        }
-    }
-    out
 }
 
 #[test]

@@ -6,8 +6,7 @@
 //! fails. And in the usual `WORKDIR /app` + `COPY . .`, a one-file change links the
 //! other files from the previous result.
 
-use crate::util::{Env, env, testdata};
-use std::os::unix::fs::MetadataExt;
+use crate::util::{Env, copies_of, copy_tree, env, testdata};
 use std::path::{Path, PathBuf};
 
 const EPOCH: &str = "1700000000";
@@ -18,19 +17,6 @@ fn shape_context(env: &Env, shape: &str) -> PathBuf {
     let to = env.work.path().join(shape);
     copy_tree(&testdata(&format!("direct-copy/{shape}")), &to);
     to
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dst = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dst);
-        } else {
-            std::fs::copy(entry.path(), &dst).unwrap();
-        }
-    }
 }
 
 struct Built {
@@ -142,19 +128,6 @@ fn copies_that_write_nothing_leave_no_copied_up_directories() {
     // Neither copy made a layer: busybox's, the WORKDIR's and the RUN's are all.
     let layers = diff_ids(&env, "empty-source");
     assert_eq!(layers.len(), 3, "{layers:?}");
-}
-
-/// (snapshot, inode) of every snapshot that holds `rel`.
-fn copies_of(env: &Env, rel: &str) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(env.root.path().join("snapshots")).unwrap() {
-        let entry = entry.unwrap();
-        if let Ok(meta) = std::fs::symlink_metadata(entry.path().join(rel)) {
-            out.push((entry.file_name().to_string_lossy().into_owned(), meta.ino()));
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -44,6 +44,34 @@ pub fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(rel)
 }
 
+/// Copies the tree `from` (directories and files) to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dst);
+        } else {
+            std::fs::copy(entry.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// (snapshot, inode) of every snapshot of the store that holds `rel`, sorted.
+pub fn copies_of(env: &Env, rel: &str) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(env.root.path().join("snapshots")).unwrap() {
+        let entry = entry.unwrap();
+        if let Ok(meta) = std::fs::symlink_metadata(entry.path().join(rel)) {
+            out.push((entry.file_name().to_string_lossy().into_owned(), meta.ino()));
+        }
+    }
+    out.sort();
+    out
+}
+
 impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_builder"));

@@ -3,23 +3,9 @@
 //! through the id mapping) and still give the images the overlay path gives.
 
 use super::harness::*;
-use crate::util::testdata;
-use std::path::Path;
+use crate::util::{copy_tree, testdata};
 
 const EPOCH: &str = "1700000000";
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dst = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dst);
-        } else {
-            std::fs::copy(entry.path(), &dst).unwrap();
-        }
-    }
-}
 
 #[test]
 fn rootless_direct_copies_into_existing_destinations_give_the_overlay_paths_images() {
