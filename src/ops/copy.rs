@@ -23,6 +23,7 @@ mod write;
 
 pub use fileop::apply_file_action;
 pub use reuse::Reuse;
+pub(crate) use unpack::is_archive;
 
 use super::context::Context;
 use super::context::tree::{CopyFilter, Selected, SourceFs, resolve_in_root};

@@ -50,8 +50,16 @@ fn enabled() -> bool {
 pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], upperdir: &Path) -> Option<Direct<'a>> {
     let [FileAction::Copy(copy)] = op.actions.as_slice() else { return None };
     let Some(Output::Context(context)) = inputs.get(copy.input) else { return None };
-    if copy.parents || copy.unpack_archives || !copy.owner.as_ref().is_none_or(is_numeric) || !enabled() {
+    if copy.parents || !copy.owner.as_ref().is_none_or(is_numeric) || !enabled() {
         return None;
+    }
+    match collide::unpacks_an_archive(copy, context) {
+        Ok(false) => {}
+        Ok(true) => return None,
+        Err(e) => {
+            tracing::debug!("ADD to {}: {e:#}", copy.dest);
+            return None;
+        }
     }
     let dest = &copy.dest;
     let rel = PathBuf::from(crate::ignore::clean_path(&format!("/{dest}")).trim_start_matches('/'));

@@ -109,6 +109,23 @@ fn destinations_a_later_layer_deleted_or_made_opaque_are_direct() {
 }
 
 #[test]
+fn add_of_a_directory_and_a_plain_file_is_direct_and_an_archive_goes_through_the_overlay() {
+    // The archive, made alike in both contexts (fixed times and owners).
+    let setup = |ctx: &Path| {
+        let status = std::process::Command::new("tar")
+            .args(["--mtime=@1600000000", "--owner=0", "--group=0", "--numeric-owner", "-cf", "files.tar", "notes.txt"])
+            .current_dir(ctx)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar");
+    };
+    let Some((env, _)) = same_both_ways("direct_copy_add", "add", 2, setup) else { return };
+    let out = env.ok(&["run", "--rm", "add", "cat", "/app/unpacked/notes.txt", "/app/docs/notes.txt"]);
+    assert_eq!(out, "notes\nnotes\n");
+    assert_eq!(env.ok(&["run", "--rm", "add", "stat", "-c", "%F", "/app/files.tar"]), "regular file\n");
+}
+
+#[test]
 fn colliding_directories_and_symlinks_on_the_way_go_through_the_overlay() {
     let Some((env, _)) = same_both_ways("direct_copy_collide", "colliding-dirs", 1, |_| {}) else { return };
     assert_eq!(env.ok(&["run", "--rm", "colliding-dirs", "ls", "/app/src"]), "a.txt\n");

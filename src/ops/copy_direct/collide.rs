@@ -13,7 +13,8 @@
 use super::merged::{Found, MergedDir};
 use crate::ignore::Matcher;
 use crate::ops::context::Context;
-use crate::ops::context::tree::{CopyFilter, SourceFs, slash_path};
+use crate::ops::context::tree::{CopyFilter, Selected, SourceFs, slash_path};
+use crate::ops::copy::is_archive;
 use anyhow::{Context as _, Result};
 use solver::ir::CopyAction;
 use std::ffi::{OsStr, OsString};
@@ -37,13 +38,7 @@ pub fn first_collision(
     dest: &DestView,
     dest_is_dir: bool,
 ) -> Result<Option<OsString>> {
-    let fs = SourceFs::new(context.root(), Some(context.matcher()));
-    let filter = CopyFilter::new(&copy.include, &copy.exclude)?;
-    let mut tops = Vec::new();
-    for source in &copy.sources {
-        let resolved = fs.resolve_source(source, copy.allow_wildcard, copy.follow_symlinks)?;
-        tops.extend(resolved.into_iter().filter(|top| SourceFs::passes(top, &filter)));
-    }
+    let tops = tops(copy, context)?;
     let dir = match dest {
         DestView::Absent => return Ok(None),
         // A directory through a file or over one is an error the overlay path
@@ -81,6 +76,34 @@ pub fn first_collision(
         }
     }
     Ok(None)
+}
+
+/// The source entries the copy writes at its targets (its sources resolved in the
+/// context, wildcards expanded, filtered by `--include`/`--exclude`).
+fn tops(copy: &CopyAction, context: &Context) -> Result<Vec<Selected>> {
+    let fs = SourceFs::new(context.root(), Some(context.matcher()));
+    let filter = CopyFilter::new(&copy.include, &copy.exclude)?;
+    let mut tops = Vec::new();
+    for source in &copy.sources {
+        let resolved = fs.resolve_source(source, copy.allow_wildcard, copy.follow_symlinks)?;
+        tops.extend(resolved.into_iter().filter(|top| SourceFs::passes(top, &filter)));
+    }
+    Ok(tops)
+}
+
+/// Whether an ADD has an archive to unpack among its sources: only a source file
+/// itself is unpacked (never a file inside a source directory), so an ADD of
+/// directories and other files copies as COPY does.
+pub fn unpacks_an_archive(copy: &CopyAction, context: &Context) -> Result<bool> {
+    if !copy.unpack_archives {
+        return Ok(false);
+    }
+    for top in tops(copy, context)? {
+        if top.meta.is_file() && is_archive(&top.host)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether an entry named `name` (a directory or not) written into `dir` meets
