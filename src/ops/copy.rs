@@ -22,6 +22,7 @@ mod unpack;
 mod write;
 
 pub use fileop::apply_file_action;
+pub(crate) use owner::resolve_owner_in;
 pub use reuse::Reuse;
 pub(crate) use unpack::is_archive;
 

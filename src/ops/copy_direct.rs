@@ -33,6 +33,8 @@ use std::sync::Arc;
 /// A copy that is written directly, its destination's directories copied up.
 pub struct Direct<'a> {
     copy: &'a CopyAction,
+    /// A `--chown` by name, as the numbers it resolved to in the parent.
+    owner: Option<Owner>,
     context: Arc<Context>,
     copied_up: CopiedUp,
 }
@@ -43,14 +45,14 @@ fn enabled() -> bool {
 }
 
 /// When `op` is a single COPY from the context that needs nothing from the parent
-/// filesystem (no `--chown` by name, no `--parents`, no archive to unpack) and whose
+/// filesystem but `--chown` names (no `--parents`, no archive to unpack) and whose
 /// upperdir is known without an overlay (see the module's doc): the copy, with the
 /// destination's existing directories copied up into `upperdir`. `lowers`: the
 /// parent's snapshots, bottom first. `None` leaves `upperdir` as it was.
 pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], upperdir: &Path) -> Option<Direct<'a>> {
     let [FileAction::Copy(copy)] = op.actions.as_slice() else { return None };
     let Some(Output::Context(context)) = inputs.get(copy.input) else { return None };
-    if copy.parents || !copy.owner.as_ref().is_none_or(is_numeric) || !enabled() {
+    if copy.parents || !enabled() {
         return None;
     }
     match collide::unpacks_an_archive(copy, context) {
@@ -62,10 +64,22 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
         }
     }
     let dest = &copy.dest;
+    let root = MergedDir::root(lowers);
+    // A `--chown` by name, resolved in the parent's files as the overlay path resolves
+    // it in the merged root: the copy is then made with the numbers.
+    let owner = match &copy.owner {
+        Some(owner) if !is_numeric(owner) => match numeric_owner(&root, owner) {
+            Ok(numeric) => Some(numeric),
+            Err(e) => {
+                tracing::debug!("COPY to {dest}: --chown={}: {e:#}, through the overlay", owner.user);
+                return None;
+            }
+        },
+        _ => None,
+    };
     let rel = PathBuf::from(crate::ignore::clean_path(&format!("/{dest}")).trim_start_matches('/'));
     let dest_is_dir = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || rel.as_os_str().is_empty();
     // Any error reading the parent or the context: the overlay path decides.
-    let root = MergedDir::root(lowers);
     let merged::Walk { dirs, end } =
         merged::walk(&root, &rel).inspect_err(|e| tracing::debug!("COPY to {dest}: {e}")).ok()?;
     let view = match end {
@@ -92,7 +106,29 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
     }
     let copied_up = CopiedUp::make(upperdir, &dirs).inspect_err(|e| tracing::debug!("COPY to {dest}: {e:#}")).ok()?;
     tracing::debug!("COPY to {dest}: written directly, {} directories copied up", dirs.len());
-    Some(Direct { copy, context: context.clone(), copied_up })
+    Some(Direct { copy, owner, context: context.clone(), copied_up })
+}
+
+/// `owner` as numbers, from the merged view's `/etc/passwd` and `/etc/group` (the
+/// overlay path's rules, `copy::resolve_owner_in`); an error where the overlay path
+/// must decide: a name not found (its error is the overlay path's to give), an `/etc`
+/// or a file there that is not plain.
+fn numeric_owner(root: &MergedDir, owner: &Owner) -> Result<Owner> {
+    let read = |rel: &str| -> Result<String> {
+        let path = Path::new(rel);
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(String::new()) };
+        let etc = match merged::walk(root, dir)? {
+            merged::Walk { end: Some(Found::Absent), .. } => return Ok(String::new()),
+            merged::Walk { end: None, dirs } => dirs.last().map_or_else(|| root.clone(), |(_, d)| d.clone()),
+            merged::Walk { end: Some(_), .. } => anyhow::bail!("/{} is not a directory", dir.display()),
+        };
+        match etc.regular_file(name)? {
+            Some(file) => Ok(String::from_utf8_lossy(&std::fs::read(&file)?).into_owned()),
+            None => Ok(String::new()),
+        }
+    };
+    let ids = crate::ops::copy::resolve_owner_in(owner, &read)?;
+    Ok(Owner { user: ids.uid.to_string(), group: Some(ids.gid.to_string()) })
 }
 
 /// An owner given by numbers, resolved without the parent's /etc/passwd.
@@ -103,7 +139,7 @@ fn is_numeric(owner: &Owner) -> bool {
 /// Runs the copy into `upperdir`, taking unchanged files from the previous result of
 /// the same copy from the same context directory, and stacks the layer on `parent`.
 pub fn exec(worker: &BuildWorker<'_>, direct: Direct<'_>, parent: &Output, upperdir: PathBuf) -> Result<Output> {
-    let Direct { copy, context, copied_up } = direct;
+    let Direct { copy, owner, context, copied_up } = direct;
     let store = worker.store;
     let parent_layers = parent.layers()?;
     // The files a direct copy writes depend on the op and the context's files alone
@@ -116,7 +152,15 @@ pub fn exec(worker: &BuildWorker<'_>, direct: Direct<'_>, parent: &Output, upper
     let key = h.finish().to_hex();
 
     let reuse = Reuse::load(store, &key, context.clone(), &upperdir);
-    let reuse = apply_copy_reusing(copy, &CopySource::Context(&context), &upperdir, reuse)?;
+    let resolved;
+    let action = match owner {
+        Some(owner) => {
+            resolved = CopyAction { owner: Some(owner), ..copy.clone() };
+            &resolved
+        }
+        None => copy,
+    };
+    let reuse = apply_copy_reusing(action, &CopySource::Context(&context), &upperdir, reuse)?;
     copied_up.prune()?;
     if reuse.linked > 0 {
         tracing::debug!("{} unchanged files linked from the previous result", reuse.linked);

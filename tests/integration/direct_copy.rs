@@ -126,6 +126,17 @@ fn add_of_a_directory_and_a_plain_file_is_direct_and_an_archive_goes_through_the
 }
 
 #[test]
+fn chown_by_name_is_resolved_in_the_parents_files_and_direct() {
+    let Some((env, _)) = same_both_ways("direct_copy_chown_name", "chown-name", 2, |_| {}) else { return };
+    let out = env.ok(&["run", "--rm", "chown-name", "stat", "-c", "%u:%g", "/app/one.txt", "/srv/one.txt"]);
+    assert_eq!(out, "1234:2345\n1234:3456\n");
+    let Some((_, failed)) = same_both_ways("direct_copy_chown_unknown", "chown-unknown", 0, |_| {}) else { return };
+    for stderr in failed.expect("an unknown user fails") {
+        assert!(stderr.contains("unable to find user ghost"), "{stderr}");
+    }
+}
+
+#[test]
 fn colliding_directories_and_symlinks_on_the_way_go_through_the_overlay() {
     let Some((env, _)) = same_both_ways("direct_copy_collide", "colliding-dirs", 1, |_| {}) else { return };
     assert_eq!(env.ok(&["run", "--rm", "colliding-dirs", "ls", "/app/src"]), "a.txt\n");

@@ -17,13 +17,19 @@ pub(crate) struct Ids {
 }
 
 pub(crate) fn resolve_owner(root: &Path, owner: &Owner) -> Result<Ids> {
+    resolve_owner_in(owner, &|rel| read_etc(root, rel))
+}
+
+/// [`resolve_owner`] with `/etc/passwd` and `/etc/group` read by `read_etc` (given
+/// `etc/passwd` or `etc/group`; a missing file reads as empty).
+pub(crate) fn resolve_owner_in(owner: &Owner, read_etc: &dyn Fn(&str) -> Result<String>) -> Result<Ids> {
     let user = owner.user.trim();
     // `--chown=:group` keeps root as the user.
     let (uid, primary_gid) = match user.parse::<u32>() {
         _ if user.is_empty() => (0, 0),
         Ok(uid) => (uid, uid),
         Err(_) => {
-            let passwd = read_etc(root, "etc/passwd")?;
+            let passwd = read_etc("etc/passwd")?;
             match find_entry(&passwd, user) {
                 Some(fields) => (parse_id(fields.get(2), user, "passwd")?, parse_id(fields.get(3), user, "passwd")?),
                 None => bail!("unable to find user {user}: no matching entries in passwd file"),
@@ -35,7 +41,7 @@ pub(crate) fn resolve_owner(root: &Path, owner: &Owner) -> Result<Ids> {
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
-                let groups = read_etc(root, "etc/group")?;
+                let groups = read_etc("etc/group")?;
                 match find_entry(&groups, group) {
                     Some(fields) => parse_id(fields.get(2), group, "group")?,
                     None => bail!("unable to find group {group}: no matching entries in group file"),

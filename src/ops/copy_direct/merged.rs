@@ -88,6 +88,24 @@ impl MergedDir {
     }
 }
 
+impl MergedDir {
+    /// The host path of the regular file the merged view shows at `name`, `None`
+    /// when it shows nothing there; an error for anything else (a symlink, which only
+    /// the overlay resolves, a directory, a device).
+    pub fn regular_file(&self, name: &OsStr) -> io::Result<Option<PathBuf>> {
+        for layer in &self.layers {
+            let path = layer.join(name);
+            match lstat(&path)? {
+                None => continue,
+                Some(meta) if is_whiteout(&meta) => return Ok(None),
+                Some(meta) if meta.is_file() => return Ok(Some(path)),
+                Some(_) => return Err(io::Error::other(format!("{} is not a regular file", path.display()))),
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// What the merged view has along a path.
 pub struct Walk {
     /// The directories, each as (its path, its merged directory), shallowest first.
@@ -178,6 +196,29 @@ mod tests {
         if xattr::set(middle.join("opq"), "trusted.overlay.opaque", b"y").is_ok() {
             assert_eq!(found(&root, "opq"), "dir of 1");
             assert_eq!(found(&root, "opq/old"), "absent after 1");
+        }
+    }
+
+    #[test]
+    fn a_regular_file_is_the_topmost_unless_hidden_and_anything_else_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let (bottom, top) = (t.path().join("0"), t.path().join("1"));
+        fs::create_dir_all(bottom.join("etc")).unwrap();
+        fs::create_dir_all(top.join("etc")).unwrap();
+        for name in ["passwd", "group", "shadow"] {
+            fs::write(bottom.join("etc").join(name), "below").unwrap();
+        }
+        fs::write(top.join("etc/passwd"), "above").unwrap();
+        std::os::unix::fs::symlink("passwd", top.join("etc/group")).unwrap();
+        let root = MergedDir::root(&[bottom.clone(), top.clone()]);
+        let Found::Dir(etc) = root.child(OsStr::new("etc")).unwrap() else { panic!("etc is a directory") };
+        assert_eq!(etc.regular_file(OsStr::new("passwd")).unwrap(), Some(top.join("etc/passwd")));
+        assert_eq!(etc.regular_file(OsStr::new("shadow")).unwrap(), Some(bottom.join("etc/shadow")));
+        assert_eq!(etc.regular_file(OsStr::new("missing")).unwrap(), None);
+        assert!(etc.regular_file(OsStr::new("group")).is_err(), "a symlink is the overlay's to resolve");
+        let whiteout = std::process::Command::new("mknod").arg(top.join("etc/shadow")).args(["c", "0", "0"]).status();
+        if whiteout.is_ok_and(|s| s.success()) {
+            assert_eq!(etc.regular_file(OsStr::new("shadow")).unwrap(), None);
         }
     }
 }
