@@ -21,7 +21,9 @@ pub struct StoreContent<'a>(pub &'a Store);
 
 impl Content for StoreContent<'_> {
     fn has_blob(&self, digest: &Digest) -> bool {
-        self.0.has_blob(digest)
+        // Found instead of downloaded: claimed, so that a prune running beside the
+        // pull spares it until the pull's ref names it (an error: download it).
+        self.0.claim_blob(digest).unwrap_or(false)
     }
 
     fn write_blob(&self, reader: &mut dyn Read, expected: &Digest) -> Result<u64, BoxError> {

@@ -2,7 +2,8 @@
 //! into `blobs/sha256/<hex>`.
 
 use crate::error::{Error, Result, io_at};
-use crate::{HashWriter, Store, WritebackFile, sync_dir};
+use crate::lock::lock_file;
+use crate::{HashWriter, LockMode, Store, WritebackFile, sync_dir};
 use image_spec::Digest;
 use sha2::Digest as _;
 use std::fs::File;
@@ -16,6 +17,8 @@ pub struct BlobWriter {
     file: Option<BufWriter<WritebackFile>>,
     temp: PathBuf,
     blobs: PathBuf,
+    /// The store's gate lock (`Store::lock`), taken shared for the rename.
+    gate: PathBuf,
     hasher: sha2::Sha256,
     size: u64,
 }
@@ -51,6 +54,12 @@ impl BlobWriter {
         // appear there. The writeback started on the way leaves little for this sync.
         file.get_mut().sync_all().map_err(io_at("syncing", &self.temp))?;
         let target = self.blobs.join(digest.hex());
+        // Renamed under the store's gate, shared: a prune holds it exclusively from
+        // deciding what is unused to removing it, and a blob renamed over one it
+        // decided on (a pull writing a manifest the store had) would be removed as
+        // that one. Renamed before it decides, the blob is new to it (spared by this
+        // process's lease window); after, it stays.
+        let _gate = lock_file(&self.gate, LockMode::Shared, &|| {})?;
         std::fs::rename(&self.temp, &target).map_err(io_at("storing blob", &target))?;
         // Renamed: nothing for drop to remove.
         self.file = None;
@@ -92,6 +101,7 @@ impl Store {
             file: Some(BufWriter::with_capacity(256 * 1024, WritebackFile::new(file))),
             temp,
             blobs: self.blobs_dir(),
+            gate: self.root.join("lock"),
             hasher: sha2::Sha256::new(),
             size: 0,
         })
@@ -107,7 +117,7 @@ impl Store {
 
     pub fn write_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
-        if self.has_blob(&digest) {
+        if self.claim_blob(&digest)? {
             return Ok(digest);
         }
         let mut writer = self.blob_writer()?;
@@ -120,6 +130,27 @@ impl Store {
     /// snapshot is there (see `packed.rs`).
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.has_blob_file(digest) || self.packed_layer(digest).is_some()
+    }
+
+    /// Whether the store holds the blob, claimed for this process: a blob a writer
+    /// finds instead of writing (a pull's layer, a build's config) is named by what it
+    /// writes next, so under the store's gate (no prune deciding meanwhile) its time
+    /// is set to now, which the lease window of this process spares from any later
+    /// prune. Not there (say a prune removed it before): the caller writes it.
+    pub fn claim_blob(&self, digest: &Digest) -> Result<bool> {
+        let _gate = self.lock(LockMode::Shared)?;
+        let path = if self.has_blob_file(digest) {
+            self.blob_path(digest)
+        } else if self.packed_layer(digest).is_some() {
+            self.packed_path(digest)
+        } else {
+            return Ok(false);
+        };
+        match filetime::set_file_mtime(&path, filetime::FileTime::now()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at("claiming", &path)(e)),
+        }
     }
 
     /// Whether the blob is a file under `blobs/` (not a packed layer).

@@ -775,6 +775,26 @@ mod tests {
     }
 
     #[test]
+    fn a_blob_found_by_a_writer_is_spared_by_a_prune_beside_it() {
+        let (_d, store) = test_store();
+        let claimed = store.write_blob_bytes(b"claimed").unwrap();
+        let unclaimed = store.write_blob_bytes(b"unclaimed").unwrap();
+        // Another process starts (a pull) after both were written, and finds one of
+        // them instead of downloading it; the coarse clock of inode times moves on.
+        std::thread::sleep(Duration::from_millis(30));
+        let writer = Store::open(store.root()).unwrap();
+        writer.take_lease().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(writer.claim_blob(&claimed).unwrap());
+        assert!(!writer.claim_blob(&Digest::of(b"never written")).unwrap());
+        store.gc(&Holds::default()).prune(&PruneOptions::default()).unwrap();
+        assert!(store.has_blob(&claimed), "a claimed blob is spared");
+        assert!(!store.has_blob(&unclaimed), "an unclaimed one is not (the test can fail)");
+        // Found again once the prune removed it: not there, so the writer writes it.
+        assert!(!writer.claim_blob(&unclaimed).unwrap());
+    }
+
+    #[test]
     fn du_counts_partial_blob_files_in_tmp() {
         let (_d, store) = test_store();
         let mut partial = store.blob_writer().unwrap();

@@ -72,7 +72,7 @@ impl Store {
 }
 
 /// Locks `path` (created if needed), calling `on_wait` first when it has to wait.
-fn lock_file(path: &Path, mode: LockMode, on_wait: &dyn Fn()) -> Result<StoreLock> {
+pub(crate) fn lock_file(path: &Path, mode: LockMode, on_wait: &dyn Fn()) -> Result<StoreLock> {
     let file = File::options()
         .read(true)
         .write(true)
