@@ -23,7 +23,7 @@ use super::context::Context;
 use super::copy::{CopySource, Reuse, apply_copy_reusing};
 use super::{BuildWorker, Output, stack_layer};
 use anyhow::Result;
-use collide::DestView;
+use collide::{DestView, Meeting};
 use copy_up::CopiedUp;
 use merged::{Found, MergedDir};
 use solver::ir::{CopyAction, FileAction, FileOp, Owner};
@@ -93,9 +93,9 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
             return None;
         }
     };
-    match collide::first_collision(copy, context, &view, dest_is_dir) {
-        Ok(None) => {}
-        Ok(Some(name)) => {
+    let merged = match collide::meeting(copy, context, &view, dest_is_dir, &rel) {
+        Ok(Meeting::Direct(merged)) => merged,
+        Ok(Meeting::Overlay(name)) => {
             tracing::debug!("COPY to {dest}: {:?} meets the parent's files, through the overlay", name);
             return None;
         }
@@ -103,9 +103,10 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
             tracing::debug!("COPY to {dest}: {e:#}");
             return None;
         }
-    }
-    let copied_up = CopiedUp::make(upperdir, &dirs).inspect_err(|e| tracing::debug!("COPY to {dest}: {e:#}")).ok()?;
-    tracing::debug!("COPY to {dest}: written directly, {} directories copied up", dirs.len());
+    };
+    let copied_up =
+        CopiedUp::make(upperdir, &dirs, &merged).inspect_err(|e| tracing::debug!("COPY to {dest}: {e:#}")).ok()?;
+    tracing::debug!("COPY to {dest}: written directly, {} directories copied up, {} merged", dirs.len(), merged.len());
     Some(Direct { copy, owner, context: context.clone(), copied_up })
 }
 

@@ -137,8 +137,21 @@ fn chown_by_name_is_resolved_in_the_parents_files_and_direct() {
 }
 
 #[test]
+fn directories_meeting_the_parents_are_copied_up_and_merged() {
+    let Some((env, _)) = same_both_ways("direct_copy_merge", "merge-dirs", 1, |_| {}) else { return };
+    let files =
+        ["/app/src/main.rs", "/app/src/keep/lib.rs", "/app/src/keep/other.rs", "/app/src/new/x.rs", "/app/target/t"];
+    let out = env.ok(&[&["run", "--rm", "merge-dirs", "cat"][..], &files[..]].concat());
+    assert_eq!(out, "fn main() {}\nlib\nother\nx\nt\n");
+    let out = env.ok(&["run", "--rm", "merge-dirs", "stat", "-c", "%a %u:%g", "/app/src", "/app/src/keep"]);
+    assert_eq!(out, "755 0:0\n755 0:0\n");
+    let out = env.run(&["run", "--rm", "merge-dirs", "ls", "/app/target/host-build"]);
+    assert!(!out.status.success(), "an ignored directory is not copied");
+}
+
+#[test]
 fn colliding_directories_and_symlinks_on_the_way_go_through_the_overlay() {
-    let Some((env, _)) = same_both_ways("direct_copy_collide", "colliding-dirs", 1, |_| {}) else { return };
+    let Some((env, _)) = same_both_ways("direct_copy_collide", "colliding-dirs", 2, |_| {}) else { return };
     assert_eq!(env.ok(&["run", "--rm", "colliding-dirs", "ls", "/app/src"]), "a.txt\n");
     let Some((env, _)) = same_both_ways("direct_copy_symlink", "symlink-on-path", 0, |_| {}) else { return };
     let out = env.ok(&["run", "--rm", "symlink-on-path", "cat", "/real/dir/sub/page.html", "/real/dir/one.txt"]);

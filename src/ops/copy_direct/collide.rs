@@ -1,12 +1,15 @@
-//! Whether what a copy writes meets what the parent already has under the
-//! destination in a way only the overlay handles: a directory merging into one
-//! below, a file over a directory or a directory over a file (an error there). A file
-//! or symlink over a file or symlink is not such a meeting: through an overlay the old
-//! one is removed and the new one written, and the upperdir holds the new one alone,
-//! as written directly.
+//! How what a copy writes meets what the parent already has under the destination.
+//! A file or symlink over a file or symlink is written as through an overlay (the old
+//! one removed, the new one written: the upperdir holds the new one alone). A
+//! directory the copy writes into one the parent has is merged as overlayfs merges
+//! it: the parent's directory is copied up first (`copy_up.rs`), then the copy writes
+//! into it and applies the source's metadata, and the entries below meet the parent's
+//! in turn. A file over a directory or a directory over a file (an error there), and a
+//! directory the copy's patterns may leave partly out meeting one of the parent's,
+//! are for the overlay path.
 //!
-//! Only the names the copy writes at its targets are looked at (the source's
-//! top-level entries, listed without a stat each): below a name the parent does not
+//! Only names the parent's directory has are looked at (one listing of each of its
+//! layers, the source listed without a stat each): below a name the parent does not
 //! have, nothing can meet. A name `.dockerignore` or the copy's own filters leave out
 //! counts unless a pattern could bring back something below it.
 
@@ -19,7 +22,7 @@ use anyhow::{Context as _, Result};
 use solver::ir::CopyAction;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What the merged view has at the copy's destination.
 pub enum DestView {
@@ -29,53 +32,107 @@ pub enum DestView {
     File,
 }
 
-/// The first name (destination-relative) at which the copy meets the parent's
-/// files, or `None` when it writes only into places the parent leaves empty or over
-/// its files. `dest_is_dir`: the destination ends in `/` (or is `.`).
-pub fn first_collision(
+/// How a copy meets what the parent already has under its destination.
+pub enum Meeting {
+    /// Only where the parent leaves room, over its files, or into its directories
+    /// (merged): those, as (path under the root, merged directory) in pre-order, are
+    /// copied up before the copy writes into them.
+    Direct(Vec<(PathBuf, MergedDir)>),
+    /// At this name (destination-relative), in a way only the overlay handles.
+    Overlay(OsString),
+}
+
+/// How the copy meets the parent's files at its destination `dest` (at `dest_rel`
+/// under the root). `dest_is_dir`: the destination ends in `/` (or is `.`).
+pub fn meeting(
     copy: &CopyAction,
     context: &Context,
     dest: &DestView,
     dest_is_dir: bool,
-) -> Result<Option<OsString>> {
+    dest_rel: &Path,
+) -> Result<Meeting> {
     let tops = tops(copy, context)?;
     let dir = match dest {
-        DestView::Absent => return Ok(None),
+        DestView::Absent => return Ok(Meeting::Direct(Vec::new())),
         // A directory through a file or over one is an error the overlay path
         // reports; a file over a file is written as through it.
         DestView::File => {
             let through = dest_is_dir || tops.iter().any(|top| top.meta.is_dir());
-            return Ok(through.then(OsString::new));
+            return Ok(if through { Meeting::Overlay(OsString::new()) } else { Meeting::Direct(Vec::new()) });
         }
         DestView::Dir(dir) => dir,
     };
     let names = Names::new(copy, context)?;
-    // Only names the parent's directory has can meet anything: one listing of each of
-    // its layers rather than a lookup per source entry (a flat context may hold
-    // thousands).
-    let parent_names = dir.names().context("listing the destination in the parent")?;
+    let mut merge =
+        Merge { names: &names, filtered: !copy.include.is_empty() || !copy.exclude.is_empty(), dirs: Vec::new() };
     for top in &tops {
         let top_is_dir = top.meta.is_dir();
         if !(top_is_dir && copy.dir_contents_only) {
             if meets(dir, &top.name, top_is_dir)? {
-                return Ok(Some(top.name.clone()));
+                return Ok(Meeting::Overlay(top.name.clone()));
             }
             continue;
         }
-        let listing = fs::read_dir(&top.host).with_context(|| format!("reading {}", top.host.display()))?;
+        if let Some(name) = merge.dir(&top.host, &top.rel, Path::new(""), dest_rel, dir)? {
+            return Ok(Meeting::Overlay(name));
+        }
+    }
+    Ok(Meeting::Direct(merge.dirs))
+}
+
+/// The walk of the source directories that merge into the parent's.
+struct Merge<'a> {
+    names: &'a Names<'a>,
+    /// The copy has `--include`/`--exclude` patterns.
+    filtered: bool,
+    /// The parent's directories the copy merges into, pre-order.
+    dirs: Vec<(PathBuf, MergedDir)>,
+}
+
+impl Merge<'_> {
+    /// Meets the entries of the source directory `src` (`rel` in the context, `under`
+    /// below the copied directory) with the parent's directory `dir` (at `dest` under
+    /// the root). Only names the parent's directory has can meet anything: one
+    /// listing of each of its layers rather than a lookup per source entry (a flat
+    /// context may hold thousands). Returns the first name only the overlay handles.
+    fn dir(&mut self, src: &Path, rel: &Path, under: &Path, dest: &Path, dir: &MergedDir) -> Result<Option<OsString>> {
+        let parent_names = dir.names().with_context(|| format!("listing /{} in the parent", dest.display()))?;
+        if parent_names.is_empty() {
+            return Ok(None);
+        }
+        let listing = fs::read_dir(src).with_context(|| format!("reading {}", src.display()))?;
         for entry in listing {
-            let entry = entry.with_context(|| format!("reading {}", top.host.display()))?;
+            let entry = entry.with_context(|| format!("reading {}", src.display()))?;
             let name = entry.file_name();
             if !parent_names.contains(&name) {
                 continue;
             }
             let is_dir = entry.file_type().with_context(|| format!("stat {}", entry.path().display()))?.is_dir();
-            if meets(dir, &name, is_dir)? && names.may_write(&top.rel.join(&name), &name, is_dir) {
-                return Ok(Some(name));
+            let (rel, under) = (rel.join(&name), under.join(&name));
+            if !self.names.may_write(&rel, under.as_os_str(), is_dir) {
+                continue;
+            }
+            let found = dir.child(&name).with_context(|| format!("looking up {} in the parent", under.display()))?;
+            match found {
+                Found::Absent => {}
+                // Through an overlay the old one is removed and the new one written.
+                Found::NonDir(_) if !is_dir => {}
+                // A directory the copy writes (it applies the source's metadata to
+                // it) meeting one of the parent's: overlayfs copies it up and merges.
+                // One a pattern leaves partly out may not be written: the overlay
+                // decides.
+                Found::Dir(child) if is_dir && !self.filtered && !self.names.ignored(&rel) => {
+                    let dest = dest.join(&name);
+                    self.dirs.push((dest.clone(), child.clone()));
+                    if let Some(name) = self.dir(&entry.path(), &rel, &under, &dest, &child)? {
+                        return Ok(Some(name));
+                    }
+                }
+                _ => return Ok(Some(under.into_os_string())),
             }
         }
+        Ok(None)
     }
-    Ok(None)
 }
 
 /// The source entries the copy writes at its targets (its sources resolved in the
@@ -130,6 +187,11 @@ impl<'a> Names<'a> {
             if patterns.is_empty() { Ok(None) } else { Matcher::new(patterns).map(Some) }
         };
         Ok(Names { context, include: build(&copy.include)?, exclude: build(&copy.exclude)? })
+    }
+
+    /// Whether `.dockerignore` leaves out `rel` (context-relative) itself.
+    fn ignored(&self, rel: &Path) -> bool {
+        self.context.matcher().matches(&slash_path(rel))
     }
 
     /// Whether the copy may write something at `rel` (context-relative; `name`

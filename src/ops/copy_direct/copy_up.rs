@@ -24,48 +24,21 @@ pub struct CopiedUp {
 }
 
 impl CopiedUp {
-    /// Copies up `dirs` ((path relative to the root, merged directory), shallowest
-    /// first, each the parent of the next) into `upperdir`. On an error, what was made
-    /// is removed again: the upperdir is as it was.
-    pub fn make(upperdir: &Path, dirs: &[(PathBuf, MergedDir)]) -> Result<CopiedUp> {
-        let made = CopiedUp { dirs: dirs.iter().map(|(rel, _)| upperdir.join(rel)).collect() };
-        let result = made.copy_metadata(dirs);
-        if result.is_err()
-            && let Some(first) = made.dirs.first()
-        {
+    /// Copies up `chain` ((path relative to the root, merged directory), shallowest
+    /// first, each the parent of the next: the destination's directories) and then
+    /// `merged` (the parent's directories the copy's directories merge into, pre-order)
+    /// into `upperdir`, which holds nothing yet. On an error, what was made is removed
+    /// again: the upperdir is as it was.
+    pub fn make(upperdir: &Path, chain: &[(PathBuf, MergedDir)], merged: &[(PathBuf, MergedDir)]) -> Result<CopiedUp> {
+        let all: Vec<_> = chain.iter().chain(merged).map(|(rel, dir)| (upperdir.join(rel), dir)).collect();
+        let result = copy_metadata(&all);
+        if result.is_err() {
             // Best effort: the caller reports the first error, and falls back.
-            let _ = fs::remove_dir_all(first);
-        }
-        result.map(|()| made)
-    }
-
-    fn copy_metadata(&self, dirs: &[(PathBuf, MergedDir)]) -> Result<()> {
-        let mut times = Vec::new();
-        for (upper, (_, merged)) in self.dirs.iter().zip(dirs) {
-            let from = merged.top();
-            let meta = fs::symlink_metadata(from).with_context(|| format!("stat {}", from.display()))?;
-            fs::create_dir(upper).with_context(|| format!("creating {}", upper.display()))?;
-            lchown(upper, Some(meta.uid()), Some(meta.gid()))
-                .with_context(|| format!("chown {}:{} {}", meta.uid(), meta.gid(), upper.display()))?;
-            for name in xattr::list(from).with_context(|| format!("listing xattrs of {}", from.display()))? {
-                if is_overlay_xattr(name.as_bytes()) {
-                    continue;
-                }
-                let value = xattr::get(from, &name).with_context(|| format!("reading xattrs of {}", from.display()))?;
-                if let Some(value) = value {
-                    xattr::set(upper, &name, &value)
-                        .with_context(|| format!("setting xattr {} on {}", name.to_string_lossy(), upper.display()))?;
-                }
+            for (upper, _) in &all {
+                let _ = fs::remove_dir_all(upper);
             }
-            fs::set_permissions(upper, fs::Permissions::from_mode(meta.mode() & 0o7777))
-                .with_context(|| format!("chmod {}", upper.display()))?;
-            times.push((upper, FileTime::from_last_access_time(&meta), FileTime::from_last_modification_time(&meta)));
         }
-        for (upper, atime, mtime) in times.into_iter().rev() {
-            filetime::set_symlink_file_times(upper, atime, mtime)
-                .with_context(|| format!("setting times of {}", upper.display()))?;
-        }
-        Ok(())
+        result.map(|()| CopiedUp { dirs: chain.iter().map(|(rel, _)| upperdir.join(rel)).collect() })
     }
 
     /// Removes the chain if the copy wrote nothing into it (only the deepest can be
@@ -79,6 +52,37 @@ impl CopiedUp {
         }
         Ok(())
     }
+}
+
+/// Makes each directory (parents before children) with its merged directory's
+/// owner, xattrs but overlayfs's own, mode, and then times, deepest first.
+fn copy_metadata(dirs: &[(PathBuf, &MergedDir)]) -> Result<()> {
+    let mut times = Vec::new();
+    for (upper, merged) in dirs {
+        let from = merged.top();
+        let meta = fs::symlink_metadata(from).with_context(|| format!("stat {}", from.display()))?;
+        fs::create_dir(upper).with_context(|| format!("creating {}", upper.display()))?;
+        lchown(upper, Some(meta.uid()), Some(meta.gid()))
+            .with_context(|| format!("chown {}:{} {}", meta.uid(), meta.gid(), upper.display()))?;
+        for name in xattr::list(from).with_context(|| format!("listing xattrs of {}", from.display()))? {
+            if is_overlay_xattr(name.as_bytes()) {
+                continue;
+            }
+            let value = xattr::get(from, &name).with_context(|| format!("reading xattrs of {}", from.display()))?;
+            if let Some(value) = value {
+                xattr::set(upper, &name, &value)
+                    .with_context(|| format!("setting xattr {} on {}", name.to_string_lossy(), upper.display()))?;
+            }
+        }
+        fs::set_permissions(upper, fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .with_context(|| format!("chmod {}", upper.display()))?;
+        times.push((upper, FileTime::from_last_access_time(&meta), FileTime::from_last_modification_time(&meta)));
+    }
+    for (upper, atime, mtime) in times.into_iter().rev() {
+        filetime::set_symlink_file_times(upper, atime, mtime)
+            .with_context(|| format!("setting times of {}", upper.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,7 +109,7 @@ mod tests {
         assert!(walk.end.is_none());
         let upper = t.path().join("upper");
         fs::create_dir(&upper).unwrap();
-        let made = CopiedUp::make(&upper, &dirs).unwrap();
+        let made = CopiedUp::make(&upper, &dirs, &[]).unwrap();
         for dir in ["a", "a/b"] {
             let meta = fs::symlink_metadata(upper.join(dir)).unwrap();
             assert_eq!(FileTime::from_last_modification_time(&meta), old, "{dir}");
@@ -118,7 +122,7 @@ mod tests {
         made.prune().unwrap();
         assert_eq!(fs::read_dir(&upper).unwrap().count(), 0);
 
-        let made = CopiedUp::make(&upper, &dirs).unwrap();
+        let made = CopiedUp::make(&upper, &dirs, &[]).unwrap();
         fs::write(upper.join("a/b/file"), "").unwrap();
         made.prune().unwrap();
         assert!(upper.join("a/b/file").is_file());

@@ -13,7 +13,9 @@ fn rootless_direct_copies_into_existing_destinations_give_the_overlay_paths_imag
     let Some(r) = Rootless::new(test, true) else { return };
     let owner = format!("{}:{}", r.user.uid, r.user.gid);
     let tar = r.home.join("busybox.tar");
-    for (shape, direct) in [("workdir", 2), ("odd-parents", 3), ("whiteout-opaque", 3), ("chown-name", 2)] {
+    for (shape, direct) in
+        [("workdir", 2), ("odd-parents", 3), ("whiteout-opaque", 3), ("chown-name", 2), ("merge-dirs", 1)]
+    {
         let ctx = r.home.join(shape);
         copy_tree(&testdata(&format!("direct-copy/{shape}")), &ctx);
         if shape == "odd-parents" {
