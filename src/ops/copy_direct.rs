@@ -2,10 +2,13 @@
 //! directory, without an overlay mount, whenever the upperdir an overlay would leave
 //! is known without one: the destination's path is made of plain directories in the
 //! parent's merged view (or leads where the parent has nothing), and what the copy
-//! writes meets nothing there but files it replaces ([`collide`]). The destination's
-//! directories the parent has are first copied up as overlayfs does ([`copy_up`]),
-//! looked up in the parent's snapshots with overlayfs's rules ([`merged`]); then the
-//! layer's tar is the overlay path's, byte for byte.
+//! writes meets nothing there but files it replaces and directories it merges into
+//! ([`collide`]). The destination's directories the parent has, and the parent's
+//! directories the copy's merge into, are first copied up as overlayfs does
+//! ([`copy_up`]), looked up in the parent's snapshots with overlayfs's rules
+//! ([`merged`]); then the layer's tar is the overlay path's, byte for byte. An ADD is
+//! such a copy unless it has an archive to unpack, and a `--chown` by name is resolved
+//! in the parent's merged `/etc/passwd` and `/etc/group`.
 //!
 //! Written that way, a file the previous result of the same COPY already holds
 //! unchanged is hard-linked from that result's snapshot instead of copied ([`Reuse`]),
@@ -47,7 +50,8 @@ fn enabled() -> bool {
 /// When `op` is a single COPY from the context that needs nothing from the parent
 /// filesystem but `--chown` names (no `--parents`, no archive to unpack) and whose
 /// upperdir is known without an overlay (see the module's doc): the copy, with the
-/// destination's existing directories copied up into `upperdir`. `lowers`: the
+/// destination's existing directories and those it merges into copied up into
+/// `upperdir`. `lowers`: the
 /// parent's snapshots, bottom first. `None` leaves `upperdir` as it was.
 pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], upperdir: &Path) -> Option<Direct<'a>> {
     let [FileAction::Copy(copy)] = op.actions.as_slice() else { return None };
