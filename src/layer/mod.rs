@@ -19,7 +19,7 @@ mod segment_check;
 mod sha_pipe;
 mod sha_resume;
 mod tar_sink;
-mod tar_walk;
+pub(crate) mod tar_walk;
 pub mod tar_writer;
 pub mod unpack;
 mod userns;

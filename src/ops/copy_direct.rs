@@ -59,7 +59,10 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
     if copy.parents || !enabled() {
         return None;
     }
-    match collide::unpacks_an_archive(copy, context) {
+    // What the copy writes at its targets (its sources resolved in the context); any
+    // error resolving them is for the overlay path to report.
+    let tops = collide::tops(copy, context).inspect_err(|e| tracing::debug!("COPY to {}: {e:#}", copy.dest)).ok()?;
+    match collide::unpacks_an_archive(copy, &tops) {
         Ok(false) => {}
         Ok(true) => return None,
         Err(e) => {
@@ -97,7 +100,7 @@ pub fn direct_copy<'a>(op: &'a FileOp, inputs: &[Output], lowers: &[PathBuf], up
             return None;
         }
     };
-    let merged = match collide::meeting(copy, context, &view, dest_is_dir, &rel) {
+    let merged = match collide::meeting(copy, context, &tops, &view, dest_is_dir, &rel) {
         Ok(Meeting::Direct(merged)) => merged,
         Ok(Meeting::Overlay(name)) => {
             tracing::debug!("COPY to {dest}: {:?} meets the parent's files, through the overlay", name);

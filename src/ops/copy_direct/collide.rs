@@ -47,11 +47,11 @@ pub enum Meeting {
 pub fn meeting(
     copy: &CopyAction,
     context: &Context,
+    tops: &[Selected],
     dest: &DestView,
     dest_is_dir: bool,
     dest_rel: &Path,
 ) -> Result<Meeting> {
-    let tops = tops(copy, context)?;
     let dir = match dest {
         DestView::Absent => return Ok(Meeting::Direct(Vec::new())),
         // A directory through a file or over one is an error the overlay path
@@ -65,7 +65,7 @@ pub fn meeting(
     let names = Names::new(copy, context)?;
     let mut merge =
         Merge { names: &names, filtered: !copy.include.is_empty() || !copy.exclude.is_empty(), dirs: Vec::new() };
-    for top in &tops {
+    for top in tops {
         let top_is_dir = top.meta.is_dir();
         if !(top_is_dir && copy.dir_contents_only) {
             if meets(dir, &top.name, top_is_dir)? {
@@ -137,7 +137,7 @@ impl Merge<'_> {
 
 /// The source entries the copy writes at its targets (its sources resolved in the
 /// context, wildcards expanded, filtered by `--include`/`--exclude`).
-fn tops(copy: &CopyAction, context: &Context) -> Result<Vec<Selected>> {
+pub fn tops(copy: &CopyAction, context: &Context) -> Result<Vec<Selected>> {
     let fs = SourceFs::new(context.root(), Some(context.matcher()));
     let filter = CopyFilter::new(&copy.include, &copy.exclude)?;
     let mut tops = Vec::new();
@@ -148,14 +148,14 @@ fn tops(copy: &CopyAction, context: &Context) -> Result<Vec<Selected>> {
     Ok(tops)
 }
 
-/// Whether an ADD has an archive to unpack among its sources: only a source file
-/// itself is unpacked (never a file inside a source directory), so an ADD of
+/// Whether an ADD has an archive to unpack among its sources (`tops`): only a source
+/// file itself is unpacked (never a file inside a source directory), so an ADD of
 /// directories and other files copies as COPY does.
-pub fn unpacks_an_archive(copy: &CopyAction, context: &Context) -> Result<bool> {
+pub fn unpacks_an_archive(copy: &CopyAction, tops: &[Selected]) -> Result<bool> {
     if !copy.unpack_archives {
         return Ok(false);
     }
-    for top in tops(copy, context)? {
+    for top in tops {
         if top.meta.is_file() && is_archive(&top.host)? {
             return Ok(true);
         }

@@ -5,11 +5,13 @@
 //! opaque one (`trusted.overlay.opaque` or `user.overlay.opaque`) or the first lower
 //! that has a non-directory there (overlayfs stops at it, as it stops at a whiteout).
 
+use crate::layer::tar_walk::{self, XattrsOf};
+use crate::layer::tar_writer::is_whiteout;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
 use std::path::{Path, PathBuf};
 
 /// A directory of the merged view: the host paths it is made of, topmost first (the
@@ -142,16 +144,10 @@ fn lstat(path: &Path) -> io::Result<Option<Metadata>> {
     }
 }
 
-fn is_whiteout(meta: &Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
 /// Either opaque marker, as overlayfs reads them (a rootless build's lowers carry the
-/// `user.` one).
+/// `user.` one); one that cannot be read counts as none.
 fn is_opaque(dir: &Path) -> bool {
-    ["trusted.overlay.opaque", "user.overlay.opaque"]
-        .iter()
-        .any(|name| xattr::get(dir, name).ok().flatten().is_some_and(|v| v == b"y"))
+    tar_walk::is_opaque(XattrsOf::Path(dir)).unwrap_or(false)
 }
 
 #[cfg(test)]
