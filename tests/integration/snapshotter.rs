@@ -77,6 +77,17 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The arguments of a build of `ctx` from scratch with `snapshotter`: into the store
+/// as `app:<snapshotter>` (its id written to `iid`) and into the OCI tarball `oci`.
+pub(crate) fn build_args(snapshotter: &str, iid: &Path, oci: &Path, ctx: &Path) -> Vec<String> {
+    let (tag, oci) = (format!("app:{snapshotter}"), format!("type=oci,dest={}", oci.display()));
+    let iid = iid.to_str().unwrap().to_string();
+    let ctx = ctx.to_str().unwrap().to_string();
+    ["build", "--progress=plain", "--no-cache", "-t", &tag, "--iidfile", &iid, "-o", "type=image", "-o", &oci, &ctx]
+        .map(String::from)
+        .to_vec()
+}
+
 #[test]
 fn fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it() {
     let test = "fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it";
@@ -87,20 +98,7 @@ fn fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it() {
         let iid = env.work.path().join(format!("{snapshotter}.iid"));
         let oci = env.work.path().join(format!("{snapshotter}.tar"));
         let out = env
-            .cmd(&[
-                "build",
-                "--progress=plain",
-                "--no-cache",
-                "-t",
-                &format!("app:{snapshotter}"),
-                "--iidfile",
-                iid.to_str().unwrap(),
-                "-o",
-                "type=image",
-                "-o",
-                &format!("type=oci,dest={}", oci.display()),
-                ctx.to_str().unwrap(),
-            ])
+            .cmd(&build_args(snapshotter, &iid, &oci, &ctx).iter().map(String::as_str).collect::<Vec<_>>())
             .env("SOURCE_DATE_EPOCH", "0")
             .env("BUILDER_SNAPSHOTTER", snapshotter)
             .output()

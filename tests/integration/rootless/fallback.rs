@@ -3,7 +3,7 @@
 //! `builder run -it` in a real terminal, as the test user with subordinate ids.
 
 use super::harness::*;
-use crate::snapshotter::{DOCKERFILE, RUN_CHECK, RUN_OUTPUT, fallback_warnings, fallbacks, markers};
+use crate::snapshotter::{DOCKERFILE, RUN_CHECK, RUN_OUTPUT, build_args, fallback_warnings, fallbacks, markers};
 use crate::tty::{TYPED, check_terminal_output, typed_into_pty};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -18,20 +18,7 @@ fn rootless_fallback_snapshotters_build_the_image_overlayfs_builds_and_run_it() 
     let build = |snapshotter: &str| -> (String, String, Vec<String>) {
         let (iid, oci) = (r.home.join(format!("{snapshotter}.iid")), r.home.join(format!("{snapshotter}.tar")));
         let out = r
-            .cmd(&[
-                "build",
-                "--progress=plain",
-                "--no-cache",
-                "-t",
-                &format!("app:{snapshotter}"),
-                "--iidfile",
-                iid.to_str().unwrap(),
-                "-o",
-                "type=image",
-                "-o",
-                &format!("type=oci,dest={}", oci.display()),
-                ctx.to_str().unwrap(),
-            ])
+            .cmd(&build_args(snapshotter, &iid, &oci, &ctx).iter().map(String::as_str).collect::<Vec<_>>())
             .env("SOURCE_DATE_EPOCH", "0")
             .env("BUILDER_SNAPSHOTTER", snapshotter)
             .output()
